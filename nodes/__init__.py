@@ -1,0 +1,29 @@
+"""Thin ComfyUI adapters over paco_core (V3 node API).
+
+Rules for every module here: import ``comfy_api`` / ``comfy`` / ``folder_paths`` only
+inside this package, import sibling modules relatively (ComfyUI owns the top-level name
+``nodes``), import ``paco_core`` absolutely, keep heavy imports inside ``execute``.
+Each topic module exports ``NODES``: the list of its node classes.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from comfy_api.latest import ComfyExtension, io
+
+NODE_MODULES = ("grid", "judge", "generation")
+
+
+def all_nodes() -> list[type[io.ComfyNode]]:
+    """Every PaCo node class, in menu order."""
+    classes: list[type[io.ComfyNode]] = []
+    for name in NODE_MODULES:
+        module = importlib.import_module(f".{name}", __name__)
+        classes.extend(module.NODES)
+    return classes
+
+
+class PaCoExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return all_nodes()

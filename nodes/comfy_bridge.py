@@ -1,0 +1,94 @@
+"""The only place the pack touches ComfyUI's runtime modules (beyond ``comfy_api``).
+
+Everything is imported lazily so that a node module stays importable at startup, and
+so that tests can provide stand-ins for ``comfy.utils``, ``comfy.model_management`` and
+``folder_paths``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from paco_core.callbacks import Hooks
+
+
+def hooks_for(node_id: str | None, total: int) -> Hooks:
+    """Progress-bar and cancel hooks wired to ComfyUI for one node run.
+
+    ``ProgressBar.update_absolute`` also checks ComfyUI's interrupt flag; the explicit
+    cancel check makes work stop between units even when no progress is reported.
+    """
+    import comfy.model_management as mm
+    import comfy.utils
+
+    bar = comfy.utils.ProgressBar(max(int(total), 1), node_id=node_id)
+
+    def progress(done: int, total_now: int) -> None:
+        bar.update_absolute(done, total_now)
+
+    return Hooks(progress=progress, check_cancel=mm.throw_exception_if_processing_interrupted)
+
+
+def free_comfy_memory() -> None:
+    """Unload ComfyUI's own models and empty the cache before a pipeline takes the GPU."""
+    import comfy.model_management as mm
+
+    mm.unload_all_models()
+    mm.soft_empty_cache()
+
+
+def soft_empty_cache() -> None:
+    import comfy.model_management as mm
+
+    mm.soft_empty_cache()
+
+
+def comfy_device():
+    """The torch device ComfyUI computes on (cuda / mps / cpu, as ComfyUI decided)."""
+    import comfy.model_management as mm
+
+    return mm.get_torch_device()
+
+
+def model_choices(folder: str) -> list[str]:
+    """Names ComfyUI lists for a models folder (e.g. ``"loras"``, ``"diffusers"``)."""
+    import folder_paths
+
+    if folder == "diffusers":
+        return diffusers_folder_choices()
+    return list(folder_paths.get_filename_list(folder))
+
+
+def diffusers_folder_choices() -> list[str]:
+    """Sub-folders of ComfyUI's ``models/diffusers`` that hold a ``model_index.json``."""
+    import folder_paths
+
+    names: list[str] = []
+    for root in folder_paths.get_folder_paths("diffusers"):
+        if not os.path.isdir(root):
+            continue
+        for entry in sorted(os.listdir(root)):
+            if os.path.isfile(os.path.join(root, entry, "model_index.json")):
+                names.append(entry)
+    return names
+
+
+def resolve_model_path(folder: str, name: str) -> str:
+    """Full path of a dropdown choice; a value that is no known name passes through
+    unchanged, so a typed hub id or absolute path works too."""
+    import folder_paths
+
+    if folder == "diffusers" or os.path.isdir(name):
+        for root in folder_paths.get_folder_paths(folder):
+            candidate = os.path.join(root, name)
+            if os.path.isdir(candidate):
+                return candidate
+        return name
+    path = folder_paths.get_full_path(folder, name)
+    return path if path else name
+
+
+def output_directory() -> str:
+    import folder_paths
+
+    return folder_paths.get_output_directory()
