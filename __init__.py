@@ -15,8 +15,6 @@ if _PACK_DIR not in sys.path:
     # without `pip install -e .`. Appended, so an installed copy wins.
     sys.path.append(_PACK_DIR)
 
-WEB_DIRECTORY = "./web/js"
-
 
 async def comfy_entrypoint():
     """Return the ComfyExtension that lists every PaCo node (called by ComfyUI)."""
