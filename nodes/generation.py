@@ -1,0 +1,499 @@
+"""Nodes for consistent generation: pipeline loader, LoRA, image sets, edits, edit chains.
+
+Each node validates, calls ``paco_core`` and converts; heavy modules (torch, diffusers,
+peft) are imported inside ``execute``.
+"""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from paco_core.prompts import layout_choices
+
+from . import comfy_bridge
+
+PacoPipeline = io.Custom("PACO_PIPELINE")
+
+TYPED_PATH_CHOICE = "(type a path or hub id below)"
+FOLDER_TRANSFORMER_CHOICE = "(the model folder's own)"
+DTYPE_CHOICES = {"auto (bf16 on GPU, fp32 on CPU)": "auto", "bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}
+OFFLOAD_CHOICES = {
+    "none (all on the GPU: fastest)": "none",
+    "model (one component at a time on the GPU)": "model",
+    "sequential (layer by layer: least VRAM, slowest)": "sequential",
+}
+SEED_MAX = 2**63 - 1
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def prepare_for_run(loaded) -> None:
+    """Free ComfyUI's own models before a pipeline takes the GPU, then place it there."""
+    from paco_core.models.pipelines import move_to_device
+
+    if loaded.device != "cpu":
+        comfy_bridge.free_comfy_memory()
+    move_to_device(loaded)
+
+
+def release_after_run(loaded) -> None:
+    """With keep-loaded off, move the weights to the CPU and give the memory back."""
+    from paco_core.models.pipelines import park_on_cpu
+
+    if not loaded.keep_loaded:
+        park_on_cpu(loaded)
+        comfy_bridge.soft_empty_cache()
+
+
+def reference_from_batch(image) -> list:
+    from paco_core.images import tensor_to_pil
+
+    return tensor_to_pil(image)
+
+
+def edit_option_inputs() -> list:
+    """Inputs shared by PaCo Edit and PaCo Edit Chain."""
+    return [
+        io.Int.Input("steps", default=28, min=1, max=200, tooltip="Denoising steps per edit."),
+        io.Float.Input(
+            "guidance",
+            default=0.0,
+            min=0.0,
+            max=30.0,
+            step=0.1,
+            tooltip="Kontext guidance / Qwen-Image-Edit true-CFG scale. 0 = the model's PaCo-RL default "
+            "(2.5 Kontext, 4.0 Qwen). For Qwen, 1.0 turns true CFG off (twice as fast).",
+        ),
+        io.Int.Input(
+            "seed",
+            default=0,
+            min=0,
+            max=SEED_MAX,
+            control_after_generate=True,
+            tooltip="Seed of the first edit.",
+        ),
+        io.Int.Input(
+            "max_area",
+            default=0,
+            min=0,
+            max=4096 * 4096,
+            step=1024,
+            tooltip="Pixel area the model works at (aspect kept, sides snapped to 16). 0 = the input's own "
+            "size. 1048576 (1024x1024) is what Kontext and Qwen-Image-Edit were trained at. The output "
+            "keeps the input's size either way.",
+        ),
+        io.Int.Input(
+            "condition_area",
+            default=0,
+            min=0,
+            max=4096 * 4096,
+            step=1024,
+            tooltip="Qwen-Image-Edit only: pixel area of the condition image. 0 = the working size.",
+        ),
+        io.Boolean.Input(
+            "auto_resize",
+            default=False,
+            tooltip="Kontext only: work at the nearest of Kontext's preferred resolutions (~1 MP).",
+        ),
+    ]
+
+
+def edit_options(
+    steps: int, guidance: float, seed: int, max_area: int, condition_area: int, auto_resize: bool
+):
+    from paco_core.generate import EditOptions
+
+    return EditOptions(
+        steps=steps,
+        guidance=guidance if guidance > 0 else None,
+        seed=seed,
+        max_area=max_area or None,
+        condition_area=condition_area or None,
+        auto_resize=auto_resize,
+    )
+
+
+def split_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+class PaCoPipelineLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        models = comfy_bridge.model_choices("diffusers") + [TYPED_PATH_CHOICE]
+        transformers = [FOLDER_TRANSFORMER_CHOICE] + comfy_bridge.model_choices("diffusion_models")
+        return io.Schema(
+            node_id="PaCoPipelineLoader",
+            display_name="PaCo Pipeline Loader",
+            category="PaCo/generation",
+            description="Load a FLUX.1-dev, FLUX.1-Kontext-dev or Qwen-Image-Edit diffusers pipeline "
+            "(kind read from model_index.json). Cached: re-running a workflow does not reload it.",
+            inputs=[
+                io.Combo.Input(
+                    "model",
+                    options=models,
+                    default=models[0],
+                    tooltip="A diffusers folder from models/diffusers (one holding model_index.json).",
+                ),
+                io.String.Input(
+                    "model_path",
+                    default="",
+                    optional=True,
+                    tooltip="A local diffusers folder or a hub id (e.g. black-forest-labs/FLUX.1-dev) already "
+                    "in the hub cache; used when the dropdown says to type one.",
+                ),
+                io.Combo.Input(
+                    "dtype",
+                    options=list(DTYPE_CHOICES),
+                    default=next(iter(DTYPE_CHOICES)),
+                    tooltip="Weight precision. bf16 halves memory on GPUs; fp32 is the CPU's.",
+                ),
+                io.Combo.Input(
+                    "offload",
+                    options=list(OFFLOAD_CHOICES),
+                    default=next(iter(OFFLOAD_CHOICES)),
+                    tooltip="How much of the pipeline stays on the GPU (GPU only).",
+                ),
+                io.Combo.Input(
+                    "transformer_file",
+                    options=transformers,
+                    default=FOLDER_TRANSFORMER_CHOICE,
+                    tooltip="FLUX only: a single-file transformer from models/diffusion_models (.safetensors) "
+                    "used instead of the folder's transformer.",
+                ),
+                io.Boolean.Input(
+                    "keep_loaded",
+                    default=True,
+                    tooltip="Keep the weights on the GPU between runs (fast re-runs). Off: move them to the "
+                    "CPU after each node that uses the pipeline.",
+                ),
+            ],
+            outputs=[
+                PacoPipeline.Output(
+                    "pipeline", tooltip="The loaded pipeline, for PaCo LoRA / Generate / Edit."
+                )
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, dtype, offload, transformer_file, keep_loaded, model_path="") -> io.NodeOutput:
+        from dataclasses import replace
+
+        from paco_core.errors import InputError
+        from paco_core.models.pipelines import load_pipeline
+
+        if model_path.strip():
+            source = comfy_bridge.resolve_model_path("diffusers", model_path.strip())
+        elif model == TYPED_PATH_CHOICE:
+            raise InputError("the model dropdown says to type a path, but model_path is empty: type one.")
+        else:
+            source = comfy_bridge.resolve_model_path("diffusers", model)
+        single_file = None
+        if transformer_file != FOLDER_TRANSFORMER_CHOICE:
+            single_file = comfy_bridge.resolve_model_path("diffusion_models", transformer_file)
+        device = str(comfy_bridge.comfy_device())
+        if device != "cpu":
+            comfy_bridge.free_comfy_memory()
+        loaded = load_pipeline(
+            source,
+            dtype=DTYPE_CHOICES[dtype],
+            device=device,
+            offload=OFFLOAD_CHOICES[offload],
+            transformer_file=single_file,
+        )
+        return io.NodeOutput(replace(loaded, keep_loaded=keep_loaded))
+
+
+class PaCoLora(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PaCoLora",
+            display_name="PaCo LoRA",
+            category="PaCo/generation",
+            description="Add a LoRA (peft, diffusers or kohya .safetensors) to a PaCo pipeline. Stackable; other "
+            "branches using the same input pipeline are not affected.",
+            inputs=[
+                PacoPipeline.Input("pipeline", tooltip="The pipeline to add the LoRA to."),
+                io.Combo.Input(
+                    "lora_name",
+                    options=comfy_bridge.model_choices("loras"),
+                    tooltip="A LoRA from models/loras.",
+                ),
+                io.Float.Input(
+                    "strength",
+                    default=1.0,
+                    min=-4.0,
+                    max=4.0,
+                    step=0.05,
+                    tooltip="How strongly the LoRA acts (1.0 = as trained; 0 = off).",
+                ),
+            ],
+            outputs=[
+                PacoPipeline.Output("pipeline", tooltip="The pipeline with this LoRA stacked on its LoRAs."),
+                io.String.Output(
+                    "lora_info", tooltip="Format and how many of the file's keys matched the model."
+                ),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, pipeline, lora_name, strength) -> io.NodeOutput:
+        from paco_core.models.lora import LoraSpec, adapter_name_for, apply_loras
+
+        path = comfy_bridge.resolve_model_path("loras", lora_name)
+        view = apply_loras(pipeline, [LoraSpec(path, strength)])
+        added = next(lora for lora in view.loras if lora.adapter_name == adapter_name_for(path))
+        info = (
+            f"{lora_name}: {added.format} format, {added.num_matched} of {added.num_keys} keys matched, "
+            f"strength {added.strength:g}"
+        )
+        return io.NodeOutput(view, info)
+
+
+class PaCoGenerateSet(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PaCoGenerateSet",
+            display_name="PaCo Generate Set",
+            category="PaCo/generation",
+            description="Generate a consistent set: one grid image of layout x panel size from a grid prompt, "
+            "split into panels. Several sets (seed, seed+1, ...) for best-of-N.",
+            inputs=[
+                PacoPipeline.Input(
+                    "pipeline", tooltip="A FLUX.1-dev pipeline (with a PaCo LoRA for best consistency)."
+                ),
+                io.String.Input(
+                    "theme",
+                    multiline=True,
+                    default="",
+                    tooltip="What the whole set shows (the judge's theme).",
+                ),
+                io.String.Input(
+                    "description",
+                    multiline=True,
+                    default="",
+                    tooltip="What every panel shares: style, setting, identity. May be empty.",
+                ),
+                io.String.Input(
+                    "panels",
+                    multiline=True,
+                    default="",
+                    tooltip="One prompt per line, one line per panel, row-major (2x2: TL, TR, BL, BR).",
+                ),
+                io.Combo.Input(
+                    "layout", options=layout_choices(), default="2x2", tooltip="Rows x columns of panels."
+                ),
+                io.Int.Input(
+                    "panel_width",
+                    default=512,
+                    min=16,
+                    max=2048,
+                    step=16,
+                    tooltip="Width of one panel (multiple of 16).",
+                ),
+                io.Int.Input(
+                    "panel_height",
+                    default=512,
+                    min=16,
+                    max=2048,
+                    step=16,
+                    tooltip="Height of one panel (multiple of 16).",
+                ),
+                io.Int.Input("steps", default=28, min=1, max=200, tooltip="Denoising steps."),
+                io.Float.Input(
+                    "guidance", default=3.5, min=0.0, max=30.0, step=0.1, tooltip="FLUX guidance scale."
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=SEED_MAX,
+                    control_after_generate=True,
+                    tooltip="Seed of the first set.",
+                ),
+                io.Int.Input(
+                    "num_sets", default=1, min=1, max=64, tooltip="How many sets (seeds seed, seed+1, ...)."
+                ),
+            ],
+            outputs=[
+                io.Image.Output("panels", tooltip="All panels: set 1's (row-major), then set 2's, ..."),
+                io.Image.Output("grids", tooltip="One grid image per set."),
+                io.String.Output("prompt", tooltip="The grid prompt the model saw."),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        pipeline,
+        theme,
+        description,
+        panels,
+        layout,
+        panel_width,
+        panel_height,
+        steps,
+        guidance,
+        seed,
+        num_sets,
+    ) -> io.NodeOutput:
+        from paco_core.generate import SetRequest, generate_sets
+        from paco_core.images import pil_to_tensor
+
+        request = SetRequest(
+            theme=theme,
+            panels=tuple(split_lines(panels)),
+            layout=layout,
+            description=description,
+            panel_width=panel_width,
+            panel_height=panel_height,
+            steps=steps,
+            guidance=guidance,
+            seed=seed,
+        )
+        hooks = comfy_bridge.hooks_for(cls.hidden.unique_id, steps * num_sets)
+        prepare_for_run(pipeline)
+        try:
+            sets = generate_sets(pipeline, request, num_sets=num_sets, hooks=hooks)
+        finally:
+            release_after_run(pipeline)
+        panel_images = [panel for result in sets for panel in result.panels]
+        return io.NodeOutput(
+            pil_to_tensor(panel_images), pil_to_tensor([result.grid for result in sets]), sets[0].prompt
+        )
+
+
+class PaCoEdit(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PaCoEdit",
+            display_name="PaCo Edit",
+            category="PaCo/generation",
+            description="Edit image(s) with one instruction (FLUX.1-Kontext-dev or Qwen-Image-Edit). The output "
+            "keeps each input's size.",
+            inputs=[
+                PacoPipeline.Input("pipeline", tooltip="A Kontext or Qwen-Image-Edit pipeline."),
+                io.Image.Input("image", tooltip="The image(s) to edit; image k of a batch uses seed + k."),
+                io.String.Input("instruction", multiline=True, default="", tooltip="What to change."),
+                *edit_option_inputs(),
+            ],
+            outputs=[io.Image.Output("image", tooltip="The edited image(s), same size as the input.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(
+        cls, pipeline, image, instruction, steps, guidance, seed, max_area, condition_area, auto_resize
+    ) -> io.NodeOutput:
+        from dataclasses import replace
+
+        from paco_core.callbacks import Hooks
+        from paco_core.generate import edit_image
+        from paco_core.images import pil_to_tensor
+
+        options = edit_options(steps, guidance, seed, max_area, condition_area, auto_resize)
+        sources = reference_from_batch(image)
+        hooks = comfy_bridge.hooks_for(cls.hidden.unique_id, steps * len(sources))
+        prepare_for_run(pipeline)
+        results = []
+        try:
+            for index, source in enumerate(sources):
+                offset = index * steps
+                item_hooks = Hooks(
+                    progress=lambda done, total, offset=offset: hooks.progress(
+                        offset + done, steps * len(sources)
+                    ),
+                    check_cancel=hooks.check_cancel,
+                )
+                item_options = replace(options, seed=seed + index)
+                results.append(
+                    edit_image(pipeline, source, instruction, item_options, hooks=item_hooks).image
+                )
+        finally:
+            release_after_run(pipeline)
+        return io.NodeOutput(pil_to_tensor(results))
+
+
+class PaCoEditChain(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PaCoEditChain",
+            display_name="PaCo Edit Chain",
+            category="PaCo/generation",
+            description="Apply instructions one after another: each step edits the previous result (or, by "
+            "option, the reference). Returns the sequence of images.",
+            inputs=[
+                PacoPipeline.Input("pipeline", tooltip="A Kontext or Qwen-Image-Edit pipeline."),
+                io.Image.Input("image", tooltip="The reference image (a batch of one)."),
+                io.String.Input(
+                    "instructions", multiline=True, default="", tooltip="One instruction per line, in order."
+                ),
+                io.Boolean.Input(
+                    "from_reference",
+                    default=False,
+                    tooltip="Every step edits the reference instead of the previous step's result.",
+                ),
+                io.Boolean.Input(
+                    "include_reference",
+                    default=True,
+                    tooltip="Put the reference first in the output sequence (ready for PaCo judge nodes).",
+                ),
+                *edit_option_inputs(),
+            ],
+            outputs=[
+                io.Image.Output(
+                    "images", tooltip="[reference,] step 1, step 2, ... all at the reference's size."
+                )
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        pipeline,
+        image,
+        instructions,
+        from_reference,
+        include_reference,
+        steps,
+        guidance,
+        seed,
+        max_area,
+        condition_area,
+        auto_resize,
+    ) -> io.NodeOutput:
+        from paco_core.errors import InputError
+        from paco_core.generate import edit_chain
+        from paco_core.images import pil_to_tensor
+
+        references = reference_from_batch(image)
+        if len(references) != 1:
+            raise InputError(
+                f"PaCo Edit Chain takes one reference image, got a batch of {len(references)}; pick one first "
+                "(e.g. with ImageFromBatch)."
+            )
+        lines = split_lines(instructions)
+        options = edit_options(steps, guidance, seed, max_area, condition_area, auto_resize)
+        hooks = comfy_bridge.hooks_for(cls.hidden.unique_id, steps * max(len(lines), 1))
+        prepare_for_run(pipeline)
+        try:
+            chain = edit_chain(
+                pipeline, references[0], lines, options, from_reference=from_reference, hooks=hooks
+            )
+        finally:
+            release_after_run(pipeline)
+        images = ([chain.reference] if include_reference else []) + chain.images
+        return io.NodeOutput(pil_to_tensor(images))
+
+
+NODES = [PaCoPipelineLoader, PaCoLora, PaCoGenerateSet, PaCoEdit, PaCoEditChain]

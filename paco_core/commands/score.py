@@ -1,0 +1,192 @@
+"""`paco score`, `paco score-edit` and `paco serve-judge`: the PaCo-Reward judge from the shell.
+
+Examples:
+    paco score --judge models/PaCo-Reward-7B --theme "a fox in four seasons" --layout 2x2 grid.png --json
+    paco score --url http://127.0.0.1:8000 panel1.png panel2.png panel3.png --json
+    paco score-edit --judge models/PaCo-Reward-7B --instruction "make it night" before.png after.png --json
+    paco serve-judge --judge models/PaCo-Reward-7B --port 8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from paco_core.errors import InputError
+
+ANSWER_SETS = ("exact", "case")
+
+
+def register(subparsers) -> None:
+    score = subparsers.add_parser(
+        "score",
+        help="score the consistency of a set of images with the PaCo-Reward judge",
+        description="Score how consistent a set of images is: every pair is asked to the judge; the set score "
+        "is the mean pair score. Give two or more images, or one grid image with --layout.",
+    )
+    add_judge_arguments(score)
+    score.add_argument(
+        "images", nargs="+", type=Path, metavar="IMG", help="the set's images (or one grid image)"
+    )
+    score.add_argument(
+        "--theme", default=None, help="the set's theme prompt (default: the theme-less prompt)"
+    )
+    score.add_argument(
+        "--layout", default=None, metavar="RxC", help="split the single IMG into a RxC grid of panels"
+    )
+    score.add_argument("--both-orders", action="store_true", help="ask each pair in both orders and average")
+    score.add_argument(
+        "--json", action="store_true", help='print {"score", "pairs": [[i, j, p]], "per_image"}'
+    )
+    score.set_defaults(func=run_score)
+
+    edit = subparsers.add_parser(
+        "score-edit",
+        help="score an edit (consistency, instruction following, overall) with the PaCo-Reward judge",
+        description="Score one edit: consistency with the original outside the asked change, instruction "
+        "following, and overall = sqrt(consistency x following).",
+    )
+    add_judge_arguments(edit)
+    edit.add_argument("original", type=Path, metavar="ORIGINAL", help="the image before the edit")
+    edit.add_argument("edited", type=Path, metavar="EDITED", help="the image after the edit")
+    edit.add_argument("--instruction", required=True, help="the edit instruction")
+    edit.add_argument("--json", action="store_true", help='print {"consistency", "following", "overall"}')
+    edit.set_defaults(func=run_score_edit)
+
+    serve = subparsers.add_parser(
+        "serve-judge",
+        help="serve a local judge over an OpenAI-compatible chat-completions API (no vLLM needed)",
+        description="Serve a local judge at http://HOST:PORT/v1/chat/completions with logprobs, for "
+        "`paco score --url`, the Judge Loader node or training runs. Binds 127.0.0.1 by default.",
+    )
+    serve.add_argument(
+        "--judge", required=True, metavar="DIR", help="judge folder or hub id in the hub cache"
+    )
+    serve.add_argument("--lora", default=None, metavar="DIR", help="peft adapter folder for a base judge")
+    serve.add_argument("--dtype", default=None, choices=("bf16", "fp16", "fp32"), help="weights precision")
+    serve.add_argument("--device", default=None, help="cuda, cuda:N, cpu (default: the GPU if any)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument("--model-name", default="paco-judge", help="the model name clients use")
+    serve.add_argument("--max-logprobs", type=int, default=20, help="largest top_logprobs accepted")
+    serve.set_defaults(func=run_serve_judge)
+
+
+def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--judge", metavar="DIR", help="judge folder (or hub id in the hub cache): local backend"
+    )
+    source.add_argument("--url", help="OpenAI-compatible server URL (e.g. vllm serve): server backend")
+    parser.add_argument("--lora", default=None, metavar="DIR", help="peft adapter folder for a base judge")
+    parser.add_argument("--server-model", default=None, help="with --url: the served model name")
+    parser.add_argument(
+        "--dtype", default=None, choices=("bf16", "fp16", "fp32"), help="local weights precision"
+    )
+    parser.add_argument(
+        "--device", default=None, help="local device: cuda, cuda:N, cpu (default: the GPU if any)"
+    )
+    parser.add_argument(
+        "--answers", default="exact", choices=ANSWER_SETS, help="count exact Yes/No or case variants"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="local: image pairs per forward pass")
+
+
+def open_judge(args: argparse.Namespace):
+    """The judge backend the arguments ask for."""
+    if args.url:
+        if args.lora:
+            raise InputError("--lora applies to a local --judge; a server already serves its model.")
+        from paco_core.reward.server import ServerJudge
+
+        return ServerJudge(args.url, args.server_model, answers=args.answers)
+    from paco_core.models.judge import load_judge
+
+    return load_judge(
+        args.judge,
+        lora=args.lora,
+        dtype=args.dtype,
+        device=args.device,
+        answers=args.answers,
+        batch_size=args.batch_size,
+    )
+
+
+def read_image(path: Path):
+    """An RGB PIL image from a file, or InputError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError) as error:
+        raise InputError(f"cannot read image {path}: {error}") from error
+
+
+def set_images(paths: list[Path], layout: str | None) -> list:
+    """The set's panels: the images as given, or the panels of one grid with ``layout``."""
+    if layout is None:
+        return [read_image(path) for path in paths]
+    if len(paths) != 1:
+        raise InputError(f"--layout splits one grid image into panels; got {len(paths)} images.")
+    from paco_core.images import split_grid
+
+    return split_grid(read_image(paths[0]), layout)
+
+
+def progress_printer(label: str):
+    """Hooks that print ``label done/total`` to stderr."""
+    from paco_core.callbacks import Hooks
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{label} {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+
+    return Hooks(progress=progress)
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from paco_core.reward.report import format_set_report
+    from paco_core.reward.scoring import score_set
+
+    images = set_images(args.images, args.layout)
+    judge = open_judge(args)
+    result = score_set(
+        judge, images, args.theme, both_orders=args.both_orders, hooks=progress_printer("pairs")
+    )
+    print(json.dumps(result.to_json()) if args.json else format_set_report(result))
+    return 0
+
+
+def run_score_edit(args: argparse.Namespace) -> int:
+    from paco_core.reward.scoring import score_edit
+
+    original, edited = read_image(args.original), read_image(args.edited)
+    judge = open_judge(args)
+    result = score_edit(judge, original, edited, args.instruction)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(
+            f"consistency {result.consistency:.3f}  following {result.following:.3f}  overall {result.overall:.3f}"
+        )
+    return 0
+
+
+def run_serve_judge(args: argparse.Namespace) -> int:
+    from paco_core.models.judge import load_judge
+    from paco_core.reward.judge_server import JudgeHTTPServer
+
+    judge = load_judge(args.judge, lora=args.lora, dtype=args.dtype, device=args.device)
+    server = JudgeHTTPServer(
+        judge, host=args.host, port=args.port, model_name=args.model_name, max_logprobs=args.max_logprobs
+    )
+    print(f"serving {args.judge} as {args.model_name!r} at {server.url}/v1/chat/completions", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0

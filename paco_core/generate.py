@@ -1,0 +1,518 @@
+"""Consistent image sets (one grid image split into panels) and edit chains.
+
+A set: theme + shared description + panel prompts + layout -> one grid prompt
+(``paco_core.prompts.build_grid_prompt``) -> one FLUX image of ``rows x cols`` panels ->
+``paco_core.images.split_grid`` -> panels. An edit chain: a reference image and a list of
+instructions; each step edits the previous result (or the reference).
+
+Sizes: FLUX and Qwen-Image work on a 16-pixel grid (8x VAE x 2x2 latent packing).
+- A set's panel size is chosen by the user, so a size off that grid is refused with the
+  nearest valid sizes (snapping would silently change what was asked for).
+- An edit's input image can have any size: the model works at that size snapped to the
+  16-pixel grid (or at ``max_area`` when given), and the output is resized back to the
+  input's exact size, so a judge compares like with like.
+
+Example:
+    >>> request = SetRequest(theme="a red fox", panels=["running", "sleeping"], layout="1x2",
+    ...                      panel_width=256, panel_height=256, steps=10)  # doctest: +SKIP
+    >>> [result] = generate_sets(loaded, request)  # doctest: +SKIP
+    >>> result.panels[0].size
+    (256, 256)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from paco_core import __version__
+from paco_core.callbacks import NO_HOOKS, Hooks
+from paco_core.errors import InputError
+from paco_core.models.pipelines import EDIT_KINDS, TEXT_TO_IMAGE_KINDS, LoadedPipeline
+
+logger = logging.getLogger(__name__)
+
+SIZE_MULTIPLE = 16
+"""Every side the FLUX / Qwen-Image pipelines take is a multiple of this (VAE 8 x packing 2)."""
+
+DEFAULT_EDIT_GUIDANCE = {"flux-kontext": 2.5, "qwen-image-edit": 4.0, "qwen-image-edit-plus": 4.0}
+"""Kontext: distilled guidance; Qwen-Image-Edit: true CFG scale (PaCo-RL's settings)."""
+
+QWEN_NEGATIVE_PROMPT = " "
+"""Qwen-Image-Edit's true CFG needs a negative prompt; a blank one is the usual choice."""
+
+_QWEN_PATCH_LOCK = threading.Lock()
+
+
+# --------------------------------------------------------------------------- requests / results
+
+
+@dataclass(frozen=True)
+class SetRequest:
+    """What one consistent set should show and how to sample it.
+
+    Args:
+        theme: what the whole set shows (the judge's theme).
+        panels: one prompt per panel, row-major.
+        layout: "RxC", e.g. "2x2".
+        description: what every panel shares (style, setting, identity); may be "".
+        panel_width: width of one panel in pixels (multiple of 16).
+        panel_height: height of one panel in pixels (multiple of 16).
+        steps: denoising steps.
+        guidance: FLUX guidance scale.
+        seed: seed of the first set; set k uses ``seed + k``.
+        max_sequence_length: T5 prompt tokens (512 for FLUX.1-dev).
+    """
+
+    theme: str
+    panels: tuple[str, ...]
+    layout: str = "2x2"
+    description: str = ""
+    panel_width: int = 512
+    panel_height: int = 512
+    steps: int = 28
+    guidance: float = 3.5
+    seed: int = 0
+    max_sequence_length: int = 512
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "panels", tuple(self.panels))
+        _check_positive_int("steps", self.steps)
+        _check_positive_int("max_sequence_length", self.max_sequence_length)
+        _check_seed(self.seed)
+        _check_guidance(self.guidance)
+        for name in ("panel_width", "panel_height"):
+            _check_side(name, getattr(self, name))
+
+
+@dataclass
+class GeneratedSet:
+    """One generated set: the grid, its panels (row-major) and how it was made."""
+
+    grid: Any
+    panels: list[Any]
+    prompt: str
+    seed: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    """How to run an edit.
+
+    Args:
+        steps: denoising steps.
+        guidance: Kontext guidance / Qwen-Image-Edit true-CFG scale; None = the model's
+            PaCo-RL default (2.5 Kontext, 4.0 Qwen).
+        seed: seed of the first edit; edit k of a chain uses ``seed + k``.
+        max_area: pixel area the model works at (aspect kept, sides snapped to 16);
+            None = the input's own size. 1024*1024 is what the models were trained at.
+        auto_resize: Kontext only: work at the nearest of Kontext's preferred resolutions.
+        condition_area: Qwen-Image-Edit only: pixel area of the condition image; None =
+            the working size (diffusers alone would always use ~1024*1024).
+        keep_input_size: resize the result back to the input's size (default) instead of
+            returning the working size.
+    """
+
+    steps: int = 28
+    guidance: float | None = None
+    seed: int = 0
+    max_area: int | None = None
+    auto_resize: bool = False
+    condition_area: int | None = None
+    keep_input_size: bool = True
+    max_sequence_length: int = 512
+
+    def __post_init__(self) -> None:
+        _check_positive_int("steps", self.steps)
+        _check_seed(self.seed)
+        if self.guidance is not None:
+            _check_guidance(self.guidance)
+        for name in ("max_area", "condition_area"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < SIZE_MULTIPLE**2):
+                raise InputError(
+                    f"`{name}` should be a pixel count of at least {SIZE_MULTIPLE**2} or None, got {value!r}."
+                )
+
+
+@dataclass
+class EditedImage:
+    """The result of one edit."""
+
+    image: Any
+    instruction: str
+    seed: int
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EditChainResult:
+    """An edit chain: the reference and one result per instruction, in order."""
+
+    reference: Any
+    steps: list[EditedImage]
+    from_reference: bool
+
+    @property
+    def images(self) -> list[Any]:
+        return [step.image for step in self.steps]
+
+    @property
+    def instructions(self) -> list[str]:
+        return [step.instruction for step in self.steps]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"`{name}` should be a whole number >= 1, got {value!r}.")
+
+
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise InputError(f"`seed` should be a whole number from 0 to 2**63-1, got {seed!r}.")
+
+
+def _check_guidance(value: Any) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InputError(f"`guidance` should be a number >= 0, got {value!r}.")
+
+
+def _check_side(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < SIZE_MULTIPLE:
+        raise InputError(f"`{name}` should be a whole number of pixels >= {SIZE_MULTIPLE}, got {value!r}.")
+    if value % SIZE_MULTIPLE:
+        lower = value // SIZE_MULTIPLE * SIZE_MULTIPLE
+        raise InputError(
+            f"`{name}` should be a multiple of {SIZE_MULTIPLE} (the model's VAE and 2x2 latent packing need it), "
+            f"got {value}; use {lower} or {lower + SIZE_MULTIPLE}."
+        )
+
+
+def check_model_task(loaded: LoadedPipeline, allowed: Sequence[str], task: str) -> None:
+    """Refuse a pipeline of the wrong kind for a task, saying which kinds fit."""
+    if loaded.kind in allowed:
+        return
+    if task == "generate a set":
+        hint = (
+            "Load a FLUX.1-dev (text-to-image) model for sets; Kontext and Qwen-Image-Edit are edit models."
+        )
+    else:
+        hint = "Load FLUX.1-Kontext-dev or Qwen-Image-Edit for edits; FLUX.1-dev only makes images from text."
+    raise InputError(f"cannot {task} with a {loaded.kind} pipeline ({loaded.source}). {hint}")
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def make_generator(seed: int):
+    """A CPU generator: the same seed gives the same noise on every device."""
+    import torch
+
+    return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+def step_callback(hooks: Hooks, done_before: int, total: int):
+    """A ``callback_on_step_end`` that reports each step and lets the host cancel.
+
+    The cancel check runs after every step, so a cancel stops the work within one step:
+    whatever the check raises propagates out of the pipeline call.
+    """
+
+    def on_step_end(pipe, step_index: int, timestep, callback_kwargs: dict) -> dict:
+        hooks.step(done_before + step_index + 1, total)
+        return callback_kwargs
+
+    return on_step_end
+
+
+def base_settings(loaded: LoadedPipeline) -> dict[str, Any]:
+    return {
+        "model": loaded.source,
+        "model_kind": loaded.kind,
+        "transformer_file": loaded.transformer_file,
+        "loras": [{"path": lora.path, "strength": lora.strength} for lora in loaded.loras],
+        "dtype": str(loaded.dtype).replace("torch.", ""),
+        "device": loaded.device,
+        "paco_version": __version__,
+    }
+
+
+# --------------------------------------------------------------------------- sets
+
+
+def generate_sets(
+    loaded: LoadedPipeline, request: SetRequest, *, num_sets: int = 1, hooks: Hooks = NO_HOOKS
+) -> list[GeneratedSet]:
+    """Generate ``num_sets`` consistent sets (seeds ``request.seed + k``) for best-of-N.
+
+    Args:
+        loaded: a FLUX.1-dev pipeline view (with its LoRAs).
+        request: what to generate.
+        num_sets: how many sets.
+        hooks: progress after every denoising step (over all sets) and cancel checks.
+
+    Returns:
+        One GeneratedSet per seed, in seed order.
+    """
+    from paco_core.images import split_grid
+    from paco_core.models.lora import lora_scope
+    from paco_core.prompts import build_grid_prompt, parse_layout
+
+    # 1. check
+    check_model_task(loaded, TEXT_TO_IMAGE_KINDS, "generate a set")
+    _check_positive_int("num_sets", num_sets)
+    layout = parse_layout(request.layout)
+    prompt = build_grid_prompt(request.theme, request.description, request.panels, layout)
+    height, width = layout.rows * request.panel_height, layout.cols * request.panel_width
+    total = request.steps * num_sets
+    settings = {
+        **base_settings(loaded),
+        **{k: v for k, v in asdict(request).items() if k != "seed"},
+        "panels": list(request.panels),
+        "prompt": prompt,
+        "width": width,
+        "height": height,
+    }
+    results: list[GeneratedSet] = []
+    with lora_scope(loaded) as pipe:
+        # 2. encode the prompt once for every set
+        prompt_embeds, pooled_prompt_embeds, _ = pipe.encode_prompt(
+            prompt=prompt, prompt_2=None, max_sequence_length=request.max_sequence_length
+        )
+        # 3. denoise and decode one grid per seed
+        for index in range(num_sets):
+            seed = request.seed + index
+            grid = pipe(
+                prompt_embeds=prompt_embeds,
+                pooled_prompt_embeds=pooled_prompt_embeds,
+                height=height,
+                width=width,
+                num_inference_steps=request.steps,
+                guidance_scale=float(request.guidance),
+                generator=make_generator(seed),
+                callback_on_step_end=step_callback(hooks, index * request.steps, total),
+                max_sequence_length=request.max_sequence_length,
+            ).images[0]
+            # 4. split into panels
+            panels = split_grid(grid, layout)
+            results.append(
+                GeneratedSet(
+                    grid=grid, panels=panels, prompt=prompt, seed=seed, settings={**settings, "seed": seed}
+                )
+            )
+    return results
+
+
+# --------------------------------------------------------------------------- edits
+
+
+def working_size(width: int, height: int, area: int | None = None) -> tuple[int, int]:
+    """The (width, height) the model works at for an input of this size.
+
+    The aspect is kept; the area is ``area`` (or the input's own); both sides are rounded
+    to the nearest multiple of 16 (halves round up; at least 16).
+    """
+    if width < 1 or height < 1:
+        raise InputError(f"the image is empty ({width}x{height}).")
+    return _size_for_area(area if area is not None else width * height, width / height)
+
+
+def edit_image(
+    loaded: LoadedPipeline,
+    image,
+    instruction: str,
+    options: EditOptions = EditOptions(),
+    *,
+    hooks: Hooks = NO_HOOKS,
+) -> EditedImage:
+    """Edit one image with Kontext or Qwen-Image-Edit.
+
+    Args:
+        loaded: an edit pipeline view (flux-kontext, qwen-image-edit, qwen-image-edit-plus).
+        image: PIL image.
+        instruction: what to change.
+        options: steps, guidance, seed and the size options.
+        hooks: progress after every step, cancel checks.
+
+    Returns:
+        EditedImage (by default the same size as ``image``).
+    """
+    chain = edit_chain(loaded, image, [instruction], options, hooks=hooks)
+    return chain.steps[0]
+
+
+def edit_chain(
+    loaded: LoadedPipeline,
+    reference,
+    instructions: Sequence[str],
+    options: EditOptions = EditOptions(),
+    *,
+    from_reference: bool = False,
+    hooks: Hooks = NO_HOOKS,
+) -> EditChainResult:
+    """Apply instructions one after another.
+
+    Args:
+        loaded: an edit pipeline view.
+        reference: the PIL image the chain starts from.
+        instructions: one instruction per step.
+        options: see EditOptions; step k uses seed ``options.seed + k``.
+        from_reference: every step edits the reference instead of the previous result.
+        hooks: progress over all steps of all edits, cancel checks.
+
+    Returns:
+        EditChainResult with one EditedImage per instruction.
+    """
+    from paco_core.models.lora import lora_scope
+
+    # 1. check
+    check_model_task(loaded, EDIT_KINDS, "edit an image")
+    instructions = _check_instructions(instructions)
+    reference = _as_rgb(reference)
+    guidance = options.guidance if options.guidance is not None else DEFAULT_EDIT_GUIDANCE[loaded.kind]
+    total = options.steps * len(instructions)
+    steps: list[EditedImage] = []
+    current = reference
+    with lora_scope(loaded) as pipe:
+        for index, instruction in enumerate(instructions):
+            source = reference if from_reference else current
+            seed = options.seed + index
+            # 2. pick the working size and bring the input onto it
+            work_w, work_h = working_size(*source.size, options.max_area)
+            work_input = (
+                source if source.size == (work_w, work_h) else source.resize((work_w, work_h), _lanczos())
+            )
+            # 3. run the model
+            callback = step_callback(hooks, index * options.steps, total)
+            edited = _run_edit(pipe, loaded.kind, work_input, instruction, options, guidance, seed, callback)
+            # 4. back to the input's size
+            if options.keep_input_size and edited.size != source.size:
+                edited = edited.resize(source.size, _lanczos())
+            settings = {
+                **base_settings(loaded),
+                **asdict(options),
+                "guidance": guidance,
+                "seed": seed,
+                "instruction": instruction,
+                "working_size": [work_w, work_h],
+                "input_size": list(source.size),
+                "from_reference": from_reference,
+            }
+            steps.append(EditedImage(image=edited, instruction=instruction, seed=seed, settings=settings))
+            current = edited
+    return EditChainResult(reference=reference, steps=steps, from_reference=from_reference)
+
+
+def _check_instructions(instructions: Sequence[str]) -> list[str]:
+    if isinstance(instructions, str):
+        instructions = [instructions]
+    cleaned = [" ".join(str(text).split()) for text in instructions]
+    if not cleaned:
+        raise InputError("an edit needs at least one instruction, got none.")
+    empty = [i for i, text in enumerate(cleaned, start=1) if not text]
+    if empty:
+        raise InputError(f"instruction(s) {empty} are empty: say what to change in each step.")
+    return cleaned
+
+
+def _as_rgb(image):
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        raise InputError(f"the image to edit should be a PIL image, got {type(image).__name__}.")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _lanczos():
+    from PIL import Image
+
+    return Image.Resampling.LANCZOS
+
+
+def _run_edit(
+    pipe, kind: str, image, instruction: str, options: EditOptions, guidance: float, seed: int, callback
+):
+    width, height = image.size
+    common = {
+        "image": image,
+        "prompt": instruction,
+        "height": height,
+        "width": width,
+        "num_inference_steps": options.steps,
+        "generator": make_generator(seed),
+        "callback_on_step_end": callback,
+        "max_sequence_length": options.max_sequence_length,
+    }
+    if kind == "flux-kontext":
+        return pipe(
+            **common,
+            guidance_scale=float(guidance),
+            max_area=width * height,  # the working size is already chosen: no further rescale
+            _auto_resize=options.auto_resize,
+        ).images[0]
+    condition_area = options.condition_area or width * height
+    with qwen_condition_area(kind, condition_area):
+        return pipe(
+            **common,
+            true_cfg_scale=float(guidance),
+            negative_prompt=QWEN_NEGATIVE_PROMPT if guidance > 1 else None,
+        ).images[0]
+
+
+@contextmanager
+def qwen_condition_area(kind: str, area: int) -> Iterator[None]:
+    """Make Qwen-Image-Edit size its condition image to ``area`` pixels for one call.
+
+    diffusers fixes the condition size inside the pipeline module (``calculate_dimensions``
+    called with 1024*1024 in Qwen-Image-Edit; ``VAE_IMAGE_SIZE`` / ``CONDITION_IMAGE_SIZE``
+    in Edit-Plus) and offers no argument for it. This swaps those module attributes for
+    the duration of the call, under a lock, and restores them in ``finally``. Sides are
+    snapped to 16 (diffusers snaps to 32) so a condition of the working size lines up
+    pixel for pixel with the output.
+    """
+    if kind == "qwen-image-edit":
+        from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as module
+
+        def condition_size(target_area, ratio):
+            width, height = _size_for_area(area, ratio)
+            return width, height, None
+
+        patches = {"calculate_dimensions": condition_size}
+    elif kind == "qwen-image-edit-plus":
+        from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit_plus as module
+
+        patches = {
+            "calculate_dimensions": _size_for_area,
+            "VAE_IMAGE_SIZE": area,
+            "CONDITION_IMAGE_SIZE": min(module.CONDITION_IMAGE_SIZE, area),
+        }
+    else:
+        raise InputError(f"condition_area applies to Qwen-Image-Edit pipelines, not {kind}.")
+    with _QWEN_PATCH_LOCK:
+        saved = {name: getattr(module, name) for name in patches}
+        try:
+            for name, value in patches.items():
+                setattr(module, name, value)
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(module, name, value)
+
+
+def _size_for_area(area: int, ratio: float) -> tuple[int, int]:
+    """(width, height) of about ``area`` pixels at aspect ``ratio`` = width / height, on the 16 grid."""
+    width = math.sqrt(area * ratio)
+    return _snap(width), _snap(width / ratio)
+
+
+def _snap(side: float) -> int:
+    return max(SIZE_MULTIPLE, int(math.floor(side / SIZE_MULTIPLE + 0.5)) * SIZE_MULTIPLE)

@@ -1,0 +1,399 @@
+"""Loading FLUX.1-dev, FLUX.1-Kontext-dev and Qwen-Image-Edit pipelines, with a cache.
+
+A pipeline comes from a local diffusers folder (ComfyUI's ``models/diffusers``) or a hub id
+already in the local hub cache. Its kind is read from ``model_index.json``. A FLUX
+transformer may instead come from a single-file checkpoint (ComfyUI's
+``models/diffusion_models``), the other components still from the diffusers folder.
+
+Example:
+    >>> loaded = load_pipeline("models/diffusers/FLUX.1-dev")  # doctest: +SKIP
+    >>> loaded.kind
+    'flux'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from paco_core.errors import InputError, ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+PipelineKind = Literal["flux", "flux-kontext", "qwen-image-edit", "qwen-image-edit-plus"]
+Offload = Literal["none", "model", "sequential"]
+
+KIND_OF_PIPELINE_CLASS: dict[str, str] = {
+    "FluxPipeline": "flux",
+    "FluxKontextPipeline": "flux-kontext",
+    "QwenImageEditPipeline": "qwen-image-edit",
+    "QwenImageEditPlusPipeline": "qwen-image-edit-plus",
+}
+PIPELINE_CLASS_OF_KIND = {kind: name for name, kind in KIND_OF_PIPELINE_CLASS.items()}
+
+TEXT_TO_IMAGE_KINDS = ("flux",)
+EDIT_KINDS = ("flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
+FLUX_KINDS = ("flux", "flux-kontext")
+OFFLOAD_MODES = ("none", "model", "sequential")
+
+DTYPE_NAMES = {
+    "auto": None,
+    "bf16": "bfloat16",
+    "bfloat16": "bfloat16",
+    "fp16": "float16",
+    "float16": "float16",
+    "fp32": "float32",
+    "float32": "float32",
+}
+
+# Files that prove a component sub-folder is complete enough to load.
+_COMPONENT_MARKERS = (
+    "config.json",
+    "scheduler_config.json",
+    "tokenizer_config.json",
+    "preprocessor_config.json",
+)
+
+
+@dataclass(frozen=True)
+class AppliedLora:
+    """One LoRA active on a pipeline view (see ``paco_core.models.lora``).
+
+    Attributes:
+        path: the LoRA file or peft folder.
+        strength: multiplier of the LoRA's effect (1.0 = as trained).
+        adapter_name: the diffusers adapter holding its weights inside the shared pipeline.
+        num_keys: keys in the file that target a pipeline component.
+        num_matched: keys whose module exists in the pipeline with the right shape.
+        format: the file format that was read ("peft", "diffusers", "kohya").
+    """
+
+    path: str
+    strength: float
+    adapter_name: str
+    num_keys: int
+    num_matched: int
+    format: str
+
+
+@dataclass(frozen=True)
+class LoadedPipeline:
+    """A loaded diffusers pipeline and how it was loaded.
+
+    Several views may share one ``pipe`` (one per graph branch): each carries its own
+    ``loras``; ``paco_core.models.lora.lora_scope`` activates exactly those LoRAs for the
+    duration of one call, under the pipe's lock.
+    """
+
+    pipe: Any
+    kind: str
+    source: str
+    dtype: Any
+    device: str
+    offload: str
+    transformer_file: str | None = None
+    loras: tuple[AppliedLora, ...] = field(default=())
+    keep_loaded: bool = True
+    """False: callers (nodes, CLI) move the weights to the CPU after each run (``park_on_cpu``)."""
+
+    @property
+    def is_edit_model(self) -> bool:
+        return self.kind in EDIT_KINDS
+
+    def with_loras(self, loras: tuple[AppliedLora, ...]) -> LoadedPipeline:
+        """The same pipeline seen with another set of LoRAs (the pipe is shared)."""
+        return replace(self, loras=tuple(loras))
+
+    def describe(self) -> str:
+        lora_text = ", ".join(f"{Path(lora.path).name}@{lora.strength:g}" for lora in self.loras)
+        return f"{self.kind} from {self.source} ({self.dtype}, {self.device}, offload={self.offload})" + (
+            f" + LoRA {lora_text}" if lora_text else ""
+        )
+
+
+_CACHE: dict[tuple, LoadedPipeline] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_pipeline_cache() -> None:
+    """Forget every cached pipeline (their memory is freed once no view holds them)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def cached_pipelines() -> list[LoadedPipeline]:
+    with _CACHE_LOCK:
+        return list(_CACHE.values())
+
+
+def read_model_index(source: str | os.PathLike) -> tuple[Path, dict]:
+    """Find and parse ``model_index.json`` of a local folder or a cached hub id.
+
+    Returns:
+        (folder, parsed model_index).
+    """
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        index_file = folder / "model_index.json"
+        if not index_file.is_file():
+            raise ModelLoadError(
+                f"{folder} is not a diffusers pipeline folder: model_index.json is missing there. "
+                "Point at the folder that holds model_index.json (e.g. models/diffusers/FLUX.1-dev), "
+                "not at one of its sub-folders or a single weights file."
+            )
+    elif folder.exists():
+        raise ModelLoadError(
+            f"{folder} is a file, not a diffusers pipeline folder. For a single-file FLUX transformer "
+            "pass it as transformer_file together with a diffusers folder for the other components."
+        )
+    else:
+        folder = _hub_snapshot(str(source))
+        index_file = folder / "model_index.json"
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"cannot read {index_file}: {error}. Re-download the model folder.") from error
+    return folder, index
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """The local snapshot of a hub id; only the local hub cache is consulted when offline."""
+    if repo_id.count("/") != 1 or repo_id.startswith(("/", ".", "~")):
+        raise ModelLoadError(
+            f"model {repo_id!r} not found: no such folder, and it is not a hub id of the form owner/name. "
+            "Give the path of a diffusers folder (one that holds model_index.json)."
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["model_index.json"]))
+    except (OSError, ValueError, HFValidationError) as error:
+        raise ModelLoadError(
+            f"model {repo_id!r}: no local folder of that name, and the hub id could not be fetched "
+            f"({type(error).__name__}). Download it first (huggingface-cli download {repo_id}) or give a "
+            "local diffusers folder."
+        ) from error
+
+
+def detect_pipeline_kind(source: str | os.PathLike) -> str:
+    """The pipeline kind of a diffusers folder, from ``model_index.json``'s ``_class_name``.
+
+    Args:
+        source: a local diffusers folder or a hub id in the local cache.
+
+    Returns:
+        "flux", "flux-kontext", "qwen-image-edit" or "qwen-image-edit-plus".
+    """
+    folder, index = read_model_index(source)
+    class_name = index.get("_class_name")
+    if class_name not in KIND_OF_PIPELINE_CLASS:
+        allowed = ", ".join(f"{name} ({kind})" for name, kind in KIND_OF_PIPELINE_CLASS.items())
+        raise ModelLoadError(
+            f"{folder}/model_index.json names pipeline class {class_name!r}, which this pack does not "
+            f"run. Supported: {allowed}."
+        )
+    if (folder / "model_index.json").is_file() and Path(source).expanduser().is_dir():
+        check_components(folder, index)
+    return KIND_OF_PIPELINE_CLASS[class_name]
+
+
+def check_components(folder: Path, index: dict) -> None:
+    """Raise if a component listed in ``model_index.json`` has no loadable sub-folder."""
+    missing: list[str] = []
+    for name, spec in index.items():
+        if name.startswith("_") or not isinstance(spec, list) or spec[0] is None:
+            continue
+        sub = folder / name
+        if not sub.is_dir():
+            missing.append(f"{name}/ (folder absent)")
+        elif not any((sub / marker).is_file() for marker in _COMPONENT_MARKERS):
+            missing.append(f"{name}/ (no config file)")
+        elif name in ("transformer", "vae", "text_encoder", "text_encoder_2") and not _has_weights(sub):
+            missing.append(f"{name}/ (no .safetensors weights)")
+    if missing:
+        raise ModelLoadError(
+            f"model folder {folder} is incomplete: missing {', '.join(missing)}. "
+            "The download was probably interrupted; download the whole folder again."
+        )
+
+
+def _has_weights(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json"))
+
+
+def resolve_dtype(dtype: Any, device: str):
+    """A torch dtype from a name ("bf16", "fp16", "fp32", "auto"/None) or a torch dtype.
+
+    "auto" gives bfloat16 on a GPU and float32 on the CPU (CPU bf16 matmuls are slow)."""
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = "auto" if dtype is None else str(dtype).lower().replace("torch.", "")
+    if key not in DTYPE_NAMES:
+        raise InputError(f"dtype should be one of {', '.join(DTYPE_NAMES)}, got {dtype!r}.")
+    name = DTYPE_NAMES[key]
+    if name is None:
+        return torch.float32 if device == "cpu" else torch.bfloat16
+    return getattr(torch, name)
+
+
+def resolve_device(device: Any) -> str:
+    """The device name: for None/"auto" cuda when a GPU is visible, else mps, else cpu."""
+    import torch
+
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    text = str(device)
+    if text.split(":")[0] not in ("cpu", "cuda", "mps", "xpu"):
+        raise InputError(f"device should be auto, cpu, cuda, cuda:N, mps or xpu, got {device!r}.")
+    return text
+
+
+def load_pipeline(
+    source: str | os.PathLike,
+    *,
+    dtype: Any = None,
+    device: Any = None,
+    offload: str = "none",
+    transformer_file: str | os.PathLike | None = None,
+) -> LoadedPipeline:
+    """Load (or take from the cache) a pipeline ready to run.
+
+    Args:
+        source: diffusers folder (holding model_index.json) or a cached hub id.
+        dtype: "auto" / None (bf16 on GPU, fp32 on CPU), "bf16", "fp16", "fp32" or a torch dtype.
+        device: "auto" / None, "cpu", "cuda", "cuda:1", ...
+        offload: "none" (all on the device), "model" (one component at a time on the GPU)
+            or "sequential" (layer by layer: least memory, slowest). GPU only.
+        transformer_file: a single-file FLUX transformer (.safetensors) replacing the folder's.
+
+    Returns:
+        LoadedPipeline; the same object for the same arguments while it is cached.
+    """
+    if offload not in OFFLOAD_MODES:
+        raise InputError(f"offload should be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
+    device_name = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device_name)
+    if offload != "none" and device_name == "cpu":
+        raise InputError(
+            f"offload={offload!r} moves components between the CPU and a GPU, but the device is cpu. "
+            "Use offload='none' on the CPU."
+        )
+    kind = detect_pipeline_kind(source)
+    folder, _ = read_model_index(source)
+    # A local folder loads from its path; a hub id through the hub cache (offline-safe).
+    location = str(folder.resolve()) if Path(source).expanduser().is_dir() else str(source)
+    single_file = _check_transformer_file(transformer_file, kind)
+    key = (location, str(torch_dtype), device_name, offload, single_file)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        pipe = _build_pipeline(location, kind, torch_dtype, single_file)
+        pipe.set_progress_bar_config(disable=True)  # progress goes through paco_core.callbacks.Hooks
+        _place(pipe, device_name, offload)
+        loaded = LoadedPipeline(
+            pipe=pipe,
+            kind=kind,
+            source=str(source),
+            dtype=torch_dtype,
+            device=device_name,
+            offload=offload,
+            transformer_file=single_file,
+        )
+        _CACHE[key] = loaded
+    logger.info("loaded %s", loaded.describe())
+    return loaded
+
+
+def _check_transformer_file(transformer_file: str | os.PathLike | None, kind: str) -> str | None:
+    if transformer_file is None or str(transformer_file) == "":
+        return None
+    path = Path(transformer_file).expanduser()
+    if kind not in FLUX_KINDS:
+        raise InputError(
+            f"a single-file transformer is supported for FLUX pipelines only, but the folder holds a {kind} "
+            "pipeline. Leave the transformer file empty."
+        )
+    if not path.is_file():
+        raise ModelLoadError(f"transformer file {path} does not exist.")
+    if path.suffix != ".safetensors":
+        raise ModelLoadError(
+            f"transformer file {path} is not a .safetensors file; only safetensors weights are loaded "
+            "(pickled .ckpt/.pt files can run code when opened)."
+        )
+    return str(path.resolve())
+
+
+def _pipeline_class(kind: str):
+    import diffusers
+
+    class_name = PIPELINE_CLASS_OF_KIND[kind]
+    cls = getattr(diffusers, class_name, None)
+    if cls is None:
+        raise ModelLoadError(
+            f"the installed diffusers {diffusers.__version__} has no {class_name}; upgrade diffusers to run "
+            f"{kind} models."
+        )
+    return cls
+
+
+def _build_pipeline(location: str, kind: str, torch_dtype, transformer_file: str | None):
+    extra: dict[str, Any] = {}
+    if transformer_file is not None:
+        extra["transformer"] = _load_single_file_transformer(location, transformer_file, torch_dtype)
+    try:
+        return _pipeline_class(kind).from_pretrained(
+            location, dtype=torch_dtype, use_safetensors=True, **extra
+        )
+    except ModelLoadError:
+        raise
+    except Exception as error:  # diffusers raises many types for broken folders
+        raise ModelLoadError(
+            f"could not load the {kind} pipeline from {location}: {type(error).__name__}: {error}"
+        ) from error
+
+
+def _load_single_file_transformer(location: str, transformer_file: str, torch_dtype):
+    from diffusers import FluxTransformer2DModel
+
+    try:
+        return FluxTransformer2DModel.from_single_file(
+            transformer_file, config=location, subfolder="transformer", dtype=torch_dtype
+        )
+    except Exception as error:
+        raise ModelLoadError(
+            f"could not load the FLUX transformer from {transformer_file} with the config of {location}/transformer: "
+            f"{type(error).__name__}: {error}. The file must be a FLUX transformer checkpoint matching that model."
+        ) from error
+
+
+def _place(pipe, device: str, offload: str) -> None:
+    if offload == "none":
+        pipe.to(device)
+    elif offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.enable_sequential_cpu_offload(device=device)
+
+
+def move_to_device(loaded: LoadedPipeline) -> None:
+    """Put a parked pipeline back on its device (no-op when offload manages placement)."""
+    if loaded.offload == "none":
+        loaded.pipe.to(loaded.device)
+
+
+def park_on_cpu(loaded: LoadedPipeline) -> None:
+    """Move the pipeline's weights to the CPU to give GPU memory back (keep-loaded off)."""
+    if loaded.offload == "none" and loaded.device != "cpu":
+        loaded.pipe.to("cpu")

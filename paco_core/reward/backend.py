@@ -1,0 +1,122 @@
+"""What every judge backend shares: the pair request, the backend protocol and the
+Yes/No score rule.
+
+A pair score is the judge's probability of answering "Yes" rather than "No" as its first
+token: ``P(Yes) / (P(Yes) + P(No))``. With the "case" answer set, the probabilities of
+the case variants are summed on each side first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+from paco_core.callbacks import NO_HOOKS, Hooks
+from paco_core.errors import InputError, JudgeError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+AnswerSet = Literal["exact", "case"]
+
+ANSWER_TOKENS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "exact": (("Yes",), ("No",)),
+    "case": (("Yes", "yes", "YES"), ("No", "no", "NO")),
+}
+"""Answer sets: (yes tokens, no tokens). "exact" is what the released RL code counts;
+"case" also counts the case variants, as the released benchmark evaluation does."""
+
+
+def answer_tokens(answers: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The (yes tokens, no tokens) of an answer set name."""
+    if answers not in ANSWER_TOKENS:
+        raise InputError(f"answers should be one of {', '.join(ANSWER_TOKENS)}, got {answers!r}.")
+    return ANSWER_TOKENS[answers]
+
+
+@dataclass(frozen=True)
+class PairRequest:
+    """One question to the judge: two images (in this order) and the prompt text.
+
+    Attributes:
+        first: the first image of the chat message (the reference / original / panel i).
+        second: the second image (the candidate / edited / panel j).
+        prompt: the exact prompt text (see ``paco_core.reward.prompts``).
+    """
+
+    first: Image.Image
+    second: Image.Image
+    prompt: str
+
+    def key(self) -> tuple[str, str, str]:
+        """Content key: the two images' digests and the prompt (used by the score cache)."""
+        return (image_digest(self.first), image_digest(self.second), self.prompt)
+
+
+@runtime_checkable
+class JudgeBackend(Protocol):
+    """A judge that scores image pairs. Both ``LocalJudge`` and ``ServerJudge`` satisfy it.
+
+    ``score_pairs`` returns one probability in [0, 1] per pair, in order. A backend that
+    cannot score a pair raises ``JudgeError``; it never returns a placeholder value.
+    """
+
+    name: str
+
+    def score_pairs(self, pairs: Sequence[PairRequest], hooks: Hooks = NO_HOOKS) -> list[float]: ...
+
+    def explain(self, pair: PairRequest, max_new_tokens: int = 256) -> str: ...
+
+
+def image_digest(image: Image.Image) -> str:
+    """SHA-256 of an image's mode, size and pixels (equal pixels give equal digests)."""
+    digest = hashlib.sha256()
+    digest.update(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def score_from_logprobs(
+    logprobs: Mapping[str, float], answers: str = "exact", *, source: str = "judge"
+) -> float:
+    """``P(yes set) / (P(yes set) + P(no set))`` from answer-token log-probabilities.
+
+    Args:
+        logprobs: token text -> log-probability of the first answer token. Tokens that
+            are absent count as probability 0 (a server lists only its top-k tokens;
+            an absent answer is less likely than every listed one).
+        answers: the answer set name ("exact" or "case").
+        source: who produced the log-probabilities, for the error message.
+
+    Returns:
+        The score in [0, 1].
+    """
+    yes_tokens, no_tokens = answer_tokens(answers)
+    yes = [logprobs[token] for token in yes_tokens if token in logprobs]
+    no = [logprobs[token] for token in no_tokens if token in logprobs]
+    if not yes and not no:
+        listed = ", ".join(repr(token) for token in list(logprobs)[:10])
+        raise JudgeError(
+            f"{source}: neither {'/'.join(yes_tokens)} nor {'/'.join(no_tokens)} is among the first "
+            f"answer token's log-probabilities (got {listed}). The model is not a Yes/No judge, or "
+            "top_logprobs is too small."
+        )
+    log_yes = _logsumexp(yes)
+    log_no = _logsumexp(no)
+    if log_yes == -math.inf:
+        return 0.0
+    if log_no == -math.inf:
+        return 1.0
+    return 1.0 / (1.0 + math.exp(log_no - log_yes))
+
+
+def _logsumexp(values: Sequence[float]) -> float:
+    if not values:
+        return -math.inf
+    top = max(values)
+    if top == -math.inf:
+        return top
+    return top + math.log(sum(math.exp(value - top) for value in values))

@@ -1,0 +1,351 @@
+"""The fast local judge backend: a Qwen2.5-VL judge run in-process with transformers.
+
+How a call is made fast (and still equal to one pair at a time):
+
+1. Every distinct image of the call is preprocessed once; with ``reuse_vision`` its
+   vision encoding (``get_image_features``) is computed once, right before the first
+   batch that needs it, and dropped after the last one. The language model receives
+   the features through ``mm_encoder_outputs``, which transformers scatters into the
+   image placeholder tokens exactly as if it had encoded the pixels itself.
+2. Pairs go through the language model in left-padded batches; 3D rope positions come
+   from ``input_ids`` + ``mm_token_type_ids`` + ``image_grid_thw`` with the padding
+   masked out, so each row's positions equal its unpadded positions.
+3. Only the last position goes through ``lm_head`` (``logits_to_keep=1``).
+4. Scores already seen (same pixels, same prompt, same answer set) come from a bounded
+   LRU cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from paco_core.callbacks import NO_HOOKS, Hooks
+from paco_core.errors import InputError, JudgeError
+from paco_core.reward.backend import PairRequest, answer_tokens, image_digest
+from paco_core.reward.cache import DEFAULT_CACHE_SIZE, ScoreCache
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 8
+
+
+@dataclass
+class PreparedImage:
+    """One distinct image of a call: its patches, grid and (once encoded) its features.
+
+    Attributes:
+        pixel_values: the processor's flattened patches, shape ``(num_patches, patch_dim)``.
+        grid_thw: ``(3,)`` temporal, height, width patch counts.
+        num_tokens: placeholder tokens the image takes in the prompt (patches / merge**2).
+        embeds: vision features ``(num_tokens, hidden)`` once encoded, else None.
+    """
+
+    pixel_values: Any
+    grid_thw: Any
+    num_tokens: int
+    embeds: Any = None
+
+
+class LocalJudge:
+    """A PaCo-Reward judge (any Qwen2.5-VL chat model) answering Yes/No in-process.
+
+    Build it with ``paco_core.models.judge.load_judge``; the constructor takes an already
+    loaded model and processor.
+
+    Args:
+        model: a ``Qwen2_5_VLForConditionalGeneration`` (LoRA merged or peft-wrapped), in eval mode.
+        processor: its ``AutoProcessor`` (tokenizer + image processor + chat template).
+        answers: "exact" (only ``Yes`` / ``No``) or "case" (also yes/YES, no/NO).
+        batch_size: pairs per language-model forward pass.
+        reuse_vision: encode each distinct image once per call and reuse the features.
+        cache_size: pair scores kept in the LRU cache (0 disables it).
+        name: a label for messages (defaults to the model's folder).
+
+    Example:
+        >>> judge = load_judge("models/PaCo-Reward-7B")  # doctest: +SKIP
+        >>> judge.score_pairs([PairRequest(img_a, img_b, set_consistency_prompt("a cat"))])  # doctest: +SKIP
+        [0.93]
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        answers: str = "exact",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        reuse_vision: bool = True,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        name: str | None = None,
+    ):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size should be a whole number >= 1, got {batch_size!r}.")
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.answers = answers
+        self.batch_size = batch_size
+        self.reuse_vision = reuse_vision
+        self.cache = ScoreCache(cache_size)
+        self.name = name or str(getattr(model.config, "_name_or_path", "") or "local judge")
+        self.image_token = processor.image_token
+        self.image_token_id = int(model.config.image_token_id)
+        self.merge_length = int(processor.image_processor.merge_size) ** 2
+        self.yes_ids, self.no_ids = self._answer_token_ids(answers)
+        self._templates: dict[str, tuple[str, str, str]] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self):
+        return next(self.model.parameters()).dtype
+
+    def score_pairs(self, pairs: Sequence[PairRequest], hooks: Hooks = NO_HOOKS) -> list[float]:
+        """The Yes-probability of each pair, in order.
+
+        Args:
+            pairs: the questions (first image, second image, prompt).
+            hooks: progress (pairs done, total) and cancel callbacks, called after each batch.
+
+        Returns:
+            One score in [0, 1] per pair.
+        """
+        check_pairs(pairs)
+        keys = [(*pair.key(), self.answers) for pair in pairs]
+        scores: dict[tuple, float] = {}
+        todo: dict[tuple, PairRequest] = {}
+        for key, pair in zip(keys, pairs, strict=True):
+            cached = self.cache.get(key)
+            if cached is not None:
+                scores[key] = cached
+            elif key not in todo:
+                todo[key] = pair
+        if todo:
+            todo_keys = list(todo)
+            for batch_indices, logprobs in self._run_batches(list(todo.values()), hooks):
+                batch_scores = self._scores_from_logprobs(logprobs)
+                for index, score in zip(batch_indices, batch_scores, strict=True):
+                    scores[todo_keys[index]] = score
+                    self.cache.put(todo_keys[index], score)
+        else:
+            hooks.step(len(pairs), len(pairs))
+        return [scores[key] for key in keys]
+
+    def first_token_logprobs(self, pairs: Sequence[PairRequest], hooks: Hooks = NO_HOOKS) -> list[Any]:
+        """Log-probabilities over the whole vocabulary of each pair's first answer token.
+
+        Returns:
+            One float32 CPU tensor of shape ``(vocab_size,)`` per pair (not cached).
+        """
+        check_pairs(pairs)
+        result: list[Any] = [None] * len(pairs)
+        for batch_indices, logprobs in self._run_batches(list(pairs), hooks):
+            for index, row in zip(batch_indices, logprobs, strict=True):
+                result[index] = row
+        return result
+
+    def explain(self, pair: PairRequest, max_new_tokens: int = 256) -> str:
+        """The judge's generated answer for a pair: "Yes"/"No" followed by its reasons.
+
+        Args:
+            pair: the question.
+            max_new_tokens: the most tokens to generate.
+
+        Returns:
+            The decoded answer text (greedy decoding).
+        """
+        import torch
+
+        check_pairs([pair])
+        if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise InputError(f"max_new_tokens should be a whole number >= 1, got {max_new_tokens!r}.")
+        text = self.processor.apply_chat_template(
+            chat_messages(pair.prompt), tokenize=False, add_generation_prompt=True
+        )
+        inputs = self.processor(text=[text], images=[pair.first, pair.second], return_tensors="pt")
+        inputs = inputs.to(self.device)
+        with self._lock, torch.inference_mode():
+            output = self.model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new_tokens = output[0, inputs["input_ids"].shape[1] :]
+        return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+    # -- the batched forward pass -------------------------------------------------------
+
+    def _run_batches(self, pairs: list[PairRequest], hooks: Hooks) -> Iterator[tuple[list[int], Any]]:
+        """Yield (pair indices, log-probabilities ``(B, vocab)``) batch by batch."""
+        import torch
+
+        digests = [(image_digest(pair.first), image_digest(pair.second)) for pair in pairs]
+        prepared = self._prepare_images(pairs, digests)
+        batches = [
+            list(range(start, min(start + self.batch_size, len(pairs))))
+            for start in range(0, len(pairs), self.batch_size)
+        ]
+        last_batch_of = {
+            digest: number for number, batch in enumerate(batches) for i in batch for digest in digests[i]
+        }
+        done = 0
+        for number, batch in enumerate(batches):
+            hooks.check_cancel()
+            with self._lock, torch.inference_mode():
+                if self.reuse_vision:
+                    self._encode_missing([prepared[d] for i in batch for d in digests[i]])
+                logprobs = self._forward_last_logprobs(
+                    [pairs[i].prompt for i in batch], [[prepared[d] for d in digests[i]] for i in batch]
+                )
+            for digest in {d for i in batch for d in digests[i]}:
+                if last_batch_of[digest] == number:
+                    prepared[digest].embeds = None  # free the features once no later batch needs them
+            done += len(batch)
+            yield batch, logprobs
+            hooks.step(done, len(pairs))
+
+    def _prepare_images(
+        self, pairs: list[PairRequest], digests: list[tuple[str, str]]
+    ) -> dict[str, PreparedImage]:
+        """Run the image processor once over the distinct images of the call."""
+        distinct: dict[str, Any] = {}
+        for pair, (first, second) in zip(pairs, digests, strict=True):
+            distinct.setdefault(first, pair.first)
+            distinct.setdefault(second, pair.second)
+        images = [image.convert("RGB") for image in distinct.values()]
+        processed = self.processor.image_processor(images=images, return_tensors="pt")
+        grids = processed["image_grid_thw"]
+        patch_counts = grids.prod(-1).tolist()
+        patches = processed["pixel_values"].split(patch_counts)
+        return {
+            digest: PreparedImage(pixel_values=patch, grid_thw=grid, num_tokens=count // self.merge_length)
+            for digest, patch, grid, count in zip(distinct, patches, grids, patch_counts, strict=True)
+        }
+
+    def _encode_missing(self, images: list[PreparedImage]) -> None:
+        """Compute the vision features of the images that have none yet, in one pass."""
+        import torch
+
+        missing = list({id(image): image for image in images if image.embeds is None}.values())
+        if not missing:
+            return
+        pixel_values = torch.cat([image.pixel_values for image in missing]).to(self.device, self.dtype)
+        grids = torch.stack([image.grid_thw for image in missing]).to(self.device)
+        features = self.model.get_image_features(pixel_values, grids, return_dict=True).pooler_output
+        for image, embeds in zip(missing, features, strict=True):
+            image.embeds = embeds
+
+    def _forward_last_logprobs(self, prompts: list[str], images: list[list[PreparedImage]]) -> Any:
+        """One left-padded forward pass; log-softmax of the last position, ``(B, vocab)`` float32 CPU."""
+        import torch
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        texts = [
+            self._prompt_text(prompt, [image.num_tokens for image in pair])
+            for prompt, pair in zip(prompts, images, strict=True)
+        ]
+        encoded = self.tokenizer(texts, padding=True, padding_side="left", return_tensors="pt")
+        input_ids = encoded["input_ids"].to(self.device)
+        flat = [image for pair in images for image in pair]
+        inputs: dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": encoded["attention_mask"].to(self.device),
+            "mm_token_type_ids": (input_ids == self.image_token_id).to(torch.int32),
+            "image_grid_thw": torch.stack([image.grid_thw for image in flat]).to(self.device),
+        }
+        if self.reuse_vision:
+            features = BaseModelOutputWithPooling(pooler_output=tuple(image.embeds for image in flat))
+            inputs["mm_encoder_outputs"] = {"image": features}
+        else:
+            inputs["pixel_values"] = torch.cat([image.pixel_values for image in flat]).to(
+                self.device, self.dtype
+            )
+        output = self.model(**inputs, logits_to_keep=1, use_cache=False)
+        return torch.log_softmax(output.logits[:, -1].float(), dim=-1).cpu()
+
+    def _prompt_text(self, prompt: str, image_token_counts: list[int]) -> str:
+        """The chat-template text of a pair with each image placeholder expanded to its token count."""
+        if prompt not in self._templates:
+            text = self.processor.apply_chat_template(
+                chat_messages(prompt), tokenize=False, add_generation_prompt=True
+            )
+            parts = text.split(self.image_token)
+            if len(parts) != 3:
+                raise JudgeError(
+                    f"{self.name}: the chat template put {len(parts) - 1} image placeholders in a two-image "
+                    "message; the processor is not a Qwen2.5-VL processor."
+                )
+            self._templates[prompt] = (parts[0], parts[1], parts[2])
+        before, between, after = self._templates[prompt]
+        first, second = image_token_counts
+        return before + self.image_token * first + between + self.image_token * second + after
+
+    # -- the score rule -----------------------------------------------------------------
+
+    def _answer_token_ids(self, answers: str) -> tuple[list[int], list[int]]:
+        """Token ids of the answer set; the exact ``Yes`` and ``No`` must be single tokens."""
+        yes_tokens, no_tokens = answer_tokens(answers)
+        ids: list[list[int]] = []
+        for tokens in (yes_tokens, no_tokens):
+            side: list[int] = []
+            for token in tokens:
+                encoded = self.tokenizer.encode(token, add_special_tokens=False)
+                if len(encoded) == 1:
+                    side.append(encoded[0])
+                elif token in ("Yes", "No"):
+                    raise JudgeError(
+                        f"{self.name}: the tokenizer splits {token!r} into {len(encoded)} tokens {encoded}; a "
+                        "PaCo-Reward judge reads the probability of a single-token Yes/No answer. Use a "
+                        "Qwen2.5-VL judge (e.g. X-GenGroup/PaCo-Reward-7B)."
+                    )
+                else:
+                    logger.debug("answer variant %r is not a single token; not counted", token)
+            ids.append(sorted(set(side)))
+        return ids[0], ids[1]
+
+    def _scores_from_logprobs(self, logprobs: Any) -> list[float]:
+        """``P(yes) / (P(yes) + P(no))`` per row of ``(B, vocab)`` log-probabilities."""
+        import torch
+
+        log_yes = torch.logsumexp(logprobs[:, self.yes_ids], dim=-1)
+        log_no = torch.logsumexp(logprobs[:, self.no_ids], dim=-1)
+        return torch.sigmoid(log_yes - log_no).tolist()
+
+
+def chat_messages(prompt: str) -> list[dict]:
+    """The single user turn the judge expects: first image, second image, then the text."""
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": prompt}],
+        }
+    ]
+
+
+def check_pairs(pairs: Sequence[PairRequest]) -> None:
+    """Raise InputError unless every item is a PairRequest of two PIL images and a prompt."""
+    from PIL import Image
+
+    for index, pair in enumerate(pairs):
+        if not isinstance(pair, PairRequest):
+            raise InputError(f"pair {index} should be a PairRequest, got {type(pair).__name__}.")
+        for role in ("first", "second"):
+            image = getattr(pair, role)
+            if not isinstance(image, Image.Image):
+                raise InputError(
+                    f"pair {index}: the {role} image should be a PIL image, got {type(image).__name__}."
+                )
+            if min(image.size) < 1:
+                raise InputError(
+                    f"pair {index}: the {role} image is empty ({image.size[0]}x{image.size[1]})."
+                )
+        if not isinstance(pair.prompt, str) or not pair.prompt.strip():
+            raise InputError(f"pair {index}: the prompt should be a non-empty text, got {pair.prompt!r}.")

@@ -1,0 +1,321 @@
+"""The PaCo-GRPO training config: one dataclass per component, validated on construction.
+
+A whole run is described by :class:`TrainConfig` (JSON via :mod:`paco_core.config`).
+Defaults follow the paper's T2IS setting on FLUX.1-dev (see :mod:`paco_core.rl.presets`
+for the three released settings). Every bad value raises
+:class:`~paco_core.errors.ConfigError` naming the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from paco_core.config import check_choice, check_positive, check_range, config_from_dict, literal_choices
+from paco_core.errors import ConfigError
+
+ModelFamily = Literal["flux", "flux-kontext", "qwen-image-edit"]
+Aggregation = Literal["weighted_sum", "log_tamed", "geometric_mean", "advantage_sum"]
+
+LORA_TARGETS: dict[str, tuple[str, ...]] = {
+    "flux": (
+        "to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
+        "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
+    ),
+    "qwen-image": (
+        "to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
+        "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2",
+    ),
+}  # fmt: skip
+"""LoRA target modules per transformer family (FLUX and Kontext share the FLUX names;
+Qwen-Image names its feed-forward layers img_mlp / txt_mlp)."""
+
+BUILTIN_REWARDS = ("consistency", "edit", "clip_t", "pickscore")
+
+
+def default_lora_targets(family: str) -> tuple[str, ...]:
+    """The paper's LoRA target modules for a model family."""
+    return LORA_TARGETS["qwen-image" if family == "qwen-image-edit" else "flux"]
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class ModelConfig:
+    family: ModelFamily = field(default="flux", metadata=_help("transformer family of the base pipeline"))
+    path: str = field(
+        default="", metadata=_help("diffusers pipeline folder (or HF id / ComfyUI name the loader resolves)")
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
+        default="auto", metadata=_help("weights dtype; auto = bfloat16 on CUDA, float32 on CPU")
+    )
+    device: str = field(default="auto", metadata=_help("auto (CUDA if present, else CPU), cpu, cuda or cuda:N"))
+
+    def __post_init__(self) -> None:
+        check_choice("model.family", self.family, literal_choices(ModelConfig, "family"))
+        check_choice("model.dtype", self.dtype, literal_choices(ModelConfig, "dtype"))
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"`model.device` should be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclass
+class LoraConfig:
+    rank: int = field(default=64, metadata=_help("LoRA rank r"))
+    alpha: float = field(default=128.0, metadata=_help("LoRA alpha (scale alpha / r)"))
+    init: Literal["gaussian", "default"] = field(
+        default="gaussian", metadata=_help("peft init: gaussian A, zero B (the paper) or peft's default")
+    )
+    target_modules: tuple[str, ...] = field(
+        default=(), metadata=_help("module name suffixes to adapt; empty = the paper's list for the family")
+    )
+
+    def __post_init__(self) -> None:
+        check_positive("lora.rank", self.rank)
+        check_positive("lora.alpha", self.alpha)
+        check_choice("lora.init", self.init, literal_choices(LoraConfig, "init"))
+        self.target_modules = tuple(self.target_modules)
+
+
+@dataclass
+class SamplingConfig:
+    num_steps: int = field(default=10, metadata=_help("sampling steps per rollout"))
+    noise_steps: tuple[int, ...] = field(
+        default=(1,), metadata=_help("step indices where the SDE step is taken and trained (0-based)")
+    )
+    num_noise_steps_per_iteration: int = field(
+        default=0, metadata=_help("train a random subset of this many noise steps each iteration; 0 = all")
+    )
+    noise_level: float = field(default=0.7, metadata=_help("SDE noise level a (std_t = a*sqrt(s/(1-s)))"))
+    guidance_scale: float = field(default=3.5, metadata=_help("FLUX guidance / Qwen true-CFG scale"))
+    negative_prompt: str = field(default=" ", metadata=_help("negative prompt for true CFG (Qwen-Image-Edit)"))
+    train_resolution: int = field(default=512, metadata=_help("sampling/training resolution (long side area)"))
+    eval_resolution: int = field(default=1024, metadata=_help("evaluation resolution"))
+    reference_resolution: int = field(
+        default=1024, metadata=_help("resolution the rows' height/width are given at (scaled to the above)")
+    )
+    group_size: int = field(default=16, metadata=_help("G: images per prompt (one advantage group)"))
+    prompts_per_iteration: int = field(default=2, metadata=_help("prompts (groups) sampled per iteration"))
+    batch_size: int = field(
+        default=4, metadata=_help("images per transformer call, in rollouts and in updates (micro-batch)")
+    )
+    max_sequence_length: int = field(default=512, metadata=_help("text tokens for the T5 / Qwen encoder"))
+
+    def __post_init__(self) -> None:
+        for name in ("num_steps", "group_size", "prompts_per_iteration", "batch_size"):
+            check_positive(f"sampling.{name}", getattr(self, name))
+        for name in ("train_resolution", "eval_resolution", "reference_resolution"):
+            value = getattr(self, name)
+            check_positive(f"sampling.{name}", value)
+            if value % 16:
+                raise ConfigError(f"`sampling.{name}` should be a multiple of 16 (VAE x packing), got {value}")
+        self.noise_steps = tuple(int(s) for s in self.noise_steps)
+        if not self.noise_steps:
+            raise ConfigError("`sampling.noise_steps` is empty: name at least one step index, e.g. [1]")
+        bad = [s for s in self.noise_steps if not 0 <= s < self.num_steps]
+        if bad:
+            raise ConfigError(
+                f"`sampling.noise_steps` {list(self.noise_steps)} has indices outside 0..{self.num_steps - 1} "
+                f"(num_steps={self.num_steps}): {bad}"
+            )
+        if len(set(self.noise_steps)) != len(self.noise_steps):
+            raise ConfigError(f"`sampling.noise_steps` repeats an index: {list(self.noise_steps)}")
+        check_range("sampling.num_noise_steps_per_iteration", self.num_noise_steps_per_iteration, 0, len(self.noise_steps))
+        check_positive("sampling.noise_level", self.noise_level)
+        check_positive("sampling.guidance_scale", self.guidance_scale, allow_zero=True)
+        if self.group_size < 2:
+            raise ConfigError(
+                f"`sampling.group_size` should be at least 2 (advantages compare images of one prompt), got {self.group_size}"
+            )
+        if self.group_size % self.batch_size:
+            raise ConfigError(
+                f"`sampling.group_size` ({self.group_size}) should be a multiple of `sampling.batch_size` "
+                f"({self.batch_size}) so every micro-batch holds images of one prompt"
+            )
+
+
+@dataclass
+class DataConfig:
+    train_file: str = field(default="", metadata=_help("JSONL prompt rows (set rows or edit rows)"))
+    eval_file: str = field(default="", metadata=_help("JSONL eval rows; empty = split from train_file"))
+    eval_fraction: float = field(default=0.1, metadata=_help("share of train_file held out when no eval_file"))
+    image_root: str = field(default="", metadata=_help("folder edit-row image paths are relative to (default: the file's)"))
+    num_eval_prompts: int = field(default=4, metadata=_help("eval rows used at each evaluation (0 = all)"))
+
+    def __post_init__(self) -> None:
+        check_range("data.eval_fraction", self.eval_fraction, 0.0, 0.9)
+        check_positive("data.num_eval_prompts", self.num_eval_prompts, allow_zero=True)
+
+
+@dataclass
+class RewardSpec:
+    name: str = field(default="consistency", metadata=_help(f"{', '.join(BUILTIN_REWARDS)} or module:function"))
+    weight: float = field(default=1.0, metadata=_help("weight in the aggregation"))
+
+    def __post_init__(self) -> None:
+        if self.name not in BUILTIN_REWARDS and ":" not in self.name:
+            raise ConfigError(
+                f"reward name {self.name!r} is neither a built-in ({', '.join(BUILTIN_REWARDS)}) nor "
+                "`module:function` (a function taking images, prompts, metadata and returning one score per image)"
+            )
+        if not isinstance(self.weight, (int, float)) or self.weight < 0:
+            raise ConfigError(f"reward {self.name!r}: `weight` should be zero or positive, got {self.weight!r}")
+
+
+@dataclass
+class RewardConfig:
+    rewards: tuple[RewardSpec, ...] = field(
+        default=(RewardSpec("consistency", 0.2), RewardSpec("clip_t", 1.0), RewardSpec("pickscore", 1.0)),
+        metadata=_help("rewards by name with weights"),
+    )
+    eval_rewards: tuple[RewardSpec, ...] = field(default=(), metadata=_help("rewards at evaluation; empty = rewards"))
+    aggregation: Aggregation = field(
+        default="log_tamed", metadata=_help("weighted_sum, log_tamed, geometric_mean or advantage_sum")
+    )
+    log_tame_threshold: float = field(
+        default=0.2, metadata=_help("log-taming threshold delta on std/mean; 0 = the mean of the rewards' ratios")
+    )
+    max_invalid_share: float = field(
+        default=0.25, metadata=_help("stop the run when more than this share of an iteration's images is unscorable")
+    )
+    judge_path: str = field(default="", metadata=_help("PaCo-Reward judge folder (consistency, edit rewards)"))
+    clip_path: str = field(default="", metadata=_help("CLIP folder for clip_t"))
+    pickscore_path: str = field(default="", metadata=_help("PickScore CLIP folder; empty = clip_path"))
+
+    def __post_init__(self) -> None:
+        self.rewards = tuple(r if isinstance(r, RewardSpec) else config_from_dict(RewardSpec, r) for r in self.rewards)
+        self.eval_rewards = tuple(
+            r if isinstance(r, RewardSpec) else config_from_dict(RewardSpec, r) for r in self.eval_rewards
+        )
+        if not self.rewards:
+            raise ConfigError("`rewards.rewards` is empty: give at least one reward, e.g. [{'name': 'consistency'}]")
+        names = [r.name for r in self.rewards]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"`rewards.rewards` names a reward twice: {names}")
+        if sum(r.weight for r in self.rewards) <= 0:
+            raise ConfigError(f"`rewards.rewards` weights sum to 0: {[(r.name, r.weight) for r in self.rewards]}")
+        check_choice("rewards.aggregation", self.aggregation, literal_choices(RewardConfig, "aggregation"))
+        check_positive("rewards.log_tame_threshold", self.log_tame_threshold, allow_zero=True)
+        check_range("rewards.max_invalid_share", self.max_invalid_share, 0.0, 1.0)
+
+    @property
+    def evaluation(self) -> tuple[RewardSpec, ...]:
+        return self.eval_rewards or self.rewards
+
+
+@dataclass
+class AdvantageConfig:
+    global_std: bool = field(default=False, metadata=_help("divide by the batch std instead of each group's std"))
+    adv_clip_max: float = field(default=5.0, metadata=_help("advantages are clipped to +-this"))
+
+    def __post_init__(self) -> None:
+        check_positive("advantages.adv_clip_max", self.adv_clip_max)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = field(default=3e-4, metadata=_help("AdamW learning rate"))
+    betas: tuple[float, float] = field(default=(0.9, 0.999), metadata=_help("AdamW betas"))
+    weight_decay: float = field(default=1e-4, metadata=_help("AdamW weight decay"))
+    eps: float = field(default=1e-8, metadata=_help("AdamW epsilon"))
+    max_grad_norm: float = field(default=1.0, metadata=_help("gradient-norm clip; 0 = off"))
+    gradient_accumulation_steps: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
+    num_inner_epochs: int = field(default=1, metadata=_help("passes over each iteration's samples"))
+    clip_range: float = field(default=1e-4, metadata=_help("PPO clip eps on the ratio"))
+    kl_beta: float = field(default=0.0, metadata=_help("weight of the KL to the reference (adapter off); 0 = off"))
+    gradient_checkpointing: bool = field(default=False, metadata=_help("recompute activations in backward"))
+    mixed_precision: Literal["auto", "no", "bf16"] = field(
+        default="auto", metadata=_help("bf16 autocast; auto = bf16 on CUDA, none on CPU")
+    )
+
+    def __post_init__(self) -> None:
+        check_positive("optim.lr", self.lr)
+        self.betas = tuple(float(b) for b in self.betas)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"`optim.betas` should be two numbers in [0, 1), got {list(self.betas)}")
+        check_positive("optim.weight_decay", self.weight_decay, allow_zero=True)
+        check_positive("optim.eps", self.eps)
+        check_positive("optim.max_grad_norm", self.max_grad_norm, allow_zero=True)
+        check_positive("optim.gradient_accumulation_steps", self.gradient_accumulation_steps)
+        check_positive("optim.num_inner_epochs", self.num_inner_epochs)
+        check_positive("optim.clip_range", self.clip_range)
+        check_positive("optim.kl_beta", self.kl_beta, allow_zero=True)
+        check_choice("optim.mixed_precision", self.mixed_precision, literal_choices(OptimConfig, "mixed_precision"))
+
+
+@dataclass
+class EmaConfig:
+    use_ema: bool = field(default=True, metadata=_help("keep an EMA of the LoRA weights; it is saved and evaluated"))
+    max_decay: float = field(default=0.9, metadata=_help("decay = min((1+s)/(10+s), max_decay)"))
+    update_every: int = field(default=8, metadata=_help("update the EMA every this many iterations"))
+
+    def __post_init__(self) -> None:
+        check_range("ema.max_decay", self.max_decay, 0.0, 1.0)
+        check_positive("ema.update_every", self.update_every)
+
+
+@dataclass
+class TrainConfig:
+    """A whole PaCo-GRPO run. Steps count iterations (rollout + reward + update)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    advantages: AdvantageConfig = field(default_factory=AdvantageConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    num_iterations: int = field(default=300, metadata=_help("training iterations (steps) in total"))
+    seed: int = field(default=42, metadata=_help("seed of sampling noise, data order and LoRA init"))
+    output_dir: str = field(default="paco-grpo-run", metadata=_help("checkpoints, metrics, samples go here"))
+    checkpoint_every: int = field(default=50, metadata=_help("save a checkpoint every this many steps (and at the end)"))
+    checkpoints_total_limit: int = field(default=3, metadata=_help("keep at most this many checkpoints; 0 = all"))
+    eval_every: int = field(default=50, metadata=_help("evaluate every this many steps; 0 = never"))
+    eval_group_size: int = field(default=1, metadata=_help("images per eval prompt"))
+    use_tensorboard: bool = field(default=False, metadata=_help("also write TensorBoard events under output_dir/tb"))
+
+    def __post_init__(self) -> None:
+        self.model = config_from_dict(ModelConfig, self.model, where="model")
+        self.lora = config_from_dict(LoraConfig, self.lora, where="lora")
+        self.sampling = config_from_dict(SamplingConfig, self.sampling, where="sampling")
+        self.data = config_from_dict(DataConfig, self.data, where="data")
+        self.rewards = config_from_dict(RewardConfig, self.rewards, where="rewards")
+        self.advantages = config_from_dict(AdvantageConfig, self.advantages, where="advantages")
+        self.optim = config_from_dict(OptimConfig, self.optim, where="optim")
+        self.ema = config_from_dict(EmaConfig, self.ema, where="ema")
+        check_positive("num_iterations", self.num_iterations)
+        check_positive("checkpoint_every", self.checkpoint_every)
+        check_positive("checkpoints_total_limit", self.checkpoints_total_limit, allow_zero=True)
+        check_positive("eval_every", self.eval_every, allow_zero=True)
+        check_positive("eval_group_size", self.eval_group_size)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"`seed` should be a non-negative integer, got {self.seed!r}")
+        if not self.output_dir:
+            raise ConfigError("`output_dir` is empty: name the folder for checkpoints and metrics")
+        if not self.lora.target_modules:
+            self.lora.target_modules = default_lora_targets(self.model.family)
+
+    @property
+    def lora_targets(self) -> tuple[str, ...]:
+        return self.lora.target_modules
+
+    def check_ready(self) -> None:
+        """Checks that need the file system; run before seeding or loading models."""
+        if not self.model.path:
+            raise ConfigError("`model.path` is empty: give the base pipeline folder (e.g. a FLUX.1-dev diffusers folder)")
+        if not self.data.train_file:
+            raise ConfigError("`data.train_file` is empty: give a JSONL file of prompt rows")
+        for key, path in (("data.train_file", self.data.train_file), ("data.eval_file", self.data.eval_file)):
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"`{key}` {path!r} does not exist")
+        needs_judge = {"consistency", "edit"} & {r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)}
+        if needs_judge and not self.rewards.judge_path:
+            raise ConfigError(
+                f"rewards {sorted(needs_judge)} need the judge: set `rewards.judge_path` to a PaCo-Reward folder"
+            )
+        needs_clip = {"clip_t", "pickscore"} & {r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)}
+        if needs_clip and not (self.rewards.clip_path or self.rewards.pickscore_path):
+            raise ConfigError(f"rewards {sorted(needs_clip)} need a CLIP model: set `rewards.clip_path`")

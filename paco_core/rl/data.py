@@ -1,0 +1,203 @@
+"""Prompt data for training: set rows (text-to-image-set) and edit rows, splits, order.
+
+Two JSONL row kinds (one JSON object per line):
+
+- set row (the T2IS dataset format): ``{"prompt": ..., "theme": ..., "layout": "2x2",
+  "height": 1024, "width": 1024, "criteria": {...}, "idx": 3}``; ``theme``/``layout``
+  are optional (taken from the prompt when absent).
+- edit row: ``{"image": "imgs/cat.png", "instruction": "make it night", "idx": 7}``,
+  optional ``height``/``width``; the image path is relative to ``image_root`` (or the
+  JSONL file's folder).
+
+Sizes are given at ``reference_resolution`` and scaled to the train or eval resolution
+(resolution decoupling), keeping the aspect ratio, rounded to multiples of 16.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from paco_core.errors import ConfigError, InputError
+
+SIZE_MULTIPLE = 16
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """One training prompt: a set prompt or an edit (image + instruction)."""
+
+    kind: Literal["set", "edit"]
+    prompt: str
+    """The text given to the model: the grid prompt, or the edit instruction."""
+    index: int
+    theme: str = ""
+    layout: str = ""
+    height: int = 0
+    width: int = 0
+    image_path: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def metadata(self) -> dict[str, Any]:
+        """What a reward function receives about this row (plain data)."""
+        data = {"kind": self.kind, "prompt": self.prompt, "index": self.index, "theme": self.theme}
+        data.update(layout=self.layout, image_path=self.image_path, **self.extra)
+        return data
+
+
+@dataclass
+class PromptSplits:
+    train: list[PromptRow]
+    eval: list[PromptRow]
+
+
+def read_prompt_rows(path: str | Path, *, image_root: str | Path | None = None) -> list[PromptRow]:
+    """Read a JSONL file of set rows or edit rows.
+
+    Raises:
+        InputError: a line is not JSON, a row has neither ``prompt`` nor ``instruction``,
+            an edit image is missing, or the file mixes the two kinds.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"prompt file {str(path)!r} does not exist")
+    root = Path(image_root) if image_root else path.parent
+    rows: list[PromptRow] = []
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path.name} line {line_number} is not valid JSON: {error}") from error
+        if not isinstance(data, dict):
+            raise InputError(f"{path.name} line {line_number} should be a JSON object, got {type(data).__name__}")
+        rows.append(_parse_row(data, len(rows), root, f"{path.name} line {line_number}"))
+    if not rows:
+        raise InputError(f"prompt file {str(path)!r} holds no rows")
+    kinds = {row.kind for row in rows}
+    if len(kinds) > 1:
+        raise InputError(f"prompt file {str(path)!r} mixes set rows and edit rows; use one kind per file")
+    return rows
+
+
+def _parse_row(data: dict[str, Any], position: int, root: Path, where: str) -> PromptRow:
+    index = int(data.get("idx", position))
+    height, width = int(data.get("height", 0) or 0), int(data.get("width", 0) or 0)
+    if "instruction" in data:
+        image = data.get("image") or data.get("image_path")
+        if not image:
+            raise InputError(f"{where}: an edit row needs `image` (path of the image to edit) next to `instruction`")
+        image_path = Path(image) if Path(image).is_absolute() else root / image
+        if not image_path.is_file():
+            raise InputError(f"{where}: edit image {str(image_path)!r} does not exist")
+        extra = {k: v for k, v in data.items() if k not in ("instruction", "image", "image_path", "idx", "height", "width")}
+        return PromptRow("edit", str(data["instruction"]), index, height=height, width=width,
+                         image_path=str(image_path), extra=extra)  # fmt: skip
+    if "prompt" in data:
+        prompt = str(data["prompt"])
+        theme = str(data.get("theme") or "")
+        layout = str(data.get("layout") or "")
+        if not theme or not layout:
+            theme, layout = _theme_and_layout(prompt, theme, layout)
+        extra = {k: v for k, v in data.items() if k not in ("prompt", "theme", "layout", "idx", "height", "width")}
+        return PromptRow("set", prompt, index, theme=theme, layout=layout, height=height, width=width, extra=extra)
+    raise InputError(
+        f"{where}: a row needs `prompt` (set row) or `instruction` + `image` (edit row); got keys {sorted(data)}"
+    )
+
+
+def _theme_and_layout(prompt: str, theme: str, layout: str) -> tuple[str, str]:
+    """Fill a missing theme / layout from the grid prompt (paco_core.prompts when present)."""
+    from paco_core import prompts
+
+    parsed = prompts.parse_grid_prompt(prompt)
+    if not layout:
+        layout = f"{parsed.layout.rows}x{parsed.layout.cols}"
+    return theme or parsed.judge_theme, layout
+
+
+def split_rows(rows: list[PromptRow], eval_fraction: float, seed: int) -> PromptSplits:
+    """Hold out ``eval_fraction`` of the rows (at least one when the fraction is > 0)."""
+    if eval_fraction <= 0 or len(rows) < 2:
+        return PromptSplits(train=list(rows), eval=[])
+    order = np.random.default_rng([seed, 7]).permutation(len(rows))
+    num_eval = min(len(rows) - 1, max(1, round(eval_fraction * len(rows))))
+    eval_ids = set(order[:num_eval].tolist())
+    return PromptSplits(
+        train=[row for i, row in enumerate(rows) if i not in eval_ids],
+        eval=[row for i, row in enumerate(rows) if i in eval_ids],
+    )
+
+
+def load_splits(
+    train_file: str, eval_file: str = "", *, eval_fraction: float = 0.1, seed: int = 0, image_root: str = ""
+) -> PromptSplits:
+    """Train/eval rows: the eval file when given, else a seeded split of the train file."""
+    rows = read_prompt_rows(train_file, image_root=image_root or None)
+    if eval_file:
+        return PromptSplits(train=rows, eval=read_prompt_rows(eval_file, image_root=image_root or None))
+    return split_rows(rows, eval_fraction, seed)
+
+
+class PromptSampler:
+    """Seeded epoch-wise shuffled order over rows; its state is two integers (exact resume)."""
+
+    def __init__(self, rows: list[PromptRow], seed: int):
+        if not rows:
+            raise ConfigError("no training rows: the prompt file is empty or the eval split took every row")
+        self.rows = rows
+        self.seed = seed
+        self.epoch = 0
+        self.position = 0
+
+    def _order(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.rows))
+
+    def next_rows(self, count: int) -> list[PromptRow]:
+        chosen: list[PromptRow] = []
+        order = self._order()
+        while len(chosen) < count:
+            if self.position >= len(order):
+                self.epoch += 1
+                self.position = 0
+                order = self._order()
+            chosen.append(self.rows[int(order[self.position])])
+            self.position += 1
+        return chosen
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "num_rows": len(self.rows)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state.get("num_rows") != len(self.rows):
+            raise ConfigError(
+                f"the checkpoint was trained on {state.get('num_rows')} rows but the prompt file now has "
+                f"{len(self.rows)}; resume with the same data"
+            )
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def round_size(value: float) -> int:
+    return max(SIZE_MULTIPLE, int(round(value / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+
+
+def row_size(row: PromptRow, resolution: int, reference_resolution: int, image_size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(height, width) of a row at ``resolution``.
+
+    Rows with a size are scaled by resolution / reference_resolution; rows without
+    (edit rows) get the area resolution^2 at the image's aspect ratio (square if unknown).
+    """
+    if row.height and row.width:
+        scale = resolution / reference_resolution
+        return round_size(row.height * scale), round_size(row.width * scale)
+    if image_size is not None:
+        width, height = image_size
+        aspect = width / height
+        return round_size(resolution / math.sqrt(aspect)), round_size(resolution * math.sqrt(aspect))
+    return resolution, resolution

@@ -1,0 +1,85 @@
+"""The PPO clip objective on SDE log-probabilities, with the optional KL to the reference.
+
+    ratio = exp(logp_new - logp_old)
+    loss  = mean(max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)))
+    kl    = mean over non-batch dims of (mean - mean_ref)^2 / (2 std^2)     (per image)
+    total = loss + beta * mean(kl)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class PolicyLoss:
+    """Loss terms of one micro-batch; ``ratio`` is ``(B,)`` and detached."""
+
+    total: torch.Tensor
+    policy: torch.Tensor
+    kl: torch.Tensor
+    ratio: torch.Tensor
+    clip_fraction: torch.Tensor
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``(B,)`` values over the entries where ``mask`` is true (0 when none is)."""
+    if mask is None:
+        return values.mean()
+    weights = mask.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+def ppo_clip_loss(
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_range: float,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PPO clip loss. All inputs ``(B,)``; ``mask`` excludes samples (invalid rewards).
+
+    Returns:
+        (loss scalar, ratio ``(B,)``, clipped indicator ``(B,)``).
+    """
+    ratio = torch.exp(log_prob - old_log_prob)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    was_clipped = (torch.abs(ratio - 1.0) > clip_range).to(torch.float32)
+    return loss, ratio, was_clipped
+
+
+def kl_to_reference(mean: torch.Tensor, reference_mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` KL between two Gaussians of equal std: ||mean - mean_ref||^2 / (2 std^2), averaged."""
+    squared = (mean - reference_mean) ** 2
+    return squared.mean(dim=tuple(range(1, mean.ndim))) / (2 * std**2)
+
+
+def policy_loss(
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    clip_range: float,
+    kl_beta: float = 0.0,
+    mean: torch.Tensor | None = None,
+    reference_mean: torch.Tensor | None = None,
+    std: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+) -> PolicyLoss:
+    """PPO clip loss plus ``kl_beta`` times the KL to the reference (when ``kl_beta`` > 0)."""
+    loss, ratio, was_clipped = ppo_clip_loss(log_prob, old_log_prob, advantages, clip_range, mask)
+    if kl_beta > 0:
+        if mean is None or reference_mean is None or std is None:
+            raise ValueError("kl_beta > 0 needs mean, reference_mean and std")
+        kl = masked_mean(kl_to_reference(mean, reference_mean, std), mask)
+        total = loss + kl_beta * kl
+    else:
+        kl = torch.zeros((), device=log_prob.device)
+        total = loss
+    return PolicyLoss(
+        total=total, policy=loss.detach(), kl=kl.detach(), ratio=ratio.detach(), clip_fraction=masked_mean(was_clipped, mask)
+    )

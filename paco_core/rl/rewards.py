@@ -1,0 +1,241 @@
+"""Rewards by name: the built-in judges and user functions given as ``module:function``.
+
+A reward is a plain callable::
+
+    def my_reward(images: list[PIL.Image.Image], prompts: list[str],
+                  metadata: list[dict]) -> list[float | None]
+
+It receives the batch's images (one per sample: the grid for set rows, the edited image
+for edit rows), the prompt text of each sample, and a metadata dict per sample (``kind``,
+``theme``, ``layout``, ``index``, ``image_path`` of the edit's source image, plus the
+row's extra fields such as ``criteria``), and returns one score per image, ``None`` for
+"could not score".
+
+Built-ins: ``consistency`` (the PaCo-Reward judge on every pair of panels of the grid,
+averaged), ``edit`` (the judge's sqrt(consistency x following) of original vs edited),
+``clip_t`` (each panel vs its panel prompt, averaged) and ``pickscore``.
+
+A failure is never a score: when a reward raises (JudgeError, RewardError or any
+exception of a user function) for a batch, its samples are retried one by one; samples
+that still fail, return None or a non-finite number are marked invalid (NaN) and counted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from paco_core.errors import ConfigError, RewardError
+from paco_core.rl.config import RewardConfig, RewardSpec
+
+logger = logging.getLogger(__name__)
+
+RewardFn = Callable[..., Sequence[float | None]]
+
+
+@dataclass
+class RewardScores:
+    """``scores`` ``(N, K)`` with NaN where invalid; ``failures`` per reward name: count and
+    the first error message."""
+
+    names: list[str]
+    scores: np.ndarray
+    failures: dict[str, int] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
+
+
+def load_user_reward(name: str) -> RewardFn:
+    """Import ``module:function`` (the module must be importable, e.g. on PYTHONPATH).
+
+    Raises:
+        ConfigError: the module or the function does not exist, or is not callable.
+    """
+    module_name, _, function_name = name.partition(":")
+    if not module_name or not function_name:
+        raise ConfigError(f"reward {name!r} should look like `package.module:function`")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(
+            f"reward {name!r}: cannot import module {module_name!r} ({error}); put it on PYTHONPATH"
+        ) from error
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ConfigError(f"reward {name!r}: module {module_name!r} has no function {function_name!r}")
+    return function
+
+
+class RewardModels:
+    """Loads the judge and the CLIP scorers once, on first use."""
+
+    def __init__(self, config: RewardConfig, device: str):
+        self.config = config
+        self.device = device
+        self._judge = None
+        self._clip = None
+        self._pick = None
+
+    @property
+    def judge(self):
+        if self._judge is None:
+            from paco_core.models.judge import load_judge
+
+            self._judge = load_judge(self.config.judge_path, device=self.device)
+        return self._judge
+
+    @property
+    def clip(self):
+        if self._clip is None:
+            from paco_core.reward.clip_score import ClipScorer
+
+            self._clip = ClipScorer.from_pretrained(self.config.clip_path or self.config.pickscore_path)
+        return self._clip
+
+    @property
+    def pick(self):
+        if self._pick is None:
+            if not self.config.pickscore_path or self.config.pickscore_path == self.config.clip_path:
+                self._pick = self.clip
+            else:
+                from paco_core.reward.clip_score import ClipScorer
+
+                self._pick = ClipScorer.from_pretrained(self.config.pickscore_path)
+        return self._pick
+
+
+def _panels(image, meta: dict[str, Any]) -> list:
+    from paco_core.images import split_grid
+
+    return split_grid(image, meta.get("layout") or "1x1")
+
+
+def _panel_prompts(prompt: str) -> tuple[str, ...]:
+    from paco_core.prompts import parse_grid_prompt
+
+    return parse_grid_prompt(prompt).panel_prompts
+
+
+def builtin_reward(name: str, models: RewardModels) -> RewardFn:
+    """The built-in reward function called ``name``."""
+
+    def consistency(images, prompts, metadata):
+        from paco_core.reward.scoring import score_set
+
+        return [float(score_set(models.judge, _panels(img, meta), meta.get("theme") or prompt).score)
+                for img, prompt, meta in zip(images, prompts, metadata)]  # fmt: skip
+
+    def edit(images, prompts, metadata):
+        from PIL import Image
+
+        from paco_core.reward.scoring import score_edits
+
+        originals = []
+        for image, meta in zip(images, metadata):
+            with Image.open(meta["image_path"]) as source:
+                originals.append(source.convert("RGB").resize(image.size))
+        return [float(s.overall) for s in score_edits(models.judge, originals, list(images), list(prompts))]
+
+    def clip_t(images, prompts, metadata):
+        scores = []
+        for image, prompt, meta in zip(images, prompts, metadata):
+            panel_prompts = _panel_prompts(prompt) or (prompt,)
+            panels = _panels(image, meta) if len(panel_prompts) > 1 else [image]
+            scores.append(float(np.mean(models.clip.clip_t(panels, list(panel_prompts)))))
+        return scores
+
+    def pickscore(images, prompts, metadata):
+        return [float(s) for s in models.pick.pick_score(list(images), list(prompts))]
+
+    functions = {"consistency": consistency, "edit": edit, "clip_t": clip_t, "pickscore": pickscore}
+    if name not in functions:
+        raise ConfigError(f"unknown built-in reward {name!r}; built-ins: {', '.join(functions)}")
+    return functions[name]
+
+
+class RewardSet:
+    """The rewards of a run, scored together into an ``(N, K)`` matrix."""
+
+    def __init__(self, specs: Sequence[RewardSpec], functions: dict[str, RewardFn]):
+        self.specs = list(specs)
+        self.functions = functions
+
+    @classmethod
+    def from_config(cls, specs: Sequence[RewardSpec], models: RewardModels) -> RewardSet:
+        functions = {
+            spec.name: load_user_reward(spec.name) if ":" in spec.name else builtin_reward(spec.name, models)
+            for spec in specs
+        }
+        return cls(specs, functions)
+
+    @property
+    def names(self) -> list[str]:
+        return [spec.name for spec in self.specs]
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.array([spec.weight for spec in self.specs], dtype=np.float64)
+
+    def score(self, images: list, prompts: list[str], metadata: list[dict[str, Any]]) -> RewardScores:
+        """Score every image with every reward; invalid entries are NaN."""
+        scores = np.full((len(images), len(self.specs)), np.nan)
+        result = RewardScores(self.names, scores)
+        for k, spec in enumerate(self.specs):
+            column, message = self._score_one(spec.name, images, prompts, metadata)
+            scores[:, k] = column
+            failed = int(np.isnan(column).sum())
+            if failed:
+                result.failures[spec.name] = failed
+                result.messages[spec.name] = message
+        return result
+
+    def _score_one(self, name: str, images, prompts, metadata) -> tuple[np.ndarray, str]:
+        function = self.functions[name]
+        try:
+            return _as_column(name, function(images, prompts, metadata), len(images)), ""
+        except RewardError as error:
+            if "returned" in str(error):
+                raise  # a wrong-length answer is a bug in the function, not a failed sample
+            first_error = f"{type(error).__name__}: {error}"
+        except Exception as error:  # noqa: BLE001 - any failure of a reward marks samples invalid
+            first_error = f"{type(error).__name__}: {error}"
+        logger.warning("reward %s failed on a batch of %d (%s); retrying image by image", name, len(images), first_error)
+        column = np.full(len(images), np.nan)
+        for i in range(len(images)):
+            try:
+                column[i] = _as_column(name, function([images[i]], [prompts[i]], [metadata[i]]), 1)[0]
+            except Exception as error:  # noqa: BLE001
+                logger.warning("reward %s could not score sample %d: %s: %s", name, i, type(error).__name__, error)
+        return column, first_error
+
+
+def _as_column(name: str, values: Sequence[float | None], expected: int) -> np.ndarray:
+    values = list(values) if values is not None else []
+    if len(values) != expected:
+        raise RewardError(f"reward {name!r} returned {len(values)} scores for {expected} images; return one per image")
+    column = np.full(expected, np.nan)
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        number = float(value)
+        column[i] = number if math.isfinite(number) else np.nan
+    return column
+
+
+def check_invalid_share(scores: RewardScores, max_share: float) -> float:
+    """Share of images with an invalid reward; raises RewardError past ``max_share``."""
+    total = scores.scores.shape[0]
+    invalid = int(np.isnan(scores.scores).any(axis=1).sum()) if total else 0
+    share = invalid / total if total else 0.0
+    if share > max_share:
+        details = "; ".join(f"{name}: {count} failed ({scores.messages.get(name, '')})" for name, count in scores.failures.items())
+        raise RewardError(
+            f"{invalid} of {total} images could not be scored ({share:.0%} > rewards.max_invalid_share "
+            f"{max_share:.0%}): {details}. Fix the reward (judge path, server) or raise max_invalid_share."
+        )
+    return share

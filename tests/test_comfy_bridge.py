@@ -1,0 +1,93 @@
+"""nodes/comfy_bridge.py against the ComfyUI stand-in (progress, cancel, memory, folders)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from pack_loader import load_pack, reset_comfy_stub
+
+bridge = importlib.import_module(f"{load_pack().__name__}.nodes.comfy_bridge")
+
+import comfy.model_management as mm  # noqa: E402  (the stand-in is on sys.path after load_pack)
+import comfy.utils  # noqa: E402
+import folder_paths  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_comfy(tmp_path):
+    reset_comfy_stub(tmp_path)
+    yield tmp_path
+    reset_comfy_stub(tmp_path)
+
+
+def test_hooks_report_progress_to_the_progress_bar():
+    hooks = bridge.hooks_for("7", total=3)
+    for done in range(1, 4):
+        hooks.step(done, 3)
+    assert [(u.node_id, u.value, u.total) for u in comfy.utils.PROGRESS_UPDATES] == [
+        ("7", 1, 3),
+        ("7", 2, 3),
+        ("7", 3, 3),
+    ]
+
+
+def test_hooks_stop_the_work_when_the_user_cancels():
+    hooks = bridge.hooks_for("7", total=4)
+    hooks.step(1, 4)
+    mm.interrupt_current_processing()
+    with pytest.raises(mm.InterruptProcessingException):
+        hooks.check_cancel()
+    assert not mm.processing_interrupted(), "the flag is consumed by the raise, as in ComfyUI"
+
+
+def test_cancel_is_seen_at_the_next_progress_update_too():
+    hooks = bridge.hooks_for(None, total=2)
+    mm.interrupt_current_processing()
+    with pytest.raises(mm.InterruptProcessingException):
+        hooks.step(1, 2)
+    assert comfy.utils.PROGRESS_UPDATES == []
+
+
+def test_free_comfy_memory_unloads_models_and_empties_the_cache():
+    bridge.free_comfy_memory()
+    assert mm.CALLS == {"unload_all_models": 1, "soft_empty_cache": 1}
+
+
+def test_comfy_device_is_the_device_comfy_chose():
+    assert str(bridge.comfy_device()) == "cpu"
+
+
+def test_model_choices_lists_files_of_a_models_folder(fresh_comfy):
+    loras = fresh_comfy / "models" / "loras"
+    (loras / "paco").mkdir(parents=True)
+    (loras / "paco" / "t2is.safetensors").write_bytes(b"0")
+    (loras / "notes.txt").write_text("not a model")
+    assert bridge.model_choices("loras") == ["paco/t2is.safetensors"]
+
+
+def test_model_choices_lists_diffusers_folders_with_a_model_index(fresh_comfy):
+    diffusers = fresh_comfy / "models" / "diffusers"
+    (diffusers / "flux-tiny").mkdir(parents=True)
+    (diffusers / "flux-tiny" / "model_index.json").write_text("{}")
+    (diffusers / "half-copied").mkdir()
+    assert bridge.model_choices("diffusers") == ["flux-tiny"]
+
+
+def test_resolve_model_path_finds_files_and_folders_and_passes_other_names_through(fresh_comfy):
+    lora = fresh_comfy / "models" / "loras" / "a.safetensors"
+    lora.parent.mkdir(parents=True)
+    lora.write_bytes(b"0")
+    pipeline = fresh_comfy / "models" / "diffusers" / "flux-tiny"
+    pipeline.mkdir(parents=True)
+    assert bridge.resolve_model_path("loras", "a.safetensors") == str(lora)
+    assert bridge.resolve_model_path("diffusers", "flux-tiny") == str(pipeline)
+    assert (
+        bridge.resolve_model_path("diffusers", "black-forest-labs/FLUX.1-dev")
+        == "black-forest-labs/FLUX.1-dev"
+    )
+    assert bridge.resolve_model_path("loras", "missing.safetensors") == "missing.safetensors"
+
+
+def test_output_directory_is_comfys(fresh_comfy):
+    assert bridge.output_directory() == folder_paths.get_output_directory() == str(fresh_comfy / "output")
