@@ -70,6 +70,12 @@ class PaCoGridPrompt(io.ComfyNode):
                     display_name="judge_theme",
                     tooltip="The text before the first panel tag: the theme PaCo-Reward judges the set against.",
                 ),
+                io.Combo.Output(
+                    "layout",
+                    display_name="layout",
+                    options=layout_choices(),
+                    tooltip="The chosen layout, to wire into the layout input of Split Grid or Generate Set.",
+                ),
             ],
         )
 
@@ -80,7 +86,7 @@ class PaCoGridPrompt(io.ComfyNode):
         lines = [line.strip() for line in panel_prompts.splitlines() if line.strip()]
         prompt = build_grid_prompt(theme, shared_description, lines, layout)
         parsed = parse_grid_prompt(prompt)
-        return io.NodeOutput(prompt, parsed.layout.num_panels, parsed.judge_theme)
+        return io.NodeOutput(prompt, parsed.layout.num_panels, parsed.judge_theme, layout)
 
 
 class PaCoSplitGrid(io.ComfyNode):

@@ -243,8 +243,10 @@ def _split_theme(body: str) -> tuple[str, str]:
 def parse_grid_prompt(prompt: str) -> GridPrompt:
     """Take a grid prompt apart: layout, theme, shared description, panel prompts.
 
-    The layout is the first ``RxC`` in the prompt (``x`` or ``×``); a prompt without
-    one is a single image (1x1) whose theme is the whole prompt.
+    The layout is the first ``RxC`` in the prompt (``x`` or ``×``; none means 1x1). A
+    prompt with neither panel tags nor an ``N-PANEL Images with a ...`` header is a
+    single image (1x1, no panel prompts) whose theme is the whole prompt, even if it
+    mentions a size such as "1920x1080".
 
     Raises:
         InputError: the panel tags do not match the layout (missing, extra, out of
@@ -252,14 +254,13 @@ def parse_grid_prompt(prompt: str) -> GridPrompt:
     """
     if not isinstance(prompt, str):
         raise InputError(f"prompt should be text, got {type(prompt).__name__}")
-    found = _LAYOUT_RE.search(prompt)
-    if found is None:
+    seen = [m.group(0) for m in _ANY_TAG_RE.finditer(prompt)]
+    if not seen and _HEADER_RE.match(prompt) is None:
         text = prompt.strip()
         return GridPrompt(Layout(1, 1), text, "", (), text)
-    layout = Layout(int(found.group(1)), int(found.group(2)))
+    found = _LAYOUT_RE.search(prompt)
+    layout = Layout(int(found.group(1)), int(found.group(2))) if found else Layout(1, 1)
     tags = layout.panel_tags
-
-    seen = [m.group(0) for m in _ANY_TAG_RE.finditer(prompt)]
     if seen != list(tags):
         raise InputError(
             f"the prompt's layout {layout} needs the panel tags {list(tags)} in this order, "

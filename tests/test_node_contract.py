@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pack_loader import REPO_ROOT, STUB_DIR, all_node_classes, load_pack
+from pack_loader import REPO_ROOT, STUB_DIR, NodeInputError, all_node_classes, load_pack, run_node
 
 NODE_CLASSES = all_node_classes()
 io = importlib.import_module("comfy_api.latest").io  # the stand-in, on sys.path once the pack is loaded
@@ -161,3 +161,87 @@ def test_nodes_reach_comfyui_only_through_comfy_api_latest_and_the_bridge():
             elif top_level(name) in COMFY_RUNTIME_MODULES and path.name != "comfy_bridge.py":
                 offenders.append(f"{path.name}: {name}")
     assert offenders == []
+
+
+# ---------------------------------------------------------------- the stand-in and run_node
+
+
+class EchoNode(io.ComfyNode):
+    """A node for checking the harness itself: echoes its inputs."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="PaCoTestEcho",
+            display_name="Echo",
+            category="PaCo/Test",
+            inputs=[
+                io.Int.Input("count", default=1, min=1, max=4, tooltip="t"),
+                io.Combo.Input("mode", options=["a", "b"], default="a", tooltip="t"),
+                io.Image.Input("image", optional=True, tooltip="t"),
+            ],
+            outputs=[io.Int.Output(tooltip="t"), io.String.Output(tooltip="t")],
+        )
+
+    @classmethod
+    async def execute(cls, count, mode, image=None):
+        return io.NodeOutput(count, f"{mode}:{cls.hidden.unique_id}")
+
+    @classmethod
+    def validate_inputs(cls, count, mode, image=None):
+        return True if (count, mode) != (4, "b") else "4 and b do not go together"
+
+
+def test_stand_in_rejects_arguments_comfyui_rejects():
+    with pytest.raises(TypeError, match="unexpected keyword argument 'defualt'"):
+        io.Int.Input("n", defualt=1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'inputs_list'"):
+        io.Schema(node_id="X", inputs_list=[])
+
+
+def test_stand_in_rejects_duplicate_input_ids():
+    class Twice(EchoNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="X", inputs=[io.Int.Input("n"), io.Int.Input("n")])
+
+    with pytest.raises(ValueError, match=r"Input ids must be unique, but \['n'\] are not"):
+        Twice.GET_SCHEMA()
+
+
+def test_run_node_awaits_async_execute_and_sets_hidden_values():
+    import torch
+
+    assert run_node(EchoNode, count=2, mode="b").args == (2, "b:1")
+    assert (
+        run_node(EchoNode, count=2, mode="a", image=torch.zeros(1, 2, 2, 3), hidden={"unique_id": "9"})[1]
+        == "a:9"
+    )
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"mode": "a"}, "required input 'count' is missing"),
+        ({"count": 1, "mode": "a", "steps": 3}, r"has no input\(s\) \['steps'\]"),
+        ({"count": 5, "mode": "a"}, "5 is above the maximum 4"),
+        ({"count": 0, "mode": "a"}, "0 is below the minimum 1"),
+        ({"count": 1.5, "mode": "a"}, "expected an integer, got 1.5"),
+        ({"count": 1, "mode": "c"}, r"'c' is not one of \['a', 'b'\]"),
+        ({"count": 1, "mode": "a", "image": [0.5]}, "expected a 4-D IMAGE tensor, got list"),
+        ({"count": 4, "mode": "b"}, "validate_inputs rejected the inputs: 4 and b do not go together"),
+    ],
+)
+def test_run_node_validates_like_comfyui(inputs, message):
+    with pytest.raises(NodeInputError, match=message):
+        run_node(EchoNode, **inputs)
+
+
+def test_run_node_rejects_a_wrong_number_of_outputs():
+    class Short(EchoNode):
+        @classmethod
+        def execute(cls, count, mode, image=None):
+            return io.NodeOutput(count)
+
+    with pytest.raises(TypeError, match="returned 1 outputs, schema declares 2"):
+        run_node(Short, count=1, mode="a")

@@ -16,11 +16,12 @@ grid = importlib.import_module(f"{load_pack().__name__}.nodes.grid")
 
 def test_grid_prompt_builds_a_prompt_from_its_defaults():
     out = run_node(grid.PaCoGridPrompt, **widget_defaults(grid.PaCoGridPrompt))
-    prompt, num_panels, judge_theme = out.args
+    prompt, num_panels, judge_theme, layout = out.args
     parsed = parse_grid_prompt(prompt)
     assert prompt.startswith("FOUR-PANEL Images with a 2x2 grid layout depicting a young explorer")
     assert num_panels == 4 == len(parsed.panel_prompts)
     assert judge_theme == prompt.split("[TOP]-[LEFT]:")[0].strip()
+    assert layout == "2x2"
 
 
 def test_grid_prompt_takes_one_panel_per_non_empty_line():

@@ -232,6 +232,23 @@ def test_parse_plain_prompt_is_one_panel():
     assert parsed == GridPrompt(Layout(1, 1), "a red fox in the snow", "", (), "a red fox in the snow")
 
 
+@pytest.mark.parametrize("text", ["a 1920x1080 wallpaper of a fox", "a 3x3 rubik's cube"])
+def test_parse_plain_prompt_mentioning_a_size_is_one_panel(text):
+    assert parse_grid_prompt(text) == GridPrompt(Layout(1, 1), text, "", (), text)
+
+
+def test_parse_rejects_a_header_without_tags():
+    with pytest.raises(
+        InputError, match=r"layout 1x2 needs the panel tags \['\[LEFT\]:', '\[RIGHT\]:'\] .* found \[\]"
+    ):
+        parse_grid_prompt("TWO-PANEL Images with a 1x2 grid layout a fox.")
+
+
+def test_parse_rejects_tags_without_a_layout():
+    with pytest.raises(InputError, match=r"layout 1x1 needs the panel tags \['PANEL-1:'\]"):
+        parse_grid_prompt("a fox [LEFT]:sits [RIGHT]:runs")
+
+
 def test_parse_takes_the_layout_from_the_unicode_sign():
     parsed = parse_grid_prompt(
         "TWO-PANEL Images with a 1×2 grid layout a fox.All in snow. [LEFT]:sits [RIGHT]:runs"

@@ -23,7 +23,7 @@ from paco_core.testing import (
     ensure_tiny_models,
     factory,
 )
-from paco_core.testing.tokenizers import ANSWER_WORDS
+from paco_core.testing.tokenizers import ANSWER_WORDS, PROMPT_WORDS, QWEN_WORDS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SET_PROMPT = (
@@ -44,6 +44,15 @@ def folder_hashes(folder: Path) -> dict[str, str]:
 def random_image(seed: int, size: int = 64) -> Image.Image:
     pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
     return Image.fromarray(pixels)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny models run fastest on one thread; two threads on a busy 2-core box run 10-20x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -186,10 +195,11 @@ def judge(tiny_models):
     return model, processor
 
 
-def test_judge_answer_words_are_single_tokens(judge):
+def test_judge_answer_and_role_words_are_single_tokens(judge):
     _, processor = judge
     tokenizer = processor.tokenizer
-    for word in ANSWER_WORDS:
+    assert set(ANSWER_WORDS) | {"system", "user", "assistant"} <= set(QWEN_WORDS)
+    for word in QWEN_WORDS:
         for text in (word, " " + word):
             ids = tokenizer.encode(text, add_special_tokens=False)
             assert len(ids) == 1, f"{text!r} -> {ids}"
@@ -348,6 +358,20 @@ def test_qwen_image_edit_edits_from_its_folder(tiny_models, name, pipeline_class
 
 
 # --- CLIP ----------------------------------------------------------------------------------
+
+
+def test_clip_and_t5_keep_prompt_words_whole(tiny_models):
+    from transformers import AutoTokenizer
+
+    clip_tokenizer = AutoTokenizer.from_pretrained(tiny_models["clip"])
+    t5_tokenizer = AutoTokenizer.from_pretrained(tiny_models["flux"] / "tokenizer_2")
+    for word in PROMPT_WORDS:
+        assert clip_tokenizer.tokenize(word.upper()) == [word + "</w>"]
+        assert t5_tokenizer.tokenize(word) == ["\u2581" + word]
+    assert (
+        clip_tokenizer.decode(clip_tokenizer("Zebra, 42!").input_ids, skip_special_tokens=True)
+        == "zebra , 4 2 !"
+    )
 
 
 def test_clip_scores_text_against_images(tiny_models):

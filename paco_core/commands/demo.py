@@ -115,9 +115,8 @@ def score_with_judge(judge_folder: str | None, panels, theme: str, args: argpars
         return {"skipped": "no --judge given"}
     if not judge_available():
         return {"skipped": "this build has no judge (paco_core.reward.scoring is missing)"}
-    from paco_core.reward.scoring import score_set
-
     from paco_core.models.judge import load_judge
+    from paco_core.reward.scoring import score_set
 
     started = time.perf_counter()
     judge = load_judge(

@@ -119,8 +119,11 @@ def parse_panel_size(text: str) -> tuple[int, int]:
 
 
 def print_progress(done: int, total: int) -> None:
-    end = "\n" if done >= total else ""
-    print(f"\rstep {done}/{total}", end=end, file=sys.stderr, flush=True)
+    """One updating line on a terminal, one line per step otherwise (logs, pipes)."""
+    if sys.stderr.isatty():
+        print(f"\rstep {done}/{total}", end="\n" if done >= total else "", file=sys.stderr, flush=True)
+    else:
+        print(f"step {done}/{total}", file=sys.stderr, flush=True)
 
 
 def cli_hooks():

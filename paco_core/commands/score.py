@@ -148,9 +148,9 @@ def progress_printer(label: str):
 
 def run_score(args: argparse.Namespace) -> int:
     from paco_core.reward.report import format_set_report
-    from paco_core.reward.scoring import score_set
+    from paco_core.reward.scoring import check_set, score_set
 
-    images = set_images(args.images, args.layout)
+    images = check_set(set_images(args.images, args.layout))
     judge = open_judge(args)
     result = score_set(
         judge, images, args.theme, both_orders=args.both_orders, hooks=progress_printer("pairs")

@@ -41,8 +41,12 @@ def register(subparsers) -> None:
         help="override a config value, e.g. --set optim.lr=1e-4 --set data.train_file=prompts.jsonl",
     )  # fmt: skip
     parser.add_argument("--resume", help="checkpoint folder to continue from, or `latest` in output_dir")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
-    parser.add_argument("--describe-config", action="store_true", help="print every config key with help and exit")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config as JSON and exit"
+    )
+    parser.add_argument(
+        "--describe-config", action="store_true", help="print every config key with help and exit"
+    )
     parser.set_defaults(func=run)
 
 
@@ -86,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
 
     result = GrpoTrainer(config, hooks=Hooks(progress=progress)).train(resume=args.resume)
     if result.state == "stopped":
-        print(f"paco train: stopped at step {result.step}; checkpoint {result.last_checkpoint}", file=sys.stderr)
+        print(
+            f"paco train: stopped at step {result.step}; checkpoint {result.last_checkpoint}", file=sys.stderr
+        )
         return EXIT_STOPPED
-    print(f"paco train: finished {result.step} steps; last checkpoint {result.last_checkpoint}", file=sys.stderr)
+    print(
+        f"paco train: finished {result.step} steps; last checkpoint {result.last_checkpoint}", file=sys.stderr
+    )
     return EXIT_OK

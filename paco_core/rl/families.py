@@ -142,10 +142,8 @@ class FluxFamily(TransformerFamily):
             prompt_embeds, pooled, text_ids = self.pipe.encode_prompt(
                 prompt=[row.prompt], prompt_2=None, device=self.device, max_sequence_length=self.max_sequence_length
             )
-        _, image_ids = self.pipe.prepare_latents(
-            1, self.num_latent_channels, height, width, self.dtype, self.device, None,
-            latents=torch.zeros(1, self.image_seq_len(height, width), self.num_latent_channels * 4),
-        )  # fmt: skip
+        latent_h, latent_w = self.latent_size(height, width)
+        image_ids = self.pipe._prepare_latent_image_ids(1, latent_h // 2, latent_w // 2, self.device, self.dtype)
         return Conditioning(
             tensors={"prompt_embeds": prompt_embeds, "pooled": pooled},
             shared={"text_ids": text_ids, "image_ids": image_ids},
@@ -169,6 +167,12 @@ class FluxKontextFamily(FluxFamily):
     """FLUX.1-Kontext-dev: the condition image's latents ride along the sequence."""
 
     pipeline_module = "diffusers.pipelines.flux.pipeline_flux_kontext"
+
+    def initial_noise(self, batch_size: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+        latents, _, _, _ = self.pipe.prepare_latents(
+            None, batch_size, self.num_latent_channels, height, width, torch.float32, torch.device("cpu"), generator
+        )
+        return latents.to(self.device, self.dtype)
 
     def encode(self, row: PromptRow, height: int, width: int) -> Conditioning:
         cond = super().encode(row, height, width)

@@ -423,7 +423,7 @@ class GrpoTrainer:
                 batch_adv = values[ids].to(self.accelerator.device)
                 batch_mask = valid[ids].to(self.accelerator.device)
                 for k in range(len(rollout.sde_steps)):
-                    terms = self._micro_batch_loss(rollout, k, batch_adv, batch_mask)
+                    terms = self.micro_batch_loss(rollout, k, batch_adv, batch_mask)
                     scale = len(rollout.sde_steps) * optim.gradient_accumulation_steps
                     self.accelerator.backward(terms.total / scale)
                     if first_ratio is None:
@@ -451,7 +451,7 @@ class GrpoTrainer:
             "policy/optimizer_steps": len(grad_norms),
         }
 
-    def _micro_batch_loss(self, rollout: Rollout, k: int, advantages: torch.Tensor, mask: torch.Tensor):
+    def micro_batch_loss(self, rollout: Rollout, k: int, advantages: torch.Tensor, mask: torch.Tensor):
         """Re-score SDE transition k of a micro-batch under the current policy."""
         sampling, optim = self.config.sampling, self.config.optim
         index = rollout.sde_steps[k]

@@ -60,15 +60,12 @@ TINY_MODEL_NAMES = ("flux", "flux-kontext", "qwen-image-edit", "judge", "clip") 
 
 
 def _check_name(name: str) -> None:
-    if name not in TINY_MODEL_NAMES:
-        raise InputError(
-            f"unknown tiny model {name!r}: choose one of {', '.join(TINY_MODEL_NAMES)}"
-            + (
-                " (qwen-image-edit-plus needs a diffusers with QwenImageEditPlusPipeline)"
-                if name == "qwen-image-edit-plus"
-                else ""
-            )
-        )
+    if name in TINY_MODEL_NAMES:
+        return
+    reason = ""
+    if name in BUILDERS:  # known, but this install cannot build it
+        reason = " (qwen-image-edit-plus needs a diffusers that has QwenImageEditPlusPipeline)"
+    raise InputError(f"unknown tiny model {name!r}: choose one of {', '.join(TINY_MODEL_NAMES)}{reason}")
 
 
 def _marker(name: str) -> dict:

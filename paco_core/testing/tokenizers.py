@@ -163,8 +163,9 @@ def whole_word_merges(words: Iterable[Sequence[str]]) -> list[tuple[str, str]]:
         pieces = _apply_merges(list(symbols), ranks)
         while len(pieces) > 1:
             pair = (pieces[0], pieces[1])
-            ranks[pair] = len(merges)
-            merges.append(pair)
+            if pair not in ranks:  # (a pair already ranked applies by itself once both halves exist)
+                ranks[pair] = len(merges)
+                merges.append(pair)
             pieces = [pieces[0] + pieces[1], *pieces[2:]]
     return merges
 

@@ -1,0 +1,278 @@
+"""Judge throughput: the model card's one-pair-per-forward method against our batched judge.
+
+For sets of N panels (default N = 4 and 8), every unordered pair is scored
+
+- by the reference method of the judge's model card: ``processor(text, images)`` then
+  ``model(**inputs).logits[:, -1]``, one pair per forward pass, full logits;
+- by ``LocalJudge`` (left-padded batches, last-position logits only, each distinct
+  panel's vision encoding computed once and reused), and by ``LocalJudge`` without the
+  vision reuse, to show what each part brings;
+
+on the same model, and prints pairs/s of each, the ratio and the largest score difference.
+
+Usage:
+    python bench/judge_throughput.py                      # the tiny judge on the CPU
+    python bench/judge_throughput.py --judge models/PaCo-Reward-7B --device cuda
+    python bench/judge_throughput.py --real-dims          # random Qwen2.5-VL-7B dimensions, bf16, 512 px panels
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REAL_TEXT_CONFIG = {
+    "vocab_size": 152064,
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 128000,
+    "rms_norm_eps": 1e-6,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+}
+"""Qwen2.5-VL-7B-Instruct's language model (PaCo-Reward-7B has the same)."""
+
+REAL_VISION_CONFIG = {
+    "depth": 32,
+    "hidden_size": 1280,
+    "intermediate_size": 3420,
+    "num_heads": 16,
+    "out_hidden_size": 3584,
+    "patch_size": 14,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "window_size": 112,
+    "fullatt_block_indexes": [7, 15, 23, 31],
+    "hidden_act": "silu",
+}
+"""Qwen2.5-VL-7B-Instruct's vision tower."""
+
+REAL_MIN_PIXELS, REAL_MAX_PIXELS = 56 * 56, 28 * 28 * 16384
+"""The stock Qwen2.5-VL image processor's pixel bounds (a 512 px panel -> 504 px, 324 tokens)."""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--judge", default=None, help="judge folder (default: the tiny judge)")
+    parser.add_argument(
+        "--real-dims", action="store_true", help="random-weight judge with Qwen2.5-VL-7B dimensions"
+    )
+    parser.add_argument(
+        "--text-layers", type=int, default=None, help="--real-dims: fewer text layers (smoke runs)"
+    )
+    parser.add_argument(
+        "--vision-depth", type=int, default=None, help="--real-dims: fewer vision blocks (smoke runs)"
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4, 8], help="panels per set (default 4 8)")
+    parser.add_argument(
+        "--panel", type=int, default=None, help="panel side in px (default 64; 512 with --real-dims)"
+    )
+    parser.add_argument("--batch-size", type=int, default=8, help="pairs per forward pass of our judge")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method (the median is kept)")
+    parser.add_argument("--device", default=None, help="cpu, cuda ... (default: the GPU if any)")
+    parser.add_argument(
+        "--dtype", default=None, help="bf16, fp16, fp32 (default: bf16 on a GPU, fp32 on the CPU)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the results as JSON here")
+    return parser.parse_args(argv)
+
+
+def random_panels(count: int, side: int, seed: int) -> list:
+    """``count`` distinct random RGB panels."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) for _ in range(count)]
+
+
+def load_tiny_or_given_judge(args: argparse.Namespace):
+    from paco_core.models.judge import load_judge
+
+    if args.judge is None:
+        from paco_core.testing import build_tiny_model, default_cache_dir
+
+        source = build_tiny_model("judge", default_cache_dir())
+    else:
+        source = args.judge
+    return load_judge(source, dtype=args.dtype, device=args.device, batch_size=args.batch_size, cache_size=0)
+
+
+def build_real_dims_judge(args: argparse.Namespace):
+    """A random-weight Qwen2.5-VL with the 7B dimensions, built directly on the device.
+
+    The weights are created on the target device (``torch.device`` context) in the target
+    dtype, so 8.3 B parameters take seconds on a GPU instead of minutes of CPU init and copy.
+    """
+    import torch
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    from paco_core.models.pipelines import resolve_device, resolve_dtype
+    from paco_core.reward.local import LocalJudge
+    from paco_core.testing.tokenizers import build_qwen2_tokenizer
+
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype or "bf16", device)
+    tokenizer = build_qwen2_tokenizer()
+
+    def token_id(token: str) -> int:
+        return tokenizer.convert_tokens_to_ids(token)
+
+    text_config = dict(
+        REAL_TEXT_CONFIG, bos_token_id=token_id("<|endoftext|>"), eos_token_id=token_id("<|im_end|>")
+    )
+    vision_config = dict(REAL_VISION_CONFIG)
+    if args.text_layers:
+        text_config["num_hidden_layers"] = args.text_layers
+    if args.vision_depth:
+        vision_config["depth"] = args.vision_depth
+        vision_config["fullatt_block_indexes"] = [args.vision_depth - 1]
+    config = Qwen2_5_VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=token_id("<|image_pad|>"),
+        video_token_id=token_id("<|video_pad|>"),
+        vision_start_token_id=token_id("<|vision_start|>"),
+        vision_end_token_id=token_id("<|vision_end|>"),
+        tie_word_embeddings=False,
+    )
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
+    model.eval().requires_grad_(False)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    num_params = sum(parameter.numel() for parameter in model.parameters())
+    print(f"built random judge: {num_params / 1e9:.2f} B parameters in {time.perf_counter() - started:.1f} s")
+    sizes = {"min_pixels": REAL_MIN_PIXELS, "max_pixels": REAL_MAX_PIXELS}
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(patch_size=14, temporal_patch_size=2, merge_size=2, **sizes),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(patch_size=14, temporal_patch_size=2, merge_size=2, **sizes),
+        chat_template=tokenizer.chat_template,
+    )
+    return LocalJudge(
+        model, processor, batch_size=args.batch_size, cache_size=0, name="random Qwen2.5-VL-7B dims"
+    )
+
+
+def reference_scores(judge, pairs) -> list[float]:
+    """The model card's method: one pair per forward pass, full logits, last position."""
+    import torch
+
+    from paco_core.reward.local import chat_messages
+
+    model, processor = judge.model, judge.processor
+    yes_id, no_id = judge.yes_ids[0], judge.no_ids[0]
+    scores = []
+    for pair in pairs:
+        text = processor.apply_chat_template(
+            chat_messages(pair.prompt), tokenize=False, add_generation_prompt=True
+        )
+        inputs = processor(text=[text], images=[pair.first, pair.second], return_tensors="pt").to(
+            judge.device
+        )
+        with torch.inference_mode():
+            logits = model(**inputs).logits[:, -1, :].float()
+        scores.append(torch.sigmoid(logits[0, yes_id] - logits[0, no_id]).item())
+    return scores
+
+
+def timed(function: Callable[[], list[float]], repeats: int) -> tuple[float, list[float]]:
+    """Median seconds of ``repeats`` runs after one warm-up run, and the last result."""
+    result = function()
+    durations = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = function()
+        durations.append(time.perf_counter() - started)
+    return statistics.median(durations), result
+
+
+def bench_size(judge, num_panels: int, side: int, repeats: int) -> dict:
+    from itertools import combinations
+
+    from paco_core.reward.backend import PairRequest
+    from paco_core.reward.prompts import set_consistency_prompt
+
+    panels = random_panels(num_panels, side, seed=num_panels)
+    prompt = set_consistency_prompt("a red fox walking through four seasons")
+    pairs = [PairRequest(panels[i], panels[j], prompt) for i, j in combinations(range(num_panels), 2)]
+
+    def ours(reuse_vision: bool) -> Callable[[], list[float]]:
+        def run() -> list[float]:
+            judge.reuse_vision = reuse_vision
+            return judge.score_pairs(pairs)
+
+        return run
+
+    reference_s, reference = timed(lambda: reference_scores(judge, pairs), repeats)
+    no_reuse_s, no_reuse = timed(ours(False), repeats)
+    ours_s, batched = timed(ours(True), repeats)
+    return {
+        "panels": num_panels,
+        "pairs": len(pairs),
+        "reference_pairs_per_s": len(pairs) / reference_s,
+        "batched_no_vision_reuse_pairs_per_s": len(pairs) / no_reuse_s,
+        "ours_pairs_per_s": len(pairs) / ours_s,
+        "ratio": reference_s / ours_s,
+        "max_abs_diff": max(abs(a - b) for a, b in zip(batched, reference, strict=True)),
+        "max_abs_diff_no_reuse": max(abs(a - b) for a, b in zip(no_reuse, reference, strict=True)),
+    }
+
+
+def main(argv=None) -> int:
+    import torch
+
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    judge = build_real_dims_judge(args) if args.real_dims else load_tiny_or_given_judge(args)
+    side = args.panel or (512 if args.real_dims else 64)
+    device_name = torch.cuda.get_device_name(judge.device) if judge.device.type == "cuda" else "CPU"
+    print(
+        f"judge: {judge.name} on {device_name} ({judge.dtype}), panels {side}x{side}, batch size "
+        f"{judge.batch_size}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+    )
+    header = f"{'N':>3} {'pairs':>5} {'reference/s':>12} {'batched/s':>10} {'ours/s':>10} {'ratio':>6} {'max|diff|':>10}"
+    print(header)
+    rows = []
+    for num_panels in args.sizes:
+        row = bench_size(judge, num_panels, side, args.repeats)
+        rows.append(row)
+        print(
+            f"{row['panels']:>3} {row['pairs']:>5} {row['reference_pairs_per_s']:>12.2f} "
+            f"{row['batched_no_vision_reuse_pairs_per_s']:>10.2f} {row['ours_pairs_per_s']:>10.2f} "
+            f"{row['ratio']:>6.2f} {row['max_abs_diff']:>10.2e}"
+        )
+    print(
+        "reference = one pair per forward pass with full logits (model card); batched = our batches without"
+    )
+    print("vision reuse; ours = batches + last-position logits + each panel's vision encoding once.")
+    if args.json_out:
+        meta = {"judge": judge.name, "device": device_name, "dtype": str(judge.dtype), "panel": side}
+        args.json_out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The generation nodes, run as ComfyUI runs them (through the ComfyUI test double)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import replace
+
+import pytest
+from pack_loader import load_pack, reset_comfy_stub, run_node, widget_defaults
+
+
+@pytest.fixture(scope="module")
+def generation():
+    pack = load_pack()
+    return importlib.import_module(f"{pack.__name__}.nodes.generation")
+
+
+@pytest.fixture()
+def comfy(tmp_path, tiny_models, generation):
+    """ComfyUI folders with the tiny models in models/diffusers and a LoRA in models/loras."""
+    reset_comfy_stub(tmp_path)
+    import comfy.model_management as mm
+    import comfy.utils
+
+    diffusers_dir = tmp_path / "models" / "diffusers"
+    diffusers_dir.mkdir(parents=True)
+    for name in ("flux", "flux-kontext"):
+        os.symlink(tiny_models[name], diffusers_dir / f"tiny-{name}")
+    yield {"mm": mm, "utils": comfy.utils, "models": tmp_path / "models"}
+    mm.stub_reset()
+
+
+def write_lora(folder, tiny_models):
+    """A FLUX LoRA saved by our own save helper from a peft-wrapped tiny transformer."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+    from peft import LoraConfig
+
+    from paco_core.models.lora import save_peft_transformer_lora
+
+    transformer = FluxTransformer2DModel.from_pretrained(str(tiny_models["flux"]), subfolder="transformer")
+    torch.manual_seed(0)
+    transformer.add_adapter(
+        LoraConfig(r=2, lora_alpha=2, init_lora_weights=False, target_modules=["to_q", "to_v"])
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return save_peft_transformer_lora(transformer, folder / "paco_test.safetensors")
+
+
+def load(generation, **changes):
+    loader = generation.PaCoPipelineLoader
+    return run_node(loader, **{**widget_defaults(loader), "model": "tiny-flux", **changes})[0]
+
+
+def test_every_input_and_output_is_described(generation):
+    for node in generation.NODES:
+        schema = node.GET_SCHEMA()
+        assert (
+            schema.node_id.startswith("PaCo") and schema.category.startswith("PaCo/") and schema.description
+        )
+        assert all(item.tooltip for item in schema.inputs), schema.node_id
+        assert all(item.tooltip for item in schema.outputs), schema.node_id
+
+
+def test_loader_lora_and_generate_set(generation, comfy, tiny_models):
+    write_lora(comfy["models"] / "loras", tiny_models)
+    pipeline = load(generation)
+    assert pipeline.kind == "flux" and pipeline.keep_loaded
+    with_lora, info = run_node(
+        generation.PaCoLora, pipeline=pipeline, lora_name="paco_test.safetensors", strength=0.8
+    )
+    assert info == "paco_test.safetensors: diffusers format, 8 of 8 keys matched, strength 0.8"
+    assert pipeline.loras == () and len(with_lora.loras) == 1
+    node = generation.PaCoGenerateSet
+    inputs = {
+        **widget_defaults(node),
+        "pipeline": with_lora,
+        "theme": "a red fox",
+        "panels": "running\nsleeping\n\neating\nreading\n",
+        "panel_width": 32,
+        "panel_height": 16,
+        "steps": 2,
+        "num_sets": 2,
+    }
+    panels, grids, prompt = run_node(node, hidden={"unique_id": "7"}, **inputs).args
+    assert tuple(panels.shape) == (8, 16, 32, 3) and tuple(grids.shape) == (2, 32, 64, 3)
+    assert "[BOTTOM]-[RIGHT]:reading" in prompt
+    updates = comfy["utils"].PROGRESS_UPDATES
+    assert [(u.node_id, u.value, u.total) for u in updates][-1] == ("7", 4, 4)
+
+
+def test_comfy_cancel_stops_the_set_within_one_step(generation, comfy):
+    pipeline = load(generation)
+    forward_calls = []
+    handle = pipeline.pipe.transformer.register_forward_hook(lambda *args: forward_calls.append(1))
+    node = generation.PaCoGenerateSet
+    inputs = {**widget_defaults(node), "pipeline": pipeline, "theme": "fox", "panels": "a\nb\nc\nd"}
+    inputs.update(panel_width=16, panel_height=16, steps=6)
+    comfy["mm"].interrupt_current_processing()
+    try:
+        with pytest.raises(comfy["mm"].InterruptProcessingException):
+            run_node(node, **inputs)
+    finally:
+        handle.remove()
+    assert len(forward_calls) == 1
+
+
+def test_edit_and_edit_chain_keep_the_input_size(generation, comfy):
+    import torch
+
+    from paco_core.errors import InputError
+
+    kontext = load(generation, model="tiny-flux-kontext")
+    images = torch.rand(2, 40, 50, 3, generator=torch.Generator().manual_seed(0))
+    edit = generation.PaCoEdit
+    common = {
+        "steps": 1,
+        "guidance": 0.0,
+        "seed": 0,
+        "max_area": 0,
+        "condition_area": 0,
+        "auto_resize": False,
+    }
+    [edited] = run_node(edit, pipeline=kontext, image=images, instruction="make it blue", **common).args
+    assert tuple(edited.shape) == (2, 40, 50, 3)
+    chain = generation.PaCoEditChain
+    chain_inputs = {"pipeline": kontext, "instructions": "add a hat\nmake it night", "from_reference": False}
+    [sequence] = run_node(chain, image=images[:1], include_reference=True, **chain_inputs, **common).args
+    assert tuple(sequence.shape) == (3, 40, 50, 3)
+    with pytest.raises(InputError, match="takes one reference image, got a batch of 2"):
+        run_node(chain, image=images, include_reference=True, **chain_inputs, **common)
+
+
+def test_wrong_model_for_the_node_is_a_clear_error(generation, comfy):
+    import torch
+
+    from paco_core.errors import InputError
+
+    flux = load(generation)
+    common = {
+        "steps": 1,
+        "guidance": 0.0,
+        "seed": 0,
+        "max_area": 0,
+        "condition_area": 0,
+        "auto_resize": False,
+    }
+    with pytest.raises(InputError, match="cannot edit an image with a flux pipeline"):
+        run_node(
+            generation.PaCoEdit, pipeline=flux, image=torch.zeros(1, 16, 16, 3), instruction="x", **common
+        )
+
+
+def test_loader_takes_a_typed_path_and_refuses_an_empty_one(generation, comfy, tiny_models):
+    from paco_core.errors import InputError
+
+    typed = load(generation, model=generation.TYPED_PATH_CHOICE, model_path=str(tiny_models["flux"]))
+    assert typed.kind == "flux"
+    with pytest.raises(InputError, match="type a path, but model_path is empty"):
+        load(generation, model=generation.TYPED_PATH_CHOICE)
+
+
+def test_gpu_runs_free_comfy_memory_first_and_park_when_not_kept(generation, comfy):
+    moves = []
+
+    class FakeGpuPipe:
+        def to(self, device):
+            moves.append(device)
+
+    pipeline = replace(load(generation), pipe=FakeGpuPipe(), device="cuda", keep_loaded=False)
+    generation.prepare_for_run(pipeline)
+    assert comfy["mm"].CALLS["unload_all_models"] == 1 and moves == ["cuda"]
+    generation.release_after_run(pipeline)
+    assert moves == ["cuda", "cpu"] and comfy["mm"].CALLS["soft_empty_cache"] >= 2

@@ -1,0 +1,161 @@
+"""The training config schema, presets and the `paco train` options that need no model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+
+import pytest
+
+from paco_core.cli import main
+from paco_core.config import apply_overrides, config_from_dict, config_to_dict, load_config, save_config
+from paco_core.errors import ConfigError
+from paco_core.rl.config import (
+    AdvantageConfig,
+    DataConfig,
+    EmaConfig,
+    LoraConfig,
+    ModelConfig,
+    OptimConfig,
+    RewardConfig,
+    RewardSpec,
+    SamplingConfig,
+    TrainConfig,
+)
+from paco_core.rl.presets import preset_config
+
+CONFIG_CLASSES = [ModelConfig, LoraConfig, SamplingConfig, DataConfig, RewardConfig, AdvantageConfig, OptimConfig,
+                  EmaConfig, TrainConfig]  # fmt: skip
+
+
+@pytest.mark.parametrize("cls", CONFIG_CLASSES, ids=lambda c: c.__name__)
+def test_every_config_round_trips_through_dict_json_and_pickle(cls, tmp_path):
+    config = cls()
+    assert config_from_dict(cls, config_to_dict(config)) == config
+    save_config(config, tmp_path / "c.json")
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert saved["paco_version"] and list(saved) == sorted(saved)
+    assert load_config(cls, tmp_path / "c.json") == config
+    assert pickle.loads(pickle.dumps(config)) == config
+
+
+def test_nested_sections_accept_plain_dicts_and_lists_become_tuples():
+    config = config_from_dict(TrainConfig, {"sampling": {"noise_steps": [1, 2], "num_steps": 4},
+                                            "rewards": {"rewards": [{"name": "edit", "weight": 2}]}})  # fmt: skip
+    assert config.sampling.noise_steps == (1, 2)
+    assert config.rewards.rewards == (RewardSpec("edit", 2),)
+    assert config.lora.target_modules[-1] == "ff_context.net.2"
+
+
+def test_unknown_keys_are_dropped_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        config = config_from_dict(TrainConfig, {"optim": {"lr": 1e-3, "new_knob": 3}, "future": 1})
+    assert config.optim.lr == 1e-3
+    assert "new_knob" in caplog.text and "future" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"sampling": {"num_steps": 4, "noise_steps": [4]}}, r"noise_steps.*outside 0\.\.3"),
+        ({"sampling": {"noise_steps": []}}, "noise_steps` is empty"),
+        ({"sampling": {"noise_steps": [1, 1]}}, "repeats an index"),
+        ({"sampling": {"group_size": 1, "batch_size": 1}}, "group_size` should be at least 2"),
+        ({"sampling": {"group_size": 6, "batch_size": 4}}, "multiple of `sampling.batch_size`"),
+        ({"sampling": {"train_resolution": 500}}, "multiple of 16"),
+        ({"sampling": {"noise_level": 0}}, "noise_level` should be positive"),
+        ({"optim": {"lr": -1}}, r"optim\.lr` should be positive, got -1"),
+        ({"optim": {"betas": [0.9, 1.5]}}, "betas"),
+        ({"optim": {"mixed_precision": "fp8"}}, "mixed_precision` should be one of"),
+        ({"model": {"family": "sdxl"}}, "model.family` should be one of"),
+        ({"model": {"device": "tpu"}}, "model.device"),
+        ({"rewards": {"rewards": []}}, "rewards` is empty"),
+        ({"rewards": {"rewards": [{"name": "bogus"}]}}, "neither a built-in"),
+        ({"rewards": {"rewards": [{"name": "edit", "weight": -1}]}}, "weight` should be zero or positive"),
+        ({"rewards": {"rewards": [{"name": "edit"}, {"name": "edit"}]}}, "names a reward twice"),
+        ({"rewards": {"aggregation": "max"}}, "aggregation` should be one of"),
+        ({"rewards": {"max_invalid_share": 2}}, "max_invalid_share` should be between"),
+        ({"ema": {"max_decay": 1.5}}, "max_decay"),
+        ({"num_iterations": 0}, "num_iterations` should be positive"),
+        ({"seed": -3}, "seed` should be a non-negative integer"),
+        ({"output_dir": ""}, "output_dir` is empty"),
+        ({"optim": "fast"}, "`optim` should be an object"),
+    ],
+)
+def test_bad_values_raise_config_error(data, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(TrainConfig, data)
+
+
+def test_check_ready_names_missing_paths(tmp_path):
+    with pytest.raises(ConfigError, match="model.path` is empty"):
+        TrainConfig().check_ready()
+    config = config_from_dict(TrainConfig, {"model": {"path": "x"}, "data": {"train_file": str(tmp_path / "no.jsonl")}})
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.check_ready()
+    (tmp_path / "p.jsonl").write_text("{}\n")
+    config = config_from_dict(TrainConfig, {"model": {"path": "x"}, "data": {"train_file": str(tmp_path / "p.jsonl")}})
+    with pytest.raises(ConfigError, match="need the judge"):
+        config.check_ready()
+
+
+def test_overrides_parse_json_values():
+    data = apply_overrides({}, ["optim.lr=0.001", "sampling.noise_steps=[1,2]", "output_dir=runs/a"])
+    assert data == {"optim": {"lr": 0.001}, "sampling": {"noise_steps": [1, 2]}, "output_dir": "runs/a"}
+    with pytest.raises(ConfigError, match="should look like"):
+        apply_overrides({}, ["optim.lr"])
+
+
+def test_presets_hold_the_papers_settings():
+    t2is = preset_config("t2is-flux")
+    assert (t2is.sampling.num_steps, t2is.sampling.noise_steps, t2is.sampling.noise_level) == (10, (1,), 0.7)
+    assert (t2is.sampling.train_resolution, t2is.sampling.eval_resolution, t2is.sampling.guidance_scale) == (512, 1024, 3.5)
+    assert [(r.name, r.weight) for r in t2is.rewards.rewards] == [("consistency", 0.2), ("clip_t", 1.0), ("pickscore", 1.0)]
+    assert t2is.rewards.aggregation == "log_tamed" and t2is.sampling.group_size == 16
+    assert (t2is.lora.rank, t2is.lora.alpha, t2is.lora.init) == (64, 128.0, "gaussian")
+    assert (t2is.optim.lr, t2is.optim.betas, t2is.optim.weight_decay) == (3e-4, (0.9, 0.999), 1e-4)
+    assert (t2is.optim.clip_range, t2is.optim.max_grad_norm, t2is.advantages.adv_clip_max) == (1e-4, 1.0, 5.0)
+    assert (t2is.ema.max_decay, t2is.ema.update_every) == (0.9, 8)
+    kontext = preset_config("edit-kontext")
+    assert (kontext.sampling.num_steps, kontext.sampling.noise_level, kontext.sampling.guidance_scale) == (8, 0.9, 2.5)
+    assert (kontext.sampling.train_resolution, kontext.sampling.eval_resolution) == (384, 512)
+    qwen = preset_config("edit-qwen")
+    assert (qwen.sampling.noise_steps, qwen.sampling.guidance_scale, qwen.sampling.noise_level) == ((1, 2, 3, 4), 4.0, 1.0)
+    assert "img_mlp.net.0.proj" in qwen.lora.target_modules and "txt_mlp.net.2" in qwen.lora.target_modules
+    assert [r.name for r in qwen.rewards.rewards] == ["edit"]
+
+
+def test_print_config_of_a_preset_with_overrides(capsys):
+    assert main(["train", "--preset", "edit-qwen", "--set", "optim.lr=1e-5", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["model"]["family"] == "qwen-image-edit"
+    assert printed["optim"]["lr"] == 1e-5
+    assert printed["sampling"]["noise_steps"] == [1, 2, 3, 4]
+
+
+def test_config_file_is_merged_over_the_preset(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"sampling": {"group_size": 8}, "num_iterations": 5}))
+    assert main(["train", "--preset", "t2is-flux", "--config", str(path), "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["sampling"]["group_size"] == 8 and printed["sampling"]["num_steps"] == 10
+
+
+def test_train_command_reports_bad_config(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"optim": {"lr": 0}}))
+    assert main(["train", "--config", str(path)]) == 1
+    assert "optim.lr` should be positive" in capsys.readouterr().err
+    assert main(["train"]) == 1
+    assert "give --config" in capsys.readouterr().err
+    path.write_text("{not json")
+    assert main(["train", "--config", str(path)]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_describe_config_lists_every_key(capsys):
+    assert main(["train", "--describe-config"]) == 0
+    out = capsys.readouterr().out
+    for key in ("sampling.noise_steps", "rewards.aggregation", "optim.kl_beta", "ema.update_every", "seed"):
+        assert key in out

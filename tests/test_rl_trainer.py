@@ -1,0 +1,188 @@
+"""PaCo-GRPO training on the tiny models: on-policy ratio, frozen base, resume, learning, edit families."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from paco_core.config import config_from_dict
+from paco_core.errors import ConfigError, TrainingError
+from paco_core.rl.config import TrainConfig
+from paco_core.rl.metrics import read_metrics, read_progress
+from paco_core.rl.trainer import GrpoTrainer
+
+FIXTURES = Path(__file__).parent / "fixtures" / "rl"
+BRIGHTNESS = "toy_rewards:mean_brightness"
+
+
+@pytest.fixture(autouse=True)
+def toy_rewards_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(FIXTURES))
+
+
+def tiny_config(model_path: Path, output_dir: Path, family: str = "flux", **sections) -> TrainConfig:
+    """A seconds-long run on a tiny model: 32x32, 2 sampling steps, G=2."""
+    edit = family != "flux"
+    data = {
+        "model": {"family": family, "path": str(model_path), "device": "cpu"},
+        "lora": {"rank": 4, "alpha": 8},
+        "sampling": {"num_steps": 2, "noise_steps": [0, 1], "train_resolution": 32, "eval_resolution": 32,
+                     "reference_resolution": 32 if edit else 1024, "group_size": 2, "batch_size": 2,
+                     "prompts_per_iteration": 1, "max_sequence_length": 16, "guidance_scale": 2.0},
+        "data": {"train_file": str(FIXTURES / ("edits.jsonl" if edit else "sets.jsonl")), "num_eval_prompts": 1},
+        "rewards": {"rewards": [{"name": BRIGHTNESS, "weight": 1.0}], "aggregation": "weighted_sum"},
+        "optim": {"lr": 1e-2, "clip_range": 0.2},
+        "ema": {"use_ema": False},
+        "num_iterations": 1, "output_dir": str(output_dir), "checkpoint_every": 1, "eval_every": 0,
+    }  # fmt: skip
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+        else:
+            data[key] = value
+    return config_from_dict(TrainConfig, data)
+
+
+def test_first_step_is_on_policy_and_only_lora_weights_change(tiny_models, tmp_path):
+    trainer = GrpoTrainer(tiny_config(tiny_models["flux"], tmp_path / "run"))
+    trainer.check_config()
+    trainer.setup()
+    base_before = {n: p.detach().clone() for n, p in trainer.transformer.named_parameters() if "lora_" not in n}
+    lora_before = {n: p.detach().clone() for n, p in trainer.named_trainable}
+    assert lora_before and all("lora_" in name for name in lora_before)
+    assert any("ff_context.net.2" in name for name in lora_before)
+
+    rows = trainer.sampler.next_rows(1)
+    rollouts = trainer.collect_rollouts(rows, step=0, sde_steps=(0, 1))
+    assert rollouts[0].log_probs.shape == (2, 2) and rollouts[0].log_probs.dtype == torch.float32
+    advantages = torch.tensor([1.0, -1.0])
+    for k in range(2):
+        terms = trainer.micro_batch_loss(rollouts[0], k, advantages, torch.tensor([True, True]))
+        assert torch.equal(terms.ratio, torch.ones(2)), "the first on-policy ratio must be exactly 1"
+    trainer.optimizer.zero_grad(set_to_none=True)
+
+    metrics = trainer.run_iteration(0)
+    assert metrics["policy/ratio_first"] == 1.0
+    base_after = {n: p.detach() for n, p in trainer.transformer.named_parameters() if "lora_" not in n}
+    assert all(torch.equal(base_before[n], base_after[n]) for n in base_before), "base weights must stay bit-identical"
+    changed = [n for n, p in trainer.named_trainable if not torch.equal(lora_before[n], p.detach())]
+    assert any("lora_B" in n for n in changed)
+
+
+def _lora_tensors(run: Path, step: int) -> dict[str, torch.Tensor]:
+    folder = run / f"checkpoint-{step}"
+    return {**load_file(folder / "policy.safetensors"), **{f"ema.{k}": v for k, v in load_file(folder / "ema.safetensors").items()},
+            **{f"file.{k}": v for k, v in load_file(folder / "lora.safetensors").items()}}  # fmt: skip
+
+
+def test_resume_continues_exactly(tiny_models, tmp_path):
+    settings = {
+        "ema": {"use_ema": True, "update_every": 1},
+        "optim": {"lr": 1e-2, "clip_range": 0.2, "kl_beta": 0.05, "gradient_accumulation_steps": 2},
+        "sampling": {"prompts_per_iteration": 2, "group_size": 2, "batch_size": 2},
+        "checkpoint_every": 2, "eval_every": 2,
+    }  # fmt: skip
+    straight = tmp_path / "straight"
+    result = GrpoTrainer(tiny_config(tiny_models["flux"], straight, num_iterations=4, **settings)).train()
+    assert result.state == "finished" and result.step == 4
+
+    split = tmp_path / "split"
+    GrpoTrainer(tiny_config(tiny_models["flux"], split, num_iterations=2, **settings)).train()
+    resumed = GrpoTrainer(tiny_config(tiny_models["flux"], split, num_iterations=4, **settings)).train(resume="latest")
+    assert resumed.step == 4
+
+    expected, actual = _lora_tensors(straight, 4), _lora_tensors(split, 4)
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[k], actual[k]) for k in expected), "resumed weights differ from the straight run"
+    assert not all(torch.equal(expected[k], _lora_tensors(straight, 2)[k]) for k in expected)
+
+    train_steps = [m["step"] for m in read_metrics(split) if "policy/loss" in m]
+    assert train_steps == [1, 2, 3, 4]
+    assert read_progress(split)["state"] == "finished" and read_progress(split)["step"] == 4
+    assert sorted(p.name for p in (split / "samples").iterdir()) == ["step-000000.png", "step-000002.png", "step-000004.png"]
+    state = json.loads((split / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["step"] == 4 and state["config"]["optim"]["kl_beta"] == 0.05
+    assert any(m.get("policy/kl", 0) > 0 for m in read_metrics(split))
+
+
+def test_resume_errors(tiny_models, tmp_path):
+    config = tiny_config(tiny_models["flux"], tmp_path / "empty")
+    with pytest.raises(TrainingError, match="no complete checkpoint"):
+        GrpoTrainer(config).train(resume="latest")
+    with pytest.raises(TrainingError, match="not a complete checkpoint folder"):
+        GrpoTrainer(config).train(resume=str(tmp_path))
+
+
+def test_learning_raises_brightness_and_the_lora_reproduces_it(tiny_models, tmp_path):
+    from paco_core.generate import SetRequest, generate_sets
+    from paco_core.models.lora import LoraSpec, apply_loras
+    from paco_core.models.pipelines import load_pipeline
+
+    run = tmp_path / "learn"
+    config = tiny_config(
+        tiny_models["flux"], run, num_iterations=10, checkpoint_every=10, eval_every=10, eval_group_size=4,
+        sampling={"prompts_per_iteration": 2, "group_size": 4, "batch_size": 4, "noise_level": 1.0},
+        optim={"lr": 5e-2, "clip_range": 0.2},
+    )  # fmt: skip
+    GrpoTrainer(config).train()
+    metrics = read_metrics(run)
+    evals = [m[f"eval/rewards/{BRIGHTNESS}/mean"] for m in metrics if f"eval/rewards/{BRIGHTNESS}/mean" in m]
+    train = [m[f"rewards/{BRIGHTNESS}/mean"] for m in metrics if f"rewards/{BRIGHTNESS}/mean" in m]
+    group_std = np.mean([m[f"rewards/{BRIGHTNESS}/std"] for m in metrics if f"rewards/{BRIGHTNESS}/std" in m])
+    assert evals[-1] - evals[0] > 0.015 and evals[-1] - evals[0] > 2 * group_std
+    assert np.mean(train[-3:]) > train[0] + 0.015
+
+    def brightness(loaded) -> float:
+        request = SetRequest(theme="a red fox in a snowy forest", panels=("sits", "leaps", "sleeps", "watches"),
+                             layout="2x2", panel_width=16, panel_height=16, steps=2, guidance=2.0, seed=11,
+                             max_sequence_length=16)  # fmt: skip
+        grids = [generated.grid for generated in generate_sets(loaded, request, num_sets=4)]
+        return float(np.mean([np.asarray(g.convert("L"), dtype=np.float64).mean() / 255 for g in grids]))
+
+    base = load_pipeline(tiny_models["flux"], device="cpu")
+    with_lora = apply_loras(base, [LoraSpec(str(run / "checkpoint-10" / "lora.safetensors"))])
+    assert with_lora.loras[0].num_matched == with_lora.loras[0].num_keys
+    assert brightness(with_lora) > brightness(base) + 0.015
+
+
+@pytest.mark.parametrize("family", ["flux-kontext", "qwen-image-edit"])
+def test_edit_families_roll_out_and_update(family, tiny_models, tmp_path):
+    config = tiny_config(tiny_models[family], tmp_path / family, family=family, optim={"kl_beta": 0.1})
+    trainer = GrpoTrainer(config)
+    before = None
+
+    result = trainer.train()
+    assert result.state == "finished"
+    before = read_metrics(tmp_path / family)[-1]
+    assert before["policy/ratio_first"] == 1.0 and before["advantages/num_valid"] == 2
+    keys = load_file(tmp_path / family / "checkpoint-1" / "lora.safetensors").keys()
+    if family == "qwen-image-edit":
+        assert any(".img_mlp.net.0.proj.lora_A" in key for key in keys)
+        assert any(".txt_mlp.net.2.lora_B" in key for key in keys)
+    else:
+        assert any(".ff_context.net.0.proj.lora_A" in key for key in keys)
+
+
+def test_setup_errors_are_clear(tiny_models, tmp_path):
+    wrong_rows = tiny_config(tiny_models["flux"], tmp_path / "a", data={"train_file": str(FIXTURES / "edits.jsonl")})
+    with pytest.raises(ConfigError, match="flux trains on set rows"):
+        GrpoTrainer(wrong_rows).train()
+    wrong_family = tiny_config(tiny_models["flux"], tmp_path / "b", family="flux-kontext")
+    with pytest.raises(ConfigError, match="family` is 'flux-kontext' but the pipeline"):
+        GrpoTrainer(wrong_family).train()
+    no_targets = tiny_config(tiny_models["flux"], tmp_path / "c", lora={"target_modules": ["nothing_here"]})
+    with pytest.raises(ConfigError, match="match no layer"):
+        GrpoTrainer(no_targets).train()
+    unequal = tiny_config(tiny_models["flux"], tmp_path / "d", sampling={"group_size": 2, "batch_size": 1})
+    trainer = GrpoTrainer(unequal)
+    assert trainer  # one process: any micro-batch count is fine
+    failing = tiny_config(tiny_models["flux"], tmp_path / "e",
+                          rewards={"rewards": [{"name": "toy_rewards:none_for_all"}], "max_invalid_share": 0.5})  # fmt: skip
+    with pytest.raises(Exception, match="could not be scored"):
+        GrpoTrainer(failing).train()
+    assert read_progress(tmp_path / "e")["state"] == "failed"
