@@ -1,0 +1,115 @@
+"""Training as a process: `paco train` under SIGTERM, and two CPU processes under accelerate."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from paco_core.config import config_from_dict, save_config
+from paco_core.rl.config import TrainConfig
+from paco_core.rl.metrics import read_metrics, read_progress
+from paco_core.rl.trainer import EXIT_STOPPED
+
+FIXTURES = Path(__file__).parent / "fixtures" / "rl"
+REPO = Path(__file__).parent.parent
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(FIXTURES), str(REPO), env.get("PYTHONPATH", "")])
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf"))
+    return env
+
+
+def _config(model: Path, output_dir: Path, **extra) -> dict:
+    data = {
+        "model": {"family": "flux", "path": str(model), "device": "cpu"},
+        "lora": {"rank": 4, "alpha": 8},
+        "sampling": {"num_steps": 2, "noise_steps": [0], "train_resolution": 32, "eval_resolution": 32,
+                     "group_size": 2, "batch_size": 2, "prompts_per_iteration": 1, "max_sequence_length": 16},
+        "data": {"train_file": str(FIXTURES / "sets.jsonl")},
+        "rewards": {"rewards": [{"name": "toy_rewards:mean_brightness"}], "aggregation": "weighted_sum"},
+        "optim": {"lr": 1e-2, "clip_range": 0.2},
+        "output_dir": str(output_dir), "eval_every": 0,
+    }  # fmt: skip
+    data.update(extra)
+    return data
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_with_the_stopped_code(tiny_models, tmp_path):
+    run = tmp_path / "run"
+    config_path = tmp_path / "config.json"
+    save_config(config_from_dict(TrainConfig, _config(tiny_models["flux"], run, num_iterations=500,
+                                                      checkpoint_every=1000)), config_path)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "paco_core.cli", "train", "--config", str(config_path)],
+        env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and read_progress(run).get("step", 0) < 1:
+            assert process.poll() is None, process.communicate()[1][-2000:]
+            time.sleep(0.2)
+        assert read_progress(run)["state"] == "running"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == EXIT_STOPPED, stderr[-2000:]
+    progress = read_progress(run)
+    assert progress["state"] == "stopped" and 1 <= progress["step"] < 500
+    checkpoint = run / f"checkpoint-{progress['step']}"
+    assert (checkpoint / "lora.safetensors").is_file() and (checkpoint / "trainer_state.json").is_file()
+    assert progress["last_checkpoint"] == str(checkpoint)
+    assert "stopped at step" in stderr
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "paco_core.cli", "train", "--config", str(config_path), "--resume", "latest",
+         "--set", f"num_iterations={progress['step'] + 1}"],
+        env=_env(tmp_path), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert read_progress(run)["state"] == "finished"
+    assert [m["step"] for m in read_metrics(run)] == list(range(1, progress["step"] + 2))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_processes_keep_identical_lora_weights(tiny_models, tmp_path):
+    run = tmp_path / "run"
+    config = _config(tiny_models["flux"], run, num_iterations=1, checkpoint_every=1,
+                     sampling={"num_steps": 2, "noise_steps": [0], "train_resolution": 32, "group_size": 4,
+                               "batch_size": 2, "prompts_per_iteration": 1, "max_sequence_length": 16})  # fmt: skip
+    config_path = tmp_path / "config.json"
+    save_config(config_from_dict(TrainConfig, config), config_path)
+    accelerate = Path(sys.executable).parent / "accelerate"
+    result = subprocess.run(
+        [str(accelerate), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
+         str(FIXTURES / "two_process_train.py"), str(config_path), str(tmp_path)],
+        env=_env(tmp_path), capture_output=True, text=True, timeout=170,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    infos = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [i["world"] for i in infos] == [2, 2] and [i["micro_batches"] for i in infos] == [[0], [1]]
+    rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert rank0.keys() == rank1.keys()
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), "LoRA weights differ between processes"
+    metrics = read_metrics(run)
+    assert [m["step"] for m in metrics] == [1]  # only the main process writes
+    assert metrics[0]["advantages/num_valid"] == 4  # rewards of both processes were gathered
+    assert (run / "checkpoint-1" / "lora.safetensors").is_file()
