@@ -46,7 +46,7 @@ def release_after_run(loaded) -> None:
         comfy_bridge.soft_empty_cache()
 
 
-def reference_from_batch(image) -> list:
+def images_from_batch(image) -> list:
     from paco_core.images import tensor_to_pil
 
     return tensor_to_pil(image)
@@ -393,30 +393,17 @@ class PaCoEdit(io.ComfyNode):
     def execute(
         cls, pipeline, image, instruction, steps, guidance, seed, max_area, condition_area, auto_resize
     ) -> io.NodeOutput:
-        from dataclasses import replace
-
-        from paco_core.callbacks import Hooks
-        from paco_core.generate import edit_image
+        from paco_core.generate import edit_images
         from paco_core.images import pil_to_tensor
 
         options = edit_options(steps, guidance, seed, max_area, condition_area, auto_resize)
-        sources = reference_from_batch(image)
+        sources = images_from_batch(image)
         hooks = comfy_bridge.hooks_for(cls.hidden.unique_id, steps * len(sources))
         prepare_for_run(pipeline)
-        results = []
         try:
-            for index, source in enumerate(sources):
-                offset = index * steps
-                item_hooks = Hooks(
-                    progress=lambda done, total, offset=offset: hooks.progress(
-                        offset + done, steps * len(sources)
-                    ),
-                    check_cancel=hooks.check_cancel,
-                )
-                item_options = replace(options, seed=seed + index)
-                results.append(
-                    edit_image(pipeline, source, instruction, item_options, hooks=item_hooks).image
-                )
+            results = [
+                edited.image for edited in edit_images(pipeline, sources, instruction, options, hooks=hooks)
+            ]
         finally:
             release_after_run(pipeline)
         return io.NodeOutput(pil_to_tensor(results))
@@ -476,7 +463,7 @@ class PaCoEditChain(io.ComfyNode):
         from paco_core.generate import edit_chain
         from paco_core.images import pil_to_tensor
 
-        references = reference_from_batch(image)
+        references = images_from_batch(image)
         if len(references) != 1:
             raise InputError(
                 f"PaCo Edit Chain takes one reference image, got a batch of {len(references)}; pick one first "

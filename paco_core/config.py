@@ -166,7 +166,10 @@ def describe_fields(cls: type) -> list[tuple[str, str, Any, str]]:
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint):
-            rows.extend((f"{f.name}.{name}", kind, default, text) for name, kind, default, text in describe_fields(hint))
+            rows.extend(
+                (f"{f.name}.{name}", kind, default, text)
+                for name, kind, default, text in describe_fields(hint)
+            )
             continue
         if f.default is not dataclasses.MISSING:
             default = f.default
@@ -192,7 +195,9 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     """
     for override in overrides:
         if "=" not in override:
-            raise ConfigError(f"override {override!r} should look like `section.key=value`, e.g. `optim.lr=1e-4`")
+            raise ConfigError(
+                f"override {override!r} should look like `section.key=value`, e.g. `optim.lr=1e-4`"
+            )
         key, raw = override.split("=", 1)
         try:
             value = json.loads(raw)
@@ -213,8 +218,10 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False, why: str = "") -> None:
     """Raise ConfigError unless ``value`` > 0 (or >= 0 with ``allow_zero``)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-        value >= 0 if allow_zero else value > 0
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (value >= 0 if allow_zero else value > 0)
     )
     if not ok:
         bound = "zero or positive" if allow_zero else "positive"
@@ -224,7 +231,9 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False, why: st
 def check_range(name: str, value: float, low: float, high: float, *, why: str = "") -> None:
     """Raise ConfigError unless ``low <= value <= high``."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"`{name}` should be between {low} and {high}, got {value!r}{'; ' + why if why else ''}")
+        raise ConfigError(
+            f"`{name}` should be between {low} and {high}, got {value!r}{'; ' + why if why else ''}"
+        )
 
 
 def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:

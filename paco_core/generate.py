@@ -24,30 +24,23 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from paco_core import __version__
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.errors import InputError
+from paco_core.models.edit_sizes import SIZE_MULTIPLE, qwen_condition_area, working_size
 from paco_core.models.pipelines import EDIT_KINDS, TEXT_TO_IMAGE_KINDS, LoadedPipeline
 
 logger = logging.getLogger(__name__)
-
-SIZE_MULTIPLE = 16
-"""Every side the FLUX / Qwen-Image pipelines take is a multiple of this (VAE 8 x packing 2)."""
 
 DEFAULT_EDIT_GUIDANCE = {"flux-kontext": 2.5, "qwen-image-edit": 4.0, "qwen-image-edit-plus": 4.0}
 """Kontext: distilled guidance; Qwen-Image-Edit: true CFG scale (PaCo-RL's settings)."""
 
 QWEN_NEGATIVE_PROMPT = " "
 """Qwen-Image-Edit's true CFG needs a negative prompt; a blank one is the usual choice."""
-
-_QWEN_PATCH_LOCK = threading.Lock()
-
 
 # --------------------------------------------------------------------------- requests / results
 
@@ -263,6 +256,8 @@ def generate_sets(
     Returns:
         One GeneratedSet per seed, in seed order.
     """
+    import torch
+
     from paco_core.images import split_grid
     from paco_core.models.lora import lora_scope
     from paco_core.prompts import build_grid_prompt, parse_layout
@@ -284,10 +279,11 @@ def generate_sets(
     }
     results: list[GeneratedSet] = []
     with lora_scope(loaded) as pipe:
-        # 2. encode the prompt once for every set
-        prompt_embeds, pooled_prompt_embeds, _ = pipe.encode_prompt(
-            prompt=prompt, prompt_2=None, max_sequence_length=request.max_sequence_length
-        )
+        # 2. encode the prompt once for every set (no autograd graph, as inside the pipeline)
+        with torch.no_grad():
+            prompt_embeds, pooled_prompt_embeds, _ = pipe.encode_prompt(
+                prompt=prompt, prompt_2=None, max_sequence_length=request.max_sequence_length
+            )
         # 3. denoise and decode one grid per seed
         for index in range(num_sets):
             seed = request.seed + index
@@ -315,17 +311,6 @@ def generate_sets(
 # --------------------------------------------------------------------------- edits
 
 
-def working_size(width: int, height: int, area: int | None = None) -> tuple[int, int]:
-    """The (width, height) the model works at for an input of this size.
-
-    The aspect is kept; the area is ``area`` (or the input's own); both sides are rounded
-    to the nearest multiple of 16 (halves round up; at least 16).
-    """
-    if width < 1 or height < 1:
-        raise InputError(f"the image is empty ({width}x{height}).")
-    return _size_for_area(area if area is not None else width * height, width / height)
-
-
 def edit_image(
     loaded: LoadedPipeline,
     image,
@@ -346,8 +331,33 @@ def edit_image(
     Returns:
         EditedImage (by default the same size as ``image``).
     """
-    chain = edit_chain(loaded, image, [instruction], options, hooks=hooks)
-    return chain.steps[0]
+    return edit_images(loaded, [image], instruction, options, hooks=hooks)[0]
+
+
+def edit_images(
+    loaded: LoadedPipeline,
+    images: Sequence,
+    instruction: str,
+    options: EditOptions = EditOptions(),
+    *,
+    hooks: Hooks = NO_HOOKS,
+) -> list[EditedImage]:
+    """Edit several images with the same instruction; image k uses seed ``options.seed + k``.
+
+    Returns:
+        One EditedImage per input image, in order.
+    """
+    from paco_core.models.lora import lora_scope
+
+    check_model_task(loaded, EDIT_KINDS, "edit an image")
+    [instruction] = _check_instructions([instruction])
+    sources = [_as_rgb(image) for image in images]
+    total = options.steps * len(sources)
+    with lora_scope(loaded) as pipe:
+        return [
+            _edit_step(pipe, loaded, source, instruction, options, options.seed + index, hooks, index, total)
+            for index, source in enumerate(sources)
+        ]
 
 
 def edit_chain(
@@ -374,42 +384,53 @@ def edit_chain(
     """
     from paco_core.models.lora import lora_scope
 
-    # 1. check
     check_model_task(loaded, EDIT_KINDS, "edit an image")
     instructions = _check_instructions(instructions)
     reference = _as_rgb(reference)
-    guidance = options.guidance if options.guidance is not None else DEFAULT_EDIT_GUIDANCE[loaded.kind]
     total = options.steps * len(instructions)
     steps: list[EditedImage] = []
-    current = reference
     with lora_scope(loaded) as pipe:
         for index, instruction in enumerate(instructions):
-            source = reference if from_reference else current
+            source = reference if from_reference or not steps else steps[-1].image
             seed = options.seed + index
-            # 2. pick the working size and bring the input onto it
-            work_w, work_h = working_size(*source.size, options.max_area)
-            work_input = (
-                source if source.size == (work_w, work_h) else source.resize((work_w, work_h), _lanczos())
-            )
-            # 3. run the model
-            callback = step_callback(hooks, index * options.steps, total)
-            edited = _run_edit(pipe, loaded.kind, work_input, instruction, options, guidance, seed, callback)
-            # 4. back to the input's size
-            if options.keep_input_size and edited.size != source.size:
-                edited = edited.resize(source.size, _lanczos())
-            settings = {
-                **base_settings(loaded),
-                **asdict(options),
-                "guidance": guidance,
-                "seed": seed,
-                "instruction": instruction,
-                "working_size": [work_w, work_h],
-                "input_size": list(source.size),
-                "from_reference": from_reference,
-            }
-            steps.append(EditedImage(image=edited, instruction=instruction, seed=seed, settings=settings))
-            current = edited
+            steps.append(_edit_step(pipe, loaded, source, instruction, options, seed, hooks, index, total))
+    for step in steps:
+        step.settings["from_reference"] = from_reference
     return EditChainResult(reference=reference, steps=steps, from_reference=from_reference)
+
+
+def _edit_step(
+    pipe,
+    loaded: LoadedPipeline,
+    source,
+    instruction: str,
+    options: EditOptions,
+    seed: int,
+    hooks,
+    index,
+    total,
+) -> EditedImage:
+    """One edit: working size, model call (progress from ``index * steps``), back to the input size."""
+    guidance = options.guidance if options.guidance is not None else DEFAULT_EDIT_GUIDANCE[loaded.kind]
+    # 1. pick the working size and bring the input onto it
+    work_w, work_h = working_size(*source.size, options.max_area)
+    work_input = source if source.size == (work_w, work_h) else source.resize((work_w, work_h), _lanczos())
+    # 2. run the model
+    callback = step_callback(hooks, index * options.steps, total)
+    edited = _run_edit(pipe, loaded.kind, work_input, instruction, options, guidance, seed, callback)
+    # 3. back to the input's size
+    if options.keep_input_size and edited.size != source.size:
+        edited = edited.resize(source.size, _lanczos())
+    settings = {
+        **base_settings(loaded),
+        **asdict(options),
+        "guidance": guidance,
+        "seed": seed,
+        "instruction": instruction,
+        "working_size": [work_w, work_h],
+        "input_size": list(source.size),
+    }
+    return EditedImage(image=edited, instruction=instruction, seed=seed, settings=settings)
 
 
 def _check_instructions(instructions: Sequence[str]) -> list[str]:
@@ -466,53 +487,3 @@ def _run_edit(
             true_cfg_scale=float(guidance),
             negative_prompt=QWEN_NEGATIVE_PROMPT if guidance > 1 else None,
         ).images[0]
-
-
-@contextmanager
-def qwen_condition_area(kind: str, area: int) -> Iterator[None]:
-    """Make Qwen-Image-Edit size its condition image to ``area`` pixels for one call.
-
-    diffusers fixes the condition size inside the pipeline module (``calculate_dimensions``
-    called with 1024*1024 in Qwen-Image-Edit; ``VAE_IMAGE_SIZE`` / ``CONDITION_IMAGE_SIZE``
-    in Edit-Plus) and offers no argument for it. This swaps those module attributes for
-    the duration of the call, under a lock, and restores them in ``finally``. Sides are
-    snapped to 16 (diffusers snaps to 32) so a condition of the working size lines up
-    pixel for pixel with the output.
-    """
-    if kind == "qwen-image-edit":
-        from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as module
-
-        def condition_size(target_area, ratio):
-            width, height = _size_for_area(area, ratio)
-            return width, height, None
-
-        patches = {"calculate_dimensions": condition_size}
-    elif kind == "qwen-image-edit-plus":
-        from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit_plus as module
-
-        patches = {
-            "calculate_dimensions": _size_for_area,
-            "VAE_IMAGE_SIZE": area,
-            "CONDITION_IMAGE_SIZE": min(module.CONDITION_IMAGE_SIZE, area),
-        }
-    else:
-        raise InputError(f"condition_area applies to Qwen-Image-Edit pipelines, not {kind}.")
-    with _QWEN_PATCH_LOCK:
-        saved = {name: getattr(module, name) for name in patches}
-        try:
-            for name, value in patches.items():
-                setattr(module, name, value)
-            yield
-        finally:
-            for name, value in saved.items():
-                setattr(module, name, value)
-
-
-def _size_for_area(area: int, ratio: float) -> tuple[int, int]:
-    """(width, height) of about ``area`` pixels at aspect ``ratio`` = width / height, on the 16 grid."""
-    width = math.sqrt(area * ratio)
-    return _snap(width), _snap(width / ratio)
-
-
-def _snap(side: float) -> int:
-    return max(SIZE_MULTIPLE, int(math.floor(side / SIZE_MULTIPLE + 0.5)) * SIZE_MULTIPLE)

@@ -13,10 +13,10 @@ from paco_core.generate import (
     SetRequest,
     edit_chain,
     edit_image,
+    edit_images,
     generate_sets,
-    qwen_condition_area,
-    working_size,
 )
+from paco_core.models.edit_sizes import qwen_condition_area, working_size
 from paco_core.models.pipelines import load_pipeline
 
 PANELS = ("a fox packs a map", "a fox crosses a bridge", "a fox climbs a hill", "a fox sleeps in a tent")
@@ -165,6 +165,13 @@ def test_edit_chain_feeds_each_result_into_the_next_step(kontext, reference):
     )
     direct = edit_image(kontext, reference, "make it night", EditOptions(steps=1, seed=6))
     np.testing.assert_array_equal(pixels(from_reference.images[1]), pixels(direct.image))
+
+
+def test_a_batch_of_edits_gives_image_k_seed_plus_k(kontext, reference):
+    first, second = edit_images(kontext, [reference, reference], "add a hat", EditOptions(steps=1, seed=2))
+    alone = edit_image(kontext, reference, "add a hat", EditOptions(steps=1, seed=3))
+    assert (first.seed, second.seed) == (2, 3)
+    np.testing.assert_array_equal(pixels(second.image), pixels(alone.image))
 
 
 def test_edit_chain_progress_spans_all_steps(kontext, reference):

@@ -163,6 +163,26 @@ def test_peft_folder_reads_as_the_same_folded_weights(tiny_models, tmp_path):
     assert set(from_folder.state_dict) == set(from_file.state_dict)
     for key, tensor in from_folder.state_dict.items():
         torch.testing.assert_close(tensor, from_file.state_dict[key])
+    weights_only = read_lora(tmp_path / "adapter" / "adapter_model.safetensors")  # config read beside it
+    assert all(torch.equal(weights_only.state_dict[k], v) for k, v in from_folder.state_dict.items())
+
+
+def test_peft_weights_without_their_config_warn_and_use_scale_one(tmp_path, caplog):
+    import torch
+    from safetensors.torch import save_file
+
+    up = torch.ones(32, 4)
+    save_file(
+        {
+            "base_model.model.transformer_blocks.0.attn.to_q.lora_A.weight": torch.ones(4, 32),
+            "base_model.model.transformer_blocks.0.attn.to_q.lora_B.weight": up,
+        },
+        str(tmp_path / "lonely.safetensors"),
+    )
+    with caplog.at_level("WARNING"):
+        lora = read_lora(tmp_path / "lonely.safetensors")
+    assert "no adapter_config.json beside it" in caplog.text
+    assert torch.equal(lora.state_dict["transformer.transformer_blocks.0.attn.to_q.lora_B.weight"], up)
 
 
 def test_diffusers_alpha_tensors_are_folded_like_diffusers_applies_them(trained, tmp_path):
@@ -292,3 +312,29 @@ def test_save_lora_folds_alpha_and_checks_its_arguments(tmp_path):
         save_lora(tmp_path / "bad.safetensors", weights, alpha=8, rank=0, kind="flux")
     with pytest.raises(InputError, match="saved as .safetensors"):
         save_lora(tmp_path / "bad.pt", weights, alpha=8, rank=4, kind="flux")
+
+
+def test_qwen_image_edit_lora_applies_per_branch(tiny_models, tmp_path):
+    import torch
+    from diffusers import QwenImageTransformer2DModel
+    from peft import LoraConfig
+    from PIL import Image
+
+    from paco_core.generate import EditOptions, edit_image
+
+    folder = tiny_models["qwen-image-edit"]
+    transformer = QwenImageTransformer2DModel.from_pretrained(str(folder), subfolder="transformer")
+    torch.manual_seed(0)
+    targets = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "img_mlp.net.0.proj", "img_mlp.net.2"]
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=targets))
+    path = save_peft_transformer_lora(transformer, tmp_path / "qwen_edit.safetensors")
+    assert read_lora(path).family == "qwen-image"
+
+    qwen = load_pipeline(folder)
+    image, options = Image.new("RGB", (32, 32), (120, 60, 30)), EditOptions(steps=1, guidance=1.0)
+    base = np.asarray(edit_image(qwen, image, "make it blue", options).image, dtype=np.int16)
+    view = apply_loras(qwen, [LoraSpec(path)])
+    assert view.loras[0].num_matched == view.loras[0].num_keys == 2 * 2 * len(targets)  # 2 blocks x (A, B)
+    edited = np.asarray(edit_image(view, image, "make it blue", options).image, dtype=np.int16)
+    assert np.abs(edited - base).max() > 0
+    np.testing.assert_array_equal(np.asarray(edit_image(qwen, image, "make it blue", options).image), base)

@@ -120,3 +120,12 @@ def test_single_file_transformer_must_be_safetensors_and_flux(tiny_models, tmp_p
         load_pipeline(tiny_models["flux"], transformer_file=pickle_file)
     with pytest.raises(InputError, match="FLUX pipelines only.*qwen-image-edit"):
         load_pipeline(tiny_models["qwen-image-edit"], transformer_file=pickle_file)
+
+
+def test_hub_id_not_in_the_offline_cache_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(
+        ModelLoadError, match="'nobody/not-a-model': no local folder .*huggingface-cli download"
+    ):
+        detect_pipeline_kind("nobody/not-a-model")

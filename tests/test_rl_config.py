@@ -91,11 +91,15 @@ def test_bad_values_raise_config_error(data, message):
 def test_check_ready_names_missing_paths(tmp_path):
     with pytest.raises(ConfigError, match="model.path` is empty"):
         TrainConfig().check_ready()
-    config = config_from_dict(TrainConfig, {"model": {"path": "x"}, "data": {"train_file": str(tmp_path / "no.jsonl")}})
+    config = config_from_dict(
+        TrainConfig, {"model": {"path": "x"}, "data": {"train_file": str(tmp_path / "no.jsonl")}}
+    )
     with pytest.raises(ConfigError, match="does not exist"):
         config.check_ready()
     (tmp_path / "p.jsonl").write_text("{}\n")
-    config = config_from_dict(TrainConfig, {"model": {"path": "x"}, "data": {"train_file": str(tmp_path / "p.jsonl")}})
+    config = config_from_dict(
+        TrainConfig, {"model": {"path": "x"}, "data": {"train_file": str(tmp_path / "p.jsonl")}}
+    )
     with pytest.raises(ConfigError, match="need the judge"):
         config.check_ready()
 
@@ -110,18 +114,34 @@ def test_overrides_parse_json_values():
 def test_presets_hold_the_papers_settings():
     t2is = preset_config("t2is-flux")
     assert (t2is.sampling.num_steps, t2is.sampling.noise_steps, t2is.sampling.noise_level) == (10, (1,), 0.7)
-    assert (t2is.sampling.train_resolution, t2is.sampling.eval_resolution, t2is.sampling.guidance_scale) == (512, 1024, 3.5)
-    assert [(r.name, r.weight) for r in t2is.rewards.rewards] == [("consistency", 0.2), ("clip_t", 1.0), ("pickscore", 1.0)]
+    assert (t2is.sampling.train_resolution, t2is.sampling.eval_resolution, t2is.sampling.guidance_scale) == (
+        512,
+        1024,
+        3.5,
+    )
+    assert [(r.name, r.weight) for r in t2is.rewards.rewards] == [
+        ("consistency", 0.2),
+        ("clip_t", 1.0),
+        ("pickscore", 1.0),
+    ]
     assert t2is.rewards.aggregation == "log_tamed" and t2is.sampling.group_size == 16
     assert (t2is.lora.rank, t2is.lora.alpha, t2is.lora.init) == (64, 128.0, "gaussian")
     assert (t2is.optim.lr, t2is.optim.betas, t2is.optim.weight_decay) == (3e-4, (0.9, 0.999), 1e-4)
     assert (t2is.optim.clip_range, t2is.optim.max_grad_norm, t2is.advantages.adv_clip_max) == (1e-4, 1.0, 5.0)
     assert (t2is.ema.max_decay, t2is.ema.update_every) == (0.9, 8)
     kontext = preset_config("edit-kontext")
-    assert (kontext.sampling.num_steps, kontext.sampling.noise_level, kontext.sampling.guidance_scale) == (8, 0.9, 2.5)
+    assert (kontext.sampling.num_steps, kontext.sampling.noise_level, kontext.sampling.guidance_scale) == (
+        8,
+        0.9,
+        2.5,
+    )
     assert (kontext.sampling.train_resolution, kontext.sampling.eval_resolution) == (384, 512)
     qwen = preset_config("edit-qwen")
-    assert (qwen.sampling.noise_steps, qwen.sampling.guidance_scale, qwen.sampling.noise_level) == ((1, 2, 3, 4), 4.0, 1.0)
+    assert (qwen.sampling.noise_steps, qwen.sampling.guidance_scale, qwen.sampling.noise_level) == (
+        (1, 2, 3, 4),
+        4.0,
+        1.0,
+    )
     assert "img_mlp.net.0.proj" in qwen.lora.target_modules and "txt_mlp.net.2" in qwen.lora.target_modules
     assert [r.name for r in qwen.rewards.rewards] == ["edit"]
 

@@ -125,7 +125,8 @@ def test_user_reward_is_loaded_and_scores_each_image(toy_rewards_on_path):
 
 def test_failing_samples_are_invalid_and_counted_never_zero(toy_rewards_on_path):
     rewards = RewardSet.from_config(
-        [RewardSpec("toy_rewards:mean_brightness", 1.0), RewardSpec("toy_rewards:fails_on_dark", 1.0)], models=None
+        [RewardSpec("toy_rewards:mean_brightness", 1.0), RewardSpec("toy_rewards:fails_on_dark", 1.0)],
+        models=None,
     )
     scores = rewards.score(_images([255, 10, 200, 5]), ["a"] * 4, [{}] * 4)
     column = scores.scores[:, 1]
@@ -133,7 +134,9 @@ def test_failing_samples_are_invalid_and_counted_never_zero(toy_rewards_on_path)
     assert scores.failures == {"toy_rewards:fails_on_dark": 2}
     assert "cannot score a dark image" in scores.messages["toy_rewards:fails_on_dark"]
     assert check_invalid_share(scores, 0.5) == 0.5
-    with pytest.raises(RewardError, match=r"2 of 4 images could not be scored \(50% > rewards.max_invalid_share 25%\)"):
+    with pytest.raises(
+        RewardError, match=r"2 of 4 images could not be scored \(50% > rewards.max_invalid_share 25%\)"
+    ):
         check_invalid_share(scores, 0.25)
 
 
@@ -157,3 +160,46 @@ def test_reward_returning_the_wrong_count_is_an_error():
 def test_bad_user_reward_names_raise(name, message):
     with pytest.raises(ConfigError, match=message):
         load_user_reward(name)
+
+
+# --- built-in rewards on the tiny judge and CLIP --------------------------------------------
+
+
+def test_builtin_rewards_score_grids_and_edits(tiny_models):
+    from paco_core.rl.config import RewardConfig
+    from paco_core.rl.rewards import RewardModels
+
+    config = RewardConfig(
+        rewards=(RewardSpec("consistency", 1.0), RewardSpec("clip_t", 1.0), RewardSpec("pickscore", 1.0)),
+        judge_path=str(tiny_models["judge"]), clip_path=str(tiny_models["clip"]),
+    )  # fmt: skip
+    models = RewardModels(config, "cpu")
+    rows = read_prompt_rows(FIXTURES / "sets.jsonl")[:2]
+    rng = np.random.default_rng(0)
+    grids = [Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)) for _ in rows]
+    scores = RewardSet.from_config(config.rewards, models).score(
+        grids, [r.prompt for r in rows], [r.metadata() for r in rows]
+    )
+    assert scores.failures == {} and np.isfinite(scores.scores).all()
+    assert ((scores.scores[:, 0] > 0) & (scores.scores[:, 0] < 1)).all()  # a probability of "Yes"
+
+    edits = read_prompt_rows(FIXTURES / "edits.jsonl")[:2]
+    edited = [Image.open(row.image_path).convert("RGB").rotate(90) for row in edits]
+    edit_rewards = RewardSet.from_config([RewardSpec("edit", 1.0)], models)
+    edit_scores = edit_rewards.score(edited, [r.prompt for r in edits], [r.metadata() for r in edits])
+    assert (
+        np.isfinite(edit_scores.scores).all() and ((edit_scores.scores > 0) & (edit_scores.scores < 1)).all()
+    )
+
+
+def test_consistency_of_a_single_panel_is_invalid_not_zero(tiny_models):
+    from paco_core.rl.config import RewardConfig
+    from paco_core.rl.rewards import RewardModels
+
+    models = RewardModels(
+        RewardConfig(rewards=(RewardSpec("consistency"),), judge_path=str(tiny_models["judge"])), "cpu"
+    )
+    rewards = RewardSet.from_config([RewardSpec("consistency")], models)
+    scores = rewards.score(_images([100, 120]), ["a cat", "a dog"], [{"layout": "1x1"}, {"layout": "1x2"}])
+    assert np.isnan(scores.scores[0, 0]) and np.isfinite(scores.scores[1, 0])
+    assert scores.failures == {"consistency": 1}

@@ -49,7 +49,9 @@ def test_sde_guard_at_sigma_one_uses_sigma_max():
     assert torch.isfinite(sde_std(torch.tensor(1.0), 0.7, 0.9))
     assert sde_std(torch.tensor(1.0), 0.7, 0.9).item() == pytest.approx(0.7 * math.sqrt(1.0 / 0.1))
     x, v = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
-    step = sde_step(x, v, 1.0, 0.9, noise_level=0.7, sigma_max=0.9, generator=torch.Generator().manual_seed(1))
+    step = sde_step(
+        x, v, 1.0, 0.9, noise_level=0.7, sigma_max=0.9, generator=torch.Generator().manual_seed(1)
+    )
     mean, std = _direct_mean_std(x.double(), v.double(), 1.0, 0.9, 0.7, 0.9)
     torch.testing.assert_close(step.mean.double(), mean, rtol=1e-5, atol=1e-5)
     assert torch.isfinite(step.log_prob).all()
@@ -57,7 +59,9 @@ def test_sde_guard_at_sigma_one_uses_sigma_max():
 
 def test_sde_in_bf16_latents_still_scores_in_fp32():
     x, v = torch.randn(2, 16, 8).to(torch.bfloat16), torch.randn(2, 16, 8).to(torch.bfloat16)
-    step = sde_step(x, v, 0.7, 0.5, noise_level=1.0, sigma_max=0.9, generator=torch.Generator().manual_seed(0))
+    step = sde_step(
+        x, v, 0.7, 0.5, noise_level=1.0, sigma_max=0.9, generator=torch.Generator().manual_seed(0)
+    )
     assert step.x_next.dtype == torch.bfloat16 and step.log_prob.dtype == torch.float32
     assert torch.isfinite(step.log_prob).all()
 
@@ -85,14 +89,18 @@ def _group_normalise(scores, groups, global_std=False):
 
 @pytest.mark.parametrize("global_std", [False, True])
 def test_weighted_sum_matches_direct_computation(global_std):
-    result = compute_advantages(REWARDS, WEIGHTS, GROUPS, aggregation="weighted_sum", global_std=global_std, clip_max=100)
+    result = compute_advantages(
+        REWARDS, WEIGHTS, GROUPS, aggregation="weighted_sum", global_std=global_std, clip_max=100
+    )
     expected = _group_normalise(REWARDS @ WEIGHTS, GROUPS, global_std)
     np.testing.assert_allclose(result.values, expected, rtol=1e-10)
     assert result.valid.all()
 
 
 def test_log_tamed_logs_only_rewards_with_high_variation():
-    result = compute_advantages(REWARDS, WEIGHTS, GROUPS, aggregation="log_tamed", threshold=0.5, clip_max=100)
+    result = compute_advantages(
+        REWARDS, WEIGHTS, GROUPS, aggregation="log_tamed", threshold=0.5, clip_max=100
+    )
     cv = REWARDS.std(axis=0) / REWARDS.mean(axis=0)
     assert cv[0] < 0.5 < cv[1]
     adjusted = np.stack([REWARDS[:, 0], np.log1p(REWARDS[:, 1])], axis=1)
@@ -102,7 +110,9 @@ def test_log_tamed_logs_only_rewards_with_high_variation():
 
 
 def test_log_tamed_threshold_zero_uses_mean_ratio():
-    result = compute_advantages(REWARDS, WEIGHTS, GROUPS, aggregation="log_tamed", threshold=0.0, clip_max=100)
+    result = compute_advantages(
+        REWARDS, WEIGHTS, GROUPS, aggregation="log_tamed", threshold=0.0, clip_max=100
+    )
     cv = REWARDS.std(axis=0) / REWARDS.mean(axis=0)
     assert result.tamed.tolist() == (cv > cv.mean()).tolist()
 
@@ -127,7 +137,9 @@ def test_advantage_sum_normalises_each_reward_separately():
 
 def test_advantages_are_clipped():
     rewards = np.array([[0.0]] * 99 + [[1.0]])
-    result = compute_advantages(rewards, [1.0], np.zeros(100, dtype=int), aggregation="weighted_sum", clip_max=5.0)
+    result = compute_advantages(
+        rewards, [1.0], np.zeros(100, dtype=int), aggregation="weighted_sum", clip_max=5.0
+    )
     assert result.values.max() == 5.0
     assert _group_normalise(rewards[:, 0], np.zeros(100)).max() > 5.0
 
@@ -180,7 +192,9 @@ def test_ppo_clip_matches_direct_formula():
 
 def test_masked_samples_do_not_count():
     new = torch.tensor([0.0, 0.0]).requires_grad_()
-    terms = policy_loss(new, torch.zeros(2), torch.tensor([1.0, 100.0]), clip_range=0.2, mask=torch.tensor([True, False]))
+    terms = policy_loss(
+        new, torch.zeros(2), torch.tensor([1.0, 100.0]), clip_range=0.2, mask=torch.tensor([True, False])
+    )
     assert terms.total.item() == pytest.approx(-1.0)
     terms.total.backward()
     assert new.grad[1] == 0

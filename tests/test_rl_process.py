@@ -26,7 +26,9 @@ REPO = Path(__file__).parent.parent
 def _env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(FIXTURES), str(REPO), env.get("PYTHONPATH", "")])
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf"))
+    env.update(
+        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf")
+    )
     return env
 
 
@@ -90,6 +92,8 @@ def _free_port() -> int:
 
 
 def test_two_processes_keep_identical_lora_weights(tiny_models, tmp_path):
+    # accelerate's --cpu flag launches one process; --multi_gpu starts torchrun, and with
+    # model.device "cpu" the processes join a gloo group on the CPU.
     run = tmp_path / "run"
     config = _config(tiny_models["flux"], run, num_iterations=1, checkpoint_every=1,
                      sampling={"num_steps": 2, "noise_steps": [0], "train_resolution": 32, "group_size": 4,
@@ -98,7 +102,7 @@ def test_two_processes_keep_identical_lora_weights(tiny_models, tmp_path):
     save_config(config_from_dict(TrainConfig, config), config_path)
     accelerate = Path(sys.executable).parent / "accelerate"
     result = subprocess.run(
-        [str(accelerate), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
          "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
          str(FIXTURES / "two_process_train.py"), str(config_path), str(tmp_path)],
         env=_env(tmp_path), capture_output=True, text=True, timeout=170,

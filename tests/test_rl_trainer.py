@@ -52,7 +52,9 @@ def test_first_step_is_on_policy_and_only_lora_weights_change(tiny_models, tmp_p
     trainer = GrpoTrainer(tiny_config(tiny_models["flux"], tmp_path / "run"))
     trainer.check_config()
     trainer.setup()
-    base_before = {n: p.detach().clone() for n, p in trainer.transformer.named_parameters() if "lora_" not in n}
+    base_before = {
+        n: p.detach().clone() for n, p in trainer.transformer.named_parameters() if "lora_" not in n
+    }
     lora_before = {n: p.detach().clone() for n, p in trainer.named_trainable}
     assert lora_before and all("lora_" in name for name in lora_before)
     assert any("ff_context.net.2" in name for name in lora_before)
@@ -69,7 +71,9 @@ def test_first_step_is_on_policy_and_only_lora_weights_change(tiny_models, tmp_p
     metrics = trainer.run_iteration(0)
     assert metrics["policy/ratio_first"] == 1.0
     base_after = {n: p.detach() for n, p in trainer.transformer.named_parameters() if "lora_" not in n}
-    assert all(torch.equal(base_before[n], base_after[n]) for n in base_before), "base weights must stay bit-identical"
+    assert all(torch.equal(base_before[n], base_after[n]) for n in base_before), (
+        "base weights must stay bit-identical"
+    )
     changed = [n for n, p in trainer.named_trainable if not torch.equal(lora_before[n], p.detach())]
     assert any("lora_B" in n for n in changed)
 
@@ -93,18 +97,26 @@ def test_resume_continues_exactly(tiny_models, tmp_path):
 
     split = tmp_path / "split"
     GrpoTrainer(tiny_config(tiny_models["flux"], split, num_iterations=2, **settings)).train()
-    resumed = GrpoTrainer(tiny_config(tiny_models["flux"], split, num_iterations=4, **settings)).train(resume="latest")
+    resumed = GrpoTrainer(tiny_config(tiny_models["flux"], split, num_iterations=4, **settings)).train(
+        resume="latest"
+    )
     assert resumed.step == 4
 
     expected, actual = _lora_tensors(straight, 4), _lora_tensors(split, 4)
     assert expected.keys() == actual.keys()
-    assert all(torch.equal(expected[k], actual[k]) for k in expected), "resumed weights differ from the straight run"
+    assert all(torch.equal(expected[k], actual[k]) for k in expected), (
+        "resumed weights differ from the straight run"
+    )
     assert not all(torch.equal(expected[k], _lora_tensors(straight, 2)[k]) for k in expected)
 
     train_steps = [m["step"] for m in read_metrics(split) if "policy/loss" in m]
     assert train_steps == [1, 2, 3, 4]
     assert read_progress(split)["state"] == "finished" and read_progress(split)["step"] == 4
-    assert sorted(p.name for p in (split / "samples").iterdir()) == ["step-000000.png", "step-000002.png", "step-000004.png"]
+    assert sorted(p.name for p in (split / "samples").iterdir()) == [
+        "step-000000.png",
+        "step-000002.png",
+        "step-000004.png",
+    ]
     state = json.loads((split / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["step"] == 4 and state["config"]["optim"]["kl_beta"] == 0.05
     assert any(m.get("policy/kl", 0) > 0 for m in read_metrics(split))
@@ -166,7 +178,9 @@ def test_edit_families_roll_out_and_update(family, tiny_models, tmp_path):
 
 
 def test_setup_errors_are_clear(tiny_models, tmp_path):
-    wrong_rows = tiny_config(tiny_models["flux"], tmp_path / "a", data={"train_file": str(FIXTURES / "edits.jsonl")})
+    wrong_rows = tiny_config(
+        tiny_models["flux"], tmp_path / "a", data={"train_file": str(FIXTURES / "edits.jsonl")}
+    )
     with pytest.raises(ConfigError, match="flux trains on set rows"):
         GrpoTrainer(wrong_rows).train()
     wrong_family = tiny_config(tiny_models["flux"], tmp_path / "b", family="flux-kontext")
@@ -180,3 +194,35 @@ def test_setup_errors_are_clear(tiny_models, tmp_path):
     with pytest.raises(RewardError, match="2 of 2 images could not be scored"):
         GrpoTrainer(failing).train()
     assert read_progress(tmp_path / "e")["state"] == "failed"
+
+
+def test_cancel_hook_stops_with_a_checkpoint_and_options_take_effect(tiny_models, tmp_path):
+    from paco_core.callbacks import Hooks
+    from paco_core.errors import CancelledError
+    from paco_core.rl.checkpoint import list_checkpoints
+
+    seen: list[int] = []
+
+    def check_cancel() -> None:
+        if len(seen) >= 3:
+            raise CancelledError("cancelled by the user")
+
+    run = tmp_path / "run"
+    config = tiny_config(
+        tiny_models["flux"], run, num_iterations=10, checkpoint_every=1, checkpoints_total_limit=2,
+        use_tensorboard=True, sampling={"noise_steps": [0, 1], "num_noise_steps_per_iteration": 1},
+        optim={"gradient_checkpointing": True},
+    )  # fmt: skip
+    trainer = GrpoTrainer(
+        config, hooks=Hooks(progress=lambda done, total: seen.append(done), check_cancel=check_cancel)
+    )
+    result = trainer.train()
+    assert result.state == "stopped" and result.step == 3 and seen == [1, 2, 3]
+    assert [step for step, _ in list_checkpoints(run)] == [2, 3]  # pruned to the limit
+    assert read_progress(run)["state"] == "stopped"
+    assert trainer.transformer.is_gradient_checkpointing
+    chosen = [tuple(m["sde_steps"]) for m in read_metrics(run)]
+    assert all(len(steps) == 1 for steps in chosen)
+    assert chosen == [trainer.choose_sde_steps(step) for step in range(3)]
+    assert len({trainer.choose_sde_steps(step) for step in range(20)}) == 2  # both subsets occur
+    assert any(path.name.startswith("events.out.tfevents") for path in (run / "tb").iterdir())

@@ -83,6 +83,12 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lora", default=None, metavar="DIR", help="peft adapter folder for a base judge")
     parser.add_argument("--server-model", default=None, help="with --url: the served model name")
     parser.add_argument(
+        "--top-logprobs",
+        type=int,
+        default=20,
+        help="with --url: log-probabilities asked per answer (default 20)",
+    )
+    parser.add_argument(
         "--dtype", default=None, choices=("bf16", "fp16", "fp32"), help="local weights precision"
     )
     parser.add_argument(
@@ -101,7 +107,7 @@ def open_judge(args: argparse.Namespace):
             raise InputError("--lora applies to a local --judge; a server already serves its model.")
         from paco_core.reward.server import ServerJudge
 
-        return ServerJudge(args.url, args.server_model, answers=args.answers)
+        return ServerJudge(args.url, args.server_model, answers=args.answers, top_logprobs=args.top_logprobs)
     from paco_core.models.judge import load_judge
 
     return load_judge(

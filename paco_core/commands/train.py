@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from paco_core.rl.config import TrainConfig
 
     if args.describe_config:
-        for name, kind, default, text in describe_fields(TrainConfig):
+        for name, _kind, default, text in describe_fields(TrainConfig):
             print(f"{name:40s} {json.dumps(default):32s} {text}")
         return 0
     if not (args.config or args.preset):

@@ -254,5 +254,8 @@ _LEGACY_VISION_KEY = re.compile(r"^base_model\.model\.visual\.")
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:500] if text else type(error).__name__
+    """The telling line of a loading error (a size mismatch beats a generic header), shortened."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    telling = [line for line in lines if "size mismatch" in line or "not found" in line]
+    chosen = (telling or lines or [type(error).__name__])[0]
+    return chosen[:500]

@@ -51,10 +51,6 @@ class PairRequest:
     second: Image.Image
     prompt: str
 
-    def key(self) -> tuple[str, str, str]:
-        """Content key: the two images' digests and the prompt (used by the score cache)."""
-        return (image_digest(self.first), image_digest(self.second), self.prompt)
-
 
 @runtime_checkable
 class JudgeBackend(Protocol):
@@ -77,6 +73,18 @@ def image_digest(image: Image.Image) -> str:
     digest.update(f"{image.mode}:{image.size[0]}x{image.size[1]}:".encode())
     digest.update(image.tobytes())
     return digest.hexdigest()
+
+
+def pair_digests(pairs: Sequence[PairRequest]) -> list[tuple[str, str]]:
+    """``(first digest, second digest)`` of each pair, hashing each image object once."""
+    memo: dict[int, str] = {}
+
+    def digest(image: Image.Image) -> str:
+        if id(image) not in memo:
+            memo[id(image)] = image_digest(image)
+        return memo[id(image)]
+
+    return [(digest(pair.first), digest(pair.second)) for pair in pairs]
 
 
 def score_from_logprobs(

@@ -7,9 +7,9 @@ How a call is made fast (and still equal to one pair at a time):
    batch that needs it, and dropped after the last one. The language model receives
    the features through ``mm_encoder_outputs``, which transformers scatters into the
    image placeholder tokens exactly as if it had encoded the pixels itself.
-2. Pairs go through the language model in left-padded batches; 3D rope positions come
-   from ``input_ids`` + ``mm_token_type_ids`` + ``image_grid_thw`` with the padding
-   masked out, so each row's positions equal its unpadded positions.
+2. Pairs go through the language model in left-padded batches. Each row's 3D rope
+   positions are its unpadded positions (the model's own ``get_rope_index``, computed
+   once per prompt and image-grid layout and reused), placed after the padding.
 3. Only the last position goes through ``lm_head`` (``logits_to_keep=1``).
 4. Scores already seen (same pixels, same prompt, same answer set) come from a bounded
    LRU cache.
@@ -19,18 +19,21 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.errors import InputError, JudgeError
-from paco_core.reward.backend import PairRequest, answer_tokens, image_digest
+from paco_core.reward.backend import PairRequest, answer_tokens, pair_digests
 from paco_core.reward.cache import DEFAULT_CACHE_SIZE, ScoreCache
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 8
+MAX_CACHED_LAYOUTS = 1024
+"""Prompt layouts (token ids + rope positions) kept per (prompt, first grid, second grid)."""
 
 
 @dataclass
@@ -48,6 +51,14 @@ class PreparedImage:
     grid_thw: Any
     num_tokens: int
     embeds: Any = None
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """One pair's unpadded prompt: token ids ``(L,)`` and 3D rope positions ``(3, L)``."""
+
+    input_ids: Any
+    position_ids: Any
 
 
 class LocalJudge:
@@ -96,7 +107,18 @@ class LocalJudge:
         self.image_token_id = int(model.config.image_token_id)
         self.merge_length = int(processor.image_processor.merge_size) ** 2
         self.yes_ids, self.no_ids = self._answer_token_ids(answers)
-        self._templates: dict[str, tuple[str, str, str]] = {}
+        self._layouts: OrderedDict[tuple, RowLayout] = OrderedDict()
+        pad_token_id = self.tokenizer.pad_token_id
+        self.pad_token_id = int(
+            pad_token_id if pad_token_id is not None else self.tokenizer.eos_token_id or 0
+        )
+        self._rope_host = next(
+            (module for module in model.modules() if hasattr(module, "get_rope_index")), None
+        )
+        if self._rope_host is None:
+            raise JudgeError(
+                f"{self.name}: the model has no get_rope_index; the judge must be a Qwen2.5-VL model."
+            )
         self._lock = threading.RLock()
 
     @property
@@ -118,20 +140,25 @@ class LocalJudge:
             One score in [0, 1] per pair.
         """
         check_pairs(pairs)
-        keys = [(*pair.key(), self.answers) for pair in pairs]
+        digests = pair_digests(pairs)
+        keys = [
+            (*pair_digest, pair.prompt, self.answers)
+            for pair, pair_digest in zip(pairs, digests, strict=True)
+        ]
         scores: dict[tuple, float] = {}
-        todo: dict[tuple, PairRequest] = {}
-        for key, pair in zip(keys, pairs, strict=True):
+        todo: dict[tuple, int] = {}
+        for index, key in enumerate(keys):
             cached = self.cache.get(key)
             if cached is not None:
                 scores[key] = cached
             elif key not in todo:
-                todo[key] = pair
+                todo[key] = index
         if todo:
             todo_keys = list(todo)
-            for batch_indices, logprobs in self._run_batches(list(todo.values()), hooks):
-                batch_scores = self._scores_from_logprobs(logprobs)
-                for index, score in zip(batch_indices, batch_scores, strict=True):
+            todo_pairs = [pairs[index] for index in todo.values()]
+            todo_digests = [digests[index] for index in todo.values()]
+            for batch_indices, logprobs in self._run_batches(todo_pairs, todo_digests, hooks):
+                for index, score in zip(batch_indices, self._scores_from_logprobs(logprobs), strict=True):
                     scores[todo_keys[index]] = score
                     self.cache.put(todo_keys[index], score)
         else:
@@ -146,7 +173,7 @@ class LocalJudge:
         """
         check_pairs(pairs)
         result: list[Any] = [None] * len(pairs)
-        for batch_indices, logprobs in self._run_batches(list(pairs), hooks):
+        for batch_indices, logprobs in self._run_batches(list(pairs), pair_digests(pairs), hooks):
             for index, row in zip(batch_indices, logprobs, strict=True):
                 result[index] = row
         return result
@@ -183,11 +210,12 @@ class LocalJudge:
 
     # -- the batched forward pass -------------------------------------------------------
 
-    def _run_batches(self, pairs: list[PairRequest], hooks: Hooks) -> Iterator[tuple[list[int], Any]]:
+    def _run_batches(
+        self, pairs: list[PairRequest], digests: list[tuple[str, str]], hooks: Hooks
+    ) -> Iterator[tuple[list[int], Any]]:
         """Yield (pair indices, log-probabilities ``(B, vocab)``) batch by batch."""
         import torch
 
-        digests = [(image_digest(pair.first), image_digest(pair.second)) for pair in pairs]
         prepared = self._prepare_images(pairs, digests)
         batches = [
             list(range(start, min(start + self.batch_size, len(pairs))))
@@ -248,17 +276,21 @@ class LocalJudge:
         import torch
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-        texts = [
-            self._prompt_text(prompt, [image.num_tokens for image in pair])
-            for prompt, pair in zip(prompts, images, strict=True)
-        ]
-        encoded = self.tokenizer(texts, padding=True, padding_side="left", return_tensors="pt")
-        input_ids = encoded["input_ids"].to(self.device)
+        rows = [self._row_layout(prompt, pair) for prompt, pair in zip(prompts, images, strict=True)]
+        length = max(row.input_ids.shape[0] for row in rows)
+        input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+        position_ids = torch.zeros((3, len(rows), length), dtype=torch.long)
+        for index, row in enumerate(rows):  # left padding: each row ends at the last column
+            start = length - row.input_ids.shape[0]
+            input_ids[index, start:] = row.input_ids
+            attention_mask[index, start:] = 1
+            position_ids[:, index, start:] = row.position_ids
         flat = [image for pair in images for image in pair]
         inputs: dict[str, Any] = {
-            "input_ids": input_ids,
-            "attention_mask": encoded["attention_mask"].to(self.device),
-            "mm_token_type_ids": (input_ids == self.image_token_id).to(torch.int32),
+            "input_ids": input_ids.to(self.device),
+            "attention_mask": attention_mask.to(self.device),
+            "position_ids": position_ids.to(self.device),
             "image_grid_thw": torch.stack([image.grid_thw for image in flat]).to(self.device),
         }
         if self.reuse_vision:
@@ -271,20 +303,44 @@ class LocalJudge:
         output = self.model(**inputs, logits_to_keep=1, use_cache=False)
         return torch.log_softmax(output.logits[:, -1].float(), dim=-1).cpu()
 
+    def _row_layout(self, prompt: str, pair: list[PreparedImage]) -> RowLayout:
+        """Token ids and 3D rope positions of one pair's unpadded prompt.
+
+        They depend only on the prompt and the two images' patch grids, so they are built
+        once per such layout (tokenizer, then the model's own ``get_rope_index``) and reused.
+        """
+        import torch
+
+        key = (prompt, *(tuple(image.grid_thw.tolist()) for image in pair))
+        layout = self._layouts.get(key)
+        if layout is not None:
+            self._layouts.move_to_end(key)
+            return layout
+        text = self._prompt_text(prompt, [image.num_tokens for image in pair])
+        ids = self.tokenizer(text, return_tensors="pt")["input_ids"]
+        positions, _ = self._rope_host.get_rope_index(
+            ids,
+            mm_token_type_ids=(ids == self.image_token_id).to(torch.int32),
+            image_grid_thw=torch.stack([image.grid_thw for image in pair]),
+        )
+        layout = RowLayout(input_ids=ids[0], position_ids=positions[:, 0])
+        self._layouts[key] = layout
+        while len(self._layouts) > MAX_CACHED_LAYOUTS:
+            self._layouts.popitem(last=False)
+        return layout
+
     def _prompt_text(self, prompt: str, image_token_counts: list[int]) -> str:
         """The chat-template text of a pair with each image placeholder expanded to its token count."""
-        if prompt not in self._templates:
-            text = self.processor.apply_chat_template(
-                chat_messages(prompt), tokenize=False, add_generation_prompt=True
+        text = self.processor.apply_chat_template(
+            chat_messages(prompt), tokenize=False, add_generation_prompt=True
+        )
+        parts = text.split(self.image_token)
+        if len(parts) != 3:
+            raise JudgeError(
+                f"{self.name}: the chat template put {len(parts) - 1} image placeholders in a two-image "
+                "message; the processor is not a Qwen2.5-VL processor."
             )
-            parts = text.split(self.image_token)
-            if len(parts) != 3:
-                raise JudgeError(
-                    f"{self.name}: the chat template put {len(parts) - 1} image placeholders in a two-image "
-                    "message; the processor is not a Qwen2.5-VL processor."
-                )
-            self._templates[prompt] = (parts[0], parts[1], parts[2])
-        before, between, after = self._templates[prompt]
+        before, between, after = parts
         first, second = image_token_counts
         return before + self.image_token * first + between + self.image_token * second + after
 

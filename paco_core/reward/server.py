@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.errors import InputError, JudgeError
-from paco_core.reward.backend import PairRequest, answer_tokens, score_from_logprobs
+from paco_core.reward.backend import PairRequest, answer_tokens, pair_digests, score_from_logprobs
 from paco_core.reward.cache import DEFAULT_CACHE_SIZE, ScoreCache
 
 if TYPE_CHECKING:
@@ -117,7 +117,10 @@ class ServerJudge:
         from paco_core.reward.local import check_pairs
 
         check_pairs(pairs)
-        keys = [(*pair.key(), self.answers) for pair in pairs]
+        keys = [
+            (*digests, pair.prompt, self.answers)
+            for pair, digests in zip(pairs, pair_digests(pairs), strict=True)
+        ]
         scores: dict[tuple, float] = {}
         todo: dict[tuple, PairRequest] = {}
         for key, pair in zip(keys, pairs, strict=True):

@@ -78,9 +78,13 @@ def compute_advantages(
     weights = np.asarray(weights, dtype=np.float64)
     groups = np.asarray(groups)
     if rewards.shape[1] != weights.shape[0]:
-        raise InputError(f"{rewards.shape[1]} reward columns but {weights.shape[0]} weights; give one weight per reward")
+        raise InputError(
+            f"{rewards.shape[1]} reward columns but {weights.shape[0]} weights; give one weight per reward"
+        )
     if groups.shape[0] != rewards.shape[0]:
-        raise InputError(f"{rewards.shape[0]} reward rows but {groups.shape[0]} group ids; give one group id per image")
+        raise InputError(
+            f"{rewards.shape[0]} reward rows but {groups.shape[0]} group ids; give one group id per image"
+        )
     valid = ~np.isnan(rewards).any(axis=1)
     valid = _drop_small_groups(valid, groups)
     num_rewards = rewards.shape[1]

@@ -153,7 +153,13 @@ def save_checkpoint(
         atomic_save_safetensors(staging / "optimizer.safetensors", optimizer_tensors)
         rng_tensors, rng_meta = capture_rng_state()
         atomic_save_safetensors(staging / "rng.safetensors", rng_tensors)
-        full_state = {**state, "step": step, "optimizer": optimizer_meta, "rng": rng_meta, "paco_version": __version__}
+        full_state = {
+            **state,
+            "step": step,
+            "optimizer": optimizer_meta,
+            "rng": rng_meta,
+            "paco_version": __version__,
+        }
         atomic_write_json(staging / STATE_FILE, full_state)
         if final.exists():
             shutil.rmtree(final)

@@ -52,7 +52,9 @@ class ModelConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
         default="auto", metadata=_help("weights dtype; auto = bfloat16 on CUDA, float32 on CPU")
     )
-    device: str = field(default="auto", metadata=_help("auto (CUDA if present, else CPU), cpu, cuda or cuda:N"))
+    device: str = field(
+        default="auto", metadata=_help("auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    )
 
     def __post_init__(self) -> None:
         check_choice("model.family", self.family, literal_choices(ModelConfig, "family"))
@@ -90,9 +92,14 @@ class SamplingConfig:
     )
     noise_level: float = field(default=0.7, metadata=_help("SDE noise level a (std_t = a*sqrt(s/(1-s)))"))
     guidance_scale: float = field(default=3.5, metadata=_help("FLUX guidance / Qwen true-CFG scale"))
-    negative_prompt: str = field(default=" ", metadata=_help("negative prompt for true CFG (Qwen-Image-Edit)"))
-    train_resolution: int = field(default=512, metadata=_help("sampling/training resolution (long side area)"))
-    eval_resolution: int = field(default=1024, metadata=_help("evaluation resolution"))
+    negative_prompt: str = field(
+        default=" ", metadata=_help("negative prompt for true CFG (Qwen-Image-Edit)")
+    )
+    train_resolution: int = field(
+        default=512,
+        metadata=_help("rollout/training size: row sizes x train_resolution / reference_resolution"),
+    )
+    eval_resolution: int = field(default=1024, metadata=_help("evaluation size, scaled the same way"))
     reference_resolution: int = field(
         default=1024, metadata=_help("resolution the rows' height/width are given at (scaled to the above)")
     )
@@ -110,7 +117,9 @@ class SamplingConfig:
             value = getattr(self, name)
             check_positive(f"sampling.{name}", value)
             if value % 16:
-                raise ConfigError(f"`sampling.{name}` should be a multiple of 16 (VAE x packing), got {value}")
+                raise ConfigError(
+                    f"`sampling.{name}` should be a multiple of 16 (VAE x packing), got {value}"
+                )
         self.noise_steps = tuple(int(s) for s in self.noise_steps)
         if not self.noise_steps:
             raise ConfigError("`sampling.noise_steps` is empty: name at least one step index, e.g. [1]")
@@ -122,7 +131,12 @@ class SamplingConfig:
             )
         if len(set(self.noise_steps)) != len(self.noise_steps):
             raise ConfigError(f"`sampling.noise_steps` repeats an index: {list(self.noise_steps)}")
-        check_range("sampling.num_noise_steps_per_iteration", self.num_noise_steps_per_iteration, 0, len(self.noise_steps))
+        check_range(
+            "sampling.num_noise_steps_per_iteration",
+            self.num_noise_steps_per_iteration,
+            0,
+            len(self.noise_steps),
+        )
         check_positive("sampling.noise_level", self.noise_level)
         check_positive("sampling.guidance_scale", self.guidance_scale, allow_zero=True)
         if self.group_size < 2:
@@ -140,8 +154,12 @@ class SamplingConfig:
 class DataConfig:
     train_file: str = field(default="", metadata=_help("JSONL prompt rows (set rows or edit rows)"))
     eval_file: str = field(default="", metadata=_help("JSONL eval rows; empty = split from train_file"))
-    eval_fraction: float = field(default=0.1, metadata=_help("share of train_file held out when no eval_file"))
-    image_root: str = field(default="", metadata=_help("folder edit-row image paths are relative to (default: the file's)"))
+    eval_fraction: float = field(
+        default=0.1, metadata=_help("share of train_file held out when no eval_file")
+    )
+    image_root: str = field(
+        default="", metadata=_help("folder edit-row image paths are relative to (default: the file's)")
+    )
     num_eval_prompts: int = field(default=4, metadata=_help("eval rows used at each evaluation (0 = all)"))
 
     def __post_init__(self) -> None:
@@ -151,7 +169,9 @@ class DataConfig:
 
 @dataclass
 class RewardSpec:
-    name: str = field(default="consistency", metadata=_help(f"{', '.join(BUILTIN_REWARDS)} or module:function"))
+    name: str = field(
+        default="consistency", metadata=_help(f"{', '.join(BUILTIN_REWARDS)} or module:function")
+    )
     weight: float = field(default=1.0, metadata=_help("weight in the aggregation"))
 
     def __post_init__(self) -> None:
@@ -161,7 +181,9 @@ class RewardSpec:
                 "`module:function` (a function taking images, prompts, metadata and returning one score per image)"
             )
         if not isinstance(self.weight, (int, float)) or self.weight < 0:
-            raise ConfigError(f"reward {self.name!r}: `weight` should be zero or positive, got {self.weight!r}")
+            raise ConfigError(
+                f"reward {self.name!r}: `weight` should be zero or positive, got {self.weight!r}"
+            )
 
 
 @dataclass
@@ -170,32 +192,44 @@ class RewardConfig:
         default=(RewardSpec("consistency", 0.2), RewardSpec("clip_t", 1.0), RewardSpec("pickscore", 1.0)),
         metadata=_help("rewards by name with weights"),
     )
-    eval_rewards: tuple[RewardSpec, ...] = field(default=(), metadata=_help("rewards at evaluation; empty = rewards"))
+    eval_rewards: tuple[RewardSpec, ...] = field(
+        default=(), metadata=_help("rewards at evaluation; empty = rewards")
+    )
     aggregation: Aggregation = field(
         default="log_tamed", metadata=_help("weighted_sum, log_tamed, geometric_mean or advantage_sum")
     )
     log_tame_threshold: float = field(
-        default=0.2, metadata=_help("log-taming threshold delta on std/mean; 0 = the mean of the rewards' ratios")
+        default=0.2,
+        metadata=_help("log-taming threshold delta on std/mean; 0 = the mean of the rewards' ratios"),
     )
     max_invalid_share: float = field(
-        default=0.25, metadata=_help("stop the run when more than this share of an iteration's images is unscorable")
+        default=0.25,
+        metadata=_help("stop the run when more than this share of an iteration's images is unscorable"),
     )
-    judge_path: str = field(default="", metadata=_help("PaCo-Reward judge folder (consistency, edit rewards)"))
+    judge_path: str = field(
+        default="", metadata=_help("PaCo-Reward judge folder (consistency, edit rewards)")
+    )
     clip_path: str = field(default="", metadata=_help("CLIP folder for clip_t"))
     pickscore_path: str = field(default="", metadata=_help("PickScore CLIP folder; empty = clip_path"))
 
     def __post_init__(self) -> None:
-        self.rewards = tuple(r if isinstance(r, RewardSpec) else config_from_dict(RewardSpec, r) for r in self.rewards)
+        self.rewards = tuple(
+            r if isinstance(r, RewardSpec) else config_from_dict(RewardSpec, r) for r in self.rewards
+        )
         self.eval_rewards = tuple(
             r if isinstance(r, RewardSpec) else config_from_dict(RewardSpec, r) for r in self.eval_rewards
         )
         if not self.rewards:
-            raise ConfigError("`rewards.rewards` is empty: give at least one reward, e.g. [{'name': 'consistency'}]")
+            raise ConfigError(
+                "`rewards.rewards` is empty: give at least one reward, e.g. [{'name': 'consistency'}]"
+            )
         names = [r.name for r in self.rewards]
         if len(set(names)) != len(names):
             raise ConfigError(f"`rewards.rewards` names a reward twice: {names}")
         if sum(r.weight for r in self.rewards) <= 0:
-            raise ConfigError(f"`rewards.rewards` weights sum to 0: {[(r.name, r.weight) for r in self.rewards]}")
+            raise ConfigError(
+                f"`rewards.rewards` weights sum to 0: {[(r.name, r.weight) for r in self.rewards]}"
+            )
         check_choice("rewards.aggregation", self.aggregation, literal_choices(RewardConfig, "aggregation"))
         check_positive("rewards.log_tame_threshold", self.log_tame_threshold, allow_zero=True)
         check_range("rewards.max_invalid_share", self.max_invalid_share, 0.0, 1.0)
@@ -207,7 +241,9 @@ class RewardConfig:
 
 @dataclass
 class AdvantageConfig:
-    global_std: bool = field(default=False, metadata=_help("divide by the batch std instead of each group's std"))
+    global_std: bool = field(
+        default=False, metadata=_help("divide by the batch std instead of each group's std")
+    )
     adv_clip_max: float = field(default=5.0, metadata=_help("advantages are clipped to +-this"))
 
     def __post_init__(self) -> None:
@@ -224,7 +260,9 @@ class OptimConfig:
     gradient_accumulation_steps: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
     num_inner_epochs: int = field(default=1, metadata=_help("passes over each iteration's samples"))
     clip_range: float = field(default=1e-4, metadata=_help("PPO clip eps on the ratio"))
-    kl_beta: float = field(default=0.0, metadata=_help("weight of the KL to the reference (adapter off); 0 = off"))
+    kl_beta: float = field(
+        default=0.0, metadata=_help("weight of the KL to the reference (adapter off); 0 = off")
+    )
     gradient_checkpointing: bool = field(default=False, metadata=_help("recompute activations in backward"))
     mixed_precision: Literal["auto", "no", "bf16"] = field(
         default="auto", metadata=_help("bf16 autocast; auto = bf16 on CUDA, none on CPU")
@@ -242,12 +280,16 @@ class OptimConfig:
         check_positive("optim.num_inner_epochs", self.num_inner_epochs)
         check_positive("optim.clip_range", self.clip_range)
         check_positive("optim.kl_beta", self.kl_beta, allow_zero=True)
-        check_choice("optim.mixed_precision", self.mixed_precision, literal_choices(OptimConfig, "mixed_precision"))
+        check_choice(
+            "optim.mixed_precision", self.mixed_precision, literal_choices(OptimConfig, "mixed_precision")
+        )
 
 
 @dataclass
 class EmaConfig:
-    use_ema: bool = field(default=True, metadata=_help("keep an EMA of the LoRA weights; it is saved and evaluated"))
+    use_ema: bool = field(
+        default=True, metadata=_help("keep an EMA of the LoRA weights; it is saved and evaluated")
+    )
     max_decay: float = field(default=0.9, metadata=_help("decay = min((1+s)/(10+s), max_decay)"))
     update_every: int = field(default=8, metadata=_help("update the EMA every this many iterations"))
 
@@ -271,11 +313,17 @@ class TrainConfig:
     num_iterations: int = field(default=300, metadata=_help("training iterations (steps) in total"))
     seed: int = field(default=42, metadata=_help("seed of sampling noise, data order and LoRA init"))
     output_dir: str = field(default="paco-grpo-run", metadata=_help("checkpoints, metrics, samples go here"))
-    checkpoint_every: int = field(default=50, metadata=_help("save a checkpoint every this many steps (and at the end)"))
-    checkpoints_total_limit: int = field(default=3, metadata=_help("keep at most this many checkpoints; 0 = all"))
+    checkpoint_every: int = field(
+        default=50, metadata=_help("save a checkpoint every this many steps (and at the end)")
+    )
+    checkpoints_total_limit: int = field(
+        default=3, metadata=_help("keep at most this many checkpoints; 0 = all")
+    )
     eval_every: int = field(default=50, metadata=_help("evaluate every this many steps; 0 = never"))
     eval_group_size: int = field(default=1, metadata=_help("images per eval prompt"))
-    use_tensorboard: bool = field(default=False, metadata=_help("also write TensorBoard events under output_dir/tb"))
+    use_tensorboard: bool = field(
+        default=False, metadata=_help("also write TensorBoard events under output_dir/tb")
+    )
 
     def __post_init__(self) -> None:
         self.model = config_from_dict(ModelConfig, self.model, where="model")
@@ -305,17 +353,23 @@ class TrainConfig:
     def check_ready(self) -> None:
         """Checks that need the file system; run before seeding or loading models."""
         if not self.model.path:
-            raise ConfigError("`model.path` is empty: give the base pipeline folder (e.g. a FLUX.1-dev diffusers folder)")
+            raise ConfigError(
+                "`model.path` is empty: give the base pipeline folder (e.g. a FLUX.1-dev diffusers folder)"
+            )
         if not self.data.train_file:
             raise ConfigError("`data.train_file` is empty: give a JSONL file of prompt rows")
         for key, path in (("data.train_file", self.data.train_file), ("data.eval_file", self.data.eval_file)):
             if path and not os.path.isfile(path):
                 raise ConfigError(f"`{key}` {path!r} does not exist")
-        needs_judge = {"consistency", "edit"} & {r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)}
+        needs_judge = {"consistency", "edit"} & {
+            r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)
+        }
         if needs_judge and not self.rewards.judge_path:
             raise ConfigError(
                 f"rewards {sorted(needs_judge)} need the judge: set `rewards.judge_path` to a PaCo-Reward folder"
             )
-        needs_clip = {"clip_t", "pickscore"} & {r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)}
+        needs_clip = {"clip_t", "pickscore"} & {
+            r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)
+        }
         if needs_clip and not (self.rewards.clip_path or self.rewards.pickscore_path):
             raise ConfigError(f"rewards {sorted(needs_clip)} need a CLIP model: set `rewards.clip_path`")

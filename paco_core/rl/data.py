@@ -76,7 +76,9 @@ def read_prompt_rows(path: str | Path, *, image_root: str | Path | None = None) 
         except json.JSONDecodeError as error:
             raise InputError(f"{path.name} line {line_number} is not valid JSON: {error}") from error
         if not isinstance(data, dict):
-            raise InputError(f"{path.name} line {line_number} should be a JSON object, got {type(data).__name__}")
+            raise InputError(
+                f"{path.name} line {line_number} should be a JSON object, got {type(data).__name__}"
+            )
         rows.append(_parse_row(data, len(rows), root, f"{path.name} line {line_number}"))
     if not rows:
         raise InputError(f"prompt file {str(path)!r} holds no rows")
@@ -92,11 +94,17 @@ def _parse_row(data: dict[str, Any], position: int, root: Path, where: str) -> P
     if "instruction" in data:
         image = data.get("image") or data.get("image_path")
         if not image:
-            raise InputError(f"{where}: an edit row needs `image` (path of the image to edit) next to `instruction`")
+            raise InputError(
+                f"{where}: an edit row needs `image` (path of the image to edit) next to `instruction`"
+            )
         image_path = Path(image) if Path(image).is_absolute() else root / image
         if not image_path.is_file():
             raise InputError(f"{where}: edit image {str(image_path)!r} does not exist")
-        extra = {k: v for k, v in data.items() if k not in ("instruction", "image", "image_path", "idx", "height", "width")}
+        extra = {
+            k: v
+            for k, v in data.items()
+            if k not in ("instruction", "image", "image_path", "idx", "height", "width")
+        }
         return PromptRow("edit", str(data["instruction"]), index, height=height, width=width,
                          image_path=str(image_path), extra=extra)  # fmt: skip
     if "prompt" in data:
@@ -105,8 +113,12 @@ def _parse_row(data: dict[str, Any], position: int, root: Path, where: str) -> P
         layout = str(data.get("layout") or "")
         if not theme or not layout:
             theme, layout = _theme_and_layout(prompt, theme, layout)
-        extra = {k: v for k, v in data.items() if k not in ("prompt", "theme", "layout", "idx", "height", "width")}
-        return PromptRow("set", prompt, index, theme=theme, layout=layout, height=height, width=width, extra=extra)
+        extra = {
+            k: v for k, v in data.items() if k not in ("prompt", "theme", "layout", "idx", "height", "width")
+        }
+        return PromptRow(
+            "set", prompt, index, theme=theme, layout=layout, height=height, width=width, extra=extra
+        )
     raise InputError(
         f"{where}: a row needs `prompt` (set row) or `instruction` + `image` (edit row); got keys {sorted(data)}"
     )
@@ -187,7 +199,9 @@ def round_size(value: float) -> int:
     return max(SIZE_MULTIPLE, int(round(value / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
 
 
-def row_size(row: PromptRow, resolution: int, reference_resolution: int, image_size: tuple[int, int] | None = None) -> tuple[int, int]:
+def row_size(
+    row: PromptRow, resolution: int, reference_resolution: int, image_size: tuple[int, int] | None = None
+) -> tuple[int, int]:
     """(height, width) of a row at ``resolution``.
 
     Rows with a size are scaled by resolution / reference_resolution; rows without

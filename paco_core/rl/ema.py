@@ -15,7 +15,9 @@ import torch
 class LoraEma:
     """EMA shadow of a list of named parameters (kept in float32 on their device)."""
 
-    def __init__(self, named_parameters: list[tuple[str, torch.nn.Parameter]], *, max_decay: float, update_every: int):
+    def __init__(
+        self, named_parameters: list[tuple[str, torch.nn.Parameter]], *, max_decay: float, update_every: int
+    ):
         self.parameters = dict(named_parameters)
         self.max_decay = max_decay
         self.update_every = update_every

@@ -54,7 +54,9 @@ class TransformerFamily(ABC):
 
     pipeline_module = "diffusers.pipelines.flux.pipeline_flux"
 
-    def __init__(self, pipe: Any, *, guidance_scale: float, max_sequence_length: int, negative_prompt: str = " "):
+    def __init__(
+        self, pipe: Any, *, guidance_scale: float, max_sequence_length: int, negative_prompt: str = " "
+    ):
         self.pipe = pipe
         self.guidance_scale = guidance_scale
         self.max_sequence_length = max_sequence_length
@@ -98,7 +100,9 @@ class TransformerFamily(ABC):
             timesteps=[float(t) for t in timesteps],
         )
 
-    def initial_noise(self, batch_size: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    def initial_noise(
+        self, batch_size: int, height: int, width: int, generator: torch.Generator
+    ) -> torch.Tensor:
         """Packed initial latents ``(B, seq, C*4)``, drawn on the CPU and moved to the device."""
         latents, _ = self.pipe.prepare_latents(
             batch_size, self.num_latent_channels, height, width, torch.float32, torch.device("cpu"), generator
@@ -110,7 +114,9 @@ class TransformerFamily(ABC):
         """Encode a row's text (and condition image) once; batch size 1."""
 
     @abstractmethod
-    def velocity(self, transformer: Any, latents: torch.Tensor, timestep: float, cond: Conditioning) -> torch.Tensor:
+    def velocity(
+        self, transformer: Any, latents: torch.Tensor, timestep: float, cond: Conditioning
+    ) -> torch.Tensor:
         """The transformer's velocity for packed ``latents`` ``(B, seq, C*4)`` at ``timestep``."""
 
     def decode(self, latents: torch.Tensor, height: int, width: int) -> list:
@@ -124,9 +130,12 @@ class TransformerFamily(ABC):
 
     def _timestep(self, timestep: float, latents: torch.Tensor) -> torch.Tensor:
         # As the pipelines do: t (sigma * 1000) in the latents' dtype, divided by 1000.
-        return torch.full((latents.shape[0],), timestep, device=latents.device, dtype=torch.float32).to(
-            latents.dtype
-        ) / 1000
+        return (
+            torch.full((latents.shape[0],), timestep, device=latents.device, dtype=torch.float32).to(
+                latents.dtype
+            )
+            / 1000
+        )
 
     def _guidance(self, batch_size: int) -> torch.Tensor | None:
         if not self.pipe.transformer.config.guidance_embeds:
@@ -140,16 +149,23 @@ class FluxFamily(TransformerFamily):
     def encode(self, row: PromptRow, height: int, width: int) -> Conditioning:
         with torch.no_grad():
             prompt_embeds, pooled, text_ids = self.pipe.encode_prompt(
-                prompt=[row.prompt], prompt_2=None, device=self.device, max_sequence_length=self.max_sequence_length
+                prompt=[row.prompt],
+                prompt_2=None,
+                device=self.device,
+                max_sequence_length=self.max_sequence_length,
             )
         latent_h, latent_w = self.latent_size(height, width)
-        image_ids = self.pipe._prepare_latent_image_ids(1, latent_h // 2, latent_w // 2, self.device, self.dtype)
+        image_ids = self.pipe._prepare_latent_image_ids(
+            1, latent_h // 2, latent_w // 2, self.device, self.dtype
+        )
         return Conditioning(
             tensors={"prompt_embeds": prompt_embeds, "pooled": pooled},
             shared={"text_ids": text_ids, "image_ids": image_ids},
         )
 
-    def velocity(self, transformer: Any, latents: torch.Tensor, timestep: float, cond: Conditioning) -> torch.Tensor:
+    def velocity(
+        self, transformer: Any, latents: torch.Tensor, timestep: float, cond: Conditioning
+    ) -> torch.Tensor:
         batch = latents.shape[0]
         return transformer(
             hidden_states=latents,
@@ -168,9 +184,18 @@ class FluxKontextFamily(FluxFamily):
 
     pipeline_module = "diffusers.pipelines.flux.pipeline_flux_kontext"
 
-    def initial_noise(self, batch_size: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    def initial_noise(
+        self, batch_size: int, height: int, width: int, generator: torch.Generator
+    ) -> torch.Tensor:
         latents, _, _, _ = self.pipe.prepare_latents(
-            None, batch_size, self.num_latent_channels, height, width, torch.float32, torch.device("cpu"), generator
+            None,
+            batch_size,
+            self.num_latent_channels,
+            height,
+            width,
+            torch.float32,
+            torch.device("cpu"),
+            generator,
         )
         return latents.to(self.device, self.dtype)
 
@@ -188,7 +213,9 @@ class FluxKontextFamily(FluxFamily):
         cond.shared["condition_image"] = image
         return cond
 
-    def velocity(self, transformer: Any, latents: torch.Tensor, timestep: float, cond: Conditioning) -> torch.Tensor:
+    def velocity(
+        self, transformer: Any, latents: torch.Tensor, timestep: float, cond: Conditioning
+    ) -> torch.Tensor:
         batch, seq = latents.shape[:2]
         image_latents = cond.tensors["image_latents"].expand(batch, -1, -1)
         model_input = torch.cat([latents, image_latents], dim=1)
@@ -200,9 +227,18 @@ class QwenImageEditFamily(TransformerFamily):
 
     pipeline_module = "diffusers.pipelines.qwenimage.pipeline_qwenimage_edit"
 
-    def initial_noise(self, batch_size: int, height: int, width: int, generator: torch.Generator) -> torch.Tensor:
+    def initial_noise(
+        self, batch_size: int, height: int, width: int, generator: torch.Generator
+    ) -> torch.Tensor:
         latents, _ = self.pipe.prepare_latents(
-            None, batch_size, self.num_latent_channels, height, width, torch.float32, torch.device("cpu"), generator
+            None,
+            batch_size,
+            self.num_latent_channels,
+            height,
+            width,
+            torch.float32,
+            torch.device("cpu"),
+            generator,
         )
         return latents.to(self.device, self.dtype)
 
@@ -215,7 +251,10 @@ class QwenImageEditFamily(TransformerFamily):
         pixels = self.pipe.image_processor.preprocess(image, height, width).unsqueeze(2)
         with torch.no_grad():
             embeds, mask = self.pipe.encode_prompt(
-                prompt=[row.prompt], image=image, device=self.device, max_sequence_length=self.max_sequence_length
+                prompt=[row.prompt],
+                image=image,
+                device=self.device,
+                max_sequence_length=self.max_sequence_length,
             )
             tensors = {"prompt_embeds": embeds, "prompt_mask": _mask_or_ones(mask, embeds)}
             if self.use_true_cfg:
@@ -233,7 +272,9 @@ class QwenImageEditFamily(TransformerFamily):
         shape = (1, latent_h // 2, latent_w // 2)
         return Conditioning(tensors=tensors, shared={"img_shape": [shape, shape], "condition_image": image})
 
-    def velocity(self, transformer: Any, latents: torch.Tensor, timestep: float, cond: Conditioning) -> torch.Tensor:
+    def velocity(
+        self, transformer: Any, latents: torch.Tensor, timestep: float, cond: Conditioning
+    ) -> torch.Tensor:
         batch, seq = latents.shape[:2]
         model_input = torch.cat([latents, cond.tensors["image_latents"].expand(batch, -1, -1)], dim=1)
         t = self._timestep(timestep, latents)
@@ -254,14 +295,24 @@ class QwenImageEditFamily(TransformerFamily):
             return velocity
         negative = run(cond.tensors["negative_embeds"], cond.tensors["negative_mask"])
         combined = negative + self.guidance_scale * (velocity - negative)
-        return combined * (torch.norm(velocity, dim=-1, keepdim=True) / torch.norm(combined, dim=-1, keepdim=True))
+        return combined * (
+            torch.norm(velocity, dim=-1, keepdim=True) / torch.norm(combined, dim=-1, keepdim=True)
+        )
 
     def decode(self, latents: torch.Tensor, height: int, width: int) -> list:
         pipe = self.pipe
         latents = pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor).to(pipe.vae.dtype)
         z_dim = pipe.vae.config.z_dim
-        mean = torch.tensor(pipe.vae.config.latents_mean).view(1, z_dim, 1, 1, 1).to(latents.device, latents.dtype)
-        std = torch.tensor(pipe.vae.config.latents_std).view(1, z_dim, 1, 1, 1).to(latents.device, latents.dtype)
+        mean = (
+            torch.tensor(pipe.vae.config.latents_mean)
+            .view(1, z_dim, 1, 1, 1)
+            .to(latents.device, latents.dtype)
+        )
+        std = (
+            torch.tensor(pipe.vae.config.latents_std)
+            .view(1, z_dim, 1, 1, 1)
+            .to(latents.device, latents.dtype)
+        )
         with torch.no_grad():
             image = pipe.vae.decode(latents * std + mean, return_dict=False)[0][:, :, 0]
         return pipe.image_processor.postprocess(image, output_type="pil")

@@ -1,9 +1,9 @@
 """The PPO clip objective on SDE log-probabilities, with the optional KL to the reference.
 
-    ratio = exp(logp_new - logp_old)
-    loss  = mean(max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)))
-    kl    = mean over non-batch dims of (mean - mean_ref)^2 / (2 std^2)     (per image)
-    total = loss + beta * mean(kl)
+ratio = exp(logp_new - logp_old)
+loss  = mean(max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)))
+kl    = mean over non-batch dims of (mean - mean_ref)^2 / (2 std^2)     (per image)
+total = loss + beta * mean(kl)
 """
 
 from __future__ import annotations
@@ -81,5 +81,9 @@ def policy_loss(
         kl = torch.zeros((), device=log_prob.device)
         total = loss
     return PolicyLoss(
-        total=total, policy=loss.detach(), kl=kl.detach(), ratio=ratio.detach(), clip_fraction=masked_mean(was_clipped, mask)
+        total=total,
+        policy=loss.detach(),
+        kl=kl.detach(),
+        ratio=ratio.detach(),
+        clip_fraction=masked_mean(was_clipped, mask),
     )

@@ -37,7 +37,9 @@ class MetricsLogger:
         """Drop lines past ``step`` (left by a run that stopped after its last checkpoint)."""
         if not self.enabled or not self.path.is_file():
             return
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        kept = [
+            line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step
+        ]
         atomic_write_text(self.path, "".join(line + "\n" for line in kept))
 
     def log(self, step: int, values: dict[str, Any]) -> None:
@@ -68,7 +70,14 @@ def read_metrics(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 def write_progress(output_dir: str | os.PathLike, *, state: str, step: int, total: int, **extra: Any) -> None:
     """Rewrite ``progress.json`` atomically."""
-    record = {"state": state, "step": step, "total": total, "pid": os.getpid(), "updated_at": time.time(), **extra}
+    record = {
+        "state": state,
+        "step": step,
+        "total": total,
+        "pid": os.getpid(),
+        "updated_at": time.time(),
+        **extra,
+    }
     atomic_write_json(Path(output_dir) / PROGRESS_FILE, record)
 
 

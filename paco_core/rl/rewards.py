@@ -94,7 +94,9 @@ class RewardModels:
         if self._clip is None:
             from paco_core.reward.clip_score import ClipScorer
 
-            self._clip = ClipScorer.from_pretrained(self.config.clip_path or self.config.pickscore_path)
+            self._clip = ClipScorer.from_pretrained(
+                self.config.clip_path or self.config.pickscore_path, device=self.device
+            )
         return self._clip
 
     @property
@@ -105,7 +107,7 @@ class RewardModels:
             else:
                 from paco_core.reward.clip_score import ClipScorer
 
-                self._pick = ClipScorer.from_pretrained(self.config.pickscore_path)
+                self._pick = ClipScorer.from_pretrained(self.config.pickscore_path, device=self.device)
         return self._pick
 
 
@@ -125,10 +127,11 @@ def builtin_reward(name: str, models: RewardModels) -> RewardFn:
     """The built-in reward function called ``name``."""
 
     def consistency(images, prompts, metadata):
-        from paco_core.reward.scoring import score_set
+        from paco_core.reward.scoring import score_sets
 
-        return [float(score_set(models.judge, _panels(img, meta), meta.get("theme") or prompt).score)
-                for img, prompt, meta in zip(images, prompts, metadata)]  # fmt: skip
+        sets = [_panels(image, meta) for image, meta in zip(images, metadata, strict=True)]
+        themes = [meta.get("theme") or prompt for prompt, meta in zip(prompts, metadata, strict=True)]
+        return [float(result.score) for result in score_sets(models.judge, sets, themes)]
 
     def edit(images, prompts, metadata):
         from PIL import Image
@@ -136,14 +139,14 @@ def builtin_reward(name: str, models: RewardModels) -> RewardFn:
         from paco_core.reward.scoring import score_edits
 
         originals = []
-        for image, meta in zip(images, metadata):
+        for image, meta in zip(images, metadata, strict=True):
             with Image.open(meta["image_path"]) as source:
                 originals.append(source.convert("RGB").resize(image.size))
         return [float(s.overall) for s in score_edits(models.judge, originals, list(images), list(prompts))]
 
     def clip_t(images, prompts, metadata):
         scores = []
-        for image, prompt, meta in zip(images, prompts, metadata):
+        for image, prompt, meta in zip(images, prompts, metadata, strict=True):
             panel_prompts = _panel_prompts(prompt) or (prompt,)
             panels = _panels(image, meta) if len(panel_prompts) > 1 else [image]
             scores.append(float(np.mean(models.clip.clip_t(panels, list(panel_prompts)))))
@@ -204,20 +207,26 @@ class RewardSet:
             first_error = f"{type(error).__name__}: {error}"
         except Exception as error:  # noqa: BLE001 - any failure of a reward marks samples invalid
             first_error = f"{type(error).__name__}: {error}"
-        logger.warning("reward %s failed on a batch of %d (%s); retrying image by image", name, len(images), first_error)
+        logger.warning(
+            "reward %s failed on a batch of %d (%s); retrying image by image", name, len(images), first_error
+        )
         column = np.full(len(images), np.nan)
         for i in range(len(images)):
             try:
                 column[i] = _as_column(name, function([images[i]], [prompts[i]], [metadata[i]]), 1)[0]
             except Exception as error:  # noqa: BLE001
-                logger.warning("reward %s could not score sample %d: %s: %s", name, i, type(error).__name__, error)
+                logger.warning(
+                    "reward %s could not score sample %d: %s: %s", name, i, type(error).__name__, error
+                )
         return column, first_error
 
 
 def _as_column(name: str, values: Sequence[float | None], expected: int) -> np.ndarray:
     values = list(values) if values is not None else []
     if len(values) != expected:
-        raise RewardError(f"reward {name!r} returned {len(values)} scores for {expected} images; return one per image")
+        raise RewardError(
+            f"reward {name!r} returned {len(values)} scores for {expected} images; return one per image"
+        )
     column = np.full(expected, np.nan)
     for i, value in enumerate(values):
         if value is None:
@@ -233,7 +242,10 @@ def check_invalid_share(scores: RewardScores, max_share: float) -> float:
     invalid = int(np.isnan(scores.scores).any(axis=1).sum()) if total else 0
     share = invalid / total if total else 0.0
     if share > max_share:
-        details = "; ".join(f"{name}: {count} failed ({scores.messages.get(name, '')})" for name, count in scores.failures.items())
+        details = "; ".join(
+            f"{name}: {count} failed ({scores.messages.get(name, '')})"
+            for name, count in scores.failures.items()
+        )
         raise RewardError(
             f"{invalid} of {total} images could not be scored ({share:.0%} > rewards.max_invalid_share "
             f"{max_share:.0%}): {details}. Fix the reward (judge path, server) or raise max_invalid_share."

@@ -77,7 +77,9 @@ def sde_step(
     sigma_t = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
     dt = float(sigma_next) - float(sigma)
     std_t = sde_std(sigma_t, noise_level, sigma_max).to(x.device)
-    mean = x32 * (1 + std_t**2 / (2 * sigma_t) * dt) + v32 * (1 + std_t**2 * (1 - sigma_t) / (2 * sigma_t)) * dt
+    mean = (
+        x32 * (1 + std_t**2 / (2 * sigma_t) * dt) + v32 * (1 + std_t**2 * (1 - sigma_t) / (2 * sigma_t)) * dt
+    )
     std = std_t * math.sqrt(-dt)
     if x_next is None:
         eps = torch.randn(x.shape, generator=generator, dtype=torch.float32, device="cpu").to(x.device)

@@ -163,7 +163,9 @@ class GrpoTrainer:
         self.pipe = self.loaded.pipe
         kind = getattr(self.loaded, "kind", config.model.family)
         if kind != config.model.family:
-            raise ConfigError(f"`model.family` is {config.model.family!r} but the pipeline at the path is {kind!r}")
+            raise ConfigError(
+                f"`model.family` is {config.model.family!r} but the pipeline at the path is {kind!r}"
+            )
         self.transformer = self.pipe.transformer
         self._add_lora()
         self.named_trainable = [(n, p) for n, p in self.transformer.named_parameters() if p.requires_grad]
@@ -174,7 +176,9 @@ class GrpoTrainer:
         )  # fmt: skip
         self.train_model, self.optimizer = self.accelerator.prepare(self.transformer, optimizer)
         self.ema = (
-            LoraEma(self.named_trainable, max_decay=config.ema.max_decay, update_every=config.ema.update_every)
+            LoraEma(
+                self.named_trainable, max_decay=config.ema.max_decay, update_every=config.ema.update_every
+            )
             if config.ema.use_ema
             else None
         )
@@ -186,7 +190,9 @@ class GrpoTrainer:
         models = RewardModels(config.rewards, str(self.accelerator.device))
         self.rewards = self._rewards or RewardSet.from_config(config.rewards.rewards, models)
         self.eval_rewards = self._eval_rewards or RewardSet.from_config(config.rewards.evaluation, models)
-        self.metrics = MetricsLogger(self.output_dir, enabled=self.is_main, use_tensorboard=config.use_tensorboard)
+        self.metrics = MetricsLogger(
+            self.output_dir, enabled=self.is_main, use_tensorboard=config.use_tensorboard
+        )
         if self.is_main:
             save_config(config, self.output_dir / "config.json")
         self._check_plan()
@@ -358,10 +364,19 @@ class GrpoTrainer:
                 encoded[plan.group] = self.family.encode(row, height, width)
             rollouts.append(
                 rollout_micro_batch(
-                    self.family, self.transformer, row, group=plan.group, sample_ids=plan.sample_ids,
-                    height=height, width=width, num_steps=sampling.num_steps, sde_steps=sde_steps,
-                    noise_level=sampling.noise_level, generator=seeded_generator(self.config.seed, step, plan.index),
-                    cond=encoded[plan.group], autocast=self.autocast,
+                    self.family,
+                    self.transformer,
+                    row,
+                    group=plan.group,
+                    sample_ids=plan.sample_ids,
+                    height=height,
+                    width=width,
+                    num_steps=sampling.num_steps,
+                    sde_steps=sde_steps,
+                    noise_level=sampling.noise_level,
+                    generator=seeded_generator(self.config.seed, step, plan.index),
+                    cond=encoded[plan.group],
+                    autocast=self.autocast,
                 )  # fmt: skip
             )
         return rollouts
@@ -396,7 +411,9 @@ class GrpoTrainer:
         if self.accelerator.num_processes > 1:
             device = self.accelerator.device
             values = self.accelerator.reduce(values.to(device, torch.float32), reduction="sum").cpu().double()
-            invalid = self.accelerator.reduce(invalid.to(device, torch.float32), reduction="sum").cpu().double()
+            invalid = (
+                self.accelerator.reduce(invalid.to(device, torch.float32), reduction="sum").cpu().double()
+            )
             for k, name in enumerate(self.rewards.names):
                 total = int(invalid[:, k].sum().item())
                 if total:
@@ -423,9 +440,10 @@ class GrpoTrainer:
                 batch_adv = values[ids].to(self.accelerator.device)
                 batch_mask = valid[ids].to(self.accelerator.device)
                 for k in range(len(rollout.sde_steps)):
-                    terms = self.micro_batch_loss(rollout, k, batch_adv, batch_mask)
-                    scale = len(rollout.sde_steps) * optim.gradient_accumulation_steps
-                    self.accelerator.backward(terms.total / scale)
+                    with self.attention_backends():
+                        terms = self.micro_batch_loss(rollout, k, batch_adv, batch_mask)
+                        scale = len(rollout.sde_steps) * optim.gradient_accumulation_steps
+                        self.accelerator.backward(terms.total / scale)
                     if first_ratio is None:
                         first_ratio = float(terms.ratio.mean())
                     ratios.append(terms.ratio)
@@ -498,6 +516,19 @@ class GrpoTrainer:
         finally:
             self.transformer.enable_adapters()
 
+    def attention_backends(self) -> contextlib.AbstractContextManager:
+        """On CUDA, attention by the flash / memory-efficient / math kernels only.
+
+        PyTorch 2.11's cuDNN attention fails in the backward pass of the FLUX transformer
+        (``mha_graph.execute(...) is_good()``, seen on an H200); forward and backward
+        (including checkpoint recomputation) run inside this context.
+        """
+        if torch.device(self.accelerator.device).type != "cuda":
+            return contextlib.nullcontext()
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
+
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on CUDA (optim.mixed_precision auto/bf16); nothing on the CPU."""
         device = torch.device(self.accelerator.device)
@@ -559,7 +590,11 @@ class GrpoTrainer:
     def _write_lora(self, path: Path) -> None:
         from paco_core.models.lora import save_peft_transformer_lora
 
-        metadata = {"paco.step": str(self.step), "paco.trainer": "paco-grpo", "paco.ema": str(self.ema is not None)}
+        metadata = {
+            "paco.step": str(self.step),
+            "paco.trainer": "paco-grpo",
+            "paco.ema": str(self.ema is not None),
+        }
         with self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext():
             save_peft_transformer_lora(self.transformer, path, metadata=metadata)
 
@@ -597,7 +632,9 @@ class GrpoTrainer:
 
     # ------------------------------------------------------------------ reporting
 
-    def _reward_metrics(self, scores: RewardScores, advantages: Advantages, invalid_share: float) -> dict[str, Any]:
+    def _reward_metrics(
+        self, scores: RewardScores, advantages: Advantages, invalid_share: float
+    ) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
         for k, name in enumerate(scores.names):
             column = scores.scores[:, k]

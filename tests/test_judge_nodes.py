@@ -1,0 +1,262 @@
+"""The judge nodes run through the ComfyUI stand-in (tests/pack_loader.py) on the tiny judge."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+
+import pytest
+import torch
+from pack_loader import load_pack, reset_comfy_stub, run_node
+
+from paco_core.errors import InputError
+from paco_core.images import split_grid, tensor_to_pil
+from paco_core.models.judge import release_judges
+from paco_core.reward.local import LocalJudge
+from paco_core.reward.scoring import rank_sets, score_edits, score_set
+from paco_core.reward.server import ServerJudge
+
+judge_nodes = importlib.import_module(f"{load_pack().__name__}.nodes.judge")
+bridge = importlib.import_module(f"{load_pack().__name__}.nodes.comfy_bridge")
+
+LOADER_DEFAULTS = {
+    "judge_name": judge_nodes.TYPED_SOURCE_CHOICE,
+    "path_or_url": "",
+    "lora_path": "",
+    "dtype": "auto",
+    "answers": "exact Yes/No",
+    "batch_size": 8,
+    "server_model": "",
+    "keep_loaded": True,
+}
+
+
+def random_batch(count, height=64, width=64, seed=0):
+    return torch.rand(count, height, width, 3, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(autouse=True)
+def fresh_comfy(tmp_path):
+    reset_comfy_stub(tmp_path)
+    yield
+    release_judges()
+
+
+@pytest.fixture(scope="module")
+def judge(tiny_models):
+    import comfy.model_management  # the stub, on sys.path once the pack is loaded
+
+    comfy.model_management.stub_reset()
+    out = run_node(
+        judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "path_or_url": str(tiny_models["judge"])}
+    )
+    return out[0]
+
+
+def progress_updates():
+    import comfy.utils
+
+    return [(update.value, update.total) for update in comfy.utils.PROGRESS_UPDATES]
+
+
+def test_loader_lists_judge_folders_from_text_encoders(tiny_models, tmp_path):
+    encoders = tmp_path / "models" / "text_encoders"
+    shutil.copytree(tiny_models["judge"], encoders / "PaCo-Reward-tiny")
+    (encoders / "other").mkdir()
+    (encoders / "other" / "config.json").write_text(json.dumps({"model_type": "clip"}))
+    (encoders / "other" / "model.safetensors").write_bytes(b"")
+    schema = judge_nodes.PaCoJudgeLoader.define_schema()
+    assert schema.inputs[0].options == ["PaCo-Reward-tiny", judge_nodes.TYPED_SOURCE_CHOICE]
+    out = run_node(judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "judge_name": "PaCo-Reward-tiny"})
+    assert isinstance(out[0], LocalJudge)
+    assert out[0].name == str(encoders / "PaCo-Reward-tiny")
+
+
+def test_loader_needs_a_typed_source_when_the_dropdown_says_so():
+    with pytest.raises(InputError, match="says to type a path or URL, but path_or_url is empty"):
+        run_node(judge_nodes.PaCoJudgeLoader, **LOADER_DEFAULTS)
+
+
+def test_loader_gives_a_server_judge_for_a_url():
+    url = "http://127.0.0.1:8000/v1"
+    judge = run_node(
+        judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "path_or_url": url, "server_model": "m"}
+    )[0]
+    assert isinstance(judge, ServerJudge)
+    assert judge.completions_url == "http://127.0.0.1:8000/v1/chat/completions" and judge.model == "m"
+
+
+def test_loader_frees_comfy_memory_before_loading_to_a_gpu(monkeypatch, tiny_models):
+    import comfy.model_management as mm
+
+    import paco_core.models.judge as judge_module
+
+    seen = {}
+
+    def record_load(source, **kwargs):  # no GPU here: record what would be loaded where
+        seen.update(kwargs, source=source, unloaded=mm.CALLS["unload_all_models"])
+        return "judge"
+
+    monkeypatch.setattr(bridge, "comfy_device", lambda: torch.device("cuda"))
+    monkeypatch.setattr(judge_module, "cached_load_judge", record_load)
+    run_node(judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "path_or_url": str(tiny_models["judge"])})
+    assert seen["unloaded"] == 1 and seen["device"] == "cuda" and seen["keep_loaded"] is True
+
+
+def test_set_consistency_scores_a_batch_with_progress(judge):
+    images = random_batch(4)
+    out = run_node(
+        judge_nodes.PaCoSetConsistency,
+        judge=judge,
+        images=images,
+        theme="a fox",
+        layout="batch",
+        both_orders=False,
+    )
+    score, per_image, odd_one_out, heatmap, report = out.args
+    expected = score_set(judge, tensor_to_pil(images), "a fox")
+    assert score == pytest.approx(expected.score)
+    assert json.loads(per_image) == pytest.approx(expected.per_image, abs=1e-6)
+    assert odd_one_out == expected.odd_one_out
+    assert heatmap.shape == (1, 28 + 4 * 64, 28 + 4 * 64, 3) and heatmap.dtype == torch.float32
+    assert report.startswith(f"set consistency {expected.score:.3f}")
+    assert out.ui.as_dict() == {"text": (report,)}
+
+
+def test_set_consistency_splits_a_grid_by_its_layout(judge):
+    grid = random_batch(1, 128, 128, seed=1)
+    judge.cache.clear()
+    out = run_node(
+        judge_nodes.PaCoSetConsistency, judge=judge, images=grid, theme="", layout="2x2", both_orders=True
+    )
+    assert progress_updates()[-1] == (12, 12)
+    panels = split_grid(tensor_to_pil(grid)[0], "2x2")
+    assert out[0] == pytest.approx(score_set(judge, panels, None, both_orders=True).score)
+
+
+def test_set_consistency_reports_bad_input(judge):
+    with pytest.raises(InputError, match="cannot be split into a 3x3 grid of equal panels"):
+        run_node(
+            judge_nodes.PaCoSetConsistency,
+            judge=judge,
+            images=random_batch(1),
+            theme="",
+            layout="3x3",
+            both_orders=False,
+        )
+    with pytest.raises(InputError, match="at least 2 images per set to compare, got 1"):
+        run_node(
+            judge_nodes.PaCoSetConsistency,
+            judge=judge,
+            images=random_batch(1),
+            theme="",
+            layout="batch",
+            both_orders=False,
+        )
+    with pytest.raises(InputError, match="got 2 grid images; PaCo Set Consistency scores one set"):
+        run_node(
+            judge_nodes.PaCoSetConsistency,
+            judge=judge,
+            images=random_batch(2),
+            theme="",
+            layout="1x2",
+            both_orders=False,
+        )
+
+
+def test_set_consistency_honours_comfyui_cancel(judge):
+    import comfy.model_management as mm
+
+    judge.cache.clear()
+    mm.interrupt_current_processing()
+    with pytest.raises(mm.InterruptProcessingException):
+        run_node(
+            judge_nodes.PaCoSetConsistency,
+            judge=judge,
+            images=random_batch(3, seed=7),
+            theme="",
+            layout="batch",
+            both_orders=False,
+        )
+
+
+def test_edit_score_node_scores_each_item_and_averages(judge):
+    originals, editeds = random_batch(2, seed=2), random_batch(2, seed=3)
+    out = run_node(
+        judge_nodes.PaCoEditScore,
+        judge=judge,
+        original=originals,
+        edited=editeds,
+        instruction="add snow\nmake it night",
+    )
+    expected = score_edits(
+        judge, tensor_to_pil(originals), tensor_to_pil(editeds), ["add snow", "make it night"]
+    )
+    assert out[0] == pytest.approx(sum(item.consistency for item in expected) / 2)
+    assert out[2] == pytest.approx(sum(item.overall for item in expected) / 2)
+    assert [json.loads(line) for line in out[3].splitlines()] == [item.to_json() for item in expected]
+    with pytest.raises(InputError, match=r"got 2 original\(s\), 1 edited image\(s\)"):
+        run_node(
+            judge_nodes.PaCoEditScore, judge=judge, original=originals, edited=editeds[:1], instruction="x"
+        )
+
+
+def test_reasons_node_returns_the_judges_text(judge):
+    first, second = random_batch(1, seed=4), random_batch(1, seed=5)
+    out = run_node(
+        judge_nodes.PaCoJudgeReasons,
+        judge=judge,
+        first=first,
+        second=second,
+        question="edit following (text = instruction)",
+        text="add snow",
+        max_new_tokens=3,
+    )
+    assert isinstance(out[0], str) and progress_updates()[-1] == (1, 1)
+
+
+def test_rank_sets_node_returns_the_best_grid(judge):
+    grids = random_batch(3, 128, 64, seed=6)
+    out = run_node(
+        judge_nodes.PaCoRankSets,
+        judge=judge,
+        images=grids,
+        theme="a fox",
+        layout="2x1",
+        panels_per_set=4,
+        both_orders=False,
+    )
+    best, best_index, scores, report = out.args
+    ranking = rank_sets(judge, [split_grid(image, "2x1") for image in tensor_to_pil(grids)], "a fox")
+    assert best_index == ranking[0].index
+    assert torch.equal(best, grids[best_index : best_index + 1])
+    assert json.loads(scores) == pytest.approx(
+        [item.score for item in sorted(ranking, key=lambda r: r.index)], abs=1e-6
+    )
+    assert report.splitlines()[0].startswith(f"1. set {best_index} ")
+
+
+def test_rank_sets_node_takes_panels_per_set_in_batch_mode(judge):
+    panels = random_batch(6, seed=8)
+    out = run_node(
+        judge_nodes.PaCoRankSets,
+        judge=judge,
+        images=panels,
+        theme="",
+        layout="batch",
+        panels_per_set=3,
+        both_orders=False,
+    )
+    assert out[0].shape == (3, 64, 64, 3) and out[1] in (0, 1)
+    assert torch.equal(out[0], panels[3 * out[1] : 3 * out[1] + 3])
+    with pytest.raises(InputError, match="the batch of 6 images does not split into sets of 4 panels"):
+        run_node(
+            judge_nodes.PaCoRankSets,
+            judge=judge,
+            images=panels,
+            theme="",
+            layout="batch",
+            panels_per_set=4,
+            both_orders=False,
+        )
