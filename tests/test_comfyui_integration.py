@@ -6,8 +6,15 @@ every PaCo node is listed with the schema the stand-in reports and that the pack
 imported cleanly, runs an API-format workflow (core EmptyImage + ImageBatch -> PaCo
 Compose Grid / PaCo Split Grid -> core SaveImage, and PaCo Grid Prompt -> core
 PreviewAny) and checks the saved files. The server and the link are always removed.
-A second test compares the constructor arguments of ``tests/comfy_stub`` with the real
-``comfy_api.latest``.
+
+A second test runs the workflow an artist would: tiny FLUX, Kontext and judge models and a
+LoRA saved by our own helper in a temporary ``--models-directory`` (ComfyUI's own models
+folder is not read or touched); PaCo Pipeline Loader -> PaCo LoRA -> PaCo Generate Set ->
+SaveImage of grid and panels; PaCo Judge Loader -> PaCo Set Consistency -> SaveImage of the
+heatmap and PreviewAny of the score; PaCo Edit Chain (Kontext) on one panel -> SaveImage;
+PaCo Edit Score, PaCo Rank Sets and PaCo Judge Reasons on those images. It queues again
+with the LoRA at strength 0, then cancels a long run with POST /interrupt. A third compares the constructor arguments of ``tests/comfy_stub`` with the
+real ``comfy_api.latest``.
 
     COMFYUI_DIR=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/venv/bin/python \\
         pytest -m comfyui tests/test_comfyui_integration.py
@@ -49,7 +56,8 @@ def http_json(url: str, payload: dict | None = None, timeout: float = 10.0):
     data = None if payload is None else json.dumps(payload).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
+        body = response.read()
+    return json.loads(body) if body else None
 
 
 @contextmanager
@@ -64,8 +72,11 @@ def pack_linked_into(comfyui_dir: Path):
 
 
 @contextmanager
-def comfyui_server(comfyui_dir: Path, workdir: Path):
-    """Start ComfyUI on a free port with its folders under ``workdir``; always stop it."""
+def comfyui_server(comfyui_dir: Path, workdir: Path, models_dir: Path | None = None):
+    """Start ComfyUI on a free port with its folders under ``workdir``; always stop it.
+
+    With ``models_dir``, ComfyUI reads its models from there (``--models-directory``)
+    instead of its own ``models/`` folder, which stays untouched."""
     port = free_port()
     for name in ("output", "temp", "input", "user"):
         (workdir / name).mkdir()
@@ -81,6 +92,8 @@ def comfyui_server(comfyui_dir: Path, workdir: Path):
         "--user-directory", str(workdir / "user"),
         "--database-url", "sqlite:///:memory:",
     ]  # fmt: skip
+    if models_dir is not None:
+        command += ["--models-directory", str(models_dir)]
     log_path = workdir / "server.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w") as log:
@@ -148,8 +161,26 @@ def grid_workflow() -> dict:
 
 
 def run_workflow(url: str, workflow: dict) -> dict:
-    queued = http_json(f"{url}/prompt", {"prompt": workflow, "client_id": "paco-integration"})
-    prompt_id = queued["prompt_id"]
+    return wait_for_history(url, queue_prompt(url, workflow))
+
+
+def queue_prompt(url: str, workflow: dict) -> str:
+    return http_json(f"{url}/prompt", {"prompt": workflow, "client_id": "paco-integration"})["prompt_id"]
+
+
+def interrupt_once_running(url: str, prompt_id: str) -> None:
+    """Press Cancel (POST /interrupt for this prompt) as soon as the prompt is running."""
+    deadline = time.monotonic() + WORKFLOW_TIMEOUT_S
+    while time.monotonic() < deadline:
+        running = http_json(f"{url}/queue")["queue_running"]
+        if any(item[1] == prompt_id for item in running):
+            http_json(f"{url}/interrupt", {"prompt_id": prompt_id})
+            return
+        time.sleep(0.05)
+    pytest.fail(f"workflow {prompt_id} did not start within {WORKFLOW_TIMEOUT_S} s")
+
+
+def wait_for_history(url: str, prompt_id: str) -> dict:
     deadline = time.monotonic() + WORKFLOW_TIMEOUT_S
     while time.monotonic() < deadline:
         history = http_json(f"{url}/history/{prompt_id}")
@@ -239,6 +270,204 @@ def test_pack_loads_and_runs_a_grid_workflow_in_real_comfyui(tmp_path):
         assert outputs["9"]["text"][0].startswith("FOUR-PANEL Images with a 2x2 grid layout depicting a fox")
 
     assert not link.exists(), "the custom_nodes link should be removed"
+
+
+PANEL_SIZE = 32
+THEME = "a red fox in ink style"
+LORA_NAME = "paco_tiny.safetensors"
+JUDGE_NAME = "tiny-judge"
+EDIT_STEP_1 = "Give the fox a hat."
+
+
+def save_tiny_flux_lora(flux_dir: Path, path: Path) -> Path:
+    """A rank-2 LoRA on the tiny FLUX transformer, written by our own save helper."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+    from peft import LoraConfig
+
+    from paco_core.models.lora import save_peft_transformer_lora
+
+    transformer = FluxTransformer2DModel.from_pretrained(str(flux_dir), subfolder="transformer")
+    torch.manual_seed(0)
+    transformer.add_adapter(
+        LoraConfig(r=2, lora_alpha=2, init_lora_weights=False, target_modules=["to_q", "to_v"])
+    )
+    return save_peft_transformer_lora(transformer, path)
+
+
+def models_folder_with_tiny_models(models_dir: Path, tiny_models) -> Path:
+    """ComfyUI's folder layout: pipelines in diffusers/, the judge in text_encoders/ (where
+    PaCo Judge Loader looks), the LoRA in loras/."""
+    for folder in ("diffusers", "text_encoders", "loras"):
+        (models_dir / folder).mkdir(parents=True)
+    for name in ("flux", "flux-kontext"):
+        (models_dir / "diffusers" / f"tiny-{name}").symlink_to(tiny_models[name], target_is_directory=True)
+    (models_dir / "text_encoders" / JUDGE_NAME).symlink_to(tiny_models["judge"], target_is_directory=True)
+    save_tiny_flux_lora(tiny_models["flux"], models_dir / "loras" / LORA_NAME)
+    return models_dir
+
+
+def node_inputs(node_classes: dict, node_id: str, **inputs) -> dict:
+    """An API-format node: the node's widget defaults, overridden by ``inputs``."""
+    from pack_loader import widget_defaults
+
+    return {"class_type": node_id, "inputs": {**widget_defaults(node_classes[node_id]), **inputs}}
+
+
+def save_image(source: list, filename_prefix: str) -> dict:
+    return {"class_type": "SaveImage", "inputs": {"images": source, "filename_prefix": filename_prefix}}
+
+
+def artist_workflow(node_classes: dict) -> dict:
+    """Generate a 2x2 set with a LoRA (and the same set without it, from the same loaded
+    pipeline), judge the LoRA set's consistency, edit one of its panels twice."""
+
+    def paco(node_id: str, **inputs) -> dict:
+        return node_inputs(node_classes, node_id, **inputs)
+
+    set_request = {
+        "theme": THEME,
+        "description": "The same fox in every panel.",
+        "panels": "The fox sits.\nThe fox runs.\nThe fox eats.\nThe fox sleeps.",
+        "layout": "2x2",
+        "panel_width": PANEL_SIZE,
+        "panel_height": PANEL_SIZE,
+        "steps": 2,
+        "seed": 0,
+        "num_sets": 1,
+    }
+    return {
+        "1": paco("PaCoPipelineLoader", model="tiny-flux"),
+        "2": paco("PaCoLora", pipeline=["1", 0], lora_name=LORA_NAME, strength=1.0),
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}},
+        "4": paco("PaCoGenerateSet", pipeline=["2", 0], **set_request),
+        "5": save_image(["4", 1], "paco_set_grid"),
+        "6": save_image(["4", 0], "paco_set_panels"),
+        "7": paco("PaCoJudgeLoader", judge_name=JUDGE_NAME),
+        "8": paco("PaCoSetConsistency", judge=["7", 0], images=["4", 0], theme=THEME, layout="batch"),
+        "9": save_image(["8", 3], "paco_heatmap"),
+        "10": {"class_type": "PreviewAny", "inputs": {"source": ["8", 0]}},
+        "11": paco("PaCoPipelineLoader", model="tiny-flux-kontext"),
+        "12": {"class_type": "ImageFromBatch", "inputs": {"image": ["4", 0], "batch_index": 0, "length": 1}},
+        "13": paco(
+            "PaCoEditChain",
+            pipeline=["11", 0],
+            image=["12", 0],
+            instructions=f"{EDIT_STEP_1}\nMake it night.",
+            include_reference=True,
+            steps=2,
+        ),
+        "14": save_image(["13", 0], "paco_chain"),
+        "15": paco("PaCoGenerateSet", pipeline=["1", 0], **set_request),
+        "16": save_image(["15", 1], "paco_base_grid"),
+        # The other judge nodes: the first edit's score, best-of-2 sets, the judge's reasons.
+        "17": {"class_type": "ImageFromBatch", "inputs": {"image": ["13", 0], "batch_index": 1, "length": 1}},
+        "18": paco(
+            "PaCoEditScore", judge=["7", 0], original=["12", 0], edited=["17", 0], instruction=EDIT_STEP_1
+        ),
+        "19": {"class_type": "PreviewAny", "inputs": {"source": ["18", 2]}},
+        "20": {"class_type": "ImageBatch", "inputs": {"image1": ["4", 1], "image2": ["15", 1]}},
+        "21": paco("PaCoRankSets", judge=["7", 0], images=["20", 0], theme=THEME, layout="2x2"),
+        "22": save_image(["21", 0], "paco_best_grid"),
+        "23": {"class_type": "PreviewAny", "inputs": {"source": ["21", 1]}},
+        "24": {"class_type": "ImageFromBatch", "inputs": {"image": ["4", 0], "batch_index": 1, "length": 1}},
+        "25": paco(
+            "PaCoJudgeReasons",
+            judge=["7", 0],
+            first=["12", 0],
+            second=["24", 0],
+            text=THEME,
+            max_new_tokens=8,
+        ),
+        "26": {"class_type": "PreviewAny", "inputs": {"source": ["25", 0]}},
+        "27": {"class_type": "PreviewAny", "inputs": {"source": ["21", 2]}},
+    }
+
+
+def long_set_workflow(artist: dict) -> dict:
+    """Eight sets of 200 steps from the artist's (already loaded) pipeline: long enough to cancel."""
+    long_set = {**artist["4"]["inputs"], "pipeline": ["1", 0], "steps": 200, "num_sets": 8}
+    return {
+        "1": artist["1"],
+        "2": {"class_type": "PaCoGenerateSet", "inputs": long_set},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 1]}},
+    }
+
+
+def test_an_artist_workflow_generates_judges_and_edits_in_real_comfyui(tmp_path, tiny_models):
+    """Tiny models in a temporary models folder, driven over HTTP like the frontend does:
+    run, turn the LoRA off and run again, then cancel a long run."""
+    from paco_core.reward.report import CELL_SIZE, LABEL_SIZE
+
+    comfyui_dir = Path(os.environ["COMFYUI_DIR"]).resolve()
+    node_classes = {cls.GET_SCHEMA().node_id: cls for cls in all_node_classes()}
+    models_dir = models_folder_with_tiny_models(tmp_path / "models", tiny_models)
+    workflow = artist_workflow(node_classes)
+    used = {node["class_type"] for node in workflow.values()}
+    assert not used & {"LoraLoader", "LoraLoaderModelOnly"}, "PaCo LoRA should need no native LoRA loader"
+
+    with pack_linked_into(comfyui_dir) as link, comfyui_server(comfyui_dir, tmp_path, models_dir) as server:
+        url, log_path = server
+        result = run_workflow(url, workflow)
+        workflow["2"]["inputs"]["strength"] = 0.0  # the artist turns the LoRA off and queues again
+        rerun = run_workflow(url, workflow)
+        long_set = queue_prompt(url, long_set_workflow(workflow))
+        interrupt_once_running(url, long_set)
+        interrupted = wait_for_history(url, long_set)
+        log = log_path.read_text()
+    assert not link.exists(), "the custom_nodes link should be removed"
+
+    for run in (result, rerun):
+        assert run["status"]["status_str"] == "success", json.dumps(run["status"], indent=1)[-4000:]
+    assert "Traceback" not in log, log[-4000:]
+    outputs, output_dir = result["outputs"], tmp_path / "output"
+    assert outputs["3"]["text"][0] == f"{LORA_NAME}: diffusers format, 8 of 8 keys matched, strength 1"
+
+    (grid,) = saved_images(outputs["5"], output_dir)
+    panels = saved_images(outputs["6"], output_dir)
+    assert grid.size == (2 * PANEL_SIZE, 2 * PANEL_SIZE)
+    assert [panel.size for panel in panels] == [(PANEL_SIZE, PANEL_SIZE)] * 4
+    bottom_right = grid.crop((PANEL_SIZE, PANEL_SIZE, 2 * PANEL_SIZE, 2 * PANEL_SIZE))
+    assert panels[3].tobytes() == bottom_right.tobytes(), "panels should be the grid's cells, row-major"
+
+    # The LoRA acts on its own branch only; at strength 0 it gives the base pipeline's set.
+    (base_grid,) = saved_images(outputs["16"], output_dir)
+    (grid_at_strength_0,) = saved_images(rerun["outputs"]["5"], output_dir)
+    assert grid.tobytes() != base_grid.tobytes(), "the LoRA should change the set"
+    assert grid_at_strength_0.tobytes() == base_grid.tobytes(), "strength 0 should give the base set"
+
+    score = float(outputs["10"]["text"][0])
+    assert 0.0 < score < 1.0
+    report = outputs["8"]["text"][0]
+    assert f"{score:.3f}" in report and "6 pairs of 4 images" in report, report
+    (heatmap,) = saved_images(outputs["9"], output_dir)
+    assert heatmap.size == (LABEL_SIZE + 4 * CELL_SIZE,) * 2
+
+    chain = saved_images(outputs["14"], output_dir)
+    assert [image.size for image in chain] == [(PANEL_SIZE, PANEL_SIZE)] * 3
+    assert chain[0].tobytes() == panels[0].tobytes(), "the chain should start with the reference panel"
+    assert chain[1].tobytes() != chain[0].tobytes(), "the first edit should change the panel"
+
+    edit_scores = json.loads(outputs["18"]["text"][0])
+    assert 0.0 < edit_scores["consistency"] < 1.0 and 0.0 < edit_scores["following"] < 1.0
+    overall = (edit_scores["consistency"] * edit_scores["following"]) ** 0.5
+    assert float(outputs["19"]["text"][0]) == pytest.approx(overall, rel=1e-6)
+
+    # Rank Sets on [LoRA grid, base grid]: the LoRA set scores as Set Consistency scored it.
+    set_scores = json.loads(outputs["27"]["text"][0])
+    best_index = int(outputs["23"]["text"][0])
+    assert set_scores[0] == pytest.approx(score, abs=1e-4) and 0.0 < set_scores[1] < 1.0
+    assert best_index == max(range(2), key=set_scores.__getitem__)
+    (best,) = saved_images(outputs["22"], output_dir)
+    assert best.tobytes() == (grid, base_grid)[best_index].tobytes()
+    assert outputs["21"]["text"][0].startswith(f"1. set {best_index} (")
+
+    reasons = outputs["26"]["text"][0]
+    assert reasons.strip() and outputs["25"]["text"] == [reasons], "the judge should write some reasons"
+
+    assert interrupted["status"]["status_str"] == "error", json.dumps(interrupted["status"], indent=1)
+    (stop,) = [data for kind, data in interrupted["status"]["messages"] if kind == "execution_interrupted"]
+    assert stop["node_type"] == "PaCoGenerateSet", stop
 
 
 SIGNATURE_SCRIPT = """

@@ -90,6 +90,20 @@ def test_vision_reuse_gives_the_same_scores_as_encoding_per_pair(tiny_models, mi
     assert np.allclose(reused, per_pair, atol=1e-5, rtol=0)
 
 
+def test_each_distinct_image_is_encoded_once_per_call(tiny_models, mixed_pairs, monkeypatch):
+    judge = load_judge(tiny_models["judge"], batch_size=3, cache_size=0)
+    encoded = []
+    original = judge.model.get_image_features
+
+    def counting(pixel_values, image_grid_thw, **kwargs):
+        encoded.append(len(image_grid_thw))
+        return original(pixel_values, image_grid_thw, **kwargs)
+
+    monkeypatch.setattr(judge.model, "get_image_features", counting)
+    judge.score_pairs(mixed_pairs)  # 10 pairs of 5 images in 4 batches
+    assert sum(encoded) == 5
+
+
 def test_case_variants_sum_each_side(tiny_models, mixed_pairs):
     judge = load_judge(tiny_models["judge"], answers="case", cache_size=0)
     assert len(judge.yes_ids) == 3 and len(judge.no_ids) == 3
@@ -289,3 +303,39 @@ def test_adapters_of_another_base_are_refused(tiny_models, tmp_path):
 
     with pytest.raises(LoraError, match="is not a peft adapter folder: it has no adapter_config.json"):
         load_judge(tiny_models["judge"], lora=tmp_path)
+
+
+def test_vision_reuse_is_turned_off_when_transformers_would_drop_the_features(
+    judge, mixed_pairs, caplog, monkeypatch
+):
+    # Regression: transformers 5.17 takes `mm_encoder_outputs` through **kwargs and drops
+    # it, scoring image tokens as text (seen on a GPU: scores off by 0.96).
+    from paco_core.reward import local
+
+    assert local.supports_vision_reuse(judge.model)
+    reference = judge.score_pairs(mixed_pairs[:2])
+
+    monkeypatch.setattr(local, "supports_vision_reuse", lambda model: False)
+    with caplog.at_level("WARNING", logger="paco_core.reward.local"):
+        fallback = LocalJudge(judge.model, judge.processor, cache_size=0)
+    assert fallback.reuse_vision is False
+    assert "mm_encoder_outputs" in caplog.text
+    assert fallback.score_pairs(mixed_pairs[:2]) == pytest.approx(reference, abs=1e-5)
+
+
+def test_supports_vision_reuse_reads_the_core_signature_not_kwargs():
+    from paco_core.reward.local import supports_vision_reuse
+
+    class OldCore(torch.nn.Module):
+        def get_rope_index(self, *args):
+            return None
+
+        def forward(self, input_ids=None, **kwargs):
+            return input_ids
+
+    class NewCore(OldCore):
+        def forward(self, input_ids=None, mm_encoder_outputs=None, **kwargs):
+            return input_ids
+
+    assert not supports_vision_reuse(torch.nn.Sequential(OldCore()))
+    assert supports_vision_reuse(torch.nn.Sequential(NewCore()))

@@ -172,22 +172,22 @@ def test_mismatched_shapes_raise():
 def test_ppo_ratio_is_one_on_policy_and_loss_is_minus_mean_advantage():
     log_prob = torch.tensor([-1.0, -2.0, -0.5])
     advantages = torch.tensor([1.0, -2.0, 0.5])
-    loss, ratio, clipped = ppo_clip_loss(log_prob, log_prob.clone(), advantages, clip_range=1e-4)
-    assert torch.equal(ratio, torch.ones(3))
-    assert loss.item() == pytest.approx(-advantages.mean().item())
-    assert clipped.sum() == 0
+    terms = ppo_clip_loss(log_prob, log_prob.clone(), advantages, clip_range=1e-4)
+    assert torch.equal(terms.ratio, torch.ones(3))
+    assert terms.loss.item() == pytest.approx(-advantages.mean().item())
+    assert terms.clipped.sum() == 0
 
 
 def test_ppo_clip_matches_direct_formula():
     new, old = torch.tensor([0.0, 0.0, 0.0, 0.0]), torch.tensor([-0.5, 0.5, -0.5, 0.5])
     advantages = torch.tensor([1.0, 1.0, -1.0, -1.0])
     eps = 0.2
-    loss, ratio, clipped = ppo_clip_loss(new, old, advantages, eps)
+    terms = ppo_clip_loss(new, old, advantages, eps)
     r = np.exp(np.array([0.5, -0.5, 0.5, -0.5]))
     a = advantages.numpy()
     direct = np.maximum(-a * r, -a * np.clip(r, 1 - eps, 1 + eps)).mean()
-    assert loss.item() == pytest.approx(direct, rel=1e-6)
-    assert clipped.tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert terms.loss.item() == pytest.approx(direct, rel=1e-6)
+    assert terms.clipped.tolist() == [1.0, 1.0, 1.0, 1.0]
 
 
 def test_masked_samples_do_not_count():
@@ -209,6 +209,11 @@ def test_kl_matches_gaussian_kl_of_equal_std():
     terms = policy_loss(torch.zeros(2), torch.zeros(2), torch.zeros(2), clip_range=0.1, kl_beta=0.5,
                         mean=mean, reference_mean=reference, std=std)  # fmt: skip
     assert terms.total.item() == pytest.approx(0.5 * direct.mean().item(), rel=1e-5)
+
+
+def test_kl_without_reference_means_is_refused():
+    with pytest.raises(InputError, match="kl_beta > 0 needs mean, reference_mean and std"):
+        policy_loss(torch.zeros(2), torch.zeros(2), torch.zeros(2), clip_range=0.1, kl_beta=0.5)
 
 
 # --- EMA ---------------------------------------------------------------------------------

@@ -100,9 +100,8 @@ def test_two_processes_keep_identical_lora_weights(tiny_models, tmp_path):
                                "batch_size": 2, "prompts_per_iteration": 1, "max_sequence_length": 16})  # fmt: skip
     config_path = tmp_path / "config.json"
     save_config(config_from_dict(TrainConfig, config), config_path)
-    accelerate = Path(sys.executable).parent / "accelerate"
     result = subprocess.run(
-        [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
          "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
          str(FIXTURES / "two_process_train.py"), str(config_path), str(tmp_path)],
         env=_env(tmp_path), capture_output=True, text=True, timeout=170,

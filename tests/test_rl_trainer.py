@@ -111,6 +111,8 @@ def test_resume_continues_exactly(tiny_models, tmp_path):
 
     train_steps = [m["step"] for m in read_metrics(split) if "policy/loss" in m]
     assert train_steps == [1, 2, 3, 4]
+    # 2 micro-batches per step, accumulated over 2 -> one optimizer step per iteration
+    assert {m["policy/optimizer_steps"] for m in read_metrics(split) if "policy/loss" in m} == {1}
     assert read_progress(split)["state"] == "finished" and read_progress(split)["step"] == 4
     assert sorted(p.name for p in (split / "samples").iterdir()) == [
         "step-000000.png",
@@ -175,6 +177,15 @@ def test_edit_families_roll_out_and_update(family, tiny_models, tmp_path):
         assert any(".txt_mlp.net.2.lora_B" in key for key in keys)
     else:
         assert any(".ff_context.net.0.proj.lora_A" in key for key in keys)
+
+
+def test_unknown_family_is_refused():
+    from paco_core.rl.families import build_family
+
+    with pytest.raises(
+        ConfigError, match="training supports model families flux, flux-kontext, qwen-image-edit"
+    ):
+        build_family("sdxl", pipe=None, guidance_scale=1.0, max_sequence_length=8)
 
 
 def test_setup_errors_are_clear(tiny_models, tmp_path):

@@ -67,7 +67,6 @@ def load_judge(
     Returns:
         A ``LocalJudge`` ready to score pairs.
     """
-    import torch
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     from paco_core.reward.local import LocalJudge
@@ -94,9 +93,7 @@ def load_judge(
         ) from error
     if lora is not None:
         model = apply_judge_lora(model, lora, merge=merge_lora)
-    model.eval()
-    with torch.no_grad():
-        model.requires_grad_(False)
+    model.eval().requires_grad_(False)
     name = str(source) if lora is None else f"{source} + {lora}"
     logger.info("loaded judge %s (%s, %s)", name, torch_dtype, device_name)
     return LocalJudge(model, processor, name=name, **options)

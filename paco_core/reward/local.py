@@ -119,6 +119,16 @@ class LocalJudge:
             raise JudgeError(
                 f"{self.name}: the model has no get_rope_index; the judge must be a Qwen2.5-VL model."
             )
+        if self.reuse_vision and not supports_vision_reuse(model):
+            # Older transformers accept the keyword through **kwargs and silently drop it:
+            # the image tokens would then be scored as text (measured: scores off by 0.96).
+            logger.warning(
+                "%s: this transformers version's Qwen2.5-VL forward has no `mm_encoder_outputs`; "
+                "each pair's images are encoded in its own pass instead (same scores, slower). "
+                "Upgrade transformers (>= 5.24 tested) for the faster path.",
+                self.name,
+            )
+            self.reuse_vision = False
         self._lock = threading.RLock()
 
     @property
@@ -374,6 +384,22 @@ class LocalJudge:
         log_yes = torch.logsumexp(logprobs[:, self.yes_ids], dim=-1)
         log_no = torch.logsumexp(logprobs[:, self.no_ids], dim=-1)
         return torch.sigmoid(log_yes - log_no).tolist()
+
+
+def supports_vision_reuse(model: Any) -> bool:
+    """Whether the model's Qwen2.5-VL core takes precomputed image features.
+
+    The check reads the signature of the module that owns ``get_rope_index``, not the
+    top-level forward: the top level forwards ``**kwargs``, which accepts any name.
+    """
+    import inspect
+
+    for module in model.modules():
+        if hasattr(module, "get_rope_index") and "mm_encoder_outputs" in inspect.signature(
+            module.forward
+        ).parameters:
+            return True
+    return False
 
 
 def chat_messages(prompt: str) -> list[dict]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from paco_core.errors import InputError
+
 
 @dataclass
 class PolicyLoss:
@@ -22,6 +24,15 @@ class PolicyLoss:
     kl: torch.Tensor
     ratio: torch.Tensor
     clip_fraction: torch.Tensor
+
+
+@dataclass
+class PpoTerms:
+    """``loss`` scalar; ``ratio`` and ``clipped`` (1.0 where |ratio - 1| > eps) are ``(B,)``."""
+
+    loss: torch.Tensor
+    ratio: torch.Tensor
+    clipped: torch.Tensor
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -38,18 +49,14 @@ def ppo_clip_loss(
     advantages: torch.Tensor,
     clip_range: float,
     mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """PPO clip loss. All inputs ``(B,)``; ``mask`` excludes samples (invalid rewards).
-
-    Returns:
-        (loss scalar, ratio ``(B,)``, clipped indicator ``(B,)``).
-    """
+) -> PpoTerms:
+    """PPO clip loss. All inputs ``(B,)``; ``mask`` excludes samples (invalid rewards)."""
     ratio = torch.exp(log_prob - old_log_prob)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
     loss = masked_mean(torch.maximum(unclipped, clipped), mask)
     was_clipped = (torch.abs(ratio - 1.0) > clip_range).to(torch.float32)
-    return loss, ratio, was_clipped
+    return PpoTerms(loss=loss, ratio=ratio, clipped=was_clipped)
 
 
 def kl_to_reference(mean: torch.Tensor, reference_mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -71,19 +78,21 @@ def policy_loss(
     mask: torch.Tensor | None = None,
 ) -> PolicyLoss:
     """PPO clip loss plus ``kl_beta`` times the KL to the reference (when ``kl_beta`` > 0)."""
-    loss, ratio, was_clipped = ppo_clip_loss(log_prob, old_log_prob, advantages, clip_range, mask)
+    ppo = ppo_clip_loss(log_prob, old_log_prob, advantages, clip_range, mask)
     if kl_beta > 0:
         if mean is None or reference_mean is None or std is None:
-            raise ValueError("kl_beta > 0 needs mean, reference_mean and std")
+            raise InputError(
+                "policy_loss: kl_beta > 0 needs mean, reference_mean and std (the SDE means with and without the LoRA)"
+            )
         kl = masked_mean(kl_to_reference(mean, reference_mean, std), mask)
-        total = loss + kl_beta * kl
+        total = ppo.loss + kl_beta * kl
     else:
         kl = torch.zeros((), device=log_prob.device)
-        total = loss
+        total = ppo.loss
     return PolicyLoss(
         total=total,
-        policy=loss.detach(),
+        policy=ppo.loss.detach(),
         kl=kl.detach(),
-        ratio=ratio.detach(),
-        clip_fraction=masked_mean(was_clipped, mask),
+        ratio=ppo.ratio.detach(),
+        clip_fraction=masked_mean(ppo.clipped, mask),
     )

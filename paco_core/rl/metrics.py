@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from paco_core.io import atomic_write_json, atomic_write_text
+import numpy as np
+
+from paco_core.io import atomic_write, atomic_write_json, atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 PROGRESS_FILE = "progress.json"
@@ -95,3 +97,54 @@ def peak_memory_gb(device: Any) -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def nan_stat(function, values) -> float:
+    """``function`` (np.nanmean, np.nanstd) of ``values``; NaN when none is finite."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(function(values)) if np.isfinite(values).any() else float("nan")
+
+
+def reward_metrics(scores, advantages, invalid_share: float, *, log_tamed: bool) -> dict[str, Any]:
+    """The per-step reward and advantage metrics (see the README's metrics table).
+
+    Args:
+        scores: ``RewardScores`` of the whole iteration (all processes).
+        advantages: ``Advantages`` computed from them.
+        invalid_share: share of images left out.
+        log_tamed: add each reward's std/mean ratio and whether it was log-tamed.
+    """
+    metrics: dict[str, Any] = {}
+    for k, name in enumerate(scores.names):
+        column = scores.scores[:, k]
+        metrics[f"rewards/{name}/mean"] = nan_stat(np.nanmean, column)
+        metrics[f"rewards/{name}/std"] = nan_stat(np.nanstd, column)
+        metrics[f"rewards/{name}/invalid"] = int(np.isnan(column).sum())
+        if log_tamed:
+            metrics[f"rewards/{name}/cv"] = float(advantages.cv_ratios[k])
+            metrics[f"rewards/{name}/log_tamed"] = bool(advantages.tamed[k])
+    valid = advantages.valid
+    values = advantages.values[valid]
+    metrics["rewards/aggregated/mean"] = nan_stat(np.nanmean, advantages.aggregated)
+    metrics["rewards/invalid_share"] = invalid_share
+    metrics["advantages/mean"] = float(values.mean()) if values.size else 0.0
+    metrics["advantages/std"] = float(values.std()) if values.size else 0.0
+    metrics["advantages/abs_max"] = float(np.abs(values).max()) if values.size else 0.0
+    metrics["advantages/num_valid"] = int(valid.sum())
+    return metrics
+
+
+def save_sample_strip(images: list, path: Path) -> None:
+    """Save images side by side (scaled to a common height) as one PNG, atomically."""
+    from PIL import Image
+
+    if not images:
+        return
+    height = max(image.height for image in images)
+    resized = [image.resize((max(1, round(image.width * height / image.height)), height)) for image in images]
+    strip = Image.new("RGB", (sum(image.width for image in resized), height))
+    offset = 0
+    for image in resized:
+        strip.paste(image, (offset, 0))
+        offset += image.width
+    atomic_write(path, lambda tmp: strip.save(tmp, format="PNG"))

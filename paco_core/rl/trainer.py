@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,10 +40,18 @@ from paco_core.rl.data import PromptRow, PromptSampler, load_splits, row_size
 from paco_core.rl.ema import LoraEma
 from paco_core.rl.families import ROW_KIND_OF_FAMILY, TransformerFamily, build_family
 from paco_core.rl.loss import policy_loss
-from paco_core.rl.metrics import MetricsLogger, peak_memory_gb, write_progress
+from paco_core.rl.metrics import (
+    MetricsLogger,
+    nan_stat,
+    peak_memory_gb,
+    reward_metrics,
+    save_sample_strip,
+    write_progress,
+)
 from paco_core.rl.rewards import RewardModels, RewardScores, RewardSet, check_invalid_share
 from paco_core.rl.rollout import Rollout, rollout_micro_batch, seeded_generator
 from paco_core.rl.sde import sde_step
+from paco_core.rl.signals import stop_on_sigterm
 
 logger = logging.getLogger(__name__)
 
@@ -127,14 +134,13 @@ class GrpoTrainer:
             self.load(ckpt.resolve_resume(self.output_dir, resume))
         if self.is_main:
             self.metrics.truncate_after(self.step)
-        previous = self._install_signal_handler()
         try:
-            return self._loop()
+            with stop_on_sigterm(self.request_stop):
+                return self._loop()
         except BaseException as error:
             self._progress("failed", message=f"{type(error).__name__}: {error}")
             raise
         finally:
-            self._restore_signal_handler(previous)
             self.metrics.close()
 
     def request_stop(self) -> None:
@@ -202,9 +208,10 @@ class GrpoTrainer:
 
         model = self.config.model
         device = str(self.accelerator.device) if model.device == "auto" else model.device
+        # The trainer adds its adapter to this pipeline, so it must be a fresh copy that no
+        # other user of the loader's cache holds: forget the cache before and after loading.
+        clear_pipeline_cache()
         loaded = load_pipeline(model.path, dtype=model.dtype, device=device)
-        # The trainer adds its adapter to this pipeline: it must not be shared with other
-        # users of the loader's cache.
         clear_pipeline_cache()
         return loaded
 
@@ -247,6 +254,11 @@ class GrpoTrainer:
         self.sampler = PromptSampler(splits.train, config.seed)
         limit = config.data.num_eval_prompts or len(splits.eval)
         self.eval_rows = splits.eval[:limit]
+        if config.eval_every and not self.eval_rows:
+            logger.warning(
+                "eval_every=%d is ignored: there are no eval rows (set data.eval_file or data.eval_fraction > 0)",
+                config.eval_every,
+            )
 
     def _check_plan(self) -> None:
         sampling = self.config.sampling
@@ -321,7 +333,11 @@ class GrpoTrainer:
         reward_s = time.perf_counter() - started
         started = time.perf_counter()
         update = self.update(rollouts, advantages)
-        metrics = self._reward_metrics(scores, advantages, invalid_share)
+        metrics = reward_metrics(
+            scores, advantages, invalid_share, log_tamed=config.rewards.aggregation == "log_tamed"
+        )
+        for name in scores.names:
+            self.reward_history.setdefault(name, []).append(metrics[f"rewards/{name}/mean"])
         metrics.update(update)
         metrics.update({"time/rollout_s": rollout_s, "time/reward_s": reward_s,
                         "time/update_s": time.perf_counter() - started, "lr": self.optimizer.param_groups[0]["lr"],
@@ -564,7 +580,7 @@ class GrpoTrainer:
         metrics: dict[str, Any] = {}
         for k, name in enumerate(scores.names):
             column = scores.scores[:, k]
-            metrics[f"eval/rewards/{name}/mean"] = _nan_stat(np.nanmean, column)
+            metrics[f"eval/rewards/{name}/mean"] = nan_stat(np.nanmean, column)
             metrics[f"eval/rewards/{name}/invalid"] = int(np.isnan(column).sum())
         save_sample_strip(images, self.output_dir / "samples" / f"step-{step:06d}.png")
         return metrics
@@ -632,29 +648,6 @@ class GrpoTrainer:
 
     # ------------------------------------------------------------------ reporting
 
-    def _reward_metrics(
-        self, scores: RewardScores, advantages: Advantages, invalid_share: float
-    ) -> dict[str, Any]:
-        metrics: dict[str, Any] = {}
-        for k, name in enumerate(scores.names):
-            column = scores.scores[:, k]
-            mean = _nan_stat(np.nanmean, column)
-            metrics[f"rewards/{name}/mean"] = mean
-            metrics[f"rewards/{name}/std"] = _nan_stat(np.nanstd, column)
-            metrics[f"rewards/{name}/invalid"] = int(np.isnan(column).sum())
-            if self.config.rewards.aggregation == "log_tamed":
-                metrics[f"rewards/{name}/cv"] = float(advantages.cv_ratios[k])
-                metrics[f"rewards/{name}/log_tamed"] = bool(advantages.tamed[k])
-            self.reward_history.setdefault(name, []).append(mean)
-        valid = advantages.valid
-        metrics["rewards/aggregated/mean"] = _nan_stat(np.nanmean, advantages.aggregated)
-        metrics["rewards/invalid_share"] = invalid_share
-        metrics["advantages/mean"] = float(advantages.values[valid].mean()) if valid.any() else 0.0
-        metrics["advantages/std"] = float(advantages.values[valid].std()) if valid.any() else 0.0
-        metrics["advantages/abs_max"] = float(np.abs(advantages.values).max()) if valid.any() else 0.0
-        metrics["advantages/num_valid"] = int(valid.sum())
-        return metrics
-
     def _log(self, step: int, values: dict[str, Any]) -> None:
         if values:
             self.metrics.log(step, values)
@@ -669,45 +662,6 @@ class GrpoTrainer:
             self.output_dir, state=state, step=self.step, total=self.config.num_iterations,
             last_checkpoint=str(self.last_checkpoint) if self.last_checkpoint else None, **extra,
         )  # fmt: skip
-
-    def _install_signal_handler(self):
-        def handle(signum, frame):
-            logger.warning("received signal %d: finishing this step, then saving a checkpoint", signum)
-            self.request_stop()
-
-        try:
-            return signal.signal(signal.SIGTERM, handle)
-        except ValueError:  # not the main thread: the host stops us through hooks instead
-            return None
-
-    @staticmethod
-    def _restore_signal_handler(previous) -> None:
-        if previous is not None:
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGTERM, previous)
-
-
-def _nan_stat(function, values: np.ndarray) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    return float(function(values)) if np.isfinite(values).any() else float("nan")
-
-
-def save_sample_strip(images: list, path: Path) -> None:
-    """Save images side by side (scaled to a common height) as one PNG, atomically."""
-    from PIL import Image
-
-    from paco_core.io import atomic_write
-
-    if not images:
-        return
-    height = max(image.height for image in images)
-    resized = [image.resize((max(1, round(image.width * height / image.height)), height)) for image in images]
-    strip = Image.new("RGB", (sum(image.width for image in resized), height))
-    offset = 0
-    for image in resized:
-        strip.paste(image, (offset, 0))
-        offset += image.width
-    atomic_write(path, lambda tmp: strip.save(tmp, format="PNG"))
 
 
 def train(config: TrainConfig, *, resume: str | None = None, hooks: Hooks = NO_HOOKS) -> TrainResult:
