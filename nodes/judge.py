@@ -211,6 +211,8 @@ class PaCoSetConsistency(io.ComfyNode):
             node_id="PaCoSetConsistency",
             display_name="PaCo Set Consistency",
             category=CATEGORY,
+            is_output_node=True,
+            hidden=[io.Hidden.unique_id],
             description="How consistent a set of images is (identity, style, logic): the judge scores every "
             "pair; the set score is their mean; each image's score is the mean of its pairs (the lowest is the "
             "odd one out).",
@@ -270,6 +272,8 @@ class PaCoEditScore(io.ComfyNode):
             node_id="PaCoEditScore",
             display_name="PaCo Edit Score",
             category=CATEGORY,
+            is_output_node=True,
+            hidden=[io.Hidden.unique_id],
             description="How good an edit is: consistency with the original outside the asked change, instruction "
             "following, and overall = sqrt(consistency x following). Batches score item by item (means returned).",
             inputs=[
@@ -323,6 +327,8 @@ class PaCoJudgeReasons(io.ComfyNode):
             node_id="PaCoJudgeReasons",
             display_name="PaCo Judge Reasons",
             category=CATEGORY,
+            is_output_node=True,
+            hidden=[io.Hidden.unique_id],
             description="Asks the judge to write its answer and reasons for one pair of images (generation; "
             "slower than scoring).",
             inputs=[
@@ -375,6 +381,8 @@ class PaCoRankSets(io.ComfyNode):
             node_id="PaCoRankSets",
             display_name="PaCo Rank Sets",
             category=CATEGORY,
+            is_output_node=True,
+            hidden=[io.Hidden.unique_id],
             description="Best-of-N: scores each candidate set's consistency and returns the best one. Give a "
             "batch of grid images with their layout, or all candidates' panels with panels_per_set.",
             inputs=[

@@ -32,7 +32,7 @@ from paco_core import __version__
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.errors import InputError
 from paco_core.models.edit_sizes import SIZE_MULTIPLE, qwen_condition_area, working_size
-from paco_core.models.pipelines import EDIT_KINDS, TEXT_TO_IMAGE_KINDS, LoadedPipeline
+from paco_core.models.pipelines import EDIT_KINDS, TEXT_TO_IMAGE_KINDS, LoadedPipeline, execution_device
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +282,10 @@ def generate_sets(
         # 2. encode the prompt once for every set (no autograd graph, as inside the pipeline)
         with torch.no_grad():
             prompt_embeds, pooled_prompt_embeds, _ = pipe.encode_prompt(
-                prompt=prompt, prompt_2=None, max_sequence_length=request.max_sequence_length
+                prompt=prompt,
+                prompt_2=None,
+                device=execution_device(loaded),
+                max_sequence_length=request.max_sequence_length,
             )
         # 3. denoise and decode one grid per seed
         for index in range(num_sets):

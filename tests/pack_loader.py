@@ -70,7 +70,8 @@ def run_node(node_cls: type, *, hidden: dict | None = None, **inputs: Any):
 
     Args:
         node_cls: a V3 node class (``io.ComfyNode`` subclass).
-        hidden: hidden values by ``io.Hidden`` member or name; ``unique_id`` defaults to "1".
+        hidden: hidden values by ``io.Hidden`` member or name; a declared ``unique_id``
+            defaults to "1", undeclared ones are None (as in ComfyUI).
         **inputs: the node's inputs by id; optional inputs may be left out.
 
     Raises:
@@ -88,7 +89,10 @@ def run_node(node_cls: type, *, hidden: dict | None = None, **inputs: Any):
         if verdict is not True:
             raise NodeInputError(f"{schema.node_id}.validate_inputs rejected the inputs: {verdict}")
 
-    hidden_values = {"unique_id": "1", **{getattr(k, "name", k): v for k, v in (hidden or {}).items()}}
+    # Like ComfyUI, only the hidden inputs the schema declares are filled in.
+    declared_hidden = {getattr(item, "name", item) for item in (schema.hidden or [])}
+    defaults = {"unique_id": "1"} if "unique_id" in declared_hidden else {}
+    hidden_values = {**defaults, **{getattr(k, "name", k): v for k, v in (hidden or {}).items()}}
     runner = type(node_cls.__name__, (node_cls,), {"hidden": io.HiddenHolder.from_dict(hidden_values)})
     result = runner.execute(**inputs)
     if inspect.isawaitable(result):

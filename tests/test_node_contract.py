@@ -181,6 +181,7 @@ class EchoNode(io.ComfyNode):
                 io.Image.Input("image", optional=True, tooltip="t"),
             ],
             outputs=[io.Int.Output(tooltip="t"), io.String.Output(tooltip="t")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -245,3 +246,41 @@ def test_run_node_rejects_a_wrong_number_of_outputs():
 
     with pytest.raises(TypeError, match="returned 1 outputs, schema declares 2"):
         run_node(Short, count=1, mode="a")
+
+
+@pytest.mark.parametrize("node_class", NODE_CLASSES, ids=lambda cls: cls.GET_SCHEMA().node_id)
+def test_nodes_that_read_a_hidden_input_declare_it(node_class):
+    # Regression: real ComfyUI passes None for an undeclared hidden input, so the
+    # progress bar of such a node could not name it.
+    import inspect
+
+    source = inspect.getsource(node_class)
+    declared = {getattr(item, "name", item) for item in (node_class.GET_SCHEMA().hidden or [])}
+    used = set(re.findall(r"cls\.hidden\.(\w+)", source))
+    assert used <= declared, f"uses hidden {sorted(used - declared)} without declaring it in the schema"
+
+
+def test_nodes_that_only_show_a_report_are_output_nodes():
+    # Regression: a graph of Judge Loader -> Set Consistency alone was refused by real
+    # ComfyUI ("Prompt has no outputs"): scoring nodes show their report on the node.
+    for node_id in ("PaCoSetConsistency", "PaCoEditScore", "PaCoJudgeReasons", "PaCoRankSets"):
+        assert SCHEMAS[node_id].is_output_node, node_id
+
+
+def test_run_node_leaves_undeclared_hidden_inputs_empty():
+    class NoHidden(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(
+                node_id="PaCoTestNoHidden",
+                display_name="No hidden",
+                category="PaCo/Test",
+                description="Reports the unique id it was given.",
+                outputs=[io.String.Output(tooltip="the id")],
+            )
+
+        @classmethod
+        def execute(cls):
+            return io.NodeOutput(str(cls.hidden.unique_id))
+
+    assert run_node(NoHidden).args == ("None",)

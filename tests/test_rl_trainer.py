@@ -237,3 +237,55 @@ def test_cancel_hook_stops_with_a_checkpoint_and_options_take_effect(tiny_models
     assert chosen == [trainer.choose_sde_steps(step) for step in range(3)]
     assert len({trainer.choose_sde_steps(step) for step in range(20)}) == 2  # both subsets occur
     assert any(path.name.startswith("events.out.tfevents") for path in (run / "tb").iterdir())
+
+
+def _flat(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([tensors[name].flatten() for name in sorted(tensors)])
+
+
+def test_each_optimizer_step_averages_the_micro_batches_it_accumulated(tiny_models, tmp_path, monkeypatch):
+    # 3 micro-batches with accumulation 2: steps over [0, 1] and over [2] alone. The partial
+    # last step must average over its one micro-batch, not divide by 2.
+    from paco_core.rl.advantages import compute_advantages
+
+    config = tiny_config(
+        tiny_models["flux"], tmp_path / "run", sampling={"prompts_per_iteration": 3},
+        optim={"lr": 1e-2, "clip_range": 0.2, "gradient_accumulation_steps": 2},
+    )  # fmt: skip
+    trainer = GrpoTrainer(config)
+    trainer.check_config()
+    trainer.setup()
+    rollouts = trainer.collect_rollouts(trainer.sampler.next_rows(3), step=0, sde_steps=(0, 1))
+    scores = np.array([[0.1], [0.7], [0.4], [0.2], [0.9], [0.3]])
+    advantages = compute_advantages(scores, [1.0], np.repeat(np.arange(3), 2), aggregation="weighted_sum")
+
+    updater = trainer.updater
+    seen: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
+    original_step = updater.optimizer_step
+
+    def recording_step(step: int) -> float:
+        grads = {n: p.grad.detach().clone() for n, p in trainer.named_trainable if p.grad is not None}
+        weights = {n: p.detach().clone() for n, p in trainer.named_trainable}
+        seen.append((grads, weights))
+        return original_step(step)
+
+    monkeypatch.setattr(updater, "optimizer_step", recording_step)
+    metrics = updater.update(rollouts, advantages, step=0)
+    assert metrics["policy/optimizer_steps"] == 2 and len(seen) == 2
+
+    values, valid = torch.from_numpy(advantages.values).float(), torch.from_numpy(advantages.valid)
+    for window, (grads, weights) in zip(([0, 1], [2]), seen):
+        with torch.no_grad():
+            for name, param in trainer.named_trainable:
+                param.copy_(weights[name])
+                param.grad = None
+        mean_loss = 0.0
+        for index in window:
+            ids = torch.tensor(rollouts[index].sample_ids)
+            for k in range(2):
+                mean_loss = mean_loss + updater.micro_batch_loss(rollouts[index], k, values[ids], valid[ids]).total
+        (mean_loss / (2 * len(window))).backward()
+        expected = _flat({n: p.grad for n, p in trainer.named_trainable if p.grad is not None})
+        actual = _flat(grads)
+        assert expected.norm() > 0 and grads.keys() == {n for n, p in trainer.named_trainable if p.grad is not None}
+        assert (actual - expected).norm() <= 1e-4 * expected.norm(), f"window {window}: gradient scale is off"

@@ -215,3 +215,25 @@ def row_size(
         aspect = width / height
         return round_size(resolution / math.sqrt(aspect)), round_size(resolution * math.sqrt(aspect))
     return resolution, resolution
+
+
+def rollout_size(row: PromptRow, resolution: int, reference_resolution: int) -> tuple[int, int]:
+    """:func:`row_size`, reading an edit row's image for its aspect ratio when the row gives no size."""
+    image_size = None
+    if row.kind == "edit" and not (row.height and row.width):
+        from PIL import Image
+
+        with Image.open(row.image_path) as image:
+            image_size = image.size
+    return row_size(row, resolution, reference_resolution, image_size)
+
+
+def check_row_kinds(splits: PromptSplits, *, family: str, wanted: str) -> None:
+    """Refuse rows of the other kind (set rows for flux, edit rows for the edit models)."""
+    for name, rows in (("train", splits.train), ("eval", splits.eval)):
+        wrong = [row.index for row in rows if row.kind != wanted]
+        if wrong:
+            raise ConfigError(
+                f"{family} trains on {wanted} rows, but the {name} data has {len(wrong)} other rows "
+                f"(idx {wrong[:5]}); use set rows for flux and edit rows for edit models"
+            )

@@ -9,17 +9,16 @@ same transitions under the current policy.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from paco_core.rl.data import PromptRow
+from paco_core.rl.device_contexts import AutocastFactory
 from paco_core.rl.families import Conditioning, Schedule, TransformerFamily
 from paco_core.rl.sde import ode_step, sde_step
-
-AutocastFactory = Callable[[], contextlib.AbstractContextManager]
 
 
 @dataclass

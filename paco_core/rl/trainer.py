@@ -1,13 +1,20 @@
 """The PaCo-GRPO loop: rollouts, rewards, advantages, PPO update, EMA, eval, checkpoints.
 
-One step (iteration):
+One step (iteration), see :meth:`GrpoTrainer.run_iteration`:
 
 1. take ``prompts_per_iteration`` rows from the seeded data order;
 2. roll out ``group_size`` images per row in micro-batches (SDE at the noise steps);
 3. score them with every reward; gather the scores of all processes;
 4. aggregate (log-tamed by default) and normalise into per-group advantages;
 5. re-score the stored SDE transitions under the current LoRA and apply the PPO update;
-6. update the EMA; evaluate / checkpoint when due; write metrics and ``progress.json``.
+
+then :meth:`GrpoTrainer._loop` updates the EMA, evaluates / checkpoints when due and
+writes metrics and ``progress.json``.
+
+The phases live in their own modules: :mod:`~paco_core.rl.micro_batches` (planning and
+sharing), :mod:`~paco_core.rl.rollout`, :mod:`~paco_core.rl.rollout_rewards`,
+:mod:`~paco_core.rl.advantages`, :mod:`~paco_core.rl.update`, :mod:`~paco_core.rl.evaluation`
+and :mod:`~paco_core.rl.checkpoint`; this class holds the run's state and orders them.
 
 Multi-process (``accelerate launch``): every process builds the same iteration plan;
 micro-batch j runs on process ``j % num_processes``; rewards are summed across processes
@@ -20,9 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,24 +39,21 @@ from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.config import config_to_dict, save_config
 from paco_core.errors import CancelledError, ConfigError, TrainingError
 from paco_core.rl import checkpoint as ckpt
-from paco_core.rl.advantages import Advantages, compute_advantages
+from paco_core.rl.advantages import compute_advantages
 from paco_core.rl.config import TrainConfig
-from paco_core.rl.data import PromptRow, PromptSampler, load_splits, row_size
+from paco_core.rl.data import PromptRow, PromptSampler, check_row_kinds, load_splits, rollout_size
+from paco_core.rl.device_contexts import autocast_factory
 from paco_core.rl.ema import LoraEma
+from paco_core.rl.evaluation import evaluate_policy
 from paco_core.rl.families import ROW_KIND_OF_FAMILY, TransformerFamily, build_family
-from paco_core.rl.loss import policy_loss
-from paco_core.rl.metrics import (
-    MetricsLogger,
-    nan_stat,
-    peak_memory_gb,
-    reward_metrics,
-    save_sample_strip,
-    write_progress,
-)
-from paco_core.rl.rewards import RewardModels, RewardScores, RewardSet, check_invalid_share
+from paco_core.rl.lora_setup import add_trainable_lora
+from paco_core.rl.metrics import MetricsLogger, peak_memory_gb, reward_metrics, write_progress
+from paco_core.rl.micro_batches import check_processes_share_equally, plan_micro_batches, plans_of_process
+from paco_core.rl.rewards import RewardModels, RewardSet, check_invalid_share
 from paco_core.rl.rollout import Rollout, rollout_micro_batch, seeded_generator
-from paco_core.rl.sde import sde_step
+from paco_core.rl.rollout_rewards import score_rollouts
 from paco_core.rl.signals import stop_on_sigterm
+from paco_core.rl.update import PolicyUpdater
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +61,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_STOPPED = 143
 """Exit code after a requested stop (SIGTERM / cancel) with the checkpoint saved (128 + 15)."""
-
-EVAL_SEED_KEY = 7_777
 
 
 @dataclass
@@ -71,15 +71,6 @@ class TrainResult:
     output_dir: Path
     last_checkpoint: Path | None
     last_metrics: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class MicroBatchPlan:
-    """Micro-batch ``index`` of an iteration: images ``sample_ids`` of group ``group``."""
-
-    index: int
-    group: int
-    sample_ids: list[int]
 
 
 class GrpoTrainer:
@@ -93,6 +84,9 @@ class GrpoTrainer:
         hooks: progress (step, total) and cancel callbacks, checked between steps.
         accelerator: an ``accelerate.Accelerator`` (default: a new one; under
             ``accelerate launch`` it joins the process group).
+
+    Example:
+        >>> result = GrpoTrainer(config).train(resume="latest")  # doctest: +SKIP
     """
 
     def __init__(
@@ -164,34 +158,10 @@ class GrpoTrainer:
         config = self.config
         self.accelerator = self._accelerator or Accelerator(cpu=config.model.device == "cpu")
         self.is_main = self.accelerator.is_main_process
+        self.autocast = autocast_factory(self.accelerator.device, config.optim.mixed_precision)
         torch.manual_seed(config.seed)
-        self.loaded = self._pipeline or self._load_pipeline()
-        self.pipe = self.loaded.pipe
-        kind = getattr(self.loaded, "kind", config.model.family)
-        if kind != config.model.family:
-            raise ConfigError(
-                f"`model.family` is {config.model.family!r} but the pipeline at the path is {kind!r}"
-            )
-        self.transformer = self.pipe.transformer
-        self._add_lora()
-        self.named_trainable = [(n, p) for n, p in self.transformer.named_parameters() if p.requires_grad]
-        trainable = [p for _, p in self.named_trainable]
-        optimizer = torch.optim.AdamW(
-            trainable, lr=config.optim.lr, betas=config.optim.betas,
-            weight_decay=config.optim.weight_decay, eps=config.optim.eps,
-        )  # fmt: skip
-        self.train_model, self.optimizer = self.accelerator.prepare(self.transformer, optimizer)
-        self.ema = (
-            LoraEma(
-                self.named_trainable, max_decay=config.ema.max_decay, update_every=config.ema.update_every
-            )
-            if config.ema.use_ema
-            else None
-        )
-        self.family: TransformerFamily = build_family(
-            config.model.family, self.pipe, guidance_scale=config.sampling.guidance_scale,
-            max_sequence_length=config.sampling.max_sequence_length, negative_prompt=config.sampling.negative_prompt,
-        )  # fmt: skip
+        self._setup_pipeline()
+        self._setup_optimization()
         self._setup_data()
         models = RewardModels(config.rewards, str(self.accelerator.device))
         self.rewards = self._rewards or RewardSet.from_config(config.rewards.rewards, models)
@@ -201,7 +171,47 @@ class GrpoTrainer:
         )
         if self.is_main:
             save_config(config, self.output_dir / "config.json")
-        self._check_plan()
+        sampling = config.sampling
+        num_micro_batches = sampling.prompts_per_iteration * sampling.group_size // sampling.batch_size
+        check_processes_share_equally(num_micro_batches, self.accelerator.num_processes)
+
+    def _setup_pipeline(self) -> None:
+        """The pipeline, its family adapter, and the trainable LoRA on its transformer."""
+        config = self.config
+        self.loaded = self._pipeline or self._load_pipeline()
+        self.pipe = self.loaded.pipe
+        kind = getattr(self.loaded, "kind", config.model.family)
+        if kind != config.model.family:
+            raise ConfigError(
+                f"`model.family` is {config.model.family!r} but the pipeline at the path is {kind!r}"
+            )
+        self.transformer = self.pipe.transformer
+        self.named_trainable = add_trainable_lora(
+            self.transformer, config.lora, family=config.model.family,
+            gradient_checkpointing=config.optim.gradient_checkpointing,
+        )  # fmt: skip
+        self.family: TransformerFamily = build_family(
+            config.model.family, self.pipe, guidance_scale=config.sampling.guidance_scale,
+            max_sequence_length=config.sampling.max_sequence_length, negative_prompt=config.sampling.negative_prompt,
+        )  # fmt: skip
+
+    def _setup_optimization(self) -> None:
+        """AdamW on the LoRA (prepared by accelerate), the EMA and the PPO updater."""
+        config = self.config
+        optimizer = torch.optim.AdamW(
+            [p for _, p in self.named_trainable], lr=config.optim.lr, betas=config.optim.betas,
+            weight_decay=config.optim.weight_decay, eps=config.optim.eps,
+        )  # fmt: skip
+        self.train_model, self.optimizer = self.accelerator.prepare(self.transformer, optimizer)
+        self.ema = None
+        if config.ema.use_ema:
+            self.ema = LoraEma(
+                self.named_trainable, max_decay=config.ema.max_decay, update_every=config.ema.update_every
+            )
+        self.updater = PolicyUpdater(
+            config, family=self.family, transformer=self.transformer, train_model=self.train_model,
+            optimizer=self.optimizer, named_trainable=self.named_trainable, accelerator=self.accelerator,
+        )  # fmt: skip
 
     def _load_pipeline(self):
         from paco_core.models.pipelines import clear_pipeline_cache, load_pipeline
@@ -215,42 +225,13 @@ class GrpoTrainer:
         clear_pipeline_cache()
         return loaded
 
-    def _add_lora(self) -> None:
-        from peft import LoraConfig as PeftLoraConfig
-
-        lora = self.config.lora
-        self.transformer.requires_grad_(False)
-        peft_config = PeftLoraConfig(
-            r=lora.rank, lora_alpha=lora.alpha, init_lora_weights="gaussian" if lora.init == "gaussian" else True,
-            target_modules=list(self.config.lora_targets),
-        )  # fmt: skip
-        try:
-            self.transformer.add_adapter(peft_config)
-        except ValueError as error:
-            raise ConfigError(
-                f"`lora.target_modules` {list(self.config.lora_targets)} match no layer of the "
-                f"{self.config.model.family} transformer: {error}"
-            ) from error
-        for param in self.transformer.parameters():
-            if param.requires_grad and param.dtype != torch.float32:
-                param.data = param.data.to(torch.float32)
-        if self.config.optim.gradient_checkpointing:
-            self.transformer.enable_gradient_checkpointing()
-
     def _setup_data(self) -> None:
         config = self.config
         splits = load_splits(
             config.data.train_file, config.data.eval_file, eval_fraction=config.data.eval_fraction,
             seed=config.seed, image_root=config.data.image_root,
         )  # fmt: skip
-        wanted = ROW_KIND_OF_FAMILY[config.model.family]
-        for name, rows in (("train", splits.train), ("eval", splits.eval)):
-            wrong = [row.index for row in rows if row.kind != wanted]
-            if wrong:
-                raise ConfigError(
-                    f"{config.model.family} trains on {wanted} rows, but the {name} data has {len(wrong)} "
-                    f"other rows (idx {wrong[:5]}); use set rows for flux and edit rows for edit models"
-                )
+        check_row_kinds(splits, family=config.model.family, wanted=ROW_KIND_OF_FAMILY[config.model.family])
         self.sampler = PromptSampler(splits.train, config.seed)
         limit = config.data.num_eval_prompts or len(splits.eval)
         self.eval_rows = splits.eval[:limit]
@@ -260,36 +241,30 @@ class GrpoTrainer:
                 config.eval_every,
             )
 
-    def _check_plan(self) -> None:
-        sampling = self.config.sampling
-        num_micro = sampling.prompts_per_iteration * sampling.group_size // sampling.batch_size
-        world = self.accelerator.num_processes
-        if num_micro % world:
-            raise ConfigError(
-                f"{num_micro} micro-batches per step (prompts_per_iteration x group_size / batch_size) cannot be "
-                f"shared equally by {world} processes; make it a multiple of {world}"
-            )
-
     # ------------------------------------------------------------------ the loop
 
     def _loop(self) -> TrainResult:
         config = self.config
         total = config.num_iterations
         self._progress("running")
-        if self.step == 0 and config.eval_every and self.eval_rows:
+        if self.step == 0 and self._eval_due(0):
             self._log(0, self.evaluate(0))
         last: dict[str, Any] = {}
         while self.step < total:
+            # 1. one iteration: rollouts, rewards, advantages, update
             started = time.perf_counter()
             last = self.run_iteration(self.step)
             self.step += 1
+            # 2. the EMA of the LoRA
             if self.ema is not None and self.ema.maybe_update(self.step):
                 last["ema/decay"] = self.ema.decay(self.step)
+            # 3. metrics, then evaluation when due
             last["time/step_s"] = time.perf_counter() - started
             last["memory/peak_gb"] = peak_memory_gb(self.accelerator.device)
             self._log(self.step, last)
-            if config.eval_every and self.eval_rows and self.step % config.eval_every == 0:
+            if self._eval_due(self.step):
                 self._log(self.step, self.evaluate(self.step))
+            # 4. checkpoint when due or stopping, then report
             stop = self._should_stop()
             if stop or self.step % config.checkpoint_every == 0 or self.step == total:
                 self.save()
@@ -299,6 +274,10 @@ class GrpoTrainer:
                 return TrainResult("stopped", self.step, self.output_dir, self.last_checkpoint, last)
         self._progress("finished")
         return TrainResult("finished", self.step, self.output_dir, self.last_checkpoint, last)
+
+    def _eval_due(self, step: int) -> bool:
+        every = self.config.eval_every
+        return bool(every and self.eval_rows and step % every == 0)
 
     def _should_stop(self) -> bool:
         try:
@@ -316,14 +295,18 @@ class GrpoTrainer:
     def run_iteration(self, step: int) -> dict[str, Any]:
         """One step: rollouts, rewards, advantages, update. Returns its metrics."""
         config = self.config
+        # 1. rows and noise steps
         rows = self.sampler.next_rows(config.sampling.prompts_per_iteration)
         sde_steps = self.choose_sde_steps(step)
+        # 2. rollouts of this process's micro-batches
         started = time.perf_counter()
         rollouts = self.collect_rollouts(rows, step, sde_steps)
         rollout_s = time.perf_counter() - started
+        # 3. rewards of the whole iteration (all processes)
         started = time.perf_counter()
-        scores = self.score_rollouts(rollouts, len(rows) * config.sampling.group_size)
+        scores = score_rollouts(rollouts, self.rewards, len(rows) * config.sampling.group_size, self.accelerator)
         invalid_share = check_invalid_share(scores, config.rewards.max_invalid_share)
+        # 4. advantages within each prompt's group
         groups = np.repeat(np.arange(len(rows)), config.sampling.group_size)
         advantages = compute_advantages(
             scores.scores, self.rewards.weights, groups, aggregation=config.rewards.aggregation,
@@ -331,8 +314,9 @@ class GrpoTrainer:
             clip_max=config.advantages.adv_clip_max,
         )  # fmt: skip
         reward_s = time.perf_counter() - started
+        # 5. the PPO update
         started = time.perf_counter()
-        update = self.update(rollouts, advantages)
+        update = self.updater.update(rollouts, advantages, step=step)
         metrics = reward_metrics(
             scores, advantages, invalid_share, log_tamed=config.rewards.aggregation == "log_tamed"
         )
@@ -353,237 +337,37 @@ class GrpoTrainer:
         rng = np.random.default_rng([self.config.seed, step, 3])
         return tuple(sorted(int(s) for s in rng.choice(sampling.noise_steps, size=count, replace=False)))
 
-    # ------------------------------------------------------------------ rollouts and rewards
-
-    def plan(self, num_rows: int, group_size: int, batch_size: int) -> list[MicroBatchPlan]:
-        plans = []
-        per_group = group_size // batch_size
-        for index in range(num_rows * per_group):
-            group, part = divmod(index, per_group)
-            start = group * group_size + part * batch_size
-            plans.append(MicroBatchPlan(index, group, list(range(start, start + batch_size))))
-        return plans
-
-    def my_plans(self, plans: list[MicroBatchPlan]) -> list[MicroBatchPlan]:
-        world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        return [plan for plan in plans if plan.index % world == rank]
-
     def collect_rollouts(self, rows: list[PromptRow], step: int, sde_steps: tuple[int, ...]) -> list[Rollout]:
+        """Roll out this process's micro-batches of ``rows`` at the train resolution."""
         sampling = self.config.sampling
         rollouts: list[Rollout] = []
         encoded: dict[int, Any] = {}
         self.transformer.eval()
-        for plan in self.my_plans(self.plan(len(rows), sampling.group_size, sampling.batch_size)):
+        plans = plan_micro_batches(len(rows), sampling.group_size, sampling.batch_size)
+        for plan in plans_of_process(plans, self.accelerator.num_processes, self.accelerator.process_index):
             row = rows[plan.group]
-            height, width = self.size_of(row, sampling.train_resolution)
+            height, width = rollout_size(row, sampling.train_resolution, sampling.reference_resolution)
             if plan.group not in encoded:
                 encoded[plan.group] = self.family.encode(row, height, width)
             rollouts.append(
                 rollout_micro_batch(
-                    self.family,
-                    self.transformer,
-                    row,
-                    group=plan.group,
-                    sample_ids=plan.sample_ids,
-                    height=height,
-                    width=width,
-                    num_steps=sampling.num_steps,
-                    sde_steps=sde_steps,
-                    noise_level=sampling.noise_level,
-                    generator=seeded_generator(self.config.seed, step, plan.index),
-                    cond=encoded[plan.group],
-                    autocast=self.autocast,
+                    self.family, self.transformer, row, group=plan.group, sample_ids=plan.sample_ids,
+                    height=height, width=width, num_steps=sampling.num_steps, sde_steps=sde_steps,
+                    noise_level=sampling.noise_level, generator=seeded_generator(self.config.seed, step, plan.index),
+                    cond=encoded[plan.group], autocast=self.autocast,
                 )  # fmt: skip
             )
         return rollouts
 
-    def size_of(self, row: PromptRow, resolution: int) -> tuple[int, int]:
-        image_size = None
-        if row.kind == "edit" and not (row.height and row.width):
-            from PIL import Image
-
-            with Image.open(row.image_path) as image:
-                image_size = image.size
-        return row_size(row, resolution, self.config.sampling.reference_resolution, image_size)
-
-    def score_rollouts(self, rollouts: list[Rollout], num_samples: int) -> RewardScores:
-        """Score this process's images, then sum the matrices of all processes."""
-        num_rewards = len(self.rewards.specs)
-        values = torch.zeros(num_samples, num_rewards, dtype=torch.float64)
-        invalid = torch.zeros(num_samples, num_rewards, dtype=torch.float64)
-        failures: dict[str, int] = {}
-        messages: dict[str, str] = {}
-        for rollout in rollouts:
-            metadata = [rollout.row.metadata() for _ in rollout.images]
-            prompts = [rollout.row.prompt] * len(rollout.images)
-            scored = self.rewards.score(rollout.images, prompts, metadata)
-            matrix = torch.from_numpy(scored.scores)
-            ids = torch.tensor(rollout.sample_ids)
-            values[ids] = torch.nan_to_num(matrix, nan=0.0)
-            invalid[ids] = torch.isnan(matrix).to(torch.float64)
-            for name, count in scored.failures.items():
-                failures[name] = failures.get(name, 0) + count
-                messages.setdefault(name, scored.messages[name])
-        if self.accelerator.num_processes > 1:
-            device = self.accelerator.device
-            values = self.accelerator.reduce(values.to(device, torch.float32), reduction="sum").cpu().double()
-            invalid = (
-                self.accelerator.reduce(invalid.to(device, torch.float32), reduction="sum").cpu().double()
-            )
-            for k, name in enumerate(self.rewards.names):
-                total = int(invalid[:, k].sum().item())
-                if total:
-                    failures[name] = total
-                    messages.setdefault(name, "failed on another process (see its log)")
-        matrix = values.numpy().copy()
-        matrix[invalid.numpy() > 0] = np.nan
-        return RewardScores(self.rewards.names, matrix, failures, messages)
-
-    # ------------------------------------------------------------------ update
-
-    def update(self, rollouts: list[Rollout], advantages: Advantages) -> dict[str, float]:
-        """PPO update over this process's micro-batches (``num_inner_epochs`` passes)."""
-        optim = self.config.optim
-        self.transformer.train()
-        ratios, clip_fractions, kls, losses, grad_norms = [], [], [], [], []
-        first_ratio: float | None = None
-        values = torch.from_numpy(advantages.values).to(torch.float32)
-        valid = torch.from_numpy(advantages.valid)
-        pending = 0
-        for _ in range(optim.num_inner_epochs):
-            for rollout in rollouts:
-                ids = torch.tensor(rollout.sample_ids)
-                batch_adv = values[ids].to(self.accelerator.device)
-                batch_mask = valid[ids].to(self.accelerator.device)
-                for k in range(len(rollout.sde_steps)):
-                    with self.attention_backends():
-                        terms = self.micro_batch_loss(rollout, k, batch_adv, batch_mask)
-                        scale = len(rollout.sde_steps) * optim.gradient_accumulation_steps
-                        self.accelerator.backward(terms.total / scale)
-                    if first_ratio is None:
-                        first_ratio = float(terms.ratio.mean())
-                    ratios.append(terms.ratio)
-                    clip_fractions.append(float(terms.clip_fraction))
-                    kls.append(float(terms.kl))
-                    losses.append(float(terms.total.detach()))
-                pending += 1
-                if pending == optim.gradient_accumulation_steps:
-                    grad_norms.append(self._optimizer_step())
-                    pending = 0
-        if pending:
-            grad_norms.append(self._optimizer_step())
-        all_ratios = torch.cat(ratios) if ratios else torch.ones(1)
-        return {
-            "policy/ratio_first": first_ratio if first_ratio is not None else 1.0,
-            "policy/ratio_mean": float(all_ratios.mean()),
-            "policy/ratio_min": float(all_ratios.min()),
-            "policy/ratio_max": float(all_ratios.max()),
-            "policy/clip_fraction": float(np.mean(clip_fractions)) if clip_fractions else 0.0,
-            "policy/kl": float(np.mean(kls)) if kls else 0.0,
-            "policy/loss": float(np.mean(losses)) if losses else 0.0,
-            "policy/grad_norm": float(np.mean(grad_norms)) if grad_norms else 0.0,
-            "policy/optimizer_steps": len(grad_norms),
-        }
-
-    def micro_batch_loss(self, rollout: Rollout, k: int, advantages: torch.Tensor, mask: torch.Tensor):
-        """Re-score SDE transition k of a micro-batch under the current policy."""
-        sampling, optim = self.config.sampling, self.config.optim
-        index = rollout.sde_steps[k]
-        sigma, sigma_next = rollout.schedule.sigmas[index], rollout.schedule.sigmas[index + 1]
-        timestep = rollout.schedule.timesteps[index]
-        latents, next_latents = rollout.latents[k], rollout.next_latents[k]
-        with self.autocast():
-            velocity = self.family.velocity(self.train_model, latents, timestep, rollout.cond)
-        step = sde_step(latents, velocity, sigma, sigma_next, noise_level=sampling.noise_level,
-                        sigma_max=rollout.schedule.sigma_max, x_next=next_latents)  # fmt: skip
-        reference_mean = None
-        if optim.kl_beta > 0:
-            with torch.no_grad(), self.adapter_disabled(), self.autocast():
-                reference_velocity = self.family.velocity(self.transformer, latents, timestep, rollout.cond)
-            reference_mean = sde_step(latents, reference_velocity, sigma, sigma_next, noise_level=sampling.noise_level,
-                                      sigma_max=rollout.schedule.sigma_max, x_next=next_latents).mean  # fmt: skip
-        return policy_loss(
-            step.log_prob, rollout.log_probs[k], advantages, clip_range=optim.clip_range, kl_beta=optim.kl_beta,
-            mean=step.mean, reference_mean=reference_mean, std=step.std, mask=mask,
-        )  # fmt: skip
-
-    def _optimizer_step(self) -> float:
-        max_norm = self.config.optim.max_grad_norm
-        params = [p for _, p in self.named_trainable]
-        if max_norm > 0:
-            norm = float(self.accelerator.clip_grad_norm_(params, max_norm))
-        else:
-            norm = float(torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None])))
-        if not math.isfinite(norm):
-            raise TrainingError(
-                f"the gradient norm is {norm} at step {self.step}: training diverged; lower optim.lr or "
-                "use bf16 autocast only on GPU"
-            )
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return norm
-
-    @contextlib.contextmanager
-    def adapter_disabled(self) -> Iterator[None]:
-        """The reference policy: the base transformer with the LoRA switched off."""
-        self.transformer.disable_adapters()
-        try:
-            yield
-        finally:
-            self.transformer.enable_adapters()
-
-    def attention_backends(self) -> contextlib.AbstractContextManager:
-        """On CUDA, attention by the flash / memory-efficient / math kernels only.
-
-        PyTorch 2.11's cuDNN attention fails in the backward pass of the FLUX transformer
-        (``mha_graph.execute(...) is_good()``, seen on an H200); forward and backward
-        (including checkpoint recomputation) run inside this context.
-        """
-        if torch.device(self.accelerator.device).type != "cuda":
-            return contextlib.nullcontext()
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA (optim.mixed_precision auto/bf16); nothing on the CPU."""
-        device = torch.device(self.accelerator.device)
-        mode = self.config.optim.mixed_precision
-        if device.type == "cuda" and mode in ("auto", "bf16"):
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    # ------------------------------------------------------------------ evaluation
-
-    @torch.no_grad()
     def evaluate(self, step: int) -> dict[str, Any]:
-        """ODE samples of the eval rows at the eval resolution (EMA weights), scored by the
-        eval rewards; saves a sample strip ``samples/step-<step>.png``. Main process only."""
+        """Evaluate the EMA weights on the eval rows (see :func:`evaluate_policy`). Main process only."""
         if not self.is_main:
             return {}
-        sampling = self.config.sampling
-        images, prompts, metadata = [], [], []
-        self.transformer.eval()
-        with self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext():
-            for number, row in enumerate(self.eval_rows):
-                height, width = self.size_of(row, sampling.eval_resolution)
-                rollout = rollout_micro_batch(
-                    self.family, self.transformer, row, group=number,
-                    sample_ids=list(range(self.config.eval_group_size)), height=height, width=width,
-                    num_steps=sampling.num_steps, sde_steps=(), noise_level=sampling.noise_level,
-                    generator=seeded_generator(self.config.seed, EVAL_SEED_KEY, number), autocast=self.autocast,
-                )  # fmt: skip
-                images.extend(rollout.images)
-                prompts.extend([row.prompt] * len(rollout.images))
-                metadata.extend([row.metadata()] * len(rollout.images))
-        scores = self.eval_rewards.score(images, prompts, metadata)
-        metrics: dict[str, Any] = {}
-        for k, name in enumerate(scores.names):
-            column = scores.scores[:, k]
-            metrics[f"eval/rewards/{name}/mean"] = nan_stat(np.nanmean, column)
-            metrics[f"eval/rewards/{name}/invalid"] = int(np.isnan(column).sum())
-        save_sample_strip(images, self.output_dir / "samples" / f"step-{step:06d}.png")
-        return metrics
+        return evaluate_policy(
+            self.config, family=self.family, transformer=self.transformer, rows=self.eval_rows,
+            rewards=self.eval_rewards, ema=self.ema, autocast=self.autocast,
+            sample_path=self.output_dir / "samples" / f"step-{step:06d}.png",
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -1,0 +1,171 @@
+"""The PPO update of the LoRA over one iteration's rollouts.
+
+For every micro-batch this process rolled out and every SDE step k of it, the stored
+transition (latents -> next latents) is re-scored under the current policy; the PPO clip
+loss (plus ``kl_beta`` times the KL to the LoRA-free reference) is back-propagated. The
+micro-batches are grouped into accumulation windows (:func:`accumulation_windows`): each
+optimizer step's gradient is the mean over the micro-batches and SDE steps of its window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from paco_core.errors import TrainingError
+from paco_core.rl.advantages import Advantages
+from paco_core.rl.config import TrainConfig
+from paco_core.rl.device_contexts import autocast_factory, training_attention
+from paco_core.rl.families import TransformerFamily
+from paco_core.rl.loss import PolicyLoss, policy_loss
+from paco_core.rl.micro_batches import accumulation_windows
+from paco_core.rl.rollout import Rollout
+from paco_core.rl.sde import sde_step
+
+
+class PolicyUpdater:
+    """Applies PPO updates to the trainable (LoRA) parameters.
+
+    Args:
+        config: the run (``sampling.noise_level`` and the ``optim`` section are read).
+        family: the model family adapter (calls the transformer).
+        transformer: the transformer with its adapter (the reference = adapter disabled).
+        train_model: the same transformer as prepared by accelerate (DDP-wrapped when distributed).
+        optimizer: the prepared optimizer over ``named_trainable``.
+        named_trainable: ``(name, parameter)`` of the LoRA.
+        accelerator: the ``accelerate.Accelerator`` (backward, gradient clipping).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        family: TransformerFamily,
+        transformer: Any,
+        train_model: Any,
+        optimizer: Any,
+        named_trainable: list[tuple[str, torch.nn.Parameter]],
+        accelerator: Any,
+    ):
+        self.config = config
+        self.family = family
+        self.transformer = transformer
+        self.train_model = train_model
+        self.optimizer = optimizer
+        self.parameters = [p for _, p in named_trainable]
+        self.accelerator = accelerator
+        self.autocast = autocast_factory(accelerator.device, config.optim.mixed_precision)
+
+    def update(self, rollouts: list[Rollout], advantages: Advantages, *, step: int) -> dict[str, float]:
+        """PPO update over this process's micro-batches (``num_inner_epochs`` passes).
+
+        Args:
+            rollouts: this process's micro-batches, in plan order.
+            advantages: of the whole iteration, indexed by sample id.
+            step: the training step (for error messages).
+
+        Returns:
+            The ``policy/*`` metrics.
+        """
+        optim = self.config.optim
+        self.transformer.train()
+        values = torch.from_numpy(advantages.values).to(torch.float32)
+        valid = torch.from_numpy(advantages.valid)
+        passes = [rollout for _ in range(optim.num_inner_epochs) for rollout in rollouts]
+        terms: list[PolicyLoss] = []
+        grad_norms = []
+        for window in accumulation_windows(len(passes), optim.gradient_accumulation_steps):
+            for position in window:
+                rollout = passes[position]
+                ids = torch.tensor(rollout.sample_ids)
+                batch_adv = values[ids].to(self.accelerator.device)
+                batch_mask = valid[ids].to(self.accelerator.device)
+                scale = len(rollout.sde_steps) * len(window)  # mean over the window's SDE transitions
+                for k in range(len(rollout.sde_steps)):
+                    with training_attention(self.accelerator.device):
+                        loss = self.micro_batch_loss(rollout, k, batch_adv, batch_mask)
+                        self.accelerator.backward(loss.total / scale)
+                    terms.append(dataclasses.replace(loss, total=loss.total.detach()))
+            grad_norms.append(self.optimizer_step(step))
+        return update_metrics(terms, grad_norms)
+
+    def micro_batch_loss(
+        self, rollout: Rollout, k: int, advantages: torch.Tensor, mask: torch.Tensor
+    ) -> PolicyLoss:
+        """Re-score SDE transition ``k`` of a micro-batch under the current policy.
+
+        Args:
+            rollout: the micro-batch.
+            k: index into ``rollout.sde_steps``.
+            advantages / mask: ``(B,)`` advantages and validity of its samples.
+        """
+        sampling, optim = self.config.sampling, self.config.optim
+        index = rollout.sde_steps[k]
+        sigma, sigma_next = rollout.schedule.sigmas[index], rollout.schedule.sigmas[index + 1]
+        timestep = rollout.schedule.timesteps[index]
+        latents, next_latents = rollout.latents[k], rollout.next_latents[k]
+        with self.autocast():
+            velocity = self.family.velocity(self.train_model, latents, timestep, rollout.cond)
+        step = sde_step(latents, velocity, sigma, sigma_next, noise_level=sampling.noise_level,
+                        sigma_max=rollout.schedule.sigma_max, x_next=next_latents)  # fmt: skip
+        reference_mean = None
+        if optim.kl_beta > 0:
+            with torch.no_grad(), self.adapter_disabled(), self.autocast():
+                reference_velocity = self.family.velocity(self.transformer, latents, timestep, rollout.cond)
+            reference_mean = sde_step(latents, reference_velocity, sigma, sigma_next, noise_level=sampling.noise_level,
+                                      sigma_max=rollout.schedule.sigma_max, x_next=next_latents).mean  # fmt: skip
+        return policy_loss(
+            step.log_prob, rollout.log_probs[k], advantages, clip_range=optim.clip_range, kl_beta=optim.kl_beta,
+            mean=step.mean, reference_mean=reference_mean, std=step.std, mask=mask,
+        )  # fmt: skip
+
+    def optimizer_step(self, step: int) -> float:
+        """Clip the accumulated gradient, step the optimizer, clear the gradient; returns its norm."""
+        max_norm = self.config.optim.max_grad_norm
+        if max_norm > 0:
+            norm = float(self.accelerator.clip_grad_norm_(self.parameters, max_norm))
+        else:
+            norm = float(torch.norm(torch.stack([p.grad.norm() for p in self.parameters if p.grad is not None])))
+        if not math.isfinite(norm):
+            raise TrainingError(
+                f"the gradient norm is {norm} at step {step}: training diverged; lower optim.lr or "
+                "use bf16 autocast only on GPU"
+            )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    @contextlib.contextmanager
+    def adapter_disabled(self) -> Iterator[None]:
+        """The reference policy: the base transformer with the LoRA switched off."""
+        self.transformer.disable_adapters()
+        try:
+            yield
+        finally:
+            self.transformer.enable_adapters()
+
+
+def update_metrics(terms: list[PolicyLoss], grad_norms: list[float]) -> dict[str, float]:
+    """The ``policy/*`` metrics of an update (the README's metrics table)."""
+    ratios = torch.cat([t.ratio for t in terms]) if terms else torch.ones(1)
+
+    def mean_of(values: list[float]) -> float:
+        return float(np.mean(values)) if values else 0.0
+
+    return {
+        "policy/ratio_first": float(terms[0].ratio.mean()) if terms else 1.0,
+        "policy/ratio_mean": float(ratios.mean()),
+        "policy/ratio_min": float(ratios.min()),
+        "policy/ratio_max": float(ratios.max()),
+        "policy/clip_fraction": mean_of([float(t.clip_fraction) for t in terms]),
+        "policy/kl": mean_of([float(t.kl) for t in terms]),
+        "policy/loss": mean_of([float(t.total) for t in terms]),
+        "policy/grad_norm": mean_of(grad_norms),
+        "policy/optimizer_steps": len(grad_norms),
+    }
