@@ -6,11 +6,15 @@ peft) are imported inside ``execute``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from comfy_api.latest import io
 
-from paco_core.prompts import layout_choices
+from paco_core.callbacks import Hooks
 
 from . import comfy_bridge
+from .grid import layout_input
 
 PacoPipeline = io.Custom("PACO_PIPELINE")
 
@@ -28,22 +32,27 @@ SEED_MAX = 2**63 - 1
 # --------------------------------------------------------------------------- shared helpers
 
 
-def prepare_for_run(loaded) -> None:
-    """Free ComfyUI's own models before a pipeline takes the GPU, then place it there."""
-    from paco_core.models.pipelines import move_to_device
+@contextmanager
+def pipeline_run(loaded, node_id: str | None, total_steps: int) -> Iterator[Hooks]:
+    """One node run on a pipeline: ComfyUI's own models leave the GPU, the pipeline takes
+    it; afterwards (keep-loaded off) the weights go back to the CPU and the memory to
+    ComfyUI, also when the run fails or is cancelled.
 
+    Yields:
+        Progress/cancel hooks over ``total_steps`` steps, for the ``paco_core`` call.
+    """
+    from paco_core.models.pipelines import move_to_device, park_on_cpu
+
+    hooks = comfy_bridge.hooks_for(node_id, total_steps)
     if loaded.device != "cpu":
         comfy_bridge.free_comfy_memory()
     move_to_device(loaded)
-
-
-def release_after_run(loaded) -> None:
-    """With keep-loaded off, move the weights to the CPU and give the memory back."""
-    from paco_core.models.pipelines import park_on_cpu
-
-    if not loaded.keep_loaded:
-        park_on_cpu(loaded)
-        comfy_bridge.soft_empty_cache()
+    try:
+        yield hooks
+    finally:
+        if not loaded.keep_loaded:
+            park_on_cpu(loaded)
+            comfy_bridge.soft_empty_cache()
 
 
 def images_from_batch(image) -> list:
@@ -52,10 +61,44 @@ def images_from_batch(image) -> list:
     return tensor_to_pil(image)
 
 
+def steps_input(tooltip: str) -> io.Int.Input:
+    return io.Int.Input("steps", default=28, min=1, max=200, tooltip=tooltip)
+
+
+def seed_input(tooltip: str) -> io.Int.Input:
+    return io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True, tooltip=tooltip)
+
+
+def panel_side_input(name: str, side: str) -> io.Int.Input:
+    return io.Int.Input(
+        name, default=512, min=16, max=2048, step=16, tooltip=f"{side} of one panel (multiple of 16)."
+    )
+
+
+def edit_node_schema(
+    node_id: str, display_name: str, description: str, image_tooltip: str, inputs: list, output
+) -> io.Schema:
+    """The schema of an edit node: pipeline, image, the node's own ``inputs``, the edit options."""
+    return io.Schema(
+        node_id=node_id,
+        display_name=display_name,
+        category="PaCo/generation",
+        description=description,
+        inputs=[
+            PacoPipeline.Input("pipeline", tooltip="A Kontext or Qwen-Image-Edit pipeline."),
+            io.Image.Input("image", tooltip=image_tooltip),
+            *inputs,
+            *edit_option_inputs(),
+        ],
+        outputs=[output],
+        hidden=[io.Hidden.unique_id],
+    )
+
+
 def edit_option_inputs() -> list:
     """Inputs shared by PaCo Edit and PaCo Edit Chain."""
     return [
-        io.Int.Input("steps", default=28, min=1, max=200, tooltip="Denoising steps per edit."),
+        steps_input("Denoising steps per edit."),
         io.Float.Input(
             "guidance",
             default=0.0,
@@ -65,14 +108,7 @@ def edit_option_inputs() -> list:
             tooltip="Kontext guidance / Qwen-Image-Edit true-CFG scale. 0 = the model's PaCo-RL default "
             "(2.5 Kontext, 4.0 Qwen). For Qwen, 1.0 turns true CFG off (twice as fast).",
         ),
-        io.Int.Input(
-            "seed",
-            default=0,
-            min=0,
-            max=SEED_MAX,
-            control_after_generate=True,
-            tooltip="Seed of the first edit.",
-        ),
+        seed_input("Seed of the first edit."),
         io.Int.Input(
             "max_area",
             default=0,
@@ -286,37 +322,14 @@ class PaCoGenerateSet(io.ComfyNode):
                     default="",
                     tooltip="One prompt per line, one line per panel, row-major (2x2: TL, TR, BL, BR).",
                 ),
-                io.Combo.Input(
-                    "layout", options=layout_choices(), default="2x2", tooltip="Rows x columns of panels."
-                ),
-                io.Int.Input(
-                    "panel_width",
-                    default=512,
-                    min=16,
-                    max=2048,
-                    step=16,
-                    tooltip="Width of one panel (multiple of 16).",
-                ),
-                io.Int.Input(
-                    "panel_height",
-                    default=512,
-                    min=16,
-                    max=2048,
-                    step=16,
-                    tooltip="Height of one panel (multiple of 16).",
-                ),
-                io.Int.Input("steps", default=28, min=1, max=200, tooltip="Denoising steps."),
+                layout_input("Rows x columns of panels."),
+                panel_side_input("panel_width", "Width"),
+                panel_side_input("panel_height", "Height"),
+                steps_input("Denoising steps."),
                 io.Float.Input(
                     "guidance", default=3.5, min=0.0, max=30.0, step=0.1, tooltip="FLUX guidance scale."
                 ),
-                io.Int.Input(
-                    "seed",
-                    default=0,
-                    min=0,
-                    max=SEED_MAX,
-                    control_after_generate=True,
-                    tooltip="Seed of the first set.",
-                ),
+                seed_input("Seed of the first set."),
                 io.Int.Input(
                     "num_sets", default=1, min=1, max=64, tooltip="How many sets (seeds seed, seed+1, ...)."
                 ),
@@ -358,12 +371,8 @@ class PaCoGenerateSet(io.ComfyNode):
             guidance=guidance,
             seed=seed,
         )
-        hooks = comfy_bridge.hooks_for(cls.hidden.unique_id, steps * num_sets)
-        prepare_for_run(pipeline)
-        try:
+        with pipeline_run(pipeline, cls.hidden.unique_id, steps * num_sets) as hooks:
             sets = generate_sets(pipeline, request, num_sets=num_sets, hooks=hooks)
-        finally:
-            release_after_run(pipeline)
         panel_images = [panel for result in sets for panel in result.panels]
         return io.NodeOutput(
             pil_to_tensor(panel_images), pil_to_tensor([result.grid for result in sets]), sets[0].prompt
@@ -373,20 +382,14 @@ class PaCoGenerateSet(io.ComfyNode):
 class PaCoEdit(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PaCoEdit",
-            display_name="PaCo Edit",
-            category="PaCo/generation",
-            description="Edit image(s) with one instruction (FLUX.1-Kontext-dev or Qwen-Image-Edit). The output "
-            "keeps each input's size.",
-            inputs=[
-                PacoPipeline.Input("pipeline", tooltip="A Kontext or Qwen-Image-Edit pipeline."),
-                io.Image.Input("image", tooltip="The image(s) to edit; image k of a batch uses seed + k."),
-                io.String.Input("instruction", multiline=True, default="", tooltip="What to change."),
-                *edit_option_inputs(),
-            ],
-            outputs=[io.Image.Output("image", tooltip="The edited image(s), same size as the input.")],
-            hidden=[io.Hidden.unique_id],
+        return edit_node_schema(
+            "PaCoEdit",
+            "PaCo Edit",
+            "Edit image(s) with one instruction (FLUX.1-Kontext-dev or Qwen-Image-Edit). The output keeps "
+            "each input's size.",
+            image_tooltip="The image(s) to edit; image k of a batch uses seed + k.",
+            inputs=[io.String.Input("instruction", multiline=True, default="", tooltip="What to change.")],
+            output=io.Image.Output("image", tooltip="The edited image(s), same size as the input."),
         )
 
     @classmethod
@@ -398,29 +401,21 @@ class PaCoEdit(io.ComfyNode):
 
         options = edit_options(steps, guidance, seed, max_area, condition_area, auto_resize)
         sources = images_from_batch(image)
-        hooks = comfy_bridge.hooks_for(cls.hidden.unique_id, steps * len(sources))
-        prepare_for_run(pipeline)
-        try:
-            results = [
-                edited.image for edited in edit_images(pipeline, sources, instruction, options, hooks=hooks)
-            ]
-        finally:
-            release_after_run(pipeline)
-        return io.NodeOutput(pil_to_tensor(results))
+        with pipeline_run(pipeline, cls.hidden.unique_id, steps * len(sources)) as hooks:
+            edited = edit_images(pipeline, sources, instruction, options, hooks=hooks)
+        return io.NodeOutput(pil_to_tensor([result.image for result in edited]))
 
 
 class PaCoEditChain(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PaCoEditChain",
-            display_name="PaCo Edit Chain",
-            category="PaCo/generation",
-            description="Apply instructions one after another: each step edits the previous result (or, by "
-            "option, the reference). Returns the sequence of images.",
+        return edit_node_schema(
+            "PaCoEditChain",
+            "PaCo Edit Chain",
+            "Apply instructions one after another: each step edits the previous result (or, by option, the "
+            "reference). Returns the sequence of images.",
+            image_tooltip="The reference image (a batch of one).",
             inputs=[
-                PacoPipeline.Input("pipeline", tooltip="A Kontext or Qwen-Image-Edit pipeline."),
-                io.Image.Input("image", tooltip="The reference image (a batch of one)."),
                 io.String.Input(
                     "instructions", multiline=True, default="", tooltip="One instruction per line, in order."
                 ),
@@ -434,14 +429,10 @@ class PaCoEditChain(io.ComfyNode):
                     default=True,
                     tooltip="Put the reference first in the output sequence (ready for PaCo judge nodes).",
                 ),
-                *edit_option_inputs(),
             ],
-            outputs=[
-                io.Image.Output(
-                    "images", tooltip="[reference,] step 1, step 2, ... all at the reference's size."
-                )
-            ],
-            hidden=[io.Hidden.unique_id],
+            output=io.Image.Output(
+                "images", tooltip="[reference,] step 1, step 2, ... all at the reference's size."
+            ),
         )
 
     @classmethod
@@ -471,14 +462,10 @@ class PaCoEditChain(io.ComfyNode):
             )
         lines = split_lines(instructions)
         options = edit_options(steps, guidance, seed, max_area, condition_area, auto_resize)
-        hooks = comfy_bridge.hooks_for(cls.hidden.unique_id, steps * max(len(lines), 1))
-        prepare_for_run(pipeline)
-        try:
+        with pipeline_run(pipeline, cls.hidden.unique_id, steps * max(len(lines), 1)) as hooks:
             chain = edit_chain(
                 pipeline, references[0], lines, options, from_reference=from_reference, hooks=hooks
             )
-        finally:
-            release_after_run(pipeline)
         images = ([chain.reference] if include_reference else []) + chain.images
         return io.NodeOutput(pil_to_tensor(images))
 

@@ -146,6 +146,15 @@ def load_config(cls: type[T], path: str | os.PathLike) -> T:
     Raises:
         ConfigError: the file is missing or is not valid JSON, or a value is invalid.
     """
+    return config_from_dict(cls, read_config_file(path))
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object of a config file, not yet validated (e.g. to merge over a preset).
+
+    Raises:
+        ConfigError: the file is missing, is not valid JSON, or does not hold an object.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist; pass the path of a JSON config")
@@ -153,7 +162,9 @@ def load_config(cls: type[T], path: str | os.PathLike) -> T:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ConfigError(f"config file {str(path)!r} is not valid JSON: {error}") from error
-    return config_from_dict(cls, data)
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} should hold a JSON object, got {type(data).__name__}")
+    return data
 
 
 def describe_fields(cls: type) -> list[tuple[str, str, Any, str]]:

@@ -9,6 +9,8 @@
   ``io.NodeOutput``.
 - ``widget_defaults(node_cls)``: the default of every widget input, to spread into
   ``run_node`` calls.
+- ``check_inputs(node_cls, inputs)``: ``run_node``'s input checks on an API-format node
+  (links allowed), without running it.
 """
 
 from __future__ import annotations
@@ -104,6 +106,43 @@ def run_node(node_cls: type, *, hidden: dict | None = None, **inputs: Any):
             f"{schema.node_id}.execute returned {len(result.args)} outputs, schema declares {len(schema.outputs)}"
         )
     return result
+
+
+def check_inputs(node_cls: type, inputs: dict[str, Any]) -> None:
+    """Check one API-format node's inputs like ComfyUI validates a queued prompt, without
+    running the node: a value ``[node_id, output_index]`` is a link (it counts as given; its
+    type is the workflow's business), every other value is checked as ``run_node`` checks it.
+
+    Raises:
+        NodeInputError: as ``run_node``.
+    """
+    from comfy_api.latest._io import stub_overrides
+
+    schema = node_cls.GET_SCHEMA()
+    declared = {item.id: item for item in schema.inputs}
+    unknown = sorted(set(inputs) - set(declared))
+    if unknown and not schema.accept_all_inputs:
+        raise NodeInputError(f"{schema.node_id} has no input(s) {unknown}; it has {sorted(declared)}")
+    missing = [i for i, item in declared.items() if i not in inputs and not item.optional]
+    if missing:
+        raise NodeInputError(f"{schema.node_id}: required input '{missing[0]}' is missing")
+
+    def is_link(value: Any) -> bool:
+        return (
+            isinstance(value, list)
+            and len(value) == 2
+            and isinstance(value[0], str)
+            and isinstance(value[1], int)
+        )
+
+    literal = {i: v for i, v in inputs.items() if i in declared and not is_link(v)}
+    for input_id, value in literal.items():
+        for item_value in value if schema.is_input_list else [value]:
+            _check_value(schema.node_id, declared[input_id], item_value)
+    if stub_overrides(node_cls, "validate_inputs"):
+        verdict = node_cls.validate_inputs(**literal)
+        if verdict is not True:
+            raise NodeInputError(f"{schema.node_id}.validate_inputs rejected the inputs: {verdict}")
 
 
 def _check_inputs(schema, inputs: dict[str, Any]) -> None:

@@ -501,3 +501,99 @@ def test_the_comfy_stand_in_has_the_real_v3_signatures():
 
     real, stand_in = signatures(comfyui_dir), signatures(STUB_DIR)
     assert {k: v for k, v in stand_in.items() if real.get(k) != v} == {}
+
+
+TINY_PIPELINES = {"FLUX.1-dev": "tiny-flux", "FLUX.1-Kontext-dev": "tiny-flux-kontext"}
+REFERENCE_IMAGE = "paco_reference.png"
+
+
+def tiny_prompt(prompt: dict) -> dict:
+    """A shipped workflow's prompt on the tiny models: tiny model choices, 32-pixel panels,
+    2 steps, the edit at the reference's own size, our own reference picture."""
+    overrides = {
+        "PaCoPipelineLoader": lambda i: {"model": TINY_PIPELINES[i["model"]]},
+        "PaCoLora": lambda i: {"lora_name": LORA_NAME},
+        "PaCoJudgeLoader": lambda i: {"judge_name": JUDGE_NAME},
+        "PaCoGenerateSet": lambda i: {"panel_width": PANEL_SIZE, "panel_height": PANEL_SIZE, "steps": 2},
+        "PaCoEditChain": lambda i: {"steps": 2, "max_area": 0},
+        "LoadImage": lambda i: {"image": REFERENCE_IMAGE},
+    }
+    for node in prompt.values():
+        if node["class_type"] in overrides:
+            node["inputs"].update(overrides[node["class_type"]](node["inputs"]))
+    return prompt
+
+
+def outputs_of(prompt: dict, result: dict, class_type: str) -> list[dict]:
+    return [result["outputs"][i] for i, node in prompt.items() if node["class_type"] == class_type]
+
+
+def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
+    """Every workflows/*.json, converted as the frontend queues it, runs on the tiny models;
+    ComfyUI lists the files as the pack's templates and serves them unchanged."""
+    from workflow_convert import CORE_NODE_LAYOUTS, WORKFLOWS_DIR, node_layouts, to_api_prompt
+
+    comfyui_dir = Path(os.environ["COMFYUI_DIR"]).resolve()
+    models_dir = models_folder_with_tiny_models(tmp_path / "models", tiny_models)
+    layouts = node_layouts()
+    shipped = {
+        path.stem: json.loads(path.read_text(encoding="utf-8")) for path in WORKFLOWS_DIR.glob("*.json")
+    }
+    prompts = {name: tiny_prompt(to_api_prompt(workflow, layouts)) for name, workflow in shipped.items()}
+    assert len(prompts) == 3
+
+    with pack_linked_into(comfyui_dir) as link, comfyui_server(comfyui_dir, tmp_path, models_dir) as server:
+        url, log_path = server
+        object_info = http_json(f"{url}/object_info", timeout=60)
+        for node_type, layout in CORE_NODE_LAYOUTS.items():
+            if layout.is_virtual:
+                continue
+            info = object_info[node_type]
+            order = info["input_order"]
+            names = [*order.get("required", []), *order.get("optional", [])]
+            served = [item.name for item in layout.input_slots if getattr(item, "in_prompt", True)]
+            assert names == served, node_type
+            assert info["output"] == [slot.io_type for slot in layout.outputs], node_type
+
+        templates = http_json(f"{url}/workflow_templates")
+        assert sorted(templates[link.name]) == sorted(shipped), templates
+        for name, workflow in shipped.items():
+            assert http_json(f"{url}/api/workflow_templates/{link.name}/{name}.json") == workflow, name
+
+        Image.new("RGB", (PANEL_SIZE, PANEL_SIZE), (200, 90, 40)).save(tmp_path / "input" / REFERENCE_IMAGE)
+        results = {name: run_workflow(url, prompt) for name, prompt in prompts.items()}
+        log = log_path.read_text()
+    assert not link.exists(), "the custom_nodes link should be removed"
+
+    for name, result in results.items():
+        assert result["status"]["status_str"] == "success", (
+            name,
+            json.dumps(result["status"], indent=1)[-4000:],
+        )
+    assert "Traceback" not in log, log[-4000:]
+    output_dir = tmp_path / "output"
+
+    prompt, result = prompts["paco-consistent-set"], results["paco-consistent-set"]
+    (grid,) = saved_images(outputs_of(prompt, result, "SaveImage")[0], output_dir)
+    assert grid.size == (2 * PANEL_SIZE, 2 * PANEL_SIZE)
+    previews = outputs_of(prompt, result, "PreviewImage")
+    assert sorted(len(preview["images"]) for preview in previews) == [1, 4], "the heatmap and the 4 panels"
+    (report,) = outputs_of(prompt, result, "PreviewAny")
+    assert "6 pairs of 4 images" in report["text"][0]
+
+    prompt, result = prompts["paco-best-of-n"], results["paco-best-of-n"]
+    (best,) = saved_images(outputs_of(prompt, result, "SaveImage")[0], output_dir)
+    assert best.size == (2 * PANEL_SIZE, 2 * PANEL_SIZE)
+    (scores,) = outputs_of(prompt, result, "PreviewAny")
+    set_scores = json.loads(scores["text"][0])
+    assert len(set_scores) == 4 and all(0.0 < score < 1.0 for score in set_scores)
+    (candidates,) = outputs_of(prompt, result, "PreviewImage")
+    assert len(candidates["images"]) == 4
+
+    prompt, result = prompts["paco-edit-chain"], results["paco-edit-chain"]
+    chain = saved_images(outputs_of(prompt, result, "SaveImage")[0], output_dir)
+    assert [image.size for image in chain] == [(PANEL_SIZE, PANEL_SIZE)] * 4, "the reference and 3 edits"
+    assert chain[0].getpixel((5, 5)) == (200, 90, 40), "the chain starts with the reference"
+    (edit_report,) = outputs_of(prompt, result, "PreviewAny")
+    edit_scores = json.loads(edit_report["text"][0])
+    assert 0.0 < edit_scores["consistency"] < 1.0 and 0.0 < edit_scores["following"] < 1.0

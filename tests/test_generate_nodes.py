@@ -9,6 +9,16 @@ from dataclasses import replace
 import pytest
 from pack_loader import load_pack, reset_comfy_stub, run_node, widget_defaults
 
+EDIT_OPTIONS = {
+    "steps": 1,
+    "guidance": 0.0,
+    "seed": 0,
+    "max_area": 0,
+    "condition_area": 0,
+    "auto_resize": False,
+}
+"""The edit nodes' option inputs at their cheapest: one step, the model's default guidance."""
+
 
 @pytest.fixture(scope="module")
 def generation():
@@ -114,22 +124,16 @@ def test_edit_and_edit_chain_keep_the_input_size(generation, comfy):
     kontext = load(generation, model="tiny-flux-kontext")
     images = torch.rand(2, 40, 50, 3, generator=torch.Generator().manual_seed(0))
     edit = generation.PaCoEdit
-    common = {
-        "steps": 1,
-        "guidance": 0.0,
-        "seed": 0,
-        "max_area": 0,
-        "condition_area": 0,
-        "auto_resize": False,
-    }
-    [edited] = run_node(edit, pipeline=kontext, image=images, instruction="make it blue", **common).args
+    [edited] = run_node(edit, pipeline=kontext, image=images, instruction="make it blue", **EDIT_OPTIONS).args
     assert tuple(edited.shape) == (2, 40, 50, 3)
     chain = generation.PaCoEditChain
     chain_inputs = {"pipeline": kontext, "instructions": "add a hat\nmake it night", "from_reference": False}
-    [sequence] = run_node(chain, image=images[:1], include_reference=True, **chain_inputs, **common).args
+    [sequence] = run_node(
+        chain, image=images[:1], include_reference=True, **chain_inputs, **EDIT_OPTIONS
+    ).args
     assert tuple(sequence.shape) == (3, 40, 50, 3)
     with pytest.raises(InputError, match="takes one reference image, got a batch of 2"):
-        run_node(chain, image=images, include_reference=True, **chain_inputs, **common)
+        run_node(chain, image=images, include_reference=True, **chain_inputs, **EDIT_OPTIONS)
 
 
 def test_wrong_model_for_the_node_is_a_clear_error(generation, comfy):
@@ -138,17 +142,13 @@ def test_wrong_model_for_the_node_is_a_clear_error(generation, comfy):
     from paco_core.errors import InputError
 
     flux = load(generation)
-    common = {
-        "steps": 1,
-        "guidance": 0.0,
-        "seed": 0,
-        "max_area": 0,
-        "condition_area": 0,
-        "auto_resize": False,
-    }
     with pytest.raises(InputError, match="cannot edit an image with a flux pipeline"):
         run_node(
-            generation.PaCoEdit, pipeline=flux, image=torch.zeros(1, 16, 16, 3), instruction="x", **common
+            generation.PaCoEdit,
+            pipeline=flux,
+            image=torch.zeros(1, 16, 16, 3),
+            instruction="x",
+            **EDIT_OPTIONS,
         )
 
 
@@ -169,7 +169,14 @@ def test_gpu_runs_free_comfy_memory_first_and_park_when_not_kept(generation, com
             moves.append(device)
 
     pipeline = replace(load(generation), pipe=FakeGpuPipe(), device="cuda", keep_loaded=False)
-    generation.prepare_for_run(pipeline)
-    assert comfy["mm"].CALLS["unload_all_models"] == 1 and moves == ["cuda"]
-    generation.release_after_run(pipeline)
+    with generation.pipeline_run(pipeline, None, 1):
+        assert comfy["mm"].CALLS["unload_all_models"] == 1 and moves == ["cuda"]
     assert moves == ["cuda", "cpu"] and comfy["mm"].CALLS["soft_empty_cache"] >= 2
+    with pytest.raises(RuntimeError, match="out of memory"):
+        with generation.pipeline_run(pipeline, None, 1):
+            raise RuntimeError("CUDA out of memory")
+    assert moves == ["cuda", "cpu", "cuda", "cpu"]  # parked even when the run failed
+    kept = replace(pipeline, keep_loaded=True)
+    with generation.pipeline_run(kept, None, 1):
+        pass
+    assert moves[-1] == "cuda"  # keep-loaded: the weights stay on the GPU

@@ -129,3 +129,146 @@ def test_hub_id_not_in_the_offline_cache_says_how_to_get_it(tmp_path, monkeypatc
         ModelLoadError, match="'nobody/not-a-model': no local folder .*huggingface-cli download"
     ):
         detect_pipeline_kind("nobody/not-a-model")
+
+
+# --------------------------------------------------------------------------- Black Forest Labs layout
+
+BFL_LINEAR_NAMES = {  # diffusers module (inside a double block / single block / the model) -> BFL module
+    "double": {
+        "norm1.linear": "img_mod.lin",
+        "norm1_context.linear": "txt_mod.lin",
+        "attn.to_out.0": "img_attn.proj",
+        "attn.to_add_out": "txt_attn.proj",
+        "ff.net.0.proj": "img_mlp.0",
+        "ff.net.2": "img_mlp.2",
+        "ff_context.net.0.proj": "txt_mlp.0",
+        "ff_context.net.2": "txt_mlp.2",
+    },
+    "single": {"norm.linear": "modulation.lin", "proj_out": "linear2"},
+    "model": {
+        "time_text_embed.timestep_embedder.linear_1": "time_in.in_layer",
+        "time_text_embed.timestep_embedder.linear_2": "time_in.out_layer",
+        "time_text_embed.text_embedder.linear_1": "vector_in.in_layer",
+        "time_text_embed.text_embedder.linear_2": "vector_in.out_layer",
+        "time_text_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
+        "time_text_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
+        "context_embedder": "txt_in",
+        "x_embedder": "img_in",
+        "proj_out": "final_layer.linear",
+    },
+}
+BFL_NORM_NAMES = {
+    "double": {
+        "attn.norm_q": "img_attn.norm.query_norm",
+        "attn.norm_k": "img_attn.norm.key_norm",
+        "attn.norm_added_q": "txt_attn.norm.query_norm",
+        "attn.norm_added_k": "txt_attn.norm.key_norm",
+    },
+    "single": {"attn.norm_q": "norm.query_norm", "attn.norm_k": "norm.key_norm"},
+}
+BFL_FUSED = {  # BFL module -> the diffusers modules concatenated (dim 0) into it
+    "double": {
+        "img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
+        "txt_attn.qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
+    },
+    "single": {"linear1": ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")},
+}
+
+
+def to_bfl_layout(state: dict, num_layers: int, num_single_layers: int) -> dict:
+    """A diffusers FLUX transformer state dict in the original Black Forest Labs layout (what
+    ComfyUI users keep in models/diffusion_models), written from the inverse of diffusers'
+    ``convert_flux_transformer_checkpoint_to_diffusers``. Every diffusers key is used once."""
+    import torch
+
+    state, bfl = dict(state), {}
+    blocks = [("double", f"transformer_blocks.{i}.", f"double_blocks.{i}.") for i in range(num_layers)]
+    blocks += [
+        ("single", f"single_transformer_blocks.{i}.", f"single_blocks.{i}.") for i in range(num_single_layers)
+    ]
+    for kind, ours, theirs in [*blocks, ("model", "", "")]:
+        for name, bfl_name in BFL_LINEAR_NAMES[kind].items():
+            for part in ("weight", "bias"):
+                bfl[f"{theirs}{bfl_name}.{part}"] = state.pop(f"{ours}{name}.{part}")
+        for name, bfl_name in BFL_NORM_NAMES.get(kind, {}).items():
+            bfl[f"{theirs}{bfl_name}.scale"] = state.pop(f"{ours}{name}.weight")
+        for bfl_name, names in BFL_FUSED.get(kind, {}).items():
+            for part in ("weight", "bias"):
+                bfl[f"{theirs}{bfl_name}.{part}"] = torch.cat([state.pop(f"{ours}{n}.{part}") for n in names])
+    for part in (
+        "weight",
+        "bias",
+    ):  # diffusers' AdaLayerNormContinuous is (scale, shift); BFL's (shift, scale)
+        scale, shift = state.pop(f"norm_out.linear.{part}").chunk(2, dim=0)
+        bfl[f"final_layer.adaLN_modulation.1.{part}"] = torch.cat([shift, scale])
+    assert not state, f"diffusers keys left unconverted: {sorted(state)}"
+    return bfl
+
+
+def generate_one(loaded):
+    from paco_core.generate import SetRequest, generate_sets
+
+    request = SetRequest(
+        theme="a fox", panels=("runs", "sleeps"), layout="1x2", panel_width=32, panel_height=32, steps=2
+    )
+    return generate_sets(loaded, request)[0].grid
+
+
+def test_single_file_transformer_in_the_original_bfl_layout_gives_the_same_images(tiny_models, tmp_path):
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    folder = load_pipeline(tiny_models["flux"])
+    config = folder.pipe.transformer.config
+    bfl = to_bfl_layout(folder.pipe.transformer.state_dict(), config.num_layers, config.num_single_layers)
+    assert {"double_blocks.0.img_attn.qkv.weight", "single_blocks.0.linear1.weight", "img_in.weight"} <= set(
+        bfl
+    )
+    single = tmp_path / "flux1-dev-bfl.safetensors"
+    save_file({name: tensor.contiguous() for name, tensor in bfl.items()}, str(single))
+
+    loaded = load_pipeline(tiny_models["flux"], transformer_file=single)
+
+    expected, got = folder.pipe.transformer.state_dict(), loaded.pipe.transformer.state_dict()
+    assert set(got) == set(expected) and all(torch.equal(got[name], expected[name]) for name in expected)
+    np.testing.assert_array_equal(np.asarray(generate_one(loaded)), np.asarray(generate_one(folder)))
+
+
+def test_bfl_conversion_matches_diffusers_own_at_flux1_dev_width(tiny_models):
+    """At FLUX.1-dev's 3072 width diffusers' converter runs too: both give the same tensors."""
+    import torch
+    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
+
+    from paco_core.models.pipelines import flux_bfl_to_diffusers
+
+    keys = to_bfl_layout(load_pipeline(tiny_models["flux"]).pipe.transformer.state_dict(), 1, 1)
+    generator = torch.Generator().manual_seed(0)
+
+    def fake(key):  # small tensors, except the fused ones that diffusers splits at 3072
+        rows = {"linear1": 7 * 3072, "qkv": 3 * 3072}.get(key.split(".")[-2], 6)
+        return torch.randn((rows, 2) if key.endswith("weight") else (rows,), generator=generator)
+
+    bfl = {key: fake(key) for key in keys}
+    ours = flux_bfl_to_diffusers(dict(bfl), inner_dim=3072)
+    theirs = convert_flux_transformer_checkpoint_to_diffusers(dict(bfl))
+    assert set(ours) == set(theirs) and all(torch.equal(ours[key], theirs[key]) for key in theirs)
+
+
+def test_single_file_transformer_that_does_not_fit_is_refused_with_the_counts(tiny_models, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    state = load_pipeline(tiny_models["flux"]).pipe.transformer.state_dict()
+    bfl = to_bfl_layout(state, 1, 1)
+    partial = tmp_path / "partial.safetensors"
+    save_file({k: v.contiguous() for k, v in bfl.items() if not k.startswith("single_blocks.")}, str(partial))
+    num_single = sum(key.startswith("single_transformer_blocks.") for key in state)
+    with pytest.raises(
+        ModelLoadError, match=f"does not fit the FLUX transformer .*: {num_single} weights missing"
+    ):
+        load_pipeline(tiny_models["flux"], transformer_file=partial)
+    scaled = tmp_path / "scaled-fp8.safetensors"
+    save_file({**{k: v.contiguous() for k, v in bfl.items()}, "scaled_fp8": torch.zeros(1)}, str(scaled))
+    with pytest.raises(ModelLoadError, match=r"original layout but has 1 keys .*\(e\.g\. scaled_fp8\)"):
+        load_pipeline(tiny_models["flux"], transformer_file=scaled)

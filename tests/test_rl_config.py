@@ -172,6 +172,11 @@ def test_train_command_reports_bad_config(tmp_path, capsys):
     path.write_text("{not json")
     assert main(["train", "--config", str(path)]) == 1
     assert "not valid JSON" in capsys.readouterr().err
+    path.write_text("[1, 2]")
+    assert main(["train", "--config", str(path)]) == 1
+    assert "should hold a JSON object, got list" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "missing.json")]) == 1
+    assert "missing.json' does not exist" in capsys.readouterr().err
 
 
 def test_describe_config_lists_every_key(capsys):
@@ -179,3 +184,14 @@ def test_describe_config_lists_every_key(capsys):
     out = capsys.readouterr().out
     for key in ("sampling.noise_steps", "rewards.aggregation", "optim.kl_beta", "ema.update_every", "seed"):
         assert key in out
+
+
+@pytest.mark.parametrize("preset", ["t2is-flux", "edit-kontext", "edit-qwen"])
+def test_printed_config_loads_back_with_config(preset, tmp_path, capsys):
+    assert main(["train", "--preset", preset, "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    path = tmp_path / "run.json"
+    path.write_text(printed)
+    assert main(["train", "--config", str(path), "--print-config"]) == 0
+    assert capsys.readouterr().out == printed
+    assert config_to_dict(config_from_dict(TrainConfig, json.loads(printed))) == json.loads(printed)

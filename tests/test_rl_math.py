@@ -1,4 +1,4 @@
-"""PaCo-GRPO math against direct computations: SDE log-prob, advantages, PPO loss, KL, EMA."""
+"""PaCo-GRPO math against direct computations: SDE log-prob, advantages, PPO loss, KL, EMA, micro-batches."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from paco_core.errors import InputError, RewardError
+from paco_core.errors import ConfigError, InputError, RewardError
 from paco_core.rl.advantages import STD_EPS, compute_advantages
 from paco_core.rl.ema import LoraEma
 from paco_core.rl.loss import kl_to_reference, policy_loss, ppo_clip_loss
+from paco_core.rl.micro_batches import (
+    accumulation_windows,
+    check_processes_share_equally,
+    plan_micro_batches,
+    plans_of_process,
+)
 from paco_core.rl.sde import ode_step, sde_std, sde_step
 
 
@@ -235,3 +241,24 @@ def test_ema_decay_rule_interval_and_swap():
     restored = LoraEma([("w", param)], max_decay=0.9, update_every=2)
     restored.load_state_dict(ema.state_dict())
     assert torch.equal(restored.shadow["w"], ema.shadow["w"])
+
+
+def test_micro_batches_cover_each_group_and_are_dealt_round_robin():
+    plans = plan_micro_batches(num_rows=2, group_size=4, batch_size=2)
+    assert [(p.index, p.group, p.sample_ids) for p in plans] == [
+        (0, 0, [0, 1]), (1, 0, [2, 3]), (2, 1, [4, 5]), (3, 1, [6, 7]),
+    ]  # fmt: skip
+    assert [p.index for p in plans_of_process(plans, num_processes=2, process_index=1)] == [1, 3]
+    check_processes_share_equally(4, 2)
+    with pytest.raises(
+        ConfigError, match="3 micro-batches per step .* cannot be shared equally by 2 processes"
+    ):
+        check_processes_share_equally(3, 2)
+
+
+@pytest.mark.parametrize(
+    "count, steps, windows",
+    [(3, 2, [[0, 1], [2]]), (4, 2, [[0, 1], [2, 3]]), (2, 1, [[0], [1]]), (2, 5, [[0, 1]]), (0, 2, [])],
+)
+def test_accumulation_windows_end_with_a_shorter_one(count, steps, windows):
+    assert accumulation_windows(count, steps) == windows

@@ -112,7 +112,10 @@ def test_two_processes_keep_identical_lora_weights(tiny_models, tmp_path):
     rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
     assert rank0.keys() == rank1.keys()
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), "LoRA weights differ between processes"
+    # lora_B starts at zero (gaussian init): non-zero means the shared step really happened
+    assert any(".lora_B." in k and bool(rank0[k].abs().sum() > 0) for k in rank0)
     metrics = read_metrics(run)
     assert [m["step"] for m in metrics] == [1]  # only the main process writes
+    assert metrics[0]["policy/optimizer_steps"] == 1
     assert metrics[0]["advantages/num_valid"] == 4  # rewards of both processes were gathered
     assert (run / "checkpoint-1" / "lora.safetensors").is_file()

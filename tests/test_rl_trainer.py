@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from paco_core.config import config_from_dict
@@ -62,9 +63,10 @@ def test_first_step_is_on_policy_and_only_lora_weights_change(tiny_models, tmp_p
     rows = trainer.sampler.next_rows(1)
     rollouts = trainer.collect_rollouts(rows, step=0, sde_steps=(0, 1))
     assert rollouts[0].log_probs.shape == (2, 2) and rollouts[0].log_probs.dtype == torch.float32
+    assert [image.size for image in rollouts[0].images] == [(32, 32), (32, 32)]  # the train resolution
     advantages = torch.tensor([1.0, -1.0])
     for k in range(2):
-        terms = trainer.micro_batch_loss(rollouts[0], k, advantages, torch.tensor([True, True]))
+        terms = trainer.updater.micro_batch_loss(rollouts[0], k, advantages, torch.tensor([True, True]))
         assert torch.equal(terms.ratio, torch.ones(2)), "the first on-policy ratio must be exactly 1"
     trainer.optimizer.zero_grad(set_to_none=True)
 
@@ -88,7 +90,8 @@ def test_resume_continues_exactly(tiny_models, tmp_path):
     settings = {
         "ema": {"use_ema": True, "update_every": 1},
         "optim": {"lr": 1e-2, "clip_range": 0.2, "kl_beta": 0.05, "gradient_accumulation_steps": 2},
-        "sampling": {"prompts_per_iteration": 2, "group_size": 2, "batch_size": 2},
+        "sampling": {"prompts_per_iteration": 2, "group_size": 2, "batch_size": 2, "eval_resolution": 64},
+        "rewards": {"eval_rewards": [{"name": "toy_rewards:red_share"}]},
         "checkpoint_every": 2, "eval_every": 2,
     }  # fmt: skip
     straight = tmp_path / "straight"
@@ -109,6 +112,32 @@ def test_resume_continues_exactly(tiny_models, tmp_path):
     )
     assert not all(torch.equal(expected[k], _lora_tensors(straight, 2)[k]) for k in expected)
 
+    # the LoRA file holds the EMA weights (scale alpha / r = 2 folded into lora_B), not the live policy
+    ema, policy = (
+        load_file(split / "checkpoint-4" / "ema.safetensors"),
+        load_file(split / "checkpoint-4" / "policy.safetensors"),
+    )
+    lora_file = load_file(split / "checkpoint-4" / "lora.safetensors")
+    assert len(lora_file) == len(ema) and not all(torch.equal(ema[k], policy[k]) for k in ema)
+    for name, shadow in ema.items():
+        saved = lora_file["transformer." + name.replace(".default.weight", ".weight")]
+        assert torch.equal(saved, shadow * 2 if ".lora_B." in name else shadow)
+    with Image.open(split / "samples" / "step-000004.png") as sample:
+        assert sample.size == (64, 64)  # evaluation at eval_resolution 64, rollouts at 32
+
+    train_lines = [m for m in read_metrics(split) if "policy/loss" in m]
+    expected_keys = {"step", f"rewards/{BRIGHTNESS}/mean", f"rewards/{BRIGHTNESS}/std", "advantages/mean",
+                     "advantages/std", "advantages/abs_max", "policy/ratio_first", "policy/ratio_mean",
+                     "policy/clip_fraction", "policy/kl", "policy/loss", "lr", "time/step_s", "memory/peak_gb"}  # fmt: skip
+    assert all(expected_keys <= line.keys() for line in train_lines)
+    assert all(line["memory/peak_gb"] > 0 and line["time/step_s"] > 0 for line in train_lines)
+    # evaluation has its own rewards
+    assert [m["step"] for m in read_metrics(split) if "eval/rewards/toy_rewards:red_share/mean" in m] == [
+        0,
+        2,
+        4,
+    ]
+    assert not any(f"eval/rewards/{BRIGHTNESS}/mean" in m for m in read_metrics(split))
     train_steps = [m["step"] for m in read_metrics(split) if "policy/loss" in m]
     assert train_steps == [1, 2, 3, 4]
     # 2 micro-batches per step, accumulated over 2 -> one optimizer step per iteration
@@ -150,6 +179,8 @@ def test_learning_raises_brightness_and_the_lora_reproduces_it(tiny_models, tmp_
     group_std = np.mean([m[f"rewards/{BRIGHTNESS}/std"] for m in metrics if f"rewards/{BRIGHTNESS}/std" in m])
     assert evals[-1] - evals[0] > 0.015 and evals[-1] - evals[0] > 2 * group_std
     assert np.mean(train[-3:]) > train[0] + 0.015
+    with Image.open(run / "samples" / "step-000010.png") as grid:
+        assert grid.size == (64, 64)  # 4 eval images of 32x32 in a 2x2 grid
 
     def brightness(loaded) -> float:
         request = SetRequest(theme="a red fox in a snowy forest", panels=("sits", "leaps", "sleeps", "watches"),
@@ -161,7 +192,8 @@ def test_learning_raises_brightness_and_the_lora_reproduces_it(tiny_models, tmp_
     base = load_pipeline(tiny_models["flux"], device="cpu")
     with_lora = apply_loras(base, [LoraSpec(str(run / "checkpoint-10" / "lora.safetensors"))])
     assert with_lora.loras[0].num_matched == with_lora.loras[0].num_keys
-    assert brightness(with_lora) > brightness(base) + 0.015
+    lora_gain = brightness(with_lora) - brightness(base)
+    assert lora_gain > 0.015 and lora_gain > 0.5 * (evals[-1] - evals[0])
 
 
 @pytest.mark.parametrize("family", ["flux-kontext", "qwen-image-edit"])
@@ -274,7 +306,7 @@ def test_each_optimizer_step_averages_the_micro_batches_it_accumulated(tiny_mode
     assert metrics["policy/optimizer_steps"] == 2 and len(seen) == 2
 
     values, valid = torch.from_numpy(advantages.values).float(), torch.from_numpy(advantages.valid)
-    for window, (grads, weights) in zip(([0, 1], [2]), seen):
+    for window, (grads, weights) in zip(([0, 1], [2]), seen, strict=True):
         with torch.no_grad():
             for name, param in trainer.named_trainable:
                 param.copy_(weights[name])
@@ -283,9 +315,41 @@ def test_each_optimizer_step_averages_the_micro_batches_it_accumulated(tiny_mode
         for index in window:
             ids = torch.tensor(rollouts[index].sample_ids)
             for k in range(2):
-                mean_loss = mean_loss + updater.micro_batch_loss(rollouts[index], k, values[ids], valid[ids]).total
+                mean_loss = (
+                    mean_loss + updater.micro_batch_loss(rollouts[index], k, values[ids], valid[ids]).total
+                )
         (mean_loss / (2 * len(window))).backward()
         expected = _flat({n: p.grad for n, p in trainer.named_trainable if p.grad is not None})
         actual = _flat(grads)
-        assert expected.norm() > 0 and grads.keys() == {n for n, p in trainer.named_trainable if p.grad is not None}
+        assert expected.norm() > 0 and grads.keys() == {
+            n for n, p in trainer.named_trainable if p.grad is not None
+        }
         assert (actual - expected).norm() <= 1e-4 * expected.norm(), f"window {window}: gradient scale is off"
+
+
+def test_sample_grid_is_near_square_and_fits_rows_of_other_sizes():
+    from paco_core.rl.evaluation import sample_grid
+
+    images = [Image.new("RGB", (32, 32), (200, 0, 0))] * 4 + [Image.new("RGB", (64, 32), (0, 0, 200))]
+    grid = sample_grid(images)
+    assert grid.size == (3 * 64, 2 * 32)  # 5 images: 3 columns, 2 rows, cells of the largest size
+    pixels = np.asarray(grid)
+    assert tuple(pixels[16, 32]) == (200, 0, 0)  # a square image centred in its wide cell
+    assert tuple(pixels[16, 5]) == (0, 0, 0)  # with black bars beside it
+    assert tuple(pixels[48, 64 + 32]) == (0, 0, 200)  # the fifth image fills row 2, column 2
+    assert not pixels[32:, 128:].any()  # the empty last cell stays black
+
+
+def test_bf16_autocast_only_on_cuda():
+    import contextlib
+    import warnings
+
+    from paco_core.rl.device_contexts import autocast_factory, training_attention
+
+    assert autocast_factory("cpu", "bf16") is contextlib.nullcontext
+    assert autocast_factory("cuda", "no") is contextlib.nullcontext
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "CUDA is not available" where there is no GPU
+        context = autocast_factory("cuda:0", "auto")()
+    assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
+    assert isinstance(training_attention("cpu"), contextlib.nullcontext)

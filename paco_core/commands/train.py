@@ -19,7 +19,13 @@ import json
 import logging
 import sys
 
-from paco_core.config import apply_overrides, config_from_dict, config_to_dict, describe_fields
+from paco_core.config import (
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    describe_fields,
+    read_config_file,
+)
 from paco_core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -57,14 +63,7 @@ def resolve_config(args: argparse.Namespace):
 
     data: dict = preset_dict(args.preset) if args.preset else {}
     if args.config:
-        try:
-            with open(args.config, encoding="utf-8") as handle:
-                file_data = json.load(handle)
-        except FileNotFoundError as error:
-            raise ConfigError(f"--config {args.config!r} does not exist") from error
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"--config {args.config!r} is not valid JSON: {error}") from error
-        data = merge_dicts(data, file_data)
+        data = merge_dicts(data, read_config_file(args.config))
     data = apply_overrides(data, args.overrides)
     return config_from_dict(TrainConfig, data)
 

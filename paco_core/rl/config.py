@@ -257,7 +257,13 @@ class OptimConfig:
     weight_decay: float = field(default=1e-4, metadata=_help("AdamW weight decay"))
     eps: float = field(default=1e-8, metadata=_help("AdamW epsilon"))
     max_grad_norm: float = field(default=1.0, metadata=_help("gradient-norm clip; 0 = off"))
-    gradient_accumulation_steps: int = field(default=1, metadata=_help("micro-batches per optimizer step"))
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata=_help(
+            "micro-batches per optimizer step; each step averages the micro-batches it holds "
+            "(an iteration's last step may hold fewer)"
+        ),
+    )
     num_inner_epochs: int = field(default=1, metadata=_help("passes over each iteration's samples"))
     clip_range: float = field(default=1e-4, metadata=_help("PPO clip eps on the ratio"))
     kl_beta: float = field(

@@ -53,6 +53,8 @@ class TransformerFamily(ABC):
     """Base class; subclasses fill in encoding, the transformer call and decoding."""
 
     pipeline_module = "diffusers.pipelines.flux.pipeline_flux"
+    prepare_latents_takes_image = False
+    """Edit pipelines' ``prepare_latents`` take the condition image first."""
 
     def __init__(
         self, pipe: Any, *, guidance_scale: float, max_sequence_length: int, negative_prompt: str = " "
@@ -104,9 +106,18 @@ class TransformerFamily(ABC):
         self, batch_size: int, height: int, width: int, generator: torch.Generator
     ) -> torch.Tensor:
         """Packed initial latents ``(B, seq, C*4)``, drawn on the CPU and moved to the device."""
-        latents, _ = self.pipe.prepare_latents(
-            batch_size, self.num_latent_channels, height, width, torch.float32, torch.device("cpu"), generator
+        arguments = (
+            batch_size,
+            self.num_latent_channels,
+            height,
+            width,
+            torch.float32,
+            torch.device("cpu"),
+            generator,
         )
+        if self.prepare_latents_takes_image:
+            arguments = (None, *arguments)  # no condition image: only the noise is wanted here
+        latents = self.pipe.prepare_latents(*arguments)[0]
         return latents.to(self.device, self.dtype)
 
     @abstractmethod
@@ -183,21 +194,7 @@ class FluxKontextFamily(FluxFamily):
     """FLUX.1-Kontext-dev: the condition image's latents ride along the sequence."""
 
     pipeline_module = "diffusers.pipelines.flux.pipeline_flux_kontext"
-
-    def initial_noise(
-        self, batch_size: int, height: int, width: int, generator: torch.Generator
-    ) -> torch.Tensor:
-        latents, _, _, _ = self.pipe.prepare_latents(
-            None,
-            batch_size,
-            self.num_latent_channels,
-            height,
-            width,
-            torch.float32,
-            torch.device("cpu"),
-            generator,
-        )
-        return latents.to(self.device, self.dtype)
+    prepare_latents_takes_image = True
 
     def encode(self, row: PromptRow, height: int, width: int) -> Conditioning:
         cond = super().encode(row, height, width)
@@ -226,21 +223,7 @@ class QwenImageEditFamily(TransformerFamily):
     """Qwen-Image-Edit: true CFG with a negative prompt and the pipeline's norm rescale."""
 
     pipeline_module = "diffusers.pipelines.qwenimage.pipeline_qwenimage_edit"
-
-    def initial_noise(
-        self, batch_size: int, height: int, width: int, generator: torch.Generator
-    ) -> torch.Tensor:
-        latents, _ = self.pipe.prepare_latents(
-            None,
-            batch_size,
-            self.num_latent_channels,
-            height,
-            width,
-            torch.float32,
-            torch.device("cpu"),
-            generator,
-        )
-        return latents.to(self.device, self.dtype)
+    prepare_latents_takes_image = True
 
     @property
     def use_true_cfg(self) -> bool:

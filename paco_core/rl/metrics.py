@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from paco_core.io import atomic_write, atomic_write_json, atomic_write_text
+from paco_core.io import atomic_write_json, atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
 PROGRESS_FILE = "progress.json"
@@ -132,19 +132,3 @@ def reward_metrics(scores, advantages, invalid_share: float, *, log_tamed: bool)
     metrics["advantages/abs_max"] = float(np.abs(values).max()) if values.size else 0.0
     metrics["advantages/num_valid"] = int(valid.sum())
     return metrics
-
-
-def save_sample_strip(images: list, path: Path) -> None:
-    """Save images side by side (scaled to a common height) as one PNG, atomically."""
-    from PIL import Image
-
-    if not images:
-        return
-    height = max(image.height for image in images)
-    resized = [image.resize((max(1, round(image.width * height / image.height)), height)) for image in images]
-    strip = Image.new("RGB", (sum(image.width for image in resized), height))
-    offset = 0
-    for image in resized:
-        strip.paste(image, (offset, 0))
-        offset += image.width
-    atomic_write(path, lambda tmp: strip.save(tmp, format="PNG"))

@@ -40,7 +40,9 @@ def plan_micro_batches(num_rows: int, group_size: int, batch_size: int) -> list[
     return plans
 
 
-def plans_of_process(plans: list[MicroBatchPlan], num_processes: int, process_index: int) -> list[MicroBatchPlan]:
+def plans_of_process(
+    plans: list[MicroBatchPlan], num_processes: int, process_index: int
+) -> list[MicroBatchPlan]:
     """The micro-batches that process ``process_index`` runs (round-robin)."""
     return [plan for plan in plans if plan.index % num_processes == process_index]
 

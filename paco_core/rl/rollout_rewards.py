@@ -16,7 +16,9 @@ from paco_core.rl.rewards import RewardScores, RewardSet
 from paco_core.rl.rollout import Rollout
 
 
-def score_rollouts(rollouts: list[Rollout], rewards: RewardSet, num_samples: int, accelerator: Any) -> RewardScores:
+def score_rollouts(
+    rollouts: list[Rollout], rewards: RewardSet, num_samples: int, accelerator: Any
+) -> RewardScores:
     """Score this process's images, then sum the matrices of all processes.
 
     Args:

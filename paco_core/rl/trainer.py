@@ -304,7 +304,9 @@ class GrpoTrainer:
         rollout_s = time.perf_counter() - started
         # 3. rewards of the whole iteration (all processes)
         started = time.perf_counter()
-        scores = score_rollouts(rollouts, self.rewards, len(rows) * config.sampling.group_size, self.accelerator)
+        scores = score_rollouts(
+            rollouts, self.rewards, len(rows) * config.sampling.group_size, self.accelerator
+        )
         invalid_share = check_invalid_share(scores, config.rewards.max_invalid_share)
         # 4. advantages within each prompt's group
         groups = np.repeat(np.arange(len(rows)), config.sampling.group_size)
@@ -351,10 +353,19 @@ class GrpoTrainer:
                 encoded[plan.group] = self.family.encode(row, height, width)
             rollouts.append(
                 rollout_micro_batch(
-                    self.family, self.transformer, row, group=plan.group, sample_ids=plan.sample_ids,
-                    height=height, width=width, num_steps=sampling.num_steps, sde_steps=sde_steps,
-                    noise_level=sampling.noise_level, generator=seeded_generator(self.config.seed, step, plan.index),
-                    cond=encoded[plan.group], autocast=self.autocast,
+                    self.family,
+                    self.transformer,
+                    row,
+                    group=plan.group,
+                    sample_ids=plan.sample_ids,
+                    height=height,
+                    width=width,
+                    num_steps=sampling.num_steps,
+                    sde_steps=sde_steps,
+                    noise_level=sampling.noise_level,
+                    generator=seeded_generator(self.config.seed, step, plan.index),
+                    cond=encoded[plan.group],
+                    autocast=self.autocast,
                 )  # fmt: skip
             )
         return rollouts

@@ -131,7 +131,9 @@ class PolicyUpdater:
         if max_norm > 0:
             norm = float(self.accelerator.clip_grad_norm_(self.parameters, max_norm))
         else:
-            norm = float(torch.norm(torch.stack([p.grad.norm() for p in self.parameters if p.grad is not None])))
+            norm = float(
+                torch.norm(torch.stack([p.grad.norm() for p in self.parameters if p.grad is not None]))
+            )
         if not math.isfinite(norm):
             raise TrainingError(
                 f"the gradient norm is {norm} at step {step}: training diverged; lower optim.lr or "

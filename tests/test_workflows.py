@@ -1,0 +1,378 @@
+"""Contract tests for the shipped example workflows (workflows/*.json), no ComfyUI needed.
+
+The PaCo nodes' schemas are built with an artist's models folder in place (the model
+names the workflows' notes document), so the model dropdowns hold real options; the
+workflows are then checked as the frontend would load them and as the server would
+validate the prompt the frontend queues for them.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from pack_loader import NodeInputError, all_node_classes, check_inputs, load_pack, reset_comfy_stub
+from workflow_convert import (
+    CONTROL_VALUES,
+    CORE_NODE_LAYOUTS,
+    EXAMPLE_INPUT_IMAGE,
+    MODEL_FOLDER_NOTE,
+    NODE_TITLE_HEIGHT,
+    SHIPPED_MODEL_NAMES,
+    SHIPPED_WORKFLOWS,
+    WORKFLOWS_DIR,
+    Widget,
+    WorkflowBuilder,
+    WorkflowError,
+    node_layouts,
+    to_api_prompt,
+)
+
+WORKFLOW_FILES = sorted(WORKFLOWS_DIR.glob("*.json"))
+UI_FORMAT_KEYS = {"last_node_id", "last_link_id", "nodes", "links", "groups", "config", "extra", "version"}
+NODE_KEYS = {"id", "type", "pos", "size", "flags", "order", "mode", "inputs", "outputs", "properties"}
+MODEL_WIDGETS = {
+    ("PaCoPipelineLoader", "model"),
+    ("PaCoLora", "lora_name"),
+    ("PaCoJudgeLoader", "judge_name"),
+}
+"""Dropdowns of the user's model files: their shipped values are the names the note documents."""
+PYTHON_TYPES = {"INT": int, "FLOAT": (int, float), "STRING": str, "BOOLEAN": bool}
+
+
+def place_artist_models(base: Path) -> None:
+    """The models a user puts where the workflows' notes say (empty weight files suffice
+    for the dropdowns), and ComfyUI's example input picture."""
+    models = base / "models"
+    for name in SHIPPED_MODEL_NAMES["diffusers"]:
+        (models / "diffusers" / name).mkdir(parents=True)
+        (models / "diffusers" / name / "model_index.json").write_text("{}")
+    (models / "loras").mkdir(parents=True)
+    for name in SHIPPED_MODEL_NAMES["loras"]:
+        (models / "loras" / name).write_bytes(b"")
+    for name in SHIPPED_MODEL_NAMES["text_encoders"]:
+        judge = models / "text_encoders" / name
+        judge.mkdir(parents=True)
+        (judge / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+        (judge / "model.safetensors").write_bytes(b"")
+    (base / "input").mkdir()
+    (base / "input" / EXAMPLE_INPUT_IMAGE).write_bytes(b"")
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory):
+    """Node layouts with the artist's models in place; the stand-in's folders are put back after."""
+    load_pack()
+    import folder_paths
+
+    previous_base = folder_paths.base_path
+    base = tmp_path_factory.mktemp("artist-comfyui")
+    place_artist_models(base)
+    reset_comfy_stub(base)
+    yield node_layouts()
+    reset_comfy_stub(previous_base)
+
+
+@pytest.fixture(scope="module")
+def node_classes():
+    return {cls.GET_SCHEMA().node_id: cls for cls in all_node_classes()}
+
+
+@pytest.fixture(params=WORKFLOW_FILES, ids=lambda path: path.stem)
+def workflow(request) -> dict:
+    return json.loads(request.param.read_text(encoding="utf-8"))
+
+
+def nodes_by_id(workflow: dict) -> dict[int, dict]:
+    return {node["id"]: node for node in workflow["nodes"]}
+
+
+def box(node: dict) -> tuple[float, float, float, float]:
+    """Left, top, right, bottom of a node on the canvas, title bar included."""
+    (x, y), (width, height) = node["pos"], node["size"]
+    return x, y - NODE_TITLE_HEIGHT, x + width, y + height
+
+
+def group_box(group: dict) -> tuple[float, float, float, float]:
+    x, y, width, height = group["bounding"]
+    return x, y, x + width, y + height
+
+
+def overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def inside(inner, outer) -> bool:
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
+
+
+def widget_problems(node_type: str, widget: Widget, value, is_pack_node: bool) -> list[str]:
+    where = f"{node_type}.{widget.name} = {value!r}"
+    expected = PYTHON_TYPES.get(widget.io_type)
+    if expected and (
+        not isinstance(value, expected) or (widget.io_type != "BOOLEAN" and isinstance(value, bool))
+    ):
+        return [f"{where}: not a {widget.io_type}"]
+    problems = []
+    if widget.io_type == "COMBO" and is_pack_node and value not in widget.options:
+        problems.append(f"{where}: not one of {widget.options}")
+    if widget.min is not None and value < widget.min:
+        problems.append(f"{where}: below {widget.min}")
+    if widget.max is not None and value > widget.max:
+        problems.append(f"{where}: above {widget.max}")
+    return problems
+
+
+# --------------------------------------------------------------------------- the files
+
+
+def test_the_three_example_workflows_are_shipped():
+    assert [path.stem for path in WORKFLOW_FILES] == sorted(SHIPPED_WORKFLOWS)
+
+
+def test_the_shipped_files_are_what_the_generator_writes(layouts):
+    for name, build in SHIPPED_WORKFLOWS.items():
+        shipped = json.loads((WORKFLOWS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+        assert shipped == build(layouts), f"{name}.json is stale: run python tests/workflow_convert.py"
+
+
+def test_a_workflow_is_in_the_ui_format(workflow):
+    assert UI_FORMAT_KEYS <= set(workflow) and workflow["version"] == 0.4
+    node_ids = [node["id"] for node in workflow["nodes"]]
+    link_ids = [link[0] for link in workflow["links"]]
+    assert len(set(node_ids)) == len(node_ids) and len(set(link_ids)) == len(link_ids)
+    assert workflow["last_node_id"] >= max(node_ids) and workflow["last_link_id"] >= max(link_ids)
+    for node in workflow["nodes"]:
+        assert NODE_KEYS <= set(node), node["id"]
+        assert node["mode"] == 0, f"node {node['id']} ({node['type']}) is muted or bypassed"
+    assert sorted(node["order"] for node in workflow["nodes"]) == list(range(len(node_ids)))
+
+
+def test_every_node_is_a_paco_node_or_an_allowed_core_node(workflow, layouts):
+    for node in workflow["nodes"]:
+        layout = layouts.get(node["type"])
+        assert layout is not None, f"{node['type']} is not a PaCo node and not in {sorted(CORE_NODE_LAYOUTS)}"
+        assert layout.is_pack_node == node["type"].startswith("PaCo"), node["type"]
+
+
+def test_widget_values_fit_the_node_schemas(workflow, layouts):
+    problems = []
+    for node in workflow["nodes"]:
+        layout = layouts[node["type"]]
+        values, controls = layout.read_widget_values(node["widgets_values"])
+        for widget in layout.widgets:
+            problems += widget_problems(node["type"], widget, values[widget.name], layout.is_pack_node)
+        problems += [
+            f"{node['type']}.{name} control {v!r}" for name, v in controls.items() if v not in CONTROL_VALUES
+        ]
+        if node["type"] == "LoadImage":
+            assert values["image"] == EXAMPLE_INPUT_IMAGE, "ComfyUI ships input/example.png"
+    assert problems == []
+
+
+def test_node_sockets_are_the_schema_sockets_in_frontend_order(workflow, layouts):
+    for node in workflow["nodes"]:
+        layout = layouts[node["type"]]
+        inputs = [(slot["name"], slot["type"], "widget" in slot) for slot in node["inputs"]]
+        expected = [(item.name, item.io_type, isinstance(item, Widget)) for item in layout.input_slots]
+        assert inputs == expected, node["type"]
+        assert [(slot["name"], slot["type"]) for slot in node["outputs"]] == [
+            (slot.name, slot.io_type) for slot in layout.outputs
+        ], node["type"]
+
+
+def test_links_agree_on_both_ends(workflow, layouts):
+    nodes = nodes_by_id(workflow)
+    for link_id, source, source_slot, target, target_slot, link_type in workflow["links"]:
+        output, target_input = nodes[source]["outputs"][source_slot], nodes[target]["inputs"][target_slot]
+        assert link_id in (output["links"] or []) and target_input["link"] == link_id, link_id
+        assert output["type"] == link_type and target_input["type"] in (link_type, "*"), link_id
+    listed = {link[0]: link for link in workflow["links"]}
+    for node in workflow["nodes"]:
+        for slot, output in enumerate(node["outputs"]):
+            for link_id in output["links"] or []:
+                assert listed[link_id][1:3] == [node["id"], slot], link_id
+        for slot, node_input in enumerate(node["inputs"]):
+            if node_input["link"] is not None:
+                assert listed[node_input["link"]][3:5] == [node["id"], slot], node_input
+        required = {socket.name for socket in layouts[node["type"]].sockets if not socket.optional}
+        linked = {item["name"] for item in node["inputs"] if item["link"] is not None}
+        assert required <= linked, f"{node['type']} has unlinked sockets {required - linked}"
+
+
+def test_nodes_and_groups_do_not_overlap_and_every_node_sits_in_one_group(workflow):
+    boxes = {node["id"]: box(node) for node in workflow["nodes"]}
+    groups = [group_box(group) for group in workflow["groups"]]
+    assert [(a, b) for a, b in itertools.combinations(boxes, 2) if overlaps(boxes[a], boxes[b])] == []
+    assert [
+        (a, b) for a, b in itertools.combinations(range(len(groups)), 2) if overlaps(groups[a], groups[b])
+    ] == []
+    for node in workflow["nodes"]:
+        holders = [g for g in groups if inside(boxes[node["id"]], g)]
+        touched = [g for g in groups if overlaps(boxes[node["id"]], g)]
+        if node["type"] == "Note":
+            assert touched == [], "the note stands outside the groups"
+        else:
+            assert len(holders) == 1 and touched == holders, f"node {node['id']} ({node['type']})"
+
+
+def test_the_note_says_where_every_chosen_model_goes(workflow, layouts):
+    (note,) = [node for node in workflow["nodes"] if node["type"] == "Note"]
+    text = note["widgets_values"][0]
+    assert text == MODEL_FOLDER_NOTE
+    for folder in ("models/diffusers", "models/loras", "models/text_encoders"):
+        assert folder.split("/")[1] + "/" in text
+    chosen = {
+        value
+        for node in workflow["nodes"]
+        for name, value in layouts[node["type"]].read_widget_values(node["widgets_values"])[0].items()
+        if (node["type"], name) in MODEL_WIDGETS
+    }
+    assert chosen and [name for name in chosen if name not in text] == []
+
+
+def test_the_queued_prompt_passes_the_node_input_checks(workflow, layouts, node_classes):
+    prompt = to_api_prompt(workflow, layouts)
+    assert "Note" not in {node["class_type"] for node in prompt.values()}
+    for node_id, node in prompt.items():
+        for value in node["inputs"].values():
+            if isinstance(value, list):
+                assert value[0] in prompt and value[0] != node_id, (node_id, value)
+        if node["class_type"] in node_classes:
+            check_inputs(node_classes[node["class_type"]], node["inputs"])
+
+
+# --------------------------------------------------------------------------- what each workflow does
+
+
+def prompt_of(name: str, layouts) -> dict[str, dict]:
+    return to_api_prompt(json.loads((WORKFLOWS_DIR / f"{name}.json").read_text(encoding="utf-8")), layouts)
+
+
+def only(prompt: dict, class_type: str) -> dict:
+    (inputs,) = [node["inputs"] for node in prompt.values() if node["class_type"] == class_type]
+    return inputs
+
+
+def source_type(prompt: dict, link: list) -> str:
+    return prompt[link[0]]["class_type"]
+
+
+def test_the_consistent_set_uses_real_model_defaults_and_judges_its_panels(layouts):
+    prompt = prompt_of("paco-consistent-set", layouts)
+    generate = only(prompt, "PaCoGenerateSet")
+    assert only(prompt, "PaCoPipelineLoader")["model"] == "FLUX.1-dev"
+    assert source_type(prompt, generate["pipeline"]) == "PaCoLora"
+    assert (generate["panel_width"], generate["panel_height"], generate["steps"], generate["guidance"]) == (
+        512, 512, 28, 3.5,
+    )  # fmt: skip
+    assert generate["layout"] == "2x2" and len(generate["panels"].splitlines()) == 4
+    score = only(prompt, "PaCoSetConsistency")
+    assert score["images"] == [_id(prompt, "PaCoGenerateSet"), 0], "the judge scores the panels"
+    assert score["layout"] == "batch" and score["theme"] == generate["theme"], "one theme for both"
+
+
+def _id(prompt: dict, class_type: str) -> str:
+    (node_id,) = [i for i, node in prompt.items() if node["class_type"] == class_type]
+    return node_id
+
+
+def test_best_of_n_ranks_four_candidate_grids(layouts):
+    prompt = prompt_of("paco-best-of-n", layouts)
+    assert only(prompt, "PaCoGenerateSet")["num_sets"] == 4
+    rank = only(prompt, "PaCoRankSets")
+    assert rank["images"] == [_id(prompt, "PaCoGenerateSet"), 1] and rank["layout"] == "2x2"
+    saved = [node["inputs"]["images"] for node in prompt.values() if node["class_type"] == "SaveImage"]
+    assert saved == [[_id(prompt, "PaCoRankSets"), 0]], "the best set is what gets saved"
+
+
+def test_the_edit_chain_edits_three_times_with_kontext_and_scores_edit_one(layouts):
+    prompt = prompt_of("paco-edit-chain", layouts)
+    chain = only(prompt, "PaCoEditChain")
+    assert only(prompt, "PaCoPipelineLoader")["model"] == "FLUX.1-Kontext-dev"
+    assert len(chain["instructions"].splitlines()) == 3 and chain["include_reference"] is True
+    score, pick = only(prompt, "PaCoEditScore"), only(prompt, "ImageFromBatch")
+    assert (pick["batch_index"], pick["length"]) == (1, 1), "item 0 is the reference, item 1 the first edit"
+    assert score["instruction"] == chain["instructions"].splitlines()[0]
+    assert source_type(prompt, score["original"]) == "LoadImage"
+
+
+# --------------------------------------------------------------------------- bad workflows are caught
+
+
+@pytest.fixture
+def consistent_set() -> dict:
+    return json.loads((WORKFLOWS_DIR / "paco-consistent-set.json").read_text(encoding="utf-8"))
+
+
+def node_of_type(workflow: dict, node_type: str) -> dict:
+    return next(node for node in workflow["nodes"] if node["type"] == node_type)
+
+
+def test_a_missing_seed_control_value_is_refused(consistent_set, layouts):
+    node_of_type(consistent_set, "PaCoGenerateSet")["widgets_values"].remove("fixed")
+    with pytest.raises(
+        WorkflowError, match=r"PaCoGenerateSet has 11 widget values .*seed control.* gives 10"
+    ):
+        to_api_prompt(consistent_set, layouts)
+
+
+def test_an_unknown_node_type_is_refused(consistent_set, layouts):
+    node_of_type(consistent_set, "PreviewAny")["type"] = "ShowText|pysssss"
+    with pytest.raises(
+        WorkflowError, match=r"'ShowText\|pysssss' is neither a PaCo node nor an allowed core"
+    ):
+        to_api_prompt(consistent_set, layouts)
+
+
+def test_a_link_missing_from_the_link_list_is_refused(consistent_set, layouts):
+    consistent_set["links"].pop()
+    with pytest.raises(WorkflowError, match=r"input 'source' names link 10, which is not in links"):
+        to_api_prompt(consistent_set, layouts)
+
+
+@pytest.mark.parametrize(
+    ("widget_index", "value", "message"),
+    [
+        (6, 0, r"PaCoGenerateSet.steps: 0 is below the minimum 1"),
+        (3, "9x9", r"PaCoGenerateSet.layout: '9x9' is not one of"),
+        (7, "3.5", r"PaCoGenerateSet.guidance: expected a number"),
+    ],
+)
+def test_the_input_checks_catch_a_bad_value(
+    consistent_set, layouts, node_classes, widget_index, value, message
+):
+    node_of_type(consistent_set, "PaCoGenerateSet")["widgets_values"][widget_index] = value
+    inputs = only(to_api_prompt(consistent_set, layouts), "PaCoGenerateSet")
+    with pytest.raises(NodeInputError, match=message):
+        check_inputs(node_classes["PaCoGenerateSet"], inputs)
+
+
+def test_the_input_checks_catch_an_unlinked_socket(consistent_set, layouts, node_classes):
+    generate = node_of_type(consistent_set, "PaCoGenerateSet")
+    generate["inputs"][0]["link"] = None
+    inputs = only(to_api_prompt(consistent_set, layouts), "PaCoGenerateSet")
+    with pytest.raises(NodeInputError, match=r"PaCoGenerateSet: required input 'pipeline' is missing"):
+        check_inputs(node_classes["PaCoGenerateSet"], inputs)
+
+
+def test_the_builder_refuses_unknown_widgets_and_missing_values(layouts):
+    builder = WorkflowBuilder(layouts)
+    with pytest.raises(WorkflowError, match=r"PaCoLora has no widget\(s\) \['weight'\]"):
+        builder.add("PaCoLora", 0, weight=1.0)
+    with pytest.raises(WorkflowError, match=r"PaCoLora.lora_name has no default: give a value"):
+        builder.add("PaCoLora", 0)
+    loader = builder.add("PaCoPipelineLoader", 0, model="FLUX.1-dev")
+    preview = builder.add("PreviewImage", 1)
+    with pytest.raises(WorkflowError, match=r"PaCoPipelineLoader has no output 'grid'"):
+        builder.connect(loader, "grid", preview, "images")
+
+
+def test_overlapping_nodes_would_be_seen(consistent_set):
+    moved = copy.deepcopy(consistent_set)
+    first, second = moved["nodes"][1], moved["nodes"][2]
+    second["pos"] = [first["pos"][0] + 10, first["pos"][1] + 10]
+    assert overlaps(box(first), box(second))

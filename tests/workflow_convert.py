@@ -1,0 +1,705 @@
+"""The shipped example workflows: built from the node schemas, read back, turned into API prompts.
+
+ComfyUI's frontend (1.49, the one ComfyUI 0.33 pins) saves a graph in the UI format,
+schema 0.4: ``{id, revision, last_node_id, last_link_id, nodes, links, groups, config,
+extra, version}``. What this module relies on, read from the frontend's code
+(``getOrderedInputSpecs`` / ``addInputs`` / ``LGraphNode.configure``) and from ComfyUI's
+own templates:
+
+- a node's widgets are its widget-type inputs (INT, FLOAT, STRING, BOOLEAN, COMBO) in
+  ``/object_info`` order: the required ones, then the optional ones;
+- ``widgets_values`` holds their values in that order, matched by position; an INT widget
+  with ``control_after_generate`` (and any INT named ``seed`` / ``noise_seed``) is followed
+  by its control value (``fixed``, ``increment``, ``decrement``, ``randomize``);
+- a node's ``inputs`` list holds the socket inputs, then one entry per widget
+  (``"widget": {"name": ...}``), in that same order; optional ones have ``"shape": 7``;
+- ``links`` are ``[id, from_node, from_slot, to_node, to_slot, type]``, a slot being an
+  index into the source's ``outputs`` / the target's ``inputs``;
+- ``Note`` / ``MarkdownNote`` exist only in the frontend and never reach the server.
+
+``node_layouts()`` gives each node's UI shape (PaCo nodes from their schemas through
+``tests/pack_loader.py``; the core nodes the workflows use from ``CORE_NODE_LAYOUTS``),
+``WorkflowBuilder`` lays a graph out left to right, ``to_api_prompt`` converts a UI
+workflow into the ``{id: {class_type, inputs}}`` prompt that ``POST /prompt`` takes.
+The three shipped workflows are defined at the bottom;
+``python tests/workflow_convert.py`` rewrites ``workflows/*.json`` from them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pack_loader import REPO_ROOT, all_node_classes
+
+WORKFLOWS_DIR = REPO_ROOT / "workflows"
+WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
+SEED_WIDGET_NAMES = frozenset({"seed", "noise_seed"})
+"""The frontend gives an INT widget with one of these names a control widget even unasked."""
+CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
+PACK_CNR_ID = "paco-rl-nodes"
+"""The pack's Registry id (``[project] name``), so ComfyUI-Manager can offer the pack
+when a workflow's nodes are missing."""
+
+
+class WorkflowError(ValueError):
+    """A UI-format workflow that does not fit the node schemas."""
+
+
+# --------------------------------------------------------------------------- node shapes
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A socket: an input that takes a link, or an output."""
+
+    name: str
+    io_type: str
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Widget:
+    """A widget input, with what its schema allows."""
+
+    name: str
+    io_type: str
+    default: Any = None
+    options: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    has_control: bool = False
+    optional: bool = False
+    multiline: bool = False
+    in_prompt: bool = True
+    """False for a frontend-only widget (LoadImage's upload button)."""
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    """How one node type looks in the UI format."""
+
+    node_type: str
+    sockets: tuple[Slot, ...] = ()
+    widgets: tuple[Widget, ...] = ()
+    outputs: tuple[Slot, ...] = ()
+    is_virtual: bool = False
+    is_pack_node: bool = False
+
+    @property
+    def num_widget_values(self) -> int:
+        return sum(2 if widget.has_control else 1 for widget in self.widgets)
+
+    @property
+    def input_slots(self) -> list[Slot | Widget]:
+        """The node's ``inputs`` list: sockets first, then widgets (none for a virtual node)."""
+        return [] if self.is_virtual else [*self.sockets, *self.widgets]
+
+    def widget(self, name: str) -> Widget:
+        for widget in self.widgets:
+            if widget.name == name:
+                return widget
+        raise WorkflowError(
+            f"{self.node_type} has no widget {name!r}; it has {[w.name for w in self.widgets]}"
+        )
+
+    def output_index(self, name: str) -> int:
+        names = [slot.name for slot in self.outputs]
+        if name not in names:
+            raise WorkflowError(f"{self.node_type} has no output {name!r}; it has {names}")
+        return names.index(name)
+
+    def read_widget_values(self, values: list) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``widgets_values`` -> ({widget name: value}, {widget name: control value})."""
+        if len(values) != self.num_widget_values:
+            raise WorkflowError(
+                f"{self.node_type} has {self.num_widget_values} widget values "
+                f"({', '.join(self._value_names())}), the workflow gives {len(values)}: {values!r}"
+            )
+        by_name, controls, position = {}, {}, 0
+        for widget in self.widgets:
+            by_name[widget.name] = values[position]
+            position += 1
+            if widget.has_control:
+                controls[widget.name] = values[position]
+                position += 1
+        return by_name, controls
+
+    def _value_names(self) -> list[str]:
+        names = []
+        for widget in self.widgets:
+            names += [widget.name, f"{widget.name} control"] if widget.has_control else [widget.name]
+        return names
+
+
+def layout_from_schema(schema) -> NodeLayout:
+    """The UI shape of a V3 node, as the frontend builds it from ``/object_info``."""
+    ordered = [item for item in schema.inputs if not item.optional] + [
+        item for item in schema.inputs if item.optional
+    ]
+    sockets, widgets = [], []
+    for item in ordered:
+        io_type = item.get_io_type()
+        if io_type not in WIDGET_TYPES or getattr(item, "force_input", None):
+            sockets.append(Slot(item.id, io_type, item.optional))
+            continue
+        control = getattr(item, "control_after_generate", None)
+        if io_type == "COMBO" and control:
+            raise WorkflowError(
+                f"{schema.node_id}.{item.id}: a combo with a control widget is not supported here"
+            )
+        widgets.append(
+            Widget(
+                name=item.id,
+                io_type=io_type,
+                default=item.default,
+                options=tuple(item.options) if io_type == "COMBO" else None,
+                min=getattr(item, "min", None),
+                max=getattr(item, "max", None),
+                has_control=io_type == "INT" and (bool(control) or item.id in SEED_WIDGET_NAMES),
+                optional=item.optional,
+                multiline=bool(getattr(item, "multiline", False)),
+            )
+        )
+    outputs = tuple(Slot(output.display_name or output.io_type, output.io_type) for output in schema.outputs)
+    return NodeLayout(schema.node_id, tuple(sockets), tuple(widgets), outputs, is_pack_node=True)
+
+
+CORE_NODE_LAYOUTS: dict[str, NodeLayout] = {
+    layout.node_type: layout
+    for layout in (
+        NodeLayout(
+            "SaveImage",
+            (Slot("images", "IMAGE"),),
+            (Widget("filename_prefix", "STRING", "ComfyUI"),),
+            (Slot("images", "IMAGE"),),
+        ),
+        NodeLayout("PreviewImage", (Slot("images", "IMAGE"),), outputs=(Slot("images", "IMAGE"),)),
+        NodeLayout("PreviewAny", (Slot("source", "*"),), outputs=(Slot("STRING", "STRING"),)),
+        NodeLayout(
+            "LoadImage",
+            widgets=(Widget("image", "COMBO"), Widget("upload", "IMAGEUPLOAD", "image", in_prompt=False)),
+            outputs=(Slot("IMAGE", "IMAGE"), Slot("MASK", "MASK")),
+        ),
+        NodeLayout(
+            "ImageFromBatch",
+            (Slot("image", "IMAGE"),),
+            (
+                Widget("batch_index", "INT", 0, min=-16384, max=16384),
+                Widget("length", "INT", 1, min=1, max=4096),
+            ),
+            (Slot("IMAGE", "IMAGE"),),
+        ),
+        NodeLayout(
+            "PrimitiveStringMultiline",
+            widgets=(Widget("value", "STRING", multiline=True),),
+            outputs=(Slot("STRING", "STRING"),),
+        ),
+        NodeLayout("Note", widgets=(Widget("text", "STRING", "", multiline=True),), is_virtual=True),
+    )
+}
+"""The core nodes the shipped workflows may use, with their inputs in ``/object_info``
+order (checked against a real ComfyUI by tests/test_comfyui_integration.py)."""
+
+
+def node_layouts() -> dict[str, NodeLayout]:
+    """Every PaCo node's layout (from its schema, built now) plus the allowed core nodes."""
+    pack = {layout.node_type: layout for layout in map(layout_from_schema, _schemas())}
+    return {**CORE_NODE_LAYOUTS, **pack}
+
+
+def _schemas():
+    return [node_class.GET_SCHEMA() for node_class in all_node_classes()]
+
+
+def layout_of(layouts: dict[str, NodeLayout], node_type: str) -> NodeLayout:
+    if node_type not in layouts:
+        raise WorkflowError(
+            f"node type {node_type!r} is neither a PaCo node nor an allowed core node ({sorted(CORE_NODE_LAYOUTS)})"
+        )
+    return layouts[node_type]
+
+
+# --------------------------------------------------------------------------- UI -> API
+
+
+def is_prompt_link(value: Any) -> bool:
+    """Whether an API-format input value is a link ``[node_id, output_index]``."""
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+    )
+
+
+def to_api_prompt(workflow: dict, layouts: dict[str, NodeLayout]) -> dict[str, dict]:
+    """A UI-format workflow -> the API prompt the frontend would queue for it.
+
+    Widget values become inputs by widget name (control values and frontend-only widgets
+    are left out); a linked input becomes ``[source node id, output index]``; virtual
+    nodes (notes) are dropped.
+
+    Raises:
+        WorkflowError: an unknown node type, a widget count that does not fit the schema,
+            or a link that does not exist.
+    """
+    links = {link[0]: link for link in workflow["links"]}
+    prompt: dict[str, dict] = {}
+    for node in workflow["nodes"]:
+        layout = layout_of(layouts, node["type"])
+        if layout.is_virtual:
+            continue
+        values, _ = layout.read_widget_values(node.get("widgets_values", []))
+        inputs = {widget.name: values[widget.name] for widget in layout.widgets if widget.in_prompt}
+        for slot in node.get("inputs", []):
+            if slot.get("link") is None:
+                continue
+            if slot["link"] not in links:
+                raise WorkflowError(
+                    f"node {node['id']} input {slot['name']!r} names link {slot['link']}, which is not in links"
+                )
+            link = links[slot["link"]]
+            inputs[slot["name"]] = [str(link[1]), link[2]]
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
+
+
+# --------------------------------------------------------------------------- building and layout
+
+NODE_TITLE_HEIGHT = 30
+"""LiteGraph draws a node's title bar above ``pos``."""
+COLUMN_GAP = 90
+STACK_GAP = 70
+GROUP_PADDING = 14
+GROUP_HEADER = 44
+SLOT_HEIGHT = 20
+WIDGET_HEIGHT = 24
+MULTILINE_HEIGHT = 96
+GROUP_COLORS = {"models": "#a1309b", "generate": "#3f789e", "output": "#8A8", "judge": "#b58b2a"}
+NODE_WIDTHS = {"PaCoGenerateSet": 420, "Note": 420, "PrimitiveStringMultiline": 380}
+IMAGE_NODE_SIZE = (360, 380)
+"""Room for the image previews of SaveImage / PreviewImage / LoadImage."""
+
+
+@dataclass
+class PlacedNode:
+    id: int
+    layout: NodeLayout
+    column: int
+    values: dict[str, Any]
+    controls: dict[str, str]
+    title: str | None = None
+    color: tuple[str, str] | None = None
+    pos: tuple[float, float] = (0.0, 0.0)
+    size: tuple[float, float] = (0.0, 0.0)
+    input_links: dict[str, int] = field(default_factory=dict)
+    output_links: dict[int, list[int]] = field(default_factory=dict)
+
+
+@dataclass
+class Group:
+    title: str
+    members: list[PlacedNode]
+    color: str
+
+
+class WorkflowBuilder:
+    """Nodes placed in columns (left to right, stacked top-down), links and groups."""
+
+    def __init__(self, layouts: dict[str, NodeLayout]):
+        self.layouts = layouts
+        self.nodes: list[PlacedNode] = []
+        self.links: list[list] = []
+        self.groups: list[Group] = []
+
+    def add(
+        self,
+        node_type: str,
+        column: int,
+        *,
+        title: str | None = None,
+        color: tuple[str, str] | None = None,
+        controls: dict[str, str] | None = None,
+        **widget_values: Any,
+    ) -> PlacedNode:
+        """Add a node; widgets not given take their schema default (an error if there is none)."""
+        layout = layout_of(self.layouts, node_type)
+        known = {widget.name for widget in layout.widgets}
+        unknown = sorted(set(widget_values) - known)
+        if unknown:
+            raise WorkflowError(f"{node_type} has no widget(s) {unknown}; it has {sorted(known)}")
+        values = {}
+        for widget in layout.widgets:
+            value = widget_values.get(widget.name, widget.default)
+            if value is None:
+                raise WorkflowError(f"{node_type}.{widget.name} has no default: give a value")
+            values[widget.name] = value
+        node_controls = {widget.name: "fixed" for widget in layout.widgets if widget.has_control}
+        node_controls.update(controls or {})
+        node = PlacedNode(len(self.nodes) + 1, layout, column, values, node_controls, title, color)
+        self.nodes.append(node)
+        return node
+
+    def connect(self, source: PlacedNode, output: str, target: PlacedNode, input_name: str) -> None:
+        slot = source.layout.output_index(output)
+        target_names = [item.name for item in target.layout.input_slots]
+        if input_name not in target_names:
+            raise WorkflowError(
+                f"{target.layout.node_type} has no input {input_name!r}; it has {target_names}"
+            )
+        if input_name in target.input_links:
+            raise WorkflowError(f"{target.layout.node_type}.{input_name} is already linked")
+        link_id = len(self.links) + 1
+        self.links.append(
+            [
+                link_id,
+                source.id,
+                slot,
+                target.id,
+                target_names.index(input_name),
+                source.layout.outputs[slot].io_type,
+            ]
+        )
+        source.output_links.setdefault(slot, []).append(link_id)
+        target.input_links[input_name] = link_id
+
+    def group(self, title: str, members: Iterable[PlacedNode], color: str) -> None:
+        self.groups.append(Group(title, list(members), color))
+
+    def build(self, name: str) -> dict:
+        """The UI-format workflow (a fresh dict)."""
+        self._place()
+        return {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-paco/workflows/{name}")),
+            "revision": 0,
+            "last_node_id": len(self.nodes),
+            "last_link_id": len(self.links),
+            "nodes": [self._node_json(node, order) for order, node in enumerate(self._execution_order())],
+            "links": [list(link) for link in self.links],
+            "groups": [self._group_json(index, group) for index, group in enumerate(self.groups, start=1)],
+            "config": {},
+            "extra": {"ds": {"scale": 0.75, "offset": [60, 80]}},
+            "version": 0.4,
+        }
+
+    # ------------------------------------------------------------- layout
+
+    def _place(self) -> None:
+        x = 0.0
+        for column in sorted({node.column for node in self.nodes}):
+            members = [node for node in self.nodes if node.column == column]
+            for node in members:
+                node.size = estimated_size(node)
+            y = 0.0
+            for node in members:
+                node.pos = (x, y)
+                y += node.size[1] + STACK_GAP + NODE_TITLE_HEIGHT
+            x += max(node.size[0] for node in members) + COLUMN_GAP
+
+    def _execution_order(self) -> list[PlacedNode]:
+        """Nodes sorted so that every node comes after the nodes it takes links from."""
+        sources = {link[3]: set() for link in self.links}
+        for link in self.links:
+            sources[link[3]].add(link[1])
+        ordered, done = [], set()
+        while len(ordered) < len(self.nodes):
+            ready = [n for n in self.nodes if n.id not in done and sources.get(n.id, set()) <= done]
+            if not ready:
+                raise WorkflowError("the workflow's links form a cycle")
+            ordered += ready
+            done |= {n.id for n in ready}
+        return ordered
+
+    def _node_json(self, node: PlacedNode, order: int) -> dict:
+        layout = node.layout
+        inputs = []
+        for item in layout.input_slots:
+            entry = {"localized_name": item.name, "name": item.name, "type": item.io_type}
+            if isinstance(item, Widget):
+                entry["widget"] = {"name": item.name}
+            if item.optional:
+                entry["shape"] = 7
+            entry["link"] = node.input_links.get(item.name)
+            inputs.append(entry)
+        outputs = [
+            {
+                "localized_name": slot.name,
+                "name": slot.name,
+                "type": slot.io_type,
+                "links": node.output_links.get(i),
+            }
+            for i, slot in enumerate(layout.outputs)
+        ]
+        widgets_values = []
+        for widget in layout.widgets:
+            widgets_values.append(node.values[widget.name])
+            if widget.has_control:
+                widgets_values.append(node.controls[widget.name])
+        properties = {} if layout.is_virtual else {"Node name for S&R": layout.node_type}
+        if not layout.is_virtual:
+            properties["cnr_id"] = PACK_CNR_ID if layout.is_pack_node else "comfy-core"
+        data = {
+            "id": node.id,
+            "type": layout.node_type,
+            "pos": list(node.pos),
+            "size": list(node.size),
+            "flags": {},
+            "order": order,
+            "mode": 0,
+            "inputs": inputs,
+            "outputs": outputs,
+            "properties": properties,
+            "widgets_values": widgets_values,
+        }
+        if node.title:
+            data["title"] = node.title
+        if node.color:
+            data["color"], data["bgcolor"] = node.color
+        return data
+
+    @staticmethod
+    def _group_json(group_id: int, group: Group) -> dict:
+        left = min(node.pos[0] for node in group.members) - GROUP_PADDING
+        top = min(node.pos[1] - NODE_TITLE_HEIGHT for node in group.members) - GROUP_HEADER
+        right = max(node.pos[0] + node.size[0] for node in group.members) + GROUP_PADDING
+        bottom = max(node.pos[1] + node.size[1] for node in group.members) + GROUP_PADDING
+        return {
+            "id": group_id,
+            "title": group.title,
+            "bounding": [left, top, right - left, bottom - top],
+            "color": group.color,
+            "font_size": 24,
+            "flags": {},
+        }
+
+
+def estimated_size(node: PlacedNode) -> tuple[float, float]:
+    """A node size at least as large as the frontend draws it (slots, widgets, previews)."""
+    layout = node.layout
+    if layout.node_type in ("SaveImage", "PreviewImage", "LoadImage"):
+        return IMAGE_NODE_SIZE
+    if layout.node_type == "Note":
+        lines = sum(1 + len(line) // 60 for line in str(node.values["text"]).splitlines())
+        return (NODE_WIDTHS["Note"], 40 + 18 * lines)
+    if layout.node_type == "PreviewAny":
+        return (360, 220)
+    rows = max(len(layout.sockets), len(layout.outputs))
+    height = 12 + rows * SLOT_HEIGHT
+    for widget in layout.widgets:
+        height += MULTILINE_HEIGHT if widget.multiline else WIDGET_HEIGHT
+        height += WIDGET_HEIGHT if widget.has_control else 0
+    return (NODE_WIDTHS.get(layout.node_type, 360), height)
+
+
+# --------------------------------------------------------------------------- the shipped workflows
+
+MODEL_FOLDER_NOTE = """\
+Where the models go (ComfyUI/models/...), then press R to refresh the dropdowns:
+
+- diffusers/FLUX.1-dev/  the whole diffusers folder of black-forest-labs/FLUX.1-dev (the one holding model_index.json)
+- diffusers/FLUX.1-Kontext-dev/  the same for black-forest-labs/FLUX.1-Kontext-dev (edit chains)
+- loras/paco_t2is.safetensors  the PaCo LoRA for FLUX.1-dev image sets (peft, diffusers and kohya files all load)
+- text_encoders/PaCo-Reward-7B/  the judge folder of X-GenGroup/PaCo-Reward-7B (config.json + safetensors), or type a server URL (vllm serve) in the judge loader
+
+A hub id already in the local hub cache can be typed into the loaders instead.
+Memory: FLUX.1-dev in bf16 needs about 33 GB of GPU memory with offload 'none';
+choose offload 'model' on smaller cards. The judge takes about 16 GB more
+(set keep_loaded off on both loaders to share one GPU)."""
+"""Shown in every shipped workflow; the tests place models under exactly these names."""
+
+SHIPPED_MODEL_NAMES = {
+    "diffusers": ("FLUX.1-dev", "FLUX.1-Kontext-dev"),
+    "loras": ("paco_t2is.safetensors",),
+    "text_encoders": ("PaCo-Reward-7B",),
+}
+EXAMPLE_INPUT_IMAGE = "example.png"
+"""The picture ComfyUI ships in its input/ folder."""
+DARK_NOTE = ("#222", "#000")
+
+FOX_THEME = "a red fox with a vibrant red coat, white belly, and bushy tail in various scenarios."
+FOX_DESCRIPTION = (
+    "All images maintain hyper-realistic detail, with consistent rendering of the fox's fur texture, "
+    "proportions, and coloration. The environments emphasize natural lighting and vivid atmospheres while "
+    "keeping the fox as the focal point."
+)
+FOX_PANELS = "\n".join(
+    (
+        "A red fox wearing a thick, knitted warm coat in a snowy woodland. Soft snowflakes fall around it, "
+        "and distant pine trees frame the wintry scene.",
+        "The fox exploring a dense autumn forest, surrounded by golden leaves and moss-covered rocks. Sunlight "
+        "filters through the canopy, casting dappled shadows on its fur.",
+        "The fox wrapped in a patterned woolen scarf, sitting near a rustic wooden fence in a meadow, "
+        "late-afternoon light on the white fur of its chest.",
+        "The fox perched on a hilltop under a starry night sky, its head tilted upward, the Milky Way "
+        "stretching above.",
+    )
+)
+SAMURAI_THEME = "depicting a futuristic samurai's upper body in cyberpunk style with neon-lit armor."
+SAMURAI_DESCRIPTION = (
+    "All images maintain a sleek high-tech helmet and armor with glowing neon accents, set against a dark "
+    "cyberpunk backdrop with holographic light effects. The character's identity and design remain unified."
+)
+SAMURAI_PANELS = "\n".join(
+    (
+        "The samurai gazes forward calmly, neon-blue lines tracing his angular visor.",
+        "A confident smirk beneath the visor, lit by a subtle neon-pink glow; rain dots the shadowy background.",
+        "The visor flares bright crimson as he narrows his eyes, orange energy surging across his armor.",
+        "A diagonal crack splits the visor, leaking golden energy mist; the circuits flicker green.",
+    )
+)
+EDIT_INSTRUCTIONS = (
+    "Change the season to winter and cover the ground with fresh snow.",
+    "Make it night, lit by warm lantern light.",
+    "Turn the picture into a watercolor painting, keeping every shape and the composition the same.",
+)
+
+
+def _models_note(builder: WorkflowBuilder) -> PlacedNode:
+    return builder.add("Note", 0, title="Read me: models", color=DARK_NOTE, text=MODEL_FOLDER_NOTE)
+
+
+def _flux_with_paco_lora(builder: WorkflowBuilder) -> tuple[PlacedNode, PlacedNode]:
+    loader = builder.add("PaCoPipelineLoader", 0, model="FLUX.1-dev")
+    lora = builder.add("PaCoLora", 0, lora_name="paco_t2is.safetensors", strength=1.0)
+    builder.connect(loader, "pipeline", lora, "pipeline")
+    return loader, lora
+
+
+def _theme(builder: WorkflowBuilder, text: str) -> PlacedNode:
+    return builder.add(
+        "PrimitiveStringMultiline", 1, title="Theme (the generator's and the judge's)", value=text
+    )
+
+
+def consistent_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
+    """FLUX.1-dev + PaCo LoRA -> a 2x2 set -> saved grid, previewed panels; the judge scores the panels."""
+    builder = WorkflowBuilder(layouts)
+    _models_note(builder)
+    loader, lora = _flux_with_paco_lora(builder)
+    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    theme = _theme(builder, FOX_THEME)
+    generate = builder.add(
+        "PaCoGenerateSet", 1, theme=FOX_THEME, description=FOX_DESCRIPTION, panels=FOX_PANELS, layout="2x2",
+        panel_width=512, panel_height=512, steps=28, guidance=3.5, seed=42, num_sets=1,
+    )  # fmt: skip
+    save_grid = builder.add("SaveImage", 2, title="Grid", filename_prefix="PaCo/consistent_set")
+    panels = builder.add("PreviewImage", 2, title="Panels")
+    score = builder.add("PaCoSetConsistency", 3, theme=FOX_THEME, layout="batch", both_orders=False)
+    heatmap = builder.add("PreviewImage", 4, title="Pair scores")
+    report = builder.add("PreviewAny", 4, title="Judge report")
+
+    builder.connect(lora, "pipeline", generate, "pipeline")
+    builder.connect(theme, "STRING", generate, "theme")
+    builder.connect(generate, "grids", save_grid, "images")
+    builder.connect(generate, "panels", panels, "images")
+    builder.connect(judge, "judge", score, "judge")
+    builder.connect(generate, "panels", score, "images")
+    builder.connect(theme, "STRING", score, "theme")
+    builder.connect(score, "heatmap", heatmap, "images")
+    builder.connect(score, "report", report, "source")
+
+    builder.group("1. Models", [loader, lora, judge], GROUP_COLORS["models"])
+    builder.group("2. Generate a consistent set", [theme, generate], GROUP_COLORS["generate"])
+    builder.group("3. Save", [save_grid, panels], GROUP_COLORS["output"])
+    builder.group("4. Judge the set (PaCo-Reward)", [score, heatmap, report], GROUP_COLORS["judge"])
+    return builder.build("paco-consistent-set")
+
+
+def best_of_n_workflow(layouts: dict[str, NodeLayout]) -> dict:
+    """Four candidate sets (seeds 42..45) -> the judge ranks them -> the most consistent one is saved."""
+    builder = WorkflowBuilder(layouts)
+    _models_note(builder)
+    loader, lora = _flux_with_paco_lora(builder)
+    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    theme = _theme(builder, SAMURAI_THEME)
+    generate = builder.add(
+        "PaCoGenerateSet", 1, theme=SAMURAI_THEME, description=SAMURAI_DESCRIPTION, panels=SAMURAI_PANELS,
+        layout="2x2", panel_width=512, panel_height=512, steps=28, guidance=3.5, seed=42, num_sets=4,
+    )  # fmt: skip
+    candidates = builder.add("PreviewImage", 2, title="All candidates")
+    rank = builder.add("PaCoRankSets", 2, theme=SAMURAI_THEME, layout="2x2", both_orders=False)
+    best = builder.add("SaveImage", 3, title="Best set", filename_prefix="PaCo/best_of_4")
+    scores = builder.add("PreviewAny", 3, title="Set scores (candidate order)")
+
+    builder.connect(lora, "pipeline", generate, "pipeline")
+    builder.connect(theme, "STRING", generate, "theme")
+    builder.connect(generate, "grids", candidates, "images")
+    builder.connect(judge, "judge", rank, "judge")
+    builder.connect(generate, "grids", rank, "images")
+    builder.connect(theme, "STRING", rank, "theme")
+    builder.connect(rank, "best", best, "images")
+    builder.connect(rank, "scores", scores, "source")
+
+    builder.group("1. Models", [loader, lora, judge], GROUP_COLORS["models"])
+    builder.group("2. Generate 4 candidate sets", [theme, generate], GROUP_COLORS["generate"])
+    builder.group("3. Rank them with PaCo-Reward", [candidates, rank], GROUP_COLORS["judge"])
+    builder.group("4. Keep the best", [best, scores], GROUP_COLORS["output"])
+    return builder.build("paco-best-of-n")
+
+
+def edit_chain_workflow(layouts: dict[str, NodeLayout]) -> dict:
+    """A picture edited three times in a row with FLUX.1-Kontext-dev; the judge scores the first edit."""
+    builder = WorkflowBuilder(layouts)
+    _models_note(builder)
+    loader = builder.add("PaCoPipelineLoader", 0, model="FLUX.1-Kontext-dev")
+    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    reference = builder.add("LoadImage", 1, title="Reference", image=EXAMPLE_INPUT_IMAGE)
+    chain = builder.add(
+        "PaCoEditChain", 2, instructions="\n".join(EDIT_INSTRUCTIONS), from_reference=False,
+        include_reference=True, steps=28, guidance=2.5, seed=42, max_area=1024 * 1024,
+    )  # fmt: skip
+    save = builder.add("SaveImage", 3, title="Reference and edits", filename_prefix="PaCo/edit_chain")
+    first_edit = builder.add("ImageFromBatch", 3, title="Edit 1 (batch item 1)", batch_index=1, length=1)
+    score = builder.add("PaCoEditScore", 4, instruction=EDIT_INSTRUCTIONS[0])
+    report = builder.add("PreviewAny", 4, title="Edit 1 scores")
+
+    builder.connect(loader, "pipeline", chain, "pipeline")
+    builder.connect(reference, "IMAGE", chain, "image")
+    builder.connect(chain, "images", save, "images")
+    builder.connect(chain, "images", first_edit, "image")
+    builder.connect(judge, "judge", score, "judge")
+    builder.connect(reference, "IMAGE", score, "original")
+    builder.connect(first_edit, "IMAGE", score, "edited")
+    builder.connect(score, "report", report, "source")
+
+    builder.group("1. Models", [loader, judge], GROUP_COLORS["models"])
+    builder.group("2. Reference", [reference], GROUP_COLORS["output"])
+    builder.group("3. Edit chain (each step edits the last)", [chain], GROUP_COLORS["generate"])
+    builder.group(
+        "4. Save, and score the first edit", [save, first_edit, score, report], GROUP_COLORS["judge"]
+    )
+    return builder.build("paco-edit-chain")
+
+
+SHIPPED_WORKFLOWS: dict[str, Callable[[dict[str, NodeLayout]], dict]] = {
+    "paco-consistent-set": consistent_set_workflow,
+    "paco-best-of-n": best_of_n_workflow,
+    "paco-edit-chain": edit_chain_workflow,
+}
+
+
+def workflow_text(workflow: dict) -> str:
+    return json.dumps(workflow, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_shipped_workflows(folder: Path = WORKFLOWS_DIR) -> list[Path]:
+    """Write every shipped workflow as ``folder/<name>.json``; returns the paths."""
+    from paco_core.io import atomic_write_text
+
+    layouts = node_layouts()
+    written = []
+    for name, build in SHIPPED_WORKFLOWS.items():
+        path = atomic_write_text(folder / f"{name}.json", workflow_text(build(layouts)))
+        path.chmod(0o644)  # a shipped file, readable by whoever runs ComfyUI
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for written in write_shipped_workflows():
+        print(written.relative_to(REPO_ROOT))
