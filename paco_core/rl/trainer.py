@@ -58,7 +58,6 @@ from paco_core.rl.update import PolicyUpdater
 logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
-EXIT_FAILED = 1
 EXIT_STOPPED = 143
 """Exit code after a requested stop (SIGTERM / cancel) with the checkpoint saved (128 + 15)."""
 
