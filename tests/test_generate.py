@@ -224,3 +224,29 @@ def test_qwen_edit_plus_keeps_the_input_size(tiny_models, reference):
     plus = load_pipeline(tiny_models["qwen-image-edit-plus"])
     result = edit_image(plus, reference, "make it blue", EditOptions(steps=1, guidance=1.0))
     assert result.image.size == (50, 40)
+
+
+def test_sets_ask_diffusers_for_the_device_only_inside_the_pipeline_call(flux, monkeypatch):
+    """Regression: encoding the prompt outside the call used to walk every module a second time
+    to find the device (``_execution_device``, ~1 ms on the tiny FLUX) - the overhead bench's gap."""
+    from dataclasses import replace
+
+    import torch
+
+    from paco_core.models.pipelines import execution_device
+
+    pipeline_class = type(flux.pipe)
+    diffusers_answer = pipeline_class._execution_device
+    calls = []
+
+    def counted(pipe):
+        calls.append(1)
+        return diffusers_answer.fget(pipe)
+
+    monkeypatch.setattr(pipeline_class, "_execution_device", property(counted))
+    assert execution_device(flux) == torch.device("cpu") == flux.pipe._execution_device
+    calls.clear()
+    assert execution_device(replace(flux, offload="model")) == torch.device("cpu") and len(calls) == 1
+    calls.clear()  # with offload the hooks decide, so diffusers is asked
+    generate_sets(flux, small_request(steps=1), num_sets=2)
+    assert len(calls) == 2  # once per set, inside FluxPipeline.__call__, as in a direct call

@@ -158,7 +158,7 @@ def test_every_node_is_a_paco_node_or_an_allowed_core_node(workflow, layouts):
         assert layout.is_pack_node == node["type"].startswith("PaCo"), node["type"]
 
 
-def test_widget_values_fit_the_node_schemas(workflow, layouts):
+def workflow_widget_problems(workflow: dict, layouts) -> list[str]:
     problems = []
     for node in workflow["nodes"]:
         layout = layouts[node["type"]]
@@ -168,9 +168,30 @@ def test_widget_values_fit_the_node_schemas(workflow, layouts):
         problems += [
             f"{node['type']}.{name} control {v!r}" for name, v in controls.items() if v not in CONTROL_VALUES
         ]
-        if node["type"] == "LoadImage":
-            assert values["image"] == EXAMPLE_INPUT_IMAGE, "ComfyUI ships input/example.png"
-    assert problems == []
+        if node["type"] == "LoadImage" and values["image"] != EXAMPLE_INPUT_IMAGE:
+            problems.append(
+                f"LoadImage.image = {values['image']!r}: ComfyUI ships input/{EXAMPLE_INPUT_IMAGE}"
+            )
+    return problems
+
+
+def test_widget_values_fit_the_node_schemas(workflow, layouts):
+    assert workflow_widget_problems(workflow, layouts) == []
+
+
+def test_widget_values_that_do_not_fit_are_found(consistent_set, layouts):
+    generate = node_of_type(consistent_set, "PaCoGenerateSet")
+    generate["widgets_values"][3:7] = ["9x9", 512, 4096, 28.5]
+    generate["widgets_values"][9] = "sometimes"
+    node_of_type(consistent_set, "PaCoJudgeLoader")["widgets_values"][0] = "PaCo-Reward-13B"
+    problems = workflow_widget_problems(consistent_set, layouts)
+    assert sorted(problem.split(":")[0] for problem in problems) == [
+        "PaCoGenerateSet.layout = '9x9'",
+        "PaCoGenerateSet.panel_height = 4096",
+        "PaCoGenerateSet.seed control 'sometimes'",
+        "PaCoGenerateSet.steps = 28.5",
+        "PaCoJudgeLoader.judge_name = 'PaCo-Reward-13B'",
+    ]
 
 
 def test_node_sockets_are_the_schema_sockets_in_frontend_order(workflow, layouts):
