@@ -525,15 +525,14 @@ def _place(pipe, device: str, offload: str) -> None:
 def execution_device(loaded: LoadedPipeline):
     """The torch device the pipeline computes on.
 
-    Without offload that is the device the pipeline was placed on. diffusers'
+    Without offload every component sits on one device (``pipe.to`` moves them together), so
+    the transformer's first weight tells where: also right after ``park_on_cpu``. diffusers'
     ``pipe._execution_device`` finds the same answer by walking every module of every
     component (about 1 ms on the tiny FLUX, more on a real one), so it is asked only when
     offload hooks decide where computation happens.
     """
-    import torch
-
     if loaded.offload == "none":
-        return torch.device(loaded.device)
+        return next(loaded.pipe.transformer.parameters()).device
     return loaded.pipe._execution_device
 
 
