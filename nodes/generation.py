@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from comfy_api.latest import io
 
 from paco_core.callbacks import Hooks
+from paco_core.prompts import prompt_lines
 
 from . import comfy_bridge
 from .grid import layout_input
@@ -148,10 +149,6 @@ def edit_options(
         condition_area=condition_area or None,
         auto_resize=auto_resize,
     )
-
-
-def split_lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 # --------------------------------------------------------------------------- nodes
@@ -362,7 +359,7 @@ class PaCoGenerateSet(io.ComfyNode):
 
         request = SetRequest(
             theme=theme,
-            panels=tuple(split_lines(panels)),
+            panels=tuple(prompt_lines(panels)),
             layout=layout,
             description=description,
             panel_width=panel_width,
@@ -460,7 +457,7 @@ class PaCoEditChain(io.ComfyNode):
                 f"PaCo Edit Chain takes one reference image, got a batch of {len(references)}; pick one first "
                 "(e.g. with ImageFromBatch)."
             )
-        lines = split_lines(instructions)
+        lines = prompt_lines(instructions)
         options = edit_options(steps, guidance, seed, max_area, condition_area, auto_resize)
         with pipeline_run(pipeline, cls.hidden.unique_id, steps * max(len(lines), 1)) as hooks:
             chain = edit_chain(

@@ -81,9 +81,9 @@ class PaCoGridPrompt(io.ComfyNode):
 
     @classmethod
     def execute(cls, theme: str, shared_description: str, panel_prompts: str, layout: str) -> io.NodeOutput:
-        from paco_core.prompts import build_grid_prompt, parse_grid_prompt
+        from paco_core.prompts import build_grid_prompt, parse_grid_prompt, prompt_lines
 
-        lines = [line.strip() for line in panel_prompts.splitlines() if line.strip()]
+        lines = prompt_lines(panel_prompts)
         prompt = build_grid_prompt(theme, shared_description, lines, layout)
         parsed = parse_grid_prompt(prompt)
         return io.NodeOutput(prompt, parsed.layout.num_panels, parsed.judge_theme, layout)

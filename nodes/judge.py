@@ -8,7 +8,7 @@ import os
 
 from comfy_api.latest import io, ui
 
-from paco_core.prompts import layout_choices
+from paco_core.prompts import layout_choices, prompt_lines
 
 from . import comfy_bridge
 
@@ -307,7 +307,7 @@ class PaCoEditScore(io.ComfyNode):
         from paco_core.reward.scoring import score_edits
 
         originals, editeds = tensor_to_pil(original), tensor_to_pil(edited)
-        lines = [line.strip() for line in instruction.splitlines() if line.strip()]
+        lines = prompt_lines(instruction)
         instructions = lines[0] if len(lines) == 1 else lines
         hooks = comfy_bridge.hooks_for(cls.hidden.unique_id, 2 * len(originals))
         results = score_edits(judge, originals, editeds, instructions or "", hooks=hooks)

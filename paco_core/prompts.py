@@ -99,6 +99,11 @@ class Layout:
         return f"{self.rows}x{self.cols}"
 
 
+def prompt_lines(text: str) -> list[str]:
+    """The non-blank lines of a multi-line text box, stripped: one prompt or instruction each."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def parse_layout(layout: Layout | str) -> Layout:
     """A ``Layout`` from ``"2x2"``, ``"1 x 5"``, ``"2×3"`` (or a ``Layout``, returned as is).
 

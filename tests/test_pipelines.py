@@ -240,7 +240,7 @@ def test_bfl_conversion_matches_diffusers_own_at_flux1_dev_width(tiny_models):
     import torch
     from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
 
-    from paco_core.models.pipelines import flux_bfl_to_diffusers
+    from paco_core.models.flux_single_file import flux_bfl_to_diffusers
 
     keys = to_bfl_layout(load_pipeline(tiny_models["flux"]).pipe.transformer.state_dict(), 1, 1)
     generator = torch.Generator().manual_seed(0)

@@ -351,7 +351,9 @@ def _pipeline_class(kind: str):
 def _build_pipeline(location: str, kind: str, torch_dtype, transformer_file: str | None):
     extra: dict[str, Any] = {}
     if transformer_file is not None:
-        extra["transformer"] = _load_single_file_transformer(location, transformer_file, torch_dtype)
+        from paco_core.models.flux_single_file import load_single_file_transformer
+
+        extra["transformer"] = load_single_file_transformer(location, transformer_file, torch_dtype)
     try:
         return _pipeline_class(kind).from_pretrained(
             location, dtype=torch_dtype, use_safetensors=True, **extra
@@ -362,155 +364,6 @@ def _build_pipeline(location: str, kind: str, torch_dtype, transformer_file: str
         raise ModelLoadError(
             f"could not load the {kind} pipeline from {location}: {type(error).__name__}: {error}"
         ) from error
-
-
-def _load_single_file_transformer(location: str, transformer_file: str, torch_dtype):
-    """A FLUX transformer from one safetensors file (diffusers or original BFL layout),
-    with the config of the folder's ``transformer/``."""
-    import torch
-    from diffusers import FluxTransformer2DModel
-    from safetensors.torch import load_file
-
-    try:
-        config = FluxTransformer2DModel.load_config(location, subfolder="transformer")
-        with torch.device("meta"):
-            expected = set(FluxTransformer2DModel.from_config(config).state_dict())
-        state_dict = load_file(transformer_file)
-    except Exception as error:
-        raise ModelLoadError(
-            f"could not read the FLUX transformer {transformer_file} or the config of {location}/transformer: "
-            f"{type(error).__name__}: {error}."
-        ) from error
-    state_dict = {key.removeprefix(COMFY_MODEL_PREFIX): value for key, value in state_dict.items()}
-    if any(key.startswith("double_blocks.") for key in state_dict):
-        inner_dim = config["num_attention_heads"] * config["attention_head_dim"]
-        state_dict = flux_bfl_to_diffusers(state_dict, inner_dim, transformer_file)
-    _check_transformer_keys(set(state_dict), expected, transformer_file, location)
-    try:
-        return FluxTransformer2DModel.from_single_file(
-            state_dict, config=location, subfolder="transformer", dtype=torch_dtype
-        )
-    except Exception as error:
-        raise ModelLoadError(
-            f"could not load the FLUX transformer from {transformer_file} with the config of {location}/transformer: "
-            f"{type(error).__name__}: {error}. The file must be a FLUX transformer checkpoint matching that model."
-        ) from error
-
-
-def _check_transformer_keys(found: set, expected: set, transformer_file: str, location: str) -> None:
-    missing, unexpected = sorted(expected - found), sorted(found - expected)
-    if missing or unexpected:
-        raise ModelLoadError(
-            f"transformer file {transformer_file} does not fit the FLUX transformer of {location}: "
-            f"{len(missing)} weights missing (e.g. {', '.join(missing[:3]) or '-'}), {len(unexpected)} unknown "
-            f"(e.g. {', '.join(unexpected[:3]) or '-'}). Use a full FLUX transformer checkpoint (not a LoRA, "
-            "not a quantized or truncated file) of the same model as the folder."
-        )
-
-
-COMFY_MODEL_PREFIX = "model.diffusion_model."
-"""Where a full ComfyUI checkpoint nests the transformer; stripped before converting."""
-
-# FLUX's original (Black Forest Labs) names -> diffusers names; \1 is a block number, the last
-# group "weight" or "bias". The same mapping as diffusers' convert_flux_transformer_checkpoint_to_diffusers,
-# which assumes FLUX.1-dev's 3072-wide blocks; here the width comes from the model's config.
-_BFL_RENAMES = (
-    (r"time_in\.in_layer\.(weight|bias)", r"time_text_embed.timestep_embedder.linear_1.\1"),
-    (r"time_in\.out_layer\.(weight|bias)", r"time_text_embed.timestep_embedder.linear_2.\1"),
-    (r"vector_in\.in_layer\.(weight|bias)", r"time_text_embed.text_embedder.linear_1.\1"),
-    (r"vector_in\.out_layer\.(weight|bias)", r"time_text_embed.text_embedder.linear_2.\1"),
-    (r"guidance_in\.in_layer\.(weight|bias)", r"time_text_embed.guidance_embedder.linear_1.\1"),
-    (r"guidance_in\.out_layer\.(weight|bias)", r"time_text_embed.guidance_embedder.linear_2.\1"),
-    (r"txt_in\.(weight|bias)", r"context_embedder.\1"),
-    (r"img_in\.(weight|bias)", r"x_embedder.\1"),
-    (r"final_layer\.linear\.(weight|bias)", r"proj_out.\1"),
-    (r"double_blocks\.(\d+)\.img_mod\.lin\.(weight|bias)", r"transformer_blocks.\1.norm1.linear.\2"),
-    (r"double_blocks\.(\d+)\.txt_mod\.lin\.(weight|bias)", r"transformer_blocks.\1.norm1_context.linear.\2"),
-    (r"double_blocks\.(\d+)\.img_attn\.proj\.(weight|bias)", r"transformer_blocks.\1.attn.to_out.0.\2"),
-    (r"double_blocks\.(\d+)\.txt_attn\.proj\.(weight|bias)", r"transformer_blocks.\1.attn.to_add_out.\2"),
-    (r"double_blocks\.(\d+)\.img_mlp\.0\.(weight|bias)", r"transformer_blocks.\1.ff.net.0.proj.\2"),
-    (r"double_blocks\.(\d+)\.img_mlp\.2\.(weight|bias)", r"transformer_blocks.\1.ff.net.2.\2"),
-    (r"double_blocks\.(\d+)\.txt_mlp\.0\.(weight|bias)", r"transformer_blocks.\1.ff_context.net.0.proj.\2"),
-    (r"double_blocks\.(\d+)\.txt_mlp\.2\.(weight|bias)", r"transformer_blocks.\1.ff_context.net.2.\2"),
-    (r"double_blocks\.(\d+)\.img_attn\.norm\.query_norm\.scale", r"transformer_blocks.\1.attn.norm_q.weight"),
-    (r"double_blocks\.(\d+)\.img_attn\.norm\.key_norm\.scale", r"transformer_blocks.\1.attn.norm_k.weight"),
-    (
-        r"double_blocks\.(\d+)\.txt_attn\.norm\.query_norm\.scale",
-        r"transformer_blocks.\1.attn.norm_added_q.weight",
-    ),
-    (
-        r"double_blocks\.(\d+)\.txt_attn\.norm\.key_norm\.scale",
-        r"transformer_blocks.\1.attn.norm_added_k.weight",
-    ),
-    (r"single_blocks\.(\d+)\.modulation\.lin\.(weight|bias)", r"single_transformer_blocks.\1.norm.linear.\2"),
-    (r"single_blocks\.(\d+)\.linear2\.(weight|bias)", r"single_transformer_blocks.\1.proj_out.\2"),
-    (r"single_blocks\.(\d+)\.norm\.query_norm\.scale", r"single_transformer_blocks.\1.attn.norm_q.weight"),
-    (r"single_blocks\.(\d+)\.norm\.key_norm\.scale", r"single_transformer_blocks.\1.attn.norm_k.weight"),
-)
-# Fused BFL tensors, split along dim 0 into blocks of the inner width (the last takes the rest).
-_BFL_FUSED = (
-    (
-        r"double_blocks\.(\d+)\.img_attn\.qkv\.(weight|bias)",
-        ("attn.to_q", "attn.to_k", "attn.to_v"),
-        "transformer_blocks",
-    ),
-    (
-        r"double_blocks\.(\d+)\.txt_attn\.qkv\.(weight|bias)",
-        ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
-        "transformer_blocks",
-    ),
-    (
-        r"single_blocks\.(\d+)\.linear1\.(weight|bias)",
-        ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"),
-        "single_transformer_blocks",
-    ),
-)
-_BFL_FINAL_MODULATION = r"final_layer\.adaLN_modulation\.1\.(weight|bias)"
-
-
-def flux_bfl_to_diffusers(state_dict: dict, inner_dim: int, source: str = "the checkpoint") -> dict:
-    """A FLUX transformer state dict in the original Black Forest Labs layout, in diffusers names.
-
-    Args:
-        state_dict: BFL keys (``double_blocks.0.img_attn.qkv.weight``, ``img_in.weight`` ...).
-        inner_dim: heads x head dim of the model (3072 for FLUX.1-dev).
-        source: where the weights came from, for messages.
-
-    Returns:
-        The diffusers state dict (the fused q/k/v(/mlp) tensors split, and the final
-        modulation's (shift, scale) halves swapped to diffusers' (scale, shift)).
-    """
-    import re
-
-    import torch
-
-    converted: dict = {}
-    unknown: list[str] = []
-    for key, tensor in state_dict.items():
-        if match := re.fullmatch(_BFL_FINAL_MODULATION, key):
-            shift, scale = tensor.chunk(2, dim=0)
-            converted[f"norm_out.linear.{match[1]}"] = torch.cat([scale, shift])
-            continue
-        for pattern, target in _BFL_RENAMES:
-            if match := re.fullmatch(pattern, key):
-                converted[match.expand(target)] = tensor
-                break
-        else:
-            for pattern, names, blocks in _BFL_FUSED:
-                if match := re.fullmatch(pattern, key):
-                    sizes = [inner_dim] * (len(names) - 1) + [tensor.shape[0] - inner_dim * (len(names) - 1)]
-                    for name, part in zip(names, torch.split(tensor, sizes, dim=0), strict=True):
-                        converted[f"{blocks}.{match[1]}.{name}.{match[2]}"] = part
-                    break
-            else:
-                unknown.append(key)
-    if unknown:
-        raise ModelLoadError(
-            f"{source} is in FLUX's original layout but has {len(unknown)} keys this loader does not know "
-            f"(e.g. {', '.join(unknown[:3])}). Scaled-fp8 or quantized files are not supported: use a bf16/fp16/"
-            "fp32 FLUX transformer file."
-        )
-    return converted
 
 
 def _place(pipe, device: str, offload: str) -> None:

@@ -395,9 +395,10 @@ def supports_vision_reuse(model: Any) -> bool:
     import inspect
 
     for module in model.modules():
-        if hasattr(module, "get_rope_index") and "mm_encoder_outputs" in inspect.signature(
-            module.forward
-        ).parameters:
+        if (
+            hasattr(module, "get_rope_index")
+            and "mm_encoder_outputs" in inspect.signature(module.forward).parameters
+        ):
             return True
     return False
 
