@@ -83,7 +83,7 @@ def edit_node_schema(
     return io.Schema(
         node_id=node_id,
         display_name=display_name,
-        category="PaCo/generation",
+        category="PaCo/Generation",
         description=description,
         inputs=[
             PacoPipeline.Input("pipeline", tooltip="A Kontext or Qwen-Image-Edit pipeline."),
@@ -162,7 +162,7 @@ class PaCoPipelineLoader(io.ComfyNode):
         return io.Schema(
             node_id="PaCoPipelineLoader",
             display_name="PaCo Pipeline Loader",
-            category="PaCo/generation",
+            category="PaCo/Generation",
             description="Load a FLUX.1-dev, FLUX.1-Kontext-dev or Qwen-Image-Edit diffusers pipeline "
             "(kind read from model_index.json). Cached: re-running a workflow does not reload it.",
             inputs=[
@@ -247,7 +247,7 @@ class PaCoLora(io.ComfyNode):
         return io.Schema(
             node_id="PaCoLora",
             display_name="PaCo LoRA",
-            category="PaCo/generation",
+            category="PaCo/Generation",
             description="Add a LoRA (peft, diffusers or kohya .safetensors) to a PaCo pipeline. Stackable; other "
             "branches using the same input pipeline are not affected.",
             inputs=[
@@ -294,7 +294,7 @@ class PaCoGenerateSet(io.ComfyNode):
         return io.Schema(
             node_id="PaCoGenerateSet",
             display_name="PaCo Generate Set",
-            category="PaCo/generation",
+            category="PaCo/Generation",
             description="Generate a consistent set: one grid image of layout x panel size from a grid prompt, "
             "split into panels. Several sets (seed, seed+1, ...) for best-of-N.",
             inputs=[
