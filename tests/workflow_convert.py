@@ -28,6 +28,7 @@ The three shipped workflows are defined at the bottom;
 from __future__ import annotations
 
 import json
+import textwrap
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -271,19 +272,56 @@ def to_api_prompt(workflow: dict, layouts: dict[str, NodeLayout]) -> dict[str, d
 
 # --------------------------------------------------------------------------- building and layout
 
+# Node geometry as ComfyUI 0.33's frontend (1.49.6) draws it, measured in Chromium with
+# bench/workflow_thumbnails.py: a node's least height is NODE_PADDING_HEIGHT + its slot rows
+# (the more of sockets and outputs) * SLOT_HEIGHT + its widgets; height beyond that least
+# is shared equally by its multiline text widgets. A node saved smaller than its least
+# height is enlarged on load (and may then overlap its neighbour), so sizes here are never
+# below it.
 NODE_TITLE_HEIGHT = 30
 """LiteGraph draws a node's title bar above ``pos``."""
-COLUMN_GAP = 90
-STACK_GAP = 70
-GROUP_PADDING = 14
-GROUP_HEADER = 44
+NODE_PADDING_HEIGHT = 14
+"""6 px above the first slot row and 8 px below the last widget."""
 SLOT_HEIGHT = 20
 WIDGET_HEIGHT = 24
-MULTILINE_HEIGHT = 96
+MULTILINE_MIN_HEIGHT = 54
+MULTILINE_MAX_HEIGHT = 200
+"""Longer texts scroll inside their box rather than making a node taller than this per text."""
+TEXTAREA_INSET = 20
+"""A multiline widget's box is this much wider and taller than its text area."""
+NOTE_TEXTAREA_INSET = 22
+"""A note's text area is its node height less this."""
+TEXT_PADDING = 4
+TEXT_CHAR_WIDTH = 6.1
+"""The text areas use 10 px monospace: 6.02 px a character measured (DejaVu Sans Mono, Menlo)."""
+TEXT_LINE_HEIGHT = 12
+"""11 px a line measured; one more for fonts with taller lines."""
+GROUP_TITLE_CHAR_WIDTH = 12.5
+"""Group titles are drawn in 24 px Inter (10-12 px a character measured), indented 12 px."""
+GROUP_TITLE_FONT_SIZE = 24
+
+COLUMN_GAP = 90
+"""Room for the links between two columns."""
+STACK_GAP = 40
+"""Between two nodes of one group stacked in a column."""
+GROUP_STACK_GAP = 100
+"""Between stacked nodes of different groups (or the note and a group): a group header and a gap."""
+GROUP_PADDING = 14
+GROUP_HEADER = 44
+OPENING_VIEW = (1920, 960)
+"""The canvas of a browser page on a 1920 x 1080 screen."""
+OPENING_VIEW_INSETS = (70, 100, 30, 30)
+"""Left, top, right, bottom: ComfyUI's side bar and menus float over the canvas's edges."""
+FIT_SCALES = (0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0)
+"""Zoom levels to choose from: below about 0.57 the frontend draws nodes without their text
+(its level-of-detail switch: 14 px node text drawn under 8 px)."""
 GROUP_COLORS = {"models": "#a1309b", "generate": "#3f789e", "output": "#8A8", "judge": "#b58b2a"}
-NODE_WIDTHS = {"PaCoGenerateSet": 420, "Note": 420, "PrimitiveStringMultiline": 380}
-IMAGE_NODE_SIZE = (360, 380)
+DEFAULT_NODE_WIDTH = 360
+NODE_WIDTHS = {"PaCoGenerateSet": 500, "Note": 440, "PrimitiveStringMultiline": 500}
+"""Every node in a column takes the column's width: the widest of these (or the default)."""
+IMAGE_NODE_HEIGHT = 380
 """Room for the image previews of SaveImage / PreviewImage / LoadImage."""
+PREVIEW_TEXT_HEIGHT = 220
 
 
 @dataclass
@@ -374,6 +412,7 @@ class WorkflowBuilder:
     def build(self, name: str) -> dict:
         """The UI-format workflow (a fresh dict)."""
         self._place()
+        groups = [self._group_json(index, group) for index, group in enumerate(self.groups, start=1)]
         return {
             "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-paco/workflows/{name}")),
             "revision": 0,
@@ -381,25 +420,66 @@ class WorkflowBuilder:
             "last_link_id": len(self.links),
             "nodes": [self._node_json(node, order) for order, node in enumerate(self._execution_order())],
             "links": [list(link) for link in self.links],
-            "groups": [self._group_json(index, group) for index, group in enumerate(self.groups, start=1)],
+            "groups": groups,
             "config": {},
-            "extra": {"ds": {"scale": 0.75, "offset": [60, 80]}},
+            "extra": {"ds": self._opening_view(groups)},
             "version": 0.4,
         }
 
     # ------------------------------------------------------------- layout
 
     def _place(self) -> None:
-        x = 0.0
-        for column in sorted({node.column for node in self.nodes}):
+        """Columns left to right, each as wide as its widest node and its groups' titles;
+        nodes stacked top-down, every node as wide as its column."""
+        group_of = {node.id: group for group in self.groups for node in group.members}
+        columns = sorted({node.column for node in self.nodes})
+        left = dict.fromkeys(columns, 0.0)
+        width = {}
+        for index, column in enumerate(columns):
+            if index:
+                previous = columns[index - 1]
+                left[column] = left[previous] + width[previous] + COLUMN_GAP
             members = [node for node in self.nodes if node.column == column]
+            width[column] = max(
+                NODE_WIDTHS.get(node.layout.node_type, DEFAULT_NODE_WIDTH) for node in members
+            )
+            for group in self.groups:
+                if max(node.column for node in group.members) == column:
+                    first = min(node.column for node in group.members)
+                    span = left[column] + width[column] - left[first]
+                    width[column] += max(0.0, group_title_width(group.title) - 2 * GROUP_PADDING - span)
+            y, above = 0.0, None
             for node in members:
-                node.size = estimated_size(node)
-            y = 0.0
-            for node in members:
-                node.pos = (x, y)
-                y += node.size[1] + STACK_GAP + NODE_TITLE_HEIGHT
-            x += max(node.size[0] for node in members) + COLUMN_GAP
+                if above is not None:
+                    group = group_of.get(node.id)
+                    same_group = group is not None and group is group_of.get(above.id)
+                    y = above.pos[1] + above.size[1] + (STACK_GAP if same_group else GROUP_STACK_GAP)
+                    y += NODE_TITLE_HEIGHT
+                node.pos = (left[column], y)
+                node.size = (width[column], estimated_height(node, width[column]))
+                above = node
+
+    def _opening_view(self, groups: list[dict]) -> dict:
+        """The view a workflow opened from a file starts with (the Templates browser fits the
+        view itself): the whole graph on an OPENING_VIEW canvas, as close as FIT_SCALES allow."""
+        boxes = [group["bounding"] for group in groups] + [
+            [node.pos[0], node.pos[1] - NODE_TITLE_HEIGHT, node.size[0], node.size[1] + NODE_TITLE_HEIGHT]
+            for node in self.nodes
+        ]
+        left, top = min(box[0] for box in boxes), min(box[1] for box in boxes)
+        width = max(box[0] + box[2] for box in boxes) - left
+        height = max(box[1] + box[3] for box in boxes) - top
+        left_inset, top_inset, right_inset, bottom_inset = OPENING_VIEW_INSETS
+        room_width = OPENING_VIEW[0] - left_inset - right_inset
+        room_height = OPENING_VIEW[1] - top_inset - bottom_inset
+        fitting = [
+            scale for scale in FIT_SCALES if width * scale <= room_width and height * scale <= room_height
+        ]
+        scale = max(fitting, default=min(FIT_SCALES))
+        return {
+            "scale": scale,
+            "offset": [round(left_inset / scale - left, 1), round(top_inset / scale - top, 1)],
+        }
 
     def _execution_order(self) -> list[PlacedNode]:
         """Nodes sorted so that every node comes after the nodes it takes links from."""
@@ -473,43 +553,78 @@ class WorkflowBuilder:
             "title": group.title,
             "bounding": [left, top, right - left, bottom - top],
             "color": group.color,
-            "font_size": 24,
+            "font_size": GROUP_TITLE_FONT_SIZE,
             "flags": {},
         }
 
 
-def estimated_size(node: PlacedNode) -> tuple[float, float]:
-    """A node size at least as large as the frontend draws it (slots, widgets, previews)."""
+def group_title_width(title: str) -> float:
+    """How wide a group must be to show its whole title."""
+    return len(title) * GROUP_TITLE_CHAR_WIDTH + GROUP_TITLE_FONT_SIZE
+
+
+def text_lines(text: str, box_width: float) -> int:
+    """How many lines ``text`` takes in a text area of ``box_width`` (wrapped at spaces)."""
+    columns = max(1, int((box_width - TEXT_PADDING) // TEXT_CHAR_WIDTH))
+    return sum(len(textwrap.wrap(line, columns)) or 1 for line in text.splitlines() or [""])
+
+
+def text_height(text: str, box_width: float) -> float:
+    """The height of a text area that shows all of ``text`` without scrolling."""
+    return text_lines(text, box_width) * TEXT_LINE_HEIGHT + TEXT_PADDING
+
+
+def estimated_height(node: PlacedNode, width: float) -> float:
+    """A node height at least as large as the frontend draws it at ``width``: slots, widgets,
+    previews, and room for the whole text of each multiline widget that is not linked."""
     layout = node.layout
     if layout.node_type in ("SaveImage", "PreviewImage", "LoadImage"):
-        return IMAGE_NODE_SIZE
-    if layout.node_type == "Note":
-        lines = sum(1 + len(line) // 60 for line in str(node.values["text"]).splitlines())
-        return (NODE_WIDTHS["Note"], 40 + 18 * lines)
+        return IMAGE_NODE_HEIGHT
     if layout.node_type == "PreviewAny":
-        return (360, 220)
+        return PREVIEW_TEXT_HEIGHT
+    if layout.node_type == "Note":
+        return text_height(str(node.values["text"]), width - TEXTAREA_INSET) + NOTE_TEXTAREA_INSET
     rows = max(len(layout.sockets), len(layout.outputs))
-    height = 12 + rows * SLOT_HEIGHT
+    height = NODE_PADDING_HEIGHT + rows * SLOT_HEIGHT
+    multiline = [widget for widget in layout.widgets if widget.multiline]
     for widget in layout.widgets:
-        height += MULTILINE_HEIGHT if widget.multiline else WIDGET_HEIGHT
-        height += WIDGET_HEIGHT if widget.has_control else 0
-    return (NODE_WIDTHS.get(layout.node_type, 360), height)
+        if not widget.multiline:
+            height += WIDGET_HEIGHT * (2 if widget.has_control else 1)
+    # The frontend shares the free height equally among a node's multiline widgets (a
+    # linked one shows no text but keeps its share), so each gets the room the longest needs.
+    shown = [widget for widget in multiline if widget.name not in node.input_links]
+    needed = [text_height(str(node.values[w.name]), width - TEXTAREA_INSET) + TEXTAREA_INSET for w in shown]
+    share = min(MULTILINE_MAX_HEIGHT, max([MULTILINE_MIN_HEIGHT, *needed]))
+    return height + share * len(multiline)
 
 
 # --------------------------------------------------------------------------- the shipped workflows
 
 MODEL_FOLDER_NOTE = """\
-Where the models go (ComfyUI/models/...), then press R to refresh the dropdowns:
+Where the models go (ComfyUI/models/...);
+then press R to refresh the dropdowns.
 
-- diffusers/FLUX.1-dev/  the whole diffusers folder of black-forest-labs/FLUX.1-dev (the one holding model_index.json)
-- diffusers/FLUX.1-Kontext-dev/  the same for black-forest-labs/FLUX.1-Kontext-dev (edit chains)
-- loras/paco_t2is.safetensors  the PaCo LoRA for FLUX.1-dev image sets (peft, diffusers and kohya files all load)
-- text_encoders/PaCo-Reward-7B/  the judge folder of X-GenGroup/PaCo-Reward-7B (config.json + safetensors), or type a server URL (vllm serve) in the judge loader
+diffusers/FLUX.1-dev/
+    the whole diffusers folder of black-forest-labs/FLUX.1-dev
+    (the one holding model_index.json)
+diffusers/FLUX.1-Kontext-dev/
+    the same for black-forest-labs/FLUX.1-Kontext-dev
+    (edit chains)
+loras/paco_t2is.safetensors
+    the PaCo LoRA for FLUX.1-dev image sets
+    (peft, diffusers and kohya files all load)
+text_encoders/PaCo-Reward-7B/
+    the judge folder of X-GenGroup/PaCo-Reward-7B
+    (config.json + safetensors), or type a server URL
+    (vllm serve) in the judge loader
 
-A hub id already in the local hub cache can be typed into the loaders instead.
-Memory: FLUX.1-dev in bf16 needs about 33 GB of GPU memory with offload 'none';
-choose offload 'model' on smaller cards. The judge takes about 16 GB more
-(set keep_loaded off on both loaders to share one GPU)."""
+A hub id already in the local hub cache can be typed into
+the loaders instead.
+
+Memory: FLUX.1-dev in bf16 needs about 33 GB of GPU memory
+with offload 'none'; choose offload 'model' on smaller cards.
+The judge takes about 16 GB more (set keep_loaded off on
+both loaders to share one GPU)."""
 """Shown in every shipped workflow; the tests place models under exactly these names."""
 
 SHIPPED_MODEL_NAMES = {
