@@ -272,8 +272,9 @@ def to_api_prompt(workflow: dict, layouts: dict[str, NodeLayout]) -> dict[str, d
 
 # --------------------------------------------------------------------------- building and layout
 
-# Node geometry as ComfyUI 0.33's frontend (1.49.6) draws it, measured in Chromium with
-# bench/workflow_thumbnails.py: a node's least height is NODE_PADDING_HEIGHT + its slot rows
+# Node geometry as ComfyUI 0.33's frontend (1.49.6) draws it, measured in Chromium (and
+# checked by bench/workflow_thumbnails.py, which reports every node the frontend enlarges
+# on load): a node's least height is NODE_PADDING_HEIGHT + its slot rows
 # (the more of sockets and outputs) * SLOT_HEIGHT + its widgets; height beyond that least
 # is shared equally by its multiline text widgets. A node saved smaller than its least
 # height is enlarged on load (and may then overlap its neighbour), so sizes here are never
