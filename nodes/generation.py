@@ -176,8 +176,8 @@ class PaCoPipelineLoader(io.ComfyNode):
                     "model_path",
                     default="",
                     optional=True,
-                    tooltip="A local diffusers folder or a hub id (e.g. black-forest-labs/FLUX.1-dev) already "
-                    "in the hub cache; used when the dropdown says to type one.",
+                    tooltip="A local diffusers folder or a hub id (e.g. black-forest-labs/FLUX.1-dev, downloaded "
+                    "once into the Hugging Face cache); used when the dropdown says to type one.",
                 ),
                 io.Combo.Input(
                     "dtype",

@@ -126,7 +126,7 @@ class PaCoJudgeLoader(io.ComfyNode):
                 io.String.Input(
                     "path_or_url",
                     default="",
-                    tooltip="Overrides the dropdown: a local folder, a hub id in the hub cache "
+                    tooltip="Overrides the dropdown: a local folder, a hub id (downloaded once into the cache) "
                     "(X-GenGroup/PaCo-Reward-7B) or a server URL (http://127.0.0.1:8000).",
                 ),
                 io.String.Input(

@@ -1,5 +1,5 @@
 """Loading the PaCo-Reward judge: a merged judge folder, or a Qwen2.5-VL base plus a peft
-LoRA adapter, from a local folder or a hub id already in the local hub cache.
+LoRA adapter, from a local folder or a hub id (downloaded once into the Hugging Face cache).
 
 Example:
     >>> judge = load_judge("X-GenGroup/PaCo-Reward-7B", dtype="bf16")  # doctest: +SKIP
@@ -57,7 +57,7 @@ def load_judge(
 
     Args:
         source: a local model folder (config.json + safetensors + processor files) or a hub
-            id in the local hub cache.
+            id (downloaded once into the Hugging Face cache).
         lora: a peft adapter folder (or hub id) trained on ``source``; None for a merged judge.
         dtype: "bf16", "fp16", "fp32" or None (bf16 on a GPU, fp32 on the CPU).
         device: "cuda", "cuda:N", "cpu", "mps" or None (the GPU when there is one).

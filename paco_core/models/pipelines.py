@@ -1,7 +1,7 @@
 """Loading FLUX.1-dev, FLUX.1-Kontext-dev and Qwen-Image-Edit pipelines, with a cache.
 
 A pipeline comes from a local diffusers folder (ComfyUI's ``models/diffusers``) or a hub id
-already in the local hub cache. Its kind is read from ``model_index.json``. A FLUX
+(downloaded into the Hugging Face cache once, read from it offline). Its kind is read from ``model_index.json``. A FLUX
 transformer may instead come from a single-file checkpoint (ComfyUI's
 ``models/diffusion_models``), the other components still from the diffusers folder.
 
@@ -132,7 +132,7 @@ def cached_pipelines() -> list[LoadedPipeline]:
 
 
 def read_model_index(source: str | os.PathLike) -> tuple[Path, dict]:
-    """Find and parse ``model_index.json`` of a local folder or a cached hub id.
+    """Find and parse ``model_index.json`` of a local folder or a hub id.
 
     Returns:
         (folder, parsed model_index).
@@ -271,7 +271,7 @@ def load_pipeline(
     """Load (or take from the cache) a pipeline ready to run.
 
     Args:
-        source: diffusers folder (holding model_index.json) or a cached hub id.
+        source: diffusers folder (holding model_index.json) or a hub id (downloaded once, then cached).
         dtype: "auto" / None (bf16 on GPU, fp32 on CPU), "bf16", "fp16", "fp32" or a torch dtype.
         device: "auto" / None, "cpu", "cuda", "cuda:1", ...
         offload: "none" (all on the device), "model" (one component at a time on the GPU)
