@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
@@ -19,6 +19,8 @@ from paco_core.errors import InputError, JudgeError
 
 if TYPE_CHECKING:
     from PIL import Image
+
+    from paco_core.reward.cache import ScoreCache
 
 AnswerSet = Literal["exact", "case"]
 
@@ -87,6 +89,50 @@ def pair_digests(pairs: Sequence[PairRequest]) -> list[tuple[str, str]]:
     return [(digest(pair.first), digest(pair.second)) for pair in pairs]
 
 
+def score_through_cache(
+    cache: ScoreCache,
+    pairs: Sequence[PairRequest],
+    answers: str,
+    score_missing: Callable[[list[PairRequest], list[tuple[str, str]]], list[float]],
+    hooks: Hooks = NO_HOOKS,
+) -> list[float]:
+    """Score pairs, asking the backend only for the distinct questions the cache lacks.
+
+    A question is keyed by both images' pixel digests, the prompt and the answer set, so
+    a pair asked twice in one call (or in an earlier call) is scored once.
+
+    Args:
+        cache: the backend's score cache.
+        pairs: the questions, checked with ``check_pairs``.
+        answers: the answer set name (part of the key: it changes the score).
+        score_missing: scores the uncached distinct pairs, given them and their digests,
+            in the same order.
+        hooks: progress and cancel; with everything cached, one final progress step.
+
+    Returns:
+        One score per pair, in order.
+    """
+    check_pairs(pairs)
+    digests = pair_digests(pairs)
+    keys = [(*pair_digest, pair.prompt, answers) for pair, pair_digest in zip(pairs, digests, strict=True)]
+    scores: dict[tuple, float] = {}
+    todo: dict[tuple, int] = {}  # key -> index of the first pair asking it
+    for index, key in enumerate(keys):
+        cached = cache.get(key)
+        if cached is not None:
+            scores[key] = cached
+        elif key not in todo:
+            todo[key] = index
+    if todo:
+        missing = score_missing([pairs[i] for i in todo.values()], [digests[i] for i in todo.values()])
+        for key, score in zip(todo, missing, strict=True):
+            scores[key] = score
+            cache.put(key, score)
+    else:
+        hooks.step(len(pairs), len(pairs))
+    return [scores[key] for key in keys]
+
+
 def score_from_logprobs(
     logprobs: Mapping[str, float], answers: str = "exact", *, source: str = "judge"
 ) -> float:
@@ -128,3 +174,24 @@ def _logsumexp(values: Sequence[float]) -> float:
     if top == -math.inf:
         return top
     return top + math.log(sum(math.exp(value - top) for value in values))
+
+
+def check_pairs(pairs: Sequence[PairRequest]) -> None:
+    """Raise InputError unless every item is a PairRequest of two PIL images and a prompt."""
+    from PIL import Image
+
+    for index, pair in enumerate(pairs):
+        if not isinstance(pair, PairRequest):
+            raise InputError(f"pair {index} should be a PairRequest, got {type(pair).__name__}.")
+        for role in ("first", "second"):
+            image = getattr(pair, role)
+            if not isinstance(image, Image.Image):
+                raise InputError(
+                    f"pair {index}: the {role} image should be a PIL image, got {type(image).__name__}."
+                )
+            if min(image.size) < 1:
+                raise InputError(
+                    f"pair {index}: the {role} image is empty ({image.size[0]}x{image.size[1]})."
+                )
+        if not isinstance(pair.prompt, str) or not pair.prompt.strip():
+            raise InputError(f"pair {index}: the prompt should be a non-empty text, got {pair.prompt!r}.")

@@ -26,7 +26,13 @@ from typing import Any
 
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.errors import InputError, JudgeError
-from paco_core.reward.backend import PairRequest, answer_tokens, pair_digests
+from paco_core.reward.backend import (
+    PairRequest,
+    answer_tokens,
+    check_pairs,
+    pair_digests,
+    score_through_cache,
+)
 from paco_core.reward.cache import DEFAULT_CACHE_SIZE, ScoreCache
 
 logger = logging.getLogger(__name__)
@@ -149,31 +155,15 @@ class LocalJudge:
         Returns:
             One score in [0, 1] per pair.
         """
-        check_pairs(pairs)
-        digests = pair_digests(pairs)
-        keys = [
-            (*pair_digest, pair.prompt, self.answers)
-            for pair, pair_digest in zip(pairs, digests, strict=True)
-        ]
-        scores: dict[tuple, float] = {}
-        todo: dict[tuple, int] = {}
-        for index, key in enumerate(keys):
-            cached = self.cache.get(key)
-            if cached is not None:
-                scores[key] = cached
-            elif key not in todo:
-                todo[key] = index
-        if todo:
-            todo_keys = list(todo)
-            todo_pairs = [pairs[index] for index in todo.values()]
-            todo_digests = [digests[index] for index in todo.values()]
+
+        def score_missing(todo_pairs: list[PairRequest], todo_digests: list[tuple[str, str]]) -> list[float]:
+            scores = [0.0] * len(todo_pairs)  # every slot is filled by the batches below
             for batch_indices, logprobs in self._run_batches(todo_pairs, todo_digests, hooks):
                 for index, score in zip(batch_indices, self._scores_from_logprobs(logprobs), strict=True):
-                    scores[todo_keys[index]] = score
-                    self.cache.put(todo_keys[index], score)
-        else:
-            hooks.step(len(pairs), len(pairs))
-        return [scores[key] for key in keys]
+                    scores[index] = score
+            return scores
+
+        return score_through_cache(self.cache, pairs, self.answers, score_missing, hooks)
 
     def first_token_logprobs(self, pairs: Sequence[PairRequest], hooks: Hooks = NO_HOOKS) -> list[Any]:
         """Log-probabilities over the whole vocabulary of each pair's first answer token.
@@ -411,24 +401,3 @@ def chat_messages(prompt: str) -> list[dict]:
             "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": prompt}],
         }
     ]
-
-
-def check_pairs(pairs: Sequence[PairRequest]) -> None:
-    """Raise InputError unless every item is a PairRequest of two PIL images and a prompt."""
-    from PIL import Image
-
-    for index, pair in enumerate(pairs):
-        if not isinstance(pair, PairRequest):
-            raise InputError(f"pair {index} should be a PairRequest, got {type(pair).__name__}.")
-        for role in ("first", "second"):
-            image = getattr(pair, role)
-            if not isinstance(image, Image.Image):
-                raise InputError(
-                    f"pair {index}: the {role} image should be a PIL image, got {type(image).__name__}."
-                )
-            if min(image.size) < 1:
-                raise InputError(
-                    f"pair {index}: the {role} image is empty ({image.size[0]}x{image.size[1]})."
-                )
-        if not isinstance(pair.prompt, str) or not pair.prompt.strip():
-            raise InputError(f"pair {index}: the prompt should be a non-empty text, got {pair.prompt!r}.")

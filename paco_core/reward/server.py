@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.errors import InputError, JudgeError
-from paco_core.reward.backend import PairRequest, answer_tokens, pair_digests, score_from_logprobs
+from paco_core.reward.backend import (
+    PairRequest,
+    answer_tokens,
+    check_pairs,
+    score_from_logprobs,
+    score_through_cache,
+)
 from paco_core.reward.cache import DEFAULT_CACHE_SIZE, ScoreCache
 
 if TYPE_CHECKING:
@@ -114,34 +120,14 @@ class ServerJudge:
 
     def score_pairs(self, pairs: Sequence[PairRequest], hooks: Hooks = NO_HOOKS) -> list[float]:
         """The Yes-probability of each pair, in order (see ``JudgeBackend``)."""
-        from paco_core.reward.local import check_pairs
 
-        check_pairs(pairs)
-        keys = [
-            (*digests, pair.prompt, self.answers)
-            for pair, digests in zip(pairs, pair_digests(pairs), strict=True)
-        ]
-        scores: dict[tuple, float] = {}
-        todo: dict[tuple, PairRequest] = {}
-        for key, pair in zip(keys, pairs, strict=True):
-            cached = self.cache.get(key)
-            if cached is not None:
-                scores[key] = cached
-            elif key not in todo:
-                todo[key] = pair
-        if todo:
-            model = self.model
-            for key, score in self._score_concurrently(model, todo, hooks).items():
-                scores[key] = score
-                self.cache.put(key, score)
-        else:
-            hooks.step(len(pairs), len(pairs))
-        return [scores[key] for key in keys]
+        def score_missing(todo_pairs: list[PairRequest], todo_digests: list[tuple[str, str]]) -> list[float]:
+            return self._score_concurrently(self.model, todo_pairs, hooks)
+
+        return score_through_cache(self.cache, pairs, self.answers, score_missing, hooks)
 
     def explain(self, pair: PairRequest, max_new_tokens: int = 256) -> str:
         """The judge's generated answer (Yes/No and its reasons) for a pair."""
-        from paco_core.reward.local import check_pairs
-
         check_pairs([pair])
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise InputError(f"max_new_tokens should be a whole number >= 1, got {max_new_tokens!r}.")
@@ -156,26 +142,25 @@ class ServerJudge:
 
     # -- requests -------------------------------------------------------------------------
 
-    def _score_concurrently(
-        self, model: str, todo: dict[tuple, PairRequest], hooks: Hooks
-    ) -> dict[tuple, float]:
-        results: dict[tuple, float] = {}
+    def _score_concurrently(self, model: str, pairs: list[PairRequest], hooks: Hooks) -> list[float]:
+        """One request per pair in a bounded thread pool; scores in the order of ``pairs``."""
+        results: dict[int, float] = {}
         stop = threading.Event()
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="paco-judge")
         try:
-            pending: dict[Future, tuple] = {
-                pool.submit(self._score_one, model, pair, stop): key for key, pair in todo.items()
+            pending: dict[Future, int] = {
+                pool.submit(self._score_one, model, pair, stop): index for index, pair in enumerate(pairs)
             }
             while pending:
                 done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
                     results[pending.pop(future)] = future.result()
-                    hooks.progress(len(results), len(todo))
+                    hooks.progress(len(results), len(pairs))
                 hooks.check_cancel()
         finally:
             stop.set()  # requests still in flight make no further attempts
             pool.shutdown(wait=False, cancel_futures=True)
-        return results
+        return [results[index] for index in range(len(pairs))]
 
     def _score_one(self, model: str, pair: PairRequest, stop: threading.Event) -> float:
         body = self._request_body(model, pair, max_tokens=1, logprobs=True)
