@@ -8,7 +8,6 @@ With --model / --lora / --judge it runs the same steps on real weights.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -47,11 +46,6 @@ def register(subparsers) -> None:
     parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="bf16 on GPU, fp32 on CPU")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     parser.set_defaults(func=run)
-
-
-def judge_available() -> bool:
-    """Whether the judge's scoring module is installed in this build."""
-    return importlib.util.find_spec("paco_core.reward.scoring") is not None
 
 
 def model_folders(args: argparse.Namespace) -> tuple[str, str | None, bool]:
@@ -113,8 +107,6 @@ def score_with_judge(judge_folder: str | None, panels, theme: str, args: argpars
     """The set score and its pair scores, or why the judge step was skipped."""
     if judge_folder is None:
         return {"skipped": "no --judge given"}
-    if not judge_available():
-        return {"skipped": "this build has no judge (paco_core.reward.scoring is missing)"}
     from paco_core.models.judge import load_judge
     from paco_core.reward.scoring import score_set
 
