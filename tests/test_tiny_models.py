@@ -46,15 +46,6 @@ def random_image(seed: int, size: int = 64) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread; two threads on a busy 2-core box run 10-20x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def cli_builds(tmp_path_factory) -> list[Path]:
     """Two `paco tiny-models` runs in separate processes, run side by side."""
