@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paco_core.errors import LoraError, ModelLoadError
+from paco_core.models.hub import hub_snapshot
 from paco_core.models.pipelines import resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
@@ -148,20 +149,7 @@ def resolve_model_folder(source: str | os.PathLike, *, what: str) -> Path:
     text = str(source)
     if path.exists():
         raise ModelLoadError(f"{what} {text!r} is a file; give the model folder that holds config.json.")
-    if text.count("/") != 1 or text.startswith(("/", ".", "~")):
-        raise ModelLoadError(
-            f"{what} {text!r} not found: no such folder, and it is not a hub id of the form owner/name."
-        )
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError
-
-    try:
-        return Path(snapshot_download(text))
-    except (OSError, ValueError, HFValidationError) as error:
-        raise ModelLoadError(
-            f"{what} {text!r}: no local folder of that name, and the hub id could not be fetched "
-            f"({type(error).__name__}). Download it first (huggingface-cli download {text}) or give a local folder."
-        ) from error
+    return hub_snapshot(text, what=what)
 
 
 def check_judge_config(folder: Path) -> dict:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from paco_core.errors import InputError, ModelLoadError
+from paco_core.models.hub import hub_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -152,33 +153,18 @@ def read_model_index(source: str | os.PathLike) -> tuple[Path, dict]:
             "pass it as transformer_file together with a diffusers folder for the other components."
         )
     else:
-        folder = _hub_snapshot(str(source))
+        folder = hub_snapshot(
+            str(source),
+            what="model",
+            hint="Give the path of a diffusers folder (one that holds model_index.json).",
+            allow_patterns=["model_index.json"],
+        )
         index_file = folder / "model_index.json"
     try:
         index = json.loads(index_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise ModelLoadError(f"cannot read {index_file}: {error}. Re-download the model folder.") from error
     return folder, index
-
-
-def _hub_snapshot(repo_id: str) -> Path:
-    """The local snapshot of a hub id; only the local hub cache is consulted when offline."""
-    if repo_id.count("/") != 1 or repo_id.startswith(("/", ".", "~")):
-        raise ModelLoadError(
-            f"model {repo_id!r} not found: no such folder, and it is not a hub id of the form owner/name. "
-            "Give the path of a diffusers folder (one that holds model_index.json)."
-        )
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HFValidationError
-
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=["model_index.json"]))
-    except (OSError, ValueError, HFValidationError) as error:
-        raise ModelLoadError(
-            f"model {repo_id!r}: no local folder of that name, and the hub id could not be fetched "
-            f"({type(error).__name__}). Download it first (huggingface-cli download {repo_id}) or give a "
-            "local diffusers folder."
-        ) from error
 
 
 def detect_pipeline_kind(source: str | os.PathLike) -> str:
