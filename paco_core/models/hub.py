@@ -1,0 +1,40 @@
+"""Hub ids: the one place that turns ``owner/name`` into a local folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from paco_core.errors import ModelLoadError
+
+
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` has the form of a hub id (``owner/name``), not of a path."""
+    return text.count("/") == 1 and not text.startswith(("/", ".", "~"))
+
+
+def hub_snapshot(repo_id: str, *, what: str, hint: str = "", allow_patterns: list[str] | None = None) -> Path:
+    """The local snapshot of a hub id: downloaded once into the Hugging Face cache, read
+    from it offline (``HF_HUB_OFFLINE=1``).
+
+    Args:
+        repo_id: ``owner/name``.
+        what: what the id names, for messages ("model", "judge", "CLIP processor").
+        hint: what to give instead, appended to the not-a-hub-id message.
+        allow_patterns: fetch only these files (None: the whole repository).
+    """
+    if not is_hub_id(repo_id):
+        raise ModelLoadError(
+            f"{what} {repo_id!r} not found: no such folder, and it is not a hub id of the form owner/name."
+            + (f" {hint}" if hint else "")
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=allow_patterns))
+    except (OSError, ValueError, HFValidationError) as error:
+        raise ModelLoadError(
+            f"{what} {repo_id!r}: no local folder of that name, and the hub id could not be fetched "
+            f"({type(error).__name__}). Download it first (huggingface-cli download {repo_id}) or give a "
+            "local folder."
+        ) from error
