@@ -619,8 +619,8 @@ text_encoders/PaCo-Reward-7B/
     (config.json + safetensors), or type a server URL
     (vllm serve) in the judge loader
 
-A hub id already in the local hub cache can be typed into
-the loaders instead.
+A hub id (owner/name) can be typed into the loaders
+instead: it is downloaded once into the Hugging Face cache.
 
 Memory: FLUX.1-dev in bf16 needs about 33 GB of GPU memory
 with offload 'none'; choose offload 'model' on smaller cards.
