@@ -157,11 +157,10 @@ class LocalJudge:
         """
 
         def score_missing(todo_pairs: list[PairRequest], todo_digests: list[tuple[str, str]]) -> list[float]:
-            scores = [0.0] * len(todo_pairs)  # every slot is filled by the batches below
+            scores: dict[int, float] = {}
             for batch_indices, logprobs in self._run_batches(todo_pairs, todo_digests, hooks):
-                for index, score in zip(batch_indices, self._scores_from_logprobs(logprobs), strict=True):
-                    scores[index] = score
-            return scores
+                scores.update(zip(batch_indices, self._scores_from_logprobs(logprobs), strict=True))
+            return [scores[index] for index in range(len(todo_pairs))]
 
         return score_through_cache(self.cache, pairs, self.answers, score_missing, hooks)
 
