@@ -1,0 +1,98 @@
+"""The documentation stays short at the front, current, and without dead links."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README_MAX_LINES = 260
+
+# Pages that other pieces of work add; docs/index.md links them already. Remove a name
+# from this list when its page lands (the test then checks the link like any other).
+FUTURE_PAGES = {
+    "docs/judge-server.md",
+    "docs/runs.md",
+    "docs/presets.md",
+    "docs/fidelity.md",
+    "docs/jobs.md",
+}
+
+LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|<img[^>]*\ssrc=\"([^\"]+)\"")
+
+
+def _load_generator():
+    spec = importlib.util.spec_from_file_location("config_reference", ROOT / "tools" / "config_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _doc_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _relative_links(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    text = re.sub(r"```.*?```", "", text, flags=re.S)  # links inside code blocks are examples
+    links = []
+    for markdown_target, img_target in LINK.findall(text):
+        target = markdown_target or img_target
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+            continue  # http(s), mailto, in-page anchors
+        links.append(target.split("#", 1)[0])
+    return links
+
+
+def test_config_reference_page_is_current():
+    generator = _load_generator()
+    page = ROOT / "docs" / "config-reference.md"
+    assert page.is_file(), "docs/config-reference.md is missing: run `python tools/config_reference.py`"
+    assert page.read_text(encoding="utf-8") == generator.render(), (
+        "docs/config-reference.md is stale (the config's help texts changed): "
+        "run `python tools/config_reference.py` and commit the page"
+    )
+
+
+def test_config_reference_lists_every_config_key():
+    from paco_core.config import describe_fields
+    from paco_core.rl.config import TrainConfig
+
+    text = _load_generator().render()
+    for name, *_ in describe_fields(TrainConfig):
+        assert f"| `{name}` |" in text, f"{name} is missing from the config reference"
+
+
+def test_readme_stays_short():
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").count("\n")
+    assert lines < README_MAX_LINES, (
+        f"README.md has {lines} lines; keep it under {README_MAX_LINES} and move detail to docs/"
+    )
+
+
+def test_readme_test_command_is_the_one_ci_runs():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = "python -m pytest -q"
+    assert f"\n{command}\n" in ci, ".ci/run no longer runs `python -m pytest -q`: update the README too"
+    assert f"\n{command}\n" in readme, f"README.md must show CI's test command `{command}` on a line of its own"
+
+
+def test_relative_links_in_readme_and_docs_point_to_files():
+    missing = []
+    for path in _doc_files():
+        for target in _relative_links(path):
+            resolved = (path.parent / target).resolve()
+            name = resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else str(resolved)
+            if not resolved.exists() and name not in FUTURE_PAGES:
+                missing.append(f"{path.relative_to(ROOT)} -> {target}")
+    assert not missing, "links to files that do not exist: " + "; ".join(missing)
+
+
+def test_future_pages_are_still_missing_and_linked():
+    """Remove a page from FUTURE_PAGES when it lands, so its links are checked again."""
+    index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    for name in FUTURE_PAGES:
+        assert not (ROOT / name).exists(), f"{name} exists now: remove it from FUTURE_PAGES in tests/test_docs.py"
+        assert f"({Path(name).name})" in index, f"docs/index.md should link {name}"
