@@ -39,10 +39,25 @@ def _relative_links(path: Path) -> list[str]:
     links = []
     for markdown_target, img_target in LINK.findall(text):
         target = markdown_target or img_target
-        if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
-            continue  # http(s), mailto, in-page anchors
-        links.append(target.split("#", 1)[0])
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):
+            continue  # http(s), mailto
+        links.append(target)
     return links
+
+
+def _github_anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped,
+    spaces to hyphens, repeats numbered."""
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    anchors: set[str] = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", text, flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        candidate, number = slug, 0
+        while candidate in anchors:
+            number += 1
+            candidate = f"{slug}-{number}"
+        anchors.add(candidate)
+    return anchors
 
 
 def test_config_reference_page_is_current():
@@ -79,15 +94,20 @@ def test_readme_test_command_is_the_one_ci_runs():
     assert f"\n{command}\n" in readme, f"README.md must show CI's test command `{command}` on a line of its own"
 
 
-def test_relative_links_in_readme_and_docs_point_to_files():
+def test_relative_links_in_readme_and_docs_point_to_files_and_headings():
     missing = []
     for path in _doc_files():
         for target in _relative_links(path):
-            resolved = (path.parent / target).resolve()
+            file_part, _, anchor = target.partition("#")
+            resolved = (path.parent / file_part).resolve() if file_part else path
             name = resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else str(resolved)
-            if not resolved.exists() and name not in FUTURE_PAGES:
+            if name in FUTURE_PAGES:
+                continue
+            if not resolved.exists():
                 missing.append(f"{path.relative_to(ROOT)} -> {target}")
-    assert not missing, "links to files that do not exist: " + "; ".join(missing)
+            elif anchor and resolved.suffix == ".md" and anchor not in _github_anchors(resolved):
+                missing.append(f"{path.relative_to(ROOT)} -> {target} (no such heading)")
+    assert not missing, "links to files or headings that do not exist: " + "; ".join(missing)
 
 
 def test_future_pages_are_still_missing_and_linked():
