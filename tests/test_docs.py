@@ -114,5 +114,8 @@ def test_future_pages_are_still_missing_and_linked():
     """Remove a page from FUTURE_PAGES when it lands, so its links are checked again."""
     index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
     for name in FUTURE_PAGES:
-        assert not (ROOT / name).exists(), f"{name} exists now: remove it from FUTURE_PAGES in tests/test_docs.py"
+        assert not (ROOT / name).exists(), (
+            f"{name} exists now: remove it from FUTURE_PAGES in tests/test_docs.py and its (coming) mark "
+            "in docs/index.md and the other pages"
+        )
         assert f"({Path(name).name})" in index, f"docs/index.md should link {name}"
