@@ -55,7 +55,9 @@ async def next_event(socket, kind: str) -> dict | bytes:
             return message.data
         if message.type == WSMsgType.TEXT and message.json()["type"] == kind:
             return message.json()["data"]
-        assert message.type in (WSMsgType.TEXT, WSMsgType.BINARY), f"websocket ended before a {kind!r} message"
+        assert message.type in (WSMsgType.TEXT, WSMsgType.BINARY), (
+            f"websocket ended before a {kind!r} message"
+        )
 
 
 def test_a_route_on_the_stand_in_server_is_served_and_its_events_reach_the_websocket(prompt_server):
@@ -153,7 +155,9 @@ def test_folders_sit_under_the_test_base_and_names_cannot_leave_them(tmp_path):
     assert folder_paths.get_filename_list("loras") == ["paco/cats/step-2.safetensors"]
     assert folder_paths.get_full_path_or_raise("loras", "paco/cats/step-2.safetensors") == str(exported)
     assert folder_paths.get_full_path("loras", "../../models/loras/paco/cats/step-2.safetensors") is None
-    with pytest.raises(FileNotFoundError, match="Model in folder 'loras' with filename 'x.safetensors' not found"):
+    with pytest.raises(
+        FileNotFoundError, match="Model in folder 'loras' with filename 'x.safetensors' not found"
+    ):
         folder_paths.get_full_path_or_raise("loras", "x.safetensors")
 
 
@@ -167,7 +171,9 @@ def test_every_public_name_of_the_double_is_comfyuis_or_marked_as_a_test_helper(
             if not name.startswith("_")
             and name != "annotations"  # from __future__
             and not inspect.ismodule(value)
-            and not ((inspect.isclass(value) or inspect.isfunction(value)) and value.__module__ != module_name)
+            and not (
+                (inspect.isclass(value) or inspect.isfunction(value)) and value.__module__ != module_name
+            )
         }
         extra = sorted(public - set(module.__all__) - RECORDERS)
         assert [name for name in extra if not name.startswith("stub_")] == [], module_name

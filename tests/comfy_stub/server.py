@@ -184,7 +184,9 @@ class PromptServer:
                 lambda: next((e for e in self.stub_events if e.event == event), None), timeout
             )
         if found is None:
-            raise TimeoutError(f"no {event!r} event within {timeout} s; sent: {[e.event for e in self.stub_events]}")
+            raise TimeoutError(
+                f"no {event!r} event within {timeout} s; sent: {[e.event for e in self.stub_events]}"
+            )
         return found
 
     def stub_progress_texts(self) -> list[tuple[str, str]]:

@@ -309,7 +309,11 @@ class String(ComfyTypeIO):
             self.dynamic_prompts = dynamic_prompts
 
         def widget_options(self) -> dict:
-            return {"multiline": self.multiline, "placeholder": self.placeholder, "dynamicPrompts": self.dynamic_prompts}
+            return {
+                "multiline": self.multiline,
+                "placeholder": self.placeholder,
+                "dynamicPrompts": self.dynamic_prompts,
+            }
 
 
 @_bind("COMBO")
@@ -542,7 +546,10 @@ class ComfyNode:
         for item in schema.inputs:
             options = item.as_dict()
             options.pop("optional", None)
-            inputs.setdefault("optional" if item.optional else "required", {})[item.id] = (item.get_io_type(), options)
+            inputs.setdefault("optional" if item.optional else "required", {})[item.id] = (
+                item.get_io_type(),
+                options,
+            )
         for hidden in schema.hidden:
             inputs.setdefault("hidden", {})[hidden.name] = (hidden.value,)
         outputs = schema.outputs
@@ -580,7 +587,9 @@ class _UIOutput:
 class NodeOutput:
     """What ``execute`` returns: the outputs in schema order, plus optional UI data."""
 
-    def __init__(self, *args: Any, ui: _UIOutput | dict = None, expand: dict = None, block_execution: str = None):
+    def __init__(
+        self, *args: Any, ui: _UIOutput | dict = None, expand: dict = None, block_execution: str = None
+    ):
         self.args = args
         self.ui = ui
         self.expand = expand
