@@ -105,7 +105,7 @@ class WidgetInput(Input):
         self.widget_type = widget_type
         self.force_input = force_input
 
-    def widget_options(self) -> dict:
+    def _widget_options(self) -> dict:
         """The options a widget type adds (overridden per type)."""
         return {}
 
@@ -116,7 +116,7 @@ class WidgetInput(Input):
             "widgetType": self.widget_type,
             "forceInput": self.force_input,
         }
-        return super().as_dict() | _given(own) | _given(self.widget_options())
+        return super().as_dict() | _given(own) | _given(self._widget_options())
 
     def get_io_type(self) -> str:
         return self.widget_type or self.io_type
@@ -194,7 +194,7 @@ class Boolean(ComfyTypeIO):
             self.label_on = label_on
             self.label_off = label_off
 
-        def widget_options(self) -> dict:
+        def _widget_options(self) -> dict:
             return {"label_on": self.label_on, "label_off": self.label_off}
 
 
@@ -228,7 +228,7 @@ class Int(ComfyTypeIO):
             self.control_after_generate = control_after_generate
             self.display_mode = display_mode
 
-        def widget_options(self) -> dict:
+        def _widget_options(self) -> dict:
             return {
                 "min": self.min,
                 "max": self.max,
@@ -269,7 +269,7 @@ class Float(ComfyTypeIO):
             self.display_mode = display_mode
             self.gradient_stops = gradient_stops
 
-        def widget_options(self) -> dict:
+        def _widget_options(self) -> dict:
             return {
                 "min": self.min,
                 "max": self.max,
@@ -308,7 +308,7 @@ class String(ComfyTypeIO):
             self.placeholder = placeholder
             self.dynamic_prompts = dynamic_prompts
 
-        def widget_options(self) -> dict:
+        def _widget_options(self) -> dict:
             return {
                 "multiline": self.multiline,
                 "placeholder": self.placeholder,
@@ -352,7 +352,7 @@ class Combo(ComfyTypeIO):
             self.image_folder = image_folder
             self.remote = remote
 
-        def widget_options(self) -> dict:
+        def _widget_options(self) -> dict:
             return {
                 "multiselect": self.multiselect,
                 "options": self.options,
@@ -496,6 +496,9 @@ class ComfyNode:
     RELATIVE_PYTHON_MODULE = None
     SCHEMA = None
     hidden: HiddenHolder = None
+
+    def __init__(self):
+        self.VALIDATE_CLASS()
 
     @classmethod
     def define_schema(cls) -> Schema:
