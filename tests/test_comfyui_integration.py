@@ -604,9 +604,12 @@ def test_everything_the_comfy_double_offers_exists_in_real_comfyui_with_the_same
         return ours == theirs
 
     assert len(stand_in) > 100, "the surface walk found too little to compare"
-    mismatches = {path: {"double": ours, "comfyui": real.get(path)} for path, ours in stand_in.items()
-                  if not compatible(ours, real.get(path))}  # fmt: skip
-    assert mismatches == {}
+    mismatches = [
+        f"{path}:\n  double  {ours}\n  ComfyUI {real.get(path)}"
+        for path, ours in stand_in.items()
+        if not compatible(ours, real.get(path))
+    ]
+    assert not mismatches, "the double differs from ComfyUI:\n" + "\n".join(mismatches)
 
 
 TINY_PIPELINES = {"FLUX.1-dev": "tiny-flux", "FLUX.1-Kontext-dev": "tiny-flux-kontext"}
