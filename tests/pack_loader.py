@@ -95,7 +95,8 @@ def run_node(node_cls: type, *, hidden: dict | None = None, **inputs: Any):
     declared_hidden = {getattr(item, "name", item) for item in (schema.hidden or [])}
     defaults = {"unique_id": "1"} if "unique_id" in declared_hidden else {}
     hidden_values = {**defaults, **{getattr(k, "name", k): v for k, v in (hidden or {}).items()}}
-    runner = type(node_cls.__name__, (node_cls,), {"hidden": io.HiddenHolder.from_dict(hidden_values)})
+    holder = io.HiddenHolder.from_dict({io.Hidden[name]: value for name, value in hidden_values.items()})
+    runner = type(node_cls.__name__, (node_cls,), {"hidden": holder})
     result = runner.execute(**inputs)
     if inspect.isawaitable(result):
         result = asyncio.run(result)
@@ -192,7 +193,7 @@ def _check_value(node_id: str, item, value: Any) -> None:
 
 def reset_comfy_stub(base_dir: str | Path) -> None:
     """Fresh ComfyUI state for one test: folders under ``base_dir``, no recorded
-    progress, no memory calls, no pending interrupt."""
+    progress, no memory calls, no pending interrupt, no recorded server events."""
     load_pack()
     import comfy.model_management
     import comfy.utils
@@ -201,3 +202,6 @@ def reset_comfy_stub(base_dir: str | Path) -> None:
     folder_paths.stub_configure(base_dir)
     comfy.utils.stub_reset()
     comfy.model_management.stub_reset()
+    server = sys.modules.get("server")  # imported by whatever registers routes or sends events
+    if server is not None and hasattr(server.PromptServer.instance, "stub_reset"):
+        server.PromptServer.instance.stub_reset()

@@ -13,8 +13,8 @@ folder is not read or touched); PaCo Pipeline Loader -> PaCo LoRA -> PaCo Genera
 SaveImage of grid and panels; PaCo Judge Loader -> PaCo Set Consistency -> SaveImage of the
 heatmap and PreviewAny of the score; PaCo Edit Chain (Kontext) on one panel -> SaveImage;
 PaCo Edit Score, PaCo Rank Sets and PaCo Judge Reasons on those images. It queues again
-with the LoRA at strength 0, then cancels a long run with POST /interrupt. A third compares the constructor arguments of ``tests/comfy_stub`` with the
-real ``comfy_api.latest``.
+with the LoRA at strength 0, then cancels a long run with POST /interrupt. A third checks that everything ``tests/comfy_stub`` offers exists in the real
+ComfyUI with the same signatures.
 
     COMFYUI_DIR=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/venv/bin/python \\
         pytest -m comfyui tests/test_comfyui_integration.py
@@ -470,37 +470,146 @@ def test_an_artist_workflow_generates_judges_and_edits_in_real_comfyui(tmp_path,
     assert stop["node_type"] == "PaCoGenerateSet", stop
 
 
-SIGNATURE_SCRIPT = """
-import dataclasses, inspect, json, sys
+SURFACE_SCRIPT = r'''
+"""Describe the ComfyUI API surface named on stdin (real ComfyUI or the double, by argv)."""
+import asyncio, enum, inspect, json, sys, tempfile
 sys.path.insert(0, ".")
-from comfy_api.latest import io, ComfyExtension
-def params(fn):
-    return [p.name for p in inspect.signature(fn).parameters.values() if p.name not in ("self", "cls")]
-report = {"Schema": [f.name for f in dataclasses.fields(io.Schema)], "NodeOutput": params(io.NodeOutput.__init__),
-          "Output": params(io.Output.__init__), "Combo.Output": params(io.Combo.Output.__init__),
-          "Hidden": [h.name for h in io.Hidden], "ComfyExtension": sorted(n for n in vars(ComfyExtension) if not n.startswith("_"))}
-for name in ("Boolean", "Int", "Float", "String", "Combo", "MultiCombo", "Image", "Mask", "Latent", "Model"):
-    report[name + ".Input"] = params(getattr(io, name).Input.__init__)
-    report[name + ".io_type"] = getattr(io, name).io_type
-report["Custom.io_type"] = io.Custom("PACO_X").io_type
+MODULES = ("comfy_api.latest", "comfy_api.latest._io", "comfy_api.latest._ui", "comfy.model_management",
+           "comfy.utils", "folder_paths", "server")
+side = sys.argv[1]
+if side == "real":
+    sys.argv = [sys.argv[0], "--cpu", "--base-directory", tempfile.mkdtemp()]  # leave the checkout alone
+    import comfy.options
+    comfy.options.enable_args_parsing()
+import importlib
+modules = {name: importlib.import_module(name) for name in MODULES}
+if side == "real":
+    modules["server"].PromptServer(asyncio.new_event_loop())
+
+def public(name):
+    return not name.startswith("_") and not name.startswith("stub_")
+
+def params(function):
+    described = []
+    for p in inspect.signature(function).parameters.values():
+        if p.name in ("self", "cls"):
+            continue
+        default = "-" if p.default is p.empty else p.default
+        default = default if isinstance(default, (str, int, float, bool, type(None))) else type(default).__name__
+        described.append([p.name, p.kind.name, default])
+    return described
+
+def describe(parent, name):
+    static = inspect.getattr_static(parent, name)
+    value = getattr(parent, name)
+    if isinstance(static, property):
+        return {"property": True}
+    if inspect.isclass(value) and issubclass(value, enum.Enum):
+        return {"enum": {member.name: member.value for member in value}}
+    if inspect.isclass(value):
+        return {"class": params(value.__init__) if value.__init__ is not object.__init__ else None}
+    if callable(value):
+        return {"callable": params(value)}
+    if inspect.isclass(parent) and isinstance(value, (str, int)):
+        return {"value": value}
+    return {"type": None if value is None else type(value).__name__}
+
+def resolve(path):
+    module, _, dotted = path.partition(":")
+    parent, names = modules[module], dotted.split(".")
+    for name in names[:-1]:
+        parent = getattr(parent, name)
+    return parent, names[-1]
+
+def members(obj):
+    """Public names of a class or instance defined in the double (not inherited from Python)."""
+    cls = obj if inspect.isclass(obj) else type(obj)
+    if issubclass(cls, enum.Enum):
+        return []
+    own = [] if inspect.isclass(obj) else [n for n in vars(obj) if public(n)]
+    for klass in cls.__mro__:
+        if klass.__module__ in MODULES:
+            own += [n for n in vars(klass) if public(n)]
+    return sorted(set(own))
+
+def surface():
+    """Every path the double exposes: module names in __all__, their members, nested
+    Input/Output classes, PromptServer.instance and the objects it holds."""
+    paths = []
+    def walk(path, obj, depth):
+        paths.append(path)
+        if depth == 0 or not (inspect.isclass(obj) or type(obj).__module__ in MODULES):
+            return
+        for name in members(obj):
+            child = getattr(obj, name)
+            if child is obj:  # PromptServer.instance.instance
+                continue
+            nested = name in ("Input", "Output", "instance") or (
+                not inspect.isclass(child) and type(child).__module__ in MODULES)
+            walk(f"{path}.{name}", child, depth - 1 if nested else 0)
+    for module_name, module in modules.items():
+        for name in module.__all__:
+            walk(f"{module_name}:{name}", getattr(module, name), 3)
+    return paths
+
+if side == "stub":
+    paths = surface()
+else:
+    paths = json.load(sys.stdin)
+report = {}
+for path in paths:
+    try:
+        report[path] = describe(*resolve(path))
+    except AttributeError:
+        report[path] = "missing"
+custom = modules["comfy_api.latest._io"].Custom("PACO_X")
+report["Custom('PACO_X')"] = [custom.io_type, params(custom.Input.__init__), params(custom.Output.__init__)]
 print(json.dumps(report))
-"""
+'''
 
 
-def test_the_comfy_stand_in_has_the_real_v3_signatures():
-    """tests/comfy_stub must accept exactly the arguments real ComfyUI accepts."""
+def api_surface(python: str, cwd: Path, side: str, paths: list[str] | None = None) -> dict:
+    done = subprocess.run(
+        [python, "-c", SURFACE_SCRIPT, side],
+        cwd=cwd,
+        input=json.dumps(paths),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_everything_the_comfy_double_offers_exists_in_real_comfyui_with_the_same_signature():
+    """Each name of tests/comfy_stub (io types and their Input/Output constructors, ui,
+    ComfyExtension, PromptServer and what its instance holds, folder_paths, comfy.utils,
+    comfy.model_management) exists in the real ComfyUI, with the same parameters (names,
+    kinds, defaults), enum members and class constants; so what passes against the double
+    passes in ComfyUI, and a misspelt argument fails in both."""
     comfyui_dir = Path(os.environ["COMFYUI_DIR"]).resolve()
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    stand_in = api_surface(python, STUB_DIR, "stub")
+    real = api_surface(python, comfyui_dir, "real", [path for path in stand_in if ":" in path])
 
-    def signatures(cwd: Path) -> dict:
-        done = subprocess.run(
-            [python, "-c", SIGNATURE_SCRIPT], cwd=cwd, capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        return json.loads(done.stdout.strip().splitlines()[-1])
+    unset = {"type": None}  # e.g. PromptServer.loop before serving, PROGRESS_BAR_HOOK before a prompt
 
-    real, stand_in = signatures(comfyui_dir), signatures(STUB_DIR)
-    assert {k: v for k, v in stand_in.items() if real.get(k) != v} == {}
+    def compatible(ours, theirs) -> bool:
+        if theirs in (None, "missing"):
+            return False
+        if unset in (ours, theirs):
+            return True
+        if "enum" in ours and "enum" in theirs:
+            return ours["enum"].items() <= theirs["enum"].items()
+        return ours == theirs
+
+    assert len(stand_in) > 100, "the surface walk found too little to compare"
+    mismatches = [
+        f"{path}:\n  double  {ours}\n  ComfyUI {real.get(path)}"
+        for path, ours in stand_in.items()
+        if not compatible(ours, real.get(path))
+    ]
+    assert not mismatches, "the double differs from ComfyUI:\n" + "\n".join(mismatches)
 
 
 TINY_PIPELINES = {"FLUX.1-dev": "tiny-flux", "FLUX.1-Kontext-dev": "tiny-flux-kontext"}

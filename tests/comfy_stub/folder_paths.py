@@ -1,8 +1,8 @@
 """Test double of ComfyUI's ``folder_paths`` over a temporary base folder.
 
-Same function names and behaviour as ComfyUI's module for what the pack uses. Tests
-call ``stub_configure(tmp_path)`` to get a fresh ``models/``, ``output/``, ``temp/`` and
-``input/`` under their own folder.
+ComfyUI's folder layout (``models/``, ``input/``, ``output/``, ``user/`` under one base)
+and its function names for the models folders the pack reads or writes. Tests call
+``stub_configure(tmp_path)`` to get fresh folders under their own directory.
 """
 
 from __future__ import annotations
@@ -10,103 +10,78 @@ from __future__ import annotations
 import os
 import tempfile
 
-supported_pt_extensions = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
+supported_pt_extensions: set[str] = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
 
-MODEL_FOLDERS = {
-    "checkpoints": ["checkpoints"],
-    "loras": ["loras"],
-    "vae": ["vae"],
-    "text_encoders": ["text_encoders", "clip"],
-    "diffusion_models": ["unet", "diffusion_models"],
-    "clip_vision": ["clip_vision"],
-    "embeddings": ["embeddings"],
-    "upscale_models": ["upscale_models"],
+_MODEL_FOLDERS = {
+    "loras": (["loras"], supported_pt_extensions),
+    "diffusion_models": (["unet", "diffusion_models"], supported_pt_extensions),
+    "text_encoders": (["text_encoders", "clip"], supported_pt_extensions),
+    "diffusers": (["diffusers"], ["folder"]),
 }
+"""ComfyUI's models folders the pack uses: sub-folders of ``models/`` and file extensions."""
 
 base_path = ""
 models_dir = ""
 output_directory = ""
-temp_directory = ""
 input_directory = ""
-folder_names_and_paths: dict[str, tuple[list[str], set[str]]] = {}
+user_directory = ""
+folder_names_and_paths: dict[str, tuple[list[str], set[str] | list[str]]] = {}
 
 
 def stub_configure(base: str | os.PathLike) -> None:
-    """Point every folder at ``base`` (ComfyUI's layout) and forget added model folders."""
-    global base_path, models_dir, output_directory, temp_directory, input_directory
+    """Put every folder under ``base``, as ComfyUI's ``--base-directory`` does."""
+    global base_path, models_dir, output_directory, input_directory, user_directory
     base_path = os.fspath(base)
     models_dir = os.path.join(base_path, "models")
     output_directory = os.path.join(base_path, "output")
-    temp_directory = os.path.join(base_path, "temp")
     input_directory = os.path.join(base_path, "input")
+    user_directory = os.path.join(base_path, "user")
     folder_names_and_paths.clear()
-    for name, subfolders in MODEL_FOLDERS.items():
-        folder_names_and_paths[name] = (
-            [os.path.join(models_dir, s) for s in subfolders],
-            supported_pt_extensions,
-        )
-    folder_names_and_paths["diffusers"] = ([os.path.join(models_dir, "diffusers")], {"folder"})
+    for name, (subfolders, extensions) in _MODEL_FOLDERS.items():
+        folder_names_and_paths[name] = ([os.path.join(models_dir, s) for s in subfolders], extensions)
 
 
 def get_output_directory() -> str:
     return output_directory
 
 
-def set_output_directory(output_dir: str) -> None:
-    global output_directory
-    output_directory = output_dir
-
-
-def get_temp_directory() -> str:
-    return temp_directory
-
-
 def get_input_directory() -> str:
     return input_directory
 
 
-def add_model_folder_path(folder_name: str, full_folder_path: str, is_default: bool = False) -> None:
-    paths, extensions = folder_names_and_paths.setdefault(folder_name, ([], set()))
-    if full_folder_path in paths:
-        paths.remove(full_folder_path)
-    if is_default:
-        paths.insert(0, full_folder_path)
-    else:
-        paths.append(full_folder_path)
+def get_user_directory() -> str:
+    """Where a pack keeps its persistent state (ComfyUI's ``--user-directory``)."""
+    return user_directory
 
 
 def get_folder_paths(folder_name: str) -> list[str]:
-    return folder_names_and_paths[folder_name][0][:]
-
-
-def _files_under(root: str) -> list[str]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if d != ".git"]
-        for filename in filenames:
-            found.append(os.path.relpath(os.path.join(dirpath, filename), root).replace(os.sep, "/"))
-    return found
+    return list(folder_names_and_paths[folder_name][0])
 
 
 def get_filename_list(folder_name: str) -> list[str]:
-    """Files under every path of the folder whose extension is listed (all when none are)."""
+    """Relative paths of the files under each path of the folder whose extension is
+    listed (every file when none are), sorted; ``.git`` folders are skipped."""
     paths, extensions = folder_names_and_paths[folder_name]
     names = set()
     for root in paths:
-        for relative in _files_under(root):
-            if not extensions or os.path.splitext(relative)[-1].lower() in extensions:
-                names.add(relative)
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            dirnames[:] = [d for d in dirnames if d != ".git"]
+            for filename in filenames:
+                relative = os.path.relpath(os.path.join(dirpath, filename), root)
+                if not extensions or os.path.splitext(relative)[-1].lower() in extensions:
+                    names.add(relative)
     return sorted(names)
 
 
 def get_full_path(folder_name: str, filename: str) -> str | None:
+    """The first existing file of that name under the folder's paths; a name cannot
+    climb out of them (``../x`` is read as ``x``)."""
     if folder_name not in folder_names_and_paths:
         return None
-    filename = os.path.relpath(os.path.join("/", filename), "/")
+    inside = os.path.relpath(os.path.join(os.sep, filename), os.sep)
     for root in folder_names_and_paths[folder_name][0]:
-        full_path = os.path.join(root, filename)
-        if os.path.isfile(full_path):
-            return full_path
+        if os.path.isfile(os.path.join(root, inside)):
+            return os.path.join(root, inside)
     return None
 
 
@@ -118,3 +93,20 @@ def get_full_path_or_raise(folder_name: str, filename: str) -> str:
 
 
 stub_configure(tempfile.mkdtemp(prefix="comfy_stub_"))
+
+__all__ = [
+    "supported_pt_extensions",
+    "base_path",
+    "models_dir",
+    "output_directory",
+    "input_directory",
+    "user_directory",
+    "folder_names_and_paths",
+    "get_output_directory",
+    "get_input_directory",
+    "get_user_directory",
+    "get_folder_paths",
+    "get_filename_list",
+    "get_full_path",
+    "get_full_path_or_raise",
+]

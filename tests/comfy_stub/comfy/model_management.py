@@ -1,8 +1,10 @@
-"""Test double of ``comfy.model_management``: CPU device, interrupt flag, call counters.
+"""Test double of ``comfy.model_management``: CPU device, interrupt flag, memory calls.
 
-Tests set the interrupt with ``interrupt_current_processing()`` (what ComfyUI's Cancel
-button does) and read ``CALLS`` to check that memory was freed; ``stub_reset()`` clears
-both.
+ComfyUI frees memory through two functions, also on the frontend's "unload models" /
+``POST /free`` path (the prompt worker calls ``unload_all_models()`` and then
+``soft_empty_cache()``); this double counts the calls in ``CALLS``. Tests set the
+interrupt with ``interrupt_current_processing()`` (what the Cancel button does);
+``stub_reset()`` clears both.
 """
 
 from __future__ import annotations
@@ -10,25 +12,18 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-
-class InterruptProcessingException(BaseException):
-    """Raised when the user cancelled the running prompt (a BaseException, as in ComfyUI)."""
-
-
 CALLS: Counter[str] = Counter()
-"""How often each memory function was called, by function name."""
+"""How often each memory function was called, by function name (tests only)."""
 
 _interrupt_lock = threading.RLock()
 interrupt_processing = False
 
 
+class InterruptProcessingException(BaseException):
+    """Raised when the user cancelled the running prompt (a BaseException, as in ComfyUI)."""
+
+
 def get_torch_device():
-    import torch
-
-    return torch.device("cpu")
-
-
-def intermediate_device():
     import torch
 
     return torch.device("cpu")
@@ -38,21 +33,11 @@ def unload_all_models() -> None:
     CALLS["unload_all_models"] += 1
 
 
-def soft_empty_cache(force: bool = False) -> None:
+def soft_empty_cache(force=False) -> None:
     CALLS["soft_empty_cache"] += 1
 
 
-def free_memory(memory_required, device, keep_loaded=()) -> list:
-    CALLS["free_memory"] += 1
-    return []
-
-
-def get_free_memory(dev=None, torch_free_too=False):
-    free = 64 * 1024**3
-    return (free, free) if torch_free_too else free
-
-
-def interrupt_current_processing(value: bool = True) -> None:
+def interrupt_current_processing(value=True) -> None:
     global interrupt_processing
     with _interrupt_lock:
         interrupt_processing = value
@@ -72,6 +57,18 @@ def throw_exception_if_processing_interrupted() -> None:
 
 
 def stub_reset() -> None:
-    """Clear the counters and the interrupt flag (tests only)."""
+    """Clear the counters and the interrupt flag."""
     CALLS.clear()
     interrupt_current_processing(False)
+
+
+__all__ = [
+    "InterruptProcessingException",
+    "interrupt_processing",
+    "get_torch_device",
+    "unload_all_models",
+    "soft_empty_cache",
+    "interrupt_current_processing",
+    "processing_interrupted",
+    "throw_exception_if_processing_interrupted",
+]

@@ -57,6 +57,9 @@ class ProgressBar:
 
 
 def stub_reset() -> None:
-    """Forget recorded updates and restore the recording hook (tests only)."""
+    """Forget recorded updates and restore the recording hook."""
     PROGRESS_UPDATES.clear()
     set_progress_bar_global_hook(_record_progress)
+
+
+__all__ = ["PROGRESS_BAR_HOOK", "ProgressBar", "set_progress_bar_global_hook"]

@@ -1,8 +1,10 @@
-"""Test double of ``comfy_api.latest.io`` (ComfyUI 0.33 V3 node API).
+"""Test double of ``comfy_api.latest.io`` (ComfyUI 0.33 V3 node API), written for this project.
 
-Same class names, the same constructor arguments in the same order, and the same
-schema checks as ComfyUI's ``_io.py``; a smaller set of socket types. Nothing here
-imports torch at module level, so importing the pack in a test stays cheap.
+Only what the pack uses: the widget types Boolean, Int, Float, String and Combo, the
+Image socket, ``Custom`` socket types, hidden inputs, ``Schema``, ``ComfyNode`` and
+``NodeOutput``. Every constructor takes exactly the arguments ComfyUI's does (checked by
+tests/test_comfyui_integration.py), so a misspelt argument fails here as it fails there.
+Nothing here imports torch. Names outside ``__all__`` are for the tests only.
 """
 
 from __future__ import annotations
@@ -11,74 +13,26 @@ import inspect
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal
+from typing import Any
 
 
-class FolderType(str, Enum):
-    input = "input"
-    output = "output"
-    temp = "temp"
+def _given(values: dict) -> dict:
+    """The entries that were set (ComfyUI leaves None values out of /object_info)."""
+    return {key: value for key, value in values.items() if value is not None}
 
 
-class UploadType(str, Enum):
-    image = "image_upload"
-    audio = "audio_upload"
-    video = "video_upload"
-    model = "file_upload"
-
-
-class NumberDisplay(str, Enum):
-    number = "number"
-    slider = "slider"
-    gradient_slider = "gradientslider"
-
-
-class ControlAfterGenerate(str, Enum):
-    fixed = "fixed"
-    increment = "increment"
-    decrement = "decrement"
-    randomize = "randomize"
-
-
-class RemoteOptions:
-    def __init__(
-        self,
-        route: str,
-        refresh_button: bool,
-        control_after_refresh: Literal["first", "last"] = "first",
-        timeout: int = None,
-        max_retries: int = None,
-        refresh: int = None,
-    ):
-        self.route = route
-        self.refresh_button = refresh_button
-        self.control_after_refresh = control_after_refresh
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.refresh = refresh
-
-    def as_dict(self) -> dict:
-        return _prune(
-            {
-                "route": self.route,
-                "refresh_button": self.refresh_button,
-                "control_after_refresh": self.control_after_refresh,
-                "timeout": self.timeout,
-                "max_retries": self.max_retries,
-                "refresh": self.refresh,
-            }
-        )
-
-
-def _prune(d: dict) -> dict:
-    return {k: v for k, v in d.items() if v is not None}
+def _plain(value: Any) -> Any:
+    """An enum option as its value, as it appears in /object_info."""
+    return value.value if isinstance(value, Enum) else value
 
 
 # ---------------------------------------------------------------- inputs and outputs
 
 
-class _IO_V3:
-    Parent: type[_ComfyType] = None
+class _Socket:
+    """What inputs and outputs share: the socket type of the type they belong to."""
+
+    Parent: type[ComfyTypeI] = None
 
     def validate(self) -> None:
         pass
@@ -87,13 +41,12 @@ class _IO_V3:
     def io_type(self) -> str:
         return self.Parent.io_type
 
-    @property
-    def Type(self):
-        return self.Parent.Type
+    def get_io_type(self) -> str:
+        return self.io_type
 
 
-class Input(_IO_V3):
-    """Base of every V3 input."""
+class Input(_Socket):
+    """Base of every input: a socket, or a widget when the type has one."""
 
     def __init__(
         self,
@@ -111,31 +64,25 @@ class Input(_IO_V3):
         self.optional = optional
         self.tooltip = tooltip
         self.lazy = lazy
-        self.extra_dict = extra_dict if extra_dict is not None else {}
-        self.rawLink = raw_link
+        self.extra_dict = extra_dict or {}
+        self.raw_link = raw_link
         self.advanced = advanced
 
     def as_dict(self) -> dict:
-        return _prune(
-            {
-                "display_name": self.display_name,
-                "optional": self.optional,
-                "tooltip": self.tooltip,
-                "lazy": self.lazy,
-                "rawLink": self.rawLink,
-                "advanced": self.advanced,
-            }
-        ) | _prune(self.extra_dict)
-
-    def get_io_type(self) -> str:
-        return self.io_type
-
-    def get_all(self) -> list[Input]:
-        return [self]
+        """The input's options in /object_info."""
+        own = {
+            "display_name": self.display_name,
+            "optional": self.optional,
+            "tooltip": self.tooltip,
+            "lazy": self.lazy,
+            "rawLink": self.raw_link,
+            "advanced": self.advanced,
+        }
+        return _given(own) | _given(self.extra_dict)
 
 
 class WidgetInput(Input):
-    """Base of an input shown as a widget."""
+    """An input the frontend shows as a widget (with a default value)."""
 
     def __init__(
         self,
@@ -158,96 +105,71 @@ class WidgetInput(Input):
         self.widget_type = widget_type
         self.force_input = force_input
 
+    def _widget_options(self) -> dict:
+        """The options a widget type adds (overridden per type)."""
+        return {}
+
     def as_dict(self) -> dict:
-        return super().as_dict() | _prune(
-            {
-                "default": self.default,
-                "socketless": self.socketless,
-                "widgetType": self.widget_type,
-                "forceInput": self.force_input,
-            }
-        )
+        own = {
+            "default": self.default,
+            "socketless": self.socketless,
+            "widgetType": self.widget_type,
+            "forceInput": self.force_input,
+        }
+        return super().as_dict() | _given(own) | _given(self._widget_options())
 
     def get_io_type(self) -> str:
-        return self.widget_type if self.widget_type is not None else super().get_io_type()
+        return self.widget_type or self.io_type
 
 
-class Output(_IO_V3):
-    """Base of every V3 output."""
+class Output(_Socket):
+    """Base of every output."""
 
     def __init__(self, id: str = None, display_name: str = None, tooltip: str = None, is_output_list=False):
         self.id = id
-        self.display_name = display_name if display_name else id
+        self.display_name = display_name or id
         self.tooltip = tooltip
         self.is_output_list = is_output_list
-
-    def as_dict(self) -> dict:
-        return _prune(
-            {
-                "display_name": self.display_name if self.display_name else self.id,
-                "tooltip": self.tooltip,
-                "is_output_list": self.is_output_list,
-            }
-        )
-
-    def get_io_type(self) -> str:
-        return self.io_type
 
 
 # ---------------------------------------------------------------- socket types
 
 
-class _ComfyType:
-    Type = Any
+class ComfyTypeI:
+    """A socket type with an input only."""
+
     io_type: str = None
-
-
-class ComfyTypeI(_ComfyType):
-    """A type with an Input class only."""
 
     class Input(Input): ...
 
 
 class ComfyTypeIO(ComfyTypeI):
-    """A type with Input and Output classes."""
+    """A socket type with an input and an output."""
 
     class Output(Output): ...
 
 
-def _subclass(base: type) -> type:
-    return type(base.__name__, (base,), {"__module__": base.__module__, "__qualname__": base.__qualname__})
+def _bind(io_type: str):
+    """Give a type its io_type and its own Input/Output subclasses that point back at it."""
 
+    def bind(type_cls):
+        type_cls.io_type = io_type
+        for name in ("Input", "Output"):
+            socket_cls = getattr(type_cls, name, None)
+            if socket_cls is not None:
+                setattr(type_cls, name, type(name, (socket_cls,), {"Parent": type_cls}))
+        return type_cls
 
-def comfytype(io_type: str, **kwargs):
-    """Class decorator binding ``io_type``; each type gets its own Input/Output classes."""
-
-    def decorator(cls):
-        new_cls = cls if issubclass(cls, _ComfyType) else type(cls.__name__, (cls, ComfyTypeIO), {})
-        if getattr(new_cls, "Input", None) is not None:
-            new_cls.Input = _subclass(new_cls.Input)
-            new_cls.Input.Parent = new_cls
-        if getattr(new_cls, "Output", None) is not None:
-            new_cls.Output = _subclass(new_cls.Output)
-            new_cls.Output.Parent = new_cls
-        new_cls.io_type = io_type
-        return new_cls
-
-    return decorator
+    return bind
 
 
 def Custom(io_type: str) -> type[ComfyTypeIO]:
-    """A socket type for a custom ``io_type`` (e.g. ``io.Custom("PACO_PIPELINE")``)."""
-
-    @comfytype(io_type=io_type)
-    class CustomComfyType(ComfyTypeIO): ...
-
-    return CustomComfyType
+    """A socket type of the pack's own, e.g. ``io.Custom("PACO_PIPELINE")``."""
+    return _bind(io_type)(type("CustomComfyType", (ComfyTypeIO,), {}))
 
 
-@comfytype(io_type="BOOLEAN")
+@_bind("BOOLEAN")
 class Boolean(ComfyTypeIO):
-    Type = bool
-
     class Input(WidgetInput):
         def __init__(
             self,
@@ -266,30 +188,18 @@ class Boolean(ComfyTypeIO):
             advanced: bool = None,
         ):
             super().__init__(
-                id,
-                display_name,
-                optional,
-                tooltip,
-                lazy,
-                default,
-                socketless,
-                None,
-                force_input,
-                extra_dict,
-                raw_link,
-                advanced,
-            )
+                id, display_name, optional, tooltip, lazy, default, socketless, None, force_input,
+                extra_dict, raw_link, advanced,
+            )  # fmt: skip
             self.label_on = label_on
             self.label_off = label_off
 
-        def as_dict(self) -> dict:
-            return super().as_dict() | _prune({"label_on": self.label_on, "label_off": self.label_off})
+        def _widget_options(self) -> dict:
+            return {"label_on": self.label_on, "label_off": self.label_off}
 
 
-@comfytype(io_type="INT")
+@_bind("INT")
 class Int(ComfyTypeIO):
-    Type = int
-
     class Input(WidgetInput):
         def __init__(
             self,
@@ -302,8 +212,8 @@ class Int(ComfyTypeIO):
             min: int = None,
             max: int = None,
             step: int = None,
-            control_after_generate: bool | ControlAfterGenerate = None,
-            display_mode: NumberDisplay = None,
+            control_after_generate: bool = None,
+            display_mode: str = None,
             socketless: bool = None,
             force_input: bool = None,
             extra_dict=None,
@@ -311,41 +221,25 @@ class Int(ComfyTypeIO):
             advanced: bool = None,
         ):
             super().__init__(
-                id,
-                display_name,
-                optional,
-                tooltip,
-                lazy,
-                default,
-                socketless,
-                None,
-                force_input,
-                extra_dict,
-                raw_link,
-                advanced,
-            )
-            self.min = min
-            self.max = max
-            self.step = step
+                id, display_name, optional, tooltip, lazy, default, socketless, None, force_input,
+                extra_dict, raw_link, advanced,
+            )  # fmt: skip
+            self.min, self.max, self.step = min, max, step
             self.control_after_generate = control_after_generate
             self.display_mode = display_mode
 
-        def as_dict(self) -> dict:
-            return super().as_dict() | _prune(
-                {
-                    "min": self.min,
-                    "max": self.max,
-                    "step": self.step,
-                    "control_after_generate": self.control_after_generate,
-                    "display": self.display_mode.value if self.display_mode else None,
-                }
-            )
+        def _widget_options(self) -> dict:
+            return {
+                "min": self.min,
+                "max": self.max,
+                "step": self.step,
+                "control_after_generate": _plain(self.control_after_generate),
+                "display": _plain(self.display_mode) or None,
+            }
 
 
-@comfytype(io_type="FLOAT")
+@_bind("FLOAT")
 class Float(ComfyTypeIO):
-    Type = float
-
     class Input(WidgetInput):
         def __init__(
             self,
@@ -359,7 +253,7 @@ class Float(ComfyTypeIO):
             max: float = None,
             step: float = None,
             round: float = None,
-            display_mode: NumberDisplay = None,
+            display_mode: str = None,
             gradient_stops: list[dict] = None,
             socketless: bool = None,
             force_input: bool = None,
@@ -368,43 +262,26 @@ class Float(ComfyTypeIO):
             advanced: bool = None,
         ):
             super().__init__(
-                id,
-                display_name,
-                optional,
-                tooltip,
-                lazy,
-                default,
-                socketless,
-                None,
-                force_input,
-                extra_dict,
-                raw_link,
-                advanced,
-            )
-            self.min = min
-            self.max = max
-            self.step = step
-            self.round = round
+                id, display_name, optional, tooltip, lazy, default, socketless, None, force_input,
+                extra_dict, raw_link, advanced,
+            )  # fmt: skip
+            self.min, self.max, self.step, self.round = min, max, step, round
             self.display_mode = display_mode
             self.gradient_stops = gradient_stops
 
-        def as_dict(self) -> dict:
-            return super().as_dict() | _prune(
-                {
-                    "min": self.min,
-                    "max": self.max,
-                    "step": self.step,
-                    "round": self.round,
-                    "display": self.display_mode,
-                    "gradient_stops": self.gradient_stops,
-                }
-            )
+        def _widget_options(self) -> dict:
+            return {
+                "min": self.min,
+                "max": self.max,
+                "step": self.step,
+                "round": self.round,
+                "display": _plain(self.display_mode),
+                "gradient_stops": self.gradient_stops,
+            }
 
 
-@comfytype(io_type="STRING")
+@_bind("STRING")
 class String(ComfyTypeIO):
-    Type = str
-
     class Input(WidgetInput):
         def __init__(
             self,
@@ -424,39 +301,25 @@ class String(ComfyTypeIO):
             advanced: bool = None,
         ):
             super().__init__(
-                id,
-                display_name,
-                optional,
-                tooltip,
-                lazy,
-                default,
-                socketless,
-                None,
-                force_input,
-                extra_dict,
-                raw_link,
-                advanced,
-            )
+                id, display_name, optional, tooltip, lazy, default, socketless, None, force_input,
+                extra_dict, raw_link, advanced,
+            )  # fmt: skip
             self.multiline = multiline
             self.placeholder = placeholder
             self.dynamic_prompts = dynamic_prompts
 
-        def as_dict(self) -> dict:
-            return super().as_dict() | _prune(
-                {
-                    "multiline": self.multiline,
-                    "placeholder": self.placeholder,
-                    "dynamicPrompts": self.dynamic_prompts,
-                }
-            )
+        def _widget_options(self) -> dict:
+            return {
+                "multiline": self.multiline,
+                "placeholder": self.placeholder,
+                "dynamicPrompts": self.dynamic_prompts,
+            }
 
 
-@comfytype(io_type="COMBO")
+@_bind("COMBO")
 class Combo(ComfyTypeIO):
-    Type = str
-
     class Input(WidgetInput):
-        """Dropdown."""
+        """A dropdown; ``options`` may also be an Enum class (its values become the options)."""
 
         def __init__(
             self,
@@ -467,51 +330,37 @@ class Combo(ComfyTypeIO):
             tooltip: str = None,
             lazy: bool = None,
             default: str | int | Enum = None,
-            control_after_generate: bool | ControlAfterGenerate = None,
-            upload: UploadType = None,
-            image_folder: FolderType = None,
-            remote: RemoteOptions = None,
+            control_after_generate: bool = None,
+            upload: Enum = None,
+            image_folder: Enum = None,
+            remote: Any = None,
             socketless: bool = None,
             extra_dict=None,
             raw_link: bool = None,
             advanced: bool = None,
         ):
-            if isinstance(options, type) and issubclass(options, Enum):
-                options = [v.value for v in options]
-            if isinstance(default, Enum):
-                default = default.value
             super().__init__(
-                id,
-                display_name,
-                optional,
-                tooltip,
-                lazy,
-                default,
-                socketless,
-                None,
-                None,
-                extra_dict,
-                raw_link,
-                advanced,
-            )
-            self.multiselect = False
+                id, display_name, optional, tooltip, lazy, _plain(default), socketless, None, None,
+                extra_dict, raw_link, advanced,
+            )  # fmt: skip
+            if isinstance(options, type) and issubclass(options, Enum):
+                options = [member.value for member in options]
             self.options = options
+            self.multiselect = False
             self.control_after_generate = control_after_generate
             self.upload = upload
             self.image_folder = image_folder
             self.remote = remote
 
-        def as_dict(self) -> dict:
-            return super().as_dict() | _prune(
-                {
-                    "multiselect": self.multiselect,
-                    "options": self.options,
-                    "control_after_generate": self.control_after_generate,
-                    **({self.upload.value: True} if self.upload is not None else {}),
-                    "image_folder": self.image_folder.value if self.image_folder else None,
-                    "remote": self.remote.as_dict() if self.remote else None,
-                }
-            )
+        def _widget_options(self) -> dict:
+            return {
+                "multiselect": self.multiselect,
+                "options": self.options,
+                "control_after_generate": _plain(self.control_after_generate),
+                **({_plain(self.upload): True} if self.upload is not None else {}),
+                "image_folder": _plain(self.image_folder),
+                "remote": self.remote.as_dict() if self.remote is not None else None,
+            }
 
     class Output(Output):
         def __init__(
@@ -523,143 +372,19 @@ class Combo(ComfyTypeIO):
             is_output_list=False,
         ):
             super().__init__(id, display_name, tooltip, is_output_list)
-            self.options = options if options is not None else []
+            self.options = options or []
 
 
-@comfytype(io_type="COMBO")
-class MultiCombo(ComfyTypeI):
-    Type = list
-
-    class Input(Combo.Input):
-        def __init__(
-            self,
-            id: str,
-            options: list[str],
-            display_name: str = None,
-            optional=False,
-            tooltip: str = None,
-            lazy: bool = None,
-            default: list[str] = None,
-            placeholder: str = None,
-            chip: bool = None,
-            control_after_generate: bool | ControlAfterGenerate = None,
-            socketless: bool = None,
-            extra_dict=None,
-            raw_link: bool = None,
-            advanced: bool = None,
-        ):
-            super().__init__(
-                id,
-                options,
-                display_name,
-                optional,
-                tooltip,
-                lazy,
-                default,
-                control_after_generate,
-                socketless=socketless,
-                extra_dict=extra_dict,
-                raw_link=raw_link,
-                advanced=advanced,
-            )
-            self.multiselect = True
-            self.placeholder = placeholder
-            self.chip = chip
-
-
-@comfytype(io_type="IMAGE")
+@_bind("IMAGE")
 class Image(ComfyTypeIO):
-    """torch.Tensor [B, H, W, C], float 0..1."""
-
-
-@comfytype(io_type="MASK")
-class Mask(ComfyTypeIO):
-    """torch.Tensor [B, H, W]."""
-
-
-@comfytype(io_type="LATENT")
-class Latent(ComfyTypeIO):
-    Type = dict
-
-
-@comfytype(io_type="CONDITIONING")
-class Conditioning(ComfyTypeIO):
-    Type = list
-
-
-@comfytype(io_type="SAMPLER")
-class Sampler(ComfyTypeIO): ...
-
-
-@comfytype(io_type="SIGMAS")
-class Sigmas(ComfyTypeIO): ...
-
-
-@comfytype(io_type="NOISE")
-class Noise(ComfyTypeIO): ...
-
-
-@comfytype(io_type="GUIDER")
-class Guider(ComfyTypeIO): ...
-
-
-@comfytype(io_type="CLIP")
-class Clip(ComfyTypeIO): ...
-
-
-@comfytype(io_type="VAE")
-class Vae(ComfyTypeIO): ...
-
-
-@comfytype(io_type="MODEL")
-class Model(ComfyTypeIO): ...
-
-
-@comfytype(io_type="CLIP_VISION")
-class ClipVision(ComfyTypeIO): ...
-
-
-@comfytype(io_type="LORA_MODEL")
-class LoraModel(ComfyTypeIO):
-    Type = dict
-
-
-@comfytype(io_type="AUDIO")
-class Audio(ComfyTypeIO):
-    Type = dict
-
-
-@comfytype(io_type="VIDEO")
-class Video(ComfyTypeIO): ...
-
-
-@comfytype(io_type="*")
-class AnyType(ComfyTypeIO): ...
-
-
-@comfytype(io_type="DICT")
-class Dict(ComfyTypeIO):
-    Type = dict
-
-
-@comfytype(io_type="ARRAY")
-class Array(ComfyTypeIO):
-    Type = list
-
-
-BUILTIN_IO_TYPES = frozenset(
-    t.io_type
-    for t in (Boolean, Int, Float, String, Combo, Image, Mask, Latent, Conditioning, Sampler, Sigmas)
-    + (Noise, Guider, Clip, Vae, Model, ClipVision, LoraModel, Audio, Video, AnyType, Dict, Array)
-)
-"""Socket types ComfyUI itself defines (of those this stand-in carries)."""
+    """A batch of images: torch.Tensor [B, H, W, C], float 0..1."""
 
 
 # ---------------------------------------------------------------- hidden inputs
 
 
 class Hidden(str, Enum):
-    """Hidden values a node can ask for."""
+    """Values ComfyUI passes to a node that declares them in ``Schema.hidden``."""
 
     unique_id = "UNIQUE_ID"
     prompt = "PROMPT"
@@ -671,7 +396,7 @@ class Hidden(str, Enum):
 
 
 class HiddenHolder:
-    """``cls.hidden`` during execute: the hidden values by name, None when absent."""
+    """``cls.hidden`` during ``execute``: each hidden value, None when not declared."""
 
     def __init__(
         self,
@@ -697,8 +422,9 @@ class HiddenHolder:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> HiddenHolder:
+        """From ``{io.Hidden member: value}`` (keyed by the member, as ComfyUI keys it)."""
         d = d or {}
-        return cls(**{member.name: d.get(member, d.get(member.name)) for member in Hidden})
+        return cls(**{member.name: d.get(member) for member in Hidden})
 
 
 # ---------------------------------------------------------------- schema and node
@@ -706,7 +432,7 @@ class HiddenHolder:
 
 @dataclass
 class Schema:
-    """Definition of a V3 node (same fields as ComfyUI's ``io.Schema``)."""
+    """A V3 node's definition: the same fields, in the same order, as ComfyUI's."""
 
     node_id: str
     display_name: str = None
@@ -730,75 +456,38 @@ class Schema:
     has_intermediate_output: bool = False
 
     def validate(self) -> None:
-        """Input ids and output ids must each be unique (ComfyUI raises ValueError)."""
-        input_ids = [i.id for i in self.inputs]
-        output_ids = [o.id for o in self.outputs]
-        issues = []
-        if len(set(input_ids)) != len(input_ids):
-            dupes = [k for k, n in Counter(input_ids).items() if n > 1]
-            issues.append(f"Input ids must be unique, but {dupes} are not.")
-        if len(set(output_ids)) != len(output_ids):
-            dupes = [k for k, n in Counter(output_ids).items() if n > 1]
-            issues.append(f"Output ids must be unique, but {dupes} are not.")
-        if issues:
-            raise ValueError("\n".join(issues))
+        """Input ids and output ids must each be unique (ValueError, as in ComfyUI)."""
+        problems = []
+        for kind, items in (("Input", self.inputs), ("Output", self.outputs)):
+            repeated = [key for key, count in Counter(item.id for item in items).items() if count > 1]
+            if repeated:
+                problems.append(f"{kind} ids must be unique, but {repeated} are not.")
+        if problems:
+            raise ValueError("\n".join(problems))
         for item in [*self.inputs, *self.outputs]:
             item.validate()
 
     def finalize(self) -> None:
-        """Add the hidden values output nodes get, and default ids for unnamed outputs."""
-        self.inputs = self.inputs or []
-        self.outputs = self.outputs or []
-        self.hidden = self.hidden or []
+        """Add the hidden values API and output nodes get; name unnamed outputs."""
+        self.inputs, self.outputs, self.hidden = self.inputs or [], self.outputs or [], self.hidden or []
+        added = []
+        if self.is_api_node:
+            added += [Hidden.auth_token_comfy_org, Hidden.api_key_comfy_org, Hidden.comfy_usage_source]
         if self.is_output_node:
-            for hidden in (Hidden.prompt, Hidden.extra_pnginfo):
-                if hidden not in self.hidden:
-                    self.hidden.append(hidden)
-        for i, output in enumerate(self.outputs):
+            added += [Hidden.prompt, Hidden.extra_pnginfo]
+        self.hidden += [hidden for hidden in added if hidden not in self.hidden]
+        for index, output in enumerate(self.outputs):
             if output.id is None:
-                output.id = f"_{i}_{output.io_type}_"
-
-    def get_v1_info(self, cls) -> dict:
-        """The node's entry in ``/object_info`` (the V1 description ComfyUI serves)."""
-        inputs: dict[str, dict] = {"required": {}}
-        for item in self.inputs:
-            options = item.as_dict()
-            options.pop("optional", None)
-            inputs.setdefault("optional" if item.optional else "required", {})[item.id] = (
-                item.get_io_type(),
-                options,
-            )
-        for hidden in self.hidden:
-            inputs.setdefault("hidden", {})[hidden.name] = (hidden.value,)
-        return {
-            "input": inputs,
-            "input_order": {key: list(value) for key, value in inputs.items()},
-            "is_input_list": self.is_input_list,
-            "output": [o.io_type for o in self.outputs],
-            "output_is_list": [o.is_output_list for o in self.outputs],
-            "output_name": [o.display_name if o.display_name else o.io_type for o in self.outputs],
-            "output_tooltips": [o.tooltip if o.tooltip else None for o in self.outputs],
-            "name": self.node_id,
-            "display_name": self.display_name,
-            "description": self.description,
-            "python_module": getattr(cls, "RELATIVE_PYTHON_MODULE", "nodes"),
-            "category": self.category,
-            "output_node": self.is_output_node,
-            "deprecated": self.is_deprecated,
-            "experimental": self.is_experimental,
-            "dev_only": self.is_dev_only,
-            "api_node": self.is_api_node,
-        }
+                output.id = f"_{index}_{output.io_type}_"
 
 
-def _real_override(cls: type, name: str, base: type) -> bool:
-    own = inspect.getattr_static(cls, name)
-    return own is not inspect.getattr_static(base, name)
+def _overrides(node_cls: type, name: str) -> bool:
+    return inspect.getattr_static(node_cls, name) is not inspect.getattr_static(ComfyNode, name)
 
 
 def stub_overrides(node_cls: type, name: str) -> bool:
-    """Whether a node overrides an optional classmethod such as ``validate_inputs``."""
-    return _real_override(node_cls, name, ComfyNode)
+    """Whether a node defines its own optional classmethod (e.g. ``validate_inputs``)."""
+    return _overrides(node_cls, name)
 
 
 class ComfyNode:
@@ -807,6 +496,9 @@ class ComfyNode:
     RELATIVE_PYTHON_MODULE = None
     SCHEMA = None
     hidden: HiddenHolder = None
+
+    def __init__(self):
+        self.VALIDATE_CLASS()
 
     @classmethod
     def define_schema(cls) -> Schema:
@@ -826,14 +518,13 @@ class ComfyNode:
 
     @classmethod
     def check_lazy_status(cls, **kwargs) -> list[str]:
-        return [name for name in kwargs if kwargs[name] is None]
+        return [name for name, value in kwargs.items() if value is None]
 
     @classmethod
     def VALIDATE_CLASS(cls) -> None:
-        if not _real_override(cls, "define_schema", ComfyNode):
-            raise Exception(f"No define_schema function was defined for node class {cls.__name__}.")
-        if not _real_override(cls, "execute", ComfyNode):
-            raise Exception(f"No execute function was defined for node class {cls.__name__}.")
+        for name in ("define_schema", "execute"):
+            if not _overrides(cls, name):
+                raise Exception(f"No {name} function was defined for node class {cls.__name__}.")
 
     @classmethod
     def FINALIZE_SCHEMA(cls) -> Schema:
@@ -843,7 +534,7 @@ class ComfyNode:
 
     @classmethod
     def GET_SCHEMA(cls) -> Schema:
-        """Check the class, build, finalise and validate the schema (as ComfyUI does)."""
+        """Check the class, then build, finalize and validate its schema (as ComfyUI does)."""
         cls.VALIDATE_CLASS()
         schema = cls.FINALIZE_SCHEMA()
         schema.validate()
@@ -852,7 +543,43 @@ class ComfyNode:
 
     @classmethod
     def GET_NODE_INFO_V1(cls) -> dict:
-        return cls.GET_SCHEMA().get_v1_info(cls)
+        """The node's entry in ``/object_info``."""
+        schema = cls.GET_SCHEMA()
+        inputs: dict[str, dict] = {"required": {}}
+        for item in schema.inputs:
+            options = item.as_dict()
+            options.pop("optional", None)
+            inputs.setdefault("optional" if item.optional else "required", {})[item.id] = (
+                item.get_io_type(),
+                options,
+            )
+        for hidden in schema.hidden:
+            inputs.setdefault("hidden", {})[hidden.name] = (hidden.value,)
+        outputs = schema.outputs
+        return {
+            "input": inputs,
+            "input_order": {section: list(entries) for section, entries in inputs.items()},
+            "is_input_list": schema.is_input_list,
+            "output": [o.io_type for o in outputs],
+            "output_is_list": [o.is_output_list for o in outputs],
+            "output_name": [o.display_name or o.io_type for o in outputs],
+            "output_tooltips": [o.tooltip or None for o in outputs],
+            "output_matchtypes": None,
+            "name": schema.node_id,
+            "display_name": schema.display_name,
+            "description": schema.description,
+            "python_module": getattr(cls, "RELATIVE_PYTHON_MODULE", "nodes"),
+            "category": schema.category,
+            "output_node": schema.is_output_node,
+            "deprecated": schema.is_deprecated,
+            "experimental": schema.is_experimental,
+            "dev_only": schema.is_dev_only,
+            "api_node": schema.is_api_node,
+            "price_badge": None,
+            "search_aliases": schema.search_aliases or None,
+            "essentials_category": schema.essentials_category,
+            "has_intermediate_output": schema.has_intermediate_output,
+        }
 
 
 class _UIOutput:
@@ -873,7 +600,31 @@ class NodeOutput:
 
     @property
     def result(self):
-        return self.args if len(self.args) > 0 else None
+        return self.args or None
 
     def __getitem__(self, index) -> Any:
         return self.args[index]
+
+
+stub_builtin_io_types = frozenset(t.io_type for t in (Boolean, Int, Float, String, Combo, Image))
+"""The socket types of ComfyUI's own that this double carries."""
+
+__all__ = [
+    "Input",
+    "WidgetInput",
+    "Output",
+    "ComfyTypeI",
+    "ComfyTypeIO",
+    "Custom",
+    "Boolean",
+    "Int",
+    "Float",
+    "String",
+    "Combo",
+    "Image",
+    "Hidden",
+    "HiddenHolder",
+    "Schema",
+    "ComfyNode",
+    "NodeOutput",
+]
