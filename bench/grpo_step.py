@@ -103,7 +103,7 @@ def build_real_dims_pipeline(
 
 def make_config(args, model_path: str, data_file: Path, output_dir: Path, device: str) -> TrainConfig:
     return config_from_dict(TrainConfig, {
-        "model": {"family": "flux", "path": model_path, "device": device},
+        "model": {"kind": "flux", "path": model_path, "device": device},
         "lora": {"rank": args.lora_rank, "alpha": 2 * args.lora_rank},
         "sampling": {"num_steps": args.steps, "noise_steps": [1], "noise_level": 0.7, "guidance_scale": 3.5,
                      "train_resolution": args.resolutions[0], "eval_resolution": args.resolutions[1],

@@ -99,7 +99,7 @@ def random_panels(count: int, side: int, seed: int) -> list:
 
 
 def load_tiny_or_given_judge(args: argparse.Namespace):
-    from paco_core.models.judge import load_judge
+    from paco_core.reward import open_judge
 
     if args.judge is None:
         from paco_core.testing import build_tiny_model, default_cache_dir
@@ -107,7 +107,7 @@ def load_tiny_or_given_judge(args: argparse.Namespace):
         source = build_tiny_model("judge", default_cache_dir())
     else:
         source = args.judge
-    return load_judge(source, dtype=args.dtype, device=args.device, batch_size=args.batch_size, cache_size=0)
+    return open_judge(source, dtype=args.dtype, device=args.device, batch_size=args.batch_size, cache_size=0)
 
 
 def build_real_dims_judge(args: argparse.Namespace):
@@ -125,7 +125,7 @@ def build_real_dims_judge(args: argparse.Namespace):
         Qwen2VLVideoProcessor,
     )
 
-    from paco_core.models.pipelines import resolve_device, resolve_dtype
+    from paco_core.devices import resolve_device, resolve_dtype
     from paco_core.reward.local import LocalJudge
     from paco_core.testing.tokenizers import build_qwen2_tokenizer
 

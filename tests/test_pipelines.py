@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 
+from paco_core.devices import resolve_dtype
 from paco_core.errors import InputError, ModelLoadError
 from paco_core.models.pipelines import (
     clear_pipeline_cache,
     detect_pipeline_kind,
     load_pipeline,
-    resolve_dtype,
 )
 
 
@@ -96,6 +96,12 @@ def test_auto_dtype_is_fp32_on_cpu_and_bf16_on_gpu():
     assert resolve_dtype("auto", "cpu") is torch.float32
     assert resolve_dtype(None, "cuda") is torch.bfloat16
     assert resolve_dtype("fp16", "cpu") is torch.float16
+    assert resolve_dtype("bf16", "cpu") is torch.bfloat16
+
+
+def test_dtype_has_one_spelling():
+    with pytest.raises(InputError, match="dtype should be one of auto, bf16, fp16, fp32, got 'bfloat16'"):
+        resolve_dtype("bfloat16", "cpu")
 
 
 def test_single_file_transformer_replaces_the_folders(tiny_models, tmp_path):
