@@ -8,8 +8,8 @@ With ``logprobs`` it returns the first answer token's ``top_logprobs`` computed 
 judge's full-vocabulary log-softmax, as vLLM does. It binds 127.0.0.1 by default.
 
 Example:
-    >>> server = JudgeHTTPServer(load_judge("models/PaCo-Reward-7B")).start()  # doctest: +SKIP
-    >>> ServerJudge(server.url).score_pairs(pairs)  # doctest: +SKIP
+    >>> server = JudgeHTTPServer(open_judge("models/PaCo-Reward-7B")).start()  # doctest: +SKIP
+    >>> JudgeClient(server.url).score_pairs(pairs)  # doctest: +SKIP
     >>> server.close()  # doctest: +SKIP
 """
 

@@ -70,7 +70,7 @@ class RowLayout:
 class LocalJudge:
     """A PaCo-Reward judge (any Qwen2.5-VL chat model) answering Yes/No in-process.
 
-    Build it with ``paco_core.models.judge.load_judge``; the constructor takes an already
+    Open it with ``paco_core.reward.open_judge``; the constructor takes an already
     loaded model and processor.
 
     Args:
@@ -83,7 +83,7 @@ class LocalJudge:
         name: a label for messages (defaults to the model's folder).
 
     Example:
-        >>> judge = load_judge("models/PaCo-Reward-7B")  # doctest: +SKIP
+        >>> judge = open_judge("models/PaCo-Reward-7B")  # doctest: +SKIP
         >>> judge.score_pairs([PairRequest(img_a, img_b, set_consistency_prompt("a cat"))])  # doctest: +SKIP
         [0.93]
     """
