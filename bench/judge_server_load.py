@@ -44,6 +44,8 @@ class LoadResult:
     answered: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    steady_latencies: list[float] = field(default_factory=list)
+    """Latencies without each client's first request (connection setup, the cold judge)."""
     seconds: float = 0.0
 
     @property
@@ -118,6 +120,7 @@ def run_load(
     def client() -> None:
         nonlocal issued
         connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        first = True
         while True:
             with lock:
                 if issued >= requests:
@@ -145,9 +148,12 @@ def run_load(
                 if outcome is None:
                     result.answered += 1
                     result.latencies.append(elapsed)
+                    if not first:
+                        result.steady_latencies.append(elapsed)
                 else:
                     errors[outcome] += 1
                 done = result.answered + sum(errors.values())
+            first = False
             if on_answered is not None:
                 on_answered(done)
         connection.close()
@@ -230,6 +236,11 @@ def main() -> int:
         f"latency p50 {result.p50 * 1000:.1f} ms, p99 {result.p99 * 1000:.1f} ms, "
         f"mean {statistics.fmean(result.latencies) * 1000:.1f} ms; "
         f"{result.answered / result.seconds:.1f} requests/s over {result.seconds:.1f} s"
+    )
+    steady = result.steady_latencies
+    print(
+        f"without each client's first request (cold start): p50 {percentile(steady, 50) * 1000:.1f} ms, "
+        f"p99 {percentile(steady, 99) * 1000:.1f} ms, max {max(steady, default=float('nan')) * 1000:.1f} ms"
     )
     memory = f"server RSS: start {start_rss:.1f} MiB" + "".join(
         f", after {point} {readings[point]:.1f} MiB" for point in checkpoints if point in readings

@@ -399,14 +399,15 @@ def test_server_options_are_checked(local_judge):
             JudgeHTTPServer(local_judge, port=port)
 
 
-def test_bounded_load_every_request_answered(server):
+def test_bounded_load_every_request_answered(local_judge):
     spec = importlib.util.spec_from_file_location(
         "judge_server_load", REPO / "bench" / "judge_server_load.py"
     )
     load = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = load  # its dataclasses look their module up
     spec.loader.exec_module(load)
-    result = load.run_load(server.url, "tiny-judge", clients=8, requests=80, top_logprobs=5)
+    with JudgeHTTPServer(local_judge, model_name="tiny-judge") as server:  # default limits
+        result = load.run_load(server.url, "tiny-judge", clients=8, requests=80, top_logprobs=5)
     assert result.answered == 80 and result.errors == {}
     assert 0 < result.p50 <= result.p99
 
@@ -505,3 +506,27 @@ def test_serve_judge_remote_binding_warns_and_the_key_comes_from_the_environment
         _, stderr = process.communicate(timeout=30)
     assert "warning: serving on 0.0.0.0, reachable from other machines" in stderr
     assert "no API key" not in stderr
+
+
+def test_the_judge_lock_is_handed_over_in_arrival_order():
+    from paco_core.reward.judge_server import FairLock
+
+    lock, order = FairLock(), []
+    assert lock.acquire(timeout=1)
+
+    def waiter(number):
+        assert lock.acquire(timeout=10)
+        order.append(number)
+        lock.release()
+
+    threads = []
+    for number in range(5):
+        threads.append(threading.Thread(target=waiter, args=(number,)))
+        threads[-1].start()
+        time.sleep(0.05)  # arrive one after another
+    assert not lock.acquire(timeout=0.05)  # held: a timed-out wait leaves the line
+    lock.release()
+    for thread in threads:
+        thread.join()
+    assert order == [0, 1, 2, 3, 4]
+    assert lock.acquire(timeout=0) is True

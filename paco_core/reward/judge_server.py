@@ -34,6 +34,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -142,7 +143,7 @@ class JudgeHTTPServer:
         self.max_logprobs = max_logprobs
         self.limits = limits or ServerLimits()
         self.api_key = api_key or None
-        self._judge_lock = threading.Lock()
+        self._judge_lock = FairLock()
         self._waiting = 0
         self._waiting_lock = threading.Lock()
         handler = type(
@@ -303,8 +304,42 @@ class JudgeHTTPServer:
         return self.judge.tokenizer.decode([token_id])
 
 
+class FairLock:
+    """A lock handed to its waiters in arrival order (``threading.Lock`` lets a newcomer
+    overtake, so under load one request could wait far longer than the others)."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: deque[threading.Event] = deque()
+        self._held = False
+
+    def acquire(self, timeout: float = -1) -> bool:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            turn = threading.Event()
+            self._waiters.append(turn)
+        if turn.wait(None if timeout < 0 else timeout):
+            return True
+        with self._mutex:
+            if turn.is_set():  # handed over while the wait timed out
+                return True
+            self._waiters.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().set()  # the lock passes straight to the next in line
+            else:
+                self._held = False
+
+
 class QuietThreadingHTTPServer(ThreadingHTTPServer):
     """Logs a failed connection (a client gone, a socket error) instead of printing a traceback."""
+
+    request_queue_size = 128  # the listen backlog: socketserver's 5 resets bursts of clients
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("judge server: connection from %s failed", client_address, exc_info=True)
