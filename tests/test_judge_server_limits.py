@@ -229,6 +229,13 @@ def test_malformed_requests_are_400_with_a_message(server, name):
 
 
 RAW_REQUESTS = {
+    "a body far over the size limit (answered, not reset, while it is still sent)": (
+        b"x" * (24 * 1024 * 1024),
+        {},
+        413,
+        "body_too_large",
+        r"the request body is 25165824 bytes, above this server's limit of 2097152",
+    ),
     "invalid JSON": (b"{not json", {}, 400, "invalid_json", r"the request body is not valid JSON"),
     "a body that is not UTF-8": (b"\xff\xfe{}", {}, 400, "invalid_json", r"not valid JSON"),
     "a body over the size limit": (
@@ -258,6 +265,9 @@ def test_unknown_routes_and_methods(server):
     status, _, answer = post(server.url, None, method="DELETE")
     assert status == 405
     assert_error(answer, 405, "method_not_allowed", r"only GET /v1/models and POST /v1/chat/completions")
+    status, _, answer = post(server.url, None, method="OPTIONS")  # refused by http.server itself
+    assert status == 501
+    assert_error(answer, 501, "bad_http", r"Unsupported method \('OPTIONS'\)")
 
 
 def test_a_short_body_times_out_without_holding_up_others(server):

@@ -365,6 +365,7 @@ class JudgeRequestHandler(BaseHTTPRequestHandler):
             self._send_error(error)
 
     def do_POST(self) -> None:
+        self._body_read = False
         try:
             self.server_state.check_api_key(self.headers.get("Authorization"))
             if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
@@ -374,7 +375,11 @@ class JudgeRequestHandler(BaseHTTPRequestHandler):
             body = self._read_json_body()
             self._send_json(200, self.server_state.chat_completion(body))
         except RequestError as error:
+            if not self._body_read:  # the unread body must not be parsed as the next request
+                self.close_connection = True
             self._send_error(error)
+            if not self._body_read:
+                self._drain_briefly()
         except Exception as error:  # a server fault: 500, the server keeps running
             logger.exception("judge server failed on a request")
             self._send_json(
@@ -430,6 +435,7 @@ class JudgeRequestHandler(BaseHTTPRequestHandler):
                 code="body_too_large",
             )
         data = self._read_exactly(length, deadline=time.monotonic() + limits.read_timeout)
+        self._body_read = True
         try:
             return json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -459,6 +465,29 @@ class JudgeRequestHandler(BaseHTTPRequestHandler):
             received += len(chunk)
         self.connection.settimeout(self.server_state.limits.read_timeout)
         return b"".join(chunks)
+
+    def _drain_briefly(self, seconds: float = 2.0) -> None:
+        """Read and drop what the client still sends for a moment after a refusal, so a client
+        still writing a body (e.g. one over the size limit) gets to read the answer instead
+        of a connection reset (a "lingering close")."""
+        deadline = time.monotonic() + seconds
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(remaining)
+                if not self.connection.recv(1 << 20):
+                    break
+        except OSError:
+            pass
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line, headers too long) as JSON too."""
+        self.close_connection = True
+        text = message or self.responses.get(code, ("error",))[0]
+        self._send_error(
+            RequestError(f"{text}: {explain}" if explain else text, status=code, code="bad_http")
+        )
 
     def _send_error(self, error: RequestError) -> None:
         kind = "server_error" if error.status >= 500 else "invalid_request_error"
