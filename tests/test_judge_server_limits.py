@@ -483,6 +483,7 @@ def test_serve_judge_refuses_bad_options_in_one_line_before_loading(name, taken_
     )
 
 
+@pytest.mark.slow
 def test_serve_judge_remote_binding_warns_and_the_key_comes_from_the_environment(tiny_models):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), API_KEY_ENV: "from-env"}
     command = [
