@@ -232,9 +232,21 @@ class JudgeHTTPServer:
         if body.get("stream"):
             raise RequestError("stream is not supported by this server; send stream=false.")
         max_tokens = whole_number(
-            body, ("max_tokens", "max_completion_tokens"), default=16, low=1, high=self.limits.max_tokens
+            body,
+            ("max_tokens", "max_completion_tokens"),
+            default=16,
+            low=1,
+            high=self.limits.max_tokens,
+            hint=" (ask for fewer, or start the server with a larger --max-tokens)",
         )
-        top_logprobs = whole_number(body, ("top_logprobs",), default=0, low=0, high=self.max_logprobs)
+        top_logprobs = whole_number(
+            body,
+            ("top_logprobs",),
+            default=0,
+            low=0,
+            high=self.max_logprobs,
+            hint=" (ask for fewer, or start the server with a larger --max-logprobs)",
+        )
         logprobs = body.get("logprobs", False)
         if logprobs is not None and not isinstance(logprobs, bool):
             raise RequestError(f"logprobs should be true or false, got {json_type(logprobs)}.")
@@ -537,7 +549,9 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def whole_number(body: dict, names: tuple[str, ...], *, default: int, low: int, high: int) -> int:
+def whole_number(
+    body: dict, names: tuple[str, ...], *, default: int, low: int, high: int, hint: str = ""
+) -> int:
     """The first of ``names`` present in ``body`` as a whole number in [low, high]."""
     name = next((key for key in names if body.get(key) is not None), None)
     if name is None:
@@ -550,7 +564,7 @@ def whole_number(body: dict, names: tuple[str, ...], *, default: int, low: int, 
     if value < low:
         raise RequestError(f"{name} should be >= {low}, got {value}.")
     if value > high:
-        raise RequestError(f"{name} {value} is above this server's maximum of {high}.")
+        raise RequestError(f"{name} {value} is above this server's maximum of {high}{hint}.")
     return value
 
 
