@@ -74,6 +74,44 @@ def register(subparsers) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     serve.add_argument("--model-name", default="paco-judge", help="the model name clients use")
     serve.add_argument("--max-logprobs", type=int, default=20, help="largest top_logprobs accepted")
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other than loopback (the judge becomes reachable from other machines)",
+    )
+    serve.add_argument(
+        "--api-key",
+        default=None,
+        help="require 'Authorization: Bearer KEY' on every request (default: $PACO_JUDGE_API_KEY, else none)",
+    )
+    limits = serve.add_argument_group("limits per request")
+    limits.add_argument(
+        "--max-tokens", type=int, default=512, help="largest max_tokens accepted (default 512)"
+    )
+    limits.add_argument(
+        "--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32)"
+    )
+    limits.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=4096 * 4096,
+        help="most pixels of one image, checked before decoding (default 16777216 = 4096x4096)",
+    )
+    limits.add_argument(
+        "--generation-seconds",
+        type=float,
+        default=60.0,
+        help="longest a generated answer may run before it stops (default 60)",
+    )
+    limits.add_argument(
+        "--read-timeout", type=float, default=10.0, help="seconds to wait for a request's bytes (default 10)"
+    )
+    limits.add_argument(
+        "--busy-wait",
+        type=float,
+        default=10.0,
+        help="seconds a request waits for the busy judge before a 503 with Retry-After (default 10)",
+    )
     serve.set_defaults(func=run_serve_judge)
 
 
@@ -189,8 +227,33 @@ def run_score_edit(args: argparse.Namespace) -> int:
 
 
 def run_serve_judge(args: argparse.Namespace) -> int:
+    import os
+
+    from paco_core.reward.judge_server import API_KEY_ENV, JudgeHTTPServer, ServerLimits, check_bind_address
+
+    if not 0 < args.max_body_mb <= 1024:
+        raise InputError(f"--max-body-mb should be above 0 and at most 1024, got {args.max_body_mb:g}.")
+    limits = ServerLimits(
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_image_pixels=args.max_image_pixels,
+        max_tokens=args.max_tokens,
+        generation_seconds=args.generation_seconds,
+        read_timeout=args.read_timeout,
+        busy_wait=args.busy_wait,
+    )
+    if args.max_logprobs < 0:
+        raise InputError(f"--max-logprobs should be a whole number >= 0, got {args.max_logprobs}.")
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    check_bind_address(args.host, args.port, allow_remote=args.allow_remote)  # before the slow load
+    if args.allow_remote:
+        print(
+            f"warning: serving on {args.host}, reachable from other machines"
+            + ("" if api_key else f" by anyone (no API key: set --api-key or ${API_KEY_ENV})"),
+            file=sys.stderr,
+            flush=True,
+        )
+
     from paco_core.reward import is_server_url, open_judge
-    from paco_core.reward.judge_server import JudgeHTTPServer
 
     if is_server_url(args.judge):
         raise InputError(
@@ -198,7 +261,14 @@ def run_serve_judge(args: argparse.Namespace) -> int:
         )
     judge = open_judge(args.judge, lora=args.lora, dtype=args.dtype, device=args.device)
     server = JudgeHTTPServer(
-        judge, host=args.host, port=args.port, model_name=args.model_name, max_logprobs=args.max_logprobs
+        judge,
+        host=args.host,
+        port=args.port,
+        model_name=args.model_name,
+        max_logprobs=args.max_logprobs,
+        limits=limits,
+        api_key=api_key,
+        allow_remote=args.allow_remote,
     )
     print(f"serving {args.judge} as {args.model_name!r} at {server.url}/v1/chat/completions", flush=True)
     try:

@@ -45,12 +45,15 @@ IMAGE_FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
 released PaCo code sends, and shifts scores slightly."""
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-"""HTTP answers worth another attempt (timeouts, overload, server errors); others fail at once."""
+"""Answers worth another attempt (busy, overloaded, timed out); any other status (400 bad
+request, 401 wrong key, 404, 413 too large) is the client's mistake and fails at once."""
 TRANSPORT_ERRORS = (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError, OSError)
 """Failures on the way to or from the server (refused, reset, cut-off answer): retried."""
 URL_SCHEMES = ("http://", "https://")
 CHECK_TIMEOUT = 5.0
 """Seconds ``check_server`` waits for ``/v1/models``: a running server answers at once."""
+MAX_RETRY_AFTER = 30.0
+API_KEY_ENV = "PACO_JUDGE_API_KEY"
 
 
 def is_server_url(source: str | os.PathLike) -> bool:
@@ -75,7 +78,8 @@ class JudgeClient:
         image_format: "png" (lossless) or "jpeg".
         answers: "exact" or "case" (see ``paco_core.reward.backend.ANSWER_TOKENS``).
         cache_size: pair scores kept in the LRU cache (0 disables it).
-        api_key: sent as ``Authorization: Bearer ...`` when given.
+        api_key: sent as ``Authorization: Bearer ...``; None reads ``$PACO_JUDGE_API_KEY``
+            (none sent when that is unset too).
 
     Example:
         >>> judge = JudgeClient("http://127.0.0.1:8000", "X-GenGroup/PaCo-Reward-7B")  # doctest: +SKIP
@@ -119,7 +123,7 @@ class JudgeClient:
         self.top_logprobs = top_logprobs
         self.image_format = image_format
         self.answers = answers
-        self.api_key = api_key
+        self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
         self.cache = ScoreCache(cache_size)
         self._model = model
         self._model_lock = threading.Lock()
@@ -243,11 +247,13 @@ class JudgeClient:
         stop = stop or threading.Event()
         data = json.dumps(body).encode("utf-8")
         last_error = ""
+        retry_after = 0.0
         for attempt in range(self.retries + 1):
-            if attempt and stop.wait(self.backoff * 2 ** (attempt - 1)):
+            if attempt and stop.wait(max(self.backoff * 2 ** (attempt - 1), retry_after)):
                 raise JudgeError(
                     f"judge request to {self.completions_url} stopped: another request of the call failed."
                 )
+            retry_after = 0.0
             try:
                 return self._http_json(self.completions_url, data)
             except urllib.error.HTTPError as error:
@@ -255,6 +261,7 @@ class JudgeClient:
                 last_error = f"HTTP {error.code}: {detail}"
                 if error.code not in RETRYABLE_STATUS:
                     break
+                retry_after = retry_after_seconds(error.headers)
             except TRANSPORT_ERRORS as error:
                 last_error = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
             except json.JSONDecodeError as error:
@@ -287,8 +294,9 @@ class JudgeClient:
         try:
             listing = self._http_json(url, None, timeout=timeout)
         except urllib.error.HTTPError as error:
+            detail = error.read()[:300].decode("utf-8", "replace")
             raise JudgeError(
-                f"judge server {url} answered HTTP {error.code} ({error.reason}). Check the URL (the server "
+                f"judge server {url} answered HTTP {error.code} ({error.reason}): {detail}. Check the URL (the server "
                 "root, e.g. http://127.0.0.1:8000) and the API key."
             ) from error
         except (*TRANSPORT_ERRORS, json.JSONDecodeError) as error:
@@ -303,6 +311,14 @@ class JudgeClient:
             raise JudgeError(
                 f"judge server {url} answered without a model list (data[].id): is it an OpenAI-compatible server?"
             ) from error
+
+
+def retry_after_seconds(headers: Any) -> float:
+    """The seconds a ``Retry-After`` header asks to wait (0 when absent or a date), at most 30."""
+    try:
+        return min(max(float(headers.get("Retry-After") or 0), 0.0), MAX_RETRY_AFTER)
+    except (TypeError, ValueError, AttributeError):
+        return 0.0
 
 
 def normalise_url(url: str) -> tuple[str, str]:

@@ -177,12 +177,13 @@ class LocalJudge:
                 result[index] = row
         return result
 
-    def explain(self, pair: PairRequest, max_new_tokens: int = 256) -> str:
+    def explain(self, pair: PairRequest, max_new_tokens: int = 256, max_time: float | None = None) -> str:
         """The judge's generated answer for a pair: "Yes"/"No" followed by its reasons.
 
         Args:
             pair: the question.
             max_new_tokens: the most tokens to generate.
+            max_time: stop generating after this many seconds (None: no time limit).
 
         Returns:
             The decoded answer text (greedy decoding).
@@ -201,6 +202,7 @@ class LocalJudge:
             output = self.model.generate(
                 **inputs,
                 max_new_tokens=max_new_tokens,
+                max_time=max_time,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
