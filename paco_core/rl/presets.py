@@ -16,8 +16,8 @@ All share: 42 prompts x 16 images per iteration, 2 optimizer steps per iteration
 decay 1e-4, eps 1e-8, grad-norm clip 1.0; PPO clip 1e-4; beta 0; advantages per prompt,
 clipped to +-5; LoRA rank 64, alpha 128, gaussian init; EMA decay min((1+s)/(10+s), 0.9)
 every 8 optimizer steps, applied as the released trainer does (``ema.cadence`` released);
-evaluation with 20 steps on every eval row, checkpoints and evaluation every 10 iterations;
-512 text tokens. Ours where the released code cannot be copied: 4 images per transformer
+evaluation with 20 steps on every eval row; checkpoints and evaluation every 10 iterations
+for T2IS, every 20 for the edits (the edit configs keep base.py's 20); 512 text tokens. Ours where the released code cannot be copied: 4 images per transformer
 call (released: 1; the same gradient), Kontext on FLUX.1-Kontext-dev (the released config
 names FLUX.1-dev, a bug). Paths (data, judge, CLIP, PickScore) are left for the user.
 """
@@ -44,7 +44,7 @@ _COMMON: dict[str, Any] = {
               "clip_range": 1e-4, "kl_beta": 0.0, "kl_form": "flow_grpo", "num_inner_epochs": 1,
               "optimizer_steps_per_iteration": 2},
     "ema": {"use_ema": True, "max_decay": 0.9, "update_every": 8, "cadence": "released"},
-    "seed": 42, "checkpoint_every": 10, "eval_every": 10, "eval_group_size": 1,
+    "seed": 42, "eval_group_size": 1,
 }  # fmt: skip
 
 _T2IS_FLUX: dict[str, Any] = {
@@ -55,6 +55,7 @@ _T2IS_FLUX: dict[str, Any] = {
     "advantages": {"global_std": True},
     "rewards": {"rewards": [{"name": "consistency", "weight": 0.2}, {"name": "clip_t", "weight": 1.0},
                             {"name": "pickscore", "weight": 1.0}], "aggregation": "weighted_sum"},
+    "checkpoint_every": 10, "eval_every": 10,
 }  # fmt: skip
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -71,6 +72,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "train_resolution": 384, "eval_resolution": 512, "reference_resolution": 512},
         "advantages": {"global_std": False},
         "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
+        "checkpoint_every": 20, "eval_every": 20,
     },
     "edit-qwen": {
         "model": {"family": "qwen-image-edit", "path": "Qwen/Qwen-Image-Edit"},
@@ -80,6 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "reference_resolution": 512},
         "advantages": {"global_std": False},
         "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
+        "checkpoint_every": 20, "eval_every": 20,
     },
 }  # fmt: skip
 
