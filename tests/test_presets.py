@@ -77,7 +77,9 @@ def test_released_qwen_targets_adapt_the_same_modules_as_the_preset(tiny_models)
     # the same modules of a real Qwen-Image transformer.
     from diffusers import QwenImageTransformer2DModel
 
-    transformer = QwenImageTransformer2DModel.from_pretrained(tiny_models["qwen-image-edit"], subfolder="transformer")
+    transformer = QwenImageTransformer2DModel.from_pretrained(
+        tiny_models["qwen-image-edit"], subfolder="transformer"
+    )
     names = [name for name, _ in transformer.named_modules()]
 
     def matched(targets):  # peft's rule for a list of names: the module name ends with ".target"

@@ -109,7 +109,9 @@ def test_check_ready_names_missing_paths(tmp_path):
     ready = {"model": {"path": "x"}, "data": {"train_file": str(tmp_path / "p.jsonl")}}
     clip_only = config_from_dict(TrainConfig, {**ready, "rewards": {
         "rewards": [{"name": "clip_t"}, {"name": "pickscore"}], "clip_path": "models/clip"}})  # fmt: skip
-    with pytest.raises(ConfigError, match="pickscore needs the PickScore model: set `rewards.pickscore_path`"):
+    with pytest.raises(
+        ConfigError, match="pickscore needs the PickScore model: set `rewards.pickscore_path`"
+    ):
         clip_only.check_ready()  # no silent fallback to the CLIP model
     pick_only = config_from_dict(TrainConfig, {**ready, "rewards": {
         "rewards": [{"name": "clip_t"}], "pickscore_path": "models/pickscore"}})  # fmt: skip

@@ -207,7 +207,9 @@ def test_edit_reward_judges_the_original_at_its_own_resolution(tiny_models, monk
         return real_score_edits(judge, originals, edited, instructions, **kwargs)
 
     monkeypatch.setattr(scoring, "score_edits", recording)
-    models = RewardModels(RewardConfig(rewards=(RewardSpec("edit"),), judge_path=str(tiny_models["judge"])), "cpu")
+    models = RewardModels(
+        RewardConfig(rewards=(RewardSpec("edit"),), judge_path=str(tiny_models["judge"])), "cpu"
+    )
     rows = read_prompt_rows(FIXTURES / "edits.jsonl")[:2]
     own_sizes = [Image.open(row.image_path).size for row in rows]
     edited = [Image.new("RGB", (48, 32), "gray") for _ in rows]  # the edit's (train) size differs
@@ -223,10 +225,16 @@ def test_pickscore_never_falls_back_to_clip(tiny_models):
     from paco_core.rl.config import RewardConfig
     from paco_core.rl.rewards import RewardModels
 
-    models = RewardModels(RewardConfig(rewards=(RewardSpec("pickscore"),), clip_path=str(tiny_models["clip"])), "cpu")
-    with pytest.raises(ConfigError, match="pickscore needs the PickScore model: set `rewards.pickscore_path`"):
+    models = RewardModels(
+        RewardConfig(rewards=(RewardSpec("pickscore"),), clip_path=str(tiny_models["clip"])), "cpu"
+    )
+    with pytest.raises(
+        ConfigError, match="pickscore needs the PickScore model: set `rewards.pickscore_path`"
+    ):
         RewardSet.from_config([RewardSpec("pickscore")], models)
-    models = RewardModels(RewardConfig(rewards=(RewardSpec("clip_t"),), pickscore_path=str(tiny_models["clip"])), "cpu")
+    models = RewardModels(
+        RewardConfig(rewards=(RewardSpec("clip_t"),), pickscore_path=str(tiny_models["clip"])), "cpu"
+    )
     with pytest.raises(ConfigError, match="clip_t needs a CLIP model: set `rewards.clip_path`"):
         RewardSet.from_config([RewardSpec("clip_t")], models)
     assert models.pick.model.dtype == torch.float32  # CLIP and PickScore score in fp32, as released

@@ -228,7 +228,8 @@ class RewardConfig:
         default="", metadata=_help("CLIP folder for clip_t (the paper: CLIP-ViT-H-14-laion2B-s32B-b79K)")
     )
     pickscore_path: str = field(
-        default="", metadata=_help("PickScore folder for pickscore (yuvalkirstain/PickScore_v1); never clip_path")
+        default="",
+        metadata=_help("PickScore folder for pickscore (yuvalkirstain/PickScore_v1); never clip_path"),
     )
 
     def __post_init__(self) -> None:
@@ -325,7 +326,9 @@ class OptimConfig:
         check_positive("optim.num_inner_epochs", self.num_inner_epochs)
         check_positive("optim.clip_range", self.clip_range)
         check_positive("optim.kl_beta", self.kl_beta, allow_zero=True)
-        check_positive("optim.optimizer_steps_per_iteration", self.optimizer_steps_per_iteration, allow_zero=True)
+        check_positive(
+            "optim.optimizer_steps_per_iteration", self.optimizer_steps_per_iteration, allow_zero=True
+        )
         check_choice("optim.kl_form", self.kl_form, literal_choices(OptimConfig, "kl_form"))
         check_choice(
             "optim.mixed_precision", self.mixed_precision, literal_choices(OptimConfig, "mixed_precision")

@@ -114,7 +114,9 @@ class RewardModels:
             self.require("clip_t")
             from paco_core.reward.clip_score import ClipScorer
 
-            self._clip = ClipScorer.from_pretrained(self.config.clip_path, device=self.device, dtype=SCORER_DTYPE)
+            self._clip = ClipScorer.from_pretrained(
+                self.config.clip_path, device=self.device, dtype=SCORER_DTYPE
+            )
         return self._clip
 
     @property

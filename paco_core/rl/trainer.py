@@ -179,7 +179,10 @@ class GrpoTrainer:
         num_micro_batches = sampling.prompts_per_iteration * sampling.group_size // sampling.batch_size
         check_processes_share_equally(num_micro_batches, self.accelerator.num_processes)
         if config.optim.optimizer_steps_per_iteration:
-            split_windows(num_micro_batches // self.accelerator.num_processes, config.optim.optimizer_steps_per_iteration)
+            split_windows(
+                num_micro_batches // self.accelerator.num_processes,
+                config.optim.optimizer_steps_per_iteration,
+            )
 
     def _setup_pipeline(self) -> None:
         """The pipeline, its family adapter, and the trainable LoRA on its transformer."""
@@ -263,7 +266,11 @@ class GrpoTrainer:
             last = self.run_iteration(self.step)
             self.step += 1
             # 2. the EMA of the LoRA (cadence "released": already applied inside the update)
-            if self.ema is not None and config.ema.cadence == "iteration" and self.ema.maybe_update(self.step):
+            if (
+                self.ema is not None
+                and config.ema.cadence == "iteration"
+                and self.ema.maybe_update(self.step)
+            ):
                 last["ema/decay"] = self.ema.decay(self.step)
             # 3. metrics, then evaluation when due
             last["time/step_s"] = time.perf_counter() - started

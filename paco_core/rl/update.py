@@ -70,7 +70,9 @@ class PolicyUpdater:
         """The accumulation windows of one iteration's passes (positions into the passes)."""
         optim = self.config.optim
         if not optim.optimizer_steps_per_iteration:
-            return accumulation_windows(num_micro_batches * optim.num_inner_epochs, optim.gradient_accumulation_steps)
+            return accumulation_windows(
+                num_micro_batches * optim.num_inner_epochs, optim.gradient_accumulation_steps
+            )
         return [
             [epoch * num_micro_batches + position for position in window]
             for epoch in range(optim.num_inner_epochs)
