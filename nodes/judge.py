@@ -145,8 +145,8 @@ class PaCoJudgeLoader(io.ComfyNode):
                     "answers",
                     options=list(ANSWER_CHOICES),
                     default=next(iter(ANSWER_CHOICES)),
-                    tooltip="Which first answer tokens count: exactly Yes/No (as in PaCo's RL) or also yes/YES, "
-                    "no/NO (as in its benchmark).",
+                    tooltip="Which first answer tokens count: exactly Yes/No (as in PaCo's RL) or also yes/YES/Y/y, "
+                    "no/NO/N/n (as in its benchmark).",
                 ),
                 io.Int.Input(
                     "batch_size",

@@ -13,8 +13,6 @@ README_MAX_LINES = 260
 # from this list when its page lands (the test then checks the link like any other).
 FUTURE_PAGES = {
     "docs/runs.md",
-    "docs/presets.md",
-    "docs/fidelity.md",
     "docs/jobs.md",
 }
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from paco_core.errors import ConfigError, InputError, RewardError
@@ -172,6 +173,7 @@ def test_builtin_rewards_score_grids_and_edits(tiny_models):
     config = RewardConfig(
         rewards=(RewardSpec("consistency", 1.0), RewardSpec("clip_t", 1.0), RewardSpec("pickscore", 1.0)),
         judge_path=str(tiny_models["judge"]), clip_path=str(tiny_models["clip"]),
+        pickscore_path=str(tiny_models["clip"]),  # the tiny CLIP stands in for PickScore
     )  # fmt: skip
     models = RewardModels(config, "cpu")
     rows = read_prompt_rows(FIXTURES / "sets.jsonl")[:2]
@@ -190,6 +192,52 @@ def test_builtin_rewards_score_grids_and_edits(tiny_models):
     assert (
         np.isfinite(edit_scores.scores).all() and ((edit_scores.scores > 0) & (edit_scores.scores < 1)).all()
     )
+
+
+def test_edit_reward_judges_the_original_at_its_own_resolution(tiny_models, monkeypatch):
+    from paco_core.reward import scoring
+    from paco_core.rl.config import RewardConfig
+    from paco_core.rl.rewards import RewardModels
+
+    seen = []
+    real_score_edits = scoring.score_edits
+
+    def recording(judge, originals, edited, instructions, **kwargs):
+        seen.append(([o.size for o in originals], [e.size for e in edited]))
+        return real_score_edits(judge, originals, edited, instructions, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_edits", recording)
+    models = RewardModels(
+        RewardConfig(rewards=(RewardSpec("edit"),), judge_path=str(tiny_models["judge"])), "cpu"
+    )
+    rows = read_prompt_rows(FIXTURES / "edits.jsonl")[:2]
+    own_sizes = [Image.open(row.image_path).size for row in rows]
+    edited = [Image.new("RGB", (48, 32), "gray") for _ in rows]  # the edit's (train) size differs
+    assert all(size != (48, 32) for size in own_sizes)
+    scores = RewardSet.from_config([RewardSpec("edit")], models).score(
+        edited, [r.prompt for r in rows], [r.metadata() for r in rows]
+    )
+    assert np.isfinite(scores.scores).all()
+    assert seen == [(own_sizes, [(48, 32)] * 2)]
+
+
+def test_pickscore_never_falls_back_to_clip(tiny_models):
+    from paco_core.rl.config import RewardConfig
+    from paco_core.rl.rewards import RewardModels
+
+    models = RewardModels(
+        RewardConfig(rewards=(RewardSpec("pickscore"),), clip_path=str(tiny_models["clip"])), "cpu"
+    )
+    with pytest.raises(
+        ConfigError, match="pickscore needs the PickScore model: set `rewards.pickscore_path`"
+    ):
+        RewardSet.from_config([RewardSpec("pickscore")], models)
+    models = RewardModels(
+        RewardConfig(rewards=(RewardSpec("clip_t"),), pickscore_path=str(tiny_models["clip"])), "cpu"
+    )
+    with pytest.raises(ConfigError, match="clip_t needs a CLIP model: set `rewards.clip_path`"):
+        RewardSet.from_config([RewardSpec("clip_t")], models)
+    assert models.pick.model.dtype == torch.float32  # CLIP and PickScore score in fp32, as released
 
 
 def test_consistency_of_a_single_panel_is_invalid_not_zero(tiny_models):

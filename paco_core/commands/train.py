@@ -2,7 +2,7 @@
 
 Examples::
 
-    paco train --preset t2is-flux --print-config > run.json     # start from the paper's settings
+    paco train --preset t2is-flux --print-config > run.json     # start from the released run (docs/presets.md)
     paco train --config run.json                                 # train
     paco train --config run.json --resume latest                 # continue after a stop
     paco train --config run.json --set optim.lr=1e-4 --set num_iterations=50
@@ -42,7 +42,11 @@ def register(subparsers) -> None:
         epilog="Exit codes: 0 finished, 1 error, 2 usage, 143 stopped by SIGTERM after saving a checkpoint.",
     )
     parser.add_argument("--config", help="training config JSON (see --describe-config)")
-    parser.add_argument("--preset", choices=preset_names(), help="start from the paper's settings for a task")
+    parser.add_argument(
+        "--preset",
+        choices=preset_names(),
+        help="start from a released run (t2is-flux, edit-kontext, edit-qwen) or the paper's T2IS variant (t2is-flux-paper); see docs/presets.md",
+    )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set optim.lr=1e-4 --set data.train_file=prompts.jsonl",

@@ -47,7 +47,12 @@ from paco_core.rl.ema import LoraEma
 from paco_core.rl.evaluation import evaluate_policy
 from paco_core.rl.lora_setup import add_trainable_lora
 from paco_core.rl.metrics import MetricsLogger, peak_memory_gb, reward_metrics, write_progress
-from paco_core.rl.micro_batches import check_processes_share_equally, plan_micro_batches, plans_of_process
+from paco_core.rl.micro_batches import (
+    check_processes_share_equally,
+    plan_micro_batches,
+    plans_of_process,
+    split_windows,
+)
 from paco_core.rl.rewards import RewardModels, RewardSet, check_invalid_share
 from paco_core.rl.rollout import Rollout, rollout_micro_batch, seeded_generator
 from paco_core.rl.rollout_adapters import ROW_KIND_OF_PIPELINE_KIND, RolloutAdapter, build_rollout_adapter
@@ -174,6 +179,11 @@ class GrpoTrainer:
         sampling = config.sampling
         num_micro_batches = sampling.prompts_per_iteration * sampling.group_size // sampling.batch_size
         check_processes_share_equally(num_micro_batches, self.accelerator.num_processes)
+        if config.optim.optimizer_steps_per_iteration:
+            split_windows(
+                num_micro_batches // self.accelerator.num_processes,
+                config.optim.optimizer_steps_per_iteration,
+            )
 
     def _setup_pipeline(self) -> None:
         """The pipeline, its rollout adapter, and the trainable LoRA on its transformer."""
@@ -193,6 +203,7 @@ class GrpoTrainer:
         self.rollout_adapter: RolloutAdapter = build_rollout_adapter(
             config.model.kind, self.pipe, guidance_scale=config.sampling.guidance_scale,
             max_sequence_length=config.sampling.max_sequence_length, negative_prompt=config.sampling.negative_prompt,
+            true_cfg=config.sampling.true_cfg,
         )  # fmt: skip
 
     def _setup_optimization(self) -> None:
@@ -255,8 +266,12 @@ class GrpoTrainer:
             started = time.perf_counter()
             last = self.run_iteration(self.step)
             self.step += 1
-            # 2. the EMA of the LoRA
-            if self.ema is not None and self.ema.maybe_update(self.step):
+            # 2. the EMA of the LoRA (cadence "released": already applied inside the update)
+            if (
+                self.ema is not None
+                and config.ema.cadence == "iteration"
+                and self.ema.maybe_update(self.step)
+            ):
                 last["ema/decay"] = self.ema.decay(self.step)
             # 3. metrics, then evaluation when due
             last["time/step_s"] = time.perf_counter() - started
@@ -313,22 +328,44 @@ class GrpoTrainer:
         advantages = compute_advantages(
             scores.scores, self.rewards.weights, groups, aggregation=config.rewards.aggregation,
             threshold=config.rewards.log_tame_threshold, global_std=config.advantages.global_std,
-            clip_max=config.advantages.adv_clip_max,
+            clip_max=config.advantages.adv_clip_max, tameable=self.tameable_rewards(),
         )  # fmt: skip
         reward_s = time.perf_counter() - started
         # 5. the PPO update
         started = time.perf_counter()
-        update = self.updater.update(rollouts, advantages, step=step)
+        ema_updates: list[float] = []
+        update = self.updater.update(
+            rollouts, advantages, step=step, after_micro_batch=self._released_ema_hook(ema_updates)
+        )
         metrics = reward_metrics(
             scores, advantages, invalid_share, log_tamed=config.rewards.aggregation == "log_tamed"
         )
         for name in scores.names:
             self.reward_history.setdefault(name, []).append(metrics[f"rewards/{name}/mean"])
         metrics.update(update)
+        if ema_updates:
+            metrics.update({"ema/decay": ema_updates[-1], "ema/updates": len(ema_updates)})
         metrics.update({"time/rollout_s": rollout_s, "time/reward_s": reward_s,
                         "time/update_s": time.perf_counter() - started, "lr": self.optimizer.param_groups[0]["lr"],
                         "sde_steps": list(sde_steps)})  # fmt: skip
         return metrics
+
+    def tameable_rewards(self) -> np.ndarray | None:
+        """Which of the training rewards log-taming may transform (None: all)."""
+        names = self.config.rewards.log_tame_rewards
+        return np.array([name in names for name in self.rewards.names]) if names else None
+
+    def _released_ema_hook(self, applied: list[float]):
+        """The per-micro-batch EMA of cadence "released" (None for cadence "iteration")."""
+        if self.ema is None or self.config.ema.cadence != "released":
+            return None
+        ema = self.ema
+
+        def after_micro_batch(optimizer_steps: int) -> None:
+            if ema.maybe_update_released(optimizer_steps):
+                applied.append(ema.decay(optimizer_steps))
+
+        return after_micro_batch
 
     def choose_sde_steps(self, step: int) -> tuple[int, ...]:
         """The noise steps of this iteration: all, or a seeded random subset."""
@@ -415,6 +452,7 @@ class GrpoTrainer:
             "sampler": self.sampler.state_dict(),
             "reward_history": self.reward_history,
             "num_processes": self.accelerator.num_processes,
+            "optimizer_steps": self.updater.optimizer_steps,
         }
 
     def load(self, path: Path) -> None:
@@ -436,6 +474,7 @@ class GrpoTrainer:
             self.ema.load_state_dict(loaded.ema)
         self.sampler.load_state_dict(loaded.state["sampler"])
         self.reward_history = loaded.state.get("reward_history", {})
+        self.updater.optimizer_steps = int(loaded.state.get("optimizer_steps", 0))
         ckpt.restore_rng_state(loaded.rng, loaded.state["rng"])
         self.step = loaded.step
         self.last_checkpoint = path
