@@ -136,7 +136,7 @@ def test_the_three_example_workflows_are_shipped():
 def test_the_shipped_files_are_what_the_generator_writes(layouts):
     for name, build in SHIPPED_WORKFLOWS.items():
         shipped = json.loads((WORKFLOWS_DIR / f"{name}.json").read_text(encoding="utf-8"))
-        assert shipped == build(layouts), f"{name}.json is stale: run python tests/workflow_convert.py"
+        assert shipped == build(layouts), f"{name}.json is stale: run python tools/workflow_convert.py"
 
 
 def test_a_workflow_is_in_the_ui_format(workflow):

@@ -7,7 +7,7 @@ and serves it unchanged, loads each one with the frontend's ``app.loadGraphData`
 the view, and writes a JPEG of the rendered graph. It also prints what a person would
 notice on load: console warnings and errors, open dialogs and toasts, and every node that
 the frontend had to enlarge because its saved size was below the least size it draws
-(the estimate in ``tests/workflow_convert.py`` was too small).
+(the estimate in ``tools/workflow_convert.py`` was too small).
 
 It never installs or starts ComfyUI, and writes nothing to the server: the frontend's
 settings requests are answered in the browser (no minimap, no canvas info, no
@@ -16,11 +16,10 @@ frontend outlines in red because this server lacks their model files are listed,
 outline is left out of the picture: a thumbnail shows the workflow with its models in place.
 
 Needs Playwright for Python and Pillow in the interpreter that runs it, a Chromium
-binary (``apt-get install chromium``; ``playwright install`` is not needed), and the
-repository root on ``PYTHONPATH``. Usage:
+binary (``apt-get install chromium``; ``playwright install`` is not needed). Usage:
 
-    PYTHONPATH=. python bench/workflow_thumbnails.py --url http://127.0.0.1:8188
-    PYTHONPATH=. python bench/workflow_thumbnails.py --url http://127.0.0.1:8188 \\
+    python tools/workflow_thumbnails.py --url http://127.0.0.1:8188
+    python tools/workflow_thumbnails.py --url http://127.0.0.1:8188 \\
         --screenshots /tmp/shots --no-thumbnails      # full-size PNGs to look at only
 """
 
@@ -36,9 +35,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paco_core.io import atomic_write_bytes
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # paco_core, also when run as a script
+
+from paco_core.io import atomic_write_bytes  # noqa: E402
+
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
 CHROMIUM_ARGS = [
     "--headless",

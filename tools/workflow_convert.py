@@ -17,17 +17,20 @@ own templates:
   index into the source's ``outputs`` / the target's ``inputs``;
 - ``Note`` / ``MarkdownNote`` exist only in the frontend and never reach the server.
 
-``node_layouts()`` gives each node's UI shape (PaCo nodes from their schemas through
-``tests/pack_loader.py``; the core nodes the workflows use from ``CORE_NODE_LAYOUTS``),
+``node_layouts()`` gives each node's UI shape (PaCo nodes from their schemas, read
+through the ComfyUI test double by ``tests/pack_loader.py``; the core nodes the workflows use from ``CORE_NODE_LAYOUTS``),
 ``WorkflowBuilder`` lays a graph out left to right, ``to_api_prompt`` converts a UI
 workflow into the ``{id: {class_type, inputs}}`` prompt that ``POST /prompt`` takes.
 The three shipped workflows are defined at the bottom;
-``python tests/workflow_convert.py`` rewrites ``workflows/*.json`` from them.
+``python tools/workflow_convert.py`` rewrites ``workflows/*.json`` from them
+(``--check`` only reports stale files).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import textwrap
 import uuid
 from collections.abc import Callable, Iterable
@@ -35,7 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pack_loader import REPO_ROOT, all_node_classes
+REPO_ROOT = Path(__file__).resolve().parents[1]
+for _path in (REPO_ROOT, REPO_ROOT / "tests"):
+    # paco_core, and tests/pack_loader.py (the pack loaded through the ComfyUI test double),
+    # also when run as a script from anywhere.
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from pack_loader import all_node_classes  # noqa: E402
 
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
@@ -273,7 +283,7 @@ def to_api_prompt(workflow: dict, layouts: dict[str, NodeLayout]) -> dict[str, d
 # --------------------------------------------------------------------------- building and layout
 
 # Node geometry as ComfyUI 0.33's frontend (1.49.6) draws it, measured in Chromium (and
-# checked by bench/workflow_thumbnails.py, which reports every node the frontend enlarges
+# checked by tools/workflow_thumbnails.py, which reports every node the frontend enlarges
 # on load): a node's least height is NODE_PADDING_HEIGHT + its slot rows
 # (the more of sockets and outputs) * SLOT_HEIGHT + its widgets; height beyond that least
 # is shared equally by its multiline text widgets. A node saved smaller than its least
@@ -816,6 +826,34 @@ def write_shipped_workflows(folder: Path = WORKFLOWS_DIR) -> list[Path]:
     return written
 
 
-if __name__ == "__main__":
+def stale_workflows(folder: Path = WORKFLOWS_DIR) -> list[str]:
+    """Names of the shipped workflows whose file differs from what the generator writes."""
+    layouts = node_layouts()
+    stale = []
+    for name, build in SHIPPED_WORKFLOWS.items():
+        path = folder / f"{name}.json"
+        if not path.is_file() or path.read_text(encoding="utf-8") != workflow_text(build(layouts)):
+            stale.append(name)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Write the shipped example workflows (workflows/*.json) from the PaCo node schemas."
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 when a shipped file is stale"
+    )
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = stale_workflows()
+        for name in stale:
+            print(f"workflows/{name}.json is stale: run python tools/workflow_convert.py")
+        return 1 if stale else 0
     for written in write_shipped_workflows():
         print(written.relative_to(REPO_ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
