@@ -300,7 +300,9 @@ def parse_grid_prompt(prompt: str) -> GridPrompt:
     return GridPrompt(layout, theme, shared, panel_prompts, preamble)
 
 
-def judge_theme(grid_prompt: str, *, source: str = DEFAULT_JUDGE_THEME_SOURCE, theme: str | None = None) -> str:
+def judge_theme(
+    grid_prompt: str, *, source: str = DEFAULT_JUDGE_THEME_SOURCE, theme: str | None = None
+) -> str:
     """The text the PaCo-Reward judge is given as the theme of a set: the one rule used by
     training rewards, the judge nodes' inputs (through PaCo Grid Prompt / Generate Set),
     the CLI and the shipped workflows.

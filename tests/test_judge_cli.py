@@ -66,7 +66,9 @@ def test_paco_score_prints_the_issue_json_shape(tiny_models, judge, image_files)
 
 
 @pytest.mark.parametrize("source", ["preamble", "theme"])
-def test_paco_score_takes_the_judge_theme_from_the_grid_prompt(tiny_models, judge, image_files, capsys, source):
+def test_paco_score_takes_the_judge_theme_from_the_grid_prompt(
+    tiny_models, judge, image_files, capsys, source
+):
     from paco_core.prompts import build_grid_prompt, judge_theme
 
     prompt = build_grid_prompt("a fox.", "All in ink.", ["a", "b", "c", "d"], "2x2")
@@ -74,7 +76,9 @@ def test_paco_score_takes_the_judge_theme_from_the_grid_prompt(tiny_models, judg
     assert main([*args, "--judge-theme", source, str(image_files["grid"]), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     panels = split_grid(Image.open(image_files["grid"]).convert("RGB"), "2x2")
-    expected_theme = "FOUR-PANEL Images with a 2x2 grid layout a fox.All in ink." if source == "preamble" else "a fox."
+    expected_theme = (
+        "FOUR-PANEL Images with a 2x2 grid layout a fox.All in ink." if source == "preamble" else "a fox."
+    )
     assert judge_theme(prompt, source=source) == expected_theme
     assert printed["score"] == pytest.approx(score_set(judge, panels, expected_theme).score, abs=1e-6)
     assert printed["score"] != pytest.approx(score_set(judge, panels, None).score, abs=1e-9)

@@ -318,5 +318,7 @@ def test_the_theme_source_takes_the_given_theme_or_the_parsed_one():
 def test_an_unknown_judge_theme_source_is_refused():
     from paco_core.prompts import judge_theme
 
-    with pytest.raises(InputError, match=r"judge theme source should be one of \['preamble', 'theme'\], got 'row'"):
+    with pytest.raises(
+        InputError, match=r"judge theme source should be one of \['preamble', 'theme'\], got 'row'"
+    ):
         judge_theme("a fox", source="row")
