@@ -152,6 +152,7 @@ def grid_workflow() -> dict:
                 "shared_description": "All images keep the same fox.",
                 "panel_prompts": "The fox sits.\nThe fox runs.\nThe fox eats.\nThe fox sleeps.",
                 "layout": "2x2",
+                "judge_theme_source": "preamble",
             },
         },
         "9": {"class_type": "PreviewAny", "inputs": {"source": ["8", 0]}},

@@ -195,7 +195,14 @@ def test_edit_score_node_scores_each_item_and_averages(judge):
     )
     assert out[0] == pytest.approx(sum(item.consistency for item in expected) / 2)
     assert out[2] == pytest.approx(sum(item.overall for item in expected) / 2)
-    assert [json.loads(line) for line in out[3].splitlines()] == [item.to_json() for item in expected]
+    first, second, mean = out[3].splitlines()
+    assert first == (
+        f'edit 1 "add snow": overall {expected[0].overall:.3f} '
+        f"(consistency {expected[0].consistency:.3f}, following {expected[0].following:.3f})"
+    )
+    assert second.startswith(f'edit 2 "make it night": overall {expected[1].overall:.3f} ')
+    assert mean.startswith(f"mean of 2 edits: overall {out[2]:.3f} (consistency {out[0]:.3f}, ")
+    assert out.ui.as_dict() == {"text": (out[3],)}
     with pytest.raises(InputError, match=r"got 2 original\(s\), 1 edited image\(s\)"):
         run_node(
             judge_nodes.PaCoEditScore, judge=judge, original=originals, edited=editeds[:1], instruction="x"
@@ -234,7 +241,29 @@ def test_rank_sets_node_returns_the_best_grid(judge):
     assert json.loads(scores) == pytest.approx(
         [item.score for item in sorted(ranking, key=lambda r: r.index)], abs=1e-6
     )
-    assert report.splitlines()[0].startswith(f"1. set {best_index} ")
+    best = ranking[0]
+    assert (
+        report.splitlines()[0]
+        == f"best: set {best_index + 1}, consistency {best.score:.3f} of 3 candidate sets"
+    )
+    assert report.splitlines()[1] == f"1. set {best_index + 1}: {best.score:.3f}"
+    assert len(report.splitlines()) == 4
+    seeded = run_node(
+        judge_nodes.PaCoRankSets,
+        judge=judge,
+        images=grids,
+        theme="a fox",
+        layout="2x1",
+        panels_per_set=4,
+        both_orders=False,
+        first_seed=42,
+    )
+    assert seeded[3].splitlines()[0].startswith(f"best: set {best_index + 1} (seed {42 + best_index}), ")
+    assert (
+        seeded[3]
+        .splitlines()[-1]
+        .startswith(f"3. set {ranking[-1].index + 1} (seed {42 + ranking[-1].index}): ")
+    )
 
 
 def test_rank_sets_node_takes_panels_per_set_in_batch_mode(judge):
