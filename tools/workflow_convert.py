@@ -327,10 +327,10 @@ FIT_SCALES = (0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0)
 """Zoom levels to choose from: below about 0.57 the frontend draws nodes without their text
 (its level-of-detail switch: 14 px node text drawn under 8 px)."""
 GROUP_COLORS = {"models": "#a1309b", "generate": "#3f789e", "output": "#8A8", "judge": "#b58b2a"}
-DEFAULT_NODE_WIDTH = 360
-NODE_WIDTHS = {"PaCoGenerateSet": 500, "Note": 440, "PrimitiveStringMultiline": 500}
+DEFAULT_NODE_WIDTH = 330
+NODE_WIDTHS = {"PaCoGenerateSet": 470, "Note": 470, "PaCoEditChain": 400}
 """Every node in a column takes the column's width: the widest of these (or the default)."""
-IMAGE_NODE_HEIGHT = 380
+IMAGE_NODE_HEIGHT = 320
 """Room for the image previews of SaveImage / PreviewImage / LoadImage."""
 PREVIEW_TEXT_HEIGHT = 220
 
@@ -344,6 +344,8 @@ class PlacedNode:
     controls: dict[str, str]
     title: str | None = None
     color: tuple[str, str] | None = None
+    height: float | None = None
+    """A height to draw the node at, when it is more than the node needs (a bigger preview)."""
     pos: tuple[float, float] = (0.0, 0.0)
     size: tuple[float, float] = (0.0, 0.0)
     input_links: dict[str, int] = field(default_factory=dict)
@@ -374,6 +376,7 @@ class WorkflowBuilder:
         title: str | None = None,
         color: tuple[str, str] | None = None,
         controls: dict[str, str] | None = None,
+        height: float | None = None,
         **widget_values: Any,
     ) -> PlacedNode:
         """Add a node; widgets not given take their schema default (an error if there is none)."""
@@ -390,7 +393,7 @@ class WorkflowBuilder:
             values[widget.name] = value
         node_controls = {widget.name: "fixed" for widget in layout.widgets if widget.has_control}
         node_controls.update(controls or {})
-        node = PlacedNode(len(self.nodes) + 1, layout, column, values, node_controls, title, color)
+        node = PlacedNode(len(self.nodes) + 1, layout, column, values, node_controls, title, color, height)
         self.nodes.append(node)
         return node
 
@@ -467,7 +470,7 @@ class WorkflowBuilder:
                     y = above.pos[1] + above.size[1] + (STACK_GAP if same_group else GROUP_STACK_GAP)
                     y += NODE_TITLE_HEIGHT
                 node.pos = (left[column], y)
-                node.size = (width[column], estimated_height(node, width[column]))
+                node.size = (width[column], max(node.height or 0.0, estimated_height(node, width[column])))
                 above = node
 
     def _opening_view(self, groups: list[dict]) -> dict:
@@ -685,8 +688,8 @@ EDIT_INSTRUCTIONS = (
 )
 
 
-def _models_note(builder: WorkflowBuilder) -> PlacedNode:
-    return builder.add("Note", 0, title="Read me: models", color=DARK_NOTE, text=MODEL_FOLDER_NOTE)
+def _models_note(builder: WorkflowBuilder, column: int) -> PlacedNode:
+    return builder.add("Note", column, title="Read me: models", color=DARK_NOTE, text=MODEL_FOLDER_NOTE)
 
 
 def _flux_with_paco_lora(builder: WorkflowBuilder) -> tuple[PlacedNode, PlacedNode]:
@@ -696,41 +699,34 @@ def _flux_with_paco_lora(builder: WorkflowBuilder) -> tuple[PlacedNode, PlacedNo
     return loader, lora
 
 
-def _theme(builder: WorkflowBuilder, text: str) -> PlacedNode:
-    return builder.add(
-        "PrimitiveStringMultiline", 1, title="Theme (the generator's and the judge's)", value=text
-    )
-
-
 def consistent_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
-    """FLUX.1-dev + PaCo LoRA -> a 2x2 set -> saved grid, previewed panels; the judge scores the panels."""
+    """FLUX.1-dev + PaCo LoRA -> a 2x2 set -> saved grid, previewed panels; the judge scores the
+    panels against the set's judge theme (the grid prompt's preamble, as PaCo-RL trained)."""
     builder = WorkflowBuilder(layouts)
-    _models_note(builder)
     loader, lora = _flux_with_paco_lora(builder)
     judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
-    theme = _theme(builder, FOX_THEME)
+    _models_note(builder, 1)
     generate = builder.add(
         "PaCoGenerateSet", 1, theme=FOX_THEME, description=FOX_DESCRIPTION, panels=FOX_PANELS, layout="2x2",
         panel_width=512, panel_height=512, steps=28, guidance=3.5, seed=42, num_sets=1,
     )  # fmt: skip
     save_grid = builder.add("SaveImage", 2, title="Grid", filename_prefix="PaCo/consistent_set")
     panels = builder.add("PreviewImage", 2, title="Panels")
-    score = builder.add("PaCoSetConsistency", 3, theme=FOX_THEME, layout="batch", both_orders=False)
-    heatmap = builder.add("PreviewImage", 4, title="Pair scores")
-    report = builder.add("PreviewAny", 4, title="Judge report")
+    score = builder.add("PaCoSetConsistency", 3, layout="batch", both_orders=False)
+    heatmap = builder.add("PreviewImage", 3, title="Pair scores")
+    report = builder.add("PreviewAny", 3, title="Judge report")
 
     builder.connect(lora, "pipeline", generate, "pipeline")
-    builder.connect(theme, "STRING", generate, "theme")
     builder.connect(generate, "grids", save_grid, "images")
     builder.connect(generate, "panels", panels, "images")
     builder.connect(judge, "judge", score, "judge")
     builder.connect(generate, "panels", score, "images")
-    builder.connect(theme, "STRING", score, "theme")
+    builder.connect(generate, "judge_theme", score, "theme")
     builder.connect(score, "heatmap", heatmap, "images")
     builder.connect(score, "report", report, "source")
 
     builder.group("1. Models", [loader, lora, judge], GROUP_COLORS["models"])
-    builder.group("2. Generate a consistent set", [theme, generate], GROUP_COLORS["generate"])
+    builder.group("2. Generate a consistent set", [generate], GROUP_COLORS["generate"])
     builder.group("3. Save", [save_grid, panels], GROUP_COLORS["output"])
     builder.group("4. Judge the set (PaCo-Reward)", [score, heatmap, report], GROUP_COLORS["judge"])
     return builder.build("paco-consistent-set")
@@ -739,50 +735,52 @@ def consistent_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
 def best_of_n_workflow(layouts: dict[str, NodeLayout]) -> dict:
     """Four candidate sets (seeds 42..45) -> the judge ranks them -> the most consistent one is saved."""
     builder = WorkflowBuilder(layouts)
-    _models_note(builder)
     loader, lora = _flux_with_paco_lora(builder)
     judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
-    theme = _theme(builder, SAMURAI_THEME)
+    _models_note(builder, 1)
     generate = builder.add(
         "PaCoGenerateSet", 1, theme=SAMURAI_THEME, description=SAMURAI_DESCRIPTION, panels=SAMURAI_PANELS,
         layout="2x2", panel_width=512, panel_height=512, steps=28, guidance=3.5, seed=42, num_sets=4,
     )  # fmt: skip
-    candidates = builder.add("PreviewImage", 2, title="All candidates")
-    rank = builder.add("PaCoRankSets", 2, theme=SAMURAI_THEME, layout="2x2", both_orders=False)
+    side_by_side = builder.add("PaCoComposeGrid", 2, title="The 4 candidates side by side", layout="2x2")
+    candidates = builder.add("PreviewImage", 2, title="All candidates (set 1 top left)", height=460)
+    rank = builder.add("PaCoRankSets", 3, layout="2x2", both_orders=False)
     best = builder.add("SaveImage", 3, title="Best set", filename_prefix="PaCo/best_of_4")
-    scores = builder.add("PreviewAny", 3, title="Set scores (candidate order)")
+    ranking = builder.add("PreviewAny", 3, title="Ranking (which set and seed won)")
 
     builder.connect(lora, "pipeline", generate, "pipeline")
-    builder.connect(theme, "STRING", generate, "theme")
-    builder.connect(generate, "grids", candidates, "images")
+    builder.connect(generate, "grids", side_by_side, "panels")
+    builder.connect(side_by_side, "grid", candidates, "images")
     builder.connect(judge, "judge", rank, "judge")
     builder.connect(generate, "grids", rank, "images")
-    builder.connect(theme, "STRING", rank, "theme")
+    builder.connect(generate, "judge_theme", rank, "theme")
+    builder.connect(generate, "first_seed", rank, "first_seed")
     builder.connect(rank, "best", best, "images")
-    builder.connect(rank, "scores", scores, "source")
+    builder.connect(rank, "report", ranking, "source")
 
     builder.group("1. Models", [loader, lora, judge], GROUP_COLORS["models"])
-    builder.group("2. Generate 4 candidate sets", [theme, generate], GROUP_COLORS["generate"])
-    builder.group("3. Rank them with PaCo-Reward", [candidates, rank], GROUP_COLORS["judge"])
-    builder.group("4. Keep the best", [best, scores], GROUP_COLORS["output"])
+    builder.group("2. Generate 4 candidate sets", [generate], GROUP_COLORS["generate"])
+    builder.group("3. The candidates", [side_by_side, candidates], GROUP_COLORS["output"])
+    builder.group("4. Rank them, keep the best", [rank, best, ranking], GROUP_COLORS["judge"])
     return builder.build("paco-best-of-n")
 
 
 def edit_chain_workflow(layouts: dict[str, NodeLayout]) -> dict:
-    """A picture edited three times in a row with FLUX.1-Kontext-dev; the judge scores the first edit."""
+    """A picture edited three times in a row with FLUX.1-Kontext-dev; the judge scores the first
+    edit against the chain's own first instruction."""
     builder = WorkflowBuilder(layouts)
-    _models_note(builder)
     loader = builder.add("PaCoPipelineLoader", 0, model="FLUX.1-Kontext-dev")
     judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    _models_note(builder, 1)
     reference = builder.add("LoadImage", 1, title="Reference", image=EXAMPLE_INPUT_IMAGE)
     chain = builder.add(
         "PaCoEditChain", 2, instructions="\n".join(EDIT_INSTRUCTIONS), from_reference=False,
-        include_reference=True, steps=28, guidance=2.5, seed=42, max_area=1024 * 1024,
+        include_reference=True, steps=28, model_guidance=True, seed=42, max_area=1024 * 1024,
     )  # fmt: skip
-    save = builder.add("SaveImage", 3, title="Reference and edits", filename_prefix="PaCo/edit_chain")
+    save = builder.add("SaveImage", 2, title="Reference and edits", filename_prefix="PaCo/edit_chain")
     first_edit = builder.add("ImageFromBatch", 3, title="Edit 1 (batch item 1)", batch_index=1, length=1)
-    score = builder.add("PaCoEditScore", 4, instruction=EDIT_INSTRUCTIONS[0])
-    report = builder.add("PreviewAny", 4, title="Edit 1 scores")
+    score = builder.add("PaCoEditScore", 3)
+    report = builder.add("PreviewAny", 3, title="Edit 1 scores")
 
     builder.connect(loader, "pipeline", chain, "pipeline")
     builder.connect(reference, "IMAGE", chain, "image")
@@ -791,14 +789,13 @@ def edit_chain_workflow(layouts: dict[str, NodeLayout]) -> dict:
     builder.connect(judge, "judge", score, "judge")
     builder.connect(reference, "IMAGE", score, "original")
     builder.connect(first_edit, "IMAGE", score, "edited")
+    builder.connect(chain, "first_instruction", score, "instruction")
     builder.connect(score, "report", report, "source")
 
     builder.group("1. Models", [loader, judge], GROUP_COLORS["models"])
     builder.group("2. Reference", [reference], GROUP_COLORS["output"])
-    builder.group("3. Edit chain (each step edits the last)", [chain], GROUP_COLORS["generate"])
-    builder.group(
-        "4. Save, and score the first edit", [save, first_edit, score, report], GROUP_COLORS["judge"]
-    )
+    builder.group("3. Edit chain (each step edits the last)", [chain, save], GROUP_COLORS["generate"])
+    builder.group("4. Score the first edit", [first_edit, score, report], GROUP_COLORS["judge"])
     return builder.build("paco-edit-chain")
 
 
