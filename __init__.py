@@ -16,6 +16,10 @@ if _PACK_DIR not in sys.path:
     sys.path.append(_PACK_DIR)
 
 
+WEB_DIRECTORY = "./web"
+"""The pack's frontend extension: every .js file here is served to the frontend."""
+
+
 async def comfy_entrypoint():
     """Return the ComfyExtension that lists every PaCo node (called by ComfyUI)."""
     from .nodes import PaCoExtension

@@ -326,6 +326,7 @@ class PaCoGenerateSet(io.ComfyNode):
                 ),
                 io.String.Input(
                     "theme",
+                    multiline=True,
                     default="",
                     tooltip="What the whole set shows, one sentence (e.g. 'a red fox in four seasons.').",
                 ),

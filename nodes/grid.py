@@ -46,6 +46,7 @@ class PaCoGridPrompt(io.ComfyNode):
             inputs=[
                 io.String.Input(
                     "theme",
+                    multiline=True,
                     default="depicting a young explorer with a red scarf in a watercolor style.",
                     tooltip="What the whole set shows; one sentence, e.g. 'depicting a knight in ink style.'",
                 ),
