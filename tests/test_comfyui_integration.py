@@ -556,6 +556,10 @@ def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
             assert names == served, node_type
             assert info["output"] == [slot.io_type for slot in layout.outputs], node_type
 
+        extensions = http_json(f"{url}/extensions")
+        assert f"/extensions/{link.name}/text_labels.js" in extensions, (
+            "the pack's frontend extension is served"
+        )
         templates = http_json(f"{url}/workflow_templates")
         assert sorted(templates[link.name]) == sorted(shipped), templates
         for name, workflow in shipped.items():

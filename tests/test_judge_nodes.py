@@ -68,9 +68,19 @@ def test_loader_lists_judge_folders_from_text_encoders(tiny_models, tmp_path):
     (encoders / "other" / "model.safetensors").write_bytes(b"")
     schema = judge_nodes.PaCoJudgeLoader.define_schema()
     assert schema.inputs[0].options == ["PaCo-Reward-tiny", judge_nodes.TYPED_SOURCE_CHOICE]
-    out = run_node(judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "judge_name": "PaCo-Reward-tiny"})
+    out = run_node(
+        judge_nodes.PaCoJudgeLoader,
+        hidden={"unique_id": "3"},
+        **{**LOADER_DEFAULTS, "judge_name": "PaCo-Reward-tiny"},
+    )
     assert isinstance(out[0], LocalJudge)
     assert out[0].name == str(encoders / "PaCo-Reward-tiny")
+    from server import PromptServer
+
+    source = encoders / "PaCo-Reward-tiny"
+    texts = [text for node_id, text in PromptServer.instance.stub_progress_texts() if node_id == "3"]
+    assert texts[-2] == f"loading judge {source} ..." and texts[-1].startswith(f"loaded judge {source} in ")
+    assert progress_updates()[-1] == (1, 1), "the loader's progress bar ends full"
 
 
 def test_loader_needs_a_typed_source_when_the_dropdown_says_so():
