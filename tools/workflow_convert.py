@@ -328,7 +328,7 @@ FIT_SCALES = (0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0)
 (its level-of-detail switch: 14 px node text drawn under 8 px)."""
 GROUP_COLORS = {"models": "#a1309b", "generate": "#3f789e", "output": "#8A8", "judge": "#b58b2a"}
 DEFAULT_NODE_WIDTH = 330
-NODE_WIDTHS = {"PaCoGenerateSet": 470, "Note": 470, "PaCoEditChain": 400}
+NODE_WIDTHS = {"PaCoGenerateSet": 600, "Note": 470, "PaCoEditChain": 400}
 """Every node in a column takes the column's width: the widest of these (or the default)."""
 IMAGE_NODE_HEIGHT = 320
 """Room for the image previews of SaveImage / PreviewImage / LoadImage."""
@@ -615,30 +615,18 @@ def estimated_height(node: PlacedNode, width: float) -> float:
 # --------------------------------------------------------------------------- the shipped workflows
 
 MODEL_FOLDER_NOTE = """\
-Where the models go (ComfyUI/models/...);
-then press R to refresh the dropdowns.
-
-diffusers/FLUX.1-dev/
-    the whole diffusers folder of black-forest-labs/FLUX.1-dev
-    (the one holding model_index.json)
-diffusers/FLUX.1-Kontext-dev/
-    the same for black-forest-labs/FLUX.1-Kontext-dev
-    (edit chains)
-loras/paco_t2is.safetensors
-    the PaCo LoRA for FLUX.1-dev image sets
-    (peft, diffusers and kohya files all load)
-text_encoders/PaCo-Reward-7B/
-    the judge folder of X-GenGroup/PaCo-Reward-7B
-    (config.json + safetensors), or type a server URL
-    (vllm serve) in the judge loader
-
-A hub id (owner/name) can be typed into the loaders
-instead: it is downloaded once into the Hugging Face cache.
-
-Memory: FLUX.1-dev in bf16 needs about 33 GB of GPU memory
-with offload 'none'; choose offload 'model' on smaller cards.
-The judge takes about 16 GB more (set keep_loaded off on
-both loaders to share one GPU)."""
+Where the models go (ComfyUI/models/...); then press R to refresh:
+diffusers/FLUX.1-dev/  the whole diffusers folder of
+    black-forest-labs/FLUX.1-dev (the one holding model_index.json)
+diffusers/FLUX.1-Kontext-dev/  the same for FLUX.1-Kontext-dev
+loras/paco_t2is.safetensors  the PaCo LoRA for FLUX.1-dev image sets
+text_encoders/PaCo-Reward-7B/  the judge X-GenGroup/PaCo-Reward-7B
+    (config.json + safetensors), or a server URL (vllm serve)
+A hub id (owner/name) typed into a loader is downloaded once into
+the Hugging Face cache.
+Memory: FLUX.1-dev in bf16 needs about 33 GB of GPU memory with
+offload 'none' (choose 'model' on smaller cards); the judge about
+16 GB more (keep_loaded off on both loaders to share one GPU)."""
 """Shown in every shipped workflow; the tests place models under exactly these names."""
 
 SHIPPED_MODEL_NAMES = {
