@@ -250,6 +250,13 @@ class RewardConfig:
         default="",
         metadata=_help("PickScore folder for pickscore (yuvalkirstain/PickScore_v1); never clip_path"),
     )
+    judge_theme: Literal["preamble", "theme"] = field(
+        default="preamble",
+        metadata=_help(
+            "the theme the consistency judge sees: preamble = the grid prompt's text before the first "
+            "panel tag (the released PaCo-GRPO code); theme = the row's theme field"
+        ),
+    )
 
     def __post_init__(self) -> None:
         self.rewards = tuple(
@@ -270,6 +277,7 @@ class RewardConfig:
                 f"`rewards.rewards` weights sum to 0: {[(r.name, r.weight) for r in self.rewards]}"
             )
         check_choice("rewards.aggregation", self.aggregation, literal_choices(RewardConfig, "aggregation"))
+        check_choice("rewards.judge_theme", self.judge_theme, literal_choices(RewardConfig, "judge_theme"))
         check_positive("rewards.log_tame_threshold", self.log_tame_threshold, allow_zero=True)
         self.log_tame_rewards = tuple(self.log_tame_rewards)
         unknown = sorted(set(self.log_tame_rewards) - set(names))
