@@ -282,6 +282,13 @@ class RunLock:
             "since": time.time(),
         }
         text = json.dumps(record, sort_keys=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise TrainingError(
+                f"cannot create the run folder {str(self.path.parent)!r} ({error.strerror or error}): "
+                "choose a writable output_dir that is not a file"
+            ) from error
         for _attempt in range(5):
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -328,9 +335,20 @@ class RunLock:
         stale = self.path.with_name(f".{LOCK_FILE}.stale.{os.getpid()}")
         try:
             os.replace(self.path, stale)
-            os.unlink(stale)
         except FileNotFoundError:
-            pass  # another process took it over first
+            return  # another process took it over first
+        # Between reading and renaming, another process may have taken the stale lock over and
+        # written its own: if what was moved aside is not the stale record, put it back.
+        try:
+            moved = json.loads(stale.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            moved = {}
+        if holder and moved != holder:
+            try:
+                os.link(stale, self.path)
+            except OSError:
+                pass
+        os.unlink(stale)
 
     def release(self) -> None:
         """Remove the lock file if this process holds it."""
