@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (PaCoError, OSError) as error:
         # OSError: the file system refused (a full or read-only disk, a missing file)
-        if args.debug:
+        if getattr(args, "debug", False):
             traceback.print_exc()
         print(f"paco {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
