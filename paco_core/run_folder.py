@@ -132,6 +132,14 @@ class Checkpoint:
     step: int
     path: Path
 
+    @classmethod
+    def from_path(cls, path: str | os.PathLike) -> Checkpoint:
+        """The checkpoint at ``path``; its step comes from the ``checkpoint-<step>`` name (-1 when
+        the folder is named otherwise). Whether it is complete is not checked."""
+        path = Path(path)
+        match = _CHECKPOINT_NAME.match(path.name)
+        return cls(int(match.group(1)) if match else -1, path)
+
     @property
     def lora_path(self) -> Path:
         """The LoRA file (EMA weights when EMA is on), loadable by PaCo LoRA and ComfyUI."""

@@ -153,6 +153,19 @@ def test_resume_config_changes_ignore_the_keys_that_may_change():
     assert resume_config_changes(older, same) == []
 
 
+def test_the_keys_that_may_change_on_resume_exist_and_are_documented():
+    from pathlib import Path
+
+    from paco_core.config import describe_fields
+    from paco_core.rl.config import RESUME_MAY_CHANGE
+
+    keys = {name for name, _kind, _default, _text in describe_fields(TrainConfig)}
+    assert set(RESUME_MAY_CHANGE) <= keys
+    page = (Path(__file__).parent.parent / "docs" / "runs.md").read_text()
+    table = page.split("### What may change on resume")[1].split("###")[0]
+    assert {key for key in RESUME_MAY_CHANGE if f"`{key}`" not in table} == set()
+
+
 def test_presets_hold_the_papers_settings():
     t2is = preset_config("t2is-flux")
     assert (t2is.sampling.num_steps, t2is.sampling.noise_steps, t2is.sampling.noise_level) == (10, (1,), 0.7)

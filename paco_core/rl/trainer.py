@@ -180,13 +180,14 @@ class GrpoTrainer:
         from paco_core.rl.config import RESUME_MAY_CHANGE, resume_config_changes
         from paco_core.run_folder import Checkpoint
 
-        saved = Checkpoint(-1, path).read_state().get("config") or self.run_folder.read_config()
+        saved = Checkpoint.from_path(path).read_state().get("config") or self.run_folder.read_config()
         changes = resume_config_changes(saved, self.config) if saved else []
         if changes:
             listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in changes)
             raise TrainingError(
                 f"--resume: the config differs from the one {path.name} was trained with ({listed}). "
-                f"Only {', '.join(RESUME_MAY_CHANGE)} may change on resume: undo the other changes, "
+                f"Only {len(RESUME_MAY_CHANGE)} keys may change on resume (num_iterations, saving, evaluation, "
+                "output_dir, model.device, reward model paths: see docs/runs.md); undo the other changes, "
                 "or start a new run in another output_dir"
             )
 
