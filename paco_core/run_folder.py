@@ -439,6 +439,27 @@ class RunFolder:
     def is_used(self) -> bool:
         return bool(self.used_entries())
 
+    def result_entries(self) -> list[str]:
+        """The part of :meth:`used_entries` that holds training results: metrics lines,
+        samples, checkpoints. A run that failed before its first step leaves none (only its
+        config, progress or TensorBoard folder), so starting afresh loses nothing."""
+        results = []
+        for name in self.used_entries():
+            path = self.path / name
+            if name == METRICS_FILE and not any(True for _ in self.iter_metrics()):
+                continue
+            if name in (CONFIG_FILE, PROGRESS_FILE, TENSORBOARD_DIR) or _is_staging_name(name):
+                continue
+            if name == SAMPLES_DIR and not self.sample_paths():
+                continue
+            if path.exists():
+                results.append(name)
+        return results
+
+    def has_results(self) -> bool:
+        """Whether an earlier run left results here (see :meth:`result_entries`)."""
+        return bool(self.result_entries())
+
     def clear(self) -> list[str]:
         """Delete what an earlier run left (see :meth:`used_entries`); other files stay.
 

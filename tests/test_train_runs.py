@@ -245,6 +245,11 @@ def test_bad_inputs_end_with_one_line_and_exit_1(case, tiny_models, tmp_path, ca
     errors = [line for line in err.splitlines() if line.startswith("paco train: error: ")]
     assert code == 1 and len(errors) == 1 and message in errors[0], err[-3000:]
     assert "Traceback" not in err
+    if case == "not a model":  # failed while loading: the run folder says so, and holds no results
+        run = RunFolder(tmp_path / "run")
+        progress = run.read_progress()
+        assert progress["state"] == "failed" and "model_index.json is missing" in progress["message"]
+        assert not run.has_results()
 
 
 def test_debug_shows_the_traceback_in_a_real_process(tiny_models, tmp_path):

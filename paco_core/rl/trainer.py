@@ -54,7 +54,7 @@ from paco_core.rl.rollout import Rollout, rollout_micro_batch, seeded_generator
 from paco_core.rl.rollout_rewards import score_rollouts
 from paco_core.rl.signals import stop_on_sigterm
 from paco_core.rl.update import PolicyUpdater
-from paco_core.run_folder import RunFolder
+from paco_core.run_folder import Checkpoint, RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -140,19 +140,24 @@ class GrpoTrainer:
             lock.acquire()
         try:
             checkpoint = self._prepare_run_folder(resume, overwrite)
-            self.setup()
             if checkpoint is not None:
-                self.load(checkpoint)
-            if self.is_main:
-                self.metrics.truncate_after(self.step)
+                self.step = Checkpoint.from_path(checkpoint).step
+                self.last_checkpoint = checkpoint
+            self._progress("starting")
             try:
+                self.setup()
+                if checkpoint is not None:
+                    self.load(checkpoint)
+                if self.is_main:
+                    self.metrics.truncate_after(self.step)
                 with stop_on_sigterm(self.request_stop):
                     return self._loop()
             except BaseException as error:
                 self._progress("failed", message=f"{type(error).__name__}: {error}")
                 raise
             finally:
-                self.metrics.close()
+                if getattr(self, "metrics", None) is not None:
+                    self.metrics.close()
         finally:
             lock.release()
 
@@ -161,16 +166,25 @@ class GrpoTrainer:
         resume, the verified checkpoint, checked against this config. Holds the lock."""
         run = self.run_folder
         if not resume:
-            used = run.used_entries() if self.is_main else []
-            if used and not overwrite:
+            if not self.is_main:
+                return None
+            results = run.result_entries()
+            if results and not overwrite:
                 raise TrainingError(
-                    f"output_dir {str(run.path)!r} already holds a run ({', '.join(used[:4])}"
-                    f"{', ...' if len(used) > 4 else ''}): continue it with --resume latest, "
+                    f"output_dir {str(run.path)!r} already holds a run ({', '.join(results[:4])}"
+                    f"{', ...' if len(results) > 4 else ''}): continue it with --resume latest, "
                     "start over with --overwrite (deletes it), or choose another output_dir"
                 )
-            if used:
-                logger.warning("--overwrite: deleting the earlier run in %s (%s)", run.path, ", ".join(used))
-                run.clear()
+            leftovers = run.used_entries()
+            if results:
+                logger.warning(
+                    "--overwrite: deleting the earlier run in %s (%s)", run.path, ", ".join(leftovers)
+                )
+            elif leftovers:
+                logger.info(
+                    "starting afresh over a run that never finished a step: deleting %s", ", ".join(leftovers)
+                )
+            run.clear()
             return None
         path = ckpt.resolve_resume(self.output_dir, resume)
         self._check_resume_config(path)
@@ -178,7 +192,6 @@ class GrpoTrainer:
 
     def _check_resume_config(self, path: Path) -> None:
         from paco_core.rl.config import RESUME_MAY_CHANGE, resume_config_changes
-        from paco_core.run_folder import Checkpoint
 
         saved = Checkpoint.from_path(path).read_state().get("config") or self.run_folder.read_config()
         changes = resume_config_changes(saved, self.config) if saved else []
