@@ -47,13 +47,14 @@ from paco_core.rl.ema import LoraEma
 from paco_core.rl.evaluation import evaluate_policy
 from paco_core.rl.families import ROW_KIND_OF_FAMILY, TransformerFamily, build_family
 from paco_core.rl.lora_setup import add_trainable_lora
-from paco_core.rl.metrics import MetricsLogger, peak_memory_gb, reward_metrics, write_progress
+from paco_core.rl.metrics import MetricsLogger, peak_memory_gb, reward_metrics
 from paco_core.rl.micro_batches import check_processes_share_equally, plan_micro_batches, plans_of_process
 from paco_core.rl.rewards import RewardModels, RewardSet, check_invalid_share
 from paco_core.rl.rollout import Rollout, rollout_micro_batch, seeded_generator
 from paco_core.rl.rollout_rewards import score_rollouts
 from paco_core.rl.signals import stop_on_sigterm
 from paco_core.rl.update import PolicyUpdater
+from paco_core.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class GrpoTrainer:
         self.config = config
         self.hooks = hooks
         self.output_dir = Path(config.output_dir)
+        self.run_folder = RunFolder(self.output_dir)
         self._pipeline = pipeline
         self._rewards = rewards
         self._eval_rewards = eval_rewards
@@ -169,7 +171,7 @@ class GrpoTrainer:
             self.output_dir, enabled=self.is_main, use_tensorboard=config.use_tensorboard
         )
         if self.is_main:
-            save_config(config, self.output_dir / "config.json")
+            save_config(config, self.run_folder.config_path)
         sampling = config.sampling
         num_micro_batches = sampling.prompts_per_iteration * sampling.group_size // sampling.batch_size
         check_processes_share_equally(num_micro_batches, self.accelerator.num_processes)
@@ -376,7 +378,7 @@ class GrpoTrainer:
         return evaluate_policy(
             self.config, family=self.family, transformer=self.transformer, rows=self.eval_rows,
             rewards=self.eval_rewards, ema=self.ema, autocast=self.autocast,
-            sample_path=self.output_dir / "samples" / f"step-{step:06d}.png",
+            sample_path=self.run_folder.sample_path(step),
         )  # fmt: skip
 
     # ------------------------------------------------------------------ checkpoints
@@ -391,7 +393,7 @@ class GrpoTrainer:
                 ema=self.ema.state_dict() if self.ema is not None else None,
                 optimizer_state=self.optimizer.state_dict(), state=self._trainer_state(),
             )  # fmt: skip
-            ckpt.prune_checkpoints(self.output_dir, self.config.checkpoints_total_limit)
+            ckpt.prune_checkpoints(self.output_dir, self.config.checkpoints_total_limit, protect=path)
             self.last_checkpoint = path
             logger.info("saved %s", path)
         self.accelerator.wait_for_everyone()
@@ -452,8 +454,8 @@ class GrpoTrainer:
     def _progress(self, state: str, **extra: Any) -> None:
         if not getattr(self, "is_main", False):
             return
-        write_progress(
-            self.output_dir, state=state, step=self.step, total=self.config.num_iterations,
+        self.run_folder.write_progress(
+            state=state, step=self.step, total=self.config.num_iterations,
             last_checkpoint=str(self.last_checkpoint) if self.last_checkpoint else None, **extra,
         )  # fmt: skip
 
