@@ -22,9 +22,9 @@ torch, numpy or ComfyUI.
 
 from __future__ import annotations
 
-import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -34,13 +34,11 @@ from typing import Any
 
 from paco_core.errors import ConfigError, InputError
 from paco_core.jobs import store as st
-from paco_core.jobs.processes import process_alive, process_start_time, signal_group
 from paco_core.jobs.store import Job, JobStateError, JobStore
+from paco_core.run_folder import RunFolder, is_process_alive, process_start_time
 
 LOG_FILE = "train.log"
 CONFIG_FILE = "job-config.json"
-PROGRESS_FILE = "progress.json"
-CHECKPOINT_PREFIX = "checkpoint-"
 ERROR_TAIL_CHARS = 2000
 
 ENV_NAMES = re.compile(
@@ -300,48 +298,44 @@ def write_job_config(job: Job) -> Path:
 
 
 def has_checkpoint(run_dir: str | os.PathLike) -> bool:
-    return bool(list_checkpoints(run_dir))
+    return RunFolder(run_dir).latest_checkpoint() is not None
 
 
-def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, str]]:
-    """Complete checkpoints ``(step, folder)``, oldest first (folders with their state file)."""
-    run_dir = Path(run_dir)
-    found = []
-    if run_dir.is_dir():
-        for path in run_dir.iterdir():
-            name = path.name
-            if name.startswith(CHECKPOINT_PREFIX) and name[len(CHECKPOINT_PREFIX) :].isdigit():
-                if (path / "trainer_state.json").is_file():
-                    found.append((int(name[len(CHECKPOINT_PREFIX) :]), str(path)))
-    return sorted(found)
+def process_alive(pid: int | None, start_time: int | None) -> bool:
+    """``pid`` is alive and is the process that started at ``start_time`` (pid reuse cannot fool it)."""
+    return pid is not None and is_process_alive(pid, start_time)
 
 
-def read_progress(run_dir: str | os.PathLike) -> dict[str, Any]:
-    path = Path(run_dir) / PROGRESS_FILE
+def signal_group(pid: int | None, start_time: int | None, signum: int = signal.SIGTERM) -> bool:
+    """Send ``signum`` to the process group led by ``pid`` if it is still that process; True if sent."""
+    if not process_alive(pid, start_time):
+        return False
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        os.kill(pid, signum)
+    return True
 
 
 # --- reconcile ----------------------------------------------------------------------------------
 
 
 def progress_fields(job: Job) -> dict[str, Any]:
-    """step / total / last_checkpoint from the run folder, for the store."""
-    progress = read_progress(job.run_dir)
+    """step / total / last and best checkpoint from the run folder, for the store."""
+    folder = RunFolder(job.run_dir)
+    progress = folder.read_progress()
     fields: dict[str, Any] = {}
-    if "step" in progress:
-        fields["step"] = int(progress["step"])
-    if progress.get("total"):
-        fields["total"] = int(progress["total"])
-    checkpoints = list_checkpoints(job.run_dir)
-    if checkpoints:
-        fields["last_checkpoint"] = checkpoints[-1][1]
-    elif progress.get("last_checkpoint"):
-        fields["last_checkpoint"] = progress["last_checkpoint"]
+    if isinstance(progress.get("step"), int):
+        fields["step"] = progress["step"]
+    if isinstance(progress.get("total"), int) and progress["total"] > 0:
+        fields["total"] = progress["total"]
+    latest = folder.latest_checkpoint()
+    if latest is not None:
+        fields["last_checkpoint"] = str(latest.path)
     if progress.get("best_checkpoint"):
-        fields["best_checkpoint"] = progress["best_checkpoint"]
+        fields["best_checkpoint"] = str(progress["best_checkpoint"])
     return fields
 
 
@@ -351,7 +345,7 @@ def final_status(job: Job, exit_code: int | None) -> tuple[str, str | None]:
     ``exit_code`` is the trainer's return code (negative: killed by that signal), or None
     when nobody saw it end (the supervisor died too).
     """
-    progress = read_progress(job.run_dir)
+    progress = RunFolder(job.run_dir).read_progress()
     state = progress.get("state")
     if float(progress.get("updated_at") or 0) < (job.started_at or 0):
         state = None  # left by an earlier attempt: this attempt never wrote one

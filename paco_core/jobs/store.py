@@ -89,9 +89,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             run_dir TEXT NOT NULL,
             device TEXT NOT NULL,
             pid INTEGER,
-            pid_start TEXT,
+            pid_start INTEGER,
             supervisor_pid INTEGER,
-            supervisor_start TEXT,
+            supervisor_start INTEGER,
             exit_code INTEGER,
             step INTEGER NOT NULL DEFAULT 0,
             total INTEGER NOT NULL DEFAULT 0,
@@ -169,9 +169,9 @@ class Job:
     started_at: float | None = None
     ended_at: float | None = None
     pid: int | None = None
-    pid_start: str | None = None
+    pid_start: int | None = None
     supervisor_pid: int | None = None
-    supervisor_start: str | None = None
+    supervisor_start: int | None = None
     exit_code: int | None = None
     step: int = 0
     total: int = 0

@@ -21,7 +21,7 @@ import time
 
 from paco_core.jobs import runner
 from paco_core.jobs import store as st
-from paco_core.jobs.processes import process_start_time, signal_group
+from paco_core.run_folder import process_start_time
 
 REFRESH_S = 2.0
 
@@ -56,7 +56,7 @@ def supervise(store: st.JobStore, job_id: str) -> int:
         return 1
     store.update(job_id, pid=trainer.pid, pid_start=process_start_time(trainer.pid))
     if store.get(job_id).status == st.STOPPING:  # cancelled while the trainer was being started
-        signal_group(trainer.pid, process_start_time(trainer.pid))
+        runner.signal_group(trainer.pid, process_start_time(trainer.pid))
     while True:
         try:
             code = trainer.wait(timeout=REFRESH_S)
