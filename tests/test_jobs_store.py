@@ -85,7 +85,9 @@ def test_a_version_1_store_is_migrated_in_place_and_keeps_its_jobs(tmp_path):
     store = JobStore(home)
     with store.connect() as connection:
         assert st.schema_version(connection) == st.SCHEMA_VERSION
-        versions = [row[0] for row in connection.execute("SELECT version FROM schema_version ORDER BY version")]
+        versions = [
+            row[0] for row in connection.execute("SELECT version FROM schema_version ORDER BY version")
+        ]
     assert versions == list(range(1, st.SCHEMA_VERSION + 1))
     job = store.get("job-0000abcd")
     assert (job.name, job.status, job.step, job.gpu_policy, job.config) == (
@@ -108,7 +110,9 @@ def test_records_look_like_comfyui_jobs_with_progress_and_training_fields(tmp_pa
     store = JobStore(tmp_path)
     job = store.create(name="faces", config={"num_iterations": 7}, run_dir=tmp_path / "run", device="cuda:0")
     assert job.id.startswith("job-") and len(job.id) == 12 and job.status == "queued" and job.total == 7
-    store.update(job.id, status="running", started_at=time.time(), step=3, last_checkpoint=str(tmp_path / "c3"))
+    store.update(
+        job.id, status="running", started_at=time.time(), step=3, last_checkpoint=str(tmp_path / "c3")
+    )
     record = store.get(job.id).to_record()
     assert record["id"] == job.id and record["status"] == "running"
     assert record["progress"] == {"step": 3, "total": 7}
@@ -182,13 +186,21 @@ def test_submit_validates_the_config_and_names_the_bad_field(tmp_path):
     with pytest.raises(ConfigError, match="optim.lr"):
         runner.submit(store, _config(tmp_path, optim={"lr": -1}), start=False)
     with pytest.raises(ConfigError, match="data.train_file"):
-        runner.submit(store, _config(tmp_path, data={"train_file": str(tmp_path / "missing.jsonl")}), start=False)
+        runner.submit(
+            store, _config(tmp_path, data={"train_file": str(tmp_path / "missing.jsonl")}), start=False
+        )
     assert store.list() == []
 
 
 def test_submit_resolves_paths_and_records_the_environment_without_secrets(tmp_path):
     store = JobStore(tmp_path / "home")
-    env = {"PYTHONPATH": "/x", "HF_HOME": "/hf", "PACO_TEST": "1", "HF_TOKEN": "s3cret", "OPENAI_API_KEY": "k"}
+    env = {
+        "PYTHONPATH": "/x",
+        "HF_HOME": "/hf",
+        "PACO_TEST": "1",
+        "HF_TOKEN": "s3cret",
+        "OPENAI_API_KEY": "k",
+    }
     job = runner.submit(store, _config(tmp_path), name="n", start=False, env=env)
     assert job.status == "queued" and job.device == "cpu" and job.name == "n"
     assert job.run_dir == str((tmp_path / "home" / "runs" / job.id).resolve())
@@ -332,7 +344,9 @@ def test_cli_errors_are_one_line_with_documented_exit_codes(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(_config(tmp_path, sampling={"group_size": 0})))
     result = _paco("submit", "--config", str(bad), "--home", home)
-    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "sampling.group_size" in result.stderr
+    assert (
+        result.returncode == 1 and result.stderr.count("\n") == 1 and "sampling.group_size" in result.stderr
+    )
     result = _paco("submit", "--config", str(tmp_path / "missing.json"), "--home", home)
     assert result.returncode == 1 and "does not exist" in result.stderr
     result = _paco("wait", "--home", home)
