@@ -28,14 +28,16 @@ REPO = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def _env(tmp_path: Path, delay: float) -> dict[str, str]:
+def _env(tmp_path: Path, *, hold: bool = True) -> dict[str, str]:
     env = dict(os.environ)
     # job_rewards is importable only through this PYTHONPATH: the job must inherit it
     env["PYTHONPATH"] = os.pathsep.join([str(FIXTURES / "jobs"), str(REPO), env.get("PYTHONPATH", "")])
     env.update(
         HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf"),
-        PACO_TEST_REWARD_DELAY=str(delay),
     )  # fmt: skip
+    env.pop("PACO_TEST_HOLD_FILE", None)
+    if hold:
+        env["PACO_TEST_HOLD_FILE"] = str(tmp_path / "hold")
     return env
 
 
@@ -46,7 +48,7 @@ def _config(model: Path, **extra) -> dict:
         "sampling": {"num_steps": 2, "noise_steps": [0], "train_resolution": 32, "eval_resolution": 32,
                      "group_size": 2, "batch_size": 2, "prompts_per_iteration": 1, "max_sequence_length": 16},
         "data": {"train_file": str(FIXTURES / "rl" / "sets.jsonl")},
-        "rewards": {"rewards": [{"name": "job_rewards:paced_brightness"}], "aggregation": "weighted_sum"},
+        "rewards": {"rewards": [{"name": "job_rewards:held_brightness"}], "aggregation": "weighted_sum"},
         "optim": {"lr": 1e-2, "clip_range": 0.2},
         "eval_every": 0,
     }  # fmt: skip
@@ -98,76 +100,84 @@ def jobs_home(tmp_path):
                     pass
 
 
-def test_kill_9_interrupts_a_job_that_resumes_to_the_same_lora_and_the_queue_moves_on(
-    tiny_models, tmp_path, jobs_home
+def _train_in_this_process(config: dict, run_dir: Path, monkeypatch) -> Path:
+    """The uninterrupted reference run, in-process (torch is loaded here already)."""
+    from paco_core.config import config_from_dict
+    from paco_core.rl.config import TrainConfig
+    from paco_core.rl.trainer import GrpoTrainer
+
+    monkeypatch.syspath_prepend(str(FIXTURES / "jobs"))
+    monkeypatch.delenv("PACO_TEST_HOLD_FILE", raising=False)
+    result = GrpoTrainer(config_from_dict(TrainConfig, {**config, "output_dir": str(run_dir)})).train()
+    return result.last_checkpoint / "lora.safetensors"
+
+
+def test_kill_9_interrupts_a_job_that_resumes_to_the_lora_of_an_uninterrupted_run(
+    tiny_models, tmp_path, jobs_home, monkeypatch
 ):
-    env = _env(tmp_path, delay=0.4)
-    config = _config(tiny_models["flux"], num_iterations=4, checkpoint_every=1)
+    env = _env(tmp_path)
+    (tmp_path / "hold").touch()  # holds the trainer in its step 2 until deleted
+    config = _config(tiny_models["flux"], num_iterations=3, checkpoint_every=1)
     killed = _submit(env, jobs_home, config, tmp_path / "killed", "killed")
-    straight = _submit(env, jobs_home, config, tmp_path / "straight", "straight")
+    straight_lora = load_file(_train_in_this_process(config, tmp_path / "straight", monkeypatch))
     store = JobStore(jobs_home)
-    assert store.get(straight).status == "queued"  # one job per device: it waits
 
     job = _until(
         store, killed, lambda j: j.pid and RunFolder(j.run_dir).latest_checkpoint(), 120, "checkpointed"
     )
     os.kill(job.pid, signal.SIGKILL)
+    (tmp_path / "hold").unlink()
     job = _until(store, killed, lambda j: j.is_final, 60, "final")
     assert job.status == "interrupted" and job.exit_code == -9
-    assert "killed by signal 9" in job.error and 1 <= job.step < 4
-    interrupted_at = job.ended_at
-
-    # the supervisor handed the device to the queued job
-    other = _until(store, straight, lambda j: j.status != "queued", 30, "started")
-    assert other.started_at >= interrupted_at
+    assert "killed by signal 9" in job.error and job.step == 1
 
     result = _paco(env, "resume", killed, "--home", str(jobs_home))
-    assert result.returncode == 0 and result.stdout.strip() in (f"{killed}: queued", f"{killed}: running")
-    other = _until(store, straight, lambda j: j.is_final, 240, "final")
+    assert result.returncode == 0 and result.stdout.strip() == f"{killed}: running"
     job = _until(store, killed, lambda j: j.is_final, 240, "final")
-    assert (other.status, job.status) == ("completed", "completed"), (other.error, job.error)
-    assert job.attempts == 2 and job.exit_code == 0 and job.step == job.total == 4
-    assert job.started_at >= other.ended_at - 1.0  # it waited for the device again
+    assert job.status == "completed", job.error
+    assert job.attempts == 2 and job.exit_code == 0 and job.step == job.total == 3
 
     resumed_lora = load_file(job.lora)
-    straight_lora = load_file(other.lora)
-    assert job.lora.endswith("checkpoint-4/lora.safetensors")
+    assert job.lora.endswith("checkpoint-3/lora.safetensors")
     assert resumed_lora.keys() == straight_lora.keys()
     assert all(torch.equal(resumed_lora[k], straight_lora[k]) for k in resumed_lora), (
         "the resumed LoRA differs from the uninterrupted one"
     )
-    assert [m["step"] for m in RunFolder(job.run_dir).read_metrics()] == [1, 2, 3, 4]
+    assert [m["step"] for m in RunFolder(job.run_dir).read_metrics()] == [1, 2, 3]
     assert "--resume latest" in (Path(job.run_dir) / "train.log").read_text()
 
     shown = json.loads(_paco(env, "show", killed, "--json", "--home", str(jobs_home)).stdout)
     assert shown["status"] == "completed" and shown["lora"] == job.lora and shown["best_lora"] == job.lora
 
 
-def test_cancel_stops_after_the_step_with_a_checkpoint_and_the_next_job_runs(
+def test_a_queued_job_starts_when_the_first_completes_and_cancel_stops_it_with_a_checkpoint(
     tiny_models, tmp_path, jobs_home
 ):
-    env = _env(tmp_path, delay=0.2)
+    first = _submit(_env(tmp_path, hold=False), jobs_home, _config(tiny_models["flux"], num_iterations=2),
+                    tmp_path / "first", "first")  # fmt: skip
+    env = _env(tmp_path)
+    (tmp_path / "hold").touch()
     long = _submit(env, jobs_home, _config(tiny_models["flux"], num_iterations=200, checkpoint_every=1000),
                    tmp_path / "long", "long")  # fmt: skip
-    short = _submit(env, jobs_home, _config(tiny_models["flux"], num_iterations=2, checkpoint_every=1),
-                    tmp_path / "short", "short")  # fmt: skip
     store = JobStore(jobs_home)
-    _until(store, long, lambda j: j.step >= 1, 120, "past step 1")
+    assert store.get(long).status == "queued"  # one job per device: it waits
+
+    done = _until(store, first, lambda j: j.is_final, 120, "final")
+    assert done.status == "completed" and done.step == 2
+    job = _until(store, long, lambda j: j.step >= 1, 120, "past step 1")  # started by first's supervisor
+    assert job.started_at >= done.ended_at - 1.0
 
     result = _paco(env, "cancel", long, "--home", str(jobs_home))
     assert result.returncode == 0 and result.stdout.strip() == f"{long}: stopping"
+    (tmp_path / "hold").unlink()  # the step in progress (2) finishes, then the trainer stops
     job = _until(store, long, lambda j: j.is_final, 90, "final")
-    assert job.status == "stopped" and job.exit_code == 143 and job.error is None
-    assert 1 <= job.step < 200
-    assert job.last_checkpoint.endswith(f"checkpoint-{job.step}") and Path(job.lora).is_file()
-
-    done = _until(store, short, lambda j: j.is_final, 120, "final")
-    assert done.status == "completed" and done.started_at >= job.ended_at - 1.0
+    assert job.status == "stopped" and job.exit_code == 143 and job.error is None and job.step == 2
+    assert job.last_checkpoint.endswith("checkpoint-2") and Path(job.lora).is_file()
 
     assert _paco(env, "wait", long, "--home", str(jobs_home)).returncode == 4
-    assert _paco(env, "wait", short, "--home", str(jobs_home)).returncode == 0
+    assert _paco(env, "wait", first, "--home", str(jobs_home)).returncode == 0
     logs = _paco(env, "logs", long, "--home", str(jobs_home)).stdout
-    assert f"stopped at step {job.step}" in logs and "status stopped" in logs
+    assert "stopped at step 2" in logs and "status stopped" in logs
     deleted = _paco(env, "delete", long, "--files", "--home", str(jobs_home))
     assert deleted.returncode == 0 and not Path(job.run_dir).exists() and store.find(long) is None
 
@@ -175,7 +185,8 @@ def test_cancel_stops_after_the_step_with_a_checkpoint_and_the_next_job_runs(
 def test_a_job_whose_supervisor_and_trainer_are_killed_is_reconciled_as_interrupted(
     tiny_models, tmp_path, jobs_home
 ):
-    env = _env(tmp_path, delay=0.2)
+    env = _env(tmp_path)
+    (tmp_path / "hold").touch()
     job_id = _submit(env, jobs_home, _config(tiny_models["flux"], num_iterations=200, checkpoint_every=1000),
                      tmp_path / "run", "victim")  # fmt: skip
     store = JobStore(jobs_home)

@@ -334,6 +334,8 @@ def progress_fields(job: Job) -> dict[str, Any]:
     latest = folder.latest_checkpoint()
     if latest is not None:
         fields["last_checkpoint"] = str(latest.path)
+        # a checkpoint of step N means N steps are done, even if progress.json lags behind
+        fields["step"] = max(fields.get("step", 0), latest.step)
     if progress.get("best_checkpoint"):
         fields["best_checkpoint"] = str(progress["best_checkpoint"])
     return fields
