@@ -359,3 +359,14 @@ def test_cli_errors_are_one_line_with_documented_exit_codes(tmp_path):
     shown = json.loads(_paco("show", "job-1a2b3c4d", "--json", "--home", home).stdout)
     for key in ("id", "status", "step", "total", "pid", "run_dir", "lora", "best_lora", "exit_code", "error"):
         assert key in shown
+
+
+def test_submitting_the_same_config_again_with_reuse_returns_the_existing_job(tmp_path):
+    store = JobStore(tmp_path / "home")
+    first = runner.submit(store, _config(tmp_path), name="faces", start=False)
+    assert runner.submit(store, _config(tmp_path), name="faces", start=False, reuse=True).id == first.id
+    assert runner.submit(store, _config(tmp_path), name="other", start=False, reuse=True).id != first.id
+    changed = runner.submit(store, _config(tmp_path, num_iterations=4), name="faces", start=False, reuse=True)
+    assert changed.id != first.id
+    assert runner.submit(store, _config(tmp_path), name="faces", start=False).id != first.id  # a new run
+    assert len(store.list()) == 4

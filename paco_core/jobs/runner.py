@@ -103,6 +103,7 @@ def submit(
     cwd: str | os.PathLike | None = None,
     env: Mapping[str, str] | None = None,
     start: bool = True,
+    reuse: bool = False,
 ) -> Job:
     """Validate a training config, queue it as a job and start it when its device is free.
 
@@ -118,6 +119,8 @@ def submit(
         cwd: the trainer's working folder (default: this process's).
         env: the environment to record (default: ``os.environ``; see :data:`ENV_NAMES`).
         start: dispatch at once (False leaves it queued for the next dispatch).
+        reuse: return the newest job with the same name and the same config (the run
+            folder aside) instead of queueing a duplicate (a graph run twice).
 
     Returns:
         The job, queued or already claimed by its supervisor.
@@ -142,6 +145,10 @@ def submit(
     raw["output_dir"] = str(run_dir)
     with _working_dir(cwd):
         resolved = validate_config(raw)
+    if reuse:
+        same = find_same_job(store, resolved, name=name)
+        if same is not None:
+            return same
     _check_run_dir_free(store, run_dir)
     launch = {
         "num_processes": num_processes,
@@ -157,6 +164,19 @@ def submit(
     if start:
         dispatch(store)
     return store.get(job.id)
+
+
+def find_same_job(store: JobStore, config: Mapping[str, Any], *, name: str | None = None) -> Job | None:
+    """The newest job with this resolved config (``output_dir`` aside) and name, or None."""
+    wanted = _without_output_dir(config)
+    for job in reversed(store.list()):
+        if (name is None or job.name == name) and _without_output_dir(job.config) == wanted:
+            return job
+    return None
+
+
+def _without_output_dir(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in config.items() if key not in ("output_dir", "paco_version")}
 
 
 def recorded_env(env: Mapping[str, str]) -> dict[str, str]:

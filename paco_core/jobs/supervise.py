@@ -19,9 +19,10 @@ import subprocess
 import sys
 import time
 
+from paco_core.errors import PaCoError
 from paco_core.jobs import runner
 from paco_core.jobs import store as st
-from paco_core.run_folder import process_start_time
+from paco_core.run_folder import RunFolder, process_start_time
 
 REFRESH_S = 2.0
 
@@ -40,6 +41,9 @@ def supervise(store: st.JobStore, job_id: str) -> int:
         runner.dispatch(store)
         return 0
     try:
+        if job.resume and not runner.has_checkpoint(job.run_dir):
+            # nothing to resume from: start over, clearing what the failed attempt left
+            RunFolder(job.run_dir).clear()
         runner.write_job_config(job)
         command = runner.trainer_command(job)
         _say(f"job {job_id} attempt {job.attempts}: {' '.join(command)}")
@@ -48,7 +52,7 @@ def supervise(store: st.JobStore, job_id: str) -> int:
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True, close_fds=True,
             )  # fmt: skip
-    except OSError as error:
+    except (OSError, PaCoError) as error:
         store.update(
             job_id, status=st.FAILED, ended_at=time.time(), error=f"cannot start the trainer: {error}"
         )
