@@ -201,3 +201,22 @@ def test_a_job_whose_supervisor_and_trainer_are_killed_is_reconciled_as_interrup
     assert result.returncode == 5, result.stderr  # ... until the next reader reconciles
     job = store.get(job_id)
     assert job.status == "interrupted" and job.exit_code is None and "its process is gone" in job.error
+
+
+def test_the_worker_starts_a_queued_job_and_a_trainer_error_ends_it_failed_with_the_log_tail(
+    tiny_models, tmp_path, jobs_home
+):
+    from paco_core.jobs import runner
+
+    env = _env(tmp_path, hold=False)
+    config = _config(tiny_models["flux"], num_iterations=2)
+    config["model"] = {**config["model"], "path": str(tmp_path / "no-such-model")}
+    job = runner.submit(JobStore(jobs_home), config, env=env, start=False)
+    assert job.status == "queued"
+    worker = _paco(env, "worker", "--once", "--home", str(jobs_home))
+    assert worker.returncode == 0 and worker.stdout.strip() == f"started {job.id}"
+    result = _paco(env, "wait", job.id, "--timeout", "120", "--home", str(jobs_home), timeout=150)
+    assert result.returncode == 3, result.stderr
+    job = JobStore(jobs_home).get(job.id)
+    assert job.status == "failed" and job.exit_code == 1
+    assert "paco train: error:" in job.error and "no-such-model" in job.error

@@ -194,10 +194,12 @@ class _working_dir:
 
     def __enter__(self):
         self.previous = os.getcwd()
-        os.chdir(self.path)
+        if Path(self.previous).resolve() != self.path:  # never chdir a threaded host without need
+            os.chdir(self.path)
 
     def __exit__(self, *exc):
-        os.chdir(self.previous)
+        if os.getcwd() != self.previous:
+            os.chdir(self.previous)
 
 
 def _check_run_dir_free(store: JobStore, run_dir: Path) -> None:
@@ -430,8 +432,9 @@ def reconcile(store: JobStore) -> list[Job]:
         )
         fields = progress_fields(job)
         if alive:
-            if fields:
-                store.update(job.id, expect=st.ACTIVE_STATUSES, **fields)
+            changed = {key: value for key, value in fields.items() if getattr(job, key) != value}
+            if changed:
+                store.update(job.id, expect=st.ACTIVE_STATUSES, **changed)
             still_active.append(job)
             continue
         status, error = final_status(job, job.exit_code)

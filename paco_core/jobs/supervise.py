@@ -66,9 +66,10 @@ def supervise(store: st.JobStore, job_id: str) -> int:
             code = trainer.wait(timeout=REFRESH_S)
             break
         except subprocess.TimeoutExpired:
-            fields = runner.progress_fields(store.get(job_id))
-            if fields:
-                store.update(job_id, expect=st.ACTIVE_STATUSES, **fields)
+            job = store.get(job_id)
+            changed = {k: v for k, v in runner.progress_fields(job).items() if getattr(job, k) != v}
+            if changed:
+                store.update(job_id, expect=st.ACTIVE_STATUSES, **changed)
     job = store.get(job_id)
     status, error = runner.final_status(job, code)
     _say(f"job {job_id}: trainer exited with code {code}; status {status}")
