@@ -132,6 +132,14 @@ class Checkpoint:
     step: int
     path: Path
 
+    @classmethod
+    def from_path(cls, path: str | os.PathLike) -> Checkpoint:
+        """The checkpoint at ``path``; its step comes from the ``checkpoint-<step>`` name (-1 when
+        the folder is named otherwise). Whether it is complete is not checked."""
+        path = Path(path)
+        match = _CHECKPOINT_NAME.match(path.name)
+        return cls(int(match.group(1)) if match else -1, path)
+
     @property
     def lora_path(self) -> Path:
         """The LoRA file (EMA weights when EMA is on), loadable by PaCo LoRA and ComfyUI."""
@@ -282,6 +290,13 @@ class RunLock:
             "since": time.time(),
         }
         text = json.dumps(record, sort_keys=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise TrainingError(
+                f"cannot create the run folder {str(self.path.parent)!r} ({error.strerror or error}): "
+                "choose a writable output_dir that is not a file"
+            ) from error
         for _attempt in range(5):
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -328,9 +343,20 @@ class RunLock:
         stale = self.path.with_name(f".{LOCK_FILE}.stale.{os.getpid()}")
         try:
             os.replace(self.path, stale)
-            os.unlink(stale)
         except FileNotFoundError:
-            pass  # another process took it over first
+            return  # another process took it over first
+        # Between reading and renaming, another process may have taken the stale lock over and
+        # written its own: if what was moved aside is not the stale record, put it back.
+        try:
+            moved = json.loads(stale.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            moved = {}
+        if holder and moved != holder:
+            try:
+                os.link(stale, self.path)
+            except OSError:
+                pass
+        os.unlink(stale)
 
     def release(self) -> None:
         """Remove the lock file if this process holds it."""
@@ -412,6 +438,27 @@ class RunFolder:
 
     def is_used(self) -> bool:
         return bool(self.used_entries())
+
+    def result_entries(self) -> list[str]:
+        """The part of :meth:`used_entries` that holds training results: metrics lines,
+        samples, checkpoints. A run that failed before its first step leaves none (only its
+        config, progress or TensorBoard folder), so starting afresh loses nothing."""
+        results = []
+        for name in self.used_entries():
+            path = self.path / name
+            if name == METRICS_FILE and not any(True for _ in self.iter_metrics()):
+                continue
+            if name in (CONFIG_FILE, PROGRESS_FILE, TENSORBOARD_DIR) or _is_staging_name(name):
+                continue
+            if name == SAMPLES_DIR and not self.sample_paths():
+                continue
+            if path.exists():
+                results.append(name)
+        return results
+
+    def has_results(self) -> bool:
+        """Whether an earlier run left results here (see :meth:`result_entries`)."""
+        return bool(self.result_entries())
 
     def clear(self) -> list[str]:
         """Delete what an earlier run left (see :meth:`used_entries`); other files stay.

@@ -206,16 +206,26 @@ def test_pruning_keeps_the_newest_and_never_fails(tmp_path, caplog, monkeypatch)
 
 def test_used_entries_and_clear_touch_only_run_files(tmp_path):
     run = RunFolder(tmp_path / "run")
-    assert run.used_entries() == [] and not run.is_used()
+    assert run.used_entries() == [] and not run.is_used() and not run.has_results()
     run.path.mkdir()
     (run.path / "train.log").write_text("a log the job runner keeps")
     (run.path / "run.lock").write_text("{}")
     assert not run.is_used()
+    # a run that failed before its first step leaves no results
+    run.write_config({"seed": 1})
+    run.write_progress(state="failed", step=0, total=5, message="boom")
+    run.metrics_path.write_text("")
+    (run.samples_dir).mkdir()
+    (run.tensorboard_dir).mkdir()
+    assert run.used_entries() == ["config.json", "metrics.jsonl", "progress.json", "samples", "tb"]
+    assert run.result_entries() == [] and not run.has_results()
+    run.clear()
     run.write_progress(state="finished", step=1, total=1)
     run.append_metrics(1, {"x": 1})
     _checkpoint(run, 1)
     run.staging_path(2).mkdir()
     assert run.used_entries() == [".checkpoint-2.tmp", "checkpoint-1", "metrics.jsonl", "progress.json"]
+    assert run.result_entries() == ["checkpoint-1", "metrics.jsonl"] and run.has_results()
     run.clear()
     assert sorted(p.name for p in run.path.iterdir()) == ["run.lock", "train.log"]
     file_path = RunFolder(tmp_path / "run" / "train.log")

@@ -213,13 +213,12 @@ def resolve_resume(output_dir: str | os.PathLike, resume: str) -> Path:
             )
         return intact.path
     path = Path(resume)
-    match = path.name.removeprefix("checkpoint-")
     if not ((path / STATE_FILE).is_file() or (path / MANIFEST_FILE).is_file()):
         raise TrainingError(
             f"--resume {resume!r} is not a complete checkpoint folder (no {STATE_FILE}); "
             "give a checkpoint-<step> folder or `latest`"
         )
-    Checkpoint(int(match) if match.isdigit() else -1, path).verify()
+    Checkpoint.from_path(path).verify()
     return path
 
 
@@ -230,7 +229,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
         CheckpointDamagedError: a file is missing or unreadable (named in the message).
     """
     path = Path(path)
-    state = Checkpoint(-1, path).read_state()
+    state = Checkpoint.from_path(path).read_state()
     ema_file = path / "ema.safetensors"
     try:
         optimizer = optimizer_from_tensors(_load_tensors(path / "optimizer.safetensors"), state["optimizer"])

@@ -54,7 +54,7 @@ from paco_core.rl.rollout import Rollout, rollout_micro_batch, seeded_generator
 from paco_core.rl.rollout_rewards import score_rollouts
 from paco_core.rl.signals import stop_on_sigterm
 from paco_core.rl.update import PolicyUpdater
-from paco_core.run_folder import RunFolder
+from paco_core.run_folder import Checkpoint, RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -114,29 +114,95 @@ class GrpoTrainer:
 
     # ------------------------------------------------------------------ public entry point
 
-    def train(self, resume: str | None = None) -> TrainResult:
+    def train(self, resume: str | None = None, *, overwrite: bool = False) -> TrainResult:
         """Run (or continue) training to ``num_iterations`` steps.
 
         Args:
-            resume: a checkpoint folder, ``latest``, or None to start fresh.
+            resume: a checkpoint folder, ``latest`` (the newest intact checkpoint in the
+                output folder), or None to start fresh.
+            overwrite: start fresh even if the output folder holds an earlier run (its
+                files are deleted first). Without it a fresh run into a used folder is refused.
 
         Returns:
             TrainResult with state "finished" or "stopped".
+
+        Raises:
+            TrainingError: the folder is locked by another trainer, holds another run, or
+                the checkpoint is damaged or was trained with another config.
         """
+        if resume and overwrite:
+            raise ConfigError("--resume and --overwrite contradict each other: give one of them")
         self.check_config()
-        self.setup()
-        if resume:
-            self.load(ckpt.resolve_resume(self.output_dir, resume))
+        self.run_folder.check_usable()
+        self._setup_accelerator()
+        lock = self.run_folder.lock()
         if self.is_main:
-            self.metrics.truncate_after(self.step)
+            lock.acquire()
         try:
-            with stop_on_sigterm(self.request_stop):
-                return self._loop()
-        except BaseException as error:
-            self._progress("failed", message=f"{type(error).__name__}: {error}")
-            raise
+            checkpoint = self._prepare_run_folder(resume, overwrite)
+            if checkpoint is not None:
+                self.step = Checkpoint.from_path(checkpoint).step
+                self.last_checkpoint = checkpoint
+            self._progress("starting")
+            try:
+                self.setup()
+                if checkpoint is not None:
+                    self.load(checkpoint)
+                if self.is_main:
+                    self.metrics.truncate_after(self.step)
+                with stop_on_sigterm(self.request_stop):
+                    return self._loop()
+            except BaseException as error:
+                self._progress("failed", message=f"{type(error).__name__}: {error}")
+                raise
+            finally:
+                if getattr(self, "metrics", None) is not None:
+                    self.metrics.close()
         finally:
-            self.metrics.close()
+            lock.release()
+
+    def _prepare_run_folder(self, resume: str | None, overwrite: bool) -> Path | None:
+        """Refuse a fresh run into a used folder (or clear it with ``overwrite``); for a
+        resume, the verified checkpoint, checked against this config. Holds the lock."""
+        run = self.run_folder
+        if not resume:
+            if not self.is_main:
+                return None
+            results = run.result_entries()
+            if results and not overwrite:
+                raise TrainingError(
+                    f"output_dir {str(run.path)!r} already holds a run ({', '.join(results[:4])}"
+                    f"{', ...' if len(results) > 4 else ''}): continue it with --resume latest, "
+                    "start over with --overwrite (deletes it), or choose another output_dir"
+                )
+            leftovers = run.used_entries()
+            if results:
+                logger.warning(
+                    "--overwrite: deleting the earlier run in %s (%s)", run.path, ", ".join(leftovers)
+                )
+            elif leftovers:
+                logger.info(
+                    "starting afresh over a run that never finished a step: deleting %s", ", ".join(leftovers)
+                )
+            run.clear()
+            return None
+        path = ckpt.resolve_resume(self.output_dir, resume)
+        self._check_resume_config(path)
+        return path
+
+    def _check_resume_config(self, path: Path) -> None:
+        from paco_core.rl.config import RESUME_MAY_CHANGE, resume_config_changes
+
+        saved = Checkpoint.from_path(path).read_state().get("config") or self.run_folder.read_config()
+        changes = resume_config_changes(saved, self.config) if saved else []
+        if changes:
+            listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in changes)
+            raise TrainingError(
+                f"--resume: the config differs from the one {path.name} was trained with ({listed}). "
+                f"Only {len(RESUME_MAY_CHANGE)} keys may change on resume (num_iterations, saving, evaluation, "
+                "output_dir, model.device, reward model paths: see docs/runs.md); undo the other changes, "
+                "or start a new run in another output_dir"
+            )
 
     def request_stop(self) -> None:
         """Ask the loop to stop after the running step (checkpoint saved). Signal-safe."""
@@ -149,16 +215,22 @@ class GrpoTrainer:
         config = self.config
         if self._pipeline is None:
             config.check_ready()
+            check_device_available(config.model.device)
         elif not config.data.train_file:
             raise ConfigError("`data.train_file` is empty: give a JSONL file of prompt rows")
 
-    def setup(self) -> None:
-        """Load the pipeline, add the LoRA, build optimizer, EMA, data, rewards and loggers."""
+    def _setup_accelerator(self) -> None:
         from accelerate import Accelerator
 
-        config = self.config
-        self.accelerator = self._accelerator or Accelerator(cpu=config.model.device == "cpu")
+        if getattr(self, "accelerator", None) is not None:
+            return
+        self.accelerator = self._accelerator or Accelerator(cpu=self.config.model.device == "cpu")
         self.is_main = self.accelerator.is_main_process
+
+    def setup(self) -> None:
+        """Load the pipeline, add the LoRA, build optimizer, EMA, data, rewards and loggers."""
+        config = self.config
+        self._setup_accelerator()
         self.autocast = autocast_factory(self.accelerator.device, config.optim.mixed_precision)
         torch.manual_seed(config.seed)
         self._setup_pipeline()
@@ -460,6 +532,25 @@ class GrpoTrainer:
         )  # fmt: skip
 
 
-def train(config: TrainConfig, *, resume: str | None = None, hooks: Hooks = NO_HOOKS) -> TrainResult:
+def check_device_available(device: str) -> None:
+    """Raise ConfigError when ``device`` names a CUDA GPU this machine does not have."""
+    if not device.startswith("cuda"):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if count == 0:
+        raise ConfigError(
+            f"`model.device` is {device!r} but this machine has no usable CUDA GPU "
+            "(torch.cuda.is_available() is False): use `cpu` or `auto`"
+        )
+    if index >= count:
+        raise ConfigError(
+            f"`model.device` is {device!r} but this machine has {count} CUDA GPU(s): use cuda:0 to cuda:{count - 1}"
+        )
+
+
+def train(
+    config: TrainConfig, *, resume: str | None = None, overwrite: bool = False, hooks: Hooks = NO_HOOKS
+) -> TrainResult:
     """Run a training config to the end (or until stopped). See :class:`GrpoTrainer`."""
-    return GrpoTrainer(config, hooks=hooks).train(resume=resume)
+    return GrpoTrainer(config, hooks=hooks).train(resume=resume, overwrite=overwrite)
