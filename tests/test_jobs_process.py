@@ -178,6 +178,12 @@ def test_a_queued_job_starts_when_the_first_completes_and_cancel_stops_it_with_a
     assert _paco(env, "wait", first, "--home", str(jobs_home)).returncode == 0
     logs = _paco(env, "logs", long, "--home", str(jobs_home)).stdout
     assert "stopped at step 2" in logs and "status stopped" in logs
+
+    resumed = _paco(env, "resume", long, "--iterations", "3", "--home", str(jobs_home))
+    assert resumed.returncode == 0, resumed.stderr
+    assert _paco(env, "wait", long, "--timeout", "120", "--home", str(jobs_home), timeout=150).returncode == 0
+    job = store.get(long)
+    assert (job.status, job.step, job.total, job.attempts) == ("completed", 3, 3, 2)
     deleted = _paco(env, "delete", long, "--files", "--home", str(jobs_home))
     assert deleted.returncode == 0 and not Path(job.run_dir).exists() and store.find(long) is None
 
