@@ -370,3 +370,14 @@ def test_submitting_the_same_config_again_with_reuse_returns_the_existing_job(tm
     assert changed.id != first.id
     assert runner.submit(store, _config(tmp_path), name="faces", start=False).id != first.id  # a new run
     assert len(store.list()) == 4
+
+
+def test_logs_follow_returns_once_the_job_has_ended_with_every_line(tmp_path):
+    store = JobStore(tmp_path / "home")
+    job = store.create(name="a", config={}, run_dir=tmp_path / "run", device="cpu")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train.log").write_text("step 1\n")
+    store.update(job.id, status="completed")
+    assert "".join(runner.follow_log(store, job.id, follow=True, poll=0.01)) == "step 1\n"
+    with pytest.raises(JobNotFoundError):
+        list(runner.follow_log(store, "job-00000000"))
