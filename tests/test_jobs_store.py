@@ -24,7 +24,7 @@ SETS = REPO / "tests" / "fixtures" / "rl" / "sets.jsonl"
 
 def _config(tmp_path: Path, **extra) -> dict:
     data = {
-        "model": {"family": "flux", "path": str(tmp_path / "no-model-needed"), "device": "cpu"},
+        "model": {"kind": "flux", "path": str(tmp_path / "no-model-needed"), "device": "cpu"},
         "data": {"train_file": str(SETS)},
         "rewards": {"rewards": [{"name": "toy_rewards:mean_brightness"}]},
         "num_iterations": 3,
@@ -224,7 +224,7 @@ def test_trainer_command_uses_accelerate_for_several_processes_or_a_config_file(
     accel.write_text("distributed_type: FSDP\n")
     one = runner.submit(store, _config(tmp_path), start=False)
     assert runner.trainer_command(one)[1:4] == ["-m", "paco_core.cli", "train"]
-    two = runner.submit(store, _config(tmp_path, model={"family": "flux", "path": "m", "device": "cuda"}),
+    two = runner.submit(store, _config(tmp_path, model={"kind": "flux", "path": "m", "device": "cuda"}),
                         num_processes=2, start=False)  # fmt: skip
     command = runner.trainer_command(two)
     assert command[1:3] == ["-m", "accelerate.commands.launch"] and "--num_processes" in command
