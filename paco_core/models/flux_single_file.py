@@ -159,3 +159,53 @@ def flux_bfl_to_diffusers(state_dict: dict, inner_dim: int, source: str = "the c
             "fp32 FLUX transformer file."
         )
     return converted
+
+
+def flux_diffusers_to_bfl(state_dict: dict) -> dict:
+    """The inverse of :func:`flux_bfl_to_diffusers`: a diffusers FLUX transformer state dict in
+    the original Black Forest Labs names (what ComfyUI keeps in ``models/diffusion_models``).
+
+    Built from the same rename tables: every BFL key that the model's blocks imply is mapped
+    forward, and its diffusers tensors are gathered (fused ones concatenated).
+    """
+    import re
+
+    import torch
+
+    def count(prefix: str) -> int:
+        return len({key.split(".")[1] for key in state_dict if key.startswith(prefix + ".")})
+
+    doubles, singles = count("transformer_blocks"), count("single_transformer_blocks")
+    bfl_keys = []
+    for pattern, _ in _BFL_RENAMES:
+        bfl_keys += _instances(
+            pattern, doubles if "double" in pattern else singles if "single" in pattern else 1
+        )
+    out: dict = {}
+    for key in bfl_keys:
+        for pattern, target in _BFL_RENAMES:
+            if match := re.fullmatch(pattern, key):
+                if match.expand(target) in state_dict:
+                    out[key] = state_dict[match.expand(target)]
+                break
+    for pattern, names, blocks in _BFL_FUSED:
+        for key in _instances(pattern, doubles if blocks == "transformer_blocks" else singles):
+            match = re.fullmatch(pattern, key)
+            out[key] = torch.cat([state_dict[f"{blocks}.{match[1]}.{name}.{match[2]}"] for name in names])
+    for leaf in ("weight", "bias"):
+        scale, shift = state_dict[f"norm_out.linear.{leaf}"].chunk(2, dim=0)
+        out[f"final_layer.adaLN_modulation.1.{leaf}"] = torch.cat([shift, scale])
+    return {key: tensor.contiguous() for key, tensor in out.items()}
+
+
+def _instances(pattern: str, blocks: int) -> list[str]:
+    """Concrete keys of one rename pattern: block numbers 0..blocks-1, weight and bias / scale."""
+    template = pattern.replace("\\.", ".")
+    leaves = ["weight", "bias"] if "(weight|bias)" in template else [None]
+    numbers = range(blocks) if "(\\d+)" in template else [None]
+    keys = []
+    for number in numbers:
+        for leaf in leaves:
+            key = template if number is None else template.replace("(\\d+)", str(number), 1)
+            keys.append(key if leaf is None else key.replace("(weight|bias)", leaf))
+    return keys

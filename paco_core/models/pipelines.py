@@ -4,6 +4,8 @@ A pipeline comes from a local diffusers folder (ComfyUI's ``models/diffusers``) 
 (downloaded into the Hugging Face cache once, read from it offline). Its kind is read from ``model_index.json``. A FLUX
 transformer may instead come from a single-file checkpoint (ComfyUI's
 ``models/diffusion_models``), the other components still from the diffusers folder.
+Or the whole pipeline comes from ComfyUI's split files (``load_pipeline_from_files``, see
+``paco_core.models.comfy_files``).
 
 Example:
     >>> loaded = load_pipeline("models/diffusers/FLUX.1-dev")  # doctest: +SKIP
@@ -254,6 +256,55 @@ def load_pipeline(
             device=device_name,
             offload=offload,
             transformer_file=single_file,
+        )
+        _CACHE[key] = loaded
+    logger.info("loaded %s", loaded.describe())
+    return loaded
+
+
+def load_pipeline_from_files(
+    files,
+    *,
+    dtype: Any = None,
+    device: Any = None,
+    offload: str = "none",
+) -> LoadedPipeline:
+    """Load (or take from the cache) a pipeline assembled from ComfyUI's split model files.
+
+    Args:
+        files: a ``paco_core.models.comfy_files.ComfyModelFiles`` (transformer, text encoders,
+            VAE or an all-in-one checkpoint, the kind, config and tokenizer folders).
+        dtype, device, offload: as for :func:`load_pipeline`; fp8 files are upcast to ``dtype``.
+
+    Returns:
+        LoadedPipeline whose ``source`` names the files; cached while the files are unchanged.
+    """
+    from paco_core.models.comfy_files import build_pipeline_from_files
+
+    if offload not in OFFLOAD_MODES:
+        raise InputError(f"offload should be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
+    device_name = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device_name)
+    if offload != "none" and device_name == "cpu":
+        raise InputError(
+            f"offload={offload!r} moves components between the CPU and a GPU, but the device is cpu. "
+            "Use offload='none' on the CPU."
+        )
+    key = (files.cache_key(), str(torch_dtype), device_name, offload)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        pipe, kind = build_pipeline_from_files(files, torch_dtype)
+        pipe.set_progress_bar_config(disable=True)
+        _place(pipe, device_name, offload)
+        loaded = LoadedPipeline(
+            pipe=pipe,
+            kind=kind,
+            source=files.describe(),
+            dtype=torch_dtype,
+            device=device_name,
+            offload=offload,
+            transformer_file=str(Path(files.transformer or files.checkpoint).resolve()),
         )
         _CACHE[key] = loaded
     logger.info("loaded %s", loaded.describe())
