@@ -32,7 +32,7 @@ def flux_files(models, name="tiny-flux", transformer=None, t5=None, **changes) -
             str(models / "text_encoders" / f"{t5 or name + '-t5xxl'}.safetensors"),
         ),
         "vae": str(models / "vae" / f"{name}-ae.safetensors"),
-        "configs": str(models / "paco_configs" / name),
+        "config_folder": str(models / "paco_configs" / name),
     }
     return ComfyModelFiles(**{**values, **changes})
 
@@ -44,7 +44,7 @@ def qwen_files(models, name="tiny-qwen-image-edit", text_encoder=None, **changes
             str(models / "text_encoders" / f"{text_encoder or name + '-qwen_2.5_vl'}.safetensors"),
         ),
         "vae": str(models / "vae" / f"{name}-qwen_image_vae.safetensors"),
-        "configs": str(models / "paco_configs" / name),
+        "config_folder": str(models / "paco_configs" / name),
     }
     return ComfyModelFiles(**{**values, **changes})
 
@@ -92,7 +92,7 @@ def test_flux_set_from_comfyui_files_equals_the_diffusers_folder(tiny_models, mo
 def test_all_in_one_checkpoint_equals_the_diffusers_folder(tiny_models, models):
     files = ComfyModelFiles(
         checkpoint=str(models / "checkpoints" / "tiny-flux-aio.safetensors"),
-        configs=str(models / "paco_configs" / "tiny-flux"),
+        config_folder=str(models / "paco_configs" / "tiny-flux"),
     )
     from_checkpoint = load_pipeline_from_files(files)
     from_folder = load_pipeline(tiny_models["flux"])
@@ -200,7 +200,7 @@ def test_truncated_file_is_a_clear_error(models, tmp_path):
 
 
 def test_file_of_another_size_than_the_config_says_so(models):
-    files = flux_files(models, configs=str(CONFIGS_DIR / "flux"))  # FLUX.1-dev's real config
+    files = flux_files(models, config_folder=str(CONFIGS_DIR / "flux"))  # FLUX.1-dev's real config
     with pytest.raises(
         ModelLoadError, match=r"tiny-flux.safetensors does not fit the transformer.*other sizes"
     ):
@@ -212,8 +212,8 @@ def test_shipped_tokenizers_come_from_a_comfyui_folder_or_the_message_says_how(m
     shutil.copytree(models / "paco_configs" / "tiny-flux", configs)
     shutil.rmtree(configs / "tokenizer_2")
     (configs / "tokenizers.json").write_text('{"tokenizer_2": "text_encoders/t5_tokenizer"}')
-    with pytest.raises(ModelLoadError, match=r"--tokenizers /path/to/ComfyUI"):
-        build_pipeline_from_files(flux_files(models, configs=str(configs)), None)
+    with pytest.raises(ModelLoadError, match=r"--comfyui-dir /path/to/ComfyUI"):
+        build_pipeline_from_files(flux_files(models, config_folder=str(configs)), None)
 
 
 def test_shipped_configs_build_the_released_architectures_on_the_meta_device():
@@ -233,3 +233,62 @@ def test_shipped_configs_build_the_released_architectures_on_the_meta_device():
             assert encoder_config.model_type in ("clip_text_model", "qwen2_5_vl")
     assert round(sizes["flux"] / 1e9, 1) == 11.9  # FLUX.1-dev: 11.9 B parameters
     assert round(sizes["qwen-image-edit"] / 1e9, 1) == 20.4  # Qwen-Image: 20 B
+
+
+@pytest.mark.comfyui
+@pytest.mark.skipif(
+    not __import__("os").environ.get("COMFYUI_DIR"), reason="set COMFYUI_DIR to a ComfyUI checkout"
+)
+def test_shipped_config_folders_take_their_tokenizers_from_comfyui():
+    import json
+    import os
+
+    from paco_core.models.comfy_files import _tokenizers, comfy_package_dir
+
+    comfy_dir = comfy_package_dir(os.environ["COMFYUI_DIR"])
+    for kind in ("flux", "flux-kontext", "qwen-image-edit", "qwen-image-edit-plus"):
+        folder = CONFIGS_DIR / kind
+        components = _tokenizers(folder, json.loads((folder / "model_index.json").read_text()), comfy_dir)
+        if kind.startswith("flux"):
+            assert components["tokenizer"]("a cat").input_ids == [49406, 320, 2368, 49407]  # CLIP's BOS/EOS
+            assert components["tokenizer_2"]("a cat").input_ids[-1] == 1  # T5's </s>
+        else:
+            assert components["tokenizer"]("a photo of a cat").input_ids == [64, 6548, 315, 264, 8251]
+            assert components["processor"].tokenizer is components["tokenizer"]
+
+
+def test_paco_generate_takes_comfyui_files_without_model(tiny_models, models, tmp_path, capsys):
+    from PIL import Image
+
+    from paco_core.cli import main
+
+    common = [
+        "generate",
+        "--theme",
+        "a red fox",
+        "--layout",
+        "1x2",
+        "--panel",
+        "running",
+        "--panel",
+        "sleeping",
+    ]
+    common += ["--panel-size", "32x16", "--steps", "2", "--seed", "3"]
+    files = flux_files(models)
+    from_files = [
+        "--transformer-file", files.transformer, "--text-encoder-file", files.text_encoders[1],
+        "--text-encoder-file", files.text_encoders[0], "--vae-file", files.vae, "--config-folder", files.config_folder,
+    ]  # fmt: skip
+    assert main([*common, *from_files, "--out", str(tmp_path / "files")]) == 0
+    assert main([*common, "--model", str(tiny_models["flux"]), "--out", str(tmp_path / "folder")]) == 0
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "files" / "grid.png")),
+        np.asarray(Image.open(tmp_path / "folder" / "grid.png")),
+    )
+    assert (
+        main([*common, "--model", str(tiny_models["flux"]), *from_files[2:], "--out", str(tmp_path / "x")])
+        == 1
+    )
+    assert "give either a model folder or ComfyUI's files, not both" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "y")]) == 1
+    assert "no model given" in capsys.readouterr().err

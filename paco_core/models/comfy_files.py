@@ -23,7 +23,7 @@ Example:
     >>> files = ComfyModelFiles(transformer="models/diffusion_models/flux1-dev.safetensors",
     ...     text_encoders=("models/text_encoders/clip_l.safetensors",
     ...                    "models/text_encoders/t5xxl_fp16.safetensors"),
-    ...     vae="models/vae/ae.safetensors", tokenizers="ComfyUI/comfy")  # doctest: +SKIP
+    ...     vae="models/vae/ae.safetensors", comfyui_dir="ComfyUI")  # doctest: +SKIP
     >>> pipe, kind = build_pipeline_from_files(files, torch.bfloat16)  # doctest: +SKIP
 """
 
@@ -84,9 +84,10 @@ class ComfyModelFiles:
         vae: the VAE file (``models/vae``).
         checkpoint: an all-in-one file (``models/checkpoints``); split files given too replace its parts.
         kind: "auto", "flux", "flux-kontext", "qwen-image-edit" or "qwen-image-edit-plus".
-        configs: a config folder (a diffusers pipeline folder; weights unused); default: the shipped one.
-        tokenizers: ComfyUI's ``comfy`` package folder (or the ComfyUI folder above it), for
-            the tokenizers a shipped config folder names.
+        config_folder: a config folder (a diffusers pipeline folder; weights unused); default:
+            the shipped one for the kind.
+        comfyui_dir: the ComfyUI folder (or its ``comfy`` package folder), for the tokenizers a
+            shipped config folder names.
     """
 
     transformer: str | None = None
@@ -94,8 +95,8 @@ class ComfyModelFiles:
     vae: str | None = None
     checkpoint: str | None = None
     kind: str = "auto"
-    configs: str | None = None
-    tokenizers: str | None = None
+    config_folder: str | None = None
+    comfyui_dir: str | None = None
 
     def paths(self) -> list[str]:
         return [p for p in (self.checkpoint, self.transformer, *self.text_encoders, self.vae) if p]
@@ -109,7 +110,7 @@ class ComfyModelFiles:
         for path in self.paths():
             stat = Path(path).stat()
             stamps.append((str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns))
-        return ("comfy-files", tuple(stamps), self.kind, self.configs, self.tokenizers)
+        return ("comfy-files", tuple(stamps), self.kind, self.config_folder, self.comfyui_dir)
 
 
 # ---- reading files --------------------------------------------------------------------
@@ -328,7 +329,7 @@ def _check_roles(kind: str, architecture: str, parts: dict[str, _Part]) -> None:
 # ---- config folders -------------------------------------------------------------------
 
 
-def config_folder(kind: str, configs: str | None) -> Path:
+def resolve_config_folder(kind: str, configs: str | None) -> Path:
     """The config folder to use for ``kind``: the given one, or the shipped one."""
     folder = Path(configs).expanduser() if configs else CONFIGS_DIR / kind
     index_file = folder / "model_index.json"
@@ -348,11 +349,11 @@ def config_folder(kind: str, configs: str | None) -> Path:
     return folder
 
 
-def comfy_package_dir(tokenizers: str | None) -> Path | None:
+def comfy_package_dir(comfyui_dir: str | None) -> Path | None:
     """ComfyUI's ``comfy`` folder from the given path (the ComfyUI folder or ``comfy`` itself)."""
-    if not tokenizers:
+    if not comfyui_dir:
         return None
-    root = Path(tokenizers).expanduser()
+    root = Path(comfyui_dir).expanduser()
     for candidate in (root, root / "comfy"):
         if (candidate / "sd1_tokenizer").is_dir():
             return candidate
@@ -378,7 +379,7 @@ def _tokenizer_folder(folder: Path, component: str, comfy_dir: Path | None) -> P
     if comfy_dir is None:
         raise ModelLoadError(
             f"the {component} of this model comes from ComfyUI's own folder ({mapping[component]}), but no ComfyUI "
-            "folder was given: pass --tokenizers /path/to/ComfyUI (inside ComfyUI this is automatic)."
+            "folder was given: pass --comfyui-dir /path/to/ComfyUI (inside ComfyUI this is automatic)."
         )
     path = comfy_dir / mapping[component]
     if not path.is_dir():
@@ -545,8 +546,11 @@ def _tokenizers(folder: Path, index: dict, comfy_dir: Path | None) -> dict:
             components["processor"] = getattr(transformers, index["processor"][1]).from_pretrained(str(own))
         else:
             image_processor = transformers.AutoImageProcessor.from_pretrained(str(own))
+            video_processor = transformers.Qwen2VLVideoProcessor(**image_processor.to_dict())
             components["processor"] = getattr(transformers, index["processor"][1])(
-                image_processor=image_processor, tokenizer=components["tokenizer"]
+                image_processor=image_processor,
+                tokenizer=components["tokenizer"],
+                video_processor=video_processor,
             )
     return components
 
@@ -565,9 +569,9 @@ def build_pipeline_from_files(files: ComfyModelFiles, torch_dtype):
 
     kind, parts = _plan(files)
     architecture = ARCHITECTURE_OF_KIND[kind]
-    folder = config_folder(kind, files.configs)
+    folder = resolve_config_folder(kind, files.config_folder)
     index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    comfy_dir = comfy_package_dir(files.tokenizers)
+    comfy_dir = comfy_package_dir(files.comfyui_dir)
     components = {"transformer": _transformer(kind, parts["transformer"], folder, torch_dtype)}
     components.update(_tokenizers(folder, index, comfy_dir))
     for role in NEEDED_TEXT_ENCODERS[architecture]:

@@ -262,6 +262,55 @@ def load_pipeline(
     return loaded
 
 
+def open_pipeline(
+    model: str | os.PathLike | None = None,
+    *,
+    transformer_file: str | os.PathLike | None = None,
+    text_encoder_files=(),
+    vae_file: str | os.PathLike | None = None,
+    checkpoint_file: str | os.PathLike | None = None,
+    kind: str = "auto",
+    config_folder: str | None = None,
+    comfyui_dir: str | None = None,
+    dtype: Any = None,
+    device: Any = None,
+    offload: str = "none",
+) -> LoadedPipeline:
+    """The one door used by the CLI and the trainer: a diffusers folder (``model``, optionally
+    with a single-file FLUX ``transformer_file``), or ComfyUI's files without ``model``.
+
+    Raises:
+        InputError: both or neither of the two ways were given.
+    """
+    from paco_core.models.comfy_files import ComfyModelFiles
+
+    split_files = [str(p) for p in (*text_encoder_files, vae_file, checkpoint_file) if p]
+    if model:
+        if split_files:
+            raise InputError(
+                "text encoder, VAE and checkpoint files replace the diffusers folder: give either a model folder "
+                f"or ComfyUI's files, not both (got the folder {model} and {', '.join(split_files)})."
+            )
+        return load_pipeline(
+            model, dtype=dtype, device=device, offload=offload, transformer_file=transformer_file
+        )
+    if not (transformer_file or checkpoint_file):
+        raise InputError(
+            "no model given: name a diffusers folder (--model), or ComfyUI's files: a transformer file with its "
+            "text encoder files and VAE file, or an all-in-one checkpoint file."
+        )
+    files = ComfyModelFiles(
+        transformer=str(transformer_file) if transformer_file else None,
+        text_encoders=tuple(str(p) for p in text_encoder_files if p),
+        vae=str(vae_file) if vae_file else None,
+        checkpoint=str(checkpoint_file) if checkpoint_file else None,
+        kind=kind or "auto",
+        config_folder=config_folder or None,
+        comfyui_dir=comfyui_dir or None,
+    )
+    return load_pipeline_from_files(files, dtype=dtype, device=device, offload=offload)
+
+
 def load_pipeline_from_files(
     files,
     *,
