@@ -243,9 +243,9 @@ def test_shipped_config_folders_take_their_tokenizers_from_comfyui():
     import json
     import os
 
-    from paco_core.models.comfy_files import _tokenizers, comfy_package_dir
+    from paco_core.models.comfy_files import _tokenizers
 
-    comfy_dir = comfy_package_dir(os.environ["COMFYUI_DIR"])
+    comfy_dir = os.environ["COMFYUI_DIR"]
     for kind in ("flux", "flux-kontext", "qwen-image-edit", "qwen-image-edit-plus"):
         folder = CONFIGS_DIR / kind
         components = _tokenizers(folder, json.loads((folder / "model_index.json").read_text()), comfy_dir)

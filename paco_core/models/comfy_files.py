@@ -363,7 +363,7 @@ def comfy_package_dir(comfyui_dir: str | None) -> Path | None:
     )
 
 
-def _tokenizer_folder(folder: Path, component: str, comfy_dir: Path | None) -> Path:
+def _tokenizer_folder(folder: Path, component: str, comfyui_dir: str | None) -> Path:
     own = folder / component
     if own.is_dir() and any(
         (own / name).is_file()
@@ -376,6 +376,7 @@ def _tokenizer_folder(folder: Path, component: str, comfy_dir: Path | None) -> P
         raise ModelLoadError(
             f"config folder {folder} has no {component}/ tokenizer and names none in tokenizers.json."
         )
+    comfy_dir = comfy_package_dir(comfyui_dir)
     if comfy_dir is None:
         raise ModelLoadError(
             f"the {component} of this model comes from ComfyUI's own folder ({mapping[component]}), but no ComfyUI "
@@ -532,14 +533,14 @@ def _qwen_vl_names(state_dict: dict) -> dict:
     return out
 
 
-def _tokenizers(folder: Path, index: dict, comfy_dir: Path | None) -> dict:
+def _tokenizers(folder: Path, index: dict, comfyui_dir: str | None) -> dict:
     import transformers
 
     components = {}
     for name in ("tokenizer", "tokenizer_2"):
         if name in index:
             cls = getattr(transformers, index[name][1])
-            components[name] = cls.from_pretrained(str(_tokenizer_folder(folder, name, comfy_dir)))
+            components[name] = cls.from_pretrained(str(_tokenizer_folder(folder, name, comfyui_dir)))
     if "processor" in index:
         own = folder / "processor"
         if (own / "tokenizer_config.json").is_file():
@@ -571,9 +572,8 @@ def build_pipeline_from_files(files: ComfyModelFiles, torch_dtype):
     architecture = ARCHITECTURE_OF_KIND[kind]
     folder = resolve_config_folder(kind, files.config_folder)
     index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
-    comfy_dir = comfy_package_dir(files.comfyui_dir)
     components = {"transformer": _transformer(kind, parts["transformer"], folder, torch_dtype)}
-    components.update(_tokenizers(folder, index, comfy_dir))
+    components.update(_tokenizers(folder, index, files.comfyui_dir))
     for role in NEEDED_TEXT_ENCODERS[architecture]:
         component = COMPONENT_OF_ROLE[role]
         components[component] = _text_encoder(role, parts[role], folder, component, torch_dtype)
