@@ -64,10 +64,12 @@ class RecordingServer:
                 outer.requests += 1
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 status, payload = answer(outer.requests, body)
-                data = json.dumps(payload).encode()
+                cut_off = isinstance(payload, bytes)  # bytes: announce more than is sent, then hang up
+                data = payload if cut_off else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(len(data) + (100 if cut_off else 0)))
+                self.close_connection = cut_off
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -161,6 +163,20 @@ def test_failed_requests_are_retried_with_backoff(judge_server, pairs, vocab_siz
 
     with RecordingServer(answer) as server:
         client = JudgeClient(server.url, "tiny-judge", top_logprobs=vocab_size, retries=2, backoff=0.01)
+        score = client.score_pairs(pairs[:1])[0]
+        assert server.requests == 2
+    direct = JudgeClient(judge_server.url, "tiny-judge", top_logprobs=vocab_size).score_pairs(pairs[:1])[0]
+    assert score == pytest.approx(direct, abs=1e-6)
+
+
+def test_an_answer_cut_off_midway_is_retried(judge_server, pairs, vocab_size):
+    def answer(number, body):
+        if number == 1:
+            return 200, b'{"choices": [{"message"'
+        return 200, judge_server.chat_completion(body)
+
+    with RecordingServer(answer) as server:
+        client = JudgeClient(server.url, "tiny-judge", top_logprobs=vocab_size, retries=1, backoff=0.01)
         score = client.score_pairs(pairs[:1])[0]
         assert server.requests == 2
     direct = JudgeClient(judge_server.url, "tiny-judge", top_logprobs=vocab_size).score_pairs(pairs[:1])[0]

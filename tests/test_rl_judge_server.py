@@ -5,12 +5,13 @@ with the judge loaded in-process."""
 from __future__ import annotations
 
 import math
+import socket
 from pathlib import Path
 
 import pytest
 
 from paco_core.config import config_from_dict
-from paco_core.errors import ConfigError
+from paco_core.errors import ConfigError, JudgeError
 from paco_core.reward import open_judge
 from paco_core.reward.judge_server import JudgeHTTPServer
 from paco_core.rl.config import TrainConfig
@@ -60,6 +61,15 @@ def test_training_scores_through_a_judge_server(tiny_models, tmp_path):
     assert len(served) == 2 * 6  # two 2x2 grids, six panel pairs each
     assert got["rewards/consistency/invalid"] == 0 and math.isfinite(got["rewards/consistency/mean"])
     assert got["rewards/consistency/mean"] == pytest.approx(expected["rewards/consistency/mean"], abs=1e-4)
+
+
+def test_a_stopped_judge_server_fails_before_any_model_loads(tiny_models, tmp_path):
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    trainer = GrpoTrainer(judged_config(tiny_models["flux"], tmp_path, judge_url=url))
+    with pytest.raises(JudgeError, match=rf"judge server {url}/v1/models did not answer"):
+        trainer.check_config()
 
 
 def test_judge_server_settings_are_checked(tiny_models, tmp_path):

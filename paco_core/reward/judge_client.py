@@ -12,6 +12,7 @@ a score.
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import logging
@@ -44,6 +45,9 @@ IMAGE_FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
 released PaCo code sends, and shifts scores slightly."""
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+"""HTTP answers worth another attempt (timeouts, overload, server errors); others fail at once."""
+TRANSPORT_ERRORS = (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError, OSError)
+"""Failures on the way to or from the server (refused, reset, cut-off answer): retried."""
 URL_SCHEMES = ("http://", "https://")
 CHECK_TIMEOUT = 5.0
 """Seconds ``check_server`` waits for ``/v1/models``: a running server answers at once."""
@@ -251,7 +255,7 @@ class JudgeClient:
                 last_error = f"HTTP {error.code}: {detail}"
                 if error.code not in RETRYABLE_STATUS:
                     break
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
+            except TRANSPORT_ERRORS as error:
                 last_error = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
             except json.JSONDecodeError as error:
                 last_error = f"the answer is not JSON ({error})"
@@ -287,7 +291,7 @@ class JudgeClient:
                 f"judge server {url} answered HTTP {error.code} ({error.reason}). Check the URL (the server "
                 "root, e.g. http://127.0.0.1:8000) and the API key."
             ) from error
-        except (urllib.error.URLError, TimeoutError, OSError, json.JSONDecodeError) as error:
+        except (*TRANSPORT_ERRORS, json.JSONDecodeError) as error:
             raise JudgeError(
                 f"judge server {url} did not answer ({type(error).__name__}: {getattr(error, 'reason', error)}). "
                 "Start the server (paco serve-judge --judge FOLDER, or vllm serve X-GenGroup/PaCo-Reward-7B) "

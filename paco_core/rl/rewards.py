@@ -93,6 +93,12 @@ class RewardModels:
             )  # fmt: skip
         return self._judge
 
+    def check_judge_server(self) -> None:
+        """Ask the configured judge server now (``rewards.judge_url``), so a wrong URL or a
+        stopped server fails before any model loads; no-op for a local judge."""
+        if self.config.judge_url:
+            self.judge  # noqa: B018 - opening the server judge checks it
+
     @property
     def clip(self):
         if self._clip is None:

@@ -149,6 +149,7 @@ class GrpoTrainer:
             config.check_ready()
         elif not config.data.train_file:
             raise ConfigError("`data.train_file` is empty: give a JSONL file of prompt rows")
+        RewardModels(config.rewards, "cpu").check_judge_server()
 
     def setup(self) -> None:
         """Load the pipeline, add the LoRA, build optimizer, EMA, data, rewards and loggers."""
