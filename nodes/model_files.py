@@ -14,9 +14,9 @@ from paco_core.models.comfy_files import FILE_KINDS
 from . import comfy_bridge
 from .generation import DTYPE_CHOICES, OFFLOAD_CHOICES, PacoPipeline
 
-FROM_CHECKPOINT = "(from the checkpoint)"
+FROM_CHECKPOINT = "(checkpoint's)"
 NO_FILE = "(none)"
-SHIPPED_CONFIG = "(shipped, for the released models)"
+SHIPPED_CONFIG = "(shipped)"
 
 
 class PaCoPipelineFromFiles(io.ComfyNode):
@@ -106,6 +106,7 @@ class PaCoPipelineFromFiles(io.ComfyNode):
                     "pipeline", tooltip="The loaded pipeline, for PaCo LoRA / Generate / Edit."
                 )
             ],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -124,7 +125,7 @@ class PaCoPipelineFromFiles(io.ComfyNode):
     ) -> io.NodeOutput:
         from dataclasses import replace
 
-        from paco_core.models.pipelines import open_pipeline
+        from paco_core.models.pipelines import LOAD_STEPS, open_pipeline
 
         def path(folder: str, name: str) -> str | None:
             return (
@@ -134,21 +135,24 @@ class PaCoPipelineFromFiles(io.ComfyNode):
         device = str(comfy_bridge.comfy_device())
         if device != "cpu":
             comfy_bridge.free_comfy_memory()
-        loaded = open_pipeline(
-            None,
-            transformer_file=path("diffusion_models", diffusion_model),
-            text_encoder_files=[
-                p for p in (path("text_encoders", text_encoder_1), path("text_encoders", text_encoder_2)) if p
-            ],
-            vae_file=path("vae", vae),
-            checkpoint_file=path("checkpoints", checkpoint),
-            kind=kind,
-            config_folder=None if config == SHIPPED_CONFIG else comfy_bridge.config_folder_path(config),
-            comfyui_dir=comfy_bridge.comfyui_package_dir(),
-            dtype=DTYPE_CHOICES[dtype],
-            device=device,
-            offload=OFFLOAD_CHOICES[offload],
+        named = ", ".join(
+            name for name in (checkpoint, diffusion_model) if name not in (FROM_CHECKPOINT, NO_FILE)
         )
+        with comfy_bridge.loading_progress(cls.hidden.unique_id, f"pipeline {named}", LOAD_STEPS) as hooks:
+            loaded = open_pipeline(
+                None,
+                transformer_file=path("diffusion_models", diffusion_model),
+                text_encoder_files=[path("text_encoders", name) for name in (text_encoder_1, text_encoder_2)],
+                vae_file=path("vae", vae),
+                checkpoint_file=path("checkpoints", checkpoint),
+                kind=kind,
+                config_folder=None if config == SHIPPED_CONFIG else comfy_bridge.config_folder_path(config),
+                comfyui_dir=comfy_bridge.comfyui_package_dir(),
+                dtype=dtype,
+                device=device,
+                offload=offload,
+                hooks=hooks,
+            )
         return io.NodeOutput(replace(loaded, keep_loaded=keep_loaded))
 
 

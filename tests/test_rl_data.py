@@ -30,13 +30,17 @@ def test_set_rows_read_with_theme_layout_and_criteria():
     assert rows[0].metadata()["criteria"]["Identity"]
 
 
-def test_missing_theme_and_layout_come_from_the_grid_prompt(tmp_path):
+def test_a_missing_layout_comes_from_the_grid_prompt_and_a_missing_theme_stays_empty(tmp_path):
+    from paco_core.prompts import judge_theme
+
     prompt = json.loads((FIXTURES / "sets.jsonl").read_text().splitlines()[0])["prompt"]
     (tmp_path / "p.jsonl").write_text(json.dumps({"prompt": prompt}) + "\n")
     row = read_prompt_rows(tmp_path / "p.jsonl")[0]
-    assert row.layout == "2x2"
-    assert row.theme.startswith("FOUR-PANEL Images with a 2x2 grid layout depicting a red fox")
-    assert "[TOP]-[LEFT]" not in row.theme
+    assert row.layout == "2x2" and row.theme == ""
+    for source in ("preamble", "theme"):
+        seen = judge_theme(row.prompt, source=source, theme=row.theme)
+        assert "[TOP]-[LEFT]" not in seen and "depicting a red fox" in seen
+    assert judge_theme(row.prompt, theme=row.theme).startswith("FOUR-PANEL Images with a 2x2 grid layout")
 
 
 def test_edit_rows_resolve_images_next_to_the_file():
@@ -203,3 +207,37 @@ def test_consistency_of_a_single_panel_is_invalid_not_zero(tiny_models):
     scores = rewards.score(_images([100, 120]), ["a cat", "a dog"], [{"layout": "1x1"}, {"layout": "1x2"}])
     assert np.isnan(scores.scores[0, 0]) and np.isfinite(scores.scores[1, 0])
     assert scores.failures == {"consistency": 1}
+
+
+class _RecordingJudge:
+    """Wraps the tiny judge and keeps the text of every pair request it is asked."""
+
+    def __init__(self, judge):
+        self.judge, self.texts = judge, []
+
+    def score_pairs(self, requests, hooks=None):
+        self.texts += [request.prompt for request in requests]
+        return self.judge.score_pairs(requests, hooks)
+
+
+@pytest.mark.parametrize("source", ["preamble", "theme"])
+def test_the_consistency_reward_asks_the_judge_with_the_configured_judge_theme(tiny_models, source):
+    from paco_core.prompts import judge_theme, parse_grid_prompt
+    from paco_core.reward.prompts import set_consistency_prompt
+    from paco_core.rl.config import RewardConfig
+    from paco_core.rl.rewards import RewardModels
+
+    config = RewardConfig(
+        rewards=(RewardSpec("consistency"),), judge_path=str(tiny_models["judge"]), judge_theme=source
+    )
+    models = RewardModels(config, "cpu")
+    recorder = _RecordingJudge(models.judge)
+    models._judge = recorder
+    row = read_prompt_rows(FIXTURES / "sets.jsonl")[0]
+    grid = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    scores = RewardSet.from_config(config.rewards, models).score([grid], [row.prompt], [row.metadata()])
+    assert np.isfinite(scores.scores).all()
+    expected = parse_grid_prompt(row.prompt).judge_theme if source == "preamble" else row.theme
+    assert expected == judge_theme(row.prompt, source=source, theme=row.theme)
+    assert recorder.texts and set(recorder.texts) == {set_consistency_prompt(expected)}
+    assert expected.startswith("FOUR-PANEL") == (source == "preamble")

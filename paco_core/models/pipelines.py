@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.devices import resolve_device, resolve_dtype
 from paco_core.errors import InputError, ModelLoadError
 from paco_core.models.hub import hub_snapshot
@@ -206,6 +207,10 @@ def _has_weights(folder: Path) -> bool:
     return any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json"))
 
 
+LOAD_STEPS = 3
+"""Progress steps of ``load_pipeline``: source checked, weights read, placed on the device."""
+
+
 def load_pipeline(
     source: str | os.PathLike,
     *,
@@ -213,6 +218,7 @@ def load_pipeline(
     device: Any = None,
     offload: str = "none",
     transformer_file: str | os.PathLike | None = None,
+    hooks: Hooks = NO_HOOKS,
 ) -> LoadedPipeline:
     """Load (or take from the cache) a pipeline ready to run.
 
@@ -223,6 +229,8 @@ def load_pipeline(
         offload: "none" (all on the device), "model" (one component at a time on the GPU)
             or "sequential" (layer by layer: least memory, slowest). GPU only.
         transformer_file: a single-file FLUX transformer (.safetensors) replacing the folder's.
+        hooks: progress over 3 steps (source checked, weights read, placed on the device;
+            a cached pipeline reports all 3 at once) and cancel checks between them.
 
     Returns:
         LoadedPipeline; the same object for the same arguments while it is cached.
@@ -242,12 +250,16 @@ def load_pipeline(
     location = str(folder.resolve()) if Path(source).expanduser().is_dir() else str(source)
     single_file = _check_transformer_file(transformer_file, kind)
     key = (location, str(torch_dtype), device_name, offload, single_file)
+    hooks.step(1, LOAD_STEPS)
     with _CACHE_LOCK:
         if key in _CACHE:
+            hooks.step(LOAD_STEPS, LOAD_STEPS)
             return _CACHE[key]
         pipe = _build_pipeline(location, kind, torch_dtype, single_file)
         pipe.set_progress_bar_config(disable=True)  # progress goes through paco_core.callbacks.Hooks
+        hooks.step(2, LOAD_STEPS)
         _place(pipe, device_name, offload)
+        hooks.progress(LOAD_STEPS, LOAD_STEPS)
         loaded = LoadedPipeline(
             pipe=pipe,
             kind=kind,
@@ -275,8 +287,9 @@ def open_pipeline(
     dtype: Any = None,
     device: Any = None,
     offload: str = "none",
+    hooks: Hooks = NO_HOOKS,
 ) -> LoadedPipeline:
-    """The one door used by the CLI and the trainer: a diffusers folder (``model``, optionally
+    """The one door used by the CLI, the nodes and the trainer: a diffusers folder (``model``, optionally
     with a single-file FLUX ``transformer_file``), or ComfyUI's files without ``model``.
 
     Raises:
@@ -292,7 +305,7 @@ def open_pipeline(
                 f"or ComfyUI's files, not both (got the folder {model} and {', '.join(split_files)})."
             )
         return load_pipeline(
-            model, dtype=dtype, device=device, offload=offload, transformer_file=transformer_file
+            model, dtype=dtype, device=device, offload=offload, transformer_file=transformer_file, hooks=hooks
         )
     if not (transformer_file or checkpoint_file):
         raise InputError(
@@ -308,7 +321,7 @@ def open_pipeline(
         config_folder=config_folder or None,
         comfyui_dir=comfyui_dir or None,
     )
-    return load_pipeline_from_files(files, dtype=dtype, device=device, offload=offload)
+    return load_pipeline_from_files(files, dtype=dtype, device=device, offload=offload, hooks=hooks)
 
 
 def load_pipeline_from_files(
@@ -317,13 +330,14 @@ def load_pipeline_from_files(
     dtype: Any = None,
     device: Any = None,
     offload: str = "none",
+    hooks: Hooks = NO_HOOKS,
 ) -> LoadedPipeline:
     """Load (or take from the cache) a pipeline assembled from ComfyUI's split model files.
 
     Args:
         files: a ``paco_core.models.comfy_files.ComfyModelFiles`` (transformer, text encoders,
             VAE or an all-in-one checkpoint, the kind, config and tokenizer folders).
-        dtype, device, offload: as for :func:`load_pipeline`; fp8 files are upcast to ``dtype``.
+        dtype, device, offload, hooks: as for :func:`load_pipeline`; fp8 files are upcast to ``dtype``.
 
     Returns:
         LoadedPipeline whose ``source`` names the files; cached while the files are unchanged.
@@ -340,12 +354,16 @@ def load_pipeline_from_files(
             "Use offload='none' on the CPU."
         )
     key = (files.cache_key(), str(torch_dtype), device_name, offload)
+    hooks.step(1, LOAD_STEPS)
     with _CACHE_LOCK:
         if key in _CACHE:
+            hooks.step(LOAD_STEPS, LOAD_STEPS)
             return _CACHE[key]
         pipe, kind = build_pipeline_from_files(files, torch_dtype)
         pipe.set_progress_bar_config(disable=True)
+        hooks.step(2, LOAD_STEPS)
         _place(pipe, device_name, offload)
+        hooks.progress(LOAD_STEPS, LOAD_STEPS)
         loaded = LoadedPipeline(
             pipe=pipe,
             kind=kind,

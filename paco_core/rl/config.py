@@ -266,6 +266,13 @@ class RewardConfig:
         default=20,
         metadata=_help("with judge_url: log-probabilities asked per answer token (vLLM allows 20)"),
     )
+    judge_theme: Literal["preamble", "theme"] = field(
+        default="preamble",
+        metadata=_help(
+            "the theme the consistency judge sees: preamble = the grid prompt's text before the first "
+            "panel tag (the released PaCo-GRPO code); theme = the row's theme field"
+        ),
+    )
     clip_path: str = field(default="", metadata=_help("CLIP folder for clip_t"))
     pickscore_path: str = field(default="", metadata=_help("PickScore CLIP folder; empty = clip_path"))
 
@@ -288,6 +295,7 @@ class RewardConfig:
                 f"`rewards.rewards` weights sum to 0: {[(r.name, r.weight) for r in self.rewards]}"
             )
         check_choice("rewards.aggregation", self.aggregation, literal_choices(RewardConfig, "aggregation"))
+        check_choice("rewards.judge_theme", self.judge_theme, literal_choices(RewardConfig, "judge_theme"))
         check_positive("rewards.log_tame_threshold", self.log_tame_threshold, allow_zero=True)
         check_range("rewards.max_invalid_share", self.max_invalid_share, 0.0, 1.0)
         check_positive("rewards.judge_top_logprobs", self.judge_top_logprobs)

@@ -140,7 +140,13 @@ def builtin_reward(name: str, models: RewardModels) -> RewardFn:
         from paco_core.reward.scoring import score_sets
 
         sets = [_panels(image, meta) for image, meta in zip(images, metadata, strict=True)]
-        themes = [meta.get("theme") or prompt for prompt, meta in zip(prompts, metadata, strict=True)]
+        from paco_core.prompts import judge_theme
+
+        source = models.config.judge_theme
+        themes = [
+            judge_theme(prompt, source=source, theme=meta.get("theme"))
+            for prompt, meta in zip(prompts, metadata, strict=True)
+        ]
         return [float(result.score) for result in score_sets(models.judge, sets, themes)]
 
     def edit(images, prompts, metadata):

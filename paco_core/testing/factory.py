@@ -54,9 +54,11 @@ def _diffusers_has_edit_plus() -> bool:
     ).is_file()
 
 
-TINY_MODEL_NAMES = ("flux", "flux-kontext", "qwen-image-edit", "judge", "clip") + (
-    ("qwen-image-edit-plus",) if _diffusers_has_edit_plus() else ()
-) + ("comfyui",)
+TINY_MODEL_NAMES = (
+    ("flux", "flux-kontext", "qwen-image-edit", "judge", "clip")
+    + (("qwen-image-edit-plus",) if _diffusers_has_edit_plus() else ())
+    + ("comfyui",)
+)
 """Every tiny model this install can build (Edit-Plus only where diffusers has its pipeline).
 "comfyui" is the others' files in ComfyUI's ``models/`` layout (``paco_core.testing.comfy_layout``);
 it builds the diffusers folders it comes from beside itself."""
