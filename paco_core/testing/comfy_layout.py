@@ -14,6 +14,7 @@ models/text_encoders/tiny-flux-clip_l.safetensors, tiny-flux-t5xxl.safetensors,
 models/text_encoders/tiny-qwen-image-edit-qwen_2.5_vl.safetensors (+ -fp8_scaled)
 models/vae/tiny-flux-ae.safetensors (LDM layout), tiny-qwen-image-edit-qwen_image_vae.safetensors (Wan layout)
 models/checkpoints/tiny-flux-aio.safetensors                 all-in-one (model.diffusion_model., text_encoders., vae.)
+models/diffusion_models/tiny-flux-comfy.safetensors          128-wide heads: ComfyUI's own UNETLoader takes it
 models/paco_configs/<name>/                                  the folder without weights (configs, tokenizers)
 ```
 
@@ -157,6 +158,34 @@ def write_qwen_image_files(source: Path, models: Path, name: str, with_fp8: bool
         _save(to_scaled_fp8(transformer), models / "diffusion_models" / f"{name}-fp8_scaled.safetensors")
 
 
+COMFY_SIZED_FLUX = "tiny-flux-comfy"
+COMFY_SIZED_FLUX_SEED = 2003
+
+
+def write_comfy_sized_flux(source: Path, models: Path) -> None:
+    """A FLUX transformer ComfyUI's own loader can take: ComfyUI fixes FLUX's rope axes at
+    (16, 56, 56), so its heads are 128 wide (here 1 head, 2 blocks: about 1 M parameters).
+    The text encoders and VAE of the tiny FLUX fit it; its config folder is written too."""
+    from diffusers import FluxTransformer2DModel
+
+    from paco_core.models.flux_single_file import flux_diffusers_to_bfl
+    from paco_core.testing.seeding import seeded
+
+    config = json.loads((source / "transformer" / "config.json").read_text())
+    sizes = {"num_attention_heads": 1, "attention_head_dim": 128, "axes_dims_rope": [16, 56, 56]}
+    with seeded(COMFY_SIZED_FLUX_SEED):
+        transformer = FluxTransformer2DModel.from_config({**config, **sizes})
+    _save(
+        flux_diffusers_to_bfl(transformer.state_dict()),
+        models / "diffusion_models" / f"{COMFY_SIZED_FLUX}.safetensors",
+    )
+    configs = models / "paco_configs" / COMFY_SIZED_FLUX
+    _config_folder(source, configs)
+    (configs / "transformer" / "config.json").write_text(
+        json.dumps({**config, **sizes}, indent=2, sort_keys=True)
+    )
+
+
 def save_tiny_comfyui_layout(folder: Path) -> None:
     """Write ``folder/models/...`` from the tiny diffusers folders in ``folder``'s parent
     (building those first when missing)."""
@@ -170,6 +199,8 @@ def save_tiny_comfyui_layout(folder: Path) -> None:
         name = f"tiny-{source_name}"
         if source_name.startswith("flux"):
             write_flux_files(source, models, name, with_checkpoint=source_name == "flux")
+            if source_name == "flux":
+                write_comfy_sized_flux(source, models)
         else:
             write_qwen_image_files(source, models, name, with_fp8=source_name == "qwen-image-edit")
         _config_folder(source, models / "paco_configs" / name)
