@@ -497,8 +497,11 @@ def _text_encoder(role: str, part: _Part, folder: Path, component: str, torch_dt
         }
     elif role == CLIP_L:
         allowed_missing = ("position_ids",)
-        state_dict.pop("text_projection.weight", None)
-        state_dict.pop("logit_scale", None)
+        # Buffers and the projection head some releases carry; the text model has none of them.
+        for key in [
+            k for k in state_dict if k.endswith(("position_ids", "text_projection.weight", "logit_scale"))
+        ]:
+            del state_dict[key]
         if not any(key.startswith("text_model.") for key in model.state_dict()):
             state_dict = {key.removeprefix("text_model."): value for key, value in state_dict.items()}
     elif role == QWEN25VL:
