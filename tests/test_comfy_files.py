@@ -297,7 +297,9 @@ def test_paco_generate_takes_comfyui_files_without_model(tiny_models, models, tm
 def test_the_comfyui_sized_tiny_flux_loads_with_the_tiny_text_encoders(models):
     import torch
 
-    files = flux_files(models, transformer="tiny-flux-comfy", config_folder=str(models / "paco_configs" / "tiny-flux-comfy"))
+    files = flux_files(
+        models, transformer="tiny-flux-comfy", config_folder=str(models / "paco_configs" / "tiny-flux-comfy")
+    )
     pipe, kind = build_pipeline_from_files(files, torch.float32)
     assert kind == "flux" and pipe.transformer.config.attention_head_dim == 128
     image = pipe("a fox", height=32, width=32, num_inference_steps=1, output_type="np").images
