@@ -17,7 +17,8 @@ PacoJudge = io.Custom("PACO_JUDGE")
 JUDGE_FOLDER = "text_encoders"
 """ComfyUI models folder searched for judge folders (e.g. models/text_encoders/PaCo-Reward-7B/)."""
 
-TYPED_SOURCE_CHOICE = "(type a path, hub id or server URL below)"
+TYPED_SOURCE_CHOICE = "(path_or_url)"
+"""Short, so that a fresh node shows its widget names: the judge is the path_or_url typed below."""
 BATCH_CHOICE = "batch"
 """Layout choice meaning: the IMAGE batch items are the panels (no grid to split)."""
 
@@ -123,7 +124,8 @@ class PaCoJudgeLoader(io.ComfyNode):
                     "judge_name",
                     options=sources,
                     default=sources[0],
-                    tooltip="A judge folder from models/text_encoders (holding config.json of a Qwen2.5-VL model).",
+                    tooltip="A judge folder from models/text_encoders (holding config.json of a Qwen2.5-VL model); "
+                    f"{TYPED_SOURCE_CHOICE}: the path, hub id or server URL typed below.",
                 ),
                 io.String.Input(
                     "path_or_url",
