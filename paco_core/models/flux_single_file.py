@@ -3,7 +3,7 @@
 
 Two layouts are read: diffusers names, and the original Black Forest Labs names
 (``double_blocks.0.img_attn.qkv.weight`` ...), optionally nested under ComfyUI's
-``model.diffusion_model.``. The model's config (and so its width) always comes from the
+``model.diffusion_model.``; fp8 and ComfyUI's scaled fp8 are upcast (``paco_core.models.fp8``). The model's config (and so its width) always comes from the
 ``transformer/`` folder of a diffusers pipeline, and every weight is checked against it.
 """
 
@@ -29,7 +29,10 @@ def load_single_file_transformer(location: str, transformer_file: str, torch_dty
             f"could not read the FLUX transformer {transformer_file} or the config of {location}/transformer: "
             f"{type(error).__name__}: {error}."
         ) from error
+    from paco_core.models.fp8 import dequantize
+
     state_dict = {key.removeprefix(COMFY_MODEL_PREFIX): value for key, value in state_dict.items()}
+    state_dict = dequantize(state_dict, torch_dtype, transformer_file)  # fp8 / scaled fp8 upcast
     if any(key.startswith("double_blocks.") for key in state_dict):
         inner_dim = config["num_attention_heads"] * config["attention_head_dim"]
         state_dict = flux_bfl_to_diffusers(state_dict, inner_dim, transformer_file)
@@ -155,8 +158,8 @@ def flux_bfl_to_diffusers(state_dict: dict, inner_dim: int, source: str = "the c
     if unknown:
         raise ModelLoadError(
             f"{source} is in FLUX's original layout but has {len(unknown)} keys this loader does not know "
-            f"(e.g. {', '.join(unknown[:3])}). Scaled-fp8 or quantized files are not supported: use a bf16/fp16/"
-            "fp32 FLUX transformer file."
+            f"(e.g. {', '.join(unknown[:3])}). It is not a FLUX.1 transformer (or a quantization this loader does "
+            "not read): use a bf16, fp16 or fp8 FLUX.1 transformer file."
         )
     return converted
 
