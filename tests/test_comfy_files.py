@@ -106,10 +106,15 @@ def test_kontext_edit_from_comfyui_files_equals_the_diffusers_folder(tiny_models
     np.testing.assert_array_equal(edited(from_files), edited(load_pipeline(tiny_models["flux-kontext"])))
 
 
-def test_qwen_image_edit_from_comfyui_files_equals_the_diffusers_folder(tiny_models, models):
-    from_files = load_pipeline_from_files(qwen_files(models))
-    assert from_files.kind == "qwen-image-edit"
-    np.testing.assert_array_equal(edited(from_files), edited(load_pipeline(tiny_models["qwen-image-edit"])))
+@pytest.mark.parametrize("kind", ["qwen-image-edit", "qwen-image-edit-plus"])
+def test_qwen_image_edit_from_comfyui_files_equals_the_diffusers_folder(tiny_models, models, kind):
+    from paco_core.testing import TINY_MODEL_NAMES
+
+    if kind not in TINY_MODEL_NAMES:
+        pytest.skip("this diffusers has no QwenImageEditPlusPipeline")
+    from_files = load_pipeline_from_files(qwen_files(models, f"tiny-{kind}", kind=kind))
+    assert from_files.kind == kind
+    np.testing.assert_array_equal(edited(from_files), edited(load_pipeline(tiny_models[kind])))
 
 
 def test_fp8_files_are_upcast_and_stay_within_fp8_rounding(tiny_models, models):
