@@ -309,3 +309,18 @@ def test_the_comfyui_sized_tiny_flux_loads_with_the_tiny_text_encoders(models):
     assert kind == "flux" and pipe.transformer.config.attention_head_dim == 128
     image = pipe("a fox", height=32, width=32, num_inference_steps=1, output_type="np").images
     assert image.shape == (1, 32, 32, 3)
+
+
+def test_fp16_keeps_t5s_fp32_modules_as_from_pretrained_does(tiny_models, models):
+    import torch
+    from diffusers import FluxPipeline
+
+    pipe, _ = build_pipeline_from_files(flux_files(models), torch.float16)
+    reference = FluxPipeline.from_pretrained(str(tiny_models["flux"]), dtype=torch.float16)
+
+    def dtypes(model):
+        return {name: str(parameter.dtype) for name, parameter in model.named_parameters()}
+
+    assert dtypes(pipe.text_encoder_2) == dtypes(reference.text_encoder_2)
+    assert "torch.float32" in dtypes(pipe.text_encoder_2).values()
+    assert pipe.transformer.dtype == torch.float16

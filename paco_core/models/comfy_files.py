@@ -520,7 +520,20 @@ def _text_encoder(role: str, part: _Part, folder: Path, component: str, torch_dt
             raise ModelLoadError(
                 f"{part.file.name}: buffer {name} of {component} was not initialised (a bug: report it)."
             )
-    return model.to(torch_dtype)
+    return _keep_fp32_modules(model.to(torch_dtype), torch_dtype)
+
+
+def _keep_fp32_modules(model, torch_dtype):
+    """In fp16, the modules a transformers model keeps in fp32 (T5's ``wo``: fp16 overflows
+    there), as ``from_pretrained`` does."""
+    import torch
+
+    keep = getattr(model, "_keep_in_fp32_modules", None) or ()
+    if torch_dtype == torch.float16 and keep:
+        for name, module in model.named_modules():
+            if any(part in name.split(".") for part in keep):
+                module.float()
+    return model
 
 
 def _qwen_vl_names(state_dict: dict) -> dict:

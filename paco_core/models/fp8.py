@@ -23,18 +23,6 @@ def is_fp8(tensor) -> bool:
     return "float8" in str(tensor.dtype)
 
 
-def describe_precision(state_dict: dict) -> str:
-    """ "fp8 scaled", "fp8", or the dtype name of the largest weight ("bf16", "fp16" ...)."""
-    from paco_core.devices import dtype_name
-
-    if any(key.endswith(SCALE_SUFFIXES) for key in state_dict):
-        return "fp8 scaled"
-    if any(is_fp8(tensor) for tensor in state_dict.values()):
-        return "fp8"
-    largest = max(state_dict.values(), key=lambda tensor: tensor.numel(), default=None)
-    return dtype_name(largest.dtype) if largest is not None else "empty"
-
-
 def dequantize(state_dict: dict, dtype, source: str) -> dict:
     """Every weight of ``state_dict`` in ``dtype``, fp8 ones multiplied by their scale.
 
