@@ -511,6 +511,7 @@ def _text_encoder(role: str, part: _Part, folder: Path, component: str, torch_dt
             # reads hidden states only, so the head is never used.
             allowed_missing = ("lm_head.weight",)
     model = _load_into(model, state_dict, f"{component} ({role})", part, folder, allowed_missing)
+    model.tie_weights()  # assign=True loaded tied tensors (T5's shared embedding) as two copies
     if role == QWEN25VL and "lm_head.weight" not in state_dict:
         import torch
 
