@@ -1,0 +1,88 @@
+"""Training on several processes and machines: gradients synced once per optimizer step,
+two machine ranks over the loopback, FSDP through accelerate (CPU processes, gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from paco_core.config import config_from_dict, save_config
+from paco_core.rl.config import TrainConfig
+from paco_core.rl.metrics import read_metrics
+
+FIXTURES = Path(__file__).parent / "fixtures" / "rl"
+REPO = Path(__file__).parent.parent
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(FIXTURES), str(REPO), env.get("PYTHONPATH", "")])
+    env.update(
+        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf")
+    )
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _config(model: Path, output_dir: Path, **extra) -> dict:
+    data = {
+        "model": {"family": "flux", "path": str(model), "device": "cpu"},
+        "lora": {"rank": 4, "alpha": 8},
+        "sampling": {"num_steps": 2, "noise_steps": [0, 1], "train_resolution": 32, "eval_resolution": 32,
+                     "group_size": 4, "batch_size": 1, "prompts_per_iteration": 1, "max_sequence_length": 16},
+        "data": {"train_file": str(FIXTURES / "sets.jsonl")},
+        "rewards": {"rewards": [{"name": "toy_rewards:mean_brightness"}], "aggregation": "weighted_sum"},
+        "optim": {"lr": 1e-2, "clip_range": 0.2, "gradient_accumulation_steps": 2},
+        "output_dir": str(output_dir), "eval_every": 0, "num_iterations": 1, "checkpoint_every": 1,
+    }  # fmt: skip
+    data.update(extra)
+    return data
+
+
+def _launch(args: list[str], env: dict[str, str], timeout: int = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--mixed_precision", "no", "--dynamo_backend", "no",
+         *args],
+        env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def test_gradients_sync_once_per_optimizer_step_with_the_same_lora(tiny_models, tmp_path):
+    # 4 micro-batches of 1 image, 2 per process, accumulated 2 by 2: one optimizer step per
+    # process, made of 2 micro-batches x 2 SDE steps = 4 backward passes.
+    paths = []
+    for mode in ("step", "every"):
+        path = tmp_path / f"{mode}.json"
+        save_config(config_from_dict(TrainConfig, _config(tiny_models["flux"], tmp_path / f"run-{mode}")), path)
+        paths.append(str(path))
+    result = _launch(
+        ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_ip", "127.0.0.1",
+         "--main_process_port", str(_free_port()), str(FIXTURES / "grad_sync_train.py"), *paths, str(tmp_path)],
+        _env(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in (0, 1):
+        step = json.loads((tmp_path / f"step-rank{rank}.json").read_text())
+        every = json.loads((tmp_path / f"every-rank{rank}.json").read_text())
+        assert step["rounds"] == 1, step  # one all-reduce round per optimizer step
+        assert every["rounds"] == 4, every  # the former way: one per backward pass
+    for mode in ("step", "every"):
+        assert read_metrics(tmp_path / f"run-{mode}")[0]["policy/optimizer_steps"] == 1
+    step0, step1 = (load_file(tmp_path / f"step-rank{r}.safetensors") for r in (0, 1))
+    every0 = load_file(tmp_path / "every-rank0.safetensors")
+    assert all(torch.equal(step0[k], step1[k]) for k in step0), "LoRA weights differ between processes"
+    assert any(".lora_B." in k and bool(step0[k].abs().sum() > 0) for k in step0)  # the step happened
+    for key in step0:
+        torch.testing.assert_close(step0[key], every0[key], rtol=1e-5, atol=1e-6)
