@@ -39,7 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=1, help="images per micro-batch")
     parser.add_argument("--accumulation", type=int, default=4, help="optim.gradient_accumulation_steps")
     parser.add_argument("--resolution", type=int, default=64)
-    parser.add_argument("--iterations", type=int, default=2, help="timed iterations per mode (after one warm-up)")
+    parser.add_argument(
+        "--iterations", type=int, default=2, help="timed iterations per mode (after one warm-up)"
+    )
     parser.add_argument("--json-out", type=Path, default=None)
     parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -154,7 +156,9 @@ def main(argv=None) -> int:
         f"iteration time {every['seconds_per_iteration'] / step['seconds_per_iteration']:.2f}x"
     )
     if args.json_out:
-        args.json_out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **results}, indent=2))
+        args.json_out.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **results}, indent=2)
+        )
     return 0
 
 

@@ -22,7 +22,6 @@ All the options of ``bench/judge_throughput.py`` (--real-dims, --text-layers, --
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from itertools import combinations

@@ -68,7 +68,9 @@ def test_mixed_sizes_prompts_and_windows_equal_the_one_pass_path(tiny_models):
     # batch size 2: several windows of prefixes, suffix batches of several lengths
     judge = load_judge(tiny_models["judge"], batch_size=2, cache_size=0)
     images = random_images([(64, 64), (64, 96), (96, 64), (64, 64), (112, 56)], seed=3)
-    long_prompt = set_consistency_prompt("a much longer theme: a lighthouse keeper's year, told in ten panels")
+    long_prompt = set_consistency_prompt(
+        "a much longer theme: a lighthouse keeper's year, told in ten panels"
+    )
     pairs = [
         PairRequest(images[i], images[j], (PROMPT, long_prompt)[k % 2])
         for k, (i, j) in enumerate(combinations(range(5), 2))

@@ -65,7 +65,9 @@ def test_gradients_sync_once_per_optimizer_step_with_the_same_lora(tiny_models, 
     paths = []
     for mode in ("step", "every"):
         path = tmp_path / f"{mode}.json"
-        save_config(config_from_dict(TrainConfig, _config(tiny_models["flux"], tmp_path / f"run-{mode}")), path)
+        save_config(
+            config_from_dict(TrainConfig, _config(tiny_models["flux"], tmp_path / f"run-{mode}")), path
+        )
         paths.append(str(path))
     result = _launch(
         ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_ip", "127.0.0.1",

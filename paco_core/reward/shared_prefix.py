@@ -71,9 +71,7 @@ def plan_windows(
     return windows
 
 
-def equal_length_batches(
-    items: Iterable[int], length_of: dict[int, Any], batch_size: int
-) -> list[list[int]]:
+def equal_length_batches(items: Iterable[int], length_of: dict[int, Any], batch_size: int) -> list[list[int]]:
     """Items grouped by equal length key, then cut into batches of at most ``batch_size``.
 
     Groups keep the order of their first item; items keep their order inside a group.
