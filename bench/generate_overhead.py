@@ -40,18 +40,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-REAL_FLUX_DIMS = {
-    "patch_size": 1,
-    "in_channels": 64,
-    "num_layers": 19,
-    "num_single_layers": 38,
-    "attention_head_dim": 128,
-    "num_attention_heads": 24,
-    "joint_attention_dim": 4096,
-    "pooled_projection_dim": 768,
-    "guidance_embeds": True,
-    "axes_dims_rope": (16, 56, 56),
-}
 GPU = "cuda"
 PANELS = ("a fox packs a map", "a fox crosses a bridge", "a fox climbs a hill", "a fox sleeps in a tent")
 
@@ -206,45 +194,27 @@ def bench_lora_switches(folder: Path, repeats: int) -> None:
 # --------------------------------------------------------------------------- real dims
 
 
-def real_dims_transformer(dtype):
-    """FLUX.1-dev-sized transformer with random weights, built without a slow CPU init."""
-    import torch
-    from diffusers import FluxTransformer2DModel
-
-    with torch.device("meta"):
-        transformer = FluxTransformer2DModel(**REAL_FLUX_DIMS)
-    transformer = transformer.to_empty(device=GPU).to(dtype)
-    generator = torch.Generator(device=GPU).manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in transformer.named_parameters():
-            if name.endswith("bias"):
-                parameter.zero_()
-            elif parameter.dim() == 1:
-                parameter.fill_(1.0)
-            else:
-                parameter.normal_(0.0, 0.02, generator=generator)
-    return transformer  # FluxTransformer2DModel has no buffers: to_empty + this init is complete
-
-
 def bench_real_dims(folder: Path, steps: int, panel: int, sequential: bool) -> None:
     import torch
     from diffusers import FluxPipeline
+
+    from paco_core.testing.real_size import FLUX_DEV_DIMS, random_flux_transformer
 
     if not torch.cuda.is_available():
         raise SystemExit("--real-dims needs a CUDA GPU (about 30 GB free for the bf16 transformer).")
     dtype = torch.bfloat16
     built = time.perf_counter()
-    transformer = real_dims_transformer(dtype)
+    transformer = random_flux_transformer(GPU, dtype)
     num_params = sum(p.numel() for p in transformer.parameters())
     print(
         f"real-dims FLUX transformer: {num_params / 1e9:.2f} B parameters, built in {time.perf_counter() - built:.1f} s"
     )
     size = 2 * panel
     embeds = torch.randn(
-        1, 512, REAL_FLUX_DIMS["joint_attention_dim"], generator=torch.Generator().manual_seed(0)
+        1, 512, FLUX_DEV_DIMS["joint_attention_dim"], generator=torch.Generator().manual_seed(0)
     )
     pooled = torch.randn(
-        1, REAL_FLUX_DIMS["pooled_projection_dim"], generator=torch.Generator().manual_seed(1)
+        1, FLUX_DEV_DIMS["pooled_projection_dim"], generator=torch.Generator().manual_seed(1)
     )
     modes = ["none", "model"] + (["sequential"] if sequential else [])
     print(

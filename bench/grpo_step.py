@@ -44,66 +44,13 @@ PROMPT = (
     "watercolor style. [TOP]-[LEFT]:The fox sits on a log. [TOP]-[RIGHT]:The fox leaps over a stream. "
     "[BOTTOM]-[LEFT]:The fox sleeps under a pine. [BOTTOM]-[RIGHT]:The fox watches the moon."
 )
-FLUX_DEV_DIMS = {
-    "patch_size": 1, "in_channels": 64, "num_layers": 19, "num_single_layers": 38, "attention_head_dim": 128,
-    "num_attention_heads": 24, "joint_attention_dim": 4096, "pooled_projection_dim": 768, "guidance_embeds": True,
-    "axes_dims_rope": (16, 56, 56),
-}  # fmt: skip
-
-
 def mean_brightness(images, prompts, metadata):
     return [float(np.asarray(image.convert("L"), dtype=np.float64).mean() / 255.0) for image in images]
 
 
-def build_real_dims_pipeline(
-    tiny_flux: Path, device: str, dtype: torch.dtype, num_layers: int, num_single: int
-):
-    """FLUX.1-dev-sized random transformer + one-layer wide text encoders + the tiny VAE."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from transformers import (
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPTokenizer,
-        T5Config,
-        T5EncoderModel,
-        T5TokenizerFast,
-    )
-
-    from paco_core.models.pipelines import LoadedPipeline
-
-    dims = dict(FLUX_DEV_DIMS, num_layers=num_layers, num_single_layers=num_single)
-    with torch.device("meta"):
-        transformer = FluxTransformer2DModel(**dims).to(dtype)
-    transformer = transformer.to_empty(device=device)  # weights materialise directly in `dtype` on the device
-    generator = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for param in transformer.parameters():
-            param.normal_(0.0, 0.02, generator=generator)
-    tokenizer = CLIPTokenizer.from_pretrained(tiny_flux / "tokenizer")
-    tokenizer_2 = T5TokenizerFast.from_pretrained(tiny_flux / "tokenizer_2")
-    clip = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=768, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-        projection_dim=768, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    ))  # fmt: skip
-    t5 = T5EncoderModel(T5Config(vocab_size=len(tokenizer_2), d_model=4096, d_kv=16, d_ff=64, num_layers=1,
-                                 num_heads=2))  # fmt: skip
-    pipe = FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(tiny_flux / "scheduler"),
-        vae=AutoencoderKL.from_pretrained(tiny_flux / "vae"),
-        text_encoder=clip, tokenizer=tokenizer, text_encoder_2=t5, tokenizer_2=tokenizer_2, transformer=transformer,
-    )  # fmt: skip
-    pipe.to(device)
-    pipe.text_encoder.to(dtype)
-    pipe.text_encoder_2.to(dtype)
-    pipe.vae.to(dtype)
-    return LoadedPipeline(pipe=pipe, kind="flux", source="random FLUX.1-dev dims", dtype=dtype, device=device,
-                          offload="none")  # fmt: skip
-
-
 def make_config(args, model_path: str, data_file: Path, output_dir: Path, device: str) -> TrainConfig:
     return config_from_dict(TrainConfig, {
-        "model": {"family": "flux", "path": model_path, "device": device},
+        "model": {"kind": "flux", "path": model_path, "device": device},
         "lora": {"rank": args.lora_rank, "alpha": 2 * args.lora_rank},
         "sampling": {"num_steps": args.steps, "noise_steps": [1], "noise_level": 0.7, "guidance_scale": 3.5,
                      "train_resolution": args.resolutions[0], "eval_resolution": args.resolutions[1],
@@ -189,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
     started = time.perf_counter()
     if args.real_dims:
-        pipeline = build_real_dims_pipeline(
-            tiny_flux, args.device, dtype, args.num_layers, args.num_single_layers
+        from paco_core.testing.real_size import random_flux_pipeline
+
+        pipeline = random_flux_pipeline(
+            tiny_flux, args.device, dtype, num_layers=args.num_layers, num_single_layers=args.num_single_layers
         )
     else:
         from paco_core.models.pipelines import load_pipeline

@@ -30,38 +30,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-REAL_TEXT_CONFIG = {
-    "vocab_size": 152064,
-    "hidden_size": 3584,
-    "intermediate_size": 18944,
-    "num_hidden_layers": 28,
-    "num_attention_heads": 28,
-    "num_key_value_heads": 4,
-    "max_position_embeddings": 128000,
-    "rms_norm_eps": 1e-6,
-    "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
-}
-"""Qwen2.5-VL-7B-Instruct's language model (PaCo-Reward-7B has the same)."""
-
-REAL_VISION_CONFIG = {
-    "depth": 32,
-    "hidden_size": 1280,
-    "intermediate_size": 3420,
-    "num_heads": 16,
-    "out_hidden_size": 3584,
-    "patch_size": 14,
-    "spatial_merge_size": 2,
-    "temporal_patch_size": 2,
-    "window_size": 112,
-    "fullatt_block_indexes": [7, 15, 23, 31],
-    "hidden_act": "silu",
-}
-"""Qwen2.5-VL-7B-Instruct's vision tower."""
-
-REAL_MIN_PIXELS, REAL_MAX_PIXELS = 56 * 56, 28 * 28 * 16384
-"""The stock Qwen2.5-VL image processor's pixel bounds (a 512 px panel -> 504 px, 324 tokens)."""
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--judge", default=None, help="judge folder (default: the tiny judge)")
@@ -82,7 +50,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per method (the median is kept)")
     parser.add_argument("--device", default=None, help="cpu, cuda ... (default: the GPU if any)")
     parser.add_argument(
-        "--dtype", default=None, help="bf16, fp16, fp32 (default: bf16 on a GPU, fp32 on the CPU)"
+        "--dtype",
+        default="auto",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        help="auto: bf16 on a GPU, fp32 on the CPU (--real-dims: bf16)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the results as JSON here")
@@ -99,7 +70,7 @@ def random_panels(count: int, side: int, seed: int) -> list:
 
 
 def load_tiny_or_given_judge(args: argparse.Namespace):
-    from paco_core.models.judge import load_judge
+    from paco_core.reward import open_judge
 
     if args.judge is None:
         from paco_core.testing import build_tiny_model, default_cache_dir
@@ -107,71 +78,28 @@ def load_tiny_or_given_judge(args: argparse.Namespace):
         source = build_tiny_model("judge", default_cache_dir())
     else:
         source = args.judge
-    return load_judge(source, dtype=args.dtype, device=args.device, batch_size=args.batch_size, cache_size=0)
+    return open_judge(source, dtype=args.dtype, device=args.device, batch_size=args.batch_size, cache_size=0)
 
 
 def build_real_dims_judge(args: argparse.Namespace):
-    """A random-weight Qwen2.5-VL with the 7B dimensions, built directly on the device.
-
-    The weights are created on the target device (``torch.device`` context) in the target
-    dtype, so 8.3 B parameters take seconds on a GPU instead of minutes of CPU init and copy.
-    """
+    """A random-weight Qwen2.5-VL with the 7B dimensions, built directly on the device
+    (``paco_core.testing.real_size``), as a ``LocalJudge``."""
     import torch
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
 
-    from paco_core.models.pipelines import resolve_device, resolve_dtype
+    from paco_core.devices import resolve_device, resolve_dtype
     from paco_core.reward.local import LocalJudge
-    from paco_core.testing.tokenizers import build_qwen2_tokenizer
+    from paco_core.testing.real_size import random_qwen2_5_vl_judge
 
     device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype or "bf16", device)
-    tokenizer = build_qwen2_tokenizer()
-
-    def token_id(token: str) -> int:
-        return tokenizer.convert_tokens_to_ids(token)
-
-    text_config = dict(
-        REAL_TEXT_CONFIG, bos_token_id=token_id("<|endoftext|>"), eos_token_id=token_id("<|im_end|>")
-    )
-    vision_config = dict(REAL_VISION_CONFIG)
-    if args.text_layers:
-        text_config["num_hidden_layers"] = args.text_layers
-    if args.vision_depth:
-        vision_config["depth"] = args.vision_depth
-        vision_config["fullatt_block_indexes"] = [args.vision_depth - 1]
-    config = Qwen2_5_VLConfig(
-        text_config=text_config,
-        vision_config=vision_config,
-        image_token_id=token_id("<|image_pad|>"),
-        video_token_id=token_id("<|video_pad|>"),
-        vision_start_token_id=token_id("<|vision_start|>"),
-        vision_end_token_id=token_id("<|vision_end|>"),
-        tie_word_embeddings=False,
-    )
+    dtype = resolve_dtype("bf16" if args.dtype == "auto" else args.dtype, device)
     started = time.perf_counter()
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
-    model.eval().requires_grad_(False)
+    weights = random_qwen2_5_vl_judge(device, dtype, text_layers=args.text_layers, vision_depth=args.vision_depth)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    num_params = sum(parameter.numel() for parameter in model.parameters())
+    num_params = sum(parameter.numel() for parameter in weights.model.parameters())
     print(f"built random judge: {num_params / 1e9:.2f} B parameters in {time.perf_counter() - started:.1f} s")
-    sizes = {"min_pixels": REAL_MIN_PIXELS, "max_pixels": REAL_MAX_PIXELS}
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(patch_size=14, temporal_patch_size=2, merge_size=2, **sizes),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(patch_size=14, temporal_patch_size=2, merge_size=2, **sizes),
-        chat_template=tokenizer.chat_template,
-    )
     return LocalJudge(
-        model, processor, batch_size=args.batch_size, cache_size=0, name="random Qwen2.5-VL-7B dims"
+        weights.model, weights.processor, batch_size=args.batch_size, cache_size=0, name=weights.name
     )
 
 

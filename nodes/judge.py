@@ -21,7 +21,7 @@ TYPED_SOURCE_CHOICE = "(type a path, hub id or server URL below)"
 BATCH_CHOICE = "batch"
 """Layout choice meaning: the IMAGE batch items are the panels (no grid to split)."""
 
-DTYPE_CHOICES = {"auto": None, "bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}
+DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
 ANSWER_CHOICES = {"exact Yes/No": "exact", "Yes/No + case variants": "case"}
 QUESTION_CHOICES = {
     "set consistency (text = theme)": "set",
@@ -127,7 +127,8 @@ class PaCoJudgeLoader(io.ComfyNode):
                     "path_or_url",
                     default="",
                     tooltip="Overrides the dropdown: a local folder, a hub id (downloaded once into the cache) "
-                    "(X-GenGroup/PaCo-Reward-7B) or a server URL (http://127.0.0.1:8000).",
+                    "(X-GenGroup/PaCo-Reward-7B) or a server URL (http://127.0.0.1:8000), which must answer when the "
+                    "loader runs.",
                 ),
                 io.String.Input(
                     "lora_path",
@@ -180,22 +181,19 @@ class PaCoJudgeLoader(io.ComfyNode):
             raise InputError(
                 "the judge dropdown says to type a path or URL, but path_or_url is empty: type one."
             )
-        if source.startswith(("http://", "https://")):
-            from paco_core.reward.server import ServerJudge
+        from paco_core.reward import is_server_url, open_judge
 
-            judge = ServerJudge(source, server_model.strip() or None, answers=ANSWER_CHOICES[answers])
-            return io.NodeOutput(judge)
-        if not source:
-            source = judge_folder_path(judge_name)
-        from paco_core.models.judge import cached_load_judge
-
-        device = str(comfy_bridge.comfy_device())
-        if device != "cpu":
-            comfy_bridge.free_comfy_memory()
-        judge = cached_load_judge(
+        source = source or judge_folder_path(judge_name)
+        device = None
+        if not is_server_url(source):  # a local judge runs on ComfyUI's device
+            device = str(comfy_bridge.comfy_device())
+            if device != "cpu":
+                comfy_bridge.free_comfy_memory()
+        judge = open_judge(
             source,
             lora=lora_path.strip() or None,
-            dtype=DTYPE_CHOICES[dtype],
+            server_model=server_model.strip() or None,
+            dtype=dtype,
             device=device,
             keep_loaded=keep_loaded,
             answers=ANSWER_CHOICES[answers],

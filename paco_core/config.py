@@ -197,6 +197,17 @@ def _type_name(hint: Any) -> str:
     return text.replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
+def merge_dicts(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base`` (sections merge, values replace)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_dicts(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Apply ``section.key=VALUE`` overrides to a plain config dict (VALUE parsed as JSON,
     or kept as a string when it is not valid JSON).

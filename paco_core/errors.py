@@ -33,6 +33,11 @@ class RewardError(PaCoError):
     """A reward function failed, or too many samples of a batch could not be scored."""
 
 
+class RewardOutputError(RewardError):
+    """A reward function returned the wrong number of scores: a bug in the function, so the
+    batch is not retried sample by sample."""
+
+
 class TrainingError(PaCoError):
     """Training cannot start or continue (bad state, missing checkpoint, diverged run)."""
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from paco_core import __version__
 from paco_core.callbacks import NO_HOOKS, Hooks
+from paco_core.devices import dtype_name
 from paco_core.errors import InputError
 from paco_core.models.edit_sizes import SIZE_MULTIPLE, qwen_condition_area, working_size
 from paco_core.models.pipelines import EDIT_KINDS, TEXT_TO_IMAGE_KINDS, LoadedPipeline, execution_device
@@ -233,7 +234,7 @@ def base_settings(loaded: LoadedPipeline) -> dict[str, Any]:
         "model_kind": loaded.kind,
         "transformer_file": loaded.transformer_file,
         "loras": [{"path": lora.path, "strength": lora.strength} for lora in loaded.loras],
-        "dtype": str(loaded.dtype).replace("torch.", ""),
+        "dtype": dtype_name(loaded.dtype),
         "device": loaded.device,
         "paco_version": __version__,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -13,14 +14,14 @@ from PIL import Image
 
 from paco_core.cli import main
 from paco_core.images import split_grid
-from paco_core.models.judge import load_judge
+from paco_core.reward import open_judge
 from paco_core.reward.judge_server import JudgeHTTPServer
 from paco_core.reward.scoring import score_edit, score_set
 
 
 @pytest.fixture(scope="module")
 def judge(tiny_models):
-    return load_judge(tiny_models["judge"])
+    return open_judge(tiny_models["judge"])
 
 
 @pytest.fixture(scope="module")
@@ -119,15 +120,26 @@ def test_paco_score_reports_bad_input(tiny_models, image_files, capsys):
         (
             ["score", "--judge", str(image_files["a"].parent), str(image_files["a"]), str(image_files["b"])],
             "is not a Qwen2.5-VL judge folder",
+        ),        (
+            ["score", "--url", closed_port_url(), str(image_files["a"]), str(image_files["b"])],
+            "/v1/models did not answer",
         ),
+        (["serve-judge", "--judge", "http://127.0.0.1:9"], "serve-judge serves a local judge"),
     ]
     for argv, message in cases:
         assert main(argv) == 1
         assert message in capsys.readouterr().err
 
 
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
 def test_paco_serve_judge_answers_chat_completions(tiny_models, image_files):
-    from paco_core.reward.server import ServerJudge
+    from paco_core.reward.judge_client import JudgeClient
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.getcwd(), "PYTHONUNBUFFERED": "1"}
     command = [
@@ -147,9 +159,9 @@ def test_paco_serve_judge_answers_chat_completions(tiny_models, image_files):
         line = server.stdout.readline()
         assert line.startswith(f"serving {tiny_models['judge']} as 'paco-judge' at http://127.0.0.1:"), line
         url = line.split(" at ")[1].strip()
-        client = ServerJudge(url, top_logprobs=1000)
+        client = JudgeClient(url, top_logprobs=1000)
         images = [Image.open(image_files[name]).convert("RGB") for name in ("a", "b")]
-        local = load_judge(tiny_models["judge"])
+        local = open_judge(tiny_models["judge"])
         assert score_set(client, images).score == pytest.approx(score_set(local, images).score, abs=1e-4)
     finally:
         server.terminate()

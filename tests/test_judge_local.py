@@ -14,7 +14,8 @@ from PIL import Image
 
 from paco_core.callbacks import Hooks
 from paco_core.errors import InputError, JudgeError, LoraError, ModelLoadError
-from paco_core.models.judge import cached_load_judge, load_judge, release_judges
+from paco_core.models.judge import release_judges
+from paco_core.reward import open_judge
 from paco_core.reward.backend import PairRequest
 from paco_core.reward.cache import ScoreCache
 from paco_core.reward.local import LocalJudge, chat_messages
@@ -48,7 +49,7 @@ def reference_score(judge: LocalJudge, pair: PairRequest, yes=("Yes",), no=("No"
 
 @pytest.fixture(scope="module")
 def judge(tiny_models):
-    return load_judge(tiny_models["judge"], batch_size=4)
+    return open_judge(tiny_models["judge"], batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -100,14 +101,14 @@ needs_vision_reuse = pytest.mark.skipif(
 
 @needs_vision_reuse
 def test_vision_reuse_gives_the_same_scores_as_encoding_per_pair(tiny_models, mixed_pairs):
-    reused = load_judge(tiny_models["judge"], reuse_vision=True, cache_size=0).score_pairs(mixed_pairs)
-    per_pair = load_judge(tiny_models["judge"], reuse_vision=False, cache_size=0).score_pairs(mixed_pairs)
+    reused = open_judge(tiny_models["judge"], reuse_vision=True, cache_size=0).score_pairs(mixed_pairs)
+    per_pair = open_judge(tiny_models["judge"], reuse_vision=False, cache_size=0).score_pairs(mixed_pairs)
     assert np.allclose(reused, per_pair, atol=1e-5, rtol=0)
 
 
 @needs_vision_reuse
 def test_each_distinct_image_is_encoded_once_per_call(tiny_models, mixed_pairs, monkeypatch):
-    judge = load_judge(tiny_models["judge"], batch_size=3, cache_size=0)
+    judge = open_judge(tiny_models["judge"], batch_size=3, cache_size=0)
     encoded = []
     original = judge.model.get_image_features
 
@@ -121,7 +122,7 @@ def test_each_distinct_image_is_encoded_once_per_call(tiny_models, mixed_pairs, 
 
 
 def test_case_variants_sum_each_side(tiny_models, mixed_pairs):
-    judge = load_judge(tiny_models["judge"], answers="case", cache_size=0)
+    judge = open_judge(tiny_models["judge"], answers="case", cache_size=0)
     assert len(judge.yes_ids) == 3 and len(judge.no_ids) == 3
     got = judge.score_pairs(mixed_pairs[:3])
     expected = [
@@ -134,7 +135,7 @@ def test_case_variants_sum_each_side(tiny_models, mixed_pairs):
 
 def test_unknown_answer_set_is_refused(tiny_models):
     with pytest.raises(InputError, match="answers should be one of exact, case, got 'maybe'"):
-        load_judge(tiny_models["judge"], answers="maybe")
+        open_judge(tiny_models["judge"], answers="maybe")
 
 
 def test_cache_serves_repeated_pairs_and_identical_pixels(judge, mixed_pairs):
@@ -219,29 +220,31 @@ def test_folders_that_are_not_a_qwen_judge_are_refused(tmp_path, tiny_models):
     with pytest.raises(
         ModelLoadError, match="not a Qwen2.5-VL judge folder: it has no config.json. It holds model_index"
     ):
-        load_judge(diffusers)
+        open_judge(diffusers)
     other = tmp_path / "clip"
     other.mkdir()
     (other / "config.json").write_text(json.dumps({"model_type": "clip"}))
     with pytest.raises(ModelLoadError, match="model_type 'clip', expected 'qwen2_5_vl'"):
-        load_judge(other)
+        open_judge(other)
     with pytest.raises(ModelLoadError, match="not found: no such folder, and it is not a hub id"):
-        load_judge(tmp_path / "missing" / "judge")
+        open_judge(tmp_path / "missing" / "judge")
     with pytest.raises(
         ModelLoadError, match="no local folder of that name, and the hub id could not be fetched"
     ):
-        load_judge("nobody-here/no-such-judge")
+        open_judge("nobody-here/no-such-judge")
     with pytest.raises(InputError, match="dtype should be one of"):
-        load_judge(tiny_models["judge"], dtype="int3")
+        open_judge(tiny_models["judge"], dtype="int3")
 
 
-def test_cached_load_judge_reuses_and_releases(tiny_models):
+def test_kept_judges_share_their_weights_until_released(tiny_models):
     release_judges()
-    first = cached_load_judge(tiny_models["judge"], dtype="fp32", device="cpu")
-    assert cached_load_judge(tiny_models["judge"], dtype="fp32", device="cpu") is first
-    taken = cached_load_judge(tiny_models["judge"], dtype="fp32", device="cpu", keep_loaded=False)
-    assert taken is first
-    assert cached_load_judge(tiny_models["judge"], dtype="fp32", device="cpu", keep_loaded=False) is not first
+    first = open_judge(tiny_models["judge"], dtype="fp32", device="cpu", keep_loaded=True)
+    again = open_judge(tiny_models["judge"], dtype="fp32", device="cpu", keep_loaded=True, answers="case")
+    assert again.model is first.model and again.answers == "case"  # options are per open, weights shared
+    assert open_judge(tiny_models["judge"], dtype="fp32", device="cpu").model is not first.model  # uncached
+    taken = open_judge(tiny_models["judge"], dtype="fp32", device="cpu", keep_loaded=False)
+    assert taken.model is first.model
+    assert open_judge(tiny_models["judge"], dtype="fp32", device="cpu", keep_loaded=False).model is not first.model
     assert release_judges() == 0
 
 
@@ -265,9 +268,9 @@ def judge_lora(tiny_models, tmp_path_factory):
 
 def test_lora_judge_scores_equal_the_peft_model(tiny_models, judge_lora, mixed_pairs):
     folder, peft_model = judge_lora
-    base = load_judge(tiny_models["judge"], cache_size=0)
-    merged = load_judge(tiny_models["judge"], lora=folder, cache_size=0)
-    unmerged = load_judge(tiny_models["judge"], lora=folder, merge_lora=False, cache_size=0)
+    base = open_judge(tiny_models["judge"], cache_size=0)
+    merged = open_judge(tiny_models["judge"], lora=folder, cache_size=0)
+    unmerged = open_judge(tiny_models["judge"], lora=folder, merge_lora=False, cache_size=0)
     peft_judge = LocalJudge(peft_model, base.processor, cache_size=0)
     expected = [reference_score(peft_judge, pair) for pair in mixed_pairs[:4]]
     assert np.allclose(merged.score_pairs(mixed_pairs[:4]), expected, atol=1e-4, rtol=0)
@@ -287,8 +290,8 @@ def test_lora_saved_with_transformers_4_key_names_loads(tiny_models, judge_lora,
     }
     assert renamed.keys() != state.keys()
     save_file(renamed, legacy / "adapter_model.safetensors")
-    current = load_judge(tiny_models["judge"], lora=folder, cache_size=0).score_pairs(mixed_pairs[:2])
-    assert load_judge(tiny_models["judge"], lora=legacy, cache_size=0).score_pairs(mixed_pairs[:2]) == current
+    current = open_judge(tiny_models["judge"], lora=folder, cache_size=0).score_pairs(mixed_pairs[:2])
+    assert open_judge(tiny_models["judge"], lora=legacy, cache_size=0).score_pairs(mixed_pairs[:2]) == current
 
 
 def test_adapters_of_another_base_are_refused(tiny_models, tmp_path):
@@ -302,7 +305,7 @@ def test_adapters_of_another_base_are_refused(tiny_models, tmp_path):
     config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     get_peft_model(narrow, config).save_pretrained(tmp_path / "narrow")
     with pytest.raises(LoraError, match="does not fit this judge .*size mismatch"):
-        load_judge(tiny_models["judge"], lora=tmp_path / "narrow")
+        open_judge(tiny_models["judge"], lora=tmp_path / "narrow")
 
     flux = tmp_path / "flux-lora"
     flux.mkdir()
@@ -319,10 +322,10 @@ def test_adapters_of_another_base_are_refused(tiny_models, tmp_path):
         flux / "adapter_model.safetensors",
     )
     with pytest.raises(LoraError, match="trained on black-forest-labs/FLUX.1-dev"):
-        load_judge(tiny_models["judge"], lora=flux)
+        open_judge(tiny_models["judge"], lora=flux)
 
     with pytest.raises(LoraError, match="is not a peft adapter folder: it has no adapter_config.json"):
-        load_judge(tiny_models["judge"], lora=tmp_path)
+        open_judge(tiny_models["judge"], lora=tmp_path)
 
 
 @needs_vision_reuse

@@ -5,17 +5,20 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+import socket
+import time
 
 import pytest
 import torch
 from pack_loader import load_pack, reset_comfy_stub, run_node
 
-from paco_core.errors import InputError
+from paco_core.errors import InputError, JudgeError
 from paco_core.images import split_grid, tensor_to_pil
 from paco_core.models.judge import release_judges
+from paco_core.reward.judge_client import JudgeClient
+from paco_core.reward.judge_server import JudgeHTTPServer
 from paco_core.reward.local import LocalJudge
 from paco_core.reward.scoring import rank_sets, score_edits, score_set
-from paco_core.reward.server import ServerJudge
 
 judge_nodes = importlib.import_module(f"{load_pack().__name__}.nodes.judge")
 bridge = importlib.import_module(f"{load_pack().__name__}.nodes.comfy_bridge")
@@ -78,28 +81,43 @@ def test_loader_needs_a_typed_source_when_the_dropdown_says_so():
         run_node(judge_nodes.PaCoJudgeLoader, **LOADER_DEFAULTS)
 
 
-def test_loader_gives_a_server_judge_for_a_url():
-    url = "http://127.0.0.1:8000/v1"
-    judge = run_node(
-        judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "path_or_url": url, "server_model": "m"}
-    )[0]
-    assert isinstance(judge, ServerJudge)
-    assert judge.completions_url == "http://127.0.0.1:8000/v1/chat/completions" and judge.model == "m"
+def test_loader_gives_a_server_judge_for_a_url(judge):
+    with JudgeHTTPServer(judge, model_name="m") as server:
+        client = run_node(
+            judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "path_or_url": f"{server.url}/v1", "server_model": ""}
+        )[0]
+        assert isinstance(client, JudgeClient)
+        assert client.completions_url == f"{server.url}/v1/chat/completions" and client.model == "m"
+        with pytest.raises(JudgeError, match=r"serves 'm', not 'other': set the server model name"):
+            run_node(
+                judge_nodes.PaCoJudgeLoader,
+                **{**LOADER_DEFAULTS, "path_or_url": server.url, "server_model": "other"},
+            )
+
+
+def test_loader_fails_at_once_when_the_server_url_does_not_answer():
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    started = time.perf_counter()
+    with pytest.raises(JudgeError, match=rf"judge server {url}/v1/models did not answer .*Start the server"):
+        run_node(judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "path_or_url": url})
+    assert time.perf_counter() - started < 10
 
 
 def test_loader_frees_comfy_memory_before_loading_to_a_gpu(monkeypatch, tiny_models):
     import comfy.model_management as mm
 
-    import paco_core.models.judge as judge_module
+    import paco_core.reward as reward_package
 
     seen = {}
 
-    def record_load(source, **kwargs):  # no GPU here: record what would be loaded where
+    def record_open(source, **kwargs):  # no GPU here: record what would be loaded where
         seen.update(kwargs, source=source, unloaded=mm.CALLS["unload_all_models"])
         return "judge"
 
     monkeypatch.setattr(bridge, "comfy_device", lambda: torch.device("cuda"))
-    monkeypatch.setattr(judge_module, "cached_load_judge", record_load)
+    monkeypatch.setattr(reward_package, "open_judge", record_open)
     run_node(judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "path_or_url": str(tiny_models["judge"])})
     assert seen["unloaded"] == 1 and seen["device"] == "cuda" and seen["keep_loaded"] is True
 

@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 
 from paco_core.errors import InputError
-from paco_core.models.judge import load_judge
-from paco_core.reward import prompts
+from paco_core.reward import open_judge, prompts
 from paco_core.reward.backend import JudgeBackend, PairRequest
 from paco_core.reward.report import DIAGONAL_COLOR, format_set_report, render_pair_matrix
 from paco_core.reward.scoring import explain_pair, rank_sets, score_edit, score_edits, score_set, score_sets
@@ -24,7 +23,7 @@ def random_images(count, seed=0, side=64):
 
 @pytest.fixture(scope="module")
 def judge(tiny_models):
-    return load_judge(tiny_models["judge"])
+    return open_judge(tiny_models["judge"])
 
 
 @pytest.fixture(scope="module")

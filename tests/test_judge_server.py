@@ -15,11 +15,11 @@ from PIL import Image
 
 from paco_core.callbacks import Hooks
 from paco_core.errors import InputError, JudgeError
-from paco_core.models.judge import load_judge
+from paco_core.reward import open_judge
 from paco_core.reward.backend import PairRequest, score_from_logprobs
+from paco_core.reward.judge_client import JudgeClient, image_data_url, normalise_url
 from paco_core.reward.judge_server import JudgeHTTPServer
 from paco_core.reward.prompts import set_consistency_prompt
-from paco_core.reward.server import ServerJudge, image_data_url, normalise_url
 
 
 def random_images(count, seed=0, side=64):
@@ -29,7 +29,7 @@ def random_images(count, seed=0, side=64):
 
 @pytest.fixture(scope="module")
 def local_judge(tiny_models):
-    return load_judge(tiny_models["judge"], cache_size=0)
+    return open_judge(tiny_models["judge"], cache_size=0)
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +64,12 @@ class RecordingServer:
                 outer.requests += 1
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 status, payload = answer(outer.requests, body)
-                data = json.dumps(payload).encode()
+                cut_off = isinstance(payload, bytes)  # bytes: announce more than is sent, then hang up
+                data = payload if cut_off else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", str(len(data) + (100 if cut_off else 0)))
+                self.close_connection = cut_off
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -92,7 +94,7 @@ class RecordingServer:
 
 def test_server_scores_equal_local_scores(local_judge, judge_server, pairs, vocab_size):
     local = local_judge.score_pairs(pairs)
-    client = ServerJudge(judge_server.url, top_logprobs=vocab_size, concurrency=3)
+    client = JudgeClient(judge_server.url, top_logprobs=vocab_size, concurrency=3)
     assert client.model == "tiny-judge"  # asked from /v1/models
     progress = []
     remote = client.score_pairs(pairs, Hooks(progress=lambda done, total: progress.append((done, total))))
@@ -102,18 +104,18 @@ def test_server_scores_equal_local_scores(local_judge, judge_server, pairs, voca
 
 
 def test_case_variants_over_the_server_equal_local(tiny_models, judge_server, pairs, vocab_size):
-    local = load_judge(tiny_models["judge"], answers="case", cache_size=0).score_pairs(pairs[:2])
-    client = ServerJudge(judge_server.url, "tiny-judge", top_logprobs=vocab_size, answers="case")
+    local = open_judge(tiny_models["judge"], answers="case", cache_size=0).score_pairs(pairs[:2])
+    client = JudgeClient(judge_server.url, "tiny-judge", top_logprobs=vocab_size, answers="case")
     assert np.allclose(client.score_pairs(pairs[:2]), local, atol=1e-4, rtol=0)
 
 
 def test_server_explain_returns_the_judges_text(local_judge, judge_server, pairs):
-    client = ServerJudge(judge_server.url, "tiny-judge")
+    client = JudgeClient(judge_server.url, "tiny-judge")
     assert client.explain(pairs[0], max_new_tokens=4) == local_judge.explain(pairs[0], max_new_tokens=4)
 
 
 def test_judge_absent_from_top_logprobs_is_an_error_not_a_score(judge_server, pairs):
-    client = ServerJudge(judge_server.url, "tiny-judge", top_logprobs=1)
+    client = JudgeClient(judge_server.url, "tiny-judge", top_logprobs=1)
     with pytest.raises(
         JudgeError, match="neither Yes nor No is among the first answer token's log-probabilities"
     ):
@@ -121,7 +123,7 @@ def test_judge_absent_from_top_logprobs_is_an_error_not_a_score(judge_server, pa
 
 
 def test_request_above_the_servers_logprob_limit_fails_without_retries(judge_server, pairs, vocab_size):
-    client = ServerJudge(judge_server.url, "tiny-judge", top_logprobs=vocab_size + 1, retries=3, backoff=5.0)
+    client = JudgeClient(judge_server.url, "tiny-judge", top_logprobs=vocab_size + 1, retries=3, backoff=5.0)
     with pytest.raises(
         JudgeError, match=r"did not answer after 1 attempt\(s\): HTTP 400: .*above this server's maximum"
     ):
@@ -133,13 +135,13 @@ def test_unreachable_server_raises_naming_the_url(pairs):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again: nothing listens there
     url = f"http://127.0.0.1:{port}"
-    client = ServerJudge(url, "judge", retries=2, backoff=0.01, timeout=2)
+    client = JudgeClient(url, "judge", retries=2, backoff=0.01, timeout=2)
     with pytest.raises(
         JudgeError, match=rf"judge server {url}/v1/chat/completions did not answer after 3 attempt"
     ):
         client.score_pairs(pairs[:2])
     with pytest.raises(JudgeError, match=rf"judge server {url}/v1/models did not answer"):
-        ServerJudge(url, timeout=2).score_pairs(pairs[:1])
+        JudgeClient(url, timeout=2).score_pairs(pairs[:1])
 
 
 def test_server_without_logprobs_raises(pairs):
@@ -147,7 +149,7 @@ def test_server_without_logprobs_raises(pairs):
         return 200, {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Yes"}}]}
 
     with RecordingServer(answer) as server:
-        client = ServerJudge(server.url, "judge", retries=2)
+        client = JudgeClient(server.url, "judge", retries=2)
         with pytest.raises(JudgeError, match="returned no logprobs for the answer token"):
             client.score_pairs(pairs[:1])
         assert server.requests == 1  # a malformed answer is not retried
@@ -160,10 +162,24 @@ def test_failed_requests_are_retried_with_backoff(judge_server, pairs, vocab_siz
         return 200, judge_server.chat_completion(body)
 
     with RecordingServer(answer) as server:
-        client = ServerJudge(server.url, "tiny-judge", top_logprobs=vocab_size, retries=2, backoff=0.01)
+        client = JudgeClient(server.url, "tiny-judge", top_logprobs=vocab_size, retries=2, backoff=0.01)
         score = client.score_pairs(pairs[:1])[0]
         assert server.requests == 2
-    direct = ServerJudge(judge_server.url, "tiny-judge", top_logprobs=vocab_size).score_pairs(pairs[:1])[0]
+    direct = JudgeClient(judge_server.url, "tiny-judge", top_logprobs=vocab_size).score_pairs(pairs[:1])[0]
+    assert score == pytest.approx(direct, abs=1e-6)
+
+
+def test_an_answer_cut_off_midway_is_retried(judge_server, pairs, vocab_size):
+    def answer(number, body):
+        if number == 1:
+            return 200, b'{"choices": [{"message"'
+        return 200, judge_server.chat_completion(body)
+
+    with RecordingServer(answer) as server:
+        client = JudgeClient(server.url, "tiny-judge", top_logprobs=vocab_size, retries=1, backoff=0.01)
+        score = client.score_pairs(pairs[:1])[0]
+        assert server.requests == 2
+    direct = JudgeClient(judge_server.url, "tiny-judge", top_logprobs=vocab_size).score_pairs(pairs[:1])[0]
     assert score == pytest.approx(direct, abs=1e-6)
 
 
@@ -177,7 +193,7 @@ def test_requests_carry_the_openai_logprob_fields(pairs):
         return 200, {"choices": [{"message": {"content": "Yes"}, "logprobs": {"content": content}}]}
 
     with RecordingServer(answer) as server:
-        score = ServerJudge(server.url, "judge", image_format="jpeg").score_pairs(pairs[:1])[0]
+        score = JudgeClient(server.url, "judge", image_format="jpeg").score_pairs(pairs[:1])[0]
     assert score == pytest.approx(1 / (1 + np.exp(-1.0)))
     body = seen[0]
     assert (body["max_tokens"], body["temperature"], body["logprobs"], body["top_logprobs"]) == (
@@ -207,10 +223,10 @@ def test_client_options_are_checked():
     assert normalise_url("http://h:8000/v1/") == ("http://h:8000", "http://h:8000/v1/chat/completions")
     assert normalise_url("https://h/v1/chat/completions")[1] == "https://h/v1/chat/completions"
     with pytest.raises(InputError, match="should start with http:// or https://, got 'localhost:8000'"):
-        ServerJudge("localhost:8000")
+        JudgeClient("localhost:8000")
     with pytest.raises(InputError, match="concurrency should be a whole number >= 1, got 0"):
-        ServerJudge("http://127.0.0.1:1", concurrency=0)
+        JudgeClient("http://127.0.0.1:1", concurrency=0)
     with pytest.raises(InputError, match="image_format should be one of png, jpeg, got 'gif'"):
-        ServerJudge("http://127.0.0.1:1", image_format="gif")
+        JudgeClient("http://127.0.0.1:1", image_format="gif")
     image = random_images(1)[0]
     assert image_data_url(image).startswith("data:image/png;base64,")

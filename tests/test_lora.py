@@ -154,7 +154,7 @@ def test_peft_folder_reads_as_the_same_folded_weights(tiny_models, tmp_path):
     peft_model.save_pretrained(str(tmp_path / "adapter"))
     saved = save_peft_transformer_lora(peft_model, tmp_path / "folded.safetensors")
     from_folder, from_file = read_lora(tmp_path / "adapter"), read_lora(saved)
-    assert (from_folder.format, from_folder.rank, from_folder.alpha, from_folder.family) == (
+    assert (from_folder.format, from_folder.rank, from_folder.alpha, from_folder.architecture) == (
         "peft",
         4,
         16.0,
@@ -226,7 +226,7 @@ def test_kohya_file_is_converted_with_alpha_folded(tmp_path):
     }
     save_file(tensors, str(tmp_path / "kohya.safetensors"))
     lora = read_lora(tmp_path / "kohya.safetensors")
-    assert (lora.format, lora.family, lora.rank) == ("kohya", "flux", 4)
+    assert (lora.format, lora.architecture, lora.rank) == ("kohya", "flux", 4)
     prefix = "transformer.transformer_blocks.0."
     assert {f"{prefix}attn.to_q.lora_A.weight", f"{prefix}attn.to_v.lora_B.weight"} <= set(lora.state_dict)
     delta = (
@@ -305,7 +305,7 @@ def test_save_lora_folds_alpha_and_checks_its_arguments(tmp_path):
         metadata = handle.metadata()
         lora_b = handle.get_tensor("transformer.transformer_blocks.0.ff.net.2.lora_B.weight")
     assert float(lora_b[0, 0]) == 2.0
-    assert (metadata["paco.family"], metadata["paco.alpha"], metadata["step"]) == ("flux", "8", "10")
+    assert (metadata["paco.architecture"], metadata["paco.alpha"], metadata["step"]) == ("flux", "8", "10")
     with pytest.raises(LoraError, match="FLUX module names but kind is 'qwen-image-edit'"):
         save_lora(tmp_path / "bad.safetensors", weights, alpha=8, rank=4, kind="qwen-image-edit")
     with pytest.raises(InputError, match="rank and alpha should be positive"):
@@ -328,7 +328,7 @@ def test_qwen_image_edit_lora_applies_per_branch(tiny_models, tmp_path):
     targets = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "img_mlp.net.0.proj", "img_mlp.net.2"]
     transformer.add_adapter(LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=targets))
     path = save_peft_transformer_lora(transformer, tmp_path / "qwen_edit.safetensors")
-    assert read_lora(path).family == "qwen-image"
+    assert read_lora(path).architecture == "qwen-image"
 
     qwen = load_pipeline(folder)
     image, options = Image.new("RGB", (32, 32), (120, 60, 30)), EditOptions(steps=1, guidance=1.0)

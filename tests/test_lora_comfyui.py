@@ -30,7 +30,7 @@ QWEN_TARGETS = [*LORA_TARGETS["qwen-image"], "img_mod.1", "txt_mod.1"]
 
 CHECK_SCRIPT = r'''
 import json, logging, sys
-family, comfyui_dir, lora_path, weights_path, config_path = sys.argv[1:6]
+architecture, comfyui_dir, lora_path, weights_path, config_path = sys.argv[1:6]
 sys.path.insert(0, comfyui_dir)
 sys.argv = ["main.py", "--cpu"]
 import comfy.options
@@ -104,7 +104,7 @@ def qwen_image_layout(diffusers_weights):
 
 
 weight_errors = []
-if family == "flux":
+if architecture == "flux":
     model, comfy_layout = for_mapping(comfy.model_base.Flux, {}), flux_layout
 else:
     import comfy.ldm.qwen_image.model, comfy.ops
@@ -149,16 +149,16 @@ print(json.dumps({**report, "weight_errors": weight_errors}))
 '''
 
 
-def run_comfyui_check(tmp_path, family: str, transformer, folder) -> dict:
+def run_comfyui_check(tmp_path, architecture: str, transformer, folder) -> dict:
     """Save ``transformer``'s LoRA with our helper and run the ComfyUI check script on it."""
     from paco_core.models.lora import save_peft_transformer_lora
 
-    lora_path = save_peft_transformer_lora(transformer, tmp_path / f"paco-{family}.safetensors")
+    lora_path = save_peft_transformer_lora(transformer, tmp_path / f"paco-{architecture}.safetensors")
     weights = next(folder.glob("*.safetensors"))
     script = tmp_path / "check_comfyui_lora.py"
     script.write_text(CHECK_SCRIPT)
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    args = [python, str(script), family, os.environ["COMFYUI_DIR"], str(lora_path), str(weights)]
+    args = [python, str(script), architecture, os.environ["COMFYUI_DIR"], str(lora_path), str(weights)]
     finished = subprocess.run(
         [*args, str(folder / "config.json")], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from paco_core.devices import resolve_dtype
 from paco_core.errors import InputError, ModelLoadError
 from paco_core.models.pipelines import (
     clear_pipeline_cache,
     detect_pipeline_kind,
     load_pipeline,
-    resolve_dtype,
 )
 
 
@@ -96,6 +101,12 @@ def test_auto_dtype_is_fp32_on_cpu_and_bf16_on_gpu():
     assert resolve_dtype("auto", "cpu") is torch.float32
     assert resolve_dtype(None, "cuda") is torch.bfloat16
     assert resolve_dtype("fp16", "cpu") is torch.float16
+    assert resolve_dtype("bf16", "cpu") is torch.bfloat16
+
+
+def test_dtype_has_one_spelling():
+    with pytest.raises(InputError, match="dtype should be one of auto, bf16, fp16, fp32, got 'bfloat16'"):
+        resolve_dtype("bfloat16", "cpu")
 
 
 def test_single_file_transformer_replaces_the_folders(tiny_models, tmp_path):
@@ -125,10 +136,41 @@ def test_single_file_transformer_must_be_safetensors_and_flux(tiny_models, tmp_p
 def test_hub_id_not_in_the_offline_cache_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(
-        ModelLoadError, match="'nobody/not-a-model': no local folder .*huggingface-cli download"
-    ):
+    with pytest.raises(ModelLoadError, match="'nobody/not-a-model': no local folder .*hf download nobody/not-a-model"):
         detect_pipeline_kind("nobody/not-a-model")
+
+
+def missing_hub_model_message(tmp_path, **env) -> str:
+    """The error a fresh process gets for a hub id that is in no cache, under ``env``."""
+    script = (
+        "from paco_core.errors import ModelLoadError\n"
+        "from paco_core.models.hub import hub_snapshot\n"
+        "try:\n"
+        "    hub_snapshot('nobody/not-a-model', what='model')\n"
+        "except ModelLoadError as error:\n"
+        "    print(error)\n"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    base.update(HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(Path(__file__).resolve().parent.parent), **env)
+    done = subprocess.run([sys.executable, "-c", script], env=base, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize("switch", ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_missing_hub_model_names_offline_mode_as_the_cause(tmp_path, switch):
+    message = missing_hub_model_message(tmp_path, **{switch: "1"})
+    assert f"offline mode is on ({switch}=1)" in message
+    assert "hf download nobody/not-a-model" in message and "huggingface-cli" not in message
+
+
+def test_missing_hub_model_online_says_what_failed_and_how_to_download(tmp_path):
+    with socket.socket() as probe:  # a hub endpoint that refuses connections: no real network is asked
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    message = missing_hub_model_message(tmp_path, HF_ENDPOINT=endpoint, HF_HUB_ETAG_TIMEOUT="2")
+    assert "could not be fetched (" in message and "offline mode" not in message
+    assert "Download it first (hf download nobody/not-a-model)" in message
 
 
 # --------------------------------------------------------------------------- Black Forest Labs layout

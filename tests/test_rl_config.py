@@ -68,7 +68,7 @@ def test_unknown_keys_are_dropped_with_a_warning(caplog):
         ({"optim": {"lr": -1}}, r"optim\.lr` should be positive, got -1"),
         ({"optim": {"betas": [0.9, 1.5]}}, "betas"),
         ({"optim": {"mixed_precision": "fp8"}}, "mixed_precision` should be one of"),
-        ({"model": {"family": "sdxl"}}, "model.family` should be one of"),
+        ({"model": {"kind": "sdxl"}}, "model.kind` should be one of"),
         ({"model": {"device": "tpu"}}, "model.device"),
         ({"rewards": {"rewards": []}}, "rewards` is empty"),
         ({"rewards": {"rewards": [{"name": "bogus"}]}}, "neither a built-in"),
@@ -149,7 +149,7 @@ def test_presets_hold_the_papers_settings():
 def test_print_config_of_a_preset_with_overrides(capsys):
     assert main(["train", "--preset", "edit-qwen", "--set", "optim.lr=1e-5", "--print-config"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["model"]["family"] == "qwen-image-edit"
+    assert printed["model"]["kind"] == "qwen-image-edit"
     assert printed["optim"]["lr"] == 1e-5
     assert printed["sampling"]["noise_steps"] == [1, 2, 3, 4]
 

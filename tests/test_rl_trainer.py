@@ -1,4 +1,4 @@
-"""PaCo-GRPO training on the tiny models: on-policy ratio, frozen base, resume, learning, edit families."""
+"""PaCo-GRPO training on the tiny models: on-policy ratio, frozen base, resume, learning, edit kinds."""
 
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ def toy_rewards_on_path(monkeypatch):
     monkeypatch.syspath_prepend(str(FIXTURES))
 
 
-def tiny_config(model_path: Path, output_dir: Path, family: str = "flux", **sections) -> TrainConfig:
+def tiny_config(model_path: Path, output_dir: Path, kind: str = "flux", **sections) -> TrainConfig:
     """A seconds-long run on a tiny model: 32x32, 2 sampling steps, G=2."""
-    edit = family != "flux"
+    edit = kind != "flux"
     data = {
-        "model": {"family": family, "path": str(model_path), "device": "cpu"},
+        "model": {"kind": kind, "path": str(model_path), "device": "cpu"},
         "lora": {"rank": 4, "alpha": 8},
         "sampling": {"num_steps": 2, "noise_steps": [0, 1], "train_resolution": 32, "eval_resolution": 32,
                      "reference_resolution": 32 if edit else 1024, "group_size": 2, "batch_size": 2,
@@ -196,28 +196,28 @@ def test_learning_raises_brightness_and_the_lora_reproduces_it(tiny_models, tmp_
     assert lora_gain > 0.015 and lora_gain > 0.5 * (evals[-1] - evals[0])
 
 
-@pytest.mark.parametrize("family", ["flux-kontext", "qwen-image-edit"])
-def test_edit_families_roll_out_and_update(family, tiny_models, tmp_path):
-    config = tiny_config(tiny_models[family], tmp_path / family, family=family, optim={"kl_beta": 0.1})
+@pytest.mark.parametrize("kind", ["flux-kontext", "qwen-image-edit"])
+def test_edit_kinds_roll_out_and_update(kind, tiny_models, tmp_path):
+    config = tiny_config(tiny_models[kind], tmp_path / kind, kind=kind, optim={"kl_beta": 0.1})
     result = GrpoTrainer(config).train()
     assert result.state == "finished"
-    last = read_metrics(tmp_path / family)[-1]
+    last = read_metrics(tmp_path / kind)[-1]
     assert last["policy/ratio_first"] == 1.0 and last["advantages/num_valid"] == 2
-    keys = load_file(tmp_path / family / "checkpoint-1" / "lora.safetensors").keys()
-    if family == "qwen-image-edit":
+    keys = load_file(tmp_path / kind / "checkpoint-1" / "lora.safetensors").keys()
+    if kind == "qwen-image-edit":
         assert any(".img_mlp.net.0.proj.lora_A" in key for key in keys)
         assert any(".txt_mlp.net.2.lora_B" in key for key in keys)
     else:
         assert any(".ff_context.net.0.proj.lora_A" in key for key in keys)
 
 
-def test_unknown_family_is_refused():
-    from paco_core.rl.families import build_family
+def test_unknown_kind_is_refused():
+    from paco_core.rl.rollout_adapters import build_rollout_adapter
 
     with pytest.raises(
-        ConfigError, match="training supports model families flux, flux-kontext, qwen-image-edit"
+        ConfigError, match="training supports the pipeline kinds flux, flux-kontext, qwen-image-edit"
     ):
-        build_family("sdxl", pipe=None, guidance_scale=1.0, max_sequence_length=8)
+        build_rollout_adapter("sdxl", pipe=None, guidance_scale=1.0, max_sequence_length=8)
 
 
 def test_setup_errors_are_clear(tiny_models, tmp_path):
@@ -226,9 +226,9 @@ def test_setup_errors_are_clear(tiny_models, tmp_path):
     )
     with pytest.raises(ConfigError, match="flux trains on set rows"):
         GrpoTrainer(wrong_rows).train()
-    wrong_family = tiny_config(tiny_models["flux"], tmp_path / "b", family="flux-kontext")
-    with pytest.raises(ConfigError, match="family` is 'flux-kontext' but the pipeline"):
-        GrpoTrainer(wrong_family).train()
+    wrong_kind = tiny_config(tiny_models["flux"], tmp_path / "b", kind="flux-kontext")
+    with pytest.raises(ConfigError, match="kind` is 'flux-kontext' but the pipeline"):
+        GrpoTrainer(wrong_kind).train()
     no_targets = tiny_config(tiny_models["flux"], tmp_path / "c", lora={"target_modules": ["nothing_here"]})
     with pytest.raises(ConfigError, match="match no layer"):
         GrpoTrainer(no_targets).train()

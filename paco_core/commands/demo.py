@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from paco_core.commands.generate import DTYPE_CHOICES, cli_hooks, write_set
+from paco_core.commands.generate import cli_hooks, write_set
+from paco_core.devices import DTYPE_CHOICES
 
 DEMO_THEME = "a red fox explorer, children's book watercolor"
 DEMO_DESCRIPTION = "The same fox with a green scarf in every panel, soft watercolor on paper."
@@ -107,13 +108,11 @@ def score_with_judge(judge_folder: str | None, panels, theme: str, args: argpars
     """The set score and its pair scores, or why the judge step was skipped."""
     if judge_folder is None:
         return {"skipped": "no --judge given"}
-    from paco_core.models.judge import load_judge
+    from paco_core.reward import open_judge
     from paco_core.reward.scoring import score_set
 
     started = time.perf_counter()
-    judge = load_judge(
-        judge_folder, dtype=None if args.dtype == "auto" else args.dtype, device=_judge_device(args)
-    )
+    judge = open_judge(judge_folder, dtype=args.dtype, device=_judge_device(args))
     score = score_set(judge, panels, theme)
     return {
         "folder": judge_folder,

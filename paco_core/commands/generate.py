@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from paco_core.devices import DTYPE_CHOICES
 from paco_core.errors import InputError
 
 OFFLOAD_CHOICES = ("none", "model", "sequential")
-DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
 
 
 def register(subparsers) -> None:

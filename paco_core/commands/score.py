@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from paco_core.devices import DTYPE_CHOICES
 from paco_core.errors import InputError
 
 ANSWER_SETS = ("exact", "case")
@@ -62,24 +63,66 @@ def register(subparsers) -> None:
         "`paco score --url`, the Judge Loader node or training runs. Binds 127.0.0.1 by default.",
     )
     serve.add_argument(
-        "--judge", required=True, metavar="DIR", help="judge folder or hub id in the hub cache"
+        "--judge", required=True, metavar="DIR", help="judge folder or hub id (downloaded once into the hub cache)"
     )
     serve.add_argument("--lora", default=None, metavar="DIR", help="peft adapter folder for a base judge")
-    serve.add_argument("--dtype", default=None, choices=("bf16", "fp16", "fp32"), help="weights precision")
+    serve.add_argument(
+        "--dtype", default="auto", choices=DTYPE_CHOICES, help="weights precision (auto: bf16 on a GPU, fp32 on the CPU)"
+    )
     serve.add_argument("--device", default=None, help="cuda, cuda:N, cpu (default: the GPU if any)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     serve.add_argument("--model-name", default="paco-judge", help="the model name clients use")
     serve.add_argument("--max-logprobs", type=int, default=20, help="largest top_logprobs accepted")
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other than loopback (the judge becomes reachable from other machines)",
+    )
+    serve.add_argument(
+        "--api-key",
+        default=None,
+        help="require 'Authorization: Bearer KEY' on every request (default: $PACO_JUDGE_API_KEY, else none)",
+    )
+    limits = serve.add_argument_group("limits per request")
+    limits.add_argument(
+        "--max-tokens", type=int, default=512, help="largest max_tokens accepted (default 512)"
+    )
+    limits.add_argument(
+        "--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32)"
+    )
+    limits.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=4096 * 4096,
+        help="most pixels of one image, checked before decoding (default 16777216 = 4096x4096)",
+    )
+    limits.add_argument(
+        "--generation-seconds",
+        type=float,
+        default=60.0,
+        help="longest a generated answer may run before it stops (default 60)",
+    )
+    limits.add_argument(
+        "--read-timeout", type=float, default=10.0, help="seconds to wait for a request's bytes (default 10)"
+    )
+    limits.add_argument(
+        "--busy-wait",
+        type=float,
+        default=10.0,
+        help="seconds a request waits for the busy judge before a 503 with Retry-After (default 10)",
+    )
     serve.set_defaults(func=run_serve_judge)
 
 
 def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--judge", metavar="DIR", help="judge folder (or hub id in the hub cache): local backend"
+        "--judge", metavar="DIR", help="judge folder or hub id (downloaded once into the hub cache): local judge"
     )
-    source.add_argument("--url", help="OpenAI-compatible server URL (e.g. vllm serve): server backend")
+    source.add_argument(
+        "--url", help="OpenAI-compatible server URL (vllm serve, paco serve-judge), checked before scoring"
+    )
     parser.add_argument("--lora", default=None, metavar="DIR", help="peft adapter folder for a base judge")
     parser.add_argument("--server-model", default=None, help="with --url: the served model name")
     parser.add_argument(
@@ -89,7 +132,10 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --url: log-probabilities asked per answer (default 20)",
     )
     parser.add_argument(
-        "--dtype", default=None, choices=("bf16", "fp16", "fp32"), help="local weights precision"
+        "--dtype",
+        default="auto",
+        choices=DTYPE_CHOICES,
+        help="local weights precision (auto: bf16 on a GPU, fp32 on the CPU)",
     )
     parser.add_argument(
         "--device", default=None, help="local device: cuda, cuda:N, cpu (default: the GPU if any)"
@@ -100,23 +146,23 @@ def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="local: image pairs per forward pass")
 
 
-def open_judge(args: argparse.Namespace):
-    """The judge backend the arguments ask for."""
-    if args.url:
-        if args.lora:
-            raise InputError("--lora applies to a local --judge; a server already serves its model.")
-        from paco_core.reward.server import ServerJudge
+def judge_from_args(args: argparse.Namespace):
+    """The judge the arguments ask for (``--url`` or ``--judge``), through the one opener."""
+    from paco_core.reward import is_server_url, open_judge
 
-        return ServerJudge(args.url, args.server_model, answers=args.answers, top_logprobs=args.top_logprobs)
-    from paco_core.models.judge import load_judge
-
-    return load_judge(
-        args.judge,
+    if args.url and not is_server_url(args.url):
+        raise InputError(f"--url should start with http:// or https://, got {args.url!r}; give a folder as --judge.")
+    if args.url and args.lora:
+        raise InputError("--lora applies to a local --judge; a server already serves its model.")
+    return open_judge(
+        args.url or args.judge,
         lora=args.lora,
+        server_model=args.server_model,
         dtype=args.dtype,
         device=args.device,
         answers=args.answers,
         batch_size=args.batch_size,
+        top_logprobs=args.top_logprobs,
     )
 
 
@@ -157,7 +203,7 @@ def run_score(args: argparse.Namespace) -> int:
     from paco_core.reward.scoring import check_set, score_set
 
     images = check_set(set_images(args.images, args.layout))
-    judge = open_judge(args)
+    judge = judge_from_args(args)
     result = score_set(
         judge, images, args.theme, both_orders=args.both_orders, hooks=progress_printer("pairs")
     )
@@ -169,7 +215,7 @@ def run_score_edit(args: argparse.Namespace) -> int:
     from paco_core.reward.scoring import score_edit
 
     original, edited = read_image(args.original), read_image(args.edited)
-    judge = open_judge(args)
+    judge = judge_from_args(args)
     result = score_edit(judge, original, edited, args.instruction)
     if args.json:
         print(json.dumps(result.to_json()))
@@ -181,12 +227,48 @@ def run_score_edit(args: argparse.Namespace) -> int:
 
 
 def run_serve_judge(args: argparse.Namespace) -> int:
-    from paco_core.models.judge import load_judge
-    from paco_core.reward.judge_server import JudgeHTTPServer
+    import os
 
-    judge = load_judge(args.judge, lora=args.lora, dtype=args.dtype, device=args.device)
+    from paco_core.reward.judge_server import API_KEY_ENV, JudgeHTTPServer, ServerLimits, check_bind_address
+
+    if not 0 < args.max_body_mb <= 1024:
+        raise InputError(f"--max-body-mb should be above 0 and at most 1024, got {args.max_body_mb:g}.")
+    limits = ServerLimits(
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_image_pixels=args.max_image_pixels,
+        max_tokens=args.max_tokens,
+        generation_seconds=args.generation_seconds,
+        read_timeout=args.read_timeout,
+        busy_wait=args.busy_wait,
+    )
+    if args.max_logprobs < 0:
+        raise InputError(f"--max-logprobs should be a whole number >= 0, got {args.max_logprobs}.")
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    check_bind_address(args.host, args.port, allow_remote=args.allow_remote)  # before the slow load
+    if args.allow_remote:
+        print(
+            f"warning: serving on {args.host}, reachable from other machines"
+            + ("" if api_key else f" by anyone (no API key: set --api-key or ${API_KEY_ENV})"),
+            file=sys.stderr,
+            flush=True,
+        )
+
+    from paco_core.reward import is_server_url, open_judge
+
+    if is_server_url(args.judge):
+        raise InputError(
+            f"serve-judge serves a local judge; {args.judge} is already a server. Give a judge folder or hub id."
+        )
+    judge = open_judge(args.judge, lora=args.lora, dtype=args.dtype, device=args.device)
     server = JudgeHTTPServer(
-        judge, host=args.host, port=args.port, model_name=args.model_name, max_logprobs=args.max_logprobs
+        judge,
+        host=args.host,
+        port=args.port,
+        model_name=args.model_name,
+        max_logprobs=args.max_logprobs,
+        limits=limits,
+        api_key=api_key,
+        allow_remote=args.allow_remote,
     )
     print(f"serving {args.judge} as {args.model_name!r} at {server.url}/v1/chat/completions", flush=True)
     try:

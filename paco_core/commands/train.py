@@ -24,6 +24,7 @@ from paco_core.config import (
     config_from_dict,
     config_to_dict,
     describe_fields,
+    merge_dicts,
     read_config_file,
 )
 from paco_core.errors import ConfigError
@@ -59,7 +60,7 @@ def register(subparsers) -> None:
 def resolve_config(args: argparse.Namespace):
     """Preset, then config file, then --set overrides -> a validated TrainConfig."""
     from paco_core.rl.config import TrainConfig
-    from paco_core.rl.presets import merge_dicts, preset_dict
+    from paco_core.rl.presets import preset_dict
 
     data: dict = preset_dict(args.preset) if args.preset else {}
     if args.config:

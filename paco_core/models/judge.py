@@ -1,9 +1,11 @@
-"""Loading the PaCo-Reward judge: a merged judge folder, or a Qwen2.5-VL base plus a peft
-LoRA adapter, from a local folder or a hub id (downloaded once into the Hugging Face cache).
+"""Loading the weights of the PaCo-Reward judge: a merged judge folder, or a Qwen2.5-VL base
+plus a peft LoRA adapter, from a local folder or a hub id (downloaded once into the Hugging
+Face cache). The judge that scores (``LocalJudge``) is built on top of these weights by
+``paco_core.reward.open_judge``; this module knows nothing of scoring.
 
 Example:
-    >>> judge = load_judge("X-GenGroup/PaCo-Reward-7B", dtype="bf16")  # doctest: +SKIP
-    >>> judge = load_judge("Qwen/Qwen2.5-VL-7B-Instruct", lora="X-GenGroup/PaCo-Reward-7B-Lora")  # doctest: +SKIP
+    >>> weights = load_judge_model("X-GenGroup/PaCo-Reward-7B", dtype="bf16")  # doctest: +SKIP
+    >>> weights = load_judge_model("Qwen/Qwen2.5-VL-7B-Instruct", lora="X-GenGroup/PaCo-Reward-7B-Lora")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -15,14 +17,11 @@ import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from paco_core.devices import resolve_device, resolve_dtype
 from paco_core.errors import LoraError, ModelLoadError
 from paco_core.models.hub import hub_snapshot
-from paco_core.models.pipelines import resolve_device, resolve_dtype
-
-if TYPE_CHECKING:
-    from paco_core.reward.local import LocalJudge
 
 logger = logging.getLogger(__name__)
 
@@ -32,45 +31,57 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 @dataclass(frozen=True)
+class JudgeModel:
+    """A loaded Qwen2.5-VL judge: the model (eval mode, no grad), its processor and a label.
+
+    Attributes:
+        model: ``Qwen2_5_VLForConditionalGeneration`` (LoRA merged, or a ``PeftModel``).
+        processor: its ``AutoProcessor`` (tokenizer, image processor, chat template).
+        name: the source, and `` + <lora>`` when an adapter was put on it.
+    """
+
+    model: Any
+    processor: Any
+    name: str
+
+
+@dataclass(frozen=True)
 class JudgeKey:
-    """What makes two loaded judges the same: where from, which adapter, dtype and device."""
+    """What makes two loaded judges the same: where from, which adapter, dtype, device, merge."""
 
     source: str
     lora: str | None
     dtype: str
     device: str
+    merge_lora: bool
 
 
-_LOADED: dict[JudgeKey, LocalJudge] = {}
+_LOADED: dict[JudgeKey, JudgeModel] = {}
 _LOADED_LOCK = threading.Lock()
 
 
-def load_judge(
+def load_judge_model(
     source: str | os.PathLike,
     *,
     lora: str | os.PathLike | None = None,
     dtype: str | None = None,
     device: str | None = None,
     merge_lora: bool = True,
-    **options: Any,
-) -> LocalJudge:
-    """Load a Qwen2.5-VL judge (PaCo-Reward-7B or base + PaCo-Reward-7B-Lora) for local scoring.
+) -> JudgeModel:
+    """Load a Qwen2.5-VL judge (PaCo-Reward-7B or base + PaCo-Reward-7B-Lora).
 
     Args:
         source: a local model folder (config.json + safetensors + processor files) or a hub
             id (downloaded once into the Hugging Face cache).
         lora: a peft adapter folder (or hub id) trained on ``source``; None for a merged judge.
-        dtype: "bf16", "fp16", "fp32" or None (bf16 on a GPU, fp32 on the CPU).
-        device: "cuda", "cuda:N", "cpu", "mps" or None (the GPU when there is one).
+        dtype: "auto" / None (bf16 on a GPU, fp32 on the CPU), "bf16", "fp16" or "fp32".
+        device: "cuda", "cuda:N", "cpu", "mps" or "auto" / None (the GPU when there is one).
         merge_lora: fold the adapter into the weights (faster scoring, same scores).
-        **options: passed to ``LocalJudge`` (answers, batch_size, reuse_vision, cache_size).
 
     Returns:
-        A ``LocalJudge`` ready to score pairs.
+        The model, its processor and a label.
     """
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
-
-    from paco_core.reward.local import LocalJudge
 
     folder = resolve_model_folder(source, what="judge")
     check_judge_config(folder)
@@ -97,25 +108,25 @@ def load_judge(
     model.eval().requires_grad_(False)
     name = str(source) if lora is None else f"{source} + {lora}"
     logger.info("loaded judge %s (%s, %s)", name, torch_dtype, device_name)
-    return LocalJudge(model, processor, name=name, **options)
+    return JudgeModel(model=model, processor=processor, name=name)
 
 
-def cached_load_judge(
+def cached_judge_model(
     source: str | os.PathLike,
     *,
     lora: str | os.PathLike | None = None,
     dtype: str | None = None,
     device: str | None = None,
+    merge_lora: bool = True,
     keep_loaded: bool = True,
-    **options: Any,
-) -> LocalJudge:
-    """``load_judge`` with a process-wide cache keyed by (source, lora, dtype, device).
+) -> JudgeModel:
+    """``load_judge_model`` with a process-wide cache keyed by (source, lora, dtype, device, merge).
 
     Args:
-        keep_loaded: keep the judge in the cache for the next call. False loads a fresh
-            judge (or takes the cached one) and removes it from the cache, so its memory
-            is freed as soon as the caller drops it.
-        Other arguments: as ``load_judge``.
+        keep_loaded: keep the weights in the cache for the next call. False loads them fresh
+            (or takes the cached ones) and removes them from the cache, so their memory is
+            freed as soon as the caller drops them.
+        Other arguments: as ``load_judge_model``.
     """
     device_name = resolve_device(device)
     key = JudgeKey(
@@ -123,14 +134,15 @@ def cached_load_judge(
         lora=None if lora is None else str(lora),
         dtype=str(resolve_dtype(dtype, device_name)).replace("torch.", ""),
         device=device_name,
+        merge_lora=merge_lora,
     )
     with _LOADED_LOCK:
-        judge = _LOADED.pop(key, None) if not keep_loaded else _LOADED.get(key)
-        if judge is None:
-            judge = load_judge(source, lora=lora, dtype=dtype, device=device_name, **options)
+        loaded = _LOADED.pop(key, None) if not keep_loaded else _LOADED.get(key)
+        if loaded is None:
+            loaded = load_judge_model(source, lora=lora, dtype=dtype, device=device_name, merge_lora=merge_lora)
         if keep_loaded:
-            _LOADED[key] = judge
-    return judge
+            _LOADED[key] = loaded
+    return loaded
 
 
 def release_judges() -> int:

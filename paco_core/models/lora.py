@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from paco_core.errors import InputError, LoraError
-from paco_core.models.lora_files import FAMILY_NAMES, LoraFile, family_of_kind, read_lora
+from paco_core.models.lora_files import ARCHITECTURE_NAMES, LoraFile, architecture_of_kind, read_lora
 from paco_core.models.lora_save import save_lora, save_peft_transformer_lora
 from paco_core.models.pipelines import AppliedLora, LoadedPipeline
 
@@ -208,11 +208,11 @@ def _load_adapter(loaded: LoadedPipeline, spec: LoraSpec) -> AppliedLora:
 
 
 def _fitting_state_dict(loaded: LoadedPipeline, lora: LoraFile) -> dict:
-    target = family_of_kind(loaded.kind)
+    target = architecture_of_kind(loaded.kind)
     match = match_keys(loaded.pipe, lora.state_dict)
-    if lora.family is not None and lora.family != target:
+    if lora.architecture is not None and lora.architecture != target:
         raise LoraError(
-            f"LoRA file {lora.path} targets {FAMILY_NAMES[lora.family]} but the pipeline is {loaded.kind}: "
+            f"LoRA file {lora.path} targets {ARCHITECTURE_NAMES[lora.architecture]} but the pipeline is {loaded.kind}: "
             f"{match.num_matched} of {match.num_keys} keys matched. Use a LoRA trained for {loaded.kind}."
         )
     if match.num_matched == 0:

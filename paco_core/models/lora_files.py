@@ -24,13 +24,16 @@ logger = logging.getLogger(__name__)
 
 COMPONENT_PREFIXES = ("transformer.", "text_encoder.", "text_encoder_2.")
 PEFT_PREFIX = "base_model.model."
-FAMILY_NAMES = {"flux": "FLUX", "qwen-image": "Qwen-Image"}
-# Module names only one of the two transformer families has.
-FAMILY_MARKERS = {
+ARCHITECTURE_NAMES = {"flux": "FLUX", "qwen-image": "Qwen-Image"}
+"""Transformer architectures (what a LoRA's module names fit) and their display names."""
+# Module names only one of the two transformer architectures has.
+ARCHITECTURE_MARKERS = {
     "flux": ("single_transformer_blocks.", ".ff.net.", ".ff_context.net.", ".norm1_context.", "x_embedder"),
     "qwen-image": (".img_mlp.", ".txt_mlp.", ".img_mod.", ".txt_mod.", "img_in", "txt_in"),
 }
 LORA_SUFFIXES = (".lora_A.weight", ".lora_B.weight")
+ARCHITECTURE_METADATA_KEYS = ("paco.architecture", "paco.family")
+"""Metadata keys naming the architecture in files this pack saved (``paco.family``: files saved before the rename to "architecture")."""
 
 
 @dataclass
@@ -44,7 +47,7 @@ class LoraFile:
             scale folded into lora_B.
         rank: largest LoRA rank found.
         alpha: the alpha the file declared (None when it declared none).
-        family: "flux", "qwen-image" or None when the keys do not tell.
+        architecture: "flux", "qwen-image" or None when neither the keys nor the metadata tell.
     """
 
     path: str
@@ -52,7 +55,7 @@ class LoraFile:
     state_dict: dict[str, Any]
     rank: int
     alpha: float | None
-    family: str | None
+    architecture: str | None
     metadata: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -248,17 +251,26 @@ def _finish(path: Path, fmt: str, state_dict: dict, alpha, metadata: dict[str, s
         state_dict=state_dict,
         rank=max(ranks) if ranks else 0,
         alpha=float(alpha) if alpha is not None else None,
-        family=detect_family(state_dict.keys()),
+        architecture=detect_architecture(state_dict.keys()) or _architecture_in_metadata(metadata),
         metadata=metadata,
     )
 
 
-def detect_family(keys) -> str | None:
-    """The family a LoRA's module names reveal ("flux": ``ff.net``, "qwen-image": ``img_mlp``), else None."""
+def detect_architecture(keys) -> str | None:
+    """The architecture a LoRA's module names reveal ("flux": ``ff.net``, "qwen-image": ``img_mlp``), else None."""
     keys = list(keys)
-    found = [name for name, markers in FAMILY_MARKERS.items() if any(m in k for k in keys for m in markers)]
+    found = [name for name, markers in ARCHITECTURE_MARKERS.items() if any(m in k for k in keys for m in markers)]
     return found[0] if len(found) == 1 else None
 
 
-def family_of_kind(kind: str) -> str:
+def _architecture_in_metadata(metadata: dict[str, str]) -> str | None:
+    """The architecture a file saved by this pack declares (new or old metadata key), else None."""
+    for key in ARCHITECTURE_METADATA_KEYS:
+        if metadata.get(key) in ARCHITECTURE_NAMES:
+            return metadata[key]
+    return None
+
+
+def architecture_of_kind(kind: str) -> str:
+    """The transformer architecture of a pipeline kind: "flux" (flux, flux-kontext) or "qwen-image"."""
     return "flux" if kind in FLUX_KINDS else "qwen-image"

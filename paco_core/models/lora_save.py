@@ -16,11 +16,11 @@ from typing import Any
 from paco_core.errors import InputError, LoraError
 from paco_core.io import atomic_save_safetensors
 from paco_core.models.lora_files import (
-    FAMILY_NAMES,
+    ARCHITECTURE_NAMES,
     LORA_SUFFIXES,
     PEFT_PREFIX,
-    detect_family,
-    family_of_kind,
+    architecture_of_kind,
+    detect_architecture,
 )
 
 
@@ -58,8 +58,8 @@ def save_peft_transformer_lora(
         ranks.add(int(down.shape[0]))
     if not state_dict:
         raise LoraError(f"the transformer has no peft LoRA adapter named {adapter_name!r}; nothing to save.")
-    family = detect_family(state_dict) or _family_of_transformer(transformer)
-    return _write(path, state_dict, family, max(ranks), metadata)
+    architecture = detect_architecture(state_dict) or _architecture_of_transformer(transformer)
+    return _write(path, state_dict, architecture, max(ranks), metadata)
 
 
 def save_lora(
@@ -105,28 +105,28 @@ def save_lora(
         state_dict["transformer." + name] = tensor
     if not state_dict:
         raise LoraError("save_lora: no LoRA weights to save.")
-    family = detect_family(state_dict)
-    if family is not None and family != family_of_kind(kind):
+    architecture = detect_architecture(state_dict)
+    if architecture is not None and architecture != architecture_of_kind(kind):
         raise LoraError(
-            f"save_lora: the weights are {FAMILY_NAMES[family]} module names but kind is {kind!r}."
+            f"save_lora: the weights are {ARCHITECTURE_NAMES[architecture]} module names but kind is {kind!r}."
         )
     return _write(
-        path, state_dict, family_of_kind(kind), rank, {"paco.alpha": str(alpha), **(metadata or {})}
+        path, state_dict, architecture_of_kind(kind), rank, {"paco.alpha": str(alpha), **(metadata or {})}
     )
 
 
-def _family_of_transformer(transformer) -> str:
+def _architecture_of_transformer(transformer) -> str:
     name = type(getattr(transformer, "base_model", transformer)).__name__
     return "qwen-image" if "Qwen" in name else "flux"
 
 
-def _write(path, state_dict: dict, family: str, rank: int, metadata: dict[str, str] | None) -> Path:
+def _write(path, state_dict: dict, architecture: str, rank: int, metadata: dict[str, str] | None) -> Path:
     path = Path(path)
     if path.suffix != ".safetensors":
         raise InputError(f"LoRA files are saved as .safetensors, got {path.name!r}.")
     info = {
         "format": "pt",
-        "paco.family": family,
+        "paco.architecture": architecture,
         "paco.rank": str(rank),
         "paco.scale": "folded into lora_B (no alpha tensors: scale 1 in diffusers and ComfyUI)",
     }

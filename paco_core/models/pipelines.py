@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from paco_core.devices import resolve_device, resolve_dtype
 from paco_core.errors import InputError, ModelLoadError
 from paco_core.models.hub import hub_snapshot
 
@@ -41,16 +42,6 @@ TEXT_TO_IMAGE_KINDS = ("flux",)
 EDIT_KINDS = ("flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
 FLUX_KINDS = ("flux", "flux-kontext")
 OFFLOAD_MODES = ("none", "model", "sequential")
-
-DTYPE_NAMES = {
-    "auto": None,
-    "bf16": "bfloat16",
-    "bfloat16": "bfloat16",
-    "fp16": "float16",
-    "float16": "float16",
-    "fp32": "float32",
-    "float32": "float32",
-}
 
 # Files that prove a component sub-folder is complete enough to load.
 _COMPONENT_MARKERS = (
@@ -211,39 +202,6 @@ def check_components(folder: Path, index: dict) -> None:
 
 def _has_weights(folder: Path) -> bool:
     return any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json"))
-
-
-def resolve_dtype(dtype: Any, device: str):
-    """A torch dtype from a name ("bf16", "fp16", "fp32", "auto"/None) or a torch dtype.
-
-    "auto" gives bfloat16 on a GPU and float32 on the CPU (CPU bf16 matmuls are slow)."""
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    key = "auto" if dtype is None else str(dtype).lower().replace("torch.", "")
-    if key not in DTYPE_NAMES:
-        raise InputError(f"dtype should be one of {', '.join(DTYPE_NAMES)}, got {dtype!r}.")
-    name = DTYPE_NAMES[key]
-    if name is None:
-        return torch.float32 if device == "cpu" else torch.bfloat16
-    return getattr(torch, name)
-
-
-def resolve_device(device: Any) -> str:
-    """The device name: for None/"auto" cuda when a GPU is visible, else mps, else cpu."""
-    import torch
-
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    text = str(device)
-    if text.split(":")[0] not in ("cpu", "cuda", "mps", "xpu"):
-        raise InputError(f"device should be auto, cpu, cuda, cuda:N, mps or xpu, got {device!r}.")
-    return text
 
 
 def load_pipeline(

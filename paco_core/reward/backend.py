@@ -56,7 +56,7 @@ class PairRequest:
 
 @runtime_checkable
 class JudgeBackend(Protocol):
-    """A judge that scores image pairs. Both ``LocalJudge`` and ``ServerJudge`` satisfy it.
+    """A judge that scores image pairs. Both ``LocalJudge`` and ``JudgeClient`` satisfy it.
 
     ``score_pairs`` returns one probability in [0, 1] per pair, in order. A backend that
     cannot score a pair raises ``JudgeError``; it never returns a placeholder value.

@@ -73,8 +73,8 @@ class ClipScorer:
         """
         from transformers import AutoProcessor, CLIPModel
 
+        from paco_core.devices import resolve_device, resolve_dtype
         from paco_core.models.judge import resolve_model_folder
-        from paco_core.models.pipelines import resolve_device, resolve_dtype
 
         folder = resolve_model_folder(path, what="CLIP model")
         device_name = resolve_device(device)

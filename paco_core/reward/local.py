@@ -77,7 +77,7 @@ class RowLayout:
 class LocalJudge:
     """A PaCo-Reward judge (any Qwen2.5-VL chat model) answering Yes/No in-process.
 
-    Build it with ``paco_core.models.judge.load_judge``; the constructor takes an already
+    Open it with ``paco_core.reward.open_judge``; the constructor takes an already
     loaded model and processor.
 
     Args:
@@ -92,7 +92,7 @@ class LocalJudge:
         name: a label for messages (defaults to the model's folder).
 
     Example:
-        >>> judge = load_judge("models/PaCo-Reward-7B")  # doctest: +SKIP
+        >>> judge = open_judge("models/PaCo-Reward-7B")  # doctest: +SKIP
         >>> judge.score_pairs([PairRequest(img_a, img_b, set_consistency_prompt("a cat"))])  # doctest: +SKIP
         [0.93]
     """
@@ -189,12 +189,13 @@ class LocalJudge:
                 result[index] = row
         return result
 
-    def explain(self, pair: PairRequest, max_new_tokens: int = 256) -> str:
+    def explain(self, pair: PairRequest, max_new_tokens: int = 256, max_time: float | None = None) -> str:
         """The judge's generated answer for a pair: "Yes"/"No" followed by its reasons.
 
         Args:
             pair: the question.
             max_new_tokens: the most tokens to generate.
+            max_time: stop generating after this many seconds (None: no time limit).
 
         Returns:
             The decoded answer text (greedy decoding).
@@ -213,6 +214,7 @@ class LocalJudge:
             output = self.model.generate(
                 **inputs,
                 max_new_tokens=max_new_tokens,
+                max_time=max_time,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
             )

@@ -5,7 +5,7 @@ backend can share vision encodings and fill its batches, and the server backend 
 all its connections busy.
 
 Example:
-    >>> judge = load_judge("models/PaCo-Reward-7B")  # doctest: +SKIP
+    >>> judge = open_judge("models/PaCo-Reward-7B")  # doctest: +SKIP
     >>> result = score_set(judge, panels, theme="a red fox in four seasons")  # doctest: +SKIP
     >>> result.score, result.odd_one_out  # doctest: +SKIP
     (0.81, 2)

@@ -14,8 +14,11 @@ from typing import Literal
 
 from paco_core.config import check_choice, check_positive, check_range, config_from_dict, literal_choices
 from paco_core.errors import ConfigError
+from paco_core.models.lora_files import architecture_of_kind
+from paco_core.reward.judge_client import is_server_url
 
-ModelFamily = Literal["flux", "flux-kontext", "qwen-image-edit"]
+TrainableKind = Literal["flux", "flux-kontext", "qwen-image-edit"]
+"""The pipeline kinds training supports."""
 Aggregation = Literal["weighted_sum", "log_tamed", "geometric_mean", "advantage_sum"]
 
 LORA_TARGETS: dict[str, tuple[str, ...]] = {
@@ -28,15 +31,15 @@ LORA_TARGETS: dict[str, tuple[str, ...]] = {
         "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2",
     ),
 }  # fmt: skip
-"""LoRA target modules per transformer family (FLUX and Kontext share the FLUX names;
+"""LoRA target modules per transformer architecture (FLUX and Kontext share the FLUX names;
 Qwen-Image names its feed-forward layers img_mlp / txt_mlp)."""
 
 BUILTIN_REWARDS = ("consistency", "edit", "clip_t", "pickscore")
 
 
-def default_lora_targets(family: str) -> tuple[str, ...]:
-    """The paper's LoRA target modules for a model family."""
-    return LORA_TARGETS["qwen-image" if family == "qwen-image-edit" else "flux"]
+def default_lora_targets(kind: str) -> tuple[str, ...]:
+    """The paper's LoRA target modules for a pipeline kind (by its transformer architecture)."""
+    return LORA_TARGETS[architecture_of_kind(kind)]
 
 
 def _help(text: str) -> dict[str, str]:
@@ -45,19 +48,21 @@ def _help(text: str) -> dict[str, str]:
 
 @dataclass
 class ModelConfig:
-    family: ModelFamily = field(default="flux", metadata=_help("transformer family of the base pipeline"))
+    kind: TrainableKind = field(
+        default="flux", metadata=_help("pipeline kind of the base model: flux, flux-kontext or qwen-image-edit")
+    )
     path: str = field(
         default="", metadata=_help("diffusers pipeline folder (or HF id / ComfyUI name the loader resolves)")
     )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
-        default="auto", metadata=_help("weights dtype; auto = bfloat16 on CUDA, float32 on CPU")
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = field(
+        default="auto", metadata=_help("weights dtype: auto (bf16 on a GPU, fp32 on the CPU), bf16, fp16 or fp32")
     )
     device: str = field(
         default="auto", metadata=_help("auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     )
 
     def __post_init__(self) -> None:
-        check_choice("model.family", self.family, literal_choices(ModelConfig, "family"))
+        check_choice("model.kind", self.kind, literal_choices(ModelConfig, "kind"))
         check_choice("model.dtype", self.dtype, literal_choices(ModelConfig, "dtype"))
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"`model.device` should be auto, cpu, cuda or cuda:N, got {self.device!r}")
@@ -71,7 +76,7 @@ class LoraConfig:
         default="gaussian", metadata=_help("peft init: gaussian A, zero B (the paper) or peft's default")
     )
     target_modules: tuple[str, ...] = field(
-        default=(), metadata=_help("module name suffixes to adapt; empty = the paper's list for the family")
+        default=(), metadata=_help("module name suffixes to adapt; empty = the paper's list for the architecture")
     )
 
     def __post_init__(self) -> None:
@@ -207,7 +212,21 @@ class RewardConfig:
         metadata=_help("stop the run when more than this share of an iteration's images is unscorable"),
     )
     judge_path: str = field(
-        default="", metadata=_help("PaCo-Reward judge folder (consistency, edit rewards)")
+        default="",
+        metadata=_help("PaCo-Reward judge folder or hub id, loaded in the training process (consistency, edit rewards)"),
+    )
+    judge_url: str = field(
+        default="",
+        metadata=_help(
+            "instead of judge_path: an OpenAI-compatible judge server (vllm serve, paco serve-judge), "
+            "e.g. http://127.0.0.1:8000"
+        ),
+    )
+    judge_server_model: str = field(
+        default="", metadata=_help("with judge_url: the served model name; empty = the server's first")
+    )
+    judge_top_logprobs: int = field(
+        default=20, metadata=_help("with judge_url: log-probabilities asked per answer token (vLLM allows 20)")
     )
     clip_path: str = field(default="", metadata=_help("CLIP folder for clip_t"))
     pickscore_path: str = field(default="", metadata=_help("PickScore CLIP folder; empty = clip_path"))
@@ -233,6 +252,18 @@ class RewardConfig:
         check_choice("rewards.aggregation", self.aggregation, literal_choices(RewardConfig, "aggregation"))
         check_positive("rewards.log_tame_threshold", self.log_tame_threshold, allow_zero=True)
         check_range("rewards.max_invalid_share", self.max_invalid_share, 0.0, 1.0)
+        check_positive("rewards.judge_top_logprobs", self.judge_top_logprobs)
+        if self.judge_url and self.judge_path:
+            raise ConfigError(
+                f"`rewards.judge_path` ({self.judge_path!r}) and `rewards.judge_url` ({self.judge_url!r}) are both "
+                "set: keep the one judge the rewards should use"
+            )
+        if self.judge_url and not is_server_url(self.judge_url):
+            raise ConfigError(f"`rewards.judge_url` should start with http:// or https://, got {self.judge_url!r}")
+        if is_server_url(self.judge_path):
+            raise ConfigError(
+                f"`rewards.judge_path` is a server URL ({self.judge_path!r}): put it in `rewards.judge_url`"
+            )
 
     @property
     def evaluation(self) -> tuple[RewardSpec, ...]:
@@ -350,7 +381,7 @@ class TrainConfig:
         if not self.output_dir:
             raise ConfigError("`output_dir` is empty: name the folder for checkpoints and metrics")
         if not self.lora.target_modules:
-            self.lora.target_modules = default_lora_targets(self.model.family)
+            self.lora.target_modules = default_lora_targets(self.model.kind)
 
     @property
     def lora_targets(self) -> tuple[str, ...]:
@@ -370,9 +401,10 @@ class TrainConfig:
         needs_judge = {"consistency", "edit"} & {
             r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)
         }
-        if needs_judge and not self.rewards.judge_path:
+        if needs_judge and not (self.rewards.judge_path or self.rewards.judge_url):
             raise ConfigError(
-                f"rewards {sorted(needs_judge)} need the judge: set `rewards.judge_path` to a PaCo-Reward folder"
+                f"rewards {sorted(needs_judge)} need the judge: set `rewards.judge_path` to a PaCo-Reward folder "
+                "or `rewards.judge_url` to a judge server"
             )
         needs_clip = {"clip_t", "pickscore"} & {
             r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)

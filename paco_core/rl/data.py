@@ -228,12 +228,12 @@ def rollout_size(row: PromptRow, resolution: int, reference_resolution: int) -> 
     return row_size(row, resolution, reference_resolution, image_size)
 
 
-def check_row_kinds(splits: PromptSplits, *, family: str, wanted: str) -> None:
+def check_row_kinds(splits: PromptSplits, *, kind: str, wanted: str) -> None:
     """Refuse rows of the other kind (set rows for flux, edit rows for the edit models)."""
     for name, rows in (("train", splits.train), ("eval", splits.eval)):
         wrong = [row.index for row in rows if row.kind != wanted]
         if wrong:
             raise ConfigError(
-                f"{family} trains on {wanted} rows, but the {name} data has {len(wrong)} other rows "
+                f"{kind} trains on {wanted} rows, but the {name} data has {len(wrong)} other rows "
                 f"(idx {wrong[:5]}); use set rows for flux and edit rows for edit models"
             )

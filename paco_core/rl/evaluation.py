@@ -22,10 +22,10 @@ from paco_core.rl.config import TrainConfig
 from paco_core.rl.data import PromptRow, rollout_size
 from paco_core.rl.device_contexts import AutocastFactory
 from paco_core.rl.ema import LoraEma
-from paco_core.rl.families import TransformerFamily
 from paco_core.rl.metrics import nan_stat
 from paco_core.rl.rewards import RewardSet
 from paco_core.rl.rollout import rollout_micro_batch, seeded_generator
+from paco_core.rl.rollout_adapters import RolloutAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ EVAL_SEED_KEY = 7_777
 def evaluate_policy(
     config: TrainConfig,
     *,
-    family: TransformerFamily,
+    rollout_adapter: RolloutAdapter,
     transformer: Any,
     rows: list[PromptRow],
     rewards: RewardSet,
@@ -49,7 +49,7 @@ def evaluate_policy(
 
     Args:
         config: the run (sampling settings, seed, eval_group_size).
-        family / transformer: the model family adapter and the transformer with its LoRA.
+        rollout_adapter / transformer: the rollout adapter of the pipeline kind and the transformer with its LoRA.
         rows: the eval rows.
         rewards: the eval rewards.
         ema: the EMA whose weights are swapped in while sampling (None: the live weights).
@@ -66,7 +66,7 @@ def evaluate_policy(
         for number, row in enumerate(rows):
             height, width = rollout_size(row, sampling.eval_resolution, sampling.reference_resolution)
             rollout = rollout_micro_batch(
-                family, transformer, row, group=number, sample_ids=list(range(config.eval_group_size)),
+                rollout_adapter, transformer, row, group=number, sample_ids=list(range(config.eval_group_size)),
                 height=height, width=width, num_steps=sampling.num_steps, sde_steps=(),
                 noise_level=sampling.noise_level, generator=seeded_generator(config.seed, EVAL_SEED_KEY, number),
                 autocast=autocast,

@@ -11,7 +11,7 @@ from paco_core.rl.config import LoraConfig
 
 
 def add_trainable_lora(
-    transformer: Any, lora: LoraConfig, *, family: str, gradient_checkpointing: bool = False
+    transformer: Any, lora: LoraConfig, *, kind: str, gradient_checkpointing: bool = False
 ) -> list[tuple[str, torch.nn.Parameter]]:
     """Freeze ``transformer``, add the adapter, keep its weights in float32.
 
@@ -21,7 +21,7 @@ def add_trainable_lora(
     Args:
         transformer: a diffusers transformer (FLUX or Qwen-Image).
         lora: rank, alpha, init and target module names.
-        family: the model family (for the error message).
+        kind: the pipeline kind (for the error message).
         gradient_checkpointing: recompute activations in the backward pass.
 
     Returns:
@@ -41,7 +41,7 @@ def add_trainable_lora(
         transformer.add_adapter(peft_config)
     except ValueError as error:
         raise ConfigError(
-            f"`lora.target_modules` {list(lora.target_modules)} match no layer of the {family} transformer: {error}"
+            f"`lora.target_modules` {list(lora.target_modules)} match no layer of the {kind} transformer: {error}"
         ) from error
     for param in transformer.parameters():
         if param.requires_grad and param.dtype != torch.float32:

@@ -7,7 +7,7 @@
 | edit-qwen     | Qwen-Image-Edit     | 10    | [1,2,3,4]   | 1.0 | 4.0 (true CFG)  | 384 / 512      | edit 1.0 |
 
 All share: LoRA rank 64, alpha 128, gaussian init on the attention and feed-forward
-layers of the family; AdamW lr 3e-4, betas (0.9, 0.999), weight decay 1e-4, grad-norm
+layers of the architecture; AdamW lr 3e-4, betas (0.9, 0.999), weight decay 1e-4, grad-norm
 clip 1.0; PPO clip 1e-4; advantages clipped to +-5; EMA decay min((1+s)/(10+s), 0.9)
 every 8 steps; G = 16 images per prompt; log-tamed aggregation (delta 0.2).
 Paths (model, data, judge, CLIP) are left for the user to fill in.
@@ -31,7 +31,7 @@ _COMMON: dict[str, Any] = {
 
 PRESETS: dict[str, dict[str, Any]] = {
     "t2is-flux": {
-        "model": {"family": "flux", "path": "black-forest-labs/FLUX.1-dev"},
+        "model": {"kind": "flux", "path": "black-forest-labs/FLUX.1-dev"},
         "sampling": {"num_steps": 10, "noise_steps": [1], "noise_level": 0.7, "guidance_scale": 3.5,
                      "train_resolution": 512, "eval_resolution": 1024, "reference_resolution": 1024,
                      "group_size": 16, "batch_size": 4},
@@ -40,14 +40,14 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "log_tame_threshold": 0.2},
     },
     "edit-kontext": {
-        "model": {"family": "flux-kontext", "path": "black-forest-labs/FLUX.1-Kontext-dev"},
+        "model": {"kind": "flux-kontext", "path": "black-forest-labs/FLUX.1-Kontext-dev"},
         "sampling": {"num_steps": 8, "noise_steps": [1], "noise_level": 0.9, "guidance_scale": 2.5,
                      "train_resolution": 384, "eval_resolution": 512, "reference_resolution": 512,
                      "group_size": 16, "batch_size": 4},
         "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
     },
     "edit-qwen": {
-        "model": {"family": "qwen-image-edit", "path": "Qwen/Qwen-Image-Edit"},
+        "model": {"kind": "qwen-image-edit", "path": "Qwen/Qwen-Image-Edit"},
         "sampling": {"num_steps": 10, "noise_steps": [1, 2, 3, 4], "noise_level": 1.0, "guidance_scale": 4.0,
                      "negative_prompt": " ", "train_resolution": 384, "eval_resolution": 512,
                      "reference_resolution": 512, "group_size": 16, "batch_size": 4},
@@ -74,13 +74,3 @@ def preset_config(name: str) -> TrainConfig:
     """The validated :class:`TrainConfig` of a preset."""
     return config_from_dict(TrainConfig, preset_dict(name))
 
-
-def merge_dicts(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Recursively merge ``override`` into a copy of ``base`` (sections merge, values replace)."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_dicts(merged[key], value)
-        else:
-            merged[key] = value
-    return merged

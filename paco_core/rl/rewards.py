@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from paco_core.errors import ConfigError, RewardError
+from paco_core.errors import ConfigError, RewardError, RewardOutputError
 from paco_core.rl.config import RewardConfig, RewardSpec
 
 logger = logging.getLogger(__name__)
@@ -84,10 +84,20 @@ class RewardModels:
     @property
     def judge(self):
         if self._judge is None:
-            from paco_core.models.judge import load_judge
+            from paco_core.reward import open_judge
 
-            self._judge = load_judge(self.config.judge_path, device=self.device)
+            config = self.config
+            self._judge = open_judge(
+                config.judge_url or config.judge_path, server_model=config.judge_server_model or None,
+                top_logprobs=config.judge_top_logprobs, device=self.device,
+            )  # fmt: skip
         return self._judge
+
+    def check_judge_server(self) -> None:
+        """Ask the configured judge server now (``rewards.judge_url``), so a wrong URL or a
+        stopped server fails before any model loads; no-op for a local judge."""
+        if self.config.judge_url:
+            self.judge  # noqa: B018 - opening the server judge checks it
 
     @property
     def clip(self):
@@ -201,10 +211,8 @@ class RewardSet:
         function = self.functions[name]
         try:
             return _as_column(name, function(images, prompts, metadata), len(images)), ""
-        except RewardError as error:
-            if "returned" in str(error):
-                raise  # a wrong-length answer is a bug in the function, not a failed sample
-            first_error = f"{type(error).__name__}: {error}"
+        except RewardOutputError:
+            raise  # a wrong-length answer is a bug in the function, not a failed sample
         except Exception as error:  # noqa: BLE001 - any failure of a reward marks samples invalid
             first_error = f"{type(error).__name__}: {error}"
         logger.warning(
@@ -224,7 +232,7 @@ class RewardSet:
 def _as_column(name: str, values: Sequence[float | None], expected: int) -> np.ndarray:
     values = list(values) if values is not None else []
     if len(values) != expected:
-        raise RewardError(
+        raise RewardOutputError(
             f"reward {name!r} returned {len(values)} scores for {expected} images; return one per image"
         )
     column = np.full(expected, np.nan)

@@ -17,7 +17,7 @@ import torch
 
 from paco_core.rl.data import PromptRow
 from paco_core.rl.device_contexts import AutocastFactory
-from paco_core.rl.families import Conditioning, Schedule, TransformerFamily
+from paco_core.rl.rollout_adapters import Conditioning, RolloutAdapter, Schedule
 from paco_core.rl.sde import ode_step, sde_step
 
 
@@ -50,7 +50,7 @@ class SampleOutput:
 
 @torch.no_grad()
 def sample_with_log_probs(
-    family: TransformerFamily,
+    rollout_adapter: RolloutAdapter,
     transformer: Any,
     cond: Conditioning,
     schedule: Schedule,
@@ -72,7 +72,7 @@ def sample_with_log_probs(
     for index, timestep in enumerate(schedule.timesteps):
         sigma, sigma_next = schedule.sigmas[index], schedule.sigmas[index + 1]
         with autocast():
-            velocity = family.velocity(transformer, latents, timestep, cond)
+            velocity = rollout_adapter.velocity(transformer, latents, timestep, cond)
         if index in sde_steps:
             step = sde_step(
                 latents, velocity, sigma, sigma_next,
@@ -94,7 +94,7 @@ def sample_with_log_probs(
 
 
 def rollout_micro_batch(
-    family: TransformerFamily,
+    rollout_adapter: RolloutAdapter,
     transformer: Any,
     row: PromptRow,
     *,
@@ -114,14 +114,14 @@ def rollout_micro_batch(
     The initial noise and every SDE noise come from ``generator`` (a CPU generator), so a
     micro-batch is reproducible from its seed on any device and any rank.
     """
-    cond = cond if cond is not None else family.encode(row, height, width)
-    schedule = family.schedule(num_steps, height, width)
-    initial = family.initial_noise(len(sample_ids), height, width, generator)
+    cond = cond if cond is not None else rollout_adapter.encode(row, height, width)
+    schedule = rollout_adapter.schedule(num_steps, height, width)
+    initial = rollout_adapter.initial_noise(len(sample_ids), height, width, generator)
     output = sample_with_log_probs(
-        family, transformer, cond, schedule, initial,
+        rollout_adapter, transformer, cond, schedule, initial,
         sde_steps=tuple(sde_steps), noise_level=noise_level, generator=generator, autocast=autocast,
     )  # fmt: skip
-    images = family.decode(output.final_latents, height, width)
+    images = rollout_adapter.decode(output.final_latents, height, width)
     return Rollout(
         row=row, group=group, sample_ids=list(sample_ids), height=height, width=width, cond=cond,
         schedule=schedule, sde_steps=tuple(sde_steps), latents=output.latents,

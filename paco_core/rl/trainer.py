@@ -45,12 +45,12 @@ from paco_core.rl.data import PromptRow, PromptSampler, check_row_kinds, load_sp
 from paco_core.rl.device_contexts import autocast_factory
 from paco_core.rl.ema import LoraEma
 from paco_core.rl.evaluation import evaluate_policy
-from paco_core.rl.families import ROW_KIND_OF_FAMILY, TransformerFamily, build_family
 from paco_core.rl.lora_setup import add_trainable_lora
 from paco_core.rl.metrics import MetricsLogger, peak_memory_gb, reward_metrics, write_progress
 from paco_core.rl.micro_batches import check_processes_share_equally, plan_micro_batches, plans_of_process
 from paco_core.rl.rewards import RewardModels, RewardSet, check_invalid_share
 from paco_core.rl.rollout import Rollout, rollout_micro_batch, seeded_generator
+from paco_core.rl.rollout_adapters import ROW_KIND_OF_PIPELINE_KIND, RolloutAdapter, build_rollout_adapter
 from paco_core.rl.rollout_rewards import score_rollouts
 from paco_core.rl.signals import stop_on_sigterm
 from paco_core.rl.update import PolicyUpdater
@@ -149,6 +149,7 @@ class GrpoTrainer:
             config.check_ready()
         elif not config.data.train_file:
             raise ConfigError("`data.train_file` is empty: give a JSONL file of prompt rows")
+        RewardModels(config.rewards, "cpu").check_judge_server()
 
     def setup(self) -> None:
         """Load the pipeline, add the LoRA, build optimizer, EMA, data, rewards and loggers."""
@@ -175,22 +176,22 @@ class GrpoTrainer:
         check_processes_share_equally(num_micro_batches, self.accelerator.num_processes)
 
     def _setup_pipeline(self) -> None:
-        """The pipeline, its family adapter, and the trainable LoRA on its transformer."""
+        """The pipeline, its rollout adapter, and the trainable LoRA on its transformer."""
         config = self.config
         self.loaded = self._pipeline or self._load_pipeline()
         self.pipe = self.loaded.pipe
-        kind = getattr(self.loaded, "kind", config.model.family)
-        if kind != config.model.family:
+        kind = getattr(self.loaded, "kind", config.model.kind)
+        if kind != config.model.kind:
             raise ConfigError(
-                f"`model.family` is {config.model.family!r} but the pipeline at the path is {kind!r}"
+                f"`model.kind` is {config.model.kind!r} but the pipeline at the path is {kind!r}"
             )
         self.transformer = self.pipe.transformer
         self.named_trainable = add_trainable_lora(
-            self.transformer, config.lora, family=config.model.family,
+            self.transformer, config.lora, kind=config.model.kind,
             gradient_checkpointing=config.optim.gradient_checkpointing,
         )  # fmt: skip
-        self.family: TransformerFamily = build_family(
-            config.model.family, self.pipe, guidance_scale=config.sampling.guidance_scale,
+        self.rollout_adapter: RolloutAdapter = build_rollout_adapter(
+            config.model.kind, self.pipe, guidance_scale=config.sampling.guidance_scale,
             max_sequence_length=config.sampling.max_sequence_length, negative_prompt=config.sampling.negative_prompt,
         )  # fmt: skip
 
@@ -208,7 +209,7 @@ class GrpoTrainer:
                 self.named_trainable, max_decay=config.ema.max_decay, update_every=config.ema.update_every
             )
         self.updater = PolicyUpdater(
-            config, family=self.family, transformer=self.transformer, train_model=self.train_model,
+            config, rollout_adapter=self.rollout_adapter, transformer=self.transformer, train_model=self.train_model,
             optimizer=self.optimizer, named_trainable=self.named_trainable, accelerator=self.accelerator,
         )  # fmt: skip
 
@@ -230,7 +231,7 @@ class GrpoTrainer:
             config.data.train_file, config.data.eval_file, eval_fraction=config.data.eval_fraction,
             seed=config.seed, image_root=config.data.image_root,
         )  # fmt: skip
-        check_row_kinds(splits, family=config.model.family, wanted=ROW_KIND_OF_FAMILY[config.model.family])
+        check_row_kinds(splits, kind=config.model.kind, wanted=ROW_KIND_OF_PIPELINE_KIND[config.model.kind])
         self.sampler = PromptSampler(splits.train, config.seed)
         limit = config.data.num_eval_prompts or len(splits.eval)
         self.eval_rows = splits.eval[:limit]
@@ -349,10 +350,10 @@ class GrpoTrainer:
             row = rows[plan.group]
             height, width = rollout_size(row, sampling.train_resolution, sampling.reference_resolution)
             if plan.group not in encoded:
-                encoded[plan.group] = self.family.encode(row, height, width)
+                encoded[plan.group] = self.rollout_adapter.encode(row, height, width)
             rollouts.append(
                 rollout_micro_batch(
-                    self.family,
+                    self.rollout_adapter,
                     self.transformer,
                     row,
                     group=plan.group,
@@ -374,7 +375,7 @@ class GrpoTrainer:
         if not self.is_main:
             return {}
         return evaluate_policy(
-            self.config, family=self.family, transformer=self.transformer, rows=self.eval_rows,
+            self.config, rollout_adapter=self.rollout_adapter, transformer=self.transformer, rows=self.eval_rows,
             rewards=self.eval_rewards, ema=self.ema, autocast=self.autocast,
             sample_path=self.output_dir / "samples" / f"step-{step:06d}.png",
         )  # fmt: skip

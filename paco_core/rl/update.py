@@ -27,10 +27,10 @@ from paco_core.errors import TrainingError
 from paco_core.rl.advantages import Advantages
 from paco_core.rl.config import TrainConfig
 from paco_core.rl.device_contexts import autocast_factory, training_attention
-from paco_core.rl.families import TransformerFamily
 from paco_core.rl.loss import PolicyLoss, policy_loss
 from paco_core.rl.micro_batches import accumulation_windows
 from paco_core.rl.rollout import Rollout
+from paco_core.rl.rollout_adapters import RolloutAdapter
 from paco_core.rl.sde import sde_step
 
 
@@ -39,7 +39,7 @@ class PolicyUpdater:
 
     Args:
         config: the run (``sampling.noise_level`` and the ``optim`` section are read).
-        family: the model family adapter (calls the transformer).
+        rollout_adapter: the rollout adapter of the pipeline kind (calls the transformer).
         transformer: the transformer with its adapter (the reference = adapter disabled).
         train_model: the same transformer as prepared by accelerate (DDP-wrapped when distributed).
         optimizer: the prepared optimizer over ``named_trainable``.
@@ -51,7 +51,7 @@ class PolicyUpdater:
         self,
         config: TrainConfig,
         *,
-        family: TransformerFamily,
+        rollout_adapter: RolloutAdapter,
         transformer: Any,
         train_model: Any,
         optimizer: Any,
@@ -59,7 +59,7 @@ class PolicyUpdater:
         accelerator: Any,
     ):
         self.config = config
-        self.family = family
+        self.rollout_adapter = rollout_adapter
         self.transformer = transformer
         self.train_model = train_model
         self.optimizer = optimizer
@@ -119,13 +119,13 @@ class PolicyUpdater:
         timestep = rollout.schedule.timesteps[index]
         latents, next_latents = rollout.latents[k], rollout.next_latents[k]
         with self.autocast():
-            velocity = self.family.velocity(self.train_model, latents, timestep, rollout.cond)
+            velocity = self.rollout_adapter.velocity(self.train_model, latents, timestep, rollout.cond)
         step = sde_step(latents, velocity, sigma, sigma_next, noise_level=sampling.noise_level,
                         sigma_max=rollout.schedule.sigma_max, x_next=next_latents)  # fmt: skip
         reference_mean = None
         if optim.kl_beta > 0:
             with torch.no_grad(), self.adapter_disabled(), self.autocast():
-                reference_velocity = self.family.velocity(self.transformer, latents, timestep, rollout.cond)
+                reference_velocity = self.rollout_adapter.velocity(self.transformer, latents, timestep, rollout.cond)
             reference_mean = sde_step(latents, reference_velocity, sigma, sigma_next, noise_level=sampling.noise_level,
                                       sigma_max=rollout.schedule.sigma_max, x_next=next_latents).mean  # fmt: skip
         return policy_loss(

@@ -2,7 +2,8 @@
 and CLIP, saved as standard diffusers / transformers folders for tests, demo and benchmarks.
 
 Importing this package is cheap: torch, diffusers and transformers load only when a model
-is built.
+is built. ``paco_core.testing.real_size`` builds random-weight models with the real
+FLUX.1-dev and Qwen2.5-VL-7B dimensions for the benchmarks in ``bench/``.
 """
 
 from paco_core.testing.factory import (

@@ -106,7 +106,7 @@ def build_flux_text_encoders() -> dict:
     }
 
 
-def _save_flux_family(folder: Path, pipeline_class_name: str, seed: int) -> None:
+def _save_flux_pipeline(folder: Path, pipeline_class_name: str, seed: int) -> None:
     import diffusers
 
     with seeded(seed):
@@ -122,9 +122,9 @@ def _save_flux_family(folder: Path, pipeline_class_name: str, seed: int) -> None
 
 def save_tiny_flux(folder: Path) -> None:
     """Write a diffusers folder loadable by ``FluxPipeline.from_pretrained``."""
-    _save_flux_family(folder, "FluxPipeline", FLUX_SEED)
+    _save_flux_pipeline(folder, "FluxPipeline", FLUX_SEED)
 
 
 def save_tiny_flux_kontext(folder: Path) -> None:
     """Write a diffusers folder loadable by ``FluxKontextPipeline.from_pretrained``."""
-    _save_flux_family(folder, "FluxKontextPipeline", FLUX_KONTEXT_SEED)
+    _save_flux_pipeline(folder, "FluxKontextPipeline", FLUX_KONTEXT_SEED)

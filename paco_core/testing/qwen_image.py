@@ -44,7 +44,7 @@ def build_qwen_image_transformer():
     )
 
 
-def _save_qwen_image_family(folder: Path, pipeline_class_name: str, seed: int) -> None:
+def _save_qwen_image_pipeline(folder: Path, pipeline_class_name: str, seed: int) -> None:
     import diffusers
 
     tokenizer = build_qwen2_tokenizer()
@@ -65,9 +65,9 @@ def _save_qwen_image_family(folder: Path, pipeline_class_name: str, seed: int) -
 
 def save_tiny_qwen_image_edit(folder: Path) -> None:
     """Write a diffusers folder loadable by ``QwenImageEditPipeline.from_pretrained``."""
-    _save_qwen_image_family(folder, "QwenImageEditPipeline", QWEN_IMAGE_EDIT_SEED)
+    _save_qwen_image_pipeline(folder, "QwenImageEditPipeline", QWEN_IMAGE_EDIT_SEED)
 
 
 def save_tiny_qwen_image_edit_plus(folder: Path) -> None:
     """Write a diffusers folder loadable by ``QwenImageEditPlusPipeline.from_pretrained``."""
-    _save_qwen_image_family(folder, "QwenImageEditPlusPipeline", QWEN_IMAGE_EDIT_PLUS_SEED)
+    _save_qwen_image_pipeline(folder, "QwenImageEditPlusPipeline", QWEN_IMAGE_EDIT_PLUS_SEED)

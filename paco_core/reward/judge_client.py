@@ -1,5 +1,6 @@
-"""The server judge backend: an OpenAI-compatible chat-completions endpoint (what
-``vllm serve`` exposes) asked for the log-probabilities of one answer token.
+"""The judge client: a judge behind an OpenAI-compatible chat-completions endpoint (what
+``vllm serve`` and ``paco serve-judge`` expose) asked for the log-probabilities of one
+answer token. (The server side is ``paco_core.reward.judge_server``.)
 
 Each pair is one request: the two images as base64 data URLs, then the prompt text;
 ``max_tokens=1``, ``temperature=0``, ``logprobs=true`` and ``top_logprobs``. Requests run
@@ -11,9 +12,11 @@ a score.
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import logging
+import os
 import threading
 import urllib.error
 import urllib.request
@@ -42,9 +45,24 @@ IMAGE_FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
 released PaCo code sends, and shifts scores slightly."""
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+"""Answers worth another attempt (busy, overloaded, timed out); any other status (400 bad
+request, 401 wrong key, 404, 413 too large) is the client's mistake and fails at once."""
+TRANSPORT_ERRORS = (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError, OSError)
+"""Failures on the way to or from the server (refused, reset, cut-off answer): retried."""
+URL_SCHEMES = ("http://", "https://")
+CHECK_TIMEOUT = 5.0
+"""Seconds ``check_server`` waits for ``/v1/models``: a running server answers at once."""
+MAX_RETRY_AFTER = 30.0
+API_KEY_ENV = "PACO_JUDGE_API_KEY"
 
 
-class ServerJudge:
+def is_server_url(source: str | os.PathLike) -> bool:
+    """Whether a judge source names a server (``http://`` or ``https://``) rather than a
+    folder or a hub id. The one rule every caller (nodes, CLI, trainer) goes by."""
+    return isinstance(source, str) and source.strip().lower().startswith(URL_SCHEMES)
+
+
+class JudgeClient:
     """A judge behind an OpenAI-compatible ``/v1/chat/completions`` endpoint.
 
     Args:
@@ -60,10 +78,11 @@ class ServerJudge:
         image_format: "png" (lossless) or "jpeg".
         answers: "exact" or "case" (see ``paco_core.reward.backend.ANSWER_TOKENS``).
         cache_size: pair scores kept in the LRU cache (0 disables it).
-        api_key: sent as ``Authorization: Bearer ...`` when given.
+        api_key: sent as ``Authorization: Bearer ...``; None reads ``$PACO_JUDGE_API_KEY``
+            (none sent when that is unset too).
 
     Example:
-        >>> judge = ServerJudge("http://127.0.0.1:8000", "X-GenGroup/PaCo-Reward-7B")  # doctest: +SKIP
+        >>> judge = JudgeClient("http://127.0.0.1:8000", "X-GenGroup/PaCo-Reward-7B")  # doctest: +SKIP
         >>> judge.score_pairs([PairRequest(img_a, img_b, prompt)])  # doctest: +SKIP
         [0.91]
     """
@@ -104,11 +123,34 @@ class ServerJudge:
         self.top_logprobs = top_logprobs
         self.image_format = image_format
         self.answers = answers
-        self.api_key = api_key
+        self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
         self.cache = ScoreCache(cache_size)
         self._model = model
         self._model_lock = threading.Lock()
         self.name = f"judge server {self.completions_url}"
+
+    def check_server(self, timeout: float = CHECK_TIMEOUT) -> JudgeClient:
+        """Ask ``/v1/models`` now (short timeout) so a wrong URL or model name fails before any
+        work that needs the judge; fills in the model name when none was given.
+
+        Returns:
+            self.
+
+        Raises:
+            JudgeError: the server does not answer, lists no model, or does not serve the model.
+        """
+        served = self._served_models(timeout)
+        with self._model_lock:
+            if self._model is None:
+                if not served:
+                    raise JudgeError(f"judge server {self.base_url}/v1/models lists no model; give the model name.")
+                self._model = served[0]
+            elif served and self._model not in served:
+                raise JudgeError(
+                    f"judge server {self.base_url} serves {', '.join(map(repr, served))}, not {self._model!r}: "
+                    "set the server model name to one of them, or leave it empty to use the first."
+                )
+        return self
 
     @property
     def model(self) -> str:
@@ -205,11 +247,13 @@ class ServerJudge:
         stop = stop or threading.Event()
         data = json.dumps(body).encode("utf-8")
         last_error = ""
+        retry_after = 0.0
         for attempt in range(self.retries + 1):
-            if attempt and stop.wait(self.backoff * 2 ** (attempt - 1)):
+            if attempt and stop.wait(max(self.backoff * 2 ** (attempt - 1), retry_after)):
                 raise JudgeError(
                     f"judge request to {self.completions_url} stopped: another request of the call failed."
                 )
+            retry_after = 0.0
             try:
                 return self._http_json(self.completions_url, data)
             except urllib.error.HTTPError as error:
@@ -217,7 +261,8 @@ class ServerJudge:
                 last_error = f"HTTP {error.code}: {detail}"
                 if error.code not in RETRYABLE_STATUS:
                     break
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as error:
+                retry_after = retry_after_seconds(error.headers)
+            except TRANSPORT_ERRORS as error:
                 last_error = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
             except json.JSONDecodeError as error:
                 last_error = f"the answer is not JSON ({error})"
@@ -229,33 +274,58 @@ class ServerJudge:
             "Check that the server runs and serves the judge (e.g. vllm serve X-GenGroup/PaCo-Reward-7B)."
         )
 
-    def _http_json(self, url: str, data: bytes | None) -> dict:
+    def _http_json(self, url: str, data: bytes | None, timeout: float | None = None) -> dict:
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
             return json.loads(response.read().decode("utf-8"))
 
     def _first_served_model(self) -> str:
+        served = self._served_models(self.timeout)
+        if not served:
+            raise JudgeError(f"judge server {self.base_url}/v1/models lists no model; give the model name explicitly.")
+        return served[0]
+
+    def _served_models(self, timeout: float) -> list[str]:
+        """The model ids ``/v1/models`` lists (empty when it lists none)."""
         url = f"{self.base_url}/v1/models"
         try:
-            listing = self._http_json(url, None)
-            return str(listing["data"][0]["id"])
-        except (urllib.error.URLError, TimeoutError, OSError, json.JSONDecodeError) as error:
+            listing = self._http_json(url, None, timeout=timeout)
+        except urllib.error.HTTPError as error:
+            detail = error.read()[:300].decode("utf-8", "replace")
+            raise JudgeError(
+                f"judge server {url} answered HTTP {error.code} ({error.reason}): {detail}. Check the URL (the server "
+                "root, e.g. http://127.0.0.1:8000) and the API key."
+            ) from error
+        except (*TRANSPORT_ERRORS, json.JSONDecodeError) as error:
             raise JudgeError(
                 f"judge server {url} did not answer ({type(error).__name__}: {getattr(error, 'reason', error)}). "
-                "Check the URL and that the server runs, or give the model name."
+                "Start the server (paco serve-judge --judge FOLDER, or vllm serve X-GenGroup/PaCo-Reward-7B) "
+                "or fix the URL."
             ) from error
-        except (KeyError, IndexError, TypeError) as error:
-            raise JudgeError(f"judge server {url} lists no model; give the model name explicitly.") from error
+        try:
+            return [str(entry["id"]) for entry in listing["data"]]
+        except (KeyError, TypeError) as error:
+            raise JudgeError(
+                f"judge server {url} answered without a model list (data[].id): is it an OpenAI-compatible server?"
+            ) from error
+
+
+def retry_after_seconds(headers: Any) -> float:
+    """The seconds a ``Retry-After`` header asks to wait (0 when absent or a date), at most 30."""
+    try:
+        return min(max(float(headers.get("Retry-After") or 0), 0.0), MAX_RETRY_AFTER)
+    except (TypeError, ValueError, AttributeError):
+        return 0.0
 
 
 def normalise_url(url: str) -> tuple[str, str]:
     """(server root, chat-completions URL) of a server URL given with or without ``/v1``."""
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+    if not is_server_url(url):
         raise InputError(f"the judge server URL should start with http:// or https://, got {url!r}.")
-    root = url.rstrip("/")
+    root = url.strip().rstrip("/")
     for suffix in ("/chat/completions", "/v1"):
         if root.endswith(suffix):
             root = root[: -len(suffix)]

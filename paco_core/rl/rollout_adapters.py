@@ -1,4 +1,4 @@
-"""Model-family adapters: the pieces of a diffusers pipeline a GRPO rollout needs.
+"""Rollout adapters, one per pipeline kind: the pieces of a diffusers pipeline a GRPO rollout needs.
 
 Each adapter reuses the pipeline's own methods (``encode_prompt``, ``prepare_latents``,
 ``_unpack_latents``, the module's ``calculate_shift`` / ``retrieve_timesteps``, the VAE
@@ -29,7 +29,7 @@ from paco_core.rl.data import PromptRow
 @dataclass
 class Conditioning:
     """What a prompt row conditions the transformer on. Tensors have batch size 1 and are
-    expanded to the micro-batch inside :meth:`TransformerFamily.velocity`."""
+    expanded to the micro-batch inside :meth:`RolloutAdapter.velocity`."""
 
     tensors: dict[str, torch.Tensor]
     shared: dict[str, Any] = field(default_factory=dict)
@@ -49,7 +49,7 @@ class Schedule:
         return below[0] if below else 0.98
 
 
-class TransformerFamily(ABC):
+class RolloutAdapter(ABC):
     """Base class; subclasses fill in encoding, the transformer call and decoding."""
 
     pipeline_module = "diffusers.pipelines.flux.pipeline_flux"
@@ -154,7 +154,7 @@ class TransformerFamily(ABC):
         return torch.full((batch_size,), self.guidance_scale, device=self.device, dtype=torch.float32)
 
 
-class FluxFamily(TransformerFamily):
+class FluxAdapter(RolloutAdapter):
     """FLUX.1-dev: text-to-image; one grid image per set prompt."""
 
     def encode(self, row: PromptRow, height: int, width: int) -> Conditioning:
@@ -190,7 +190,7 @@ class FluxFamily(TransformerFamily):
         )[0]
 
 
-class FluxKontextFamily(FluxFamily):
+class FluxKontextAdapter(FluxAdapter):
     """FLUX.1-Kontext-dev: the condition image's latents ride along the sequence."""
 
     pipeline_module = "diffusers.pipelines.flux.pipeline_flux_kontext"
@@ -219,7 +219,7 @@ class FluxKontextFamily(FluxFamily):
         return super().velocity(transformer, model_input, timestep, cond)[:, :seq]
 
 
-class QwenImageEditFamily(TransformerFamily):
+class QwenImageEditAdapter(RolloutAdapter):
     """Qwen-Image-Edit: true CFG with a negative prompt and the pipeline's norm rescale."""
 
     pipeline_module = "diffusers.pipelines.qwenimage.pipeline_qwenimage_edit"
@@ -315,16 +315,16 @@ def load_condition_image(row: PromptRow, height: int, width: int):
         return image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
 
 
-FAMILIES: dict[str, type[TransformerFamily]] = {
-    "flux": FluxFamily,
-    "flux-kontext": FluxKontextFamily,
-    "qwen-image-edit": QwenImageEditFamily,
+ADAPTERS: dict[str, type[RolloutAdapter]] = {
+    "flux": FluxAdapter,
+    "flux-kontext": FluxKontextAdapter,
+    "qwen-image-edit": QwenImageEditAdapter,
 }
-ROW_KIND_OF_FAMILY = {"flux": "set", "flux-kontext": "edit", "qwen-image-edit": "edit"}
+ROW_KIND_OF_PIPELINE_KIND = {"flux": "set", "flux-kontext": "edit", "qwen-image-edit": "edit"}
 
 
-def build_family(kind: str, pipe: Any, **options: Any) -> TransformerFamily:
+def build_rollout_adapter(kind: str, pipe: Any, **options: Any) -> RolloutAdapter:
     """The adapter for a pipeline kind ("flux", "flux-kontext", "qwen-image-edit")."""
-    if kind not in FAMILIES:
-        raise ConfigError(f"training supports model families {', '.join(FAMILIES)}, got {kind!r}")
-    return FAMILIES[kind](pipe, **options)
+    if kind not in ADAPTERS:
+        raise ConfigError(f"training supports the pipeline kinds {', '.join(ADAPTERS)}, got {kind!r}")
+    return ADAPTERS[kind](pipe, **options)

@@ -1,0 +1,59 @@
+"""Devices and dtypes by name: the one place that turns "auto", "bf16", "cuda:1" ... into
+what torch needs. torch is imported inside the functions, so importing this module is free.
+
+The dtype spelling is the same in configs, the CLI and the nodes: ``auto``, ``bf16``,
+``fp16``, ``fp32``.
+
+Example:
+    >>> resolve_dtype("auto", resolve_device("cpu"))  # doctest: +SKIP
+    torch.float32
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from paco_core.errors import InputError
+
+DTYPE_NAMES = {"auto": None, "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+"""dtype spelling -> torch dtype name; auto = bf16 on a GPU, fp32 on the CPU."""
+DTYPE_CHOICES = tuple(DTYPE_NAMES)
+
+
+def resolve_dtype(dtype: Any, device: str):
+    """A torch dtype from a name ("auto"/None, "bf16", "fp16", "fp32") or a torch dtype.
+
+    "auto" gives bfloat16 on a GPU and float32 on the CPU (CPU bf16 matmuls are slow)."""
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    key = "auto" if dtype is None else str(dtype).lower()
+    if key not in DTYPE_NAMES:
+        raise InputError(f"dtype should be one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}.")
+    name = DTYPE_NAMES[key]
+    if name is None:
+        return torch.float32 if device == "cpu" else torch.bfloat16
+    return getattr(torch, name)
+
+
+def resolve_device(device: Any) -> str:
+    """The device name: for None/"auto" cuda when a GPU is visible, else mps, else cpu."""
+    import torch
+
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    text = str(device)
+    if text.split(":")[0] not in ("cpu", "cuda", "mps", "xpu"):
+        raise InputError(f"device should be auto, cpu, cuda, cuda:N, mps or xpu, got {device!r}.")
+    return text
+
+
+def dtype_name(dtype: Any) -> str:
+    """The spelling of a torch dtype ("bf16", "fp16", "fp32"; others as torch names them)."""
+    text = str(dtype).replace("torch.", "")
+    return next((short for short, name in DTYPE_NAMES.items() if name == text), text)
