@@ -67,7 +67,7 @@ def worker(args: argparse.Namespace) -> None:
     results = {}
     for mode in ("every", "step"):
         config = config_from_dict(TrainConfig, {
-            "model": {"family": "flux", "path": args.model, "device": args.device},
+            "model": {"kind": "flux", "path": args.model, "device": args.device},
             "lora": {"rank": 8, "alpha": 16},
             "sampling": {"num_steps": 4, "noise_steps": [1], "train_resolution": args.resolution,
                          "group_size": args.group_size, "batch_size": args.batch_size, "prompts_per_iteration": 1,

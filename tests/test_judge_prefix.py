@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from paco_core.callbacks import Hooks
-from paco_core.models.judge import load_judge
+from paco_core.reward import open_judge
 from paco_core.reward.backend import PairRequest
 from paco_core.reward.prompts import edit_consistency_prompt, set_consistency_prompt
 from paco_core.reward.shared_prefix import equal_length_batches, plan_windows, worth_sharing
@@ -26,7 +26,7 @@ def random_images(sizes, seed=0):
 
 @pytest.fixture(scope="module")
 def judge(tiny_models):
-    return load_judge(tiny_models["judge"], batch_size=4, cache_size=0)
+    return open_judge(tiny_models["judge"], batch_size=4, cache_size=0)
 
 
 def set_pairs(num_panels, seed, sizes=None):
@@ -66,7 +66,7 @@ def test_shared_prefix_scores_equal_the_one_pass_path(judge, num_panels):
 
 def test_mixed_sizes_prompts_and_windows_equal_the_one_pass_path(tiny_models):
     # batch size 2: several windows of prefixes, suffix batches of several lengths
-    judge = load_judge(tiny_models["judge"], batch_size=2, cache_size=0)
+    judge = open_judge(tiny_models["judge"], batch_size=2, cache_size=0)
     images = random_images([(64, 64), (64, 96), (96, 64), (64, 64), (112, 56)], seed=3)
     long_prompt = set_consistency_prompt(
         "a much longer theme: a lighthouse keeper's year, told in ten panels"

@@ -38,7 +38,7 @@ def _free_port() -> int:
 
 def _config(model: Path, output_dir: Path, **extra) -> dict:
     data = {
-        "model": {"family": "flux", "path": str(model), "device": "cpu"},
+        "model": {"kind": "flux", "path": str(model), "device": "cpu"},
         "lora": {"rank": 4, "alpha": 8},
         "sampling": {"num_steps": 2, "noise_steps": [0, 1], "train_resolution": 32, "eval_resolution": 32,
                      "group_size": 4, "batch_size": 1, "prompts_per_iteration": 1, "max_sequence_length": 16},
