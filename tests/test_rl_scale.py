@@ -88,3 +88,75 @@ def test_gradients_sync_once_per_optimizer_step_with_the_same_lora(tiny_models, 
     assert any(".lora_B." in k and bool(step0[k].abs().sum() > 0) for k in step0)  # the step happened
     for key in step0:
         torch.testing.assert_close(step0[key], every0[key], rtol=1e-5, atol=1e-6)
+
+
+def test_two_machine_ranks_over_the_loopback_train_one_run(tiny_models, tmp_path):
+    # Two `accelerate launch` commands, as on two machines (machine rank 0 and 1, one
+    # process each), meeting at 127.0.0.1 with gloo; the real `paco train` CLI on each.
+    run = tmp_path / "run"
+    config_path = tmp_path / "config.json"
+    config = _config(tiny_models["flux"], run, num_iterations=2, checkpoint_every=1)
+    save_config(config_from_dict(TrainConfig, config), config_path)
+    port = str(_free_port())
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--multi_gpu",
+                "--num_machines",
+                "2",
+                "--machine_rank",
+                str(rank),
+                "--num_processes",
+                "2",
+                "--main_process_ip",
+                "127.0.0.1",
+                "--main_process_port",
+                port,
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+                str(FIXTURES / "cli_train_dump.py"),
+                str(config_path),
+                str(tmp_path),
+            ],
+            env=_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=300)[1])
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    assert [p.returncode for p in processes] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    infos = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [i["world"] for i in infos] == [2, 2]
+    checkpoint = str(run / "checkpoint-2")
+    assert [i["last_checkpoint"] for i in infos] == [checkpoint, checkpoint]
+    assert f"paco train (process 0 of 2): finished 2 steps; last checkpoint {checkpoint}\n" in outputs[0]
+    assert (
+        f"(process 1 of 2): finished 2 steps; last checkpoint {checkpoint} (written by process 0)"
+        in outputs[1]
+    )
+    assert "last checkpoint None" not in outputs[1]
+    rank0, rank1 = (load_file(tmp_path / f"rank{r}.safetensors") for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), "LoRA weights differ between machines"
+    assert any(".lora_B." in k and bool(rank0[k].abs().sum() > 0) for k in rank0)
+    # one set of checkpoints, written once by the main process
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("checkpoint-")) == [
+        "checkpoint-1",
+        "checkpoint-2",
+    ]
+    assert not list(run.glob(".checkpoint-*"))
+    assert [m["step"] for m in read_metrics(run)] == [1, 2]

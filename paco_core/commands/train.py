@@ -89,12 +89,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"paco train: step {done}/{total}", file=sys.stderr, flush=True)
 
     result = GrpoTrainer(config, hooks=Hooks(progress=progress)).train(resume=args.resume)
+    who = "paco train"
+    if result.num_processes > 1:
+        who += f" (process {result.process_index} of {result.num_processes})"
+    checkpoint = str(result.last_checkpoint)
+    if result.process_index > 0 and result.last_checkpoint is not None:
+        checkpoint += " (written by process 0)"
     if result.state == "stopped":
-        print(
-            f"paco train: stopped at step {result.step}; checkpoint {result.last_checkpoint}", file=sys.stderr
-        )
+        print(f"{who}: stopped at step {result.step}; checkpoint {checkpoint}", file=sys.stderr)
         return EXIT_STOPPED
-    print(
-        f"paco train: finished {result.step} steps; last checkpoint {result.last_checkpoint}", file=sys.stderr
-    )
+    print(f"{who}: finished {result.step} steps; last checkpoint {checkpoint}", file=sys.stderr)
     return EXIT_OK

@@ -119,6 +119,11 @@ def restore_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) ->
 # --- save / find / load / prune ---------------------------------------------------------------
 
 
+def checkpoint_folder(output_dir: str | os.PathLike, step: int) -> Path:
+    """The folder of the checkpoint at ``step``: ``<output_dir>/checkpoint-<step>``."""
+    return Path(output_dir) / f"{CHECKPOINT_PREFIX}{step}"
+
+
 def save_checkpoint(
     output_dir: str | os.PathLike,
     step: int,
@@ -139,7 +144,7 @@ def save_checkpoint(
         state: JSON-able trainer state (config, data order, reward statistics ...).
     """
     output_dir = Path(output_dir)
-    final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
+    final = checkpoint_folder(output_dir, step)
     staging = output_dir / f".{CHECKPOINT_PREFIX}{step}.tmp"
     if staging.exists():
         shutil.rmtree(staging)

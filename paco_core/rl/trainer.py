@@ -69,7 +69,10 @@ class TrainResult:
     step: int
     output_dir: Path
     last_checkpoint: Path | None
+    """The run's last checkpoint folder (written by the main process, also on other processes)."""
     last_metrics: dict[str, Any] = field(default_factory=dict)
+    process_index: int = 0
+    num_processes: int = 1
 
 
 class GrpoTrainer:
@@ -271,9 +274,15 @@ class GrpoTrainer:
             self._progress("running")
             if stop:
                 self._progress("stopped", message="stopped on request; checkpoint saved")
-                return TrainResult("stopped", self.step, self.output_dir, self.last_checkpoint, last)
+                return self._result("stopped", last)
         self._progress("finished")
-        return TrainResult("finished", self.step, self.output_dir, self.last_checkpoint, last)
+        return self._result("finished", last)
+
+    def _result(self, state: str, last: dict[str, Any]) -> TrainResult:
+        return TrainResult(
+            state, self.step, self.output_dir, self.last_checkpoint, last,
+            process_index=self.accelerator.process_index, num_processes=self.accelerator.num_processes,
+        )  # fmt: skip
 
     def _eval_due(self, step: int) -> bool:
         every = self.config.eval_every
@@ -383,8 +392,12 @@ class GrpoTrainer:
     # ------------------------------------------------------------------ checkpoints
 
     def save(self) -> Path | None:
-        """Write ``checkpoint-<step>`` (main process), prune old ones, sync processes."""
-        path = None
+        """Write ``checkpoint-<step>`` (main process), prune old ones, sync processes.
+
+        Every process returns (and reports as its last checkpoint) the folder the main
+        process wrote: one set of checkpoints per run, on the main process's machine.
+        """
+        path = ckpt.checkpoint_folder(self.output_dir, self.step)
         if self.is_main:
             path = ckpt.save_checkpoint(
                 self.output_dir, self.step, write_lora=self._write_lora,
@@ -393,8 +406,8 @@ class GrpoTrainer:
                 optimizer_state=self.optimizer.state_dict(), state=self._trainer_state(),
             )  # fmt: skip
             ckpt.prune_checkpoints(self.output_dir, self.config.checkpoints_total_limit)
-            self.last_checkpoint = path
             logger.info("saved %s", path)
+        self.last_checkpoint = path
         self.accelerator.wait_for_everyone()
         return path
 
