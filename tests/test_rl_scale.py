@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -19,6 +20,7 @@ from paco_core.rl.metrics import read_metrics
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rl"
 REPO = Path(__file__).parent.parent
+ACCELERATE_CONFIGS = REPO / "docs" / "accelerate"
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -91,8 +93,9 @@ def test_gradients_sync_once_per_optimizer_step_with_the_same_lora(tiny_models, 
 
 
 def test_two_machine_ranks_over_the_loopback_train_one_run(tiny_models, tmp_path):
-    # Two `accelerate launch` commands, as on two machines (machine rank 0 and 1, one
-    # process each), meeting at 127.0.0.1 with gloo; the real `paco train` CLI on each.
+    # Two `accelerate launch` commands with the shipped multi-node config, as on two
+    # machines (machine rank 0 and 1, one process each), meeting at 127.0.0.1 with gloo;
+    # the real `paco train` CLI on each.
     run = tmp_path / "run"
     config_path = tmp_path / "config.json"
     config = _config(tiny_models["flux"], run, num_iterations=2, checkpoint_every=1)
@@ -104,9 +107,8 @@ def test_two_machine_ranks_over_the_loopback_train_one_run(tiny_models, tmp_path
                 sys.executable,
                 "-m",
                 "accelerate.commands.launch",
-                "--multi_gpu",
-                "--num_machines",
-                "2",
+                "--config_file",
+                str(ACCELERATE_CONFIGS / "multi-node.yaml"),
                 "--machine_rank",
                 str(rank),
                 "--num_processes",
@@ -115,10 +117,6 @@ def test_two_machine_ranks_over_the_loopback_train_one_run(tiny_models, tmp_path
                 "127.0.0.1",
                 "--main_process_port",
                 port,
-                "--mixed_precision",
-                "no",
-                "--dynamo_backend",
-                "no",
                 str(FIXTURES / "cli_train_dump.py"),
                 str(config_path),
                 str(tmp_path),
@@ -160,3 +158,48 @@ def test_two_machine_ranks_over_the_loopback_train_one_run(tiny_models, tmp_path
     ]
     assert not list(run.glob(".checkpoint-*"))
     assert [m["step"] for m in read_metrics(run)] == [1, 2]
+
+
+def test_sharded_launch_modes_are_refused_with_the_ddp_alternative():
+    from accelerate.utils import DistributedType
+
+    from paco_core.errors import ConfigError
+    from paco_core.rl.trainer import check_distributed_type
+
+    for mode in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+        check_distributed_type(mode)
+    for mode in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        with pytest.raises(ConfigError, match="launch with DDP"):
+            check_distributed_type(mode)
+
+
+def test_accelerate_cpu_processes_cannot_use_fsdp():
+    # Why FSDP is not tested here: accelerate selects FSDP only for accelerator process
+    # groups (MULTI_GPU, MULTI_XPU ...); CPU processes stay MULTI_CPU (plain DDP). If a
+    # future accelerate changes this, this test fails: then add the FSDP test on CPU.
+    import inspect
+
+    from accelerate import state
+
+    source = inspect.getsource(state.AcceleratorState.__init__)
+    fsdp_branch = source[: source.index("DistributedType.FSDP")]
+    multi_types = fsdp_branch[fsdp_branch.rindex("elif self.distributed_type in") :]
+    assert "MULTI_GPU" in multi_types and "MULTI_CPU" not in multi_types
+
+
+def test_shipped_accelerate_configs_load():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    expected = {"single-gpu": ("NO", 1, 1), "multi-gpu": ("MULTI_GPU", 8, 1), "multi-node": ("MULTI_GPU", 16, 2),
+                "cpu-2-processes": ("MULTI_GPU", 2, 1)}  # fmt: skip
+    assert sorted(p.stem for p in ACCELERATE_CONFIGS.glob("*.yaml")) == sorted(expected)
+    for name, (kind, processes, machines) in expected.items():
+        config = load_config_from_file(str(ACCELERATE_CONFIGS / f"{name}.yaml"))
+        assert (config.distributed_type.value, config.num_processes, config.num_machines) == (
+            kind,
+            processes,
+            machines,
+        )
+        assert (
+            str(getattr(config.mixed_precision, "value", config.mixed_precision)) == "no"
+        )  # the trainer autocasts

@@ -160,6 +160,7 @@ class GrpoTrainer:
 
         config = self.config
         self.accelerator = self._accelerator or Accelerator(cpu=config.model.device == "cpu")
+        check_distributed_type(self.accelerator.distributed_type)
         self.is_main = self.accelerator.is_main_process
         self.autocast = autocast_factory(self.accelerator.device, config.optim.mixed_precision)
         torch.manual_seed(config.seed)
@@ -470,6 +471,22 @@ class GrpoTrainer:
             self.output_dir, state=state, step=self.step, total=self.config.num_iterations,
             last_checkpoint=str(self.last_checkpoint) if self.last_checkpoint else None, **extra,
         )  # fmt: skip
+
+
+def check_distributed_type(distributed_type: Any) -> None:
+    """Refuse accelerate launch modes the trainer does not support (FSDP, DeepSpeed, Megatron).
+
+    The trainer writes its LoRA, EMA and checkpoints from full parameter tensors and rolls
+    out through the unwrapped transformer: DDP (or one process) keeps both true; a
+    sharding mode would fail at the first checkpoint, after hours of training.
+    """
+    name = getattr(distributed_type, "value", str(distributed_type))
+    if name in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
+        raise ConfigError(
+            f"accelerate launched this run with {name}, which the trainer does not support: only the LoRA "
+            "trains, so launch with DDP (`accelerate launch --multi_gpu`, docs/accelerate/multi-gpu.yaml) and "
+            "lower the memory with optim.gradient_checkpointing and model offload instead (docs/scaling.md)"
+        )
 
 
 def train(config: TrainConfig, *, resume: str | None = None, hooks: Hooks = NO_HOOKS) -> TrainResult:
