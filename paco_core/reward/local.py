@@ -149,6 +149,11 @@ class LocalJudge:
             self.reuse_vision = False
         self._lock = threading.RLock()
 
+    def move_to(self, device: Any) -> None:
+        """Move the judge's weights (e.g. to the CPU between scoring phases, back to the GPU)."""
+        with self._lock:
+            self.model.to(device)
+
     @property
     def device(self):
         return next(self.model.parameters()).device

@@ -167,9 +167,11 @@ class GrpoTrainer:
         self._setup_pipeline()
         self._setup_optimization()
         self._setup_data()
-        models = RewardModels(config.rewards, str(self.accelerator.device))
-        self.rewards = self._rewards or RewardSet.from_config(config.rewards.rewards, models)
-        self.eval_rewards = self._eval_rewards or RewardSet.from_config(config.rewards.evaluation, models)
+        self.reward_models = RewardModels(config.rewards, str(self.accelerator.device))
+        self.rewards = self._rewards or RewardSet.from_config(config.rewards.rewards, self.reward_models)
+        self.eval_rewards = self._eval_rewards or RewardSet.from_config(
+            config.rewards.evaluation, self.reward_models
+        )
         self.metrics = MetricsLogger(
             self.output_dir, enabled=self.is_main, use_tensorboard=config.use_tensorboard
         )
@@ -314,9 +316,10 @@ class GrpoTrainer:
         rollout_s = time.perf_counter() - started
         # 3. rewards of the whole iteration (all processes)
         started = time.perf_counter()
-        scores = score_rollouts(
-            rollouts, self.rewards, len(rows) * config.sampling.group_size, self.accelerator
-        )
+        with self.reward_models.scoring_phase():  # the judge on the GPU only here (rewards.judge_offload)
+            scores = score_rollouts(
+                rollouts, self.rewards, len(rows) * config.sampling.group_size, self.accelerator
+            )
         invalid_share = check_invalid_share(scores, config.rewards.max_invalid_share)
         # 4. advantages within each prompt's group
         groups = np.repeat(np.arange(len(rows)), config.sampling.group_size)
@@ -388,6 +391,7 @@ class GrpoTrainer:
             self.config, rollout_adapter=self.rollout_adapter, transformer=self.transformer, rows=self.eval_rows,
             rewards=self.eval_rewards, ema=self.ema, autocast=self.autocast,
             sample_path=self.output_dir / "samples" / f"step-{step:06d}.png",
+            scoring_phase=self.reward_models.scoring_phase,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ checkpoints
