@@ -44,8 +44,6 @@ PROMPT = (
     "watercolor style. [TOP]-[LEFT]:The fox sits on a log. [TOP]-[RIGHT]:The fox leaps over a stream. "
     "[BOTTOM]-[LEFT]:The fox sleeps under a pine. [BOTTOM]-[RIGHT]:The fox watches the moon."
 )
-
-
 def mean_brightness(images, prompts, metadata):
     return [float(np.asarray(image.convert("L"), dtype=np.float64).mean() / 255.0) for image in images]
 
@@ -141,11 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         from paco_core.testing.real_size import random_flux_pipeline
 
         pipeline = random_flux_pipeline(
-            tiny_flux,
-            args.device,
-            dtype,
-            num_layers=args.num_layers,
-            num_single_layers=args.num_single_layers,
+            tiny_flux, args.device, dtype, num_layers=args.num_layers, num_single_layers=args.num_single_layers
         )
     else:
         from paco_core.models.pipelines import load_pipeline

@@ -30,7 +30,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--judge", default=None, help="judge folder (default: the tiny judge)")
@@ -94,9 +93,7 @@ def build_real_dims_judge(args: argparse.Namespace):
     device = resolve_device(args.device)
     dtype = resolve_dtype("bf16" if args.dtype == "auto" else args.dtype, device)
     started = time.perf_counter()
-    weights = random_qwen2_5_vl_judge(
-        device, dtype, text_layers=args.text_layers, vision_depth=args.vision_depth
-    )
+    weights = random_qwen2_5_vl_judge(device, dtype, text_layers=args.text_layers, vision_depth=args.vision_depth)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     num_params = sum(parameter.numel() for parameter in weights.model.parameters())

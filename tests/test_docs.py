@@ -90,9 +90,7 @@ def test_readme_test_command_is_the_one_ci_runs():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     command = "python -m pytest -q"
     assert f"\n{command}\n" in ci, ".ci/run no longer runs `python -m pytest -q`: update the README too"
-    assert f"\n{command}\n" in readme, (
-        f"README.md must show CI's test command `{command}` on a line of its own"
-    )
+    assert f"\n{command}\n" in readme, f"README.md must show CI's test command `{command}` on a line of its own"
 
 
 def test_relative_links_in_readme_and_docs_point_to_files_and_headings():

@@ -120,8 +120,7 @@ def test_paco_score_reports_bad_input(tiny_models, image_files, capsys):
         (
             ["score", "--judge", str(image_files["a"].parent), str(image_files["a"]), str(image_files["b"])],
             "is not a Qwen2.5-VL judge folder",
-        ),
-        (
+        ),        (
             ["score", "--url", closed_port_url(), str(image_files["a"]), str(image_files["b"])],
             "/v1/models did not answer",
         ),

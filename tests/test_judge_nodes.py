@@ -84,8 +84,7 @@ def test_loader_needs_a_typed_source_when_the_dropdown_says_so():
 def test_loader_gives_a_server_judge_for_a_url(judge):
     with JudgeHTTPServer(judge, model_name="m") as server:
         client = run_node(
-            judge_nodes.PaCoJudgeLoader,
-            **{**LOADER_DEFAULTS, "path_or_url": f"{server.url}/v1", "server_model": ""},
+            judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "path_or_url": f"{server.url}/v1", "server_model": ""}
         )[0]
         assert isinstance(client, JudgeClient)
         assert client.completions_url == f"{server.url}/v1/chat/completions" and client.model == "m"

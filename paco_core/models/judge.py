@@ -139,9 +139,7 @@ def cached_judge_model(
     with _LOADED_LOCK:
         loaded = _LOADED.pop(key, None) if not keep_loaded else _LOADED.get(key)
         if loaded is None:
-            loaded = load_judge_model(
-                source, lora=lora, dtype=dtype, device=device_name, merge_lora=merge_lora
-            )
+            loaded = load_judge_model(source, lora=lora, dtype=dtype, device=device_name, merge_lora=merge_lora)
         if keep_loaded:
             _LOADED[key] = loaded
     return loaded

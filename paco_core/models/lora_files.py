@@ -259,9 +259,7 @@ def _finish(path: Path, fmt: str, state_dict: dict, alpha, metadata: dict[str, s
 def detect_architecture(keys) -> str | None:
     """The architecture a LoRA's module names reveal ("flux": ``ff.net``, "qwen-image": ``img_mlp``), else None."""
     keys = list(keys)
-    found = [
-        name for name, markers in ARCHITECTURE_MARKERS.items() if any(m in k for k in keys for m in markers)
-    ]
+    found = [name for name, markers in ARCHITECTURE_MARKERS.items() if any(m in k for k in keys for m in markers)]
     return found[0] if len(found) == 1 else None
 
 

@@ -49,15 +49,13 @@ def _help(text: str) -> dict[str, str]:
 @dataclass
 class ModelConfig:
     kind: TrainableKind = field(
-        default="flux",
-        metadata=_help("pipeline kind of the base model: flux, flux-kontext or qwen-image-edit"),
+        default="flux", metadata=_help("pipeline kind of the base model: flux, flux-kontext or qwen-image-edit")
     )
     path: str = field(
         default="", metadata=_help("diffusers pipeline folder (or HF id / ComfyUI name the loader resolves)")
     )
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = field(
-        default="auto",
-        metadata=_help("weights dtype: auto (bf16 on a GPU, fp32 on the CPU), bf16, fp16 or fp32"),
+        default="auto", metadata=_help("weights dtype: auto (bf16 on a GPU, fp32 on the CPU), bf16, fp16 or fp32")
     )
     device: str = field(
         default="auto", metadata=_help("auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
@@ -78,8 +76,7 @@ class LoraConfig:
         default="gaussian", metadata=_help("peft init: gaussian A, zero B (the paper) or peft's default")
     )
     target_modules: tuple[str, ...] = field(
-        default=(),
-        metadata=_help("module name suffixes to adapt; empty = the paper's list for the architecture"),
+        default=(), metadata=_help("module name suffixes to adapt; empty = the paper's list for the architecture")
     )
 
     def __post_init__(self) -> None:
@@ -216,9 +213,7 @@ class RewardConfig:
     )
     judge_path: str = field(
         default="",
-        metadata=_help(
-            "PaCo-Reward judge folder or hub id, loaded in the training process (consistency, edit rewards)"
-        ),
+        metadata=_help("PaCo-Reward judge folder or hub id, loaded in the training process (consistency, edit rewards)"),
     )
     judge_url: str = field(
         default="",
@@ -231,8 +226,7 @@ class RewardConfig:
         default="", metadata=_help("with judge_url: the served model name; empty = the server's first")
     )
     judge_top_logprobs: int = field(
-        default=20,
-        metadata=_help("with judge_url: log-probabilities asked per answer token (vLLM allows 20)"),
+        default=20, metadata=_help("with judge_url: log-probabilities asked per answer token (vLLM allows 20)")
     )
     judge_offload: bool = field(
         default=False,
@@ -272,9 +266,7 @@ class RewardConfig:
                 "set: keep the one judge the rewards should use"
             )
         if self.judge_url and not is_server_url(self.judge_url):
-            raise ConfigError(
-                f"`rewards.judge_url` should start with http:// or https://, got {self.judge_url!r}"
-            )
+            raise ConfigError(f"`rewards.judge_url` should start with http:// or https://, got {self.judge_url!r}")
         if is_server_url(self.judge_path):
             raise ConfigError(
                 f"`rewards.judge_path` is a server URL ({self.judge_path!r}): put it in `rewards.judge_url`"
