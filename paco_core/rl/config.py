@@ -235,6 +235,13 @@ class RewardConfig:
             "scoring (one GPU shared by policy and judge)"
         ),
     )
+    overlap_scoring: bool = field(
+        default=True,
+        metadata=_help(
+            "with judge_url: score each micro-batch in a worker thread while the next one rolls out (same "
+            "rewards as scoring after the rollouts)"
+        ),
+    )
     clip_path: str = field(default="", metadata=_help("CLIP folder for clip_t"))
     pickscore_path: str = field(default="", metadata=_help("PickScore CLIP folder; empty = clip_path"))
 

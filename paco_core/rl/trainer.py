@@ -28,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,7 @@ from paco_core.rl.micro_batches import check_processes_share_equally, plan_micro
 from paco_core.rl.rewards import RewardModels, RewardSet, check_invalid_share
 from paco_core.rl.rollout import Rollout, rollout_micro_batch, seeded_generator
 from paco_core.rl.rollout_adapters import ROW_KIND_OF_PIPELINE_KIND, RolloutAdapter, build_rollout_adapter
-from paco_core.rl.rollout_rewards import score_rollouts
+from paco_core.rl.rollout_rewards import score_micro_batch, score_rollouts
 from paco_core.rl.signals import stop_on_sigterm
 from paco_core.rl.update import PolicyUpdater
 
@@ -310,16 +312,22 @@ class GrpoTrainer:
         # 1. rows and noise steps
         rows = self.sampler.next_rows(config.sampling.prompts_per_iteration)
         sde_steps = self.choose_sde_steps(step)
-        # 2. rollouts of this process's micro-batches
+        # 2. rollouts of this process's micro-batches; with a judge server each one is
+        #    scored in a worker thread while the next one rolls out
         started = time.perf_counter()
-        rollouts = self.collect_rollouts(rows, step, sde_steps)
-        rollout_s = time.perf_counter() - started
-        # 3. rewards of the whole iteration (all processes)
-        started = time.perf_counter()
-        with self.reward_models.scoring_phase():  # the judge on the GPU only here (rewards.judge_offload)
-            scores = score_rollouts(
-                rollouts, self.rewards, len(rows) * config.sampling.group_size, self.accelerator
-            )
+        with ThreadPoolExecutor(1, thread_name_prefix="paco-scoring") as scoring:
+            pending: list[Future] = []
+            overlap = self.overlaps_scoring()
+            on_rollout = (lambda r: pending.append(scoring.submit(score_micro_batch, r, self.rewards))) if overlap else None
+            rollouts = self.collect_rollouts(rows, step, sde_steps, on_rollout=on_rollout)
+            rollout_s = time.perf_counter() - started
+            # 3. rewards of the whole iteration (all processes)
+            started = time.perf_counter()
+            with self.reward_models.scoring_phase():  # the judge on the GPU only here (rewards.judge_offload)
+                scores = score_rollouts(
+                    rollouts, self.rewards, len(rows) * config.sampling.group_size, self.accelerator,
+                    scored=[future.result() for future in pending] if overlap else None,
+                )  # fmt: skip
         invalid_share = check_invalid_share(scores, config.rewards.max_invalid_share)
         # 4. advantages within each prompt's group
         groups = np.repeat(np.arange(len(rows)), config.sampling.group_size)
@@ -352,8 +360,22 @@ class GrpoTrainer:
         rng = np.random.default_rng([self.config.seed, step, 3])
         return tuple(sorted(int(s) for s in rng.choice(sampling.noise_steps, size=count, replace=False)))
 
-    def collect_rollouts(self, rows: list[PromptRow], step: int, sde_steps: tuple[int, ...]) -> list[Rollout]:
-        """Roll out this process's micro-batches of ``rows`` at the train resolution."""
+    def overlaps_scoring(self) -> bool:
+        """Whether micro-batches are scored while the next ones roll out (a judge server, rewards.overlap_scoring)."""
+        rewards = self.config.rewards
+        return bool(rewards.overlap_scoring and rewards.judge_url)
+
+    def collect_rollouts(
+        self,
+        rows: list[PromptRow],
+        step: int,
+        sde_steps: tuple[int, ...],
+        on_rollout: Callable[[Rollout], None] | None = None,
+    ) -> list[Rollout]:
+        """Roll out this process's micro-batches of ``rows`` at the train resolution.
+
+        ``on_rollout`` is called with each micro-batch as soon as it is done.
+        """
         sampling = self.config.sampling
         rollouts: list[Rollout] = []
         encoded: dict[int, Any] = {}
@@ -381,6 +403,8 @@ class GrpoTrainer:
                     autocast=self.autocast,
                 )  # fmt: skip
             )
+            if on_rollout is not None:
+                on_rollout(rollouts[-1])
         return rollouts
 
     def evaluate(self, step: int) -> dict[str, Any]:
