@@ -32,6 +32,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import judge_throughput as base  # noqa: E402
 
 
+def tokens_computed(judge, score) -> int:
+    """Token positions the language model computes in one call (read at its input embedding)."""
+    seen = []
+    handle = judge.model.get_input_embeddings().register_forward_hook(
+        lambda module, args, output: seen.append(args[0].numel())
+    )
+    try:
+        score()
+    finally:
+        handle.remove()
+    return sum(seen)
+
+
 def bench_size(judge, num_panels: int, side: int, repeats: int) -> dict:
     from paco_core.reward.backend import PairRequest
     from paco_core.reward.prompts import set_consistency_prompt
@@ -49,9 +62,12 @@ def bench_size(judge, num_panels: int, side: int, repeats: int) -> dict:
 
     plain_s, plain = base.timed(run(False), repeats)
     shared_s, shared = base.timed(run(True), repeats)
+    plain_tokens, shared_tokens = tokens_computed(judge, run(False)), tokens_computed(judge, run(True))
     return {
         "panels": num_panels,
         "pairs": len(pairs),
+        "plain_tokens": plain_tokens,
+        "shared_tokens": shared_tokens,
         "plain_pairs_per_s": len(pairs) / plain_s,
         "shared_pairs_per_s": len(pairs) / shared_s,
         "ratio": plain_s / shared_s,
@@ -73,17 +89,22 @@ def main(argv=None) -> int:
         f"judge: {judge.name} on {device_name} ({judge.dtype}), panels {side}x{side}, batch size "
         f"{judge.batch_size}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
     )
-    print(f"{'N':>3} {'pairs':>5} {'plain/s':>9} {'shared/s':>9} {'ratio':>6} {'max|diff|':>10}")
+    print(
+        f"{'N':>3} {'pairs':>5} {'plain/s':>9} {'shared/s':>9} {'ratio':>6} {'max|diff|':>10} "
+        f"{'LM tokens plain':>15} {'shared':>7} {'ratio':>6}"
+    )
     rows = []
     for num_panels in args.sizes:
         row = bench_size(judge, num_panels, side, args.repeats)
         rows.append(row)
         print(
             f"{row['panels']:>3} {row['pairs']:>5} {row['plain_pairs_per_s']:>9.2f} "
-            f"{row['shared_pairs_per_s']:>9.2f} {row['ratio']:>6.2f} {row['max_abs_diff']:>10.2e}"
+            f"{row['shared_pairs_per_s']:>9.2f} {row['ratio']:>6.2f} {row['max_abs_diff']:>10.2e} "
+            f"{row['plain_tokens']:>15} {row['shared_tokens']:>7} {row['plain_tokens'] / row['shared_tokens']:>6.2f}"
         )
     print("plain = today's backend (batches + last-position logits + vision once); shared = plain + prefix")
     print("sharing (system text + first image once per first panel, equal-length batches, no padding).")
+    print("LM tokens: token positions the language model computes per call (padding included).")
     if args.json_out:
         meta = {"judge": judge.name, "device": device_name, "dtype": str(judge.dtype), "panel": side}
         args.json_out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
