@@ -50,6 +50,7 @@ def run_two_iterations(config: TrainConfig, events: list[str]) -> list[float]:
     return [trainer.run_iteration(step)["rewards/consistency/mean"] for step in range(2)]
 
 
+@pytest.mark.slow
 def test_offloaded_judge_scores_the_same_and_is_parked_outside_scoring(tiny_models, tmp_path, monkeypatch):
     events: list[str] = []
     move_to = LocalJudge.move_to

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from paco_core.config import config_from_dict
 from paco_core.reward import open_judge
@@ -61,6 +62,7 @@ def run_iterations(config: TrainConfig, monkeypatch, rollout_hook=None) -> list[
     return captured
 
 
+@pytest.mark.slow
 def test_overlapped_scoring_gives_the_sequential_rewards_and_advantages(tiny_models, tmp_path, monkeypatch):
     judge = open_judge(tiny_models["judge"], cache_size=0)
     vocab_size = int(judge.model.config.text_config.vocab_size)

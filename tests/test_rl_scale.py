@@ -61,6 +61,7 @@ def _launch(args: list[str], env: dict[str, str], timeout: int = 240) -> subproc
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_gradients_sync_once_per_optimizer_step_with_the_same_lora(tiny_models, tmp_path):
     # 4 micro-batches of 1 image, 2 per process, accumulated 2 by 2: one optimizer step per
     # process, made of 2 micro-batches x 2 SDE steps = 4 backward passes.
@@ -92,6 +93,7 @@ def test_gradients_sync_once_per_optimizer_step_with_the_same_lora(tiny_models, 
         torch.testing.assert_close(step0[key], every0[key], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_two_machine_ranks_over_the_loopback_train_one_run(tiny_models, tmp_path):
     # Two `accelerate launch` commands with the shipped multi-node config, as on two
     # machines (machine rank 0 and 1, one process each), meeting at 127.0.0.1 with gloo;
