@@ -8,6 +8,9 @@ so that tests can provide stand-ins for ``comfy.utils``, ``comfy.model_managemen
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from paco_core.callbacks import Hooks
 
@@ -27,6 +30,26 @@ def hooks_for(node_id: str | None, total: int) -> Hooks:
         bar.update_absolute(done, total_now)
 
     return Hooks(progress=progress, check_cancel=mm.throw_exception_if_processing_interrupted)
+
+
+def show_progress_text(node_id: str | None, text: str) -> None:
+    """A line of text under the node while it runs (ComfyUI's ``send_progress_text``)."""
+    from server import PromptServer
+
+    if node_id is not None and PromptServer.instance is not None:
+        PromptServer.instance.send_progress_text(text, node_id)
+
+
+@contextmanager
+def loading_progress(node_id: str | None, what: str, steps: int) -> Iterator[Hooks]:
+    """Progress while a model loads: the node's progress bar over ``steps`` steps (the
+    loader reports them through the yielded hooks) and a line of text under the node
+    saying what loads and, at the end, how long it took."""
+    hooks = hooks_for(node_id, steps)
+    show_progress_text(node_id, f"loading {what} ...")
+    started = time.perf_counter()
+    yield hooks
+    show_progress_text(node_id, f"loaded {what} in {time.perf_counter() - started:.1f} s")
 
 
 def free_comfy_memory() -> None:

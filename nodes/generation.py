@@ -12,21 +12,18 @@ from contextlib import contextmanager
 from comfy_api.latest import io
 
 from paco_core.callbacks import Hooks
-from paco_core.prompts import prompt_lines
+from paco_core.prompts import DEFAULT_JUDGE_THEME_SOURCE, prompt_lines
 
 from . import comfy_bridge
-from .grid import layout_input
+from .grid import judge_theme_source_input, layout_input
 
 PacoPipeline = io.Custom("PACO_PIPELINE")
 
-TYPED_PATH_CHOICE = "(type a path or hub id below)"
-FOLDER_TRANSFORMER_CHOICE = "(the model folder's own)"
-DTYPE_CHOICES = {"auto (bf16 on GPU, fp32 on CPU)": "auto", "bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}
-OFFLOAD_CHOICES = {
-    "none (all on the GPU: fastest)": "none",
-    "model (one component at a time on the GPU)": "model",
-    "sequential (layer by layer: least VRAM, slowest)": "sequential",
-}
+# Short choices, so that a freshly added node shows its widget names; the tooltips explain them.
+TYPED_PATH_CHOICE = "(model_path)"
+FOLDER_TRANSFORMER_CHOICE = "(folder's own)"
+DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
+OFFLOAD_CHOICES = ("none", "model", "sequential")
 SEED_MAX = 2**63 - 1
 
 
@@ -77,7 +74,13 @@ def panel_side_input(name: str, side: str) -> io.Int.Input:
 
 
 def edit_node_schema(
-    node_id: str, display_name: str, description: str, image_tooltip: str, inputs: list, output
+    node_id: str,
+    display_name: str,
+    description: str,
+    image_tooltip: str,
+    inputs: list,
+    output,
+    extra_outputs: tuple = (),
 ) -> io.Schema:
     """The schema of an edit node: pipeline, image, the node's own ``inputs``, the edit options."""
     return io.Schema(
@@ -91,7 +94,7 @@ def edit_node_schema(
             *inputs,
             *edit_option_inputs(),
         ],
-        outputs=[output],
+        outputs=[output, *extra_outputs],
         hidden=[io.Hidden.unique_id],
     )
 
@@ -100,14 +103,22 @@ def edit_option_inputs() -> list:
     """Inputs shared by PaCo Edit and PaCo Edit Chain."""
     return [
         steps_input("Denoising steps per edit."),
+        io.Boolean.Input(
+            "model_guidance",
+            default=True,
+            label_on="model default",
+            label_off="use guidance",
+            tooltip="model default: each model's PaCo-RL guidance (Kontext 2.5, Qwen-Image-Edit true CFG "
+            "4.0), whatever the guidance widget says. use guidance: the guidance value below.",
+        ),
         io.Float.Input(
             "guidance",
-            default=0.0,
+            default=2.5,
             min=0.0,
             max=30.0,
             step=0.1,
-            tooltip="Kontext guidance / Qwen-Image-Edit true-CFG scale. 0 = the model's PaCo-RL default "
-            "(2.5 Kontext, 4.0 Qwen). For Qwen, 1.0 turns true CFG off (twice as fast).",
+            tooltip="Used when model_guidance is off: Kontext guidance / Qwen-Image-Edit true-CFG scale. "
+            "For Qwen, 1.0 turns true CFG off (twice as fast).",
         ),
         seed_input("Seed of the first edit."),
         io.Int.Input(
@@ -137,13 +148,19 @@ def edit_option_inputs() -> list:
 
 
 def edit_options(
-    steps: int, guidance: float, seed: int, max_area: int, condition_area: int, auto_resize: bool
+    steps: int,
+    model_guidance: bool,
+    guidance: float,
+    seed: int,
+    max_area: int,
+    condition_area: int,
+    auto_resize: bool,
 ):
     from paco_core.generate import EditOptions
 
     return EditOptions(
         steps=steps,
-        guidance=guidance if guidance > 0 else None,
+        guidance=None if model_guidance else guidance,
         seed=seed,
         max_area=max_area or None,
         condition_area=condition_area or None,
@@ -170,7 +187,8 @@ class PaCoPipelineLoader(io.ComfyNode):
                     "model",
                     options=models,
                     default=models[0],
-                    tooltip="A diffusers folder from models/diffusers (one holding model_index.json).",
+                    tooltip="A diffusers folder from models/diffusers (one holding model_index.json); "
+                    f"{TYPED_PATH_CHOICE}: the model_path typed below.",
                 ),
                 io.String.Input(
                     "model_path",
@@ -182,21 +200,23 @@ class PaCoPipelineLoader(io.ComfyNode):
                 io.Combo.Input(
                     "dtype",
                     options=list(DTYPE_CHOICES),
-                    default=next(iter(DTYPE_CHOICES)),
-                    tooltip="Weight precision. bf16 halves memory on GPUs; fp32 is the CPU's.",
+                    default="auto",
+                    tooltip="Weight precision. auto: bf16 on a GPU, fp32 on the CPU. bf16 halves memory on GPUs; "
+                    "fp32 is the CPU's.",
                 ),
                 io.Combo.Input(
                     "offload",
                     options=list(OFFLOAD_CHOICES),
-                    default=next(iter(OFFLOAD_CHOICES)),
-                    tooltip="How much of the pipeline stays on the GPU (GPU only).",
+                    default="none",
+                    tooltip="How much of the pipeline stays on the GPU (GPU only). none: all of it (fastest). "
+                    "model: one component at a time. sequential: layer by layer (least VRAM, slowest).",
                 ),
                 io.Combo.Input(
                     "transformer_file",
                     options=transformers,
                     default=FOLDER_TRANSFORMER_CHOICE,
                     tooltip="FLUX only: a single-file transformer from models/diffusion_models (.safetensors) "
-                    "used instead of the folder's transformer.",
+                    f"used instead of the folder's transformer; {FOLDER_TRANSFORMER_CHOICE}: the folder's.",
                 ),
                 io.Boolean.Input(
                     "keep_loaded",
@@ -210,6 +230,7 @@ class PaCoPipelineLoader(io.ComfyNode):
                     "pipeline", tooltip="The loaded pipeline, for PaCo LoRA / Generate / Edit."
                 )
             ],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -217,7 +238,7 @@ class PaCoPipelineLoader(io.ComfyNode):
         from dataclasses import replace
 
         from paco_core.errors import InputError
-        from paco_core.models.pipelines import load_pipeline
+        from paco_core.models.pipelines import LOAD_STEPS, load_pipeline
 
         if model_path.strip():
             source = comfy_bridge.resolve_model_path("diffusers", model_path.strip())
@@ -231,13 +252,15 @@ class PaCoPipelineLoader(io.ComfyNode):
         device = str(comfy_bridge.comfy_device())
         if device != "cpu":
             comfy_bridge.free_comfy_memory()
-        loaded = load_pipeline(
-            source,
-            dtype=DTYPE_CHOICES[dtype],
-            device=device,
-            offload=OFFLOAD_CHOICES[offload],
-            transformer_file=single_file,
-        )
+        with comfy_bridge.loading_progress(cls.hidden.unique_id, f"pipeline {source}", LOAD_STEPS) as hooks:
+            loaded = load_pipeline(
+                source,
+                dtype=dtype,
+                device=device,
+                offload=offload,
+                transformer_file=single_file,
+                hooks=hooks,
+            )
         return io.NodeOutput(replace(loaded, keep_loaded=keep_loaded))
 
 
@@ -305,7 +328,7 @@ class PaCoGenerateSet(io.ComfyNode):
                     "theme",
                     multiline=True,
                     default="",
-                    tooltip="What the whole set shows (the judge's theme).",
+                    tooltip="What the whole set shows, one sentence (e.g. 'a red fox in four seasons.').",
                 ),
                 io.String.Input(
                     "description",
@@ -330,11 +353,20 @@ class PaCoGenerateSet(io.ComfyNode):
                 io.Int.Input(
                     "num_sets", default=1, min=1, max=64, tooltip="How many sets (seeds seed, seed+1, ...)."
                 ),
+                judge_theme_source_input(),
             ],
             outputs=[
                 io.Image.Output("panels", tooltip="All panels: set 1's (row-major), then set 2's, ..."),
                 io.Image.Output("grids", tooltip="One grid image per set."),
                 io.String.Output("prompt", tooltip="The grid prompt the model saw."),
+                io.String.Output(
+                    "judge_theme",
+                    tooltip="The set's theme as the judge sees it (judge_theme_source), for the theme input of "
+                    "PaCo Set Consistency / Rank Sets.",
+                ),
+                io.Int.Output(
+                    "first_seed", tooltip="The seed of set 1 (set k has seed + k - 1), for PaCo Rank Sets."
+                ),
             ],
             hidden=[io.Hidden.unique_id],
         )
@@ -353,9 +385,11 @@ class PaCoGenerateSet(io.ComfyNode):
         guidance,
         seed,
         num_sets,
+        judge_theme_source=DEFAULT_JUDGE_THEME_SOURCE,
     ) -> io.NodeOutput:
         from paco_core.generate import SetRequest, generate_sets
         from paco_core.images import pil_to_tensor
+        from paco_core.prompts import judge_theme
 
         request = SetRequest(
             theme=theme,
@@ -371,8 +405,13 @@ class PaCoGenerateSet(io.ComfyNode):
         with pipeline_run(pipeline, cls.hidden.unique_id, steps * num_sets) as hooks:
             sets = generate_sets(pipeline, request, num_sets=num_sets, hooks=hooks)
         panel_images = [panel for result in sets for panel in result.panels]
+        prompt = sets[0].prompt
         return io.NodeOutput(
-            pil_to_tensor(panel_images), pil_to_tensor([result.grid for result in sets]), sets[0].prompt
+            pil_to_tensor(panel_images),
+            pil_to_tensor([result.grid for result in sets]),
+            prompt,
+            judge_theme(prompt, source=judge_theme_source, theme=theme),
+            seed,
         )
 
 
@@ -391,12 +430,22 @@ class PaCoEdit(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, pipeline, image, instruction, steps, guidance, seed, max_area, condition_area, auto_resize
+        cls,
+        pipeline,
+        image,
+        instruction,
+        steps,
+        model_guidance,
+        guidance,
+        seed,
+        max_area,
+        condition_area,
+        auto_resize,
     ) -> io.NodeOutput:
         from paco_core.generate import edit_images
         from paco_core.images import pil_to_tensor
 
-        options = edit_options(steps, guidance, seed, max_area, condition_area, auto_resize)
+        options = edit_options(steps, model_guidance, guidance, seed, max_area, condition_area, auto_resize)
         sources = images_from_batch(image)
         with pipeline_run(pipeline, cls.hidden.unique_id, steps * len(sources)) as hooks:
             edited = edit_images(pipeline, sources, instruction, options, hooks=hooks)
@@ -430,6 +479,15 @@ class PaCoEditChain(io.ComfyNode):
             output=io.Image.Output(
                 "images", tooltip="[reference,] step 1, step 2, ... all at the reference's size."
             ),
+            extra_outputs=[
+                io.String.Output(
+                    "instructions",
+                    tooltip="The instructions applied, one per line in order (for PaCo Edit Score on a batch).",
+                ),
+                io.String.Output(
+                    "first_instruction", tooltip="Step 1's instruction (for PaCo Edit Score on edit 1)."
+                ),
+            ],
         )
 
     @classmethod
@@ -441,6 +499,7 @@ class PaCoEditChain(io.ComfyNode):
         from_reference,
         include_reference,
         steps,
+        model_guidance,
         guidance,
         seed,
         max_area,
@@ -458,13 +517,13 @@ class PaCoEditChain(io.ComfyNode):
                 "(e.g. with ImageFromBatch)."
             )
         lines = prompt_lines(instructions)
-        options = edit_options(steps, guidance, seed, max_area, condition_area, auto_resize)
+        options = edit_options(steps, model_guidance, guidance, seed, max_area, condition_area, auto_resize)
         with pipeline_run(pipeline, cls.hidden.unique_id, steps * max(len(lines), 1)) as hooks:
             chain = edit_chain(
                 pipeline, references[0], lines, options, from_reference=from_reference, hooks=hooks
             )
         images = ([chain.reference] if include_reference else []) + chain.images
-        return io.NodeOutput(pil_to_tensor(images))
+        return io.NodeOutput(pil_to_tensor(images), "\n".join(lines), lines[0] if lines else "")
 
 
 NODES = [PaCoPipelineLoader, PaCoLora, PaCoGenerateSet, PaCoEdit, PaCoEditChain]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from paco_core.prompts import layout_choices
+from paco_core.prompts import DEFAULT_JUDGE_THEME_SOURCE, JUDGE_THEME_SOURCES, layout_choices
 
 LAYOUT_TOOLTIP = (
     "Rows x columns of equal panels, read row-major (2x2: top-left, top-right, bottom-left, "
@@ -15,6 +15,17 @@ LAYOUT_TOOLTIP = (
 def layout_input(tooltip: str = LAYOUT_TOOLTIP) -> io.Combo.Input:
     """The layout dropdown every grid node shares."""
     return io.Combo.Input("layout", options=layout_choices(), default="2x2", tooltip=tooltip)
+
+
+def judge_theme_source_input() -> io.Combo.Input:
+    """The option PaCo Grid Prompt and PaCo Generate Set share: where the judge's theme comes from."""
+    return io.Combo.Input(
+        "judge_theme_source",
+        options=list(JUDGE_THEME_SOURCES),
+        default=DEFAULT_JUDGE_THEME_SOURCE,
+        tooltip="What the judge_theme output holds. preamble: the grid prompt's text before its first panel "
+        "tag (what PaCo-RL's training judged; default). theme: the theme input alone.",
+    )
 
 
 class PaCoGridPrompt(io.ComfyNode):
@@ -55,6 +66,7 @@ class PaCoGridPrompt(io.ComfyNode):
                     tooltip="One prompt per line, one line per panel, row-major. Empty lines are ignored.",
                 ),
                 layout_input(),
+                judge_theme_source_input(),
             ],
             outputs=[
                 io.String.Output(
@@ -68,7 +80,8 @@ class PaCoGridPrompt(io.ComfyNode):
                 io.String.Output(
                     "judge_theme",
                     display_name="judge_theme",
-                    tooltip="The text before the first panel tag: the theme PaCo-Reward judges the set against.",
+                    tooltip="The set's theme as the judge sees it (judge_theme_source; by default the text "
+                    "before the first panel tag), for PaCo Set Consistency / Rank Sets.",
                 ),
                 io.Combo.Output(
                     "layout",
@@ -80,13 +93,21 @@ class PaCoGridPrompt(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, theme: str, shared_description: str, panel_prompts: str, layout: str) -> io.NodeOutput:
-        from paco_core.prompts import build_grid_prompt, parse_grid_prompt, prompt_lines
+    def execute(
+        cls,
+        theme: str,
+        shared_description: str,
+        panel_prompts: str,
+        layout: str,
+        judge_theme_source: str = DEFAULT_JUDGE_THEME_SOURCE,
+    ) -> io.NodeOutput:
+        from paco_core.prompts import build_grid_prompt, judge_theme, parse_grid_prompt, prompt_lines
 
         lines = prompt_lines(panel_prompts)
         prompt = build_grid_prompt(theme, shared_description, lines, layout)
         parsed = parse_grid_prompt(prompt)
-        return io.NodeOutput(prompt, parsed.layout.num_panels, parsed.judge_theme, layout)
+        seen = judge_theme(prompt, source=judge_theme_source, theme=theme)
+        return io.NodeOutput(prompt, parsed.layout.num_panels, seen, layout)
 
 
 class PaCoSplitGrid(io.ComfyNode):

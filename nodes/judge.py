@@ -17,7 +17,8 @@ PacoJudge = io.Custom("PACO_JUDGE")
 JUDGE_FOLDER = "text_encoders"
 """ComfyUI models folder searched for judge folders (e.g. models/text_encoders/PaCo-Reward-7B/)."""
 
-TYPED_SOURCE_CHOICE = "(type a path, hub id or server URL below)"
+TYPED_SOURCE_CHOICE = "(path_or_url)"
+"""Short, so that a fresh node shows its widget names: the judge is the path_or_url typed below."""
 BATCH_CHOICE = "batch"
 """Layout choice meaning: the IMAGE batch items are the panels (no grid to split)."""
 
@@ -80,11 +81,13 @@ def both_orders_input() -> io.Boolean.Input:
 
 
 def theme_input() -> io.String.Input:
+    # One line: a linked multiline text box would leave an empty band in the node.
     return io.String.Input(
         "theme",
-        multiline=True,
         default="",
-        tooltip="The set's theme prompt (PaCo Grid Prompt's judge_theme). Empty: the theme-less prompt.",
+        tooltip="The set's theme as the judge sees it: wire PaCo Generate Set's or PaCo Grid Prompt's "
+        "judge_theme (by default the grid prompt's text before its first panel tag, as in PaCo-RL's "
+        "training). Empty: the theme-less prompt.",
     )
 
 
@@ -121,7 +124,8 @@ class PaCoJudgeLoader(io.ComfyNode):
                     "judge_name",
                     options=sources,
                     default=sources[0],
-                    tooltip="A judge folder from models/text_encoders (holding config.json of a Qwen2.5-VL model).",
+                    tooltip="A judge folder from models/text_encoders (holding config.json of a Qwen2.5-VL model); "
+                    f"{TYPED_SOURCE_CHOICE}: the path, hub id or server URL typed below.",
                 ),
                 io.String.Input(
                     "path_or_url",
@@ -145,8 +149,8 @@ class PaCoJudgeLoader(io.ComfyNode):
                     "answers",
                     options=list(ANSWER_CHOICES),
                     default=next(iter(ANSWER_CHOICES)),
-                    tooltip="Which first answer tokens count: exactly Yes/No (as in PaCo's RL) or also yes/YES, "
-                    "no/NO (as in its benchmark).",
+                    tooltip="Which first answer tokens count: exactly Yes/No (as in PaCo's RL) or also yes/YES/Y/y, "
+                    "no/NO/N/n (as in its benchmark).",
                 ),
                 io.Int.Input(
                     "batch_size",
@@ -168,6 +172,7 @@ class PaCoJudgeLoader(io.ComfyNode):
                 ),
             ],
             outputs=[PacoJudge.Output("judge", tooltip="The judge, for the PaCo scoring nodes.")],
+            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -189,16 +194,18 @@ class PaCoJudgeLoader(io.ComfyNode):
             device = str(comfy_bridge.comfy_device())
             if device != "cpu":
                 comfy_bridge.free_comfy_memory()
-        judge = open_judge(
-            source,
-            lora=lora_path.strip() or None,
-            server_model=server_model.strip() or None,
-            dtype=dtype,
-            device=device,
-            keep_loaded=keep_loaded,
-            answers=ANSWER_CHOICES[answers],
-            batch_size=batch_size,
-        )
+        with comfy_bridge.loading_progress(cls.hidden.unique_id, f"judge {source}", 1) as hooks:
+            judge = open_judge(
+                source,
+                lora=lora_path.strip() or None,
+                server_model=server_model.strip() or None,
+                dtype=dtype,
+                device=device,
+                keep_loaded=keep_loaded,
+                answers=ANSWER_CHOICES[answers],
+                batch_size=batch_size,
+            )
+            hooks.step(1, 1)
         return io.NodeOutput(judge)
 
 
@@ -280,9 +287,9 @@ class PaCoEditScore(io.ComfyNode):
                 io.Image.Input("edited", tooltip="The edited image(s), one per original."),
                 io.String.Input(
                     "instruction",
-                    multiline=True,
                     default="",
-                    tooltip="The edit instruction; for a batch, one line per item or one line for all.",
+                    tooltip="The edit instruction (wire PaCo Edit Chain's first_instruction or instructions); "
+                    "for a batch, one line per item or one line for all.",
                 ),
             ],
             outputs=[
@@ -295,13 +302,16 @@ class PaCoEditScore(io.ComfyNode):
                 io.Float.Output(
                     "overall", tooltip="sqrt(consistency x following) (batch mean of per-item values)."
                 ),
-                io.String.Output("report", tooltip="Each item's three scores as JSON lines."),
+                io.String.Output(
+                    "report", tooltip="One sentence per edit (numbered from 1) with its three scores."
+                ),
             ],
         )
 
     @classmethod
     def execute(cls, judge, original, edited, instruction) -> io.NodeOutput:
         from paco_core.images import tensor_to_pil
+        from paco_core.reward.report import format_edit_report
         from paco_core.reward.scoring import score_edits
 
         originals, editeds = tensor_to_pil(original), tensor_to_pil(edited)
@@ -314,7 +324,7 @@ class PaCoEditScore(io.ComfyNode):
             sum(getattr(item, name) for item in results) / count
             for name in ("consistency", "following", "overall")
         ]
-        report = "\n".join(json.dumps(item.to_json()) for item in results)
+        report = format_edit_report(results, lines or [""])
         return io.NodeOutput(*means, report, ui=ui.PreviewText(report))
 
 
@@ -398,21 +408,39 @@ class PaCoRankSets(io.ComfyNode):
                     tooltip="With layout 'batch': how many consecutive batch items make one candidate set.",
                 ),
                 both_orders_input(),
+                io.Int.Input(
+                    "first_seed",
+                    optional=True,
+                    force_input=True,
+                    tooltip="Optional: the seed of the first candidate (PaCo Generate Set's first_seed), so the "
+                    "report names each set's seed (set k has seed first_seed + k - 1).",
+                ),
             ],
             outputs=[
                 io.Image.Output(
                     "best", tooltip="The best set: its grid (layout given) or its panels (batch)."
                 ),
-                io.Int.Output("best_index", tooltip="0-based index of the best set among the candidates."),
+                io.Int.Output(
+                    "best_index",
+                    tooltip="0-based batch index of the best set, for ImageFromBatch (the report's set 1 is "
+                    "index 0).",
+                ),
                 io.String.Output(
                     "scores", tooltip="Every candidate's set score as a JSON list, in the given order."
                 ),
-                io.String.Output("report", tooltip="The ranking, best first."),
+                io.String.Output(
+                    "report",
+                    tooltip="The winner and the ranking, best first; sets numbered from 1 in the given order, "
+                    "with their seeds when first_seed is wired.",
+                ),
             ],
         )
 
     @classmethod
-    def execute(cls, judge, images, theme, layout, panels_per_set, both_orders) -> io.NodeOutput:
+    def execute(
+        cls, judge, images, theme, layout, panels_per_set, both_orders, first_seed=None
+    ) -> io.NodeOutput:
+        from paco_core.reward.report import format_ranking_report
         from paco_core.reward.scoring import rank_sets
 
         sets = sets_from_images(images, layout, panels_per_set)
@@ -425,7 +453,7 @@ class PaCoRankSets(io.ComfyNode):
         else:
             best_images = images[best * panels_per_set : (best + 1) * panels_per_set]
         scores = [item.score for item in sorted(ranking, key=lambda item: item.index)]
-        report = "\n".join(f"{item.rank + 1}. set {item.index} ({item.score:.3f})" for item in ranking)
+        report = format_ranking_report(ranking, first_seed)
         return io.NodeOutput(
             best_images, best, json.dumps([round(s, 6) for s in scores]), report, ui=ui.PreviewText(report)
         )

@@ -55,6 +55,12 @@ _ANY_TAG_RE = re.compile(r"\[[A-Z]+(?:-[A-Z]+)?\](?:-\[[A-Z]+(?:-[A-Z]+)?\])?:|P
 _SHARED_START_RE = re.compile(r"[.!?][\"'’”]?(?=[A-Z])|[a-z](?=(?:All|Both)\b)")
 _SENTENCE_END_RE = re.compile(r"[.!?][\"'’”]?$")
 
+JUDGE_THEME_SOURCES = ("preamble", "theme")
+"""Where the judge's theme of a set comes from (``judge_theme``): ``preamble``, the grid
+prompt's text before its first panel tag (the released PaCo-GRPO reward code); ``theme``,
+the set's own theme (a data row's ``theme`` field, a node's theme input)."""
+DEFAULT_JUDGE_THEME_SOURCE = "preamble"
+
 _SIDE_WORDS = {
     1: ("",),
     2: ("{first}", "{last}"),
@@ -292,3 +298,29 @@ def parse_grid_prompt(prompt: str) -> GridPrompt:
         body = preamble[header.end() :]
     theme, shared = _split_theme(body)
     return GridPrompt(layout, theme, shared, panel_prompts, preamble)
+
+
+def judge_theme(
+    grid_prompt: str, *, source: str = DEFAULT_JUDGE_THEME_SOURCE, theme: str | None = None
+) -> str:
+    """The text the PaCo-Reward judge is given as the theme of a set: the one rule used by
+    training rewards, the judge nodes' inputs (through PaCo Grid Prompt / Generate Set),
+    the CLI and the shipped workflows.
+
+    Args:
+        grid_prompt: the prompt the set was generated from (a plain prompt is its own theme).
+        source: ``"preamble"`` (default, as the released PaCo-GRPO code): the text before
+            the first panel tag, header included, e.g. ``"FOUR-PANEL Images with a 2x2 grid
+            layout a fox.All images ..."``. ``"theme"``: ``theme`` when it is not blank,
+            else the theme part parsed from the prompt (e.g. ``"a fox."``).
+        theme: the set's own theme (a row's ``theme`` field, a node's theme input).
+
+    Raises:
+        InputError: an unknown ``source``, or a grid prompt whose tags do not fit its layout.
+    """
+    if source not in JUDGE_THEME_SOURCES:
+        raise InputError(f"judge theme source should be one of {list(JUDGE_THEME_SOURCES)}, got {source!r}")
+    if source == "theme" and theme is not None and theme.strip():
+        return " ".join(theme.split())
+    parsed = parse_grid_prompt(grid_prompt)
+    return parsed.judge_theme if source == "preamble" else parsed.theme

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -152,6 +153,7 @@ def grid_workflow() -> dict:
                 "shared_description": "All images keep the same fox.",
                 "panel_prompts": "The fox sits.\nThe fox runs.\nThe fox eats.\nThe fox sleeps.",
                 "layout": "2x2",
+                "judge_theme_source": "preamble",
             },
         },
         "9": {"class_type": "PreviewAny", "inputs": {"source": ["8", 0]}},
@@ -448,10 +450,10 @@ def test_an_artist_workflow_generates_judges_and_edits_in_real_comfyui(tmp_path,
     assert chain[0].tobytes() == panels[0].tobytes(), "the chain should start with the reference panel"
     assert chain[1].tobytes() != chain[0].tobytes(), "the first edit should change the panel"
 
-    edit_scores = json.loads(outputs["18"]["text"][0])
-    assert 0.0 < edit_scores["consistency"] < 1.0 and 0.0 < edit_scores["following"] < 1.0
-    overall = (edit_scores["consistency"] * edit_scores["following"]) ** 0.5
-    assert float(outputs["19"]["text"][0]) == pytest.approx(overall, rel=1e-6)
+    overall = float(outputs["19"]["text"][0])
+    consistency, following = edit_report_scores(outputs["18"]["text"][0], EDIT_STEP_1, overall)
+    assert 0.0 < consistency < 1.0 and 0.0 < following < 1.0
+    assert overall == pytest.approx((consistency * following) ** 0.5, abs=2e-3)
 
     # Rank Sets on [LoRA grid, base grid]: the LoRA set scores as Set Consistency scored it.
     set_scores = json.loads(outputs["27"]["text"][0])
@@ -460,7 +462,7 @@ def test_an_artist_workflow_generates_judges_and_edits_in_real_comfyui(tmp_path,
     assert best_index == max(range(2), key=set_scores.__getitem__)
     (best,) = saved_images(outputs["22"], output_dir)
     assert best.tobytes() == (grid, base_grid)[best_index].tobytes()
-    assert outputs["21"]["text"][0].startswith(f"1. set {best_index} (")
+    assert outputs["21"]["text"][0].startswith(f"best: set {best_index + 1}, consistency ")
 
     reasons = outputs["26"]["text"][0]
     assert reasons.strip() and outputs["25"]["text"] == [reasons], "the judge should write some reasons"
@@ -633,6 +635,24 @@ def tiny_prompt(prompt: dict) -> dict:
     return prompt
 
 
+def edit_report_scores(report: str, instruction: str, overall: float | None = None) -> tuple[float, float]:
+    """(consistency, following) from PaCo Edit Score's one-edit report, which names the
+    instruction (wired from the chain) and, when given, the overall score."""
+    found = re.fullmatch(
+        rf'edit 1 "{re.escape(instruction)}": overall (0\.\d{{3}}) \(consistency (0\.\d{{3}}), following (0\.\d{{3}})\)',
+        report,
+    )
+    assert found, report
+    if overall is not None:
+        assert found.group(1) == f"{overall:.3f}", report
+    return float(found.group(2)), float(found.group(3))
+
+
+def only(prompt: dict, class_type: str) -> dict:
+    (inputs,) = [node["inputs"] for node in prompt.values() if node["class_type"] == class_type]
+    return inputs
+
+
 def outputs_of(prompt: dict, result: dict, class_type: str) -> list[dict]:
     return [result["outputs"][i] for i, node in prompt.items() if node["class_type"] == class_type]
 
@@ -664,6 +684,10 @@ def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
             assert names == served, node_type
             assert info["output"] == [slot.io_type for slot in layout.outputs], node_type
 
+        extensions = http_json(f"{url}/extensions")
+        assert f"/extensions/{link.name}/text_labels.js" in extensions, (
+            "the pack's frontend extension is served"
+        )
         templates = http_json(f"{url}/workflow_templates")
         assert sorted(templates[link.name]) == sorted(shipped), templates
         for name, workflow in shipped.items():
@@ -693,16 +717,26 @@ def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
     prompt, result = prompts["paco-best-of-n"], results["paco-best-of-n"]
     (best,) = saved_images(outputs_of(prompt, result, "SaveImage")[0], output_dir)
     assert best.size == (2 * PANEL_SIZE, 2 * PANEL_SIZE)
-    (scores,) = outputs_of(prompt, result, "PreviewAny")
-    set_scores = json.loads(scores["text"][0])
-    assert len(set_scores) == 4 and all(0.0 < score < 1.0 for score in set_scores)
+    (ranking,) = outputs_of(prompt, result, "PreviewAny")
+    best_line, *places = ranking["text"][0].splitlines()
+    seed = only(prompt, "PaCoGenerateSet")["seed"]
+    winner = re.fullmatch(
+        r"best: set (\d) \(seed (\d+)\), consistency 0\.\d{3} of 4 candidate sets", best_line
+    )
+    assert winner and int(winner.group(2)) == seed + int(winner.group(1)) - 1, best_line
+    assert [line.split(".")[0] for line in places] == ["1", "2", "3", "4"], places
     (candidates,) = outputs_of(prompt, result, "PreviewImage")
-    assert len(candidates["images"]) == 4
+    (shown,) = candidates["images"]
+    assert shown["type"] == "temp"
+    (path,) = (tmp_path / "temp").rglob(shown["filename"])  # ComfyUI keeps previews under --temp-directory
+    side_by_side = Image.open(path)
+    assert side_by_side.size == (4 * PANEL_SIZE, 4 * PANEL_SIZE), "all 4 candidate grids in one picture"
 
     prompt, result = prompts["paco-edit-chain"], results["paco-edit-chain"]
     chain = saved_images(outputs_of(prompt, result, "SaveImage")[0], output_dir)
     assert [image.size for image in chain] == [(PANEL_SIZE, PANEL_SIZE)] * 4, "the reference and 3 edits"
     assert chain[0].getpixel((5, 5)) == (200, 90, 40), "the chain starts with the reference"
     (edit_report,) = outputs_of(prompt, result, "PreviewAny")
-    edit_scores = json.loads(edit_report["text"][0])
-    assert 0.0 < edit_scores["consistency"] < 1.0 and 0.0 < edit_scores["following"] < 1.0
+    instruction = only(prompt, "PaCoEditChain")["instructions"].splitlines()[0]
+    consistency, following = edit_report_scores(edit_report["text"][0], instruction)
+    assert 0.0 < consistency < 1.0 and 0.0 < following < 1.0

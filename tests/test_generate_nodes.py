@@ -9,9 +9,12 @@ from dataclasses import replace
 import pytest
 from pack_loader import load_pack, reset_comfy_stub, run_node, widget_defaults
 
+from paco_core.prompts import parse_grid_prompt
+
 EDIT_OPTIONS = {
     "steps": 1,
-    "guidance": 0.0,
+    "model_guidance": True,
+    "guidance": 2.5,
     "seed": 0,
     "max_area": 0,
     "condition_area": 0,
@@ -93,9 +96,11 @@ def test_loader_lora_and_generate_set(generation, comfy, tiny_models):
         "steps": 2,
         "num_sets": 2,
     }
-    panels, grids, prompt = run_node(node, hidden={"unique_id": "7"}, **inputs).args
+    panels, grids, prompt, judge_theme, first_seed = run_node(node, hidden={"unique_id": "7"}, **inputs).args
     assert tuple(panels.shape) == (8, 16, 32, 3) and tuple(grids.shape) == (2, 32, 64, 3)
     assert "[BOTTOM]-[RIGHT]:reading" in prompt
+    assert inputs["judge_theme_source"] == "preamble" and first_seed == inputs["seed"]
+    assert judge_theme == prompt.split("[TOP]-[LEFT]:")[0].strip() == parse_grid_prompt(prompt).judge_theme
     updates = comfy["utils"].PROGRESS_UPDATES
     assert [(u.node_id, u.value, u.total) for u in updates][-1] == ("7", 4, 4)
 
@@ -128,12 +133,49 @@ def test_edit_and_edit_chain_keep_the_input_size(generation, comfy):
     assert tuple(edited.shape) == (2, 40, 50, 3)
     chain = generation.PaCoEditChain
     chain_inputs = {"pipeline": kontext, "instructions": "add a hat\nmake it night", "from_reference": False}
-    [sequence] = run_node(
+    sequence, instructions, first_instruction = run_node(
         chain, image=images[:1], include_reference=True, **chain_inputs, **EDIT_OPTIONS
     ).args
     assert tuple(sequence.shape) == (3, 40, 50, 3)
+    assert (instructions, first_instruction) == ("add a hat\nmake it night", "add a hat")
     with pytest.raises(InputError, match="takes one reference image, got a batch of 2"):
         run_node(chain, image=images, include_reference=True, **chain_inputs, **EDIT_OPTIONS)
+
+
+def test_edit_guidance_is_the_models_default_unless_the_toggle_says_otherwise(generation):
+    options = {key: value for key, value in EDIT_OPTIONS.items()}
+    assert generation.edit_options(**options).guidance is None
+    assert generation.edit_options(**{**options, "model_guidance": False, "guidance": 0.0}).guidance == 0.0
+    defaults = widget_defaults(generation.PaCoEdit)
+    assert defaults["model_guidance"] is True and defaults["guidance"] == 2.5
+
+
+def test_the_loaders_show_loading_progress(generation, comfy, tiny_models):
+    from server import PromptServer
+
+    loader = generation.PaCoPipelineLoader
+    source = str(tiny_models["flux-kontext"])
+    inputs = {**widget_defaults(loader), "model": generation.TYPED_PATH_CHOICE, "model_path": source}
+    comfy["utils"].stub_reset()
+    run_node(loader, hidden={"unique_id": "5"}, **inputs)
+    updates = [(u.node_id, u.value, u.total) for u in comfy["utils"].PROGRESS_UPDATES]
+    assert updates == [("5", 1, 3), ("5", 2, 3), ("5", 3, 3)] or updates == [("5", 1, 3), ("5", 3, 3)]
+    texts = [text for node_id, text in PromptServer.instance.stub_progress_texts() if node_id == "5"]
+    assert texts[-2] == f"loading pipeline {source} ..."
+    assert texts[-1].startswith(f"loaded pipeline {source} in ") and texts[-1].endswith(" s")
+
+
+def test_the_pipeline_loader_has_short_choices(generation):
+    schema = generation.PaCoPipelineLoader.GET_SCHEMA()
+    combos = {item.id: item for item in schema.inputs if item.get_io_type() == "COMBO"}
+    assert combos["dtype"].options == ["auto", "bf16", "fp16", "fp32"]
+    assert combos["offload"].options == ["none", "model", "sequential"]
+    ours = [*combos["dtype"].options, *combos["offload"].options]
+    ours += [generation.TYPED_PATH_CHOICE, generation.FOLDER_TRANSFORMER_CHOICE]
+    assert generation.TYPED_PATH_CHOICE in combos["model"].options
+    assert generation.FOLDER_TRANSFORMER_CHOICE in combos["transformer_file"].options
+    assert max(map(len, ours)) <= 14, "long option texts widen the node and hide the widget names"
+    assert all(item.tooltip for item in combos.values())
 
 
 def test_wrong_model_for_the_node_is_a_clear_error(generation, comfy):

@@ -66,6 +66,25 @@ def test_paco_score_prints_the_issue_json_shape(tiny_models, judge, image_files)
     assert printed["per_image"] == pytest.approx(expected["per_image"], abs=1e-6)
 
 
+@pytest.mark.parametrize("source", ["preamble", "theme"])
+def test_paco_score_takes_the_judge_theme_from_the_grid_prompt(
+    tiny_models, judge, image_files, capsys, source
+):
+    from paco_core.prompts import build_grid_prompt, judge_theme
+
+    prompt = build_grid_prompt("a fox.", "All in ink.", ["a", "b", "c", "d"], "2x2")
+    args = ["score", "--judge", str(tiny_models["judge"]), "--prompt", prompt, "--layout", "2x2"]
+    assert main([*args, "--judge-theme", source, str(image_files["grid"]), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    panels = split_grid(Image.open(image_files["grid"]).convert("RGB"), "2x2")
+    expected_theme = (
+        "FOUR-PANEL Images with a 2x2 grid layout a fox.All in ink." if source == "preamble" else "a fox."
+    )
+    assert judge_theme(prompt, source=source) == expected_theme
+    assert printed["score"] == pytest.approx(score_set(judge, panels, expected_theme).score, abs=1e-6)
+    assert printed["score"] != pytest.approx(score_set(judge, panels, None).score, abs=1e-9)
+
+
 def test_paco_score_edit_prints_three_scores(tiny_models, judge, image_files, capsys):
     args = ["score-edit", "--judge", str(tiny_models["judge"]), "--instruction", "add snow"]
     assert main([*args, str(image_files["a"]), str(image_files["b"]), "--json"]) == 0

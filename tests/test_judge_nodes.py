@@ -71,9 +71,19 @@ def test_loader_lists_judge_folders_from_text_encoders(tiny_models, tmp_path):
     (encoders / "other" / "model.safetensors").write_bytes(b"")
     schema = judge_nodes.PaCoJudgeLoader.define_schema()
     assert schema.inputs[0].options == ["PaCo-Reward-tiny", judge_nodes.TYPED_SOURCE_CHOICE]
-    out = run_node(judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "judge_name": "PaCo-Reward-tiny"})
+    out = run_node(
+        judge_nodes.PaCoJudgeLoader,
+        hidden={"unique_id": "3"},
+        **{**LOADER_DEFAULTS, "judge_name": "PaCo-Reward-tiny"},
+    )
     assert isinstance(out[0], LocalJudge)
     assert out[0].name == str(encoders / "PaCo-Reward-tiny")
+    from server import PromptServer
+
+    source = encoders / "PaCo-Reward-tiny"
+    texts = [text for node_id, text in PromptServer.instance.stub_progress_texts() if node_id == "3"]
+    assert texts[-2] == f"loading judge {source} ..." and texts[-1].startswith(f"loaded judge {source} in ")
+    assert progress_updates()[-1] == (1, 1), "the loader's progress bar ends full"
 
 
 def test_loader_needs_a_typed_source_when_the_dropdown_says_so():
@@ -213,7 +223,14 @@ def test_edit_score_node_scores_each_item_and_averages(judge):
     )
     assert out[0] == pytest.approx(sum(item.consistency for item in expected) / 2)
     assert out[2] == pytest.approx(sum(item.overall for item in expected) / 2)
-    assert [json.loads(line) for line in out[3].splitlines()] == [item.to_json() for item in expected]
+    first, second, mean = out[3].splitlines()
+    assert first == (
+        f'edit 1 "add snow": overall {expected[0].overall:.3f} '
+        f"(consistency {expected[0].consistency:.3f}, following {expected[0].following:.3f})"
+    )
+    assert second.startswith(f'edit 2 "make it night": overall {expected[1].overall:.3f} ')
+    assert mean.startswith(f"mean of 2 edits: overall {out[2]:.3f} (consistency {out[0]:.3f}, ")
+    assert out.ui.as_dict() == {"text": (out[3],)}
     with pytest.raises(InputError, match=r"got 2 original\(s\), 1 edited image\(s\)"):
         run_node(
             judge_nodes.PaCoEditScore, judge=judge, original=originals, edited=editeds[:1], instruction="x"
@@ -252,7 +269,29 @@ def test_rank_sets_node_returns_the_best_grid(judge):
     assert json.loads(scores) == pytest.approx(
         [item.score for item in sorted(ranking, key=lambda r: r.index)], abs=1e-6
     )
-    assert report.splitlines()[0].startswith(f"1. set {best_index} ")
+    best = ranking[0]
+    assert (
+        report.splitlines()[0]
+        == f"best: set {best_index + 1}, consistency {best.score:.3f} of 3 candidate sets"
+    )
+    assert report.splitlines()[1] == f"1. set {best_index + 1}: {best.score:.3f}"
+    assert len(report.splitlines()) == 4
+    seeded = run_node(
+        judge_nodes.PaCoRankSets,
+        judge=judge,
+        images=grids,
+        theme="a fox",
+        layout="2x1",
+        panels_per_set=4,
+        both_orders=False,
+        first_seed=42,
+    )
+    assert seeded[3].splitlines()[0].startswith(f"best: set {best_index + 1} (seed {42 + best_index}), ")
+    assert (
+        seeded[3]
+        .splitlines()[-1]
+        .startswith(f"3. set {ranking[-1].index + 1} (seed {42 + ranking[-1].index}): ")
+    )
 
 
 def test_rank_sets_node_takes_panels_per_set_in_batch_mode(judge):

@@ -284,3 +284,44 @@ def test_run_node_leaves_undeclared_hidden_inputs_empty():
             return io.NodeOutput(str(cls.hidden.unique_id))
 
     assert run_node(NoHidden).args == ("None",)
+
+
+STALE_CORE = "STALE = True\n"
+
+
+@pytest.mark.parametrize("imported_first", [False, True], ids=["installed", "imported-first"])
+def test_the_packs_own_paco_core_wins_over_a_stale_copy(tmp_path, imported_first):
+    """A stale ``paco_core`` first on sys.path (an old pip install), or already imported by the
+    time ComfyUI loads the pack: the nodes still run on the pack's own copy, and the log says so."""
+    stale = tmp_path / "site-packages" / "paco_core"
+    stale.mkdir(parents=True)
+    (stale / "__init__.py").write_text(STALE_CORE)
+    (stale / "prompts.py").write_text("STALE = True\n")
+    script = f"""
+import asyncio, importlib.util, json, sys
+sys.path[:0] = [{str(stale.parent)!r}, {str(STUB_DIR)!r}]
+if {imported_first!r}:
+    import paco_core, paco_core.prompts
+    assert paco_core.STALE
+spec = importlib.util.spec_from_file_location("paco_pack", {str(REPO_ROOT / "__init__.py")!r})
+pack = importlib.util.module_from_spec(spec)
+sys.modules["paco_pack"] = pack
+spec.loader.exec_module(pack)
+async def names():
+    extension = await pack.comfy_entrypoint()
+    return [cls.GET_NODE_INFO_V1()["name"] for cls in await extension.get_node_list()]
+import paco_core.prompts
+print(json.dumps({{"core": paco_core.__file__, "prompts": paco_core.prompts.__file__,
+                  "stale": hasattr(paco_core, "STALE"), "nodes": len(asyncio.run(names()))}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=str(tmp_path)
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    own = REPO_ROOT / "paco_core"
+    assert Path(report["core"]) == own / "__init__.py" and Path(report["prompts"]) == own / "prompts.py"
+    assert report["stale"] is False and report["nodes"] == len(SCHEMAS)
+    said = "another paco_core was already imported from" if imported_first else "an installed paco_core at"
+    assert f"ComfyUI-PaCo: {said} {stale}" in done.stderr
+    assert f"use the pack's own copy at {own}" in done.stderr

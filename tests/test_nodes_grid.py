@@ -24,6 +24,19 @@ def test_grid_prompt_builds_a_prompt_from_its_defaults():
     assert layout == "2x2"
 
 
+def test_grid_prompt_outputs_the_judge_theme_by_the_shared_rule():
+    from paco_core.prompts import judge_theme
+
+    inputs = {**widget_defaults(grid.PaCoGridPrompt), "theme": "a fox.", "shared_description": "In ink."}
+    assert inputs["judge_theme_source"] == "preamble"
+    for source, expected in (
+        ("preamble", "FOUR-PANEL Images with a 2x2 grid layout a fox.In ink."),
+        ("theme", "a fox."),
+    ):
+        out = run_node(grid.PaCoGridPrompt, **{**inputs, "judge_theme_source": source})
+        assert out[2] == expected == judge_theme(out[0], source=source, theme="a fox.")
+
+
 def test_grid_prompt_takes_one_panel_per_non_empty_line():
     out = run_node(
         grid.PaCoGridPrompt,
@@ -31,6 +44,7 @@ def test_grid_prompt_takes_one_panel_per_non_empty_line():
         shared_description="",
         panel_prompts="\n  sits  \n\nruns\n\tsleeps\n",
         layout="1x3",
+        judge_theme_source="preamble",
     )
     assert (
         out[0] == "THREE-PANEL Images with a 1x3 grid layout a fox. [LEFT]:sits [MIDDLE]:runs [RIGHT]:sleeps"
@@ -41,7 +55,12 @@ def test_grid_prompt_takes_one_panel_per_non_empty_line():
 def test_grid_prompt_rejects_a_line_count_that_does_not_fit_the_layout():
     with pytest.raises(InputError, match="layout 2x3 has 6 panels, got 2 panel prompts"):
         run_node(
-            grid.PaCoGridPrompt, theme="a fox.", shared_description="", panel_prompts="a\nb", layout="2x3"
+            grid.PaCoGridPrompt,
+            theme="a fox.",
+            shared_description="",
+            panel_prompts="a\nb",
+            layout="2x3",
+            judge_theme_source="preamble",
         )
 
 

@@ -290,3 +290,35 @@ def test_parse_rejects_an_empty_panel_prompt():
 def test_parse_rejects_non_text():
     with pytest.raises(InputError, match="prompt should be text, got NoneType"):
         parse_grid_prompt(None)
+
+
+# --------------------------------------------------------------------------- the judge's theme
+
+
+def test_the_judge_theme_is_the_preamble_by_default_as_in_the_released_code():
+    from paco_core.prompts import DEFAULT_JUDGE_THEME_SOURCE, judge_theme
+
+    prompt = build_grid_prompt("a fox.", "All images in ink.", ["it sits", "it runs"], "1x2")
+    assert DEFAULT_JUDGE_THEME_SOURCE == "preamble"
+    assert judge_theme(prompt) == "TWO-PANEL Images with a 1x2 grid layout a fox.All images in ink."
+    assert judge_theme(prompt, theme="ignored unless asked") == judge_theme(prompt)
+    assert judge_theme(prompt) == parse_grid_prompt(prompt).judge_theme
+
+
+def test_the_theme_source_takes_the_given_theme_or_the_parsed_one():
+    from paco_core.prompts import judge_theme
+
+    prompt = build_grid_prompt("a fox.", "All images in ink.", ["it sits", "it runs"], "1x2")
+    assert judge_theme(prompt, source="theme", theme="  a red\nfox ") == "a red fox"
+    assert judge_theme(prompt, source="theme", theme="") == "a fox."
+    assert judge_theme(prompt, source="theme") == "a fox."
+    assert judge_theme("a plain prompt", source="theme") == judge_theme("a plain prompt") == "a plain prompt"
+
+
+def test_an_unknown_judge_theme_source_is_refused():
+    from paco_core.prompts import judge_theme
+
+    with pytest.raises(
+        InputError, match=r"judge theme source should be one of \['preamble', 'theme'\], got 'row'"
+    ):
+        judge_theme("a fox", source="row")

@@ -9,7 +9,14 @@ import pickle
 import pytest
 
 from paco_core.cli import main
-from paco_core.config import apply_overrides, config_from_dict, config_to_dict, load_config, save_config
+from paco_core.config import (
+    apply_overrides,
+    check_override_keys,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
 from paco_core.errors import ConfigError
 from paco_core.rl.config import (
     AdvantageConfig,
@@ -22,8 +29,8 @@ from paco_core.rl.config import (
     RewardSpec,
     SamplingConfig,
     TrainConfig,
+    resume_config_changes,
 )
-from paco_core.rl.presets import preset_config
 
 CONFIG_CLASSES = [ModelConfig, LoraConfig, SamplingConfig, DataConfig, RewardConfig, AdvantageConfig, OptimConfig,
                   EmaConfig, TrainConfig]  # fmt: skip
@@ -77,6 +84,11 @@ def test_unknown_keys_are_dropped_with_a_warning(caplog):
         ({"rewards": {"aggregation": "max"}}, "aggregation` should be one of"),
         ({"rewards": {"max_invalid_share": 2}}, "max_invalid_share` should be between"),
         ({"ema": {"max_decay": 1.5}}, "max_decay"),
+        ({"ema": {"cadence": "hourly"}}, "ema.cadence` should be one of"),
+        ({"optim": {"kl_form": "reverse"}}, "optim.kl_form` should be one of"),
+        ({"optim": {"optimizer_steps_per_iteration": -1}}, "optimizer_steps_per_iteration"),
+        ({"sampling": {"eval_num_steps": -2}}, "eval_num_steps"),
+        ({"rewards": {"log_tame_rewards": ["pickscore_v2"]}}, r"log_tame_rewards` names \['pickscore_v2'\]"),
         ({"num_iterations": 0}, "num_iterations` should be positive"),
         ({"seed": -3}, "seed` should be a non-negative integer"),
         ({"output_dir": ""}, "output_dir` is empty"),
@@ -102,6 +114,17 @@ def test_check_ready_names_missing_paths(tmp_path):
     )
     with pytest.raises(ConfigError, match="need the judge"):
         config.check_ready()
+    ready = {"model": {"path": "x"}, "data": {"train_file": str(tmp_path / "p.jsonl")}}
+    clip_only = config_from_dict(TrainConfig, {**ready, "rewards": {
+        "rewards": [{"name": "clip_t"}, {"name": "pickscore"}], "clip_path": "models/clip"}})  # fmt: skip
+    with pytest.raises(
+        ConfigError, match="pickscore needs the PickScore model: set `rewards.pickscore_path`"
+    ):
+        clip_only.check_ready()  # no silent fallback to the CLIP model
+    pick_only = config_from_dict(TrainConfig, {**ready, "rewards": {
+        "rewards": [{"name": "clip_t"}], "pickscore_path": "models/pickscore"}})  # fmt: skip
+    with pytest.raises(ConfigError, match="clip_t needs a CLIP model: set `rewards.clip_path`"):
+        pick_only.check_ready()
 
 
 def test_overrides_parse_json_values():
@@ -111,39 +134,51 @@ def test_overrides_parse_json_values():
         apply_overrides({}, ["optim.lr"])
 
 
-def test_presets_hold_the_papers_settings():
-    t2is = preset_config("t2is-flux")
-    assert (t2is.sampling.num_steps, t2is.sampling.noise_steps, t2is.sampling.noise_level) == (10, (1,), 0.7)
-    assert (t2is.sampling.train_resolution, t2is.sampling.eval_resolution, t2is.sampling.guidance_scale) == (
-        512,
-        1024,
-        3.5,
-    )
-    assert [(r.name, r.weight) for r in t2is.rewards.rewards] == [
-        ("consistency", 0.2),
-        ("clip_t", 1.0),
-        ("pickscore", 1.0),
+def test_override_keys_must_exist_and_a_typo_names_the_closest():
+    check_override_keys(TrainConfig, ["optim.lr=1", "optim={}", "rewards.rewards=[]", "seed=3", "no-equals"])
+    with pytest.raises(
+        ConfigError,
+        match=r"--set sampling.grup_size: no such config key; did you mean `sampling.group_size`\?",
+    ):
+        check_override_keys(TrainConfig, ["seed=1", "sampling.grup_size=4"])
+    with pytest.raises(ConfigError, match=r"--set zzz: no such config key \(`paco train --describe-config`"):
+        check_override_keys(TrainConfig, ["zzz=1"])
+    with pytest.raises(ConfigError, match="no such config key"):
+        check_override_keys(TrainConfig, ["optim.lr.x=1"])  # below a leaf
+
+
+def test_resume_config_changes_ignore_the_keys_that_may_change():
+    base = {"model": {"path": "m"}, "data": {"train_file": "t.jsonl"}, "optim": {"lr": 0.01}}
+    saved = config_to_dict(config_from_dict(TrainConfig, base))
+    saved["paco_version"] = "0.0.1"
+    same = config_from_dict(TrainConfig, {**base, "num_iterations": 999, "output_dir": "elsewhere",
+                                          "model": {"path": "m", "device": "cpu"}, "eval_every": 3})  # fmt: skip
+    assert resume_config_changes(saved, same) == []
+    changed = config_from_dict(TrainConfig, {**base, "optim": {"lr": 0.02}, "seed": 1,
+                                             "rewards": {"rewards": [{"name": "clip_t"}]}})  # fmt: skip
+    assert [key for key, _, _ in resume_config_changes(saved, changed)] == [
+        "optim.lr",
+        "rewards.rewards",
+        "seed",
     ]
-    assert t2is.rewards.aggregation == "log_tamed" and t2is.sampling.group_size == 16
-    assert (t2is.lora.rank, t2is.lora.alpha, t2is.lora.init) == (64, 128.0, "gaussian")
-    assert (t2is.optim.lr, t2is.optim.betas, t2is.optim.weight_decay) == (3e-4, (0.9, 0.999), 1e-4)
-    assert (t2is.optim.clip_range, t2is.optim.max_grad_norm, t2is.advantages.adv_clip_max) == (1e-4, 1.0, 5.0)
-    assert (t2is.ema.max_decay, t2is.ema.update_every) == (0.9, 8)
-    kontext = preset_config("edit-kontext")
-    assert (kontext.sampling.num_steps, kontext.sampling.noise_level, kontext.sampling.guidance_scale) == (
-        8,
-        0.9,
-        2.5,
-    )
-    assert (kontext.sampling.train_resolution, kontext.sampling.eval_resolution) == (384, 512)
-    qwen = preset_config("edit-qwen")
-    assert (qwen.sampling.noise_steps, qwen.sampling.guidance_scale, qwen.sampling.noise_level) == (
-        (1, 2, 3, 4),
-        4.0,
-        1.0,
-    )
-    assert "img_mlp.net.0.proj" in qwen.lora.target_modules and "txt_mlp.net.2" in qwen.lora.target_modules
-    assert [r.name for r in qwen.rewards.rewards] == ["edit"]
+    assert resume_config_changes(saved, changed)[0] == ("optim.lr", 0.01, 0.02)
+    # keys only one side knows (renamed or added by another version) are not compared
+    older = {**saved, "optim": {**saved["optim"], "old_option": 1}}
+    del older["model"]["dtype"]
+    assert resume_config_changes(older, same) == []
+
+
+def test_the_keys_that_may_change_on_resume_exist_and_are_documented():
+    from pathlib import Path
+
+    from paco_core.config import describe_fields
+    from paco_core.rl.config import RESUME_MAY_CHANGE
+
+    keys = {name for name, _kind, _default, _text in describe_fields(TrainConfig)}
+    assert set(RESUME_MAY_CHANGE) <= keys
+    page = (Path(__file__).parent.parent / "docs" / "runs.md").read_text()
+    table = page.split("### What may change on resume")[1].split("###")[0]
+    assert {key for key in RESUME_MAY_CHANGE if f"`{key}`" not in table} == set()
 
 
 def test_print_config_of_a_preset_with_overrides(capsys):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from paco_core.errors import ConfigError, InputError, RewardError
@@ -30,13 +31,17 @@ def test_set_rows_read_with_theme_layout_and_criteria():
     assert rows[0].metadata()["criteria"]["Identity"]
 
 
-def test_missing_theme_and_layout_come_from_the_grid_prompt(tmp_path):
+def test_a_missing_layout_comes_from_the_grid_prompt_and_a_missing_theme_stays_empty(tmp_path):
+    from paco_core.prompts import judge_theme
+
     prompt = json.loads((FIXTURES / "sets.jsonl").read_text().splitlines()[0])["prompt"]
     (tmp_path / "p.jsonl").write_text(json.dumps({"prompt": prompt}) + "\n")
     row = read_prompt_rows(tmp_path / "p.jsonl")[0]
-    assert row.layout == "2x2"
-    assert row.theme.startswith("FOUR-PANEL Images with a 2x2 grid layout depicting a red fox")
-    assert "[TOP]-[LEFT]" not in row.theme
+    assert row.layout == "2x2" and row.theme == ""
+    for source in ("preamble", "theme"):
+        seen = judge_theme(row.prompt, source=source, theme=row.theme)
+        assert "[TOP]-[LEFT]" not in seen and "depicting a red fox" in seen
+    assert judge_theme(row.prompt, theme=row.theme).startswith("FOUR-PANEL Images with a 2x2 grid layout")
 
 
 def test_edit_rows_resolve_images_next_to_the_file():
@@ -172,6 +177,7 @@ def test_builtin_rewards_score_grids_and_edits(tiny_models):
     config = RewardConfig(
         rewards=(RewardSpec("consistency", 1.0), RewardSpec("clip_t", 1.0), RewardSpec("pickscore", 1.0)),
         judge_path=str(tiny_models["judge"]), clip_path=str(tiny_models["clip"]),
+        pickscore_path=str(tiny_models["clip"]),  # the tiny CLIP stands in for PickScore
     )  # fmt: skip
     models = RewardModels(config, "cpu")
     rows = read_prompt_rows(FIXTURES / "sets.jsonl")[:2]
@@ -192,6 +198,52 @@ def test_builtin_rewards_score_grids_and_edits(tiny_models):
     )
 
 
+def test_edit_reward_judges_the_original_at_its_own_resolution(tiny_models, monkeypatch):
+    from paco_core.reward import scoring
+    from paco_core.rl.config import RewardConfig
+    from paco_core.rl.rewards import RewardModels
+
+    seen = []
+    real_score_edits = scoring.score_edits
+
+    def recording(judge, originals, edited, instructions, **kwargs):
+        seen.append(([o.size for o in originals], [e.size for e in edited]))
+        return real_score_edits(judge, originals, edited, instructions, **kwargs)
+
+    monkeypatch.setattr(scoring, "score_edits", recording)
+    models = RewardModels(
+        RewardConfig(rewards=(RewardSpec("edit"),), judge_path=str(tiny_models["judge"])), "cpu"
+    )
+    rows = read_prompt_rows(FIXTURES / "edits.jsonl")[:2]
+    own_sizes = [Image.open(row.image_path).size for row in rows]
+    edited = [Image.new("RGB", (48, 32), "gray") for _ in rows]  # the edit's (train) size differs
+    assert all(size != (48, 32) for size in own_sizes)
+    scores = RewardSet.from_config([RewardSpec("edit")], models).score(
+        edited, [r.prompt for r in rows], [r.metadata() for r in rows]
+    )
+    assert np.isfinite(scores.scores).all()
+    assert seen == [(own_sizes, [(48, 32)] * 2)]
+
+
+def test_pickscore_never_falls_back_to_clip(tiny_models):
+    from paco_core.rl.config import RewardConfig
+    from paco_core.rl.rewards import RewardModels
+
+    models = RewardModels(
+        RewardConfig(rewards=(RewardSpec("pickscore"),), clip_path=str(tiny_models["clip"])), "cpu"
+    )
+    with pytest.raises(
+        ConfigError, match="pickscore needs the PickScore model: set `rewards.pickscore_path`"
+    ):
+        RewardSet.from_config([RewardSpec("pickscore")], models)
+    models = RewardModels(
+        RewardConfig(rewards=(RewardSpec("clip_t"),), pickscore_path=str(tiny_models["clip"])), "cpu"
+    )
+    with pytest.raises(ConfigError, match="clip_t needs a CLIP model: set `rewards.clip_path`"):
+        RewardSet.from_config([RewardSpec("clip_t")], models)
+    assert models.pick.model.dtype == torch.float32  # CLIP and PickScore score in fp32, as released
+
+
 def test_consistency_of_a_single_panel_is_invalid_not_zero(tiny_models):
     from paco_core.rl.config import RewardConfig
     from paco_core.rl.rewards import RewardModels
@@ -203,3 +255,37 @@ def test_consistency_of_a_single_panel_is_invalid_not_zero(tiny_models):
     scores = rewards.score(_images([100, 120]), ["a cat", "a dog"], [{"layout": "1x1"}, {"layout": "1x2"}])
     assert np.isnan(scores.scores[0, 0]) and np.isfinite(scores.scores[1, 0])
     assert scores.failures == {"consistency": 1}
+
+
+class _RecordingJudge:
+    """Wraps the tiny judge and keeps the text of every pair request it is asked."""
+
+    def __init__(self, judge):
+        self.judge, self.texts = judge, []
+
+    def score_pairs(self, requests, hooks=None):
+        self.texts += [request.prompt for request in requests]
+        return self.judge.score_pairs(requests, hooks)
+
+
+@pytest.mark.parametrize("source", ["preamble", "theme"])
+def test_the_consistency_reward_asks_the_judge_with_the_configured_judge_theme(tiny_models, source):
+    from paco_core.prompts import judge_theme, parse_grid_prompt
+    from paco_core.reward.prompts import set_consistency_prompt
+    from paco_core.rl.config import RewardConfig
+    from paco_core.rl.rewards import RewardModels
+
+    config = RewardConfig(
+        rewards=(RewardSpec("consistency"),), judge_path=str(tiny_models["judge"]), judge_theme=source
+    )
+    models = RewardModels(config, "cpu")
+    recorder = _RecordingJudge(models.judge)
+    models._judge = recorder
+    row = read_prompt_rows(FIXTURES / "sets.jsonl")[0]
+    grid = Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    scores = RewardSet.from_config(config.rewards, models).score([grid], [row.prompt], [row.metadata()])
+    assert np.isfinite(scores.scores).all()
+    expected = parse_grid_prompt(row.prompt).judge_theme if source == "preamble" else row.theme
+    assert expected == judge_theme(row.prompt, source=source, theme=row.theme)
+    assert recorder.texts and set(recorder.texts) == {set_consistency_prompt(expected)}
+    assert expected.startswith("FOUR-PANEL") == (source == "preamble")

@@ -11,12 +11,13 @@ import torch
 from paco_core.errors import ConfigError, InputError, RewardError
 from paco_core.rl.advantages import STD_EPS, compute_advantages
 from paco_core.rl.ema import LoraEma
-from paco_core.rl.loss import kl_to_reference, policy_loss, ppo_clip_loss
+from paco_core.rl.loss import kl_std, kl_to_reference, policy_loss, ppo_clip_loss
 from paco_core.rl.micro_batches import (
     accumulation_windows,
     check_processes_share_equally,
     plan_micro_batches,
     plans_of_process,
+    split_windows,
 )
 from paco_core.rl.sde import ode_step, sde_std, sde_step
 
@@ -262,3 +263,74 @@ def test_micro_batches_cover_each_group_and_are_dealt_round_robin():
 )
 def test_accumulation_windows_end_with_a_shorter_one(count, steps, windows):
     assert accumulation_windows(count, steps) == windows
+
+
+# --- fidelity to the released trainer: KL form, EMA cadence, optimizer steps ------------
+
+
+def test_kl_forms_against_direct_computation():
+    # flow_grpo: ||mean - mean_ref||^2 / (2 std_t^2) with std_t = a sqrt(sigma / (1 - sigma)), as
+    # Flow-GRPO and the released PaCo-GRPO; exact: the KL of the two Gaussian SDE steps.
+    generator = torch.Generator().manual_seed(3)
+    x, v, v_ref = (torch.randn(2, 6, 4, generator=generator, dtype=torch.float64) for _ in range(3))
+    sigma, sigma_next, a = 0.75, 0.5, 0.9
+    step = sde_step(x, v, sigma, sigma_next, noise_level=a, sigma_max=0.98, generator=generator)
+    reference = sde_step(x, v_ref, sigma, sigma_next, noise_level=a, sigma_max=0.98, x_next=step.x_next)
+    std_t, dt = a * math.sqrt(sigma / (1 - sigma)), sigma_next - sigma
+    squared = ((step.mean.double() - reference.mean.double()) ** 2).mean(dim=(1, 2))
+    flow_grpo = kl_to_reference(step.mean, reference.mean, kl_std(step.std_t, step.std, "flow_grpo"))
+    torch.testing.assert_close(flow_grpo.double(), squared / (2 * std_t**2), rtol=1e-5, atol=1e-7)
+    exact = kl_to_reference(step.mean, reference.mean, kl_std(step.std_t, step.std, "exact"))
+    gaussian = torch.distributions.kl_divergence(
+        torch.distributions.Normal(step.mean.double(), std_t * math.sqrt(-dt)),
+        torch.distributions.Normal(reference.mean.double(), std_t * math.sqrt(-dt)),
+    ).mean(dim=(1, 2))
+    torch.testing.assert_close(exact.double(), gaussian, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(exact * -dt, flow_grpo, rtol=1e-5, atol=1e-7)
+    with pytest.raises(InputError, match="kl form should be one of flow_grpo, exact"):
+        kl_std(step.std_t, step.std, "reverse")
+
+
+def test_released_ema_cadence_counts_optimizer_steps_and_applies_per_micro_batch():
+    param = torch.nn.Parameter(torch.zeros(2))
+    ema = LoraEma([("w", param)], max_decay=0.9, update_every=8)
+    shadow = LoraEma([("w", param)], max_decay=0.9, update_every=8)  # shadows start at 0
+    with torch.no_grad():
+        param.fill_(1.0)
+    # the released EMAModuleWrapper.step: update when (g + 1) % 8 == 0 with decay(g)
+    assert [g for g in range(24) if ema.maybe_update_released(g)] == [7, 15, 23]
+    # three micro-batches that see the same count apply the same decay three times: decay(g)**3
+    for _ in range(3):
+        assert shadow.maybe_update_released(7)
+    torch.testing.assert_close(shadow.shadow["w"], torch.full((2,), 1 - ema.decay(7) ** 3))
+
+
+@pytest.mark.parametrize(
+    "count, steps, windows",
+    [(4, 2, [[0, 1], [2, 3]]), (5, 2, [[0, 1, 2], [3, 4]]), (3, 3, [[0], [1], [2]]), (84, 2, None)],
+)
+def test_split_windows_gives_the_asked_number_of_near_equal_steps(count, steps, windows):
+    got = split_windows(count, steps)
+    assert len(got) == steps and [i for w in got for i in w] == list(range(count))
+    assert max(map(len, got)) - min(map(len, got)) <= 1
+    if windows is not None:
+        assert got == windows
+
+
+def test_split_windows_refuses_more_steps_than_micro_batches():
+    with pytest.raises(ConfigError, match="optimizer_steps_per_iteration is 3 but a process has only 2"):
+        split_windows(2, 3)
+
+
+def test_log_taming_can_be_limited_to_named_rewards():
+    rng = np.random.default_rng(5)
+    rewards = np.column_stack([rng.uniform(0.0, 2.0, 8), rng.uniform(0.0, 2.0, 8), rng.uniform(0.9, 1.0, 8)])
+    groups = np.repeat([0, 1], 4)
+    weights = [0.2, 1.0, 1.0]
+    limited = compute_advantages(rewards, weights, groups, threshold=0.2, tameable=[True, False, False])
+    assert limited.cv_ratios[0] > 0.2 and limited.cv_ratios[1] > 0.2 and limited.cv_ratios[2] < 0.2
+    assert limited.tamed.tolist() == [True, False, False]
+    direct = 0.2 * np.log1p(rewards[:, 0]) + rewards[:, 1] + rewards[:, 2]
+    np.testing.assert_allclose(limited.aggregated, direct)
+    everything = compute_advantages(rewards, weights, groups, threshold=0.2)
+    assert everything.tamed.tolist() == [True, True, False]

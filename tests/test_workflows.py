@@ -136,7 +136,7 @@ def test_the_three_example_workflows_are_shipped():
 def test_the_shipped_files_are_what_the_generator_writes(layouts):
     for name, build in SHIPPED_WORKFLOWS.items():
         shipped = json.loads((WORKFLOWS_DIR / f"{name}.json").read_text(encoding="utf-8"))
-        assert shipped == build(layouts), f"{name}.json is stale: run python tests/workflow_convert.py"
+        assert shipped == build(layouts), f"{name}.json is stale: run python tools/workflow_convert.py"
 
 
 def test_a_workflow_is_in_the_ui_format(workflow):
@@ -293,7 +293,9 @@ def test_the_consistent_set_uses_real_model_defaults_and_judges_its_panels(layou
     assert generate["layout"] == "2x2" and len(generate["panels"].splitlines()) == 4
     score = only(prompt, "PaCoSetConsistency")
     assert score["images"] == [_id(prompt, "PaCoGenerateSet"), 0], "the judge scores the panels"
-    assert score["layout"] == "batch" and score["theme"] == generate["theme"], "one theme for both"
+    assert score["layout"] == "batch"
+    assert score["theme"] == [_id(prompt, "PaCoGenerateSet"), 3], "the judge sees Generate Set's judge_theme"
+    assert generate["judge_theme_source"] == "preamble", "the default judge theme, as PaCo-RL trained"
 
 
 def _id(prompt: dict, class_type: str) -> str:
@@ -308,6 +310,13 @@ def test_best_of_n_ranks_four_candidate_grids(layouts):
     assert rank["images"] == [_id(prompt, "PaCoGenerateSet"), 1] and rank["layout"] == "2x2"
     saved = [node["inputs"]["images"] for node in prompt.values() if node["class_type"] == "SaveImage"]
     assert saved == [[_id(prompt, "PaCoRankSets"), 0]], "the best set is what gets saved"
+    generate = _id(prompt, "PaCoGenerateSet")
+    assert (rank["theme"], rank["first_seed"]) == ([generate, 3], [generate, 4])
+    (report,) = [node["inputs"] for node in prompt.values() if node["class_type"] == "PreviewAny"]
+    assert report["source"] == [_id(prompt, "PaCoRankSets"), 3], "the readable ranking is what is shown"
+    side_by_side = only(prompt, "PaCoComposeGrid")
+    assert side_by_side["panels"] == [generate, 1] and side_by_side["layout"] == "2x2"
+    assert only(prompt, "PreviewImage")["images"] == [_id(prompt, "PaCoComposeGrid"), 0]
 
 
 def test_the_edit_chain_edits_three_times_with_kontext_and_scores_edit_one(layouts):
@@ -317,7 +326,9 @@ def test_the_edit_chain_edits_three_times_with_kontext_and_scores_edit_one(layou
     assert len(chain["instructions"].splitlines()) == 3 and chain["include_reference"] is True
     score, pick = only(prompt, "PaCoEditScore"), only(prompt, "ImageFromBatch")
     assert (pick["batch_index"], pick["length"]) == (1, 1), "item 0 is the reference, item 1 the first edit"
-    assert score["instruction"] == chain["instructions"].splitlines()[0]
+    assert score["instruction"] == [_id(prompt, "PaCoEditChain"), 2], (
+        "wired from the chain's first_instruction"
+    )
     assert source_type(prompt, score["original"]) == "LoadImage"
 
 
@@ -336,7 +347,7 @@ def node_of_type(workflow: dict, node_type: str) -> dict:
 def test_a_missing_seed_control_value_is_refused(consistent_set, layouts):
     node_of_type(consistent_set, "PaCoGenerateSet")["widgets_values"].remove("fixed")
     with pytest.raises(
-        WorkflowError, match=r"PaCoGenerateSet has 11 widget values .*seed control.* gives 10"
+        WorkflowError, match=r"PaCoGenerateSet has 12 widget values .*seed control.* gives 11"
     ):
         to_api_prompt(consistent_set, layouts)
 
@@ -351,7 +362,7 @@ def test_an_unknown_node_type_is_refused(consistent_set, layouts):
 
 def test_a_link_missing_from_the_link_list_is_refused(consistent_set, layouts):
     consistent_set["links"].pop()
-    with pytest.raises(WorkflowError, match=r"input 'source' names link 10, which is not in links"):
+    with pytest.raises(WorkflowError, match=r"input 'source' names link 9, which is not in links"):
         to_api_prompt(consistent_set, layouts)
 
 
@@ -397,3 +408,26 @@ def test_overlapping_nodes_would_be_seen(consistent_set):
     first, second = moved["nodes"][1], moved["nodes"][2]
     second["pos"] = [first["pos"][0] + 10, first["pos"][1] + 10]
     assert overlaps(box(first), box(second))
+
+
+LOW_DETAIL_SCALE = 8 / 14
+"""Below this zoom ComfyUI 0.33's frontend draws nodes as blank boxes (its level-of-detail
+switch: 14 px node text drawn under LiteGraph.Canvas.MinFontSizeForLOD = 8 px)."""
+
+
+FIT_MARGIN = 40
+"""The frontend's node bounds are a little larger than the boxes here (measured: 20-25 px)."""
+
+
+@pytest.mark.parametrize("screen", [(1920, 1080), (1536, 864)])
+def test_a_workflow_opens_readable(workflow, screen):
+    """Opened from a file, the saved view is used; opened from the Templates browser, the
+    frontend fits the nodes with its fitToBounds (zoom 0.75 of the canvas, the whole page): both
+    must stay above the level-of-detail switch on a 1920 x 1080 and a 1536 x 864 screen
+    (tools/workflow_thumbnails.py prints the zoom a real frontend opens each one at)."""
+    assert workflow["extra"]["ds"]["scale"] >= LOW_DETAIL_SCALE
+    boxes = [box(node) for node in workflow["nodes"]]
+    width = max(b[2] for b in boxes) - min(b[0] for b in boxes)
+    height = max(b[3] for b in boxes) - min(b[1] for b in boxes)
+    fitted = min(0.75 * screen[0] / (width + FIT_MARGIN), 0.75 * screen[1] / (height + FIT_MARGIN))
+    assert fitted >= LOW_DETAIL_SCALE, f"fits at {fitted:.2f} on {screen}: too large to read"

@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from paco_core.io import atomic_write_json
     from paco_core.models.lora import LoraSpec, apply_loras
     from paco_core.models.pipelines import load_pipeline
+    from paco_core.prompts import judge_theme
 
     started = time.perf_counter()
     model, judge_folder, tiny = model_folders(args)
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         "generation_seconds": round(generation_seconds, 3),
         "output": str(args.out),
     }
-    summary["judge"] = score_with_judge(judge_folder, result.panels, DEMO_THEME, args)
+    summary["judge"] = score_with_judge(judge_folder, result.panels, judge_theme(result.prompt), args)
     summary["total_seconds"] = round(time.perf_counter() - started, 3)
     atomic_write_json(args.out / "summary.json", summary)
     print_summary(summary)

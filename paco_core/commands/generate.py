@@ -19,9 +19,7 @@ def register(subparsers) -> None:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, --transformer-file, --lora, --dtype, --device, --offload."""
-    parser.add_argument(
-        "--model", required=True, help="diffusers folder (with model_index.json) or hub id"
-    )
+    parser.add_argument("--model", required=True, help="diffusers folder (with model_index.json) or hub id")
     parser.add_argument(
         "--transformer-file", help="FLUX only: single-file transformer (.safetensors) replacing the folder's"
     )

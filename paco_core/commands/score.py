@@ -16,6 +16,7 @@ from pathlib import Path
 
 from paco_core.devices import DTYPE_CHOICES
 from paco_core.errors import InputError
+from paco_core.prompts import DEFAULT_JUDGE_THEME_SOURCE, JUDGE_THEME_SOURCES
 
 ANSWER_SETS = ("exact", "case")
 
@@ -33,6 +34,19 @@ def register(subparsers) -> None:
     )
     score.add_argument(
         "--theme", default=None, help="the set's theme prompt (default: the theme-less prompt)"
+    )
+    score.add_argument(
+        "--prompt",
+        default=None,
+        metavar="GRID_PROMPT",
+        help="the grid prompt the set was generated from: the judge's theme is taken from it (--judge-theme)",
+    )
+    score.add_argument(
+        "--judge-theme",
+        default=DEFAULT_JUDGE_THEME_SOURCE,
+        choices=JUDGE_THEME_SOURCES,
+        help="with --prompt: preamble = the prompt's text before the first panel tag (as the released "
+        "PaCo-GRPO code; default), theme = --theme (or the theme part of the prompt)",
     )
     score.add_argument(
         "--layout", default=None, metavar="RxC", help="split the single IMG into a RxC grid of panels"
@@ -198,6 +212,15 @@ def progress_printer(label: str):
     return Hooks(progress=progress)
 
 
+def theme_of(args: argparse.Namespace) -> str | None:
+    """The theme the judge sees: from --prompt by ``judge_theme`` when given, else --theme."""
+    from paco_core.prompts import judge_theme
+
+    if args.prompt is None:
+        return args.theme
+    return judge_theme(args.prompt, source=args.judge_theme, theme=args.theme)
+
+
 def run_score(args: argparse.Namespace) -> int:
     from paco_core.reward.report import format_set_report
     from paco_core.reward.scoring import check_set, score_set
@@ -205,7 +228,7 @@ def run_score(args: argparse.Namespace) -> int:
     images = check_set(set_images(args.images, args.layout))
     judge = judge_from_args(args)
     result = score_set(
-        judge, images, args.theme, both_orders=args.both_orders, hooks=progress_printer("pairs")
+        judge, images, theme_of(args), both_orders=args.both_orders, hooks=progress_printer("pairs")
     )
     print(json.dumps(result.to_json()) if args.json else format_set_report(result))
     return 0

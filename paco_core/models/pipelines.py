@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.devices import resolve_device, resolve_dtype
 from paco_core.errors import InputError, ModelLoadError
 from paco_core.models.hub import hub_snapshot
@@ -204,6 +205,10 @@ def _has_weights(folder: Path) -> bool:
     return any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json"))
 
 
+LOAD_STEPS = 3
+"""Progress steps of ``load_pipeline``: source checked, weights read, placed on the device."""
+
+
 def load_pipeline(
     source: str | os.PathLike,
     *,
@@ -211,6 +216,7 @@ def load_pipeline(
     device: Any = None,
     offload: str = "none",
     transformer_file: str | os.PathLike | None = None,
+    hooks: Hooks = NO_HOOKS,
 ) -> LoadedPipeline:
     """Load (or take from the cache) a pipeline ready to run.
 
@@ -221,6 +227,8 @@ def load_pipeline(
         offload: "none" (all on the device), "model" (one component at a time on the GPU)
             or "sequential" (layer by layer: least memory, slowest). GPU only.
         transformer_file: a single-file FLUX transformer (.safetensors) replacing the folder's.
+        hooks: progress over 3 steps (source checked, weights read, placed on the device;
+            a cached pipeline reports all 3 at once) and cancel checks between them.
 
     Returns:
         LoadedPipeline; the same object for the same arguments while it is cached.
@@ -240,12 +248,16 @@ def load_pipeline(
     location = str(folder.resolve()) if Path(source).expanduser().is_dir() else str(source)
     single_file = _check_transformer_file(transformer_file, kind)
     key = (location, str(torch_dtype), device_name, offload, single_file)
+    hooks.step(1, LOAD_STEPS)
     with _CACHE_LOCK:
         if key in _CACHE:
+            hooks.step(LOAD_STEPS, LOAD_STEPS)
             return _CACHE[key]
         pipe = _build_pipeline(location, kind, torch_dtype, single_file)
         pipe.set_progress_bar_config(disable=True)  # progress goes through paco_core.callbacks.Hooks
+        hooks.step(2, LOAD_STEPS)
         _place(pipe, device_name, offload)
+        hooks.progress(LOAD_STEPS, LOAD_STEPS)
         loaded = LoadedPipeline(
             pipe=pipe,
             kind=kind,

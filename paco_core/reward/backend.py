@@ -26,10 +26,11 @@ AnswerSet = Literal["exact", "case"]
 
 ANSWER_TOKENS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "exact": (("Yes",), ("No",)),
-    "case": (("Yes", "yes", "YES"), ("No", "no", "NO")),
+    "case": (("Yes", "yes", "YES", "Y", "y"), ("No", "no", "NO", "N", "n")),
 }
 """Answer sets: (yes tokens, no tokens). "exact" is what the released RL code counts;
-"case" also counts the case variants, as the released benchmark evaluation does."""
+"case" also counts the variants the released benchmark evaluation counts (yes/YES/Y/y,
+no/NO/N/n). A variant that is not one token of the judge's tokenizer is not counted."""
 
 
 def answer_tokens(answers: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

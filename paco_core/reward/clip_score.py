@@ -63,7 +63,8 @@ class ClipScorer:
         Args:
             path: the model folder or a hub id in the local cache.
             device: "cuda", "cpu", ... (None: the GPU when there is one).
-            dtype: "bf16", "fp16", "fp32" or None (bf16 on a GPU, fp32 on the CPU).
+            dtype: "bf16", "fp16", "fp32" or "auto" (bf16 on a GPU, fp32 on the CPU); None = fp32,
+                as the released CLIP-T and PickScore rewards run.
             processor_path: where the processor lives when the model folder has none
                 (PickScore_v1 uses the laion CLIP-ViT-H-14 processor).
             batch_size: images per forward pass.
@@ -78,7 +79,7 @@ class ClipScorer:
 
         folder = resolve_model_folder(path, what="CLIP model")
         device_name = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, device_name)
+        torch_dtype = resolve_dtype("fp32" if dtype is None else dtype, device_name)
         try:
             model = CLIPModel.from_pretrained(folder, dtype=torch_dtype, use_safetensors=True)
         except (OSError, ValueError, RuntimeError) as error:

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 IMAGE_FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
-"""PNG is lossless (the server sees the exact pixels); JPEG (quality 95) is smaller, as the
-released PaCo code sends, and shifts scores slightly."""
+"""PNG is lossless (the server sees the exact pixels); JPEG is smaller and shifts scores
+slightly. We write JPEG at quality 95; the released PaCo code sends JPEG at PIL's default
+quality, 75 (``image.save(buffer, format="JPEG")``)."""
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 """Answers worth another attempt (busy, overloaded, timed out); any other status (400 bad

@@ -83,7 +83,7 @@ class LocalJudge:
     Args:
         model: a ``Qwen2_5_VLForConditionalGeneration`` (LoRA merged or peft-wrapped), in eval mode.
         processor: its ``AutoProcessor`` (tokenizer + image processor + chat template).
-        answers: "exact" (only ``Yes`` / ``No``) or "case" (also yes/YES, no/NO).
+        answers: "exact" (only ``Yes`` / ``No``) or "case" (also yes/YES/Y/y, no/NO/N/n).
         batch_size: pairs per language-model forward pass.
         reuse_vision: encode each distinct image once per call and reuse the features.
         prefix_sharing: pairs with the same first image share the key/value cache of the

@@ -1,15 +1,18 @@
-"""Human-readable views of a set score: a pair-matrix heatmap image and a short text."""
+"""Human-readable views of judge results: a set score's pair-matrix heatmap and short texts for a
+set score, edit scores and a ranking of candidate sets."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from paco_core.reward.results import SetScore
+from paco_core.reward.results import EditScore, RankedSet, SetScore
 
 if TYPE_CHECKING:
     from PIL import Image
 
+EDIT_PARTS = ("consistency", "following", "overall")
 CELL_SIZE = 64
 LABEL_SIZE = 28
 DIAGONAL_COLOR = (200, 200, 200)
@@ -78,3 +81,38 @@ def format_set_report(result: SetScore) -> str:
             f"weakest pair: #{weakest[0] + 1} and #{weakest[1] + 1} ({weakest[2]:.3f})",
         ]
     )
+
+
+def format_edit_report(results: Sequence[EditScore], instructions: Sequence[str]) -> str:
+    """One sentence per edit (numbered from 1, like images), and the means for a batch:
+    ``edit 1 "make it night": overall 0.818 (consistency 0.912, following 0.734)``."""
+    if len(instructions) == 1 and len(results) > 1:
+        instructions = list(instructions) * len(results)
+    lines = []
+    for number, (item, instruction) in enumerate(zip(results, instructions, strict=True), start=1):
+        told = f' "{instruction}"' if instruction else ""
+        lines.append(
+            f"edit {number}{told}: overall {item.overall:.3f} "
+            f"(consistency {item.consistency:.3f}, following {item.following:.3f})"
+        )
+    if len(results) > 1:
+        means = [sum(getattr(item, name) for item in results) / len(results) for name in EDIT_PARTS]
+        lines.append(
+            f"mean of {len(results)} edits: overall {means[2]:.3f} "
+            f"(consistency {means[0]:.3f}, following {means[1]:.3f})"
+        )
+    return "\n".join(lines)
+
+
+def format_ranking_report(ranking: Sequence[RankedSet], first_seed: int | None = None) -> str:
+    """The ranking, best first, sets numbered from 1 in the order given (like images), with
+    each set's seed when the candidates came from seeds ``first_seed``, ``first_seed + 1``, ..."""
+
+    def name(item: RankedSet) -> str:
+        seed = "" if first_seed is None else f" (seed {first_seed + item.index})"
+        return f"set {item.index + 1}{seed}"
+
+    best = ranking[0]
+    lines = [f"best: {name(best)}, consistency {best.score:.3f} of {len(ranking)} candidate sets"]
+    lines += [f"{item.rank + 1}. {name(item)}: {item.score:.3f}" for item in ranking]
+    return "\n".join(lines)

@@ -3,11 +3,13 @@
 Input is a reward matrix ``(N, K)`` (N images, K rewards; NaN = could not be scored),
 one weight per reward and the group (prompt) id of each image. Aggregation modes:
 
-- ``weighted_sum``: r = sum_k w_k R_k, then group normalisation.
+- ``weighted_sum``: r = sum_k w_k R_k, then group normalisation (the released PaCo-GRPO
+  default, ``PerPromptStatTracker`` with no aggregate function).
 - ``log_tamed`` (PaCo-GRPO): for each reward, h_k = std(R_k) / mean(R_k) over the batch;
   where h_k > delta the reward becomes log(1 + R_k) (order-preserving); then the weighted
   sum; then the group normalisation. delta = ``threshold``, or the mean of the h_k when
-  ``threshold`` is 0.
+  ``threshold`` is 0. ``tameable`` limits the transform to some rewards (the paper tames
+  the consistency and CLIP-T rewards).
 - ``geometric_mean``: r = exp(sum_k w_k log R_k / sum_k w_k) (rewards must be > 0).
 - ``advantage_sum``: each reward is group-normalised on its own; A = sum_k w_k A_k.
 
@@ -52,6 +54,7 @@ def compute_advantages(
     threshold: float = 0.2,
     global_std: bool = False,
     clip_max: float = 5.0,
+    tameable: np.ndarray | list[bool] | None = None,
 ) -> Advantages:
     """Aggregate rewards and normalise them into clipped advantages.
 
@@ -63,6 +66,7 @@ def compute_advantages(
         threshold: log-taming delta; 0 means "the mean of the ratios".
         global_std: use the batch std instead of each group's.
         clip_max: clip advantages to +-clip_max.
+        tameable: ``(K,)`` which rewards log-taming may transform (default: all).
 
     Returns:
         Advantages.
@@ -103,6 +107,8 @@ def compute_advantages(
             cv = coefficient_of_variation(rewards[valid])
             delta = threshold if threshold > 0 else float(cv.mean())
             tamed = cv > delta
+            if tameable is not None:
+                tamed &= np.asarray(tameable, dtype=bool)
             adjusted = rewards.copy()
             adjusted[:, tamed] = np.log1p(adjusted[:, tamed])
             aggregated = np.nan_to_num(adjusted) @ weights

@@ -100,6 +100,13 @@ class SamplingConfig:
     negative_prompt: str = field(
         default=" ", metadata=_help("negative prompt for true CFG (Qwen-Image-Edit)")
     )
+    true_cfg: bool = field(
+        default=True,
+        metadata=_help(
+            "Qwen-Image-Edit: true CFG with negative_prompt when guidance_scale > 1; false = no negative "
+            "prompt, one transformer call per step (the released run)"
+        ),
+    )
     train_resolution: int = field(
         default=512,
         metadata=_help("rollout/training size: row sizes x train_resolution / reference_resolution"),
@@ -114,10 +121,14 @@ class SamplingConfig:
         default=4, metadata=_help("images per transformer call, in rollouts and in updates (micro-batch)")
     )
     max_sequence_length: int = field(default=512, metadata=_help("text tokens for the T5 / Qwen encoder"))
+    eval_num_steps: int = field(
+        default=0, metadata=_help("sampling steps at evaluation; 0 = num_steps (the released runs: 20)")
+    )
 
     def __post_init__(self) -> None:
         for name in ("num_steps", "group_size", "prompts_per_iteration", "batch_size"):
             check_positive(f"sampling.{name}", getattr(self, name))
+        check_positive("sampling.eval_num_steps", self.eval_num_steps, allow_zero=True)
         for name in ("train_resolution", "eval_resolution", "reference_resolution"):
             value = getattr(self, name)
             check_positive(f"sampling.{name}", value)
@@ -207,6 +218,10 @@ class RewardConfig:
         default=0.2,
         metadata=_help("log-taming threshold delta on std/mean; 0 = the mean of the rewards' ratios"),
     )
+    log_tame_rewards: tuple[str, ...] = field(
+        default=(),
+        metadata=_help("names of the rewards log-taming may transform; empty = every reward"),
+    )
     max_invalid_share: float = field(
         default=0.25,
         metadata=_help("stop the run when more than this share of an iteration's images is unscorable"),
@@ -242,8 +257,20 @@ class RewardConfig:
             "rewards as scoring after the rollouts)"
         ),
     )
-    clip_path: str = field(default="", metadata=_help("CLIP folder for clip_t"))
-    pickscore_path: str = field(default="", metadata=_help("PickScore CLIP folder; empty = clip_path"))
+    clip_path: str = field(
+        default="", metadata=_help("CLIP folder for clip_t (the paper: CLIP-ViT-H-14-laion2B-s32B-b79K)")
+    )
+    pickscore_path: str = field(
+        default="",
+        metadata=_help("PickScore folder for pickscore (yuvalkirstain/PickScore_v1); never clip_path"),
+    )
+    judge_theme: Literal["preamble", "theme"] = field(
+        default="preamble",
+        metadata=_help(
+            "the theme the consistency judge sees: preamble = the grid prompt's text before the first "
+            "panel tag (the released PaCo-GRPO code); theme = the row's theme field"
+        ),
+    )
 
     def __post_init__(self) -> None:
         self.rewards = tuple(
@@ -264,7 +291,14 @@ class RewardConfig:
                 f"`rewards.rewards` weights sum to 0: {[(r.name, r.weight) for r in self.rewards]}"
             )
         check_choice("rewards.aggregation", self.aggregation, literal_choices(RewardConfig, "aggregation"))
+        check_choice("rewards.judge_theme", self.judge_theme, literal_choices(RewardConfig, "judge_theme"))
         check_positive("rewards.log_tame_threshold", self.log_tame_threshold, allow_zero=True)
+        self.log_tame_rewards = tuple(self.log_tame_rewards)
+        unknown = sorted(set(self.log_tame_rewards) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"`rewards.log_tame_rewards` names {unknown}, which are not among `rewards.rewards` {names}"
+            )
         check_range("rewards.max_invalid_share", self.max_invalid_share, 0.0, 1.0)
         check_positive("rewards.judge_top_logprobs", self.judge_top_logprobs)
         if self.judge_url and self.judge_path:
@@ -309,10 +343,24 @@ class OptimConfig:
             "(an iteration's last step may hold fewer)"
         ),
     )
+    optimizer_steps_per_iteration: int = field(
+        default=0,
+        metadata=_help(
+            "split each pass over the iteration's micro-batches into this many accumulation windows, one "
+            "optimizer step each (the released runs: 2); 0 = windows of gradient_accumulation_steps"
+        ),
+    )
     num_inner_epochs: int = field(default=1, metadata=_help("passes over each iteration's samples"))
     clip_range: float = field(default=1e-4, metadata=_help("PPO clip eps on the ratio"))
     kl_beta: float = field(
         default=0.0, metadata=_help("weight of the KL to the reference (adapter off); 0 = off")
+    )
+    kl_form: Literal["flow_grpo", "exact"] = field(
+        default="flow_grpo",
+        metadata=_help(
+            "flow_grpo: ||mean - mean_ref||^2 / (2 std_t^2) as Flow-GRPO and PaCo-GRPO compute it (their beta "
+            "values mean the same here); exact: the Gaussian KL of the SDE step, the same divided by -dt"
+        ),
     )
     gradient_checkpointing: bool = field(default=False, metadata=_help("recompute activations in backward"))
     mixed_precision: Literal["auto", "no", "bf16"] = field(
@@ -331,6 +379,10 @@ class OptimConfig:
         check_positive("optim.num_inner_epochs", self.num_inner_epochs)
         check_positive("optim.clip_range", self.clip_range)
         check_positive("optim.kl_beta", self.kl_beta, allow_zero=True)
+        check_positive(
+            "optim.optimizer_steps_per_iteration", self.optimizer_steps_per_iteration, allow_zero=True
+        )
+        check_choice("optim.kl_form", self.kl_form, literal_choices(OptimConfig, "kl_form"))
         check_choice(
             "optim.mixed_precision", self.mixed_precision, literal_choices(OptimConfig, "mixed_precision")
         )
@@ -342,11 +394,22 @@ class EmaConfig:
         default=True, metadata=_help("keep an EMA of the LoRA weights; it is saved and evaluated")
     )
     max_decay: float = field(default=0.9, metadata=_help("decay = min((1+s)/(10+s), max_decay)"))
-    update_every: int = field(default=8, metadata=_help("update the EMA every this many iterations"))
+    update_every: int = field(
+        default=8, metadata=_help("update the EMA every this many iterations (optimizer steps when released)")
+    )
+    cadence: Literal["iteration", "released"] = field(
+        default="iteration",
+        metadata=_help(
+            "iteration: one update after every update_every-th iteration, decay of the iteration count; "
+            "released: as the released trainer, counting optimizer steps g, an update after every micro-batch "
+            "while (g + 1) % update_every == 0, decay of g"
+        ),
+    )
 
     def __post_init__(self) -> None:
         check_range("ema.max_decay", self.max_decay, 0.0, 1.0)
         check_positive("ema.update_every", self.update_every)
+        check_choice("ema.cadence", self.cadence, literal_choices(EmaConfig, "cadence"))
 
 
 @dataclass
@@ -420,8 +483,90 @@ class TrainConfig:
                 f"rewards {sorted(needs_judge)} need the judge: set `rewards.judge_path` to a PaCo-Reward folder "
                 "or `rewards.judge_url` to a judge server"
             )
-        needs_clip = {"clip_t", "pickscore"} & {
-            r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)
-        }
-        if needs_clip and not (self.rewards.clip_path or self.rewards.pickscore_path):
-            raise ConfigError(f"rewards {sorted(needs_clip)} need a CLIP model: set `rewards.clip_path`")
+        used = {r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)}
+        if "clip_t" in used and not self.rewards.clip_path:
+            raise ConfigError(
+                "reward clip_t needs a CLIP model: set `rewards.clip_path` (the paper: CLIP-ViT-H-14-laion2B-s32B-b79K)"
+            )
+        if "pickscore" in used and not self.rewards.pickscore_path:
+            raise ConfigError(
+                "reward pickscore needs the PickScore model: set `rewards.pickscore_path` (yuvalkirstain/PickScore_v1); "
+                "a plain CLIP model gives other scores, so clip_path is not used in its place"
+            )
+
+
+# --- resuming: what may differ from the config a checkpoint was trained with --------------------
+
+RESUME_MAY_CHANGE: tuple[str, ...] = (
+    "num_iterations",
+    "output_dir",
+    "checkpoint_every",
+    "checkpoints_total_limit",
+    "eval_every",
+    "eval_group_size",
+    "use_tensorboard",
+    "data.num_eval_prompts",
+    "data.image_root",
+    "sampling.eval_resolution",
+    "sampling.eval_num_steps",
+    "rewards.eval_rewards",
+    "rewards.judge_path",
+    "rewards.judge_url",
+    "rewards.judge_server_model",
+    "rewards.clip_path",
+    "rewards.pickscore_path",
+    "model.device",
+    "optim.gradient_checkpointing",
+)
+"""Config keys a resumed run may change: how long it runs, how often it saves, evaluates and
+logs, evaluation-only settings, where it writes, where it runs and where the reward models
+are (a judge server's new port). Every other key must equal the checkpoint's, or the resume
+would silently continue another run (documented in docs/runs.md)."""
+
+
+def flatten_config(data: dict, prefix: str = "") -> dict[str, object]:
+    """``{"optim": {"lr": 1}}`` -> ``{"optim.lr": 1}``; lists stay whole values."""
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_config(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def resume_config_changes(saved: dict, config: TrainConfig) -> list[tuple[str, object, object]]:
+    """``(key, saved value, new value)`` for every key that differs between ``saved`` (the
+    config a checkpoint was trained with) and ``config`` and may not change on resume.
+
+    The saved config is first read back through :class:`TrainConfig`, so spellings a newer
+    version normalises compare equal; keys only one side knows (renamed or added by another
+    version) are not compared.
+    """
+    import logging
+
+    from paco_core.config import VERSION_KEY, config_to_dict
+
+    config_logger = logging.getLogger("paco_core.config")
+    level = config_logger.level
+    config_logger.setLevel(logging.ERROR)  # unknown keys of another version: not worth a warning here
+    try:
+        normalised = flatten_config(config_to_dict(config_from_dict(TrainConfig, saved)))
+    except ConfigError:
+        normalised = {}
+    finally:
+        config_logger.setLevel(level)
+    old = {
+        key: normalised.get(key, value) for key, value in flatten_config(saved).items() if key != VERSION_KEY
+    }
+    new = flatten_config(config_to_dict(config))
+    return [
+        (key, old[key], new[key])
+        for key in sorted(old.keys() & new.keys())
+        if old[key] != new[key] and not _may_change(key)
+    ]
+
+
+def _may_change(key: str) -> bool:
+    return any(key == allowed or key.startswith(allowed + ".") for allowed in RESUME_MAY_CHANGE)

@@ -111,8 +111,8 @@ def _parse_row(data: dict[str, Any], position: int, root: Path, where: str) -> P
         prompt = str(data["prompt"])
         theme = str(data.get("theme") or "")
         layout = str(data.get("layout") or "")
-        if not theme or not layout:
-            theme, layout = _theme_and_layout(prompt, theme, layout)
+        if not layout:
+            layout = _layout_of(prompt)
         extra = {
             k: v for k, v in data.items() if k not in ("prompt", "theme", "layout", "idx", "height", "width")
         }
@@ -124,14 +124,13 @@ def _parse_row(data: dict[str, Any], position: int, root: Path, where: str) -> P
     )
 
 
-def _theme_and_layout(prompt: str, theme: str, layout: str) -> tuple[str, str]:
-    """Fill a missing theme / layout from the grid prompt (paco_core.prompts when present)."""
+def _layout_of(prompt: str) -> str:
+    """The layout of a grid prompt, for a row that does not name it. (A row without a
+    ``theme`` keeps it empty: ``paco_core.prompts.judge_theme`` decides what the judge sees.)"""
     from paco_core import prompts
 
     parsed = prompts.parse_grid_prompt(prompt)
-    if not layout:
-        layout = f"{parsed.layout.rows}x{parsed.layout.cols}"
-    return theme or parsed.judge_theme, layout
+    return f"{parsed.layout.rows}x{parsed.layout.cols}"
 
 
 def split_rows(rows: list[PromptRow], eval_fraction: float, seed: int) -> PromptSplits:

@@ -1,7 +1,7 @@
 """Evaluation: ODE samples of held-out rows at the eval resolution, scored, and a sample grid.
 
-Evaluation uses the EMA weights (when EMA is on), the eval resolution and plain Euler (ODE)
-sampling with a fixed seed per eval row, so the numbers of two evaluations compare the
+Evaluation uses the EMA weights (when EMA is on), the eval resolution, ``sampling.eval_num_steps``
+(default: the training steps) of plain Euler (ODE) sampling and a fixed seed per eval row, so the numbers of two evaluations compare the
 weights and nothing else.
 """
 
@@ -69,7 +69,7 @@ def evaluate_policy(
             height, width = rollout_size(row, sampling.eval_resolution, sampling.reference_resolution)
             rollout = rollout_micro_batch(
                 rollout_adapter, transformer, row, group=number, sample_ids=list(range(config.eval_group_size)),
-                height=height, width=width, num_steps=sampling.num_steps, sde_steps=(),
+                height=height, width=width, num_steps=sampling.eval_num_steps or sampling.num_steps, sde_steps=(),
                 noise_level=sampling.noise_level, generator=seeded_generator(config.seed, EVAL_SEED_KEY, number),
                 autocast=autocast,
             )  # fmt: skip

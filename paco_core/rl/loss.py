@@ -2,8 +2,14 @@
 
 ratio = exp(logp_new - logp_old)
 loss  = mean(max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)))
-kl    = mean over non-batch dims of (mean - mean_ref)^2 / (2 std^2)     (per image)
+kl    = mean over non-batch dims of (mean - mean_ref)^2 / (2 s^2)     (per image)
 total = loss + beta * mean(kl)
+
+The KL's ``s`` (``optim.kl_form``, :func:`kl_std`): ``flow_grpo`` (the default) divides by
+std_t = a * sqrt(sigma / (1 - sigma)), as Flow-GRPO and the released PaCo-GRPO do, so their
+beta values mean the same here; ``exact`` divides by the std of the SDE transition,
+std_t * sqrt(-dt), which makes it the exact KL between the two Gaussian steps (the
+``flow_grpo`` value divided by -dt).
 """
 
 from __future__ import annotations
@@ -57,6 +63,18 @@ def ppo_clip_loss(
     loss = masked_mean(torch.maximum(unclipped, clipped), mask)
     was_clipped = (torch.abs(ratio - 1.0) > clip_range).to(torch.float32)
     return PpoTerms(loss=loss, ratio=ratio, clipped=was_clipped)
+
+
+KL_FORMS = ("flow_grpo", "exact")
+
+
+def kl_std(std_t: torch.Tensor, transition_std: torch.Tensor, form: str) -> torch.Tensor:
+    """The ``s`` of the KL: ``std_t`` for ``flow_grpo``, the transition std for ``exact``."""
+    if form == "flow_grpo":
+        return std_t
+    if form == "exact":
+        return transition_std
+    raise InputError(f"kl form should be one of {', '.join(KL_FORMS)}, got {form!r}")
 
 
 def kl_to_reference(mean: torch.Tensor, reference_mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

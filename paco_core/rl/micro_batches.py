@@ -66,3 +66,28 @@ def accumulation_windows(num_micro_batches: int, accumulation_steps: int) -> lis
         list(range(start, min(start + accumulation_steps, num_micro_batches)))
         for start in range(0, num_micro_batches, accumulation_steps)
     ]
+
+
+def split_windows(num_micro_batches: int, num_steps: int) -> list[list[int]]:
+    """Cut ``num_micro_batches`` positions into ``num_steps`` contiguous windows of near-equal size.
+
+    The released trainer takes a fixed number of optimizer steps per iteration (2) by
+    accumulating over that share of the micro-batches; the first windows take one more
+    micro-batch when the count does not divide evenly. Each step averages its own window.
+
+    Example:
+        >>> split_windows(5, 2)
+        [[0, 1, 2], [3, 4]]
+    """
+    if num_steps > num_micro_batches:
+        raise ConfigError(
+            f"optim.optimizer_steps_per_iteration is {num_steps} but a process has only {num_micro_batches} "
+            "micro-batches per pass; lower it or raise sampling.prompts_per_iteration"
+        )
+    size, extra = divmod(num_micro_batches, num_steps)
+    windows, start = [], 0
+    for index in range(num_steps):
+        end = start + size + (1 if index < extra else 0)
+        windows.append(list(range(start, end)))
+        start = end
+    return windows

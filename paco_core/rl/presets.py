@@ -1,57 +1,97 @@
-"""The paper's released training settings as ready configs (``paco train --preset NAME``).
+"""The released PaCo-GRPO runs as ready configs (``paco train --preset NAME``).
 
-| preset        | base model          | steps | noise steps | a   | guidance        | train/eval res | rewards |
-|---------------|---------------------|-------|-------------|-----|-----------------|----------------|---------|
-| t2is-flux     | FLUX.1-dev          | 10    | [1]         | 0.7 | 3.5             | 512 / 1024     | consistency 0.2, clip_t 1, pickscore 1 |
-| edit-kontext  | FLUX.1-Kontext-dev  | 8     | [1]         | 0.9 | 2.5             | 384 / 512      | edit 1.0 |
-| edit-qwen     | Qwen-Image-Edit     | 10    | [1,2,3,4]   | 1.0 | 4.0 (true CFG)  | 384 / 512      | edit 1.0 |
+Every value below reproduces the authors' released ``PaCo-GRPO/config/grpo.py`` (and the
+trainers it drives) of X-GenGroup/PaCo-RL; tests/fixtures/released_presets.json names the
+file and field of each and tests/test_presets.py pins them. docs/presets.md is the table.
 
-All share: LoRA rank 64, alpha 128, gaussian init on the attention and feed-forward
-layers of the architecture; AdamW lr 3e-4, betas (0.9, 0.999), weight decay 1e-4, grad-norm
-clip 1.0; PPO clip 1e-4; advantages clipped to +-5; EMA decay min((1+s)/(10+s), 0.9)
-every 8 steps; G = 16 images per prompt; log-tamed aggregation (delta 0.2).
-Paths (model, data, judge, CLIP) are left for the user to fill in.
+| preset           | base model         | steps | noise steps | a   | guidance          | train/eval | rewards (aggregation) |
+|------------------|--------------------|-------|-------------|-----|-------------------|------------|-----------------------|
+| t2is-flux        | FLUX.1-dev         | 10    | [1]         | 0.7 | 3.5               | 512 / 1024 | consistency 0.2, clip_t 1, pickscore 1 (weighted sum, global std) |
+| t2is-flux-paper  | FLUX.1-dev         | 10    | [1]         | 0.7 | 3.5               | 512 / 1024 | the same, log-tamed (delta 0.2) on consistency and clip_t |
+| edit-kontext     | FLUX.1-Kontext-dev | 8     | [1]         | 0.9 | 2.5               | 384 / 512  | edit 1.0 |
+| edit-qwen        | Qwen-Image-Edit    | 10    | [1,2,3,4]   | 1.0 | 4.0 (true CFG off) | 384 / 512 | edit 1.0 |
+
+All share: 42 prompts x 16 images per iteration, 2 optimizer steps per iteration
+(accumulation over half of the micro-batches), AdamW lr 3e-4, betas (0.9, 0.999), weight
+decay 1e-4, eps 1e-8, grad-norm clip 1.0; PPO clip 1e-4; beta 0; advantages per prompt,
+clipped to +-5; LoRA rank 64, alpha 128, gaussian init; EMA decay min((1+s)/(10+s), 0.9)
+every 8 optimizer steps, applied as the released trainer does (``ema.cadence`` released);
+evaluation with 20 steps on every eval row; checkpoints and evaluation every 10 iterations
+for T2IS, every 20 for the edits (the edit configs keep base.py's 20); 512 text tokens. Ours where the released code cannot be copied: 4 images per transformer
+call (released: 1; the same gradient), Kontext on FLUX.1-Kontext-dev (the released config
+names FLUX.1-dev, a bug). Paths (data, judge, CLIP, PickScore) are left for the user.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from paco_core.config import config_from_dict
+from paco_core.config import config_from_dict, merge_dicts
 from paco_core.errors import ConfigError
 from paco_core.rl.config import TrainConfig
 
+ATTENTION_TARGETS = (
+    "to_q",
+    "to_k",
+    "to_v",
+    "to_out.0",
+    "add_q_proj",
+    "add_k_proj",
+    "add_v_proj",
+    "to_add_out",
+)
+FLUX_FEED_FORWARD_TARGETS = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2")
+
 _COMMON: dict[str, Any] = {
     "lora": {"rank": 64, "alpha": 128.0, "init": "gaussian"},
-    "advantages": {"global_std": False, "adv_clip_max": 5.0},
-    "optim": {"lr": 3e-4, "betas": [0.9, 0.999], "weight_decay": 1e-4, "max_grad_norm": 1.0, "clip_range": 1e-4,
-              "kl_beta": 0.0},
-    "ema": {"use_ema": True, "max_decay": 0.9, "update_every": 8},
+    "sampling": {"group_size": 16, "prompts_per_iteration": 42, "batch_size": 4, "max_sequence_length": 512,
+                 "eval_num_steps": 20},
+    "data": {"num_eval_prompts": 0},
+    "advantages": {"adv_clip_max": 5.0},
+    "optim": {"lr": 3e-4, "betas": [0.9, 0.999], "weight_decay": 1e-4, "eps": 1e-8, "max_grad_norm": 1.0,
+              "clip_range": 1e-4, "kl_beta": 0.0, "kl_form": "flow_grpo", "num_inner_epochs": 1,
+              "optimizer_steps_per_iteration": 2},
+    "ema": {"use_ema": True, "max_decay": 0.9, "update_every": 8, "cadence": "released"},
+    "seed": 42, "eval_group_size": 1,
+}  # fmt: skip
+
+_T2IS_FLUX: dict[str, Any] = {
+    "model": {"kind": "flux", "path": "black-forest-labs/FLUX.1-dev"},
+    "lora": {"target_modules": [*ATTENTION_TARGETS, *FLUX_FEED_FORWARD_TARGETS]},
+    "sampling": {"num_steps": 10, "noise_steps": [1], "noise_level": 0.7, "guidance_scale": 3.5,
+                 "train_resolution": 512, "eval_resolution": 1024, "reference_resolution": 1024},
+    "advantages": {"global_std": True},
+    "rewards": {"rewards": [{"name": "consistency", "weight": 0.2}, {"name": "clip_t", "weight": 1.0},
+                            {"name": "pickscore", "weight": 1.0}], "aggregation": "weighted_sum"},
+    "checkpoint_every": 10, "eval_every": 10,
 }  # fmt: skip
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "t2is-flux": {
-        "model": {"kind": "flux", "path": "black-forest-labs/FLUX.1-dev"},
-        "sampling": {"num_steps": 10, "noise_steps": [1], "noise_level": 0.7, "guidance_scale": 3.5,
-                     "train_resolution": 512, "eval_resolution": 1024, "reference_resolution": 1024,
-                     "group_size": 16, "batch_size": 4},
-        "rewards": {"rewards": [{"name": "consistency", "weight": 0.2}, {"name": "clip_t", "weight": 1.0},
-                                {"name": "pickscore", "weight": 1.0}], "aggregation": "log_tamed",
-                    "log_tame_threshold": 0.2},
+    "t2is-flux": _T2IS_FLUX,
+    "t2is-flux-paper": {
+        **_T2IS_FLUX,
+        "rewards": {**_T2IS_FLUX["rewards"], "aggregation": "log_tamed", "log_tame_threshold": 0.2,
+                    "log_tame_rewards": ["consistency", "clip_t"]},
     },
     "edit-kontext": {
         "model": {"kind": "flux-kontext", "path": "black-forest-labs/FLUX.1-Kontext-dev"},
+        "lora": {"target_modules": [*ATTENTION_TARGETS, *FLUX_FEED_FORWARD_TARGETS]},
         "sampling": {"num_steps": 8, "noise_steps": [1], "noise_level": 0.9, "guidance_scale": 2.5,
-                     "train_resolution": 384, "eval_resolution": 512, "reference_resolution": 512,
-                     "group_size": 16, "batch_size": 4},
+                     "train_resolution": 384, "eval_resolution": 512, "reference_resolution": 512},
+        "advantages": {"global_std": False},
         "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
+        "checkpoint_every": 20, "eval_every": 20,
     },
     "edit-qwen": {
         "model": {"kind": "qwen-image-edit", "path": "Qwen/Qwen-Image-Edit"},
+        "lora": {"target_modules": list(ATTENTION_TARGETS)},
         "sampling": {"num_steps": 10, "noise_steps": [1, 2, 3, 4], "noise_level": 1.0, "guidance_scale": 4.0,
-                     "negative_prompt": " ", "train_resolution": 384, "eval_resolution": 512,
-                     "reference_resolution": 512, "group_size": 16, "batch_size": 4},
+                     "true_cfg": False, "train_resolution": 384, "eval_resolution": 512,
+                     "reference_resolution": 512},
+        "advantages": {"global_std": False},
         "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
+        "checkpoint_every": 20, "eval_every": 20,
     },
 }  # fmt: skip
 
@@ -64,10 +104,7 @@ def preset_dict(name: str) -> dict[str, Any]:
     """The plain dict of a preset (common settings merged in)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
-    merged: dict[str, Any] = {key: dict(value) for key, value in _COMMON.items()}
-    for section, values in PRESETS[name].items():
-        merged.setdefault(section, {}).update(values)
-    return merged
+    return copy.deepcopy(merge_dicts(_COMMON, PRESETS[name]))
 
 
 def preset_config(name: str) -> TrainConfig:

@@ -12,8 +12,10 @@ row's extra fields such as ``criteria``), and returns one score per image, ``Non
 "could not score".
 
 Built-ins: ``consistency`` (the PaCo-Reward judge on every pair of panels of the grid,
-averaged), ``edit`` (the judge's sqrt(consistency x following) of original vs edited),
-``clip_t`` (each panel vs its panel prompt, averaged) and ``pickscore``.
+averaged), ``edit`` (the judge's sqrt(consistency x following) of the original, at its own
+resolution, vs the edited image), ``clip_t`` (each panel vs its panel prompt, averaged; a
+CLIP model from ``clip_path``) and ``pickscore`` (the PickScore model from
+``pickscore_path``). CLIP and PickScore run in fp32, as in the released reward code.
 
 A failure is never a score: when a reward raises (JudgeError, RewardError or any
 exception of a user function) for a batch, its samples are retried one by one; samples
@@ -72,6 +74,10 @@ def load_user_reward(name: str) -> RewardFn:
     return function
 
 
+SCORER_DTYPE = "fp32"
+"""CLIP-T and PickScore run in fp32, as the released rewards do (bf16 moves the cosines)."""
+
+
 class RewardModels:
     """Loads the judge and the CLIP scorers once, on first use.
 
@@ -123,25 +129,39 @@ class RewardModels:
         if self.config.judge_url:
             self.judge  # noqa: B018 - opening the server judge checks it
 
+    def require(self, reward: str) -> None:
+        """Raise ConfigError when the model folder a built-in reward needs is not configured."""
+        if reward == "clip_t" and not self.config.clip_path:
+            raise ConfigError(
+                "reward clip_t needs a CLIP model: set `rewards.clip_path` "
+                "(the paper: CLIP-ViT-H-14-laion2B-s32B-b79K)"
+            )
+        if reward == "pickscore" and not self.config.pickscore_path:
+            raise ConfigError(
+                "reward pickscore needs the PickScore model: set `rewards.pickscore_path` "
+                "(yuvalkirstain/PickScore_v1); a plain CLIP model gives other scores, so clip_path is not used"
+            )
+
     @property
     def clip(self):
         if self._clip is None:
+            self.require("clip_t")
             from paco_core.reward.clip_score import ClipScorer
 
             self._clip = ClipScorer.from_pretrained(
-                self.config.clip_path or self.config.pickscore_path, device=self.device
+                self.config.clip_path, device=self.device, dtype=SCORER_DTYPE
             )
         return self._clip
 
     @property
     def pick(self):
         if self._pick is None:
-            if not self.config.pickscore_path or self.config.pickscore_path == self.config.clip_path:
-                self._pick = self.clip
-            else:
-                from paco_core.reward.clip_score import ClipScorer
+            self.require("pickscore")
+            from paco_core.reward.clip_score import ClipScorer
 
-                self._pick = ClipScorer.from_pretrained(self.config.pickscore_path, device=self.device)
+            self._pick = ClipScorer.from_pretrained(
+                self.config.pickscore_path, device=self.device, dtype=SCORER_DTYPE
+            )
         return self._pick
 
 
@@ -171,7 +191,13 @@ def builtin_reward(name: str, models: RewardModels) -> RewardFn:
         from paco_core.reward.scoring import score_sets
 
         sets = [_panels(image, meta) for image, meta in zip(images, metadata, strict=True)]
-        themes = [meta.get("theme") or prompt for prompt, meta in zip(prompts, metadata, strict=True)]
+        from paco_core.prompts import judge_theme
+
+        source = models.config.judge_theme
+        themes = [
+            judge_theme(prompt, source=source, theme=meta.get("theme"))
+            for prompt, meta in zip(prompts, metadata, strict=True)
+        ]
         return [float(result.score) for result in score_sets(models.judge, sets, themes)]
 
     def edit(images, prompts, metadata):
@@ -179,10 +205,10 @@ def builtin_reward(name: str, models: RewardModels) -> RewardFn:
 
         from paco_core.reward.scoring import score_edits
 
-        originals = []
-        for image, meta in zip(images, metadata, strict=True):
+        originals = []  # at their own resolution, as the released edit reward sends them
+        for meta in metadata:
             with Image.open(meta["image_path"]) as source:
-                originals.append(source.convert("RGB").resize(image.size))
+                originals.append(source.convert("RGB"))
         return [float(s.overall) for s in score_edits(models.judge, originals, list(images), list(prompts))]
 
     def clip_t(images, prompts, metadata):
@@ -199,6 +225,7 @@ def builtin_reward(name: str, models: RewardModels) -> RewardFn:
     functions = {"consistency": consistency, "edit": edit, "clip_t": clip_t, "pickscore": pickscore}
     if name not in functions:
         raise ConfigError(f"unknown built-in reward {name!r}; built-ins: {', '.join(functions)}")
+    models.require(name)
     return functions[name]
 
 
@@ -242,8 +269,8 @@ class RewardSet:
         function = self.functions[name]
         try:
             return _as_column(name, function(images, prompts, metadata), len(images)), ""
-        except RewardOutputError:
-            raise  # a wrong-length answer is a bug in the function, not a failed sample
+        except (RewardOutputError, ConfigError):
+            raise  # a wrong-length answer is a bug in the function; a missing model is the run's configuration
         except Exception as error:  # noqa: BLE001 - any failure of a reward marks samples invalid
             first_error = f"{type(error).__name__}: {error}"
         logger.warning(

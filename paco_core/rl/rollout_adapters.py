@@ -57,12 +57,19 @@ class RolloutAdapter(ABC):
     """Edit pipelines' ``prepare_latents`` take the condition image first."""
 
     def __init__(
-        self, pipe: Any, *, guidance_scale: float, max_sequence_length: int, negative_prompt: str = " "
+        self,
+        pipe: Any,
+        *,
+        guidance_scale: float,
+        max_sequence_length: int,
+        negative_prompt: str = " ",
+        true_cfg: bool = True,
     ):
         self.pipe = pipe
         self.guidance_scale = guidance_scale
         self.max_sequence_length = max_sequence_length
         self.negative_prompt = negative_prompt
+        self.true_cfg = true_cfg
 
     @property
     def device(self) -> torch.device:
@@ -220,14 +227,17 @@ class FluxKontextAdapter(FluxAdapter):
 
 
 class QwenImageEditAdapter(RolloutAdapter):
-    """Qwen-Image-Edit: true CFG with a negative prompt and the pipeline's norm rescale."""
+    """Qwen-Image-Edit: true CFG with a negative prompt and the pipeline's norm rescale.
+
+    True CFG runs when ``true_cfg`` is on and ``guidance_scale`` > 1. The released run passes
+    no negative prompt, so its pipeline never runs true CFG (``sampling.true_cfg`` false)."""
 
     pipeline_module = "diffusers.pipelines.qwenimage.pipeline_qwenimage_edit"
     prepare_latents_takes_image = True
 
     @property
     def use_true_cfg(self) -> bool:
-        return self.guidance_scale > 1
+        return self.true_cfg and self.guidance_scale > 1
 
     def encode(self, row: PromptRow, height: int, width: int) -> Conditioning:
         image = load_condition_image(row, height, width)

@@ -24,12 +24,14 @@ LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 @dataclass
 class SdeStep:
     """One SDE transition. Shapes: ``x_next``/``mean`` like the latents ``(B, ...)``;
-    ``log_prob`` ``(B,)``; ``std`` the scalar std of the transition (std_t * sqrt(-dt))."""
+    ``log_prob`` ``(B,)``; ``std`` the scalar std of the transition (std_t * sqrt(-dt));
+    ``std_t`` the scalar a * sqrt(sigma / (1 - sigma)) (what Flow-GRPO's KL divides by)."""
 
     x_next: torch.Tensor
     mean: torch.Tensor
     log_prob: torch.Tensor
     std: torch.Tensor
+    std_t: torch.Tensor
 
 
 def sde_std(sigma: torch.Tensor, noise_level: float, sigma_max: float) -> torch.Tensor:
@@ -85,7 +87,7 @@ def sde_step(
         eps = torch.randn(x.shape, generator=generator, dtype=torch.float32, device="cpu").to(x.device)
         x_next = (mean + std * eps).to(x.dtype)
     log_prob = gaussian_log_prob(x_next.to(torch.float32), mean, std)
-    return SdeStep(x_next=x_next, mean=mean, log_prob=log_prob, std=std)
+    return SdeStep(x_next=x_next, mean=mean, log_prob=log_prob, std=std, std_t=std_t)
 
 
 def gaussian_log_prob(sample: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,10 @@
 For every micro-batch this process rolled out and every SDE step k of it, the stored
 transition (latents -> next latents) is re-scored under the current policy; the PPO clip
 loss (plus ``kl_beta`` times the KL to the LoRA-free reference) is back-propagated. The
-micro-batches are grouped into accumulation windows (:func:`accumulation_windows`): each
-optimizer step's gradient is the mean over the micro-batches and SDE steps of its window.
+micro-batches are grouped into accumulation windows (:func:`accumulation_windows`, or
+``optim.optimizer_steps_per_iteration`` near-equal windows per pass,
+:func:`split_windows`): each optimizer step's gradient is the mean over the micro-batches
+and SDE steps of its window.
 
 Under several processes the gradients are averaged across processes (DDP all-reduce) only
 once per window, on its last backward pass: the others run under ``no_sync`` and only
@@ -17,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -27,8 +29,8 @@ from paco_core.errors import TrainingError
 from paco_core.rl.advantages import Advantages
 from paco_core.rl.config import TrainConfig
 from paco_core.rl.device_contexts import autocast_factory, training_attention
-from paco_core.rl.loss import PolicyLoss, policy_loss
-from paco_core.rl.micro_batches import accumulation_windows
+from paco_core.rl.loss import PolicyLoss, kl_std, policy_loss
+from paco_core.rl.micro_batches import accumulation_windows, split_windows
 from paco_core.rl.rollout import Rollout
 from paco_core.rl.rollout_adapters import RolloutAdapter
 from paco_core.rl.sde import sde_step
@@ -68,14 +70,38 @@ class PolicyUpdater:
         self.autocast = autocast_factory(accelerator.device, config.optim.mixed_precision)
         self.sync_every_backward = False
         """True: all-reduce after every backward pass (the former behaviour; for benches and tests)."""
+        self.optimizer_steps = 0
+        """Optimizer steps taken in the run so far (saved with checkpoints by the trainer)."""
 
-    def update(self, rollouts: list[Rollout], advantages: Advantages, *, step: int) -> dict[str, float]:
+    def windows(self, num_micro_batches: int) -> list[list[int]]:
+        """The accumulation windows of one iteration's passes (positions into the passes)."""
+        optim = self.config.optim
+        if not optim.optimizer_steps_per_iteration:
+            return accumulation_windows(
+                num_micro_batches * optim.num_inner_epochs, optim.gradient_accumulation_steps
+            )
+        return [
+            [epoch * num_micro_batches + position for position in window]
+            for epoch in range(optim.num_inner_epochs)
+            for window in split_windows(num_micro_batches, optim.optimizer_steps_per_iteration)
+        ]
+
+    def update(
+        self,
+        rollouts: list[Rollout],
+        advantages: Advantages,
+        *,
+        step: int,
+        after_micro_batch: Callable[[int], None] | None = None,
+    ) -> dict[str, float]:
         """PPO update over this process's micro-batches (``num_inner_epochs`` passes).
 
         Args:
             rollouts: this process's micro-batches, in plan order.
             advantages: of the whole iteration, indexed by sample id.
             step: the training step (for error messages).
+            after_micro_batch: called after every micro-batch (after the optimizer step when it
+                closes a window) with the run's optimizer-step count (the released EMA cadence).
 
         Returns:
             The ``policy/*`` metrics.
@@ -87,7 +113,7 @@ class PolicyUpdater:
         passes = [rollout for _ in range(optim.num_inner_epochs) for rollout in rollouts]
         terms: list[PolicyLoss] = []
         grad_norms = []
-        for window in accumulation_windows(len(passes), optim.gradient_accumulation_steps):
+        for window in self.windows(len(rollouts)):
             for position in window:
                 rollout = passes[position]
                 ids = torch.tensor(rollout.sample_ids)
@@ -100,7 +126,10 @@ class PolicyUpdater:
                         loss = self.micro_batch_loss(rollout, k, batch_adv, batch_mask)
                         self.accelerator.backward(loss.total / scale)
                     terms.append(dataclasses.replace(loss, total=loss.total.detach()))
-            grad_norms.append(self.optimizer_step(step))
+                if position == window[-1]:
+                    grad_norms.append(self.optimizer_step(step))
+                if after_micro_batch is not None:
+                    after_micro_batch(self.optimizer_steps)
         return update_metrics(terms, grad_norms)
 
     def micro_batch_loss(
@@ -130,7 +159,8 @@ class PolicyUpdater:
                                       sigma_max=rollout.schedule.sigma_max, x_next=next_latents).mean  # fmt: skip
         return policy_loss(
             step.log_prob, rollout.log_probs[k], advantages, clip_range=optim.clip_range, kl_beta=optim.kl_beta,
-            mean=step.mean, reference_mean=reference_mean, std=step.std, mask=mask,
+            mean=step.mean, reference_mean=reference_mean, std=kl_std(step.std_t, step.std, optim.kl_form),
+            mask=mask,
         )  # fmt: skip
 
     def optimizer_step(self, step: int) -> float:
@@ -149,6 +179,7 @@ class PolicyUpdater:
             )
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer_steps += 1
         return norm
 
     def gradient_sync(self, last_of_window: bool) -> contextlib.AbstractContextManager:

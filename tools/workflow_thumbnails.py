@@ -1,13 +1,18 @@
-"""Render the shipped workflows in a running ComfyUI's own frontend and save thumbnails.
+"""Check the shipped workflows in a running ComfyUI's own frontend and write their thumbnails.
 
-ComfyUI's Templates browser shows ``workflows/<name>.jpg`` beside ``workflows/<name>.json``.
+ComfyUI's Templates browser shows ``workflows/<name>.jpg`` beside ``workflows/<name>.json``:
+a thumbnail shows what the workflow makes (a result image), not its graph. Give each
+workflow's result with ``--result <name>=<image>`` (e.g. the grid a real run saved in
+ComfyUI's output folder); it is scaled to the thumbnail width and written as JPEG.
+``--graph-thumbnails`` writes the rendered graph instead, for a workflow without a result.
+
 This script opens an ALREADY RUNNING ComfyUI (with this pack in its ``custom_nodes/``) in
 headless Chromium, checks that ``/api/workflow_templates`` lists every shipped workflow
-and serves it unchanged, loads each one with the frontend's ``app.loadGraphData``, fits
-the view, and writes a JPEG of the rendered graph. It also prints what a person would
+and serves it unchanged, loads each one as the Templates browser does (which fits the
+view to the nodes) and screenshots the graph. It also prints what a person would
 notice on load: console warnings and errors, open dialogs and toasts, and every node that
 the frontend had to enlarge because its saved size was below the least size it draws
-(the estimate in ``tests/workflow_convert.py`` was too small).
+(the estimate in ``tools/workflow_convert.py`` was too small).
 
 It never installs or starts ComfyUI, and writes nothing to the server: the frontend's
 settings requests are answered in the browser (no minimap, no canvas info, no
@@ -16,11 +21,11 @@ frontend outlines in red because this server lacks their model files are listed,
 outline is left out of the picture: a thumbnail shows the workflow with its models in place.
 
 Needs Playwright for Python and Pillow in the interpreter that runs it, a Chromium
-binary (``apt-get install chromium``; ``playwright install`` is not needed), and the
-repository root on ``PYTHONPATH``. Usage:
+binary (``apt-get install chromium``; ``playwright install`` is not needed). Usage:
 
-    PYTHONPATH=. python bench/workflow_thumbnails.py --url http://127.0.0.1:8188
-    PYTHONPATH=. python bench/workflow_thumbnails.py --url http://127.0.0.1:8188 \\
+    python tools/workflow_thumbnails.py --url http://127.0.0.1:8188 \\
+        --result paco-consistent-set=output/PaCo/consistent_set_00001_.png ...
+    python tools/workflow_thumbnails.py --url http://127.0.0.1:8188 \\
         --screenshots /tmp/shots --no-thumbnails      # full-size PNGs to look at only
 """
 
@@ -36,9 +41,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paco_core.io import atomic_write_bytes
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # paco_core, also when run as a script
+
+from paco_core.io import atomic_write_bytes  # noqa: E402
+
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
 CHROMIUM_ARGS = [
     "--headless",
@@ -92,6 +100,8 @@ TAKE_ERROR_FLAGS = """() => window.app.graph._nodes.filter(n => n.has_errors).ma
 cleared for the picture, since a thumbnail shows the workflow with its models in place."""
 FOCUS_MODE = "window.app.extensionManager.command.execute('Workspace.ToggleFocusMode')"
 FIT_VIEW = "window.app.extensionManager.command.execute('Comfy.Canvas.FitView')"
+LOW_DETAIL_SCALE = 8 / 14
+"""Below this zoom the frontend draws nodes without their text (14 px text under 8 px)."""
 QUIET_CONSOLE = ("legacy queue/history menu", "Autofocus processing", "net::ERR_NAME_NOT_RESOLVED")
 """Console lines that ComfyUI prints whatever the workflow (the last: a host that an offline
 machine cannot reach; the failed request itself is logged with its URL)."""
@@ -111,6 +121,8 @@ class WorkflowRender:
     """Nodes the frontend drew larger than their saved size: ``"id type: saved -> drawn"``."""
     flagged: list[str] = field(default_factory=list)
     """Nodes the frontend outlined in red on load (``"id type"``)."""
+    opened_scale: float = 1.0
+    """The zoom the Templates browser opened the workflow at (it fits the view to the nodes)."""
 
 
 @dataclass
@@ -135,7 +147,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium binary")
     parser.add_argument("--screenshots", type=Path, help="also save full-size PNG screenshots here")
     parser.add_argument("--no-thumbnails", action="store_true", help="write no .jpg files")
+    parser.add_argument(
+        "--result",
+        action="append",
+        default=[],
+        metavar="NAME=IMAGE",
+        help="the result image a run of workflow NAME made: its thumbnail (repeat per workflow)",
+    )
+    parser.add_argument(
+        "--graph-thumbnails",
+        action="store_true",
+        help="a workflow without --result gets its rendered graph as thumbnail (else it keeps its .jpg)",
+    )
     return parser.parse_args(argv)
+
+
+def parse_results(items: list[str], names: list[str]) -> dict[str, Path]:
+    """``["name=path", ...]`` -> {name: path}; every name a shipped workflow, every path a file."""
+    results = {}
+    for item in items:
+        name, separator, path = item.partition("=")
+        if not separator or name not in names:
+            raise SystemExit(f"--result {item!r}: give NAME=IMAGE with NAME one of {names}")
+        if not Path(path).is_file():
+            raise SystemExit(f"--result {item!r}: {path} is not a file")
+        results[name] = Path(path)
+    return results
 
 
 def fetch_json(url: str):
@@ -210,7 +247,10 @@ async def render_workflow(page, template_url: str, name: str, viewport: dict) ->
     """Load one template as the Templates browser would, note what shows up, fit the view
     with the menus hidden, and screenshot the graph."""
     workflow = await page.evaluate("url => fetch(url).then(r => r.json())", template_url)
-    await page.evaluate("([w, name]) => window.app.loadGraphData(w, true, true, name)", [workflow, name])
+    await page.evaluate(
+        "([w, name]) => window.app.loadGraphData(w, true, true, name, {openSource: 'template'})",
+        [workflow, name],
+    )
     await page.wait_for_function(IMAGES_LOADED, timeout=30_000)
     check_shown_graph(await page.evaluate(SHOWN_GRAPH), workflow, name)
     await page.wait_for_timeout(1000)  # toasts and dialogs come a moment after the graph
@@ -219,6 +259,7 @@ async def render_workflow(page, template_url: str, name: str, viewport: dict) ->
     render.toasts = await page.evaluate(VISIBLE_TEXT, TOASTS)
     render.flagged = await page.evaluate(TAKE_ERROR_FLAGS)
     render.enlarged = enlarged_nodes(workflow, await page.evaluate(NODE_SIZES))
+    render.opened_scale = await page.evaluate("() => window.app.canvas.ds.scale")
     await page.evaluate(f"() => {FOCUS_MODE}")
     await page.wait_for_timeout(500)  # the canvas takes the freed room
     await page.evaluate(f"() => {FIT_VIEW}")
@@ -269,7 +310,7 @@ def with_margin(box: dict, page_width: int, page_height: int, margin: float = 16
 
 
 def encode_thumbnail(png: bytes, width: int, max_bytes: int) -> tuple[bytes, tuple[int, int], int]:
-    """The screenshot scaled to ``width`` as the best-quality JPEG under ``max_bytes``.
+    """A picture (PNG, JPEG ...) scaled to ``width`` as the best-quality JPEG under ``max_bytes``.
 
     Returns:
         (JPEG bytes, (width, height), JPEG quality used).
@@ -294,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     names = sorted(path.stem for path in args.workflows.glob("*.json"))
     if not names:
         raise SystemExit(f"no workflows in {args.workflows}")
+    results = parse_results(args.result, names)
     folder = find_pack_templates(args.url, args.workflows, names)
     print(f"{args.url}/api/workflow_templates lists {folder}: {names}")
     start = time.perf_counter()
@@ -306,7 +348,14 @@ def main(argv: list[str] | None = None) -> int:
             args.screenshots.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(args.screenshots / f"{render.name}.png", render.png)
         if not args.no_thumbnails:
-            thumbnail = write_thumbnail(render, args.workflows, args.width, args.max_kb * 1000)
+            if render.name in results:
+                picture = results[render.name].read_bytes()
+            elif args.graph_thumbnails:
+                picture = render.png
+            else:
+                print(f"  no --result for {render.name}: its thumbnail is left as it is")
+                continue
+            thumbnail = write_thumbnail(render.name, picture, args.workflows, args.width, args.max_kb * 1000)
             print(
                 f"  {thumbnail.path}: {thumbnail.width}x{thumbnail.height}, "
                 f"{thumbnail.num_bytes / 1000:.0f} KB, JPEG quality {thumbnail.quality}"
@@ -332,7 +381,15 @@ def report(render: WorkflowRender) -> int:
         print(f"  toast (a model this server lacks): {text[:300]}")
     for node in render.flagged:
         print(f"  outlined in red on load (left out of the picture): {node}")
+    print(f"  opened at zoom {render.opened_scale:.2f}")
     problems = [
+        *(
+            [
+                f"opened at zoom {render.opened_scale:.2f}: below {LOW_DETAIL_SCALE:.2f} nodes draw as blank boxes"
+            ]
+            if render.opened_scale < LOW_DETAIL_SCALE
+            else []
+        ),
         *(f"console: {line[:300]}" for line in render.console),
         *(f"dialog: {text[:300]}" for text in render.dialogs),
         *(f"toast: {text[:300]}" for text in render.toasts if text not in expected),
@@ -347,11 +404,12 @@ def is_missing_model_toast(text: str) -> bool:
     return any(phrase in text for phrase in MISSING_MODEL_TOASTS)
 
 
-def write_thumbnail(render: WorkflowRender, folder: Path, width: int, max_bytes: int) -> Thumbnail:
-    jpeg, (out_width, out_height), quality = encode_thumbnail(render.png, width, max_bytes)
-    path = atomic_write_bytes(folder / f"{render.name}.jpg", jpeg)
+def write_thumbnail(name: str, picture: bytes, folder: Path, width: int, max_bytes: int) -> Thumbnail:
+    """``picture`` (PNG, JPEG ...) as ``folder/<name>.jpg``."""
+    jpeg, (out_width, out_height), quality = encode_thumbnail(picture, width, max_bytes)
+    path = atomic_write_bytes(folder / f"{name}.jpg", jpeg)
     path.chmod(0o644)  # a shipped file, readable by whoever runs ComfyUI
-    return Thumbnail(render.name, path, out_width, out_height, len(jpeg), quality)
+    return Thumbnail(name, path, out_width, out_height, len(jpeg), quality)
 
 
 if __name__ == "__main__":

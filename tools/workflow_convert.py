@@ -17,17 +17,20 @@ own templates:
   index into the source's ``outputs`` / the target's ``inputs``;
 - ``Note`` / ``MarkdownNote`` exist only in the frontend and never reach the server.
 
-``node_layouts()`` gives each node's UI shape (PaCo nodes from their schemas through
-``tests/pack_loader.py``; the core nodes the workflows use from ``CORE_NODE_LAYOUTS``),
+``node_layouts()`` gives each node's UI shape (PaCo nodes from their schemas, read
+through the ComfyUI test double by ``tests/pack_loader.py``; the core nodes the workflows use from ``CORE_NODE_LAYOUTS``),
 ``WorkflowBuilder`` lays a graph out left to right, ``to_api_prompt`` converts a UI
 workflow into the ``{id: {class_type, inputs}}`` prompt that ``POST /prompt`` takes.
 The three shipped workflows are defined at the bottom;
-``python tests/workflow_convert.py`` rewrites ``workflows/*.json`` from them.
+``python tools/workflow_convert.py`` rewrites ``workflows/*.json`` from them
+(``--check`` only reports stale files).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import textwrap
 import uuid
 from collections.abc import Callable, Iterable
@@ -35,7 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pack_loader import REPO_ROOT, all_node_classes
+REPO_ROOT = Path(__file__).resolve().parents[1]
+for _path in (REPO_ROOT, REPO_ROOT / "tests"):
+    # paco_core, and tests/pack_loader.py (the pack loaded through the ComfyUI test double),
+    # also when run as a script from anywhere.
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from pack_loader import all_node_classes  # noqa: E402
 
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
@@ -273,7 +283,7 @@ def to_api_prompt(workflow: dict, layouts: dict[str, NodeLayout]) -> dict[str, d
 # --------------------------------------------------------------------------- building and layout
 
 # Node geometry as ComfyUI 0.33's frontend (1.49.6) draws it, measured in Chromium (and
-# checked by bench/workflow_thumbnails.py, which reports every node the frontend enlarges
+# checked by tools/workflow_thumbnails.py, which reports every node the frontend enlarges
 # on load): a node's least height is NODE_PADDING_HEIGHT + its slot rows
 # (the more of sockets and outputs) * SLOT_HEIGHT + its widgets; height beyond that least
 # is shared equally by its multiline text widgets. A node saved smaller than its least
@@ -317,10 +327,10 @@ FIT_SCALES = (0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0)
 """Zoom levels to choose from: below about 0.57 the frontend draws nodes without their text
 (its level-of-detail switch: 14 px node text drawn under 8 px)."""
 GROUP_COLORS = {"models": "#a1309b", "generate": "#3f789e", "output": "#8A8", "judge": "#b58b2a"}
-DEFAULT_NODE_WIDTH = 360
-NODE_WIDTHS = {"PaCoGenerateSet": 500, "Note": 440, "PrimitiveStringMultiline": 500}
+DEFAULT_NODE_WIDTH = 330
+NODE_WIDTHS = {"PaCoGenerateSet": 600, "Note": 470, "PaCoEditChain": 400}
 """Every node in a column takes the column's width: the widest of these (or the default)."""
-IMAGE_NODE_HEIGHT = 380
+IMAGE_NODE_HEIGHT = 320
 """Room for the image previews of SaveImage / PreviewImage / LoadImage."""
 PREVIEW_TEXT_HEIGHT = 220
 
@@ -334,6 +344,8 @@ class PlacedNode:
     controls: dict[str, str]
     title: str | None = None
     color: tuple[str, str] | None = None
+    height: float | None = None
+    """A height to draw the node at, when it is more than the node needs (a bigger preview)."""
     pos: tuple[float, float] = (0.0, 0.0)
     size: tuple[float, float] = (0.0, 0.0)
     input_links: dict[str, int] = field(default_factory=dict)
@@ -364,6 +376,7 @@ class WorkflowBuilder:
         title: str | None = None,
         color: tuple[str, str] | None = None,
         controls: dict[str, str] | None = None,
+        height: float | None = None,
         **widget_values: Any,
     ) -> PlacedNode:
         """Add a node; widgets not given take their schema default (an error if there is none)."""
@@ -380,7 +393,7 @@ class WorkflowBuilder:
             values[widget.name] = value
         node_controls = {widget.name: "fixed" for widget in layout.widgets if widget.has_control}
         node_controls.update(controls or {})
-        node = PlacedNode(len(self.nodes) + 1, layout, column, values, node_controls, title, color)
+        node = PlacedNode(len(self.nodes) + 1, layout, column, values, node_controls, title, color, height)
         self.nodes.append(node)
         return node
 
@@ -457,7 +470,7 @@ class WorkflowBuilder:
                     y = above.pos[1] + above.size[1] + (STACK_GAP if same_group else GROUP_STACK_GAP)
                     y += NODE_TITLE_HEIGHT
                 node.pos = (left[column], y)
-                node.size = (width[column], estimated_height(node, width[column]))
+                node.size = (width[column], max(node.height or 0.0, estimated_height(node, width[column])))
                 above = node
 
     def _opening_view(self, groups: list[dict]) -> dict:
@@ -602,30 +615,18 @@ def estimated_height(node: PlacedNode, width: float) -> float:
 # --------------------------------------------------------------------------- the shipped workflows
 
 MODEL_FOLDER_NOTE = """\
-Where the models go (ComfyUI/models/...);
-then press R to refresh the dropdowns.
-
-diffusers/FLUX.1-dev/
-    the whole diffusers folder of black-forest-labs/FLUX.1-dev
-    (the one holding model_index.json)
-diffusers/FLUX.1-Kontext-dev/
-    the same for black-forest-labs/FLUX.1-Kontext-dev
-    (edit chains)
-loras/paco_t2is.safetensors
-    the PaCo LoRA for FLUX.1-dev image sets
-    (peft, diffusers and kohya files all load)
-text_encoders/PaCo-Reward-7B/
-    the judge folder of X-GenGroup/PaCo-Reward-7B
-    (config.json + safetensors), or type a server URL
-    (vllm serve) in the judge loader
-
-A hub id (owner/name) can be typed into the loaders
-instead: it is downloaded once into the Hugging Face cache.
-
-Memory: FLUX.1-dev in bf16 needs about 33 GB of GPU memory
-with offload 'none'; choose offload 'model' on smaller cards.
-The judge takes about 16 GB more (set keep_loaded off on
-both loaders to share one GPU)."""
+Where the models go (ComfyUI/models/...); then press R to refresh:
+diffusers/FLUX.1-dev/  the whole diffusers folder of
+    black-forest-labs/FLUX.1-dev (the one holding model_index.json)
+diffusers/FLUX.1-Kontext-dev/  the same for FLUX.1-Kontext-dev
+loras/paco_t2is.safetensors  the PaCo LoRA for FLUX.1-dev image sets
+text_encoders/PaCo-Reward-7B/  the judge X-GenGroup/PaCo-Reward-7B
+    (config.json + safetensors), or a server URL (vllm serve)
+A hub id (owner/name) typed into a loader is downloaded once into
+the Hugging Face cache.
+Memory: FLUX.1-dev in bf16 needs about 33 GB of GPU memory with
+offload 'none' (choose 'model' on smaller cards); the judge about
+16 GB more (keep_loaded off on both loaders to share one GPU)."""
 """Shown in every shipped workflow; the tests place models under exactly these names."""
 
 SHIPPED_MODEL_NAMES = {
@@ -675,8 +676,8 @@ EDIT_INSTRUCTIONS = (
 )
 
 
-def _models_note(builder: WorkflowBuilder) -> PlacedNode:
-    return builder.add("Note", 0, title="Read me: models", color=DARK_NOTE, text=MODEL_FOLDER_NOTE)
+def _models_note(builder: WorkflowBuilder, column: int) -> PlacedNode:
+    return builder.add("Note", column, title="Read me: models", color=DARK_NOTE, text=MODEL_FOLDER_NOTE)
 
 
 def _flux_with_paco_lora(builder: WorkflowBuilder) -> tuple[PlacedNode, PlacedNode]:
@@ -686,41 +687,34 @@ def _flux_with_paco_lora(builder: WorkflowBuilder) -> tuple[PlacedNode, PlacedNo
     return loader, lora
 
 
-def _theme(builder: WorkflowBuilder, text: str) -> PlacedNode:
-    return builder.add(
-        "PrimitiveStringMultiline", 1, title="Theme (the generator's and the judge's)", value=text
-    )
-
-
 def consistent_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
-    """FLUX.1-dev + PaCo LoRA -> a 2x2 set -> saved grid, previewed panels; the judge scores the panels."""
+    """FLUX.1-dev + PaCo LoRA -> a 2x2 set -> saved grid, previewed panels; the judge scores the
+    panels against the set's judge theme (the grid prompt's preamble, as PaCo-RL trained)."""
     builder = WorkflowBuilder(layouts)
-    _models_note(builder)
     loader, lora = _flux_with_paco_lora(builder)
     judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
-    theme = _theme(builder, FOX_THEME)
+    _models_note(builder, 1)
     generate = builder.add(
         "PaCoGenerateSet", 1, theme=FOX_THEME, description=FOX_DESCRIPTION, panels=FOX_PANELS, layout="2x2",
         panel_width=512, panel_height=512, steps=28, guidance=3.5, seed=42, num_sets=1,
     )  # fmt: skip
     save_grid = builder.add("SaveImage", 2, title="Grid", filename_prefix="PaCo/consistent_set")
     panels = builder.add("PreviewImage", 2, title="Panels")
-    score = builder.add("PaCoSetConsistency", 3, theme=FOX_THEME, layout="batch", both_orders=False)
-    heatmap = builder.add("PreviewImage", 4, title="Pair scores")
-    report = builder.add("PreviewAny", 4, title="Judge report")
+    score = builder.add("PaCoSetConsistency", 3, layout="batch", both_orders=False)
+    heatmap = builder.add("PreviewImage", 3, title="Pair scores")
+    report = builder.add("PreviewAny", 3, title="Judge report")
 
     builder.connect(lora, "pipeline", generate, "pipeline")
-    builder.connect(theme, "STRING", generate, "theme")
     builder.connect(generate, "grids", save_grid, "images")
     builder.connect(generate, "panels", panels, "images")
     builder.connect(judge, "judge", score, "judge")
     builder.connect(generate, "panels", score, "images")
-    builder.connect(theme, "STRING", score, "theme")
+    builder.connect(generate, "judge_theme", score, "theme")
     builder.connect(score, "heatmap", heatmap, "images")
     builder.connect(score, "report", report, "source")
 
     builder.group("1. Models", [loader, lora, judge], GROUP_COLORS["models"])
-    builder.group("2. Generate a consistent set", [theme, generate], GROUP_COLORS["generate"])
+    builder.group("2. Generate a consistent set", [generate], GROUP_COLORS["generate"])
     builder.group("3. Save", [save_grid, panels], GROUP_COLORS["output"])
     builder.group("4. Judge the set (PaCo-Reward)", [score, heatmap, report], GROUP_COLORS["judge"])
     return builder.build("paco-consistent-set")
@@ -729,50 +723,52 @@ def consistent_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
 def best_of_n_workflow(layouts: dict[str, NodeLayout]) -> dict:
     """Four candidate sets (seeds 42..45) -> the judge ranks them -> the most consistent one is saved."""
     builder = WorkflowBuilder(layouts)
-    _models_note(builder)
     loader, lora = _flux_with_paco_lora(builder)
     judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
-    theme = _theme(builder, SAMURAI_THEME)
+    _models_note(builder, 1)
     generate = builder.add(
         "PaCoGenerateSet", 1, theme=SAMURAI_THEME, description=SAMURAI_DESCRIPTION, panels=SAMURAI_PANELS,
         layout="2x2", panel_width=512, panel_height=512, steps=28, guidance=3.5, seed=42, num_sets=4,
     )  # fmt: skip
-    candidates = builder.add("PreviewImage", 2, title="All candidates")
-    rank = builder.add("PaCoRankSets", 2, theme=SAMURAI_THEME, layout="2x2", both_orders=False)
+    side_by_side = builder.add("PaCoComposeGrid", 2, title="The 4 candidates side by side", layout="2x2")
+    candidates = builder.add("PreviewImage", 2, title="All candidates (set 1 top left)", height=460)
+    rank = builder.add("PaCoRankSets", 3, layout="2x2", both_orders=False)
     best = builder.add("SaveImage", 3, title="Best set", filename_prefix="PaCo/best_of_4")
-    scores = builder.add("PreviewAny", 3, title="Set scores (candidate order)")
+    ranking = builder.add("PreviewAny", 3, title="Ranking (which set and seed won)")
 
     builder.connect(lora, "pipeline", generate, "pipeline")
-    builder.connect(theme, "STRING", generate, "theme")
-    builder.connect(generate, "grids", candidates, "images")
+    builder.connect(generate, "grids", side_by_side, "panels")
+    builder.connect(side_by_side, "grid", candidates, "images")
     builder.connect(judge, "judge", rank, "judge")
     builder.connect(generate, "grids", rank, "images")
-    builder.connect(theme, "STRING", rank, "theme")
+    builder.connect(generate, "judge_theme", rank, "theme")
+    builder.connect(generate, "first_seed", rank, "first_seed")
     builder.connect(rank, "best", best, "images")
-    builder.connect(rank, "scores", scores, "source")
+    builder.connect(rank, "report", ranking, "source")
 
     builder.group("1. Models", [loader, lora, judge], GROUP_COLORS["models"])
-    builder.group("2. Generate 4 candidate sets", [theme, generate], GROUP_COLORS["generate"])
-    builder.group("3. Rank them with PaCo-Reward", [candidates, rank], GROUP_COLORS["judge"])
-    builder.group("4. Keep the best", [best, scores], GROUP_COLORS["output"])
+    builder.group("2. Generate 4 candidate sets", [generate], GROUP_COLORS["generate"])
+    builder.group("3. The candidates", [side_by_side, candidates], GROUP_COLORS["output"])
+    builder.group("4. Rank them, keep the best", [rank, best, ranking], GROUP_COLORS["judge"])
     return builder.build("paco-best-of-n")
 
 
 def edit_chain_workflow(layouts: dict[str, NodeLayout]) -> dict:
-    """A picture edited three times in a row with FLUX.1-Kontext-dev; the judge scores the first edit."""
+    """A picture edited three times in a row with FLUX.1-Kontext-dev; the judge scores the first
+    edit against the chain's own first instruction."""
     builder = WorkflowBuilder(layouts)
-    _models_note(builder)
     loader = builder.add("PaCoPipelineLoader", 0, model="FLUX.1-Kontext-dev")
     judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    _models_note(builder, 1)
     reference = builder.add("LoadImage", 1, title="Reference", image=EXAMPLE_INPUT_IMAGE)
     chain = builder.add(
         "PaCoEditChain", 2, instructions="\n".join(EDIT_INSTRUCTIONS), from_reference=False,
-        include_reference=True, steps=28, guidance=2.5, seed=42, max_area=1024 * 1024,
+        include_reference=True, steps=28, model_guidance=True, seed=42, max_area=1024 * 1024,
     )  # fmt: skip
-    save = builder.add("SaveImage", 3, title="Reference and edits", filename_prefix="PaCo/edit_chain")
+    save = builder.add("SaveImage", 2, title="Reference and edits", filename_prefix="PaCo/edit_chain")
     first_edit = builder.add("ImageFromBatch", 3, title="Edit 1 (batch item 1)", batch_index=1, length=1)
-    score = builder.add("PaCoEditScore", 4, instruction=EDIT_INSTRUCTIONS[0])
-    report = builder.add("PreviewAny", 4, title="Edit 1 scores")
+    score = builder.add("PaCoEditScore", 3)
+    report = builder.add("PreviewAny", 3, title="Edit 1 scores")
 
     builder.connect(loader, "pipeline", chain, "pipeline")
     builder.connect(reference, "IMAGE", chain, "image")
@@ -781,14 +777,13 @@ def edit_chain_workflow(layouts: dict[str, NodeLayout]) -> dict:
     builder.connect(judge, "judge", score, "judge")
     builder.connect(reference, "IMAGE", score, "original")
     builder.connect(first_edit, "IMAGE", score, "edited")
+    builder.connect(chain, "first_instruction", score, "instruction")
     builder.connect(score, "report", report, "source")
 
     builder.group("1. Models", [loader, judge], GROUP_COLORS["models"])
     builder.group("2. Reference", [reference], GROUP_COLORS["output"])
-    builder.group("3. Edit chain (each step edits the last)", [chain], GROUP_COLORS["generate"])
-    builder.group(
-        "4. Save, and score the first edit", [save, first_edit, score, report], GROUP_COLORS["judge"]
-    )
+    builder.group("3. Edit chain (each step edits the last)", [chain, save], GROUP_COLORS["generate"])
+    builder.group("4. Score the first edit", [first_edit, score, report], GROUP_COLORS["judge"])
     return builder.build("paco-edit-chain")
 
 
@@ -816,6 +811,34 @@ def write_shipped_workflows(folder: Path = WORKFLOWS_DIR) -> list[Path]:
     return written
 
 
-if __name__ == "__main__":
+def stale_workflows(folder: Path = WORKFLOWS_DIR) -> list[str]:
+    """Names of the shipped workflows whose file differs from what the generator writes."""
+    layouts = node_layouts()
+    stale = []
+    for name, build in SHIPPED_WORKFLOWS.items():
+        path = folder / f"{name}.json"
+        if not path.is_file() or path.read_text(encoding="utf-8") != workflow_text(build(layouts)):
+            stale.append(name)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Write the shipped example workflows (workflows/*.json) from the PaCo node schemas."
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 when a shipped file is stale"
+    )
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = stale_workflows()
+        for name in stale:
+            print(f"workflows/{name}.json is stale: run python tools/workflow_convert.py")
+        return 1 if stale else 0
     for written in write_shipped_workflows():
         print(written.relative_to(REPO_ROOT))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
