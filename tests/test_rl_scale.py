@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from paco_core.config import config_from_dict, save_config
 from paco_core.rl.config import TrainConfig
-from paco_core.rl.metrics import read_metrics
+from paco_core.run_folder import RunFolder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rl"
 REPO = Path(__file__).parent.parent
@@ -84,7 +84,7 @@ def test_gradients_sync_once_per_optimizer_step_with_the_same_lora(tiny_models, 
         assert step["rounds"] == 1, step  # one all-reduce round per optimizer step
         assert every["rounds"] == 4, every  # the former way: one per backward pass
     for mode in ("step", "every"):
-        assert read_metrics(tmp_path / f"run-{mode}")[0]["policy/optimizer_steps"] == 1
+        assert RunFolder(tmp_path / f"run-{mode}").read_metrics()[0]["policy/optimizer_steps"] == 1
     step0, step1 = (load_file(tmp_path / f"step-rank{r}.safetensors") for r in (0, 1))
     every0 = load_file(tmp_path / "every-rank0.safetensors")
     assert all(torch.equal(step0[k], step1[k]) for k in step0), "LoRA weights differ between processes"
@@ -159,7 +159,7 @@ def test_two_machine_ranks_over_the_loopback_train_one_run(tiny_models, tmp_path
         "checkpoint-2",
     ]
     assert not list(run.glob(".checkpoint-*"))
-    assert [m["step"] for m in read_metrics(run)] == [1, 2]
+    assert [m["step"] for m in RunFolder(run).read_metrics()] == [1, 2]
 
 
 def test_sharded_launch_modes_are_refused_with_the_ddp_alternative():
