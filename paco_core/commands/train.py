@@ -50,7 +50,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--preset",
         choices=preset_names(),
-        help="start from a released run (t2is-flux, edit-kontext, edit-qwen) or the paper's T2IS variant (t2is-flux-paper); see docs/presets.md",
+        help="start from a released run (t2is-flux, edit-kontext, edit-qwen) or the paper's T2IS variant (t2is-flux-paper); see docs/presets.md; t2is-flux-1gpu: t2is-flux laid out for one GPU (docs/scaling.md)",
     )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
