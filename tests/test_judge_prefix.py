@@ -122,3 +122,9 @@ def test_planning_helpers():
     assert [w.pairs for w in windows] == [[0, 1], [2, 3, 4]]
     lengths = {0: 5, 1: 6, 2: 5, 3: 5}
     assert equal_length_batches([0, 1, 2, 3], lengths, 2) == [[0, 2], [3], [1]]
+
+
+def test_prefix_sharing_needs_a_forward_that_takes_the_cache(judge):
+    from paco_core.reward.local import supports_prefix_sharing
+
+    assert supports_prefix_sharing(judge.model) and judge.prefix_sharing

@@ -147,6 +147,15 @@ class LocalJudge:
                 self.name,
             )
             self.reuse_vision = False
+        if self.prefix_sharing and not supports_prefix_sharing(model):
+            # A forward that takes the cache under another name would drop it through
+            # **kwargs and score the suffixes without their prefix.
+            logger.warning(
+                "%s: this transformers version's Qwen2.5-VL forward has no `cache` argument; pairs are "
+                "scored without prefix sharing (same scores, slower).",
+                self.name,
+            )
+            self.prefix_sharing = False
         self._lock = threading.RLock()
 
     def move_to(self, device: Any) -> None:
@@ -536,6 +545,16 @@ def supports_vision_reuse(model: Any) -> bool:
         ):
             return True
     return False
+
+
+def supports_prefix_sharing(model: Any) -> bool:
+    """Whether the model's Qwen2.5-VL core takes a key/value cache as ``cache`` (transformers 5)."""
+    import inspect
+
+    return any(
+        hasattr(module, "get_rope_index") and "cache" in inspect.signature(module.forward).parameters
+        for module in model.modules()
+    )
 
 
 def chat_messages(prompt: str) -> list[dict]:
