@@ -291,8 +291,11 @@ class LocalJudge:
         windows = plan_windows(
             digests, max_prefixes=self.batch_size, max_pairs=PAIRS_PER_PREFIX_WINDOW * self.batch_size
         )
+        last_window_of = {
+            digest: number for number, window in enumerate(windows) for i in window.pairs for digest in digests[i]
+        }
         done = 0
-        for window in windows:
+        for number, window in enumerate(windows):
             hooks.check_cancel()
             owner = {}  # first digest -> a pair index that starts with it
             for index in window.pairs:
@@ -322,6 +325,9 @@ class LocalJudge:
                 yield batch, logprobs
                 hooks.step(done, len(pairs))
             del caches
+            for digest in {d for i in window.pairs for d in digests[i]}:
+                if last_window_of[digest] == number:
+                    prepared[digest].embeds = None  # free the features once no later window needs them
 
     def _prefix_length(self, row: RowLayout) -> int:
         """Tokens up to and including the end marker of the first image."""
