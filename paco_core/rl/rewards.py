@@ -116,11 +116,13 @@ class RewardModels:
             from paco_core.reward import open_judge
 
             config = self.config
-            offload_now = config.judge_offload and not config.judge_url and not self._scoring
             self._judge = open_judge(
                 config.judge_url or config.judge_path, server_model=config.judge_server_model or None,
-                top_logprobs=config.judge_top_logprobs, device=self.park_device if offload_now else self.device,
+                top_logprobs=config.judge_top_logprobs, device=self.device,
             )  # fmt: skip
+            if config.judge_offload and not config.judge_url and not self._scoring:
+                # loaded on the device (its dtype is the device's), parked until scoring
+                self._judge.move_to(self.park_device)
         return self._judge
 
     def check_judge_server(self) -> None:
