@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from paco_core import __version__
 from paco_core.errors import PaCoError
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"paco {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the Python traceback of an error (for bug reports)"
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
@@ -50,12 +54,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except PaCoError as error:
-        print(f"paco {args.command}: error: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"paco {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"paco {args.command}: error: {error_line(error)}", file=sys.stderr)
+        return 1
+
+
+def error_line(error: Exception) -> str:
+    """The one line a user sees for an error: a PaCoError's own message; for a file-system
+    error what could not be done where; for anything else (a bug) its type and first line,
+    with the hint to rerun with --debug."""
+    if isinstance(error, PaCoError):
+        return " ".join(str(error).split("\n"))
+    if isinstance(error, OSError):
+        where = f" ({error.filename})" if error.filename else ""
+        return f"{error.strerror or error}{where}. Check the path, its permissions and free disk space."
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    first = lines[0][:300] if lines else "no details"
+    return f"unexpected {type(error).__name__}: {first} (rerun with --debug for the traceback and report it)"
 
 
 if __name__ == "__main__":

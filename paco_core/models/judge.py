@@ -98,10 +98,11 @@ def load_judge_model(
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
             folder, dtype=torch_dtype, use_safetensors=True, device_map={"": device_name}
         )
-    except (OSError, ValueError, RuntimeError) as error:
+    except Exception as error:  # transformers and safetensors raise many types for broken files
         raise ModelLoadError(
-            f"judge folder {folder}: cannot load Qwen2.5-VL weights ({error}). Only .safetensors weights "
-            "are read; re-download the folder if files are missing."
+            f"judge folder {folder}: cannot load Qwen2.5-VL weights ({type(error).__name__}: {_first_line(error)}). "
+            "Only .safetensors weights are read; a truncated or missing file means an interrupted download: "
+            "download the folder again."
         ) from error
     if lora is not None:
         model = apply_judge_lora(model, lora, merge=merge_lora)
@@ -210,9 +211,15 @@ def apply_judge_lora(model: Any, lora: str | os.PathLike, *, merge: bool = True)
         raise LoraError(
             f"{folder} has no {ADAPTER_WEIGHTS}; only safetensors adapters are read (never pickled .bin files)."
         )
-    config = PeftConfig.from_pretrained(folder)
+    config = _read_adapter_config(folder, PeftConfig)
     trained_on = config.base_model_name_or_path or "an unnamed base"
-    state = current_judge_keys(load_file(folder / ADAPTER_WEIGHTS))
+    try:
+        state = current_judge_keys(load_file(folder / ADAPTER_WEIGHTS))
+    except Exception as error:  # safetensors raises its own SafetensorError for a broken header
+        raise LoraError(
+            f"{folder / ADAPTER_WEIGHTS} is not a readable safetensors file ({_first_line(error)}). It is "
+            "probably truncated or corrupt: download or save the adapter again."
+        ) from error
     try:
         peft_model = PeftModel(model, config)
         result = set_peft_model_state_dict(peft_model, state, adapter_name="default")
@@ -229,6 +236,22 @@ def apply_judge_lora(model: Any, lora: str | os.PathLike, *, merge: bool = True)
             "base model the adapter was trained on (Qwen/Qwen2.5-VL-7B-Instruct for PaCo-Reward-7B-Lora)."
         )
     return peft_model.merge_and_unload() if merge else peft_model
+
+
+def _read_adapter_config(folder: Path, config_class):
+    """The adapter's peft config, or LoraError naming a truncated or invalid adapter_config.json."""
+    config_file = folder / ADAPTER_CONFIG
+    try:
+        json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise LoraError(
+            f"{config_file} is not valid JSON ({error}). It is probably truncated: download or save the adapter "
+            "again."
+        ) from error
+    try:
+        return config_class.from_pretrained(folder)
+    except (ValueError, TypeError, KeyError) as error:
+        raise LoraError(f"{config_file} is not a peft adapter config: {_first_line(error)}") from error
 
 
 def current_judge_keys(state: dict[str, Any]) -> dict[str, Any]:
