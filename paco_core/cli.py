@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"paco {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as error:
-        if args.debug:
+        if getattr(args, "debug", False):
             traceback.print_exc()
         print(f"paco {args.command}: error: {error_line(error)}", file=sys.stderr)
         return 1
