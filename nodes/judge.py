@@ -61,6 +61,20 @@ def judge_folder_path(judge_name: str) -> str:
     )
 
 
+def judge_source(typed: str) -> str:
+    """A typed judge source, contained: a loopback server URL (others with
+    PACO_ALLOW_REMOTE_JUDGE=1), a folder inside the models folders, or a hub id."""
+    from paco_core import settings
+    from paco_core.containment import check_judge_url
+    from paco_core.reward import is_server_url
+
+    if is_server_url(typed):
+        return check_judge_url(
+            typed, setting=settings.ALLOW_REMOTE_JUDGE, allow_remote=settings.allow_remote_judge()
+        )
+    return comfy_bridge.resolve_model_path(JUDGE_FOLDER, typed, what="judge", hub=True)
+
+
 def judge_input() -> io.Input:
     return PacoJudge.Input("judge", tooltip="The judge from PaCo Judge Loader (local model or server).")
 
@@ -183,7 +197,10 @@ class PaCoJudgeLoader(io.ComfyNode):
             )
         from paco_core.reward import is_server_url, open_judge
 
-        source = source or judge_folder_path(judge_name)
+        source = judge_source(source) if source else judge_folder_path(judge_name)
+        lora = lora_path.strip()
+        if lora:
+            lora = comfy_bridge.resolve_model_path("loras", lora, what="judge LoRA", hub=True, also=[JUDGE_FOLDER])
         device = None
         if not is_server_url(source):  # a local judge runs on ComfyUI's device
             device = str(comfy_bridge.comfy_device())
@@ -191,7 +208,7 @@ class PaCoJudgeLoader(io.ComfyNode):
                 comfy_bridge.free_comfy_memory()
         judge = open_judge(
             source,
-            lora=lora_path.strip() or None,
+            lora=lora or None,
             server_model=server_model.strip() or None,
             dtype=dtype,
             device=device,

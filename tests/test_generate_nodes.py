@@ -155,7 +155,8 @@ def test_wrong_model_for_the_node_is_a_clear_error(generation, comfy):
 def test_loader_takes_a_typed_path_and_refuses_an_empty_one(generation, comfy, tiny_models):
     from paco_core.errors import InputError
 
-    typed = load(generation, model=generation.TYPED_PATH_CHOICE, model_path=str(tiny_models["flux"]))
+    inside = comfy["models"] / "diffusers" / "tiny-flux"  # an absolute path inside models/: allowed
+    typed = load(generation, model=generation.TYPED_PATH_CHOICE, model_path=str(inside))
     assert typed.kind == "flux"
     with pytest.raises(InputError, match="type a path, but model_path is empty"):
         load(generation, model=generation.TYPED_PATH_CHOICE)

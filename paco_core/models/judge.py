@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ class JudgeKey:
     merge_lora: bool
 
 
-_LOADED: dict[JudgeKey, JudgeModel] = {}
+_LOADED: OrderedDict[JudgeKey, JudgeModel] = OrderedDict()
+"""Cached judges, least recently used first; at most ``settings.judge_cache_size()``."""
 _LOADED_LOCK = threading.Lock()
 
 
@@ -142,8 +144,18 @@ def cached_judge_model(
         if loaded is None:
             loaded = load_judge_model(source, lora=lora, dtype=dtype, device=device_name, merge_lora=merge_lora)
         if keep_loaded:
-            _LOADED[key] = loaded
+            _remember(key, loaded)
     return loaded
+
+
+def _remember(key: JudgeKey, loaded: JudgeModel) -> None:
+    from paco_core.settings import judge_cache_size
+
+    _LOADED[key] = loaded
+    _LOADED.move_to_end(key)
+    while len(_LOADED) > judge_cache_size():
+        _, evicted = _LOADED.popitem(last=False)
+        logger.info("judge cache full (PACO_JUDGE_CACHE_SIZE): forgot %s", evicted.name)
 
 
 def release_judges() -> int:

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -108,7 +109,8 @@ class LoadedPipeline:
         )
 
 
-_CACHE: dict[tuple, LoadedPipeline] = {}
+_CACHE: OrderedDict[tuple, LoadedPipeline] = OrderedDict()
+"""Loaded pipelines, least recently used first; at most ``settings.pipeline_cache_size()``."""
 _CACHE_LOCK = threading.Lock()
 
 
@@ -116,6 +118,34 @@ def clear_pipeline_cache() -> None:
     """Forget every cached pipeline (their memory is freed once no view holds them)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+
+
+def release_pipelines() -> int:
+    """Move every cached pipeline's weights off the GPU and forget them (ComfyUI's "unload
+    models"); a view still held elsewhere moves back to its device on its next run.
+
+    Returns:
+        How many pipelines were cached.
+    """
+    with _CACHE_LOCK:
+        released = list(_CACHE.values())
+        _CACHE.clear()
+    for loaded in released:
+        park_on_cpu(loaded)
+    return len(released)
+
+
+def _remember(key: tuple, loaded: LoadedPipeline) -> None:
+    """Cache ``loaded`` as the most recently used; the least recently used beyond the
+    cache size are forgotten (PACO_PIPELINE_CACHE_SIZE)."""
+    from paco_core.settings import pipeline_cache_size
+
+    size = pipeline_cache_size()
+    _CACHE[key] = loaded
+    _CACHE.move_to_end(key)
+    while len(_CACHE) > size:
+        _, evicted = _CACHE.popitem(last=False)
+        logger.info("pipeline cache full (%s=%d): forgot %s", "PACO_PIPELINE_CACHE_SIZE", size, evicted.describe())
 
 
 def cached_pipelines() -> list[LoadedPipeline]:
@@ -242,6 +272,7 @@ def load_pipeline(
     key = (location, str(torch_dtype), device_name, offload, single_file)
     with _CACHE_LOCK:
         if key in _CACHE:
+            _CACHE.move_to_end(key)
             return _CACHE[key]
         pipe = _build_pipeline(location, kind, torch_dtype, single_file)
         pipe.set_progress_bar_config(disable=True)  # progress goes through paco_core.callbacks.Hooks
@@ -255,7 +286,7 @@ def load_pipeline(
             offload=offload,
             transformer_file=single_file,
         )
-        _CACHE[key] = loaded
+        _remember(key, loaded)
     logger.info("loaded %s", loaded.describe())
     return loaded
 
