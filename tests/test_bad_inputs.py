@@ -14,6 +14,7 @@ Several probes end in the same check of a subprocess run: ``paco`` as a user run
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
 import shutil
@@ -334,3 +335,252 @@ def test_written_files_respect_the_umask(tmp_path, umask, expected):
         os.umask(previous)
     assert (text.stat().st_mode & 0o777, data.stat().st_mode & 0o777) == (expected, expected)
     assert json.loads(data.read_text()) == {"a": 1}
+
+
+# --------------------------------------------------------------------------- node probes
+
+
+@pytest.fixture()
+def comfy(tmp_path, tiny_models, files, monkeypatch):
+    """A ComfyUI folder layout with the tiny models linked into models/ and files outside it."""
+    from pack_loader import load_pack, reset_comfy_stub
+
+    pack = load_pack()
+    reset_comfy_stub(tmp_path / "comfy")
+    for name in ("PACO_ALLOW_OUTSIDE_PATHS", "PACO_ALLOW_REMOTE_JUDGE", "PACO_ALLOW_HUB_DOWNLOADS"):
+        monkeypatch.delenv(name, raising=False)
+    models = tmp_path / "comfy" / "models"
+    for folder in ("diffusers", "loras", "text_encoders", "diffusion_models"):
+        (models / folder).mkdir(parents=True)
+    (models / "diffusers" / "tiny-flux").symlink_to(tiny_models["flux"])
+    (models / "text_encoders" / "tiny-judge").symlink_to(tiny_models["judge"])
+    shutil.copy(files["lora"], models / "loras" / "paco.safetensors")
+    shutil.copy(files["nan_lora"], models / "loras" / "nan.safetensors")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(files["lora"], outside / "secret.safetensors")
+    yield {
+        "models": models,
+        "outside": outside,
+        "generation": importlib.import_module(f"{pack.__name__}.nodes.generation"),
+        "judge": importlib.import_module(f"{pack.__name__}.nodes.judge"),
+        "bridge": importlib.import_module(f"{pack.__name__}.nodes.comfy_bridge"),
+    }
+    from paco_core.models.judge import release_judges
+    from paco_core.models.pipelines import clear_pipeline_cache
+
+    clear_pipeline_cache()
+    release_judges()
+
+
+def load_pipeline_node(comfy, **changes):
+    from pack_loader import widget_defaults
+
+    loader = comfy["generation"].PaCoPipelineLoader
+    return linked(loader, **{**widget_defaults(loader), "model": "tiny-flux", **changes})[0]
+
+
+def lora_node(comfy, pipeline, lora_name, strength=1.0):
+    return linked(comfy["generation"].PaCoLora, pipeline=pipeline, lora_name=lora_name, strength=strength)
+
+
+def linked(node_cls, **inputs):
+    """Run a node whose dropdown values arrive through links (e.g. from a wildcard output):
+    ComfyUI then does not check them against the dropdown's options."""
+    return node_cls.execute(**inputs)
+
+
+def judge_loader_node(comfy, **changes):
+    from pack_loader import run_node
+
+    judge = comfy["judge"]
+    inputs = {
+        "judge_name": judge.TYPED_SOURCE_CHOICE, "path_or_url": "", "lora_path": "", "dtype": "auto",
+        "answers": "exact Yes/No", "batch_size": 8, "server_model": "", "keep_loaded": True,
+    }  # fmt: skip
+    return run_node(judge.PaCoJudgeLoader, **{**inputs, **changes})[0]
+
+
+NODE_PROBES = {
+    "LoRA name climbing out with ..": (
+        lambda c: lora_node(c, load_pipeline_node(c), "../../outside/secret.safetensors"),
+        "climbs out of its folder with '..'",
+    ),
+    "LoRA name an absolute path outside models/": (
+        lambda c: lora_node(c, load_pipeline_node(c), str(c["outside"] / "secret.safetensors")),
+        "is outside ComfyUI's models folders",
+    ),
+    "model_path an absolute path outside models/": (
+        lambda c: load_pipeline_node(c, model_path=str(c["outside"])),
+        "is outside ComfyUI's models folders",
+    ),
+    "model_path climbing out with ..": (
+        lambda c: load_pipeline_node(c, model_path="../../outside"),
+        "climbs out of its folder with '..'",
+    ),
+    "model dropdown value climbing out with ..": (
+        lambda c: load_pipeline_node(c, model="../diffusers/tiny-flux"),
+        "climbs out of its folder with '..'",
+    ),
+    "transformer_file climbing out with ..": (
+        lambda c: load_pipeline_node(c, transformer_file="..\\..\\outside\\secret.safetensors"),
+        "climbs out of its folder with '..'",
+    ),
+    "judge path an absolute folder outside models/": (
+        lambda c: judge_loader_node(c, path_or_url=str(c["outside"])),
+        "is outside ComfyUI's models folders",
+    ),
+    "judge LoRA an absolute folder outside models/": (
+        lambda c: judge_loader_node(c, path_or_url="tiny-judge", lora_path=str(c["outside"])),
+        "is outside ComfyUI's models folders",
+    ),
+    "judge URL on a private network": (
+        lambda c: judge_loader_node(c, path_or_url="http://10.1.2.3:8000"),
+        "is not on this machine (host 10.1.2.3)",
+    ),
+    "judge URL of a cloud metadata service": (
+        lambda c: judge_loader_node(c, path_or_url="http://169.254.169.254/latest/meta-data"),
+        "is not on this machine (host 169.254.169.254)",
+    ),
+    "judge URL of a host name": (
+        lambda c: judge_loader_node(c, path_or_url="https://judge.example.com/v1"),
+        "is not on this machine (host judge.example.com)",
+    ),
+    "judge hub id with hub downloads off": (
+        lambda c: with_env(c, "PACO_ALLOW_HUB_DOWNLOADS", "0", judge_loader_node, path_or_url="X-GenGroup/PaCo-Reward-7B"),
+        "hub downloads from nodes are switched off (PACO_ALLOW_HUB_DOWNLOADS=0)",
+    ),
+    "model hub id with hub downloads off": (
+        lambda c: with_env(c, "PACO_ALLOW_HUB_DOWNLOADS", "0", load_pipeline_node, model_path="black-forest-labs/FLUX.1-dev"),
+        "hub downloads from nodes are switched off (PACO_ALLOW_HUB_DOWNLOADS=0)",
+    ),
+    "a setting with a value that is no yes/no": (
+        lambda c: with_env(c, "PACO_ALLOW_OUTSIDE_PATHS", "maybe", load_pipeline_node, model_path=str(c["outside"])),
+        "PACO_ALLOW_OUTSIDE_PATHS should be 1 or 0",
+    ),
+    "LoRA with NaN weights": (
+        lambda c: lora_node(c, load_pipeline_node(c), "nan.safetensors"),
+        "non-finite values (NaN or infinity)",
+    ),
+}  # fmt: skip
+
+
+def with_env(comfy, name, value, node, **changes):
+    os.environ[name] = value  # the comfy fixture's monkeypatch.delenv restores it
+    return node(comfy, **changes)
+
+
+@pytest.mark.parametrize("probe", list(NODE_PROBES))
+def test_node_probe_raises_a_paco_error(probe, comfy):
+    from paco_core.errors import PaCoError
+
+    run, expected = NODE_PROBES[probe]
+    with pytest.raises(PaCoError) as caught:
+        run(comfy)
+    assert expected in str(caught.value)
+
+
+def test_links_inside_models_and_the_opt_in_settings_are_honoured(comfy, monkeypatch):
+    from paco_core import settings
+    from paco_core.containment import check_judge_url
+
+    (comfy["models"] / "loras" / "linked.safetensors").symlink_to(comfy["outside"] / "secret.safetensors")
+    pipeline = load_pipeline_node(comfy)
+    view, info = lora_node(comfy, pipeline, "linked.safetensors")  # a link placed in models/ is the user's
+    assert "keys matched" in info and len(view.loras) == 1
+    monkeypatch.setenv(settings.ALLOW_OUTSIDE_PATHS, "1")
+    assert lora_node(comfy, pipeline, str(comfy["outside"] / "secret.safetensors"))[0].loras
+    for url in ("http://127.0.0.1:8000", "http://localhost:8000/v1", "http://[::1]:8000", "http://127.8.9.1"):
+        assert check_judge_url(url, setting="X") == url
+    monkeypatch.setenv(settings.ALLOW_REMOTE_JUDGE, "yes")
+    assert settings.allow_remote_judge()
+
+
+# --------------------------------------------------------------------------- caches and memory
+
+
+def test_judge_loader_options_take_effect_on_cached_weights(comfy):
+    first = judge_loader_node(comfy, path_or_url="tiny-judge")
+    second = judge_loader_node(comfy, path_or_url="tiny-judge", answers="Yes/No + case variants", batch_size=3)
+    assert first.model is second.model  # the weights are cached ...
+    assert (first.batch_size, second.batch_size) == (8, 3)  # ... every other option takes effect
+    assert (first.answers, second.answers) == ("exact", "case")
+
+
+def test_a_rewritten_lora_replaces_its_adapter(comfy, tiny_models):
+    """The same LoRA file rewritten and re-applied 3 times: one adapter, holding the newest weights."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    pipeline = load_pipeline_node(comfy)
+    path = comfy["models"] / "loras" / "paco.safetensors"
+    lora_class = comfy["generation"].PaCoLora
+    fingerprints = {lora_class.fingerprint_inputs(lora_name="paco.safetensors", strength=1.0)}
+    for version in range(1, 4):
+        tensors = {key: value * (1 + version) for key, value in load_file(path).items()}
+        save_file(tensors, path)
+        os.utime(path, ns=(version * 10**9, version * 10**9))
+        fingerprints.add(lora_class.fingerprint_inputs(lora_name="paco.safetensors", strength=1.0))
+        view, _ = lora_node(comfy, pipeline, "paco.safetensors")
+        names = list(pipeline.pipe.transformer.peft_config)
+        assert names == [view.loras[0].adapter_name], names
+    assert len(fingerprints) == 4  # ComfyUI re-runs the node whenever the file changed
+    key, newest = next((k, v) for k, v in tensors.items() if "lora_B" in k)
+    module_name = key.removeprefix("transformer.").removesuffix(".lora_B.weight")
+    layer = dict(pipeline.pipe.transformer.named_modules())[module_name]
+    assert torch.equal(layer.lora_B[view.loras[0].adapter_name].weight, newest)
+
+
+def test_pipeline_cache_keeps_the_most_recently_used(tiny_models, monkeypatch):
+    from paco_core.models.pipelines import cached_pipelines, clear_pipeline_cache, load_pipeline
+
+    clear_pipeline_cache()
+    monkeypatch.setenv("PACO_PIPELINE_CACHE_SIZE", "1")
+    flux = load_pipeline(tiny_models["flux"])
+    kontext = load_pipeline(tiny_models["flux-kontext"])
+    assert cached_pipelines() == [kontext]
+    assert load_pipeline(tiny_models["flux"]) is not flux  # evicted, loaded again
+    monkeypatch.setenv("PACO_PIPELINE_CACHE_SIZE", "2")
+    kontext = load_pipeline(tiny_models["flux-kontext"])
+    flux = load_pipeline(tiny_models["flux"])
+    assert load_pipeline(tiny_models["flux-kontext"]) is kontext and len(cached_pipelines()) == 2
+    monkeypatch.setenv("PACO_PIPELINE_CACHE_SIZE", "0")
+    assert load_pipeline(tiny_models["flux"]) is not load_pipeline(tiny_models["flux"])
+    clear_pipeline_cache()
+
+
+def test_judge_cache_is_bounded(tiny_models, monkeypatch):
+    from paco_core.models import judge as judge_models
+
+    judge_models.release_judges()
+    first = judge_models.cached_judge_model(tiny_models["judge"], dtype="fp32")
+    judge_models.cached_judge_model(tiny_models["judge"], dtype="bf16")
+    assert len(judge_models._LOADED) == 1  # default PACO_JUDGE_CACHE_SIZE=1
+    assert judge_models.cached_judge_model(tiny_models["judge"], dtype="fp32") is not first
+    judge_models.release_judges()
+
+
+def test_comfyui_unload_models_releases_paco_pipelines_and_judges(comfy):
+    """ComfyUI's "unload models" / POST /free end in comfy.model_management.unload_all_models():
+    with the pack loaded it also releases PaCo's cached pipelines and judges. PaCo's own call
+    before it takes the GPU keeps them."""
+    import asyncio
+
+    import comfy.model_management as mm
+    from pack_loader import load_pack
+
+    from paco_core.models import judge as judge_models
+    from paco_core.models.pipelines import cached_pipelines
+
+    extension = asyncio.run(load_pack().comfy_entrypoint())
+    asyncio.run(extension.on_load())
+    asyncio.run(extension.on_load())  # installing twice wraps once
+    pipeline = load_pipeline_node(comfy)
+    judge_loader_node(comfy, path_or_url="tiny-judge")
+    comfy["bridge"].free_comfy_memory()
+    assert [item.pipe for item in cached_pipelines()] == [pipeline.pipe] and len(judge_models._LOADED) == 1
+    before = mm.CALLS["unload_all_models"]
+    mm.unload_all_models()  # what ComfyUI's prompt worker calls after POST /free
+    assert mm.CALLS["unload_all_models"] == before + 1  # ComfyUI's own unloading still runs, once
+    assert cached_pipelines() == [] and len(judge_models._LOADED) == 0
+    assert load_pipeline_node(comfy).pipe is not pipeline.pipe  # the next run loads afresh

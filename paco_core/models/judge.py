@@ -140,6 +140,7 @@ def cached_judge_model(
         merge_lora=merge_lora,
     )
     with _LOADED_LOCK:
+        _trim_cache()  # the size may have been lowered since the last load
         loaded = _LOADED.pop(key, None) if not keep_loaded else _LOADED.get(key)
         if loaded is None:
             loaded = load_judge_model(source, lora=lora, dtype=dtype, device=device_name, merge_lora=merge_lora)
@@ -149,13 +150,20 @@ def cached_judge_model(
 
 
 def _remember(key: JudgeKey, loaded: JudgeModel) -> None:
-    from paco_core.settings import judge_cache_size
-
+    """Cache ``loaded`` as the most recently used (caller holds the lock)."""
     _LOADED[key] = loaded
     _LOADED.move_to_end(key)
-    while len(_LOADED) > judge_cache_size():
+    _trim_cache()
+
+
+def _trim_cache() -> None:
+    """Forget the least recently used judges beyond PACO_JUDGE_CACHE_SIZE (caller holds the lock)."""
+    from paco_core.settings import JUDGE_CACHE_SIZE, judge_cache_size
+
+    size = judge_cache_size()
+    while len(_LOADED) > size:
         _, evicted = _LOADED.popitem(last=False)
-        logger.info("judge cache full (PACO_JUDGE_CACHE_SIZE): forgot %s", evicted.name)
+        logger.info("judge cache full (%s=%d): forgot %s", JUDGE_CACHE_SIZE, size, evicted.name)
 
 
 def release_judges() -> int:

@@ -136,16 +136,20 @@ def release_pipelines() -> int:
 
 
 def _remember(key: tuple, loaded: LoadedPipeline) -> None:
-    """Cache ``loaded`` as the most recently used; the least recently used beyond the
-    cache size are forgotten (PACO_PIPELINE_CACHE_SIZE)."""
-    from paco_core.settings import pipeline_cache_size
-
-    size = pipeline_cache_size()
+    """Cache ``loaded`` as the most recently used (caller holds the lock)."""
     _CACHE[key] = loaded
     _CACHE.move_to_end(key)
+    _trim_cache()
+
+
+def _trim_cache() -> None:
+    """Forget the least recently used pipelines beyond PACO_PIPELINE_CACHE_SIZE (caller holds the lock)."""
+    from paco_core.settings import PIPELINE_CACHE_SIZE, pipeline_cache_size
+
+    size = pipeline_cache_size()
     while len(_CACHE) > size:
         _, evicted = _CACHE.popitem(last=False)
-        logger.info("pipeline cache full (%s=%d): forgot %s", "PACO_PIPELINE_CACHE_SIZE", size, evicted.describe())
+        logger.info("pipeline cache full (%s=%d): forgot %s", PIPELINE_CACHE_SIZE, size, evicted.describe())
 
 
 def cached_pipelines() -> list[LoadedPipeline]:
@@ -271,6 +275,7 @@ def load_pipeline(
     single_file = _check_transformer_file(transformer_file, kind)
     key = (location, str(torch_dtype), device_name, offload, single_file)
     with _CACHE_LOCK:
+        _trim_cache()  # the size may have been lowered since the last load
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
