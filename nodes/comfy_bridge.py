@@ -7,6 +7,7 @@ so that tests can provide stand-ins for ``comfy.utils``, ``comfy.model_managemen
 
 from __future__ import annotations
 
+import logging
 import os
 
 from paco_core.callbacks import Hooks
@@ -136,8 +137,9 @@ def release_paco_models() -> None:
     from paco_core.models.judge import release_judges
     from paco_core.models.pipelines import release_pipelines
 
-    release_pipelines()
-    release_judges()
+    pipelines, judges = release_pipelines(), release_judges()
+    if pipelines or judges:
+        logging.getLogger(__name__).info("PaCo released %d pipeline(s) and %d judge(s)", pipelines, judges)
 
 
 def install_unload_hook() -> None:

@@ -76,7 +76,7 @@ def truncate(path: Path, keep: float = 0.5) -> None:
 def files(tiny_models, tmp_path_factory):
     """Every file a CLI probe needs, made once."""
     root = tmp_path_factory.mktemp("bad-inputs")
-    made = {"flux": tiny_models["flux"], "judge": tiny_models["judge"], "root": root}
+    made = {"flux": tiny_models["flux"], "kontext": tiny_models["flux-kontext"], "judge": tiny_models["judge"]}
     Image.new("RGB", (32, 32), (120, 30, 200)).save(root / "small.png")
     made["png"] = root / "small.png"
     made["bomb"] = bomb_png(root / "bomb.png")
@@ -151,7 +151,7 @@ CLI_PROBES = {
         "cannot write into --out",
     ),
     "edit --out is a file": (
-        lambda f, out: ["edit", "--model", str(f["flux"]), "--image", str(f["png"]), "--instruction", "x",
+        lambda f, out: ["edit", "--model", str(f["kontext"]), "--image", str(f["png"]), "--instruction", "x",
                         "--out", str(f["a_file"])],
         "--out {a_file} is a file",
     ),
@@ -205,7 +205,7 @@ CLI_PROBES = {
         "has more pixels than the limit of",
     ),
     "edit --image a decompression bomb": (
-        lambda f, out: ["edit", "--model", str(f["flux"]), "--image", str(f["bomb"]), "--instruction", "x",
+        lambda f, out: ["edit", "--model", str(f["kontext"]), "--image", str(f["bomb"]), "--instruction", "x",
                         "--out", str(out)],
         "has more pixels than the limit of",
     ),
