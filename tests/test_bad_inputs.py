@@ -360,6 +360,7 @@ def comfy(tmp_path, tiny_models, files, monkeypatch):
     outside.mkdir()
     shutil.copy(files["lora"], outside / "secret.safetensors")
     yield {
+        "monkeypatch": monkeypatch,
         "models": models,
         "outside": outside,
         "generation": importlib.import_module(f"{pack.__name__}.nodes.generation"),
@@ -466,7 +467,7 @@ NODE_PROBES = {
 
 
 def with_env(comfy, name, value, node, **changes):
-    os.environ[name] = value  # the comfy fixture's monkeypatch.delenv restores it
+    comfy["monkeypatch"].setenv(name, value)  # undone after the test
     return node(comfy, **changes)
 
 
