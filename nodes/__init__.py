@@ -25,5 +25,10 @@ def all_nodes() -> list[type[io.ComfyNode]]:
 
 
 class PaCoExtension(ComfyExtension):
+    async def on_load(self) -> None:
+        from .comfy_bridge import install_unload_hook
+
+        install_unload_hook()  # ComfyUI's "unload models" releases PaCo's pipelines and judges too
+
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return all_nodes()

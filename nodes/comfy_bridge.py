@@ -7,6 +7,7 @@ so that tests can provide stand-ins for ``comfy.utils``, ``comfy.model_managemen
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -56,7 +57,7 @@ def free_comfy_memory() -> None:
     """Unload ComfyUI's own models and empty the cache before a pipeline takes the GPU."""
     import comfy.model_management as mm
 
-    mm.unload_all_models()
+    _comfy_unload_all_models()()
     mm.soft_empty_cache()
 
 
@@ -96,19 +97,107 @@ def diffusers_folder_choices() -> list[str]:
     return names
 
 
-def resolve_model_path(folder: str, name: str) -> str:
-    """Full path of a dropdown choice; a value that is no known name passes through
-    unchanged, so a typed hub id or absolute path works too."""
+def model_roots(*folders: str) -> list[str]:
+    """The folders node inputs may resolve into: each named ComfyUI models folder's paths
+    (extra_model_paths.yaml included), then ComfyUI's whole models directory."""
     import folder_paths
 
-    if folder == "diffusers" or os.path.isdir(name):
-        for root in folder_paths.get_folder_paths(folder):
-            candidate = os.path.join(root, name)
-            if os.path.isdir(candidate):
-                return candidate
-        return name
-    path = folder_paths.get_full_path(folder, name)
-    return path if path else name
+    roots: list[str] = []
+    for folder in folders:
+        roots.extend(folder_paths.get_folder_paths(folder))
+    roots.append(folder_paths.models_dir)
+    return list(dict.fromkeys(os.path.abspath(root) for root in roots))
+
+
+def resolve_model_path(folder: str, name: str, *, what: str = "model", hub: bool = False, also=()) -> str:
+    """Full path of a dropdown choice or a typed name, contained in ComfyUI's models folders.
+
+    Args:
+        folder: the ComfyUI models folder the name belongs to ("loras", "diffusers", ...).
+        name: a name relative to it (or to ComfyUI's models directory), or an absolute path
+            inside them; outside paths only with PACO_ALLOW_OUTSIDE_PATHS=1.
+        what: what the name is, for messages.
+        hub: a name found nowhere may be a hub id (``owner/name``), unless PACO_ALLOW_HUB_DOWNLOADS=0.
+        also: further models folders the name may be in.
+
+    Raises:
+        InputError: the name leaves the models folders, or names a hub id while hub downloads are off.
+        ModelLoadError: the name exists nowhere (and is no hub id where one is allowed).
+    """
+    from paco_core import settings
+    from paco_core.containment import contained_path
+    from paco_core.errors import InputError, ModelLoadError
+    from paco_core.models.hub import is_hub_id
+
+    roots = model_roots(folder, *also)
+    text = name.strip()
+    found = contained_path(
+        text,
+        roots,
+        what=what,
+        setting=settings.ALLOW_OUTSIDE_PATHS,
+        allow_outside=settings.allow_outside_paths(),
+    )
+    if found is not None:
+        return found
+    if hub and is_hub_id(text):
+        if not settings.allow_hub_downloads():
+            raise InputError(
+                f"{what} {text!r} is no folder in models/{folder}, and hub downloads from nodes are switched off "
+                f"({settings.ALLOW_HUB_DOWNLOADS}=0). Download it into models/{folder} first."
+            )
+        return text
+    raise ModelLoadError(
+        f"{what} {text!r} not found in models/{folder}"
+        + (" (nor is it a hub id of the form owner/name)" if hub else "")
+        + ". Refresh the node (R) or put it there."
+    )
+
+
+def release_paco_models() -> None:
+    """Forget PaCo's cached pipelines and judges (pipelines leave the GPU at once); their
+    memory is freed once no workflow output holds them any more."""
+    from paco_core.models.judge import release_judges
+    from paco_core.models.pipelines import release_pipelines
+
+    pipelines, judges = release_pipelines(), release_judges()
+    if pipelines or judges:
+        logging.getLogger(__name__).info("PaCo released %d pipeline(s) and %d judge(s)", pipelines, judges)
+
+
+def install_unload_hook() -> None:
+    """Make ComfyUI's "unload models" release PaCo's models too.
+
+    ComfyUI frees its models with ``comfy.model_management.unload_all_models()``: after
+    ``POST /free`` (the frontend's "Unload models" / "Free model and node cache"), after an
+    out-of-memory error, and after each prompt with ``--disable-smart-memory``. Its callers
+    look the function up on the module at call time, so wrapping it there is enough.
+    Installing twice wraps once. PaCo's own calls (``free_comfy_memory``, before a PaCo
+    pipeline takes the GPU) use the unwrapped function and keep PaCo's models.
+    """
+    import functools
+
+    import comfy.model_management as mm
+
+    current = mm.unload_all_models
+    if getattr(current, "paco_hook", False):
+        return
+
+    @functools.wraps(current)
+    def unload_all_models(*args, **kwargs):
+        result = current(*args, **kwargs)
+        release_paco_models()
+        return result
+
+    unload_all_models.paco_hook = True
+    mm.unload_all_models = unload_all_models
+
+
+def _comfy_unload_all_models():
+    """ComfyUI's own unload_all_models, without PaCo's hook."""
+    import comfy.model_management as mm
+
+    return getattr(mm.unload_all_models, "__wrapped__", mm.unload_all_models)
 
 
 PACO_CONFIGS_FOLDER = "paco_configs"

@@ -241,14 +241,16 @@ class PaCoPipelineLoader(io.ComfyNode):
         from paco_core.models.pipelines import LOAD_STEPS, load_pipeline
 
         if model_path.strip():
-            source = comfy_bridge.resolve_model_path("diffusers", model_path.strip())
+            source = comfy_bridge.resolve_model_path("diffusers", model_path, what="model", hub=True)
         elif model == TYPED_PATH_CHOICE:
             raise InputError("the model dropdown says to type a path, but model_path is empty: type one.")
         else:
-            source = comfy_bridge.resolve_model_path("diffusers", model)
+            source = comfy_bridge.resolve_model_path("diffusers", model, what="model")
         single_file = None
         if transformer_file != FOLDER_TRANSFORMER_CHOICE:
-            single_file = comfy_bridge.resolve_model_path("diffusion_models", transformer_file)
+            single_file = comfy_bridge.resolve_model_path(
+                "diffusion_models", transformer_file, what="transformer file"
+            )
         device = str(comfy_bridge.comfy_device())
         if device != "cpu":
             comfy_bridge.free_comfy_memory()
@@ -298,10 +300,23 @@ class PaCoLora(io.ComfyNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, lora_name, **_):
+        """The LoRA file's version (path, size, mtime): a file rewritten on disk runs the node
+        again instead of reusing the cached output with the old weights. ComfyUI passes only
+        the widget values (no linked pipeline) here."""
+        from paco_core.errors import PaCoError
+        from paco_core.models.lora import adapter_name_for
+
+        try:
+            return adapter_name_for(comfy_bridge.resolve_model_path("loras", lora_name, what="LoRA"))
+        except (PaCoError, OSError):
+            return None  # execute reports the problem
+
+    @classmethod
     def execute(cls, pipeline, lora_name, strength) -> io.NodeOutput:
         from paco_core.models.lora import LoraSpec, adapter_name_for, apply_loras
 
-        path = comfy_bridge.resolve_model_path("loras", lora_name)
+        path = comfy_bridge.resolve_model_path("loras", lora_name, what="LoRA")
         view = apply_loras(pipeline, [LoraSpec(path, strength)])
         added = next(lora for lora in view.loras if lora.adapter_name == adapter_name_for(path))
         info = (

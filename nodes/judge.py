@@ -62,6 +62,20 @@ def judge_folder_path(judge_name: str) -> str:
     )
 
 
+def judge_source(typed: str) -> str:
+    """A typed judge source, contained: a loopback server URL (others with
+    PACO_ALLOW_REMOTE_JUDGE=1), a folder inside the models folders, or a hub id."""
+    from paco_core import settings
+    from paco_core.containment import check_judge_url
+    from paco_core.reward import is_server_url
+
+    if is_server_url(typed):
+        return check_judge_url(
+            typed, setting=settings.ALLOW_REMOTE_JUDGE, allow_remote=settings.allow_remote_judge()
+        )
+    return comfy_bridge.resolve_model_path(JUDGE_FOLDER, typed, what="judge", hub=True)
+
+
 def judge_input() -> io.Input:
     return PacoJudge.Input("judge", tooltip="The judge from PaCo Judge Loader (local model or server).")
 
@@ -188,7 +202,10 @@ class PaCoJudgeLoader(io.ComfyNode):
             )
         from paco_core.reward import is_server_url, open_judge
 
-        source = source or judge_folder_path(judge_name)
+        source = judge_source(source) if source else judge_folder_path(judge_name)
+        lora = lora_path.strip()
+        if lora:
+            lora = comfy_bridge.resolve_model_path("loras", lora, what="judge LoRA", hub=True, also=[JUDGE_FOLDER])
         device = None
         if not is_server_url(source):  # a local judge runs on ComfyUI's device
             device = str(comfy_bridge.comfy_device())
@@ -197,7 +214,7 @@ class PaCoJudgeLoader(io.ComfyNode):
         with comfy_bridge.loading_progress(cls.hidden.unique_id, f"judge {source}", 1) as hooks:
             judge = open_judge(
                 source,
-                lora=lora_path.strip() or None,
+                lora=lora or None,
                 server_model=server_model.strip() or None,
                 dtype=dtype,
                 device=device,

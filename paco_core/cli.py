@@ -57,15 +57,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (PaCoError, OSError) as error:
-        # OSError: the file system refused (a full or read-only disk, a missing file)
-        if getattr(args, "debug", False):
-            traceback.print_exc()
-        print(f"paco {args.command}: error: {_one_line(error)}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"paco {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"paco {args.command}: error: {error_line(error)}", file=sys.stderr)
+        return 1
+
+
+def error_line(error: Exception) -> str:
+    """The one line a user sees for an error: a PaCoError's own message; for a file-system
+    error what could not be done where; for anything else (a bug) its type and first line,
+    with the hint to rerun with --debug."""
+    if isinstance(error, PaCoError):
+        return " ".join(str(error).split("\n"))
+    if isinstance(error, OSError):
+        where = f" ({error.filename})" if error.filename else ""
+        return f"{error.strerror or error}{where}. Check the path, its permissions and free disk space."
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    first = lines[0][:300] if lines else "no details"
+    return f"unexpected {type(error).__name__}: {first} (rerun with --debug for the traceback and report it)"
 
 
 def _one_line(error: BaseException) -> str:

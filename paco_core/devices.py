@@ -48,9 +48,34 @@ def resolve_device(device: Any) -> str:
             return "mps"
         return "cpu"
     text = str(device)
-    if text.split(":")[0] not in ("cpu", "cuda", "mps", "xpu"):
+    kind, _, index = text.partition(":")
+    if kind not in ("cpu", "cuda", "mps", "xpu") or (index and not index.isdigit()):
         raise InputError(f"device should be auto, cpu, cuda, cuda:N, mps or xpu, got {device!r}.")
+    check_device_available(kind, int(index) if index else None, text)
     return text
+
+
+def check_device_available(kind: str, index: int | None, text: str) -> None:
+    """Raise InputError when the asked device is not there (before any weights load)."""
+    import torch
+
+    if kind == "cpu":
+        return
+    if kind == "mps":
+        backend = getattr(torch.backends, "mps", None)
+        count = 1 if backend is not None and backend.is_available() else 0
+    else:
+        module = getattr(torch, kind, None)
+        count = module.device_count() if module is not None and module.is_available() else 0
+    if count == 0:
+        raise InputError(
+            f"device {text!r} was asked for, but this machine has no {kind} device torch can use "
+            f"(torch {torch.__version__}). Use --device cpu (or auto), or install a torch build for it."
+        )
+    if index is not None and index >= count:
+        raise InputError(
+            f"device {text!r} was asked for, but {kind} devices are numbered 0 to {count - 1} here."
+        )
 
 
 def dtype_name(dtype: Any) -> str:

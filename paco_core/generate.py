@@ -40,6 +40,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_EDIT_GUIDANCE = {"flux-kontext": 2.5, "qwen-image-edit": 4.0, "qwen-image-edit-plus": 4.0}
 """Kontext: distilled guidance; Qwen-Image-Edit: true CFG scale (PaCo-RL's settings)."""
 
+MAX_PANEL_SIDE = 2048
+"""Largest panel width/height in pixels (the nodes' limit too): larger grids exhaust memory."""
+MAX_STEPS = 200
+"""Most denoising steps per image (the nodes' limit too)."""
+MAX_AREA = 4096 * 4096
+"""Largest working / condition area of an edit in pixels (the nodes' limit too)."""
+
 QWEN_NEGATIVE_PROMPT = " "
 """Qwen-Image-Edit's true CFG needs a negative prompt; a blank one is the usual choice."""
 
@@ -76,7 +83,7 @@ class SetRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "panels", tuple(self.panels))
-        _check_positive_int("steps", self.steps)
+        _check_steps(self.steps)
         _check_positive_int("max_sequence_length", self.max_sequence_length)
         _check_seed(self.seed)
         _check_guidance(self.guidance)
@@ -123,7 +130,7 @@ class EditOptions:
     max_sequence_length: int = 512
 
     def __post_init__(self) -> None:
-        _check_positive_int("steps", self.steps)
+        _check_steps(self.steps)
         _check_seed(self.seed)
         if self.guidance is not None:
             _check_guidance(self.guidance)
@@ -133,6 +140,8 @@ class EditOptions:
                 raise InputError(
                     f"`{name}` should be a pixel count of at least {SIZE_MULTIPLE**2} or None, got {value!r}."
                 )
+            if value is not None and value > MAX_AREA:
+                raise InputError(f"`{name}` should be at most {MAX_AREA} pixels (4096x4096), got {value}.")
 
 
 @dataclass
@@ -170,6 +179,17 @@ def _check_positive_int(name: str, value: Any) -> None:
         raise InputError(f"`{name}` should be a whole number >= 1, got {value!r}.")
 
 
+def _check_steps(value: Any) -> None:
+    _check_positive_int("steps", value)
+    if value > MAX_STEPS:
+        raise InputError(f"`steps` should be at most {MAX_STEPS}, got {value}.")
+
+
+def check_num_sets(value: Any) -> None:
+    """``num_sets`` of ``generate_sets``: a whole number >= 1."""
+    _check_positive_int("num_sets", value)
+
+
 def _check_seed(seed: Any) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise InputError(f"`seed` should be a whole number from 0 to 2**63-1, got {seed!r}.")
@@ -183,6 +203,11 @@ def _check_guidance(value: Any) -> None:
 def _check_side(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < SIZE_MULTIPLE:
         raise InputError(f"`{name}` should be a whole number of pixels >= {SIZE_MULTIPLE}, got {value!r}.")
+    if value > MAX_PANEL_SIDE:
+        raise InputError(
+            f"`{name}` should be at most {MAX_PANEL_SIDE} pixels, got {value}; a larger panel does not fit in "
+            "memory as one grid."
+        )
     if value % SIZE_MULTIPLE:
         lower = value // SIZE_MULTIPLE * SIZE_MULTIPLE
         raise InputError(
@@ -265,7 +290,7 @@ def generate_sets(
 
     # 1. check
     check_model_task(loaded, TEXT_TO_IMAGE_KINDS, "generate a set")
-    _check_positive_int("num_sets", num_sets)
+    check_num_sets(num_sets)
     layout = parse_layout(request.layout)
     prompt = build_grid_prompt(request.theme, request.description, request.panels, layout)
     height, width = layout.rows * request.panel_height, layout.cols * request.panel_width

@@ -197,3 +197,43 @@ def _compose_tensor(panels: torch.Tensor, layout: Layout) -> torch.Tensor:
         .reshape(grids, layout.rows * panel_h, layout.cols * panel_w, channels)
         .contiguous()
     )
+
+
+def open_image_file(path, *, what: str = "image") -> Image.Image:
+    """An RGB image read from a file, or InputError naming the file.
+
+    Images larger than PIL's ``Image.MAX_IMAGE_PIXELS`` (about 89 megapixels by default)
+    are refused before their pixels are decoded: a small file can declare gigapixels
+    (a decompression bomb) and would otherwise take all memory.
+
+    Args:
+        path: the image file.
+        what: how the message names it ("--image", "image").
+    """
+    import warnings
+
+    from PIL import UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_pixel_count(image.size, path, what)
+                return image.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InputError(_too_large(path, what, str(error))) from error
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+        raise InputError(f"{what} {path} cannot be read as an image ({error}).") from error
+
+
+def _check_pixel_count(size: tuple[int, int], path, what: str) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and size[0] * size[1] > limit:
+        raise InputError(_too_large(path, what, f"it declares {size[0]}x{size[1]} pixels"))
+
+
+def _too_large(path, what: str, detail: str) -> str:
+    return (
+        f"{what} {path} has more pixels than the limit of {Image.MAX_IMAGE_PIXELS} ({detail.rstrip('.')}); "
+        "the limit (PIL's Image.MAX_IMAGE_PIXELS) guards against decompression bombs. Use a smaller image."
+    )

@@ -67,13 +67,15 @@ def widget_defaults(node_cls: type) -> dict[str, Any]:
     return {item.id: item.default for item in schema.inputs if getattr(item, "default", None) is not None}
 
 
-def run_node(node_cls: type, *, hidden: dict | None = None, **inputs: Any):
+def run_node(node_cls: type, *, hidden: dict | None = None, validate: bool = True, **inputs: Any):
     """Validate ``inputs`` like ComfyUI, run the node, return its ``io.NodeOutput``.
 
     Args:
         node_cls: a V3 node class (``io.ComfyNode`` subclass).
         hidden: hidden values by ``io.Hidden`` member or name; a declared ``unique_id``
             defaults to "1", undeclared ones are None (as in ComfyUI).
+        validate: False skips ComfyUI's input checks, as for values that arrive through links
+            (ComfyUI checks a dropdown value only when it is typed into the widget).
         **inputs: the node's inputs by id; optional inputs may be left out.
 
     Raises:
@@ -85,8 +87,9 @@ def run_node(node_cls: type, *, hidden: dict | None = None, **inputs: Any):
     from comfy_api.latest._io import stub_overrides
 
     schema = node_cls.GET_SCHEMA()
-    _check_inputs(schema, inputs)
-    if stub_overrides(node_cls, "validate_inputs"):
+    if validate:
+        _check_inputs(schema, inputs)
+    if validate and stub_overrides(node_cls, "validate_inputs"):
         verdict = node_cls.validate_inputs(**inputs)
         if verdict is not True:
             raise NodeInputError(f"{schema.node_id}.validate_inputs rejected the inputs: {verdict}")

@@ -74,7 +74,9 @@ def test_model_choices_lists_diffusers_folders_with_a_model_index(fresh_comfy):
     assert bridge.model_choices("diffusers") == ["flux-tiny"]
 
 
-def test_resolve_model_path_finds_files_and_folders_and_passes_other_names_through(fresh_comfy):
+def test_resolve_model_path_finds_files_and_folders_and_hub_ids_where_allowed(fresh_comfy):
+    from paco_core.errors import ModelLoadError
+
     lora = fresh_comfy / "models" / "loras" / "a.safetensors"
     lora.parent.mkdir(parents=True)
     lora.write_bytes(b"0")
@@ -82,11 +84,13 @@ def test_resolve_model_path_finds_files_and_folders_and_passes_other_names_throu
     pipeline.mkdir(parents=True)
     assert bridge.resolve_model_path("loras", "a.safetensors") == str(lora)
     assert bridge.resolve_model_path("diffusers", "flux-tiny") == str(pipeline)
-    assert (
-        bridge.resolve_model_path("diffusers", "black-forest-labs/FLUX.1-dev")
-        == "black-forest-labs/FLUX.1-dev"
-    )
-    assert bridge.resolve_model_path("loras", "missing.safetensors") == "missing.safetensors"
+    assert bridge.resolve_model_path("loras", str(lora)) == str(lora)  # absolute, inside models/
+    hub_id = "black-forest-labs/FLUX.1-dev"
+    assert bridge.resolve_model_path("diffusers", hub_id, hub=True) == hub_id
+    with pytest.raises(ModelLoadError, match="'black-forest-labs/FLUX.1-dev' not found in models/diffusers"):
+        bridge.resolve_model_path("diffusers", hub_id)  # a dropdown value is never a hub id
+    with pytest.raises(ModelLoadError, match="LoRA 'missing.safetensors' not found in models/loras"):
+        bridge.resolve_model_path("loras", "missing.safetensors", what="LoRA")
 
 
 def test_output_directory_is_comfys(fresh_comfy):

@@ -154,7 +154,7 @@ def test_the_loaders_show_loading_progress(generation, comfy, tiny_models):
     from server import PromptServer
 
     loader = generation.PaCoPipelineLoader
-    source = str(tiny_models["flux-kontext"])
+    source = str(comfy["models"] / "diffusers" / "tiny-flux-kontext")  # a typed path inside models/
     inputs = {**widget_defaults(loader), "model": generation.TYPED_PATH_CHOICE, "model_path": source}
     comfy["utils"].stub_reset()
     run_node(loader, hidden={"unique_id": "5"}, **inputs)
@@ -197,7 +197,8 @@ def test_wrong_model_for_the_node_is_a_clear_error(generation, comfy):
 def test_loader_takes_a_typed_path_and_refuses_an_empty_one(generation, comfy, tiny_models):
     from paco_core.errors import InputError
 
-    typed = load(generation, model=generation.TYPED_PATH_CHOICE, model_path=str(tiny_models["flux"]))
+    inside = comfy["models"] / "diffusers" / "tiny-flux"  # an absolute path inside models/: allowed
+    typed = load(generation, model=generation.TYPED_PATH_CHOICE, model_path=str(inside))
     assert typed.kind == "flux"
     with pytest.raises(InputError, match="type a path, but model_path is empty"):
         load(generation, model=generation.TYPED_PATH_CHOICE)

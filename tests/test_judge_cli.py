@@ -123,7 +123,7 @@ def test_paco_score_reports_bad_input(tiny_models, image_files, capsys):
             ["score", *judge_args, "--layout", "2x2", str(image_files["a"]), str(image_files["b"])],
             "--layout splits one grid image into panels; got 2 images",
         ),
-        (["score", *judge_args, str(image_files["a"]), str(image_files["text"])], "cannot read image"),
+        (["score", *judge_args, str(image_files["a"]), str(image_files["text"])], "cannot be read as an image"),
         (
             [
                 "score",

@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,9 +53,20 @@ def judge(tiny_models):
 
     comfy.model_management.stub_reset()
     out = run_node(
-        judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "path_or_url": str(tiny_models["judge"])}
+        judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "path_or_url": judge_in_models(tiny_models)}
     )
     return out[0]
+
+
+def judge_in_models(tiny_models) -> str:
+    """Link the tiny judge into models/text_encoders (node inputs resolve only there); its name."""
+    import folder_paths
+
+    folder = Path(folder_paths.get_folder_paths("text_encoders")[0])
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "tiny-judge").exists():
+        (folder / "tiny-judge").symlink_to(tiny_models["judge"])
+    return "tiny-judge"
 
 
 def progress_updates():
@@ -128,7 +140,7 @@ def test_loader_frees_comfy_memory_before_loading_to_a_gpu(monkeypatch, tiny_mod
 
     monkeypatch.setattr(bridge, "comfy_device", lambda: torch.device("cuda"))
     monkeypatch.setattr(reward_package, "open_judge", record_open)
-    run_node(judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "path_or_url": str(tiny_models["judge"])})
+    run_node(judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "path_or_url": judge_in_models(tiny_models)})
     assert seen["unloaded"] == 1 and seen["device"] == "cuda" and seen["keep_loaded"] is True
 
 

@@ -21,7 +21,10 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent / "paco_core"
 LAYERS: list[tuple[str, set[str]]] = [
     (
         "base",
-        {"paco_core", "errors", "io", "callbacks", "devices", "config", "prompts", "images", "run_folder"},
+        {
+            "paco_core", "errors", "io", "callbacks", "devices", "config", "prompts", "images", "run_folder",
+            "settings", "containment",
+        },  # fmt: skip
     ),
     ("models", {"models"}),
     ("testing", {"testing"}),

@@ -63,12 +63,15 @@ def model_folders(args: argparse.Namespace) -> tuple[str, str | None, bool]:
 
 def run(args: argparse.Namespace) -> int:
     from paco_core.generate import SetRequest, generate_sets
-    from paco_core.io import atomic_write_json
+    from paco_core.io import atomic_write_json, check_output_folder
     from paco_core.models.lora import LoraSpec, apply_loras
     from paco_core.models.pipelines import load_pipeline
     from paco_core.prompts import judge_theme
 
     started = time.perf_counter()
+    check_optional_counts(args)
+    check_output_folder(args.out)
+    specs = [LoraSpec.parse(text) for text in args.lora]
     model, judge_folder, tiny = model_folders(args)
     defaults = TINY_SETTINGS if tiny else REAL_SETTINGS
     panel_size = args.panel_size or defaults["panel_size"]
@@ -83,7 +86,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     loaded = load_pipeline(model, dtype=args.dtype, device=args.device)
-    specs = [LoraSpec.parse(text) for text in args.lora]
     view = apply_loras(loaded, specs) if specs else loaded
     generation_started = time.perf_counter()
     [result] = generate_sets(view, request, hooks=cli_hooks())
@@ -103,6 +105,19 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_json(args.out / "summary.json", summary)
     print_summary(summary)
     return 0
+
+
+def check_optional_counts(args: argparse.Namespace) -> None:
+    """--steps and --panel-size, when given, must be real values: 0 is an error, not "the default"."""
+    from paco_core.errors import InputError
+
+    if args.steps is not None and args.steps < 1:
+        raise InputError(f"--steps should be a whole number >= 1, got {args.steps}; leave it out for the default.")
+    if args.panel_size is not None and args.panel_size < 16:
+        raise InputError(
+            f"--panel-size should be a whole number of pixels >= 16, got {args.panel_size}; leave it out for "
+            "the default."
+        )
 
 
 def score_with_judge(judge_folder: str | None, panels, theme: str, args: argparse.Namespace) -> dict:

@@ -225,7 +225,8 @@ def write_set(result, folder: Path) -> list[Path]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from paco_core.generate import SetRequest, generate_sets
+    from paco_core.generate import SetRequest, check_num_sets, generate_sets
+    from paco_core.io import check_output_folder
 
     width, height = parse_panel_size(args.panel_size)
     request = SetRequest(
@@ -239,6 +240,8 @@ def run_generate(args: argparse.Namespace) -> int:
         guidance=args.guidance,
         seed=args.seed,
     )
+    check_num_sets(args.num_sets)
+    check_output_folder(args.out)
     view = load_with_loras(args)
     sets = generate_sets(view, request, num_sets=args.num_sets, hooks=cli_hooks())
     for index, result in enumerate(sets, start=1):
@@ -249,16 +252,11 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    from PIL import Image, UnidentifiedImageError
-
     from paco_core.generate import EditOptions, edit_chain
-    from paco_core.io import atomic_write_json
+    from paco_core.images import open_image_file
+    from paco_core.io import atomic_write_json, check_output_folder
 
-    try:
-        with Image.open(args.image) as opened:
-            reference = opened.convert("RGB")
-    except (OSError, UnidentifiedImageError) as error:
-        raise InputError(f"--image {args.image} cannot be read as an image ({error}).") from error
+    reference = open_image_file(args.image, what="--image")
     options = EditOptions(
         steps=args.steps,
         guidance=args.guidance,
@@ -267,6 +265,7 @@ def run_edit(args: argparse.Namespace) -> int:
         condition_area=args.condition_area,
         auto_resize=args.auto_resize,
     )
+    check_output_folder(args.out)
     view = load_with_loras(args)
     chain = edit_chain(
         view, reference, args.instruction, options, from_reference=args.from_reference, hooks=cli_hooks()

@@ -192,13 +192,9 @@ def judge_from_args(args: argparse.Namespace):
 
 def read_image(path: Path):
     """An RGB PIL image from a file, or InputError naming the file."""
-    from PIL import Image, UnidentifiedImageError
+    from paco_core.images import open_image_file
 
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as error:
-        raise InputError(f"cannot read image {path}: {error}") from error
+    return open_image_file(path, what="image")
 
 
 def set_images(paths: list[Path], layout: str | None) -> list:

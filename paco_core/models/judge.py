@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ class JudgeKey:
     merge_lora: bool
 
 
-_LOADED: dict[JudgeKey, JudgeModel] = {}
+_LOADED: OrderedDict[JudgeKey, JudgeModel] = OrderedDict()
+"""Cached judges, least recently used first; at most ``settings.judge_cache_size()``."""
 _LOADED_LOCK = threading.Lock()
 
 
@@ -98,10 +100,11 @@ def load_judge_model(
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
             folder, dtype=torch_dtype, use_safetensors=True, device_map={"": device_name}
         )
-    except (OSError, ValueError, RuntimeError) as error:
+    except Exception as error:  # transformers and safetensors raise many types for broken files
         raise ModelLoadError(
-            f"judge folder {folder}: cannot load Qwen2.5-VL weights ({error}). Only .safetensors weights "
-            "are read; re-download the folder if files are missing."
+            f"judge folder {folder}: cannot load Qwen2.5-VL weights ({type(error).__name__}: {_first_line(error)}). "
+            "Only .safetensors weights are read; a truncated or missing file means an interrupted download: "
+            "download the folder again."
         ) from error
     if lora is not None:
         model = apply_judge_lora(model, lora, merge=merge_lora)
@@ -137,12 +140,30 @@ def cached_judge_model(
         merge_lora=merge_lora,
     )
     with _LOADED_LOCK:
+        _trim_cache()  # the size may have been lowered since the last load
         loaded = _LOADED.pop(key, None) if not keep_loaded else _LOADED.get(key)
         if loaded is None:
             loaded = load_judge_model(source, lora=lora, dtype=dtype, device=device_name, merge_lora=merge_lora)
         if keep_loaded:
-            _LOADED[key] = loaded
+            _remember(key, loaded)
     return loaded
+
+
+def _remember(key: JudgeKey, loaded: JudgeModel) -> None:
+    """Cache ``loaded`` as the most recently used (caller holds the lock)."""
+    _LOADED[key] = loaded
+    _LOADED.move_to_end(key)
+    _trim_cache()
+
+
+def _trim_cache() -> None:
+    """Forget the least recently used judges beyond PACO_JUDGE_CACHE_SIZE (caller holds the lock)."""
+    from paco_core.settings import JUDGE_CACHE_SIZE, judge_cache_size
+
+    size = judge_cache_size()
+    while len(_LOADED) > size:
+        _, evicted = _LOADED.popitem(last=False)
+        logger.info("judge cache full (%s=%d): forgot %s", JUDGE_CACHE_SIZE, size, evicted.name)
 
 
 def release_judges() -> int:
@@ -210,9 +231,15 @@ def apply_judge_lora(model: Any, lora: str | os.PathLike, *, merge: bool = True)
         raise LoraError(
             f"{folder} has no {ADAPTER_WEIGHTS}; only safetensors adapters are read (never pickled .bin files)."
         )
-    config = PeftConfig.from_pretrained(folder)
+    config = _read_adapter_config(folder, PeftConfig)
     trained_on = config.base_model_name_or_path or "an unnamed base"
-    state = current_judge_keys(load_file(folder / ADAPTER_WEIGHTS))
+    try:
+        state = current_judge_keys(load_file(folder / ADAPTER_WEIGHTS))
+    except Exception as error:  # safetensors raises its own SafetensorError for a broken header
+        raise LoraError(
+            f"{folder / ADAPTER_WEIGHTS} is not a readable safetensors file ({_first_line(error)}). It is "
+            "probably truncated or corrupt: download or save the adapter again."
+        ) from error
     try:
         peft_model = PeftModel(model, config)
         result = set_peft_model_state_dict(peft_model, state, adapter_name="default")
@@ -229,6 +256,22 @@ def apply_judge_lora(model: Any, lora: str | os.PathLike, *, merge: bool = True)
             "base model the adapter was trained on (Qwen/Qwen2.5-VL-7B-Instruct for PaCo-Reward-7B-Lora)."
         )
     return peft_model.merge_and_unload() if merge else peft_model
+
+
+def _read_adapter_config(folder: Path, config_class):
+    """The adapter's peft config, or LoraError naming a truncated or invalid adapter_config.json."""
+    config_file = folder / ADAPTER_CONFIG
+    try:
+        json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise LoraError(
+            f"{config_file} is not valid JSON ({error}). It is probably truncated: download or save the adapter "
+            "again."
+        ) from error
+    try:
+        return config_class.from_pretrained(folder)
+    except (ValueError, TypeError, KeyError) as error:
+        raise LoraError(f"{config_file} is not a peft adapter config: {_first_line(error)}") from error
 
 
 def current_judge_keys(state: dict[str, Any]) -> dict[str, Any]:

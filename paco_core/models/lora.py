@@ -52,6 +52,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+MAX_LORA_STRENGTH = 4.0
+"""Largest |strength| of one LoRA (the PaCo LoRA node's range); beyond it images are noise."""
+
 
 @dataclass(frozen=True)
 class LoraSpec:
@@ -63,6 +66,11 @@ class LoraSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.strength, (int, float)) or not math.isfinite(self.strength):
             raise InputError(f"LoRA strength should be a finite number, got {self.strength!r}.")
+        if abs(self.strength) > MAX_LORA_STRENGTH:
+            raise InputError(
+                f"LoRA strength should be between -{MAX_LORA_STRENGTH:g} and {MAX_LORA_STRENGTH:g} (the nodes' "
+                f"range), got {self.strength:g} for {self.path}."
+            )
         object.__setattr__(self, "path", str(self.path))
 
     @classmethod
@@ -71,9 +79,11 @@ class LoraSpec:
         head, sep, tail = text.rpartition(":")
         if sep and head and not tail.startswith(("/", "\\")):
             try:
-                return cls(head, float(tail))
+                strength = float(tail)
             except ValueError:
-                pass  # a colon that is part of the path (e.g. C:\...)
+                strength = None  # a colon that is part of the path (e.g. C:\...)
+            if strength is not None:
+                return cls(head, strength)  # an out-of-range strength is an error, not part of the path
         return cls(text, 1.0)
 
 
@@ -109,6 +119,8 @@ def adapter_name_for(path: str | os.PathLike) -> str:
     """A stable adapter name for one version of a LoRA file (path, size, mtime)."""
     path = Path(path).expanduser().resolve()
     target = path / "adapter_model.safetensors" if path.is_dir() else path
+    if not target.is_file():
+        read_lora(path)  # raises the LoraError that says what the folder or file lacks
     stat = target.stat()
     digest = hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     return f"paco_{digest}"
@@ -184,6 +196,7 @@ def _load_adapter(loaded: LoadedPipeline, spec: LoraSpec) -> AppliedLora:
         if name in known:
             return _with_strength(known[name], spec.strength)
         lora = read_lora(spec.path)
+        _drop_older_versions(loaded.pipe, known, lora.path)
         state_dict = _fitting_state_dict(loaded, lora)
         try:
             loaded.pipe.load_lora_weights(state_dict, adapter_name=name)
@@ -205,6 +218,17 @@ def _load_adapter(loaded: LoadedPipeline, spec: LoraSpec) -> AppliedLora:
         "LoRA %s: %d of %d keys matched (%s format)", spec.path, len(state_dict), lora.num_keys, lora.format
     )
     return _with_strength(applied, spec.strength)
+
+
+def _drop_older_versions(pipe, known: dict[str, AppliedLora], path: str) -> None:
+    """One adapter per LoRA file: a file rewritten since it was loaded replaces its old
+    adapter (views still holding the old one are told to apply it again)."""
+    same_file = Path(path).expanduser().resolve()
+    for old_name, applied in list(known.items()):
+        if Path(applied.path).expanduser().resolve() == same_file:
+            pipe.delete_adapters(old_name)
+            del known[old_name]
+            logger.info("LoRA %s changed on disk: its previous adapter %s was removed", path, old_name)
 
 
 def _fitting_state_dict(loaded: LoadedPipeline, lora: LoraFile) -> dict:

@@ -244,6 +244,7 @@ def _fold_scales(weights: dict, scale_of) -> dict:
 def _finish(path: Path, fmt: str, state_dict: dict, alpha, metadata: dict[str, str]) -> LoraFile:
     if not state_dict:
         raise LoraError(f"LoRA {path} holds no LoRA weights.")
+    check_finite(path, state_dict)
     ranks = [int(t.shape[0]) for k, t in state_dict.items() if k.endswith(".lora_A.weight")]
     return LoraFile(
         path=str(path),
@@ -254,6 +255,20 @@ def _finish(path: Path, fmt: str, state_dict: dict, alpha, metadata: dict[str, s
         architecture=detect_architecture(state_dict.keys()) or _architecture_in_metadata(metadata),
         metadata=metadata,
     )
+
+
+def check_finite(path: Path | str, state_dict: dict) -> None:
+    """Refuse a LoRA holding NaN or infinite values: applied, it turns every image to noise
+    (or black), whatever the strength."""
+    import torch
+
+    bad = [key for key, tensor in state_dict.items() if not bool(torch.isfinite(tensor).all())]
+    if bad:
+        raise LoraError(
+            f"LoRA {path} holds non-finite values (NaN or infinity) in {bad[0]}"
+            + (f" and {len(bad) - 1} more tensors" if len(bad) > 1 else "")
+            + ". The file is broken (often a diverged training run): use an earlier checkpoint."
+        )
 
 
 def detect_architecture(keys) -> str | None:

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -111,7 +112,8 @@ class LoadedPipeline:
         )
 
 
-_CACHE: dict[tuple, LoadedPipeline] = {}
+_CACHE: OrderedDict[tuple, LoadedPipeline] = OrderedDict()
+"""Loaded pipelines, least recently used first; at most ``settings.pipeline_cache_size()``."""
 _CACHE_LOCK = threading.Lock()
 
 
@@ -119,6 +121,38 @@ def clear_pipeline_cache() -> None:
     """Forget every cached pipeline (their memory is freed once no view holds them)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+
+
+def release_pipelines() -> int:
+    """Move every cached pipeline's weights off the GPU and forget them (ComfyUI's "unload
+    models"); a view still held elsewhere moves back to its device on its next run.
+
+    Returns:
+        How many pipelines were cached.
+    """
+    with _CACHE_LOCK:
+        released = list(_CACHE.values())
+        _CACHE.clear()
+    for loaded in released:
+        park_on_cpu(loaded)
+    return len(released)
+
+
+def _remember(key: tuple, loaded: LoadedPipeline) -> None:
+    """Cache ``loaded`` as the most recently used (caller holds the lock)."""
+    _CACHE[key] = loaded
+    _CACHE.move_to_end(key)
+    _trim_cache()
+
+
+def _trim_cache() -> None:
+    """Forget the least recently used pipelines beyond PACO_PIPELINE_CACHE_SIZE (caller holds the lock)."""
+    from paco_core.settings import PIPELINE_CACHE_SIZE, pipeline_cache_size
+
+    size = pipeline_cache_size()
+    while len(_CACHE) > size:
+        _, evicted = _CACHE.popitem(last=False)
+        logger.info("pipeline cache full (%s=%d): forgot %s", PIPELINE_CACHE_SIZE, size, evicted.describe())
 
 
 def cached_pipelines() -> list[LoadedPipeline]:
@@ -251,25 +285,43 @@ def load_pipeline(
     single_file = _check_transformer_file(transformer_file, kind)
     key = (location, str(torch_dtype), device_name, offload, single_file)
     hooks.step(1, LOAD_STEPS)
+    return _load_through_cache(
+        key,
+        lambda: (_build_pipeline(location, kind, torch_dtype, single_file), kind),
+        source=str(source),
+        dtype=torch_dtype,
+        device=device_name,
+        offload=offload,
+        transformer_file=single_file,
+        hooks=hooks,
+    )
+
+
+def _load_through_cache(
+    key: tuple, build, *, source, dtype, device, offload, transformer_file, hooks
+) -> LoadedPipeline:
+    """The cached pipeline of ``key``, else ``build()`` -> (pipe, kind), placed and remembered."""
     with _CACHE_LOCK:
+        _trim_cache()  # the size may have been lowered since the last load
         if key in _CACHE:
+            _CACHE.move_to_end(key)
             hooks.step(LOAD_STEPS, LOAD_STEPS)
             return _CACHE[key]
-        pipe = _build_pipeline(location, kind, torch_dtype, single_file)
+        pipe, kind = build()
         pipe.set_progress_bar_config(disable=True)  # progress goes through paco_core.callbacks.Hooks
         hooks.step(2, LOAD_STEPS)
-        _place(pipe, device_name, offload)
+        _place(pipe, device, offload)
         hooks.progress(LOAD_STEPS, LOAD_STEPS)
         loaded = LoadedPipeline(
             pipe=pipe,
             kind=kind,
-            source=str(source),
-            dtype=torch_dtype,
-            device=device_name,
+            source=source,
+            dtype=dtype,
+            device=device,
             offload=offload,
-            transformer_file=single_file,
+            transformer_file=transformer_file,
         )
-        _CACHE[key] = loaded
+        _remember(key, loaded)
     logger.info("loaded %s", loaded.describe())
     return loaded
 
@@ -355,27 +407,16 @@ def load_pipeline_from_files(
         )
     key = (files.cache_key(), str(torch_dtype), device_name, offload)
     hooks.step(1, LOAD_STEPS)
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            hooks.step(LOAD_STEPS, LOAD_STEPS)
-            return _CACHE[key]
-        pipe, kind = build_pipeline_from_files(files, torch_dtype)
-        pipe.set_progress_bar_config(disable=True)
-        hooks.step(2, LOAD_STEPS)
-        _place(pipe, device_name, offload)
-        hooks.progress(LOAD_STEPS, LOAD_STEPS)
-        loaded = LoadedPipeline(
-            pipe=pipe,
-            kind=kind,
-            source=files.describe(),
-            dtype=torch_dtype,
-            device=device_name,
-            offload=offload,
-            transformer_file=str(Path(files.transformer or files.checkpoint).resolve()),
-        )
-        _CACHE[key] = loaded
-    logger.info("loaded %s", loaded.describe())
-    return loaded
+    return _load_through_cache(
+        key,
+        lambda: build_pipeline_from_files(files, torch_dtype),
+        source=files.describe(),
+        dtype=torch_dtype,
+        device=device_name,
+        offload=offload,
+        transformer_file=str(Path(files.transformer or files.checkpoint).resolve()),
+        hooks=hooks,
+    )
 
 
 def _check_transformer_file(transformer_file: str | os.PathLike | None, kind: str) -> str | None:

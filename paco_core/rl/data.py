@@ -220,10 +220,9 @@ def rollout_size(row: PromptRow, resolution: int, reference_resolution: int) -> 
     """:func:`row_size`, reading an edit row's image for its aspect ratio when the row gives no size."""
     image_size = None
     if row.kind == "edit" and not (row.height and row.width):
-        from PIL import Image
+        from paco_core.images import open_image_file
 
-        with Image.open(row.image_path) as image:
-            image_size = image.size
+        image_size = open_image_file(row.image_path, what="edit row image").size
     return row_size(row, resolution, reference_resolution, image_size)
 
 

@@ -203,14 +203,12 @@ def builtin_reward(name: str, models: RewardModels) -> RewardFn:
         return [float(result.score) for result in score_sets(models.judge, sets, themes)]
 
     def edit(images, prompts, metadata):
-        from PIL import Image
-
+        from paco_core.images import open_image_file
         from paco_core.reward.scoring import score_edits
 
         originals = []  # at their own resolution, as the released edit reward sends them
         for meta in metadata:
-            with Image.open(meta["image_path"]) as source:
-                originals.append(source.convert("RGB"))
+            originals.append(open_image_file(meta["image_path"], what="edit row image"))
         return [float(s.overall) for s in score_edits(models.judge, originals, list(images), list(prompts))]
 
     def clip_t(images, prompts, metadata):

@@ -321,8 +321,10 @@ def load_condition_image(row: PromptRow, height: int, width: int):
     """The edit row's image as RGB PIL, resized to the rollout size (the condition size)."""
     from PIL import Image
 
-    with Image.open(row.image_path) as image:
-        return image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+    from paco_core.images import open_image_file
+
+    image = open_image_file(row.image_path, what="edit row image")
+    return image.resize((width, height), Image.Resampling.LANCZOS)
 
 
 ADAPTERS: dict[str, type[RolloutAdapter]] = {
