@@ -12,9 +12,12 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 from paco_core import __version__
 from paco_core.errors import PaCoError
+
+DEBUG_HELP = "on an error, also print the Python traceback"
 
 COMMAND_MODULES = (
     "paco_core.commands.tiny_models",
@@ -32,9 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"paco {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    for subparser in subparsers.choices.values():  # also accepted after the command
+        subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser
 
 
@@ -50,12 +56,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except PaCoError as error:
-        print(f"paco {args.command}: error: {error}", file=sys.stderr)
+    except (PaCoError, OSError) as error:
+        # OSError: the file system refused (a full or read-only disk, a missing file)
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"paco {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"paco {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename!r}" if error.filename else ""
+        return f"{error.strerror}{where}"
+    return str(error)
 
 
 if __name__ == "__main__":

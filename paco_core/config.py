@@ -235,6 +235,34 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return data
 
 
+def check_override_keys(
+    cls: type, overrides: Iterable[str], *, listing: str = "paco train --describe-config"
+) -> None:
+    """Refuse ``--set KEY=VALUE`` overrides whose KEY is not a field of the config dataclass
+    ``cls`` (dotted, e.g. ``optim.lr``) or one of its sections, naming the closest key.
+
+    Unknown keys in a config *file* only warn (another version may have written it); a
+    key typed on the command line is a typo.
+
+    Args:
+        listing: the command that lists every key, named in the message.
+
+    Raises:
+        ConfigError: an unknown key.
+    """
+    import difflib
+
+    fields = [name for name, _kind, _default, _text in describe_fields(cls)]
+    known = set(fields) | {name.rsplit(".", 1)[0] for name in fields if "." in name}
+    for override in overrides:
+        key = override.split("=", 1)[0].strip()
+        if "=" not in override or key in known:
+            continue  # a missing "=" is reported by apply_overrides
+        close = difflib.get_close_matches(key, fields, n=1, cutoff=0.5)
+        hint = f"; did you mean `{close[0]}`?" if close else ""
+        raise ConfigError(f"--set {key}: no such config key{hint} (`{listing}` lists every key)")
+
+
 # --- validators used by __post_init__ methods -------------------------------------------
 
 

@@ -82,6 +82,24 @@ def test_cli_turns_paco_errors_into_exit_code_1(capsys, monkeypatch):
     assert "judge needs at least 2 images, got 1" in capsys.readouterr().err
 
 
+def test_cli_turns_file_system_errors_into_one_line_and_debug_adds_the_traceback(capsys, monkeypatch):
+    def failing(args):
+        raise PermissionError(13, "Permission denied", "/read-only/run")
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _parser_with(failing))
+    assert cli.main(["boom"]) == 1
+    err = capsys.readouterr().err
+    assert err == "paco boom: error: Permission denied: '/read-only/run'\n"
+    parser = _parser_with(failing)
+    parser.add_argument("--debug", action="store_true")
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main(["--debug", "boom"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and err.endswith(
+        "error: Permission denied: '/read-only/run'\n"
+    )
+
+
 def _parser_with(func):
     import argparse
 

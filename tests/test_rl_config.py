@@ -9,7 +9,14 @@ import pickle
 import pytest
 
 from paco_core.cli import main
-from paco_core.config import apply_overrides, config_from_dict, config_to_dict, load_config, save_config
+from paco_core.config import (
+    apply_overrides,
+    check_override_keys,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
 from paco_core.errors import ConfigError
 from paco_core.rl.config import (
     AdvantageConfig,
@@ -22,6 +29,7 @@ from paco_core.rl.config import (
     RewardSpec,
     SamplingConfig,
     TrainConfig,
+    resume_config_changes,
 )
 
 CONFIG_CLASSES = [ModelConfig, LoraConfig, SamplingConfig, DataConfig, RewardConfig, AdvantageConfig, OptimConfig,
@@ -124,6 +132,53 @@ def test_overrides_parse_json_values():
     assert data == {"optim": {"lr": 0.001}, "sampling": {"noise_steps": [1, 2]}, "output_dir": "runs/a"}
     with pytest.raises(ConfigError, match="should look like"):
         apply_overrides({}, ["optim.lr"])
+
+
+def test_override_keys_must_exist_and_a_typo_names_the_closest():
+    check_override_keys(TrainConfig, ["optim.lr=1", "optim={}", "rewards.rewards=[]", "seed=3", "no-equals"])
+    with pytest.raises(
+        ConfigError,
+        match=r"--set sampling.grup_size: no such config key; did you mean `sampling.group_size`\?",
+    ):
+        check_override_keys(TrainConfig, ["seed=1", "sampling.grup_size=4"])
+    with pytest.raises(ConfigError, match=r"--set zzz: no such config key \(`paco train --describe-config`"):
+        check_override_keys(TrainConfig, ["zzz=1"])
+    with pytest.raises(ConfigError, match="no such config key"):
+        check_override_keys(TrainConfig, ["optim.lr.x=1"])  # below a leaf
+
+
+def test_resume_config_changes_ignore_the_keys_that_may_change():
+    base = {"model": {"path": "m"}, "data": {"train_file": "t.jsonl"}, "optim": {"lr": 0.01}}
+    saved = config_to_dict(config_from_dict(TrainConfig, base))
+    saved["paco_version"] = "0.0.1"
+    same = config_from_dict(TrainConfig, {**base, "num_iterations": 999, "output_dir": "elsewhere",
+                                          "model": {"path": "m", "device": "cpu"}, "eval_every": 3})  # fmt: skip
+    assert resume_config_changes(saved, same) == []
+    changed = config_from_dict(TrainConfig, {**base, "optim": {"lr": 0.02}, "seed": 1,
+                                             "rewards": {"rewards": [{"name": "clip_t"}]}})  # fmt: skip
+    assert [key for key, _, _ in resume_config_changes(saved, changed)] == [
+        "optim.lr",
+        "rewards.rewards",
+        "seed",
+    ]
+    assert resume_config_changes(saved, changed)[0] == ("optim.lr", 0.01, 0.02)
+    # keys only one side knows (renamed or added by another version) are not compared
+    older = {**saved, "optim": {**saved["optim"], "old_option": 1}}
+    del older["model"]["dtype"]
+    assert resume_config_changes(older, same) == []
+
+
+def test_the_keys_that_may_change_on_resume_exist_and_are_documented():
+    from pathlib import Path
+
+    from paco_core.config import describe_fields
+    from paco_core.rl.config import RESUME_MAY_CHANGE
+
+    keys = {name for name, _kind, _default, _text in describe_fields(TrainConfig)}
+    assert set(RESUME_MAY_CHANGE) <= keys
+    page = (Path(__file__).parent.parent / "docs" / "runs.md").read_text()
+    table = page.split("### What may change on resume")[1].split("###")[0]
+    assert {key for key in RESUME_MAY_CHANGE if f"`{key}`" not in table} == set()
 
 
 def test_print_config_of_a_preset_with_overrides(capsys):

@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 
 from paco_core.config import config_from_dict, save_config
 from paco_core.rl.config import TrainConfig
-from paco_core.rl.metrics import read_metrics, read_progress
 from paco_core.rl.trainer import EXIT_STOPPED
+from paco_core.run_folder import RunFolder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rl"
 REPO = Path(__file__).parent.parent
@@ -58,17 +58,17 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_stopped_code(tiny_models,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and read_progress(run).get("step", 0) < 1:
+        while time.monotonic() < deadline and RunFolder(run).read_progress().get("step", 0) < 1:
             assert process.poll() is None, process.communicate()[1][-2000:]
             time.sleep(0.2)
-        assert read_progress(run)["state"] == "running"
+        assert RunFolder(run).read_progress()["state"] == "running"
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == EXIT_STOPPED, stderr[-2000:]
-    progress = read_progress(run)
+    progress = RunFolder(run).read_progress()
     assert progress["state"] == "stopped" and 1 <= progress["step"] < 500
     checkpoint = run / f"checkpoint-{progress['step']}"
     assert (checkpoint / "lora.safetensors").is_file() and (checkpoint / "trainer_state.json").is_file()
@@ -81,8 +81,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_stopped_code(tiny_models,
         env=_env(tmp_path), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert read_progress(run)["state"] == "finished"
-    assert [m["step"] for m in read_metrics(run)] == list(range(1, progress["step"] + 2))
+    assert RunFolder(run).read_progress()["state"] == "finished"
+    assert [m["step"] for m in RunFolder(run).read_metrics()] == list(range(1, progress["step"] + 2))
 
 
 def _free_port() -> int:
@@ -114,7 +114,7 @@ def test_two_processes_keep_identical_lora_weights(tiny_models, tmp_path):
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0), "LoRA weights differ between processes"
     # lora_B starts at zero (gaussian init): non-zero means the shared step really happened
     assert any(".lora_B." in k and bool(rank0[k].abs().sum() > 0) for k in rank0)
-    metrics = read_metrics(run)
+    metrics = RunFolder(run).read_metrics()
     assert [m["step"] for m in metrics] == [1]  # only the main process writes
     assert metrics[0]["policy/optimizer_steps"] == 1
     assert metrics[0]["advantages/num_valid"] == 4  # rewards of both processes were gathered

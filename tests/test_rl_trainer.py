@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from paco_core.config import config_from_dict
 from paco_core.errors import ConfigError, RewardError, TrainingError
 from paco_core.rl.config import TrainConfig
-from paco_core.rl.metrics import read_metrics, read_progress
 from paco_core.rl.trainer import GrpoTrainer
+from paco_core.run_folder import RunFolder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rl"
 BRIGHTNESS = "toy_rewards:mean_brightness"
@@ -125,24 +125,29 @@ def test_resume_continues_exactly(tiny_models, tmp_path):
     with Image.open(split / "samples" / "step-000004.png") as sample:
         assert sample.size == (64, 64)  # evaluation at eval_resolution 64, rollouts at 32
 
-    train_lines = [m for m in read_metrics(split) if "policy/loss" in m]
+    train_lines = [m for m in RunFolder(split).read_metrics() if "policy/loss" in m]
     expected_keys = {"step", f"rewards/{BRIGHTNESS}/mean", f"rewards/{BRIGHTNESS}/std", "advantages/mean",
                      "advantages/std", "advantages/abs_max", "policy/ratio_first", "policy/ratio_mean",
                      "policy/clip_fraction", "policy/kl", "policy/loss", "lr", "time/step_s", "memory/peak_gb"}  # fmt: skip
     assert all(expected_keys <= line.keys() for line in train_lines)
     assert all(line["memory/peak_gb"] > 0 and line["time/step_s"] > 0 for line in train_lines)
     # evaluation has its own rewards
-    assert [m["step"] for m in read_metrics(split) if "eval/rewards/toy_rewards:red_share/mean" in m] == [
+    assert [
+        m["step"] for m in RunFolder(split).read_metrics() if "eval/rewards/toy_rewards:red_share/mean" in m
+    ] == [
         0,
         2,
         4,
     ]
-    assert not any(f"eval/rewards/{BRIGHTNESS}/mean" in m for m in read_metrics(split))
-    train_steps = [m["step"] for m in read_metrics(split) if "policy/loss" in m]
+    assert not any(f"eval/rewards/{BRIGHTNESS}/mean" in m for m in RunFolder(split).read_metrics())
+    train_steps = [m["step"] for m in RunFolder(split).read_metrics() if "policy/loss" in m]
     assert train_steps == [1, 2, 3, 4]
     # 2 micro-batches per step, accumulated over 2 -> one optimizer step per iteration
-    assert {m["policy/optimizer_steps"] for m in read_metrics(split) if "policy/loss" in m} == {1}
-    assert read_progress(split)["state"] == "finished" and read_progress(split)["step"] == 4
+    assert {m["policy/optimizer_steps"] for m in RunFolder(split).read_metrics() if "policy/loss" in m} == {1}
+    assert (
+        RunFolder(split).read_progress()["state"] == "finished"
+        and RunFolder(split).read_progress()["step"] == 4
+    )
     assert sorted(p.name for p in (split / "samples").iterdir()) == [
         "step-000000.png",
         "step-000002.png",
@@ -150,7 +155,7 @@ def test_resume_continues_exactly(tiny_models, tmp_path):
     ]
     state = json.loads((split / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["step"] == 4 and state["config"]["optim"]["kl_beta"] == 0.05
-    assert any(m.get("policy/kl", 0) > 0 for m in read_metrics(split))
+    assert any(m.get("policy/kl", 0) > 0 for m in RunFolder(split).read_metrics())
 
 
 def test_resume_errors(tiny_models, tmp_path):
@@ -173,7 +178,7 @@ def test_learning_raises_brightness_and_the_lora_reproduces_it(tiny_models, tmp_
         optim={"lr": 5e-2, "clip_range": 0.2},
     )  # fmt: skip
     GrpoTrainer(config).train()
-    metrics = read_metrics(run)
+    metrics = RunFolder(run).read_metrics()
     evals = [m[f"eval/rewards/{BRIGHTNESS}/mean"] for m in metrics if f"eval/rewards/{BRIGHTNESS}/mean" in m]
     train = [m[f"rewards/{BRIGHTNESS}/mean"] for m in metrics if f"rewards/{BRIGHTNESS}/mean" in m]
     group_std = np.mean([m[f"rewards/{BRIGHTNESS}/std"] for m in metrics if f"rewards/{BRIGHTNESS}/std" in m])
@@ -201,7 +206,7 @@ def test_edit_kinds_roll_out_and_update(kind, tiny_models, tmp_path):
     config = tiny_config(tiny_models[kind], tmp_path / kind, kind=kind, optim={"kl_beta": 0.1})
     result = GrpoTrainer(config).train()
     assert result.state == "finished"
-    last = read_metrics(tmp_path / kind)[-1]
+    last = RunFolder(tmp_path / kind).read_metrics()[-1]
     assert last["policy/ratio_first"] == 1.0 and last["advantages/num_valid"] == 2
     keys = load_file(tmp_path / kind / "checkpoint-1" / "lora.safetensors").keys()
     if kind == "qwen-image-edit":
@@ -236,7 +241,7 @@ def test_setup_errors_are_clear(tiny_models, tmp_path):
                           rewards={"rewards": [{"name": "toy_rewards:none_for_all"}], "max_invalid_share": 0.5})  # fmt: skip
     with pytest.raises(RewardError, match="2 of 2 images could not be scored"):
         GrpoTrainer(failing).train()
-    assert read_progress(tmp_path / "e")["state"] == "failed"
+    assert RunFolder(tmp_path / "e").read_progress()["state"] == "failed"
 
 
 def test_cancel_hook_stops_with_a_checkpoint_and_options_take_effect(tiny_models, tmp_path):
@@ -262,9 +267,9 @@ def test_cancel_hook_stops_with_a_checkpoint_and_options_take_effect(tiny_models
     result = trainer.train()
     assert result.state == "stopped" and result.step == 3 and seen == [1, 2, 3]
     assert [step for step, _ in list_checkpoints(run)] == [2, 3]  # pruned to the limit
-    assert read_progress(run)["state"] == "stopped"
+    assert RunFolder(run).read_progress()["state"] == "stopped"
     assert trainer.transformer.is_gradient_checkpointing
-    chosen = [tuple(m["sde_steps"]) for m in read_metrics(run)]
+    chosen = [tuple(m["sde_steps"]) for m in RunFolder(run).read_metrics()]
     assert all(len(steps) == 1 for steps in chosen)
     assert chosen == [trainer.choose_sde_steps(step) for step in range(3)]
     assert len({trainer.choose_sde_steps(step) for step in range(20)}) == 2  # both subsets occur

@@ -5,11 +5,15 @@ Examples::
     paco train --preset t2is-flux --print-config > run.json     # start from the released run (docs/presets.md)
     paco train --config run.json                                 # train
     paco train --config run.json --resume latest                 # continue after a stop
+    paco train --config run.json --overwrite                     # start over in a used output folder
     paco train --config run.json --set optim.lr=1e-4 --set num_iterations=50
     accelerate launch --num_processes 8 -m paco_core.cli train --config run.json
 
 Exit codes: 0 finished, 1 error (message on stderr), 2 bad usage, 143 stopped by SIGTERM
 (the step in progress finished and a checkpoint was saved; resume with ``--resume latest``).
+
+A fresh run into an output folder that holds an earlier run is refused unless ``--resume``
+or ``--overwrite``; a second trainer on a folder in use is refused (docs/runs.md).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sys
 
 from paco_core.config import (
     apply_overrides,
+    check_override_keys,
     config_from_dict,
     config_to_dict,
     describe_fields,
@@ -51,7 +56,15 @@ def register(subparsers) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set optim.lr=1e-4 --set data.train_file=prompts.jsonl",
     )  # fmt: skip
-    parser.add_argument("--resume", help="checkpoint folder to continue from, or `latest` in output_dir")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument(
+        "--resume",
+        help="continue from a checkpoint folder, or `latest`: the newest intact checkpoint in output_dir",
+    )
+    start.add_argument(
+        "--overwrite", action="store_true",
+        help="start over in an output_dir that holds an earlier run (deletes its checkpoints, metrics, samples)",
+    )  # fmt: skip
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config as JSON and exit"
     )
@@ -69,6 +82,7 @@ def resolve_config(args: argparse.Namespace):
     data: dict = preset_dict(args.preset) if args.preset else {}
     if args.config:
         data = merge_dicts(data, read_config_file(args.config))
+    check_override_keys(TrainConfig, args.overrides)
     data = apply_overrides(data, args.overrides)
     return config_from_dict(TrainConfig, data)
 
@@ -92,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         print(f"paco train: step {done}/{total}", file=sys.stderr, flush=True)
 
-    result = GrpoTrainer(config, hooks=Hooks(progress=progress)).train(resume=args.resume)
+    result = GrpoTrainer(config, hooks=Hooks(progress=progress)).train(
+        resume=args.resume, overwrite=args.overwrite
+    )
     if result.state == "stopped":
         print(
             f"paco train: stopped at step {result.step}; checkpoint {result.last_checkpoint}", file=sys.stderr

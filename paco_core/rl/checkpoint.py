@@ -11,14 +11,17 @@
 - ``trainer_state.json``: step, config, data order, optimizer groups, python/numpy RNG,
   reward statistics, package version.
 
+- ``manifest.json``: size and sha256 of every other file, written last
+  (:func:`paco_core.run_folder.write_manifest`); resume verifies it.
+
 Nothing is pickled. The folder is written under a temporary name and renamed into place,
-so a crash never leaves a half-written checkpoint; ``trainer_state.json`` is the marker
-that a folder is complete.
+so a crash never leaves a half-written checkpoint. Listing, verifying and pruning
+checkpoints is torch-free and lives in :mod:`paco_core.run_folder`.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import random
 import shutil
@@ -33,10 +36,17 @@ import torch
 from paco_core import __version__
 from paco_core.errors import TrainingError
 from paco_core.io import atomic_save_safetensors, atomic_write_json
+from paco_core.run_folder import (
+    LORA_FILE,
+    MANIFEST_FILE,
+    STATE_FILE,
+    Checkpoint,
+    CheckpointDamagedError,
+    RunFolder,
+    write_manifest,
+)
 
-CHECKPOINT_PREFIX = "checkpoint-"
-STATE_FILE = "trainer_state.json"
-LORA_FILE = "lora.safetensors"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -138,9 +148,9 @@ def save_checkpoint(
         optimizer_state: ``optimizer.state_dict()``.
         state: JSON-able trainer state (config, data order, reward statistics ...).
     """
-    output_dir = Path(output_dir)
-    final = output_dir / f"{CHECKPOINT_PREFIX}{step}"
-    staging = output_dir / f".{CHECKPOINT_PREFIX}{step}.tmp"
+    run = RunFolder(output_dir)
+    final = run.checkpoint_path(step)
+    staging = run.staging_path(step)
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
@@ -161,6 +171,7 @@ def save_checkpoint(
             "paco_version": __version__,
         }
         atomic_write_json(staging / STATE_FILE, full_state)
+        write_manifest(staging)  # last: it vouches for every file above
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -171,60 +182,86 @@ def save_checkpoint(
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints as (step, path), oldest first; the step is read from each state file."""
-    output_dir = Path(output_dir)
-    found = []
-    if not output_dir.is_dir():
-        return found
-    for path in output_dir.iterdir():
-        state_file = path / STATE_FILE
-        if path.is_dir() and path.name.startswith(CHECKPOINT_PREFIX) and state_file.is_file():
-            found.append((int(json.loads(state_file.read_text())["step"]), path))
-    return sorted(found)
+    """Complete checkpoints as (step, path), oldest first (see :meth:`RunFolder.checkpoints`)."""
+    return [(checkpoint.step, checkpoint.path) for checkpoint in RunFolder(output_dir).checkpoints()]
 
 
 def resolve_resume(output_dir: str | os.PathLike, resume: str) -> Path:
-    """The checkpoint folder for ``--resume``: a folder path, or ``latest`` in ``output_dir``.
+    """The verified checkpoint folder for ``--resume``: a folder path, or ``latest`` in ``output_dir``.
+
+    ``latest`` takes the newest checkpoint whose files match its manifest; newer damaged
+    ones are passed over with a warning. A named folder must be intact.
 
     Raises:
-        TrainingError: no such checkpoint.
+        TrainingError: no such checkpoint, or none intact.
+        CheckpointDamagedError: the named checkpoint is damaged (the message names the file).
     """
     if resume == "latest":
-        found = list_checkpoints(output_dir)
+        run = RunFolder(output_dir)
+        found = run.checkpoints()
         if not found:
             raise TrainingError(f"--resume latest: no complete checkpoint in {str(output_dir)!r}")
-        return found[-1][1]
+        intact = run.latest_intact_checkpoint()
+        if intact is None:
+            raise TrainingError(
+                f"--resume latest: every checkpoint in {str(output_dir)!r} is damaged "
+                f"({', '.join(c.path.name for c in found)}; see the warnings above); start over with --overwrite"
+            )
+        if intact.step != found[-1].step:
+            logger.warning(
+                "resuming from %s, the newest intact checkpoint (newer ones are damaged)", intact.path.name
+            )
+        return intact.path
     path = Path(resume)
-    if not (path / STATE_FILE).is_file():
+    if not ((path / STATE_FILE).is_file() or (path / MANIFEST_FILE).is_file()):
         raise TrainingError(
             f"--resume {resume!r} is not a complete checkpoint folder (no {STATE_FILE}); "
             "give a checkpoint-<step> folder or `latest`"
         )
+    Checkpoint.from_path(path).verify()
     return path
 
 
 def load_checkpoint(path: str | os.PathLike) -> LoadedCheckpoint:
-    from safetensors.torch import load_file
+    """Read a checkpoint folder written by :func:`save_checkpoint`.
 
+    Raises:
+        CheckpointDamagedError: a file is missing or unreadable (named in the message).
+    """
     path = Path(path)
-    state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    state = Checkpoint.from_path(path).read_state()
     ema_file = path / "ema.safetensors"
+    try:
+        optimizer = optimizer_from_tensors(_load_tensors(path / "optimizer.safetensors"), state["optimizer"])
+        rng = _load_tensors(path / "rng.safetensors")
+        int(state["step"]), state["rng"]["numpy"], state["sampler"]
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointDamagedError(
+            f"checkpoint {str(path)!r}: {STATE_FILE} lacks or garbles {error}; resume from another checkpoint"
+        ) from error
     return LoadedCheckpoint(
         path=path,
         state=state,
-        policy=load_file(path / "policy.safetensors"),
-        ema=load_file(ema_file) if ema_file.is_file() else None,
-        optimizer=optimizer_from_tensors(load_file(path / "optimizer.safetensors"), state["optimizer"]),
-        rng=load_file(path / "rng.safetensors"),
+        policy=_load_tensors(path / "policy.safetensors"),
+        ema=_load_tensors(ema_file) if ema_file.is_file() else None,
+        optimizer=optimizer,
+        rng=rng,
     )
 
 
-def prune_checkpoints(output_dir: str | os.PathLike, keep: int) -> list[Path]:
-    """Delete the oldest checkpoints beyond ``keep`` (0 keeps all); returns what was removed."""
-    if keep <= 0:
-        return []
-    found = list_checkpoints(output_dir)
-    removed = [path for _, path in found[: max(0, len(found) - keep)]]
-    for path in removed:
-        shutil.rmtree(path, ignore_errors=True)
-    return removed
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except (OSError, SafetensorError, ValueError, RuntimeError) as error:
+        raise CheckpointDamagedError(
+            f"checkpoint {str(path.parent)!r}: {path.name} is unreadable ({error}); resume from another checkpoint"
+        ) from error
+
+
+def prune_checkpoints(output_dir: str | os.PathLike, keep: int, *, protect: Path | None = None) -> list[Path]:
+    """Delete the oldest checkpoints beyond ``keep`` (0 keeps all); never raises (see
+    :meth:`RunFolder.prune_checkpoints`). Returns what was removed."""
+    return RunFolder(output_dir).prune_checkpoints(keep, protect=protect)

@@ -479,3 +479,76 @@ class TrainConfig:
                 "reward pickscore needs the PickScore model: set `rewards.pickscore_path` (yuvalkirstain/PickScore_v1); "
                 "a plain CLIP model gives other scores, so clip_path is not used in its place"
             )
+
+# --- resuming: what may differ from the config a checkpoint was trained with --------------------
+
+RESUME_MAY_CHANGE: tuple[str, ...] = (
+    "num_iterations",
+    "output_dir",
+    "checkpoint_every",
+    "checkpoints_total_limit",
+    "eval_every",
+    "eval_group_size",
+    "use_tensorboard",
+    "data.num_eval_prompts",
+    "data.image_root",
+    "sampling.eval_resolution",
+    "rewards.eval_rewards",
+    "rewards.judge_path",
+    "rewards.clip_path",
+    "rewards.pickscore_path",
+    "model.device",
+    "optim.gradient_checkpointing",
+)
+"""Config keys a resumed run may change: how long it runs, how often it saves, evaluates and
+logs, evaluation-only settings, where it writes, where it runs and where the reward models
+are (a judge server's new port). Every other key must equal the checkpoint's, or the resume
+would silently continue another run (documented in docs/runs.md)."""
+
+
+def flatten_config(data: dict, prefix: str = "") -> dict[str, object]:
+    """``{"optim": {"lr": 1}}`` -> ``{"optim.lr": 1}``; lists stay whole values."""
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten_config(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def resume_config_changes(saved: dict, config: TrainConfig) -> list[tuple[str, object, object]]:
+    """``(key, saved value, new value)`` for every key that differs between ``saved`` (the
+    config a checkpoint was trained with) and ``config`` and may not change on resume.
+
+    The saved config is first read back through :class:`TrainConfig`, so spellings a newer
+    version normalises compare equal; keys only one side knows (renamed or added by another
+    version) are not compared.
+    """
+    import logging
+
+    from paco_core.config import VERSION_KEY, config_to_dict
+
+    config_logger = logging.getLogger("paco_core.config")
+    level = config_logger.level
+    config_logger.setLevel(logging.ERROR)  # unknown keys of another version: not worth a warning here
+    try:
+        normalised = flatten_config(config_to_dict(config_from_dict(TrainConfig, saved)))
+    except ConfigError:
+        normalised = {}
+    finally:
+        config_logger.setLevel(level)
+    old = {
+        key: normalised.get(key, value) for key, value in flatten_config(saved).items() if key != VERSION_KEY
+    }
+    new = flatten_config(config_to_dict(config))
+    return [
+        (key, old[key], new[key])
+        for key in sorted(old.keys() & new.keys())
+        if old[key] != new[key] and not _may_change(key)
+    ]
+
+
+def _may_change(key: str) -> bool:
+    return any(key == allowed or key.startswith(allowed + ".") for allowed in RESUME_MAY_CHANGE)

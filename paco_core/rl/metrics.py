@@ -1,57 +1,42 @@
-"""Observable training: metrics as JSON lines, optional TensorBoard, and ``progress.json``.
+"""Training metrics that need numpy or torch: the per-step reward metrics, peak memory,
+and the logger that also feeds TensorBoard.
 
-``metrics.jsonl`` holds one object per line with its ``step``; names are paths
-(``rewards/<name>/mean``, ``eval/rewards/<name>/mean``, ``policy/ratio_mean`` ...).
-``progress.json`` is rewritten atomically after every step with ``state`` (starting,
-running, finished, stopped, failed), ``step``, ``total`` and the last checkpoint: a job
-runner polls it instead of parsing logs.
+The files themselves (``metrics.jsonl``, ``progress.json``) are written and read by
+:mod:`paco_core.run_folder`, which needs neither torch nor numpy.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from paco_core.io import atomic_write_json, atomic_write_text
-
-METRICS_FILE = "metrics.jsonl"
-PROGRESS_FILE = "progress.json"
+from paco_core.run_folder import RunFolder
 
 
 class MetricsLogger:
     """Appends metric dicts to ``metrics.jsonl`` (and TensorBoard) on the main process only."""
 
     def __init__(self, output_dir: str | os.PathLike, *, enabled: bool = True, use_tensorboard: bool = False):
-        self.path = Path(output_dir) / METRICS_FILE
+        self.run = RunFolder(output_dir)
+        self.path = self.run.metrics_path
         self.enabled = enabled
         self._writer = None
         if enabled and use_tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(Path(output_dir) / "tb"))
+            self._writer = SummaryWriter(log_dir=str(self.run.tensorboard_dir))
 
     def truncate_after(self, step: int) -> None:
         """Drop lines past ``step`` (left by a run that stopped after its last checkpoint)."""
-        if not self.enabled or not self.path.is_file():
-            return
-        kept = [
-            line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step
-        ]
-        atomic_write_text(self.path, "".join(line + "\n" for line in kept))
+        if self.enabled:
+            self.run.truncate_metrics_after(step)
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        record = {"step": step, **values}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
-            handle.flush()
+        self.run.append_metrics(step, values)
         if self._writer is not None:
             for name, value in values.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -61,31 +46,6 @@ class MetricsLogger:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-
-
-def read_metrics(output_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    path = Path(output_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def write_progress(output_dir: str | os.PathLike, *, state: str, step: int, total: int, **extra: Any) -> None:
-    """Rewrite ``progress.json`` atomically."""
-    record = {
-        "state": state,
-        "step": step,
-        "total": total,
-        "pid": os.getpid(),
-        "updated_at": time.time(),
-        **extra,
-    }
-    atomic_write_json(Path(output_dir) / PROGRESS_FILE, record)
-
-
-def read_progress(output_dir: str | os.PathLike) -> dict[str, Any]:
-    path = Path(output_dir) / PROGRESS_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def peak_memory_gb(device: Any) -> float:
