@@ -359,6 +359,7 @@ class GrpoTrainer:
                 return TrainResult("stopped", self.step, self.output_dir, self.last_checkpoint, last)
             # 1. one iteration: rollouts, rewards, advantages, update
             started = time.perf_counter()
+            paused_before = self.gpu_yield.paused_s if self.gpu_yield is not None else 0.0
             last = self.run_iteration(self.step)
             self.step += 1
             self.guardrail.add_train_reward(last.get(TRAIN_METRIC))
@@ -370,7 +371,10 @@ class GrpoTrainer:
             ):
                 last["ema/decay"] = self.ema.decay(self.step)
             # 3. metrics, then evaluation when due
-            last["time/step_s"] = time.perf_counter() - started
+            paused = (self.gpu_yield.paused_s if self.gpu_yield is not None else 0.0) - paused_before
+            last["time/step_s"] = time.perf_counter() - started - paused  # a pause inside the step is not its time
+            if paused:
+                last["time/paused_s"] = paused
             last["memory/peak_gb"] = peak_memory_gb(self.accelerator.device)
             self._log(self.step, last)
             if self._eval_due(self.step):
@@ -634,11 +638,11 @@ class GrpoTrainer:
     def _yield_gpu(self, where: str, *, collective: bool = False) -> bool:
         """Pause here while a pause is requested; returns whether it paused. ``collective``:
         every process pauses when any sees a request (at the step boundary, so no process
-        enters the next step's collectives alone)."""
+        enters the next step's collectives alone; one all-reduce per step, only under ``yield``)."""
         if self.gpu_yield is None:
             return False
         wanted = self.gpu_yield.wanted()
-        if collective and self.accelerator.num_processes > 1:
+        if collective and self.config.gpu_policy == "yield" and self.accelerator.num_processes > 1:
             flag = torch.tensor([1.0 if wanted else 0.0], device=self.accelerator.device)
             wanted = bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
         return self.gpu_yield.pause(where) if wanted else False
