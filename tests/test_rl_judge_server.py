@@ -15,8 +15,8 @@ from paco_core.errors import ConfigError, JudgeError
 from paco_core.reward import open_judge
 from paco_core.reward.judge_server import JudgeHTTPServer
 from paco_core.rl.config import TrainConfig
-from paco_core.rl.metrics import read_metrics
 from paco_core.rl.trainer import GrpoTrainer
+from paco_core.run_folder import RunFolder
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rl"
 
@@ -38,7 +38,7 @@ def judged_config(model_path: Path, output_dir: Path, **judge) -> TrainConfig:
 def test_training_scores_through_a_judge_server(tiny_models, tmp_path):
     local = judged_config(tiny_models["flux"], tmp_path / "local", judge_path=str(tiny_models["judge"]))
     GrpoTrainer(local).train()
-    expected = read_metrics(tmp_path / "local")[-1]
+    expected = RunFolder(tmp_path / "local").read_metrics()[-1]
 
     judge = open_judge(tiny_models["judge"], cache_size=0)
     vocab_size = int(judge.model.config.text_config.vocab_size)  # random judge: Yes/No may rank anywhere
@@ -57,7 +57,7 @@ def test_training_scores_through_a_judge_server(tiny_models, tmp_path):
         )  # fmt: skip
         result = GrpoTrainer(remote).train()
     assert result.state == "finished"
-    got = read_metrics(tmp_path / "remote")[-1]
+    got = RunFolder(tmp_path / "remote").read_metrics()[-1]
     assert len(served) == 2 * 6  # two 2x2 grids, six panel pairs each
     assert got["rewards/consistency/invalid"] == 0 and math.isfinite(got["rewards/consistency/mean"])
     assert got["rewards/consistency/mean"] == pytest.approx(expected["rewards/consistency/mean"], abs=1e-4)
