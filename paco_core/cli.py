@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "paco_core.commands.generate",
     "paco_core.commands.demo",
     "paco_core.commands.train",
+    "paco_core.commands.jobs",
 )
 
 

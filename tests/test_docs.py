@@ -9,11 +9,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 README_MAX_LINES = 260
 
-# Pages that other pieces of work add; docs/index.md links them already. Remove a name
-# from this list when its page lands (the test then checks the link like any other).
-FUTURE_PAGES = {
-    "docs/jobs.md",
-}
 
 LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|<img[^>]*\ssrc=\"([^\"]+)\"")
 
@@ -96,22 +91,8 @@ def test_relative_links_in_readme_and_docs_point_to_files_and_headings():
         for target in _relative_links(path):
             file_part, _, anchor = target.partition("#")
             resolved = (path.parent / file_part).resolve() if file_part else path
-            name = resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else str(resolved)
-            if name in FUTURE_PAGES:
-                continue
             if not resolved.exists():
                 missing.append(f"{path.relative_to(ROOT)} -> {target}")
             elif anchor and resolved.suffix == ".md" and anchor not in _github_anchors(resolved):
                 missing.append(f"{path.relative_to(ROOT)} -> {target} (no such heading)")
     assert not missing, "links to files or headings that do not exist: " + "; ".join(missing)
-
-
-def test_future_pages_are_still_missing_and_linked():
-    """Remove a page from FUTURE_PAGES when it lands, so its links are checked again."""
-    index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
-    for name in FUTURE_PAGES:
-        assert not (ROOT / name).exists(), (
-            f"{name} exists now: remove it from FUTURE_PAGES in tests/test_docs.py and its (coming) mark "
-            "in docs/index.md and the other pages"
-        )
-        assert f"({Path(name).name})" in index, f"docs/index.md should link {name}"

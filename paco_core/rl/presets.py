@@ -110,4 +110,3 @@ def preset_dict(name: str) -> dict[str, Any]:
 def preset_config(name: str) -> TrainConfig:
     """The validated :class:`TrainConfig` of a preset."""
     return config_from_dict(TrainConfig, preset_dict(name))
-

@@ -313,14 +313,19 @@ class GrpoTrainer:
         )  # fmt: skip
 
     def _load_pipeline(self):
-        from paco_core.models.pipelines import clear_pipeline_cache, load_pipeline
+        from paco_core.models.pipelines import clear_pipeline_cache, open_pipeline
 
         model = self.config.model
         device = str(self.accelerator.device) if model.device == "auto" else model.device
         # The trainer adds its adapter to this pipeline, so it must be a fresh copy that no
         # other user of the loader's cache holds: forget the cache before and after loading.
         clear_pipeline_cache()
-        loaded = load_pipeline(model.path, dtype=model.dtype, device=device)
+        loaded = open_pipeline(
+            model.path or None, transformer_file=model.transformer_file or None,
+            text_encoder_files=model.text_encoder_files, vae_file=model.vae_file or None,
+            checkpoint_file=model.checkpoint_file or None, kind=model.kind, config_folder=model.config_folder or None,
+            comfyui_dir=model.comfyui_dir or None, dtype=model.dtype, device=device,
+        )  # fmt: skip
         clear_pipeline_cache()
         return loaded
 
@@ -613,6 +618,10 @@ class GrpoTrainer:
             "best_step": guardrail.best_step,
             "best_value": guardrail.best_value,
             "best_lora": str(best_lora) if guardrail.best_step is not None and best_lora.is_file() else None,
+            # the folder whose lora.safetensors is the best LoRA, as the job store reads it
+            "best_checkpoint": str(self.run_folder.best_dir)
+            if guardrail.best_step is not None and best_lora.is_file()
+            else None,
             "warnings": guardrail.warnings,
             "gpu_policy": self.config.gpu_policy,
         }

@@ -146,7 +146,9 @@ class PolicyUpdater:
         reference_mean = None
         if optim.kl_beta > 0:
             with torch.no_grad(), self.adapter_disabled(), self.autocast():
-                reference_velocity = self.rollout_adapter.velocity(self.transformer, latents, timestep, rollout.cond)
+                reference_velocity = self.rollout_adapter.velocity(
+                    self.transformer, latents, timestep, rollout.cond
+                )
             reference_mean = sde_step(latents, reference_velocity, sigma, sigma_next, noise_level=sampling.noise_level,
                                       sigma_max=rollout.schedule.sigma_max, x_next=next_latents).mean  # fmt: skip
         return policy_loss(

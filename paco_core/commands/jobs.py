@@ -1,0 +1,235 @@
+"""``paco jobs``: training as background jobs (submit, list, show, logs, cancel, resume, wait, delete, worker).
+
+Examples::
+
+    paco jobs submit --config run.json --name faces      # prints the job id, returns at once
+    paco jobs list
+    paco jobs show job-1a2b3c4d --json
+    paco jobs logs job-1a2b3c4d --follow
+    paco jobs cancel job-1a2b3c4d                         # finishes the step, saves a checkpoint
+    paco jobs resume job-1a2b3c4d                         # continues from the last checkpoint
+    paco jobs wait job-1a2b3c4d --timeout 3600
+    paco jobs delete job-1a2b3c4d --files
+
+The store lives in ``--home DIR``, else ``$PACO_HOME``, else ``~/.paco`` (see docs/jobs.md).
+
+Exit codes: 0 success (``wait``: the job completed), 1 error (one line on stderr),
+2 bad usage; ``wait`` also: 3 failed, 4 stopped, 5 interrupted, 124 timed out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from paco_core.errors import ConfigError
+
+WAIT_EXIT_CODES = {"completed": 0, "failed": 3, "stopped": 4, "interrupted": 5}
+EXIT_TIMEOUT = 124
+SHOW_KEYS = (
+    "id", "name", "status", "step", "total", "pid", "device", "run_dir", "lora", "best_lora",
+    "exit_code", "error", "create_time", "execution_start_time", "execution_end_time", "attempts",
+)  # fmt: skip
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "jobs",
+        help="training as background jobs: submit, list, show, logs, cancel, resume, wait, delete",
+        description="Run PaCo-GRPO training as background jobs that outlive this command.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage; wait: 0 completed, 3 failed, 4 stopped, "
+        "5 interrupted, 124 timed out.",
+    )
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument("--home", help="job store folder (default: $PACO_HOME, else ~/.paco)")
+    actions = parser.add_subparsers(dest="jobs_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+    submit = actions.add_parser("submit", parents=[home], help="queue a training config; prints the job id")
+    submit.add_argument("--config", help="training config JSON (as for `paco train`)")
+    submit.add_argument("--preset", help="start from the paper's settings for a task")
+    submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set num_iterations=50")  # fmt: skip
+    submit.add_argument("--name", help="a label for the job (default: its id)")
+    submit.add_argument("--run-dir", help="run folder (default: output_dir of the config, else HOME/runs/ID)")
+    submit.add_argument(
+        "--processes", type=int, default=1, help="processes under `accelerate launch` (default 1)"
+    )
+    submit.add_argument(
+        "--accelerate-config", help="accelerate config file (FSDP, DeepSpeed, several machines)"
+    )
+    submit.add_argument("--json", action="store_true", help="print the job as JSON instead of its id")
+    submit.set_defaults(func=run_submit)
+
+    listing = actions.add_parser("list", parents=[home], help="all jobs, oldest first")
+    listing.add_argument("--json", action="store_true", help="print JSON records")
+    listing.set_defaults(func=run_list)
+
+    show = actions.add_parser("show", parents=[home], help="one job's status, progress and LoRA files")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true", help="print the full JSON record")
+    show.set_defaults(func=run_show)
+
+    logs = actions.add_parser("logs", parents=[home], help="the job's train.log")
+    logs.add_argument("id")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    logs.set_defaults(func=run_logs)
+
+    cancel = actions.add_parser(
+        "cancel", parents=[home], help="stop a job (running: after its step, with a checkpoint)"
+    )
+    cancel.add_argument("id")
+    cancel.set_defaults(func=run_cancel)
+
+    resume = actions.add_parser("resume", parents=[home], help="continue a stopped/failed/interrupted job")
+    resume.add_argument("id")
+    resume.add_argument("--iterations", type=int, help="a new total number of iterations")
+    resume.set_defaults(func=run_resume)
+
+    wait = actions.add_parser("wait", parents=[home], help="block until the job ends; exit code tells how")
+    wait.add_argument("id")
+    wait.add_argument("--timeout", type=float, help="give up after this many seconds (exit 124)")
+    wait.set_defaults(func=run_wait)
+
+    delete = actions.add_parser("delete", parents=[home], help="remove a job that is not running")
+    delete.add_argument("id")
+    delete.add_argument("--files", action="store_true", help="also delete its run folder")
+    delete.set_defaults(func=run_delete)
+
+    worker = actions.add_parser(
+        "worker", parents=[home], help="keep reconciling and starting queued jobs (optional; see docs)"
+    )
+    worker.add_argument("--interval", type=float, default=5.0, help="seconds between rounds (default 5)")
+    worker.add_argument("--once", action="store_true", help="one round, then exit")
+    worker.set_defaults(func=run_worker)
+
+
+def _store(args):
+    from paco_core.jobs.store import JobStore
+
+    return JobStore(args.home)
+
+
+def run_submit(args) -> int:
+    from paco_core.config import apply_overrides, read_config_file
+    from paco_core.jobs import runner
+    from paco_core.rl.presets import merge_dicts, preset_dict, preset_names
+
+    if not (args.config or args.preset):
+        raise ConfigError("give --config CONFIG.json or --preset NAME (or both)")
+    if args.preset and args.preset not in preset_names():
+        raise ConfigError(f"unknown preset {args.preset!r}; choose one of {', '.join(preset_names())}")
+    data: dict = preset_dict(args.preset) if args.preset else {}
+    if args.config:
+        data = merge_dicts(data, read_config_file(args.config))
+    data = apply_overrides(data, args.overrides)
+    store = _store(args)
+    job = runner.submit(
+        store, data, name=args.name, run_dir=args.run_dir, num_processes=args.processes,
+        accelerate_config=args.accelerate_config,
+    )  # fmt: skip
+    print(json.dumps(job.to_record(), indent=2) if args.json else job.id)
+    return 0
+
+
+def run_list(args) -> int:
+    from paco_core.jobs import runner
+
+    store = _store(args)
+    runner.dispatch(store)
+    jobs = store.list()
+    if args.json:
+        print(json.dumps([job.to_record() for job in jobs], indent=2))
+        return 0
+    if not jobs:
+        print(f"no jobs in {store.path}")
+        return 0
+    print(f"{'ID':13s}  {'STATUS':11s}  {'STEP':>9s}  {'DEVICE':7s}  {'CREATED':16s}  NAME")
+    for job in jobs:
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at))
+        print(
+            f"{job.id:13s}  {job.status:11s}  {f'{job.step}/{job.total}':>9s}  {job.device:7s}  {created:16s}  {job.name}"
+        )
+    return 0
+
+
+def run_show(args) -> int:
+    from paco_core.jobs import runner
+
+    store = _store(args)
+    runner.dispatch(store)
+    record = store.get(args.id).to_record()
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return 0
+    for key in SHOW_KEYS:
+        value = record.get(key)
+        if key.endswith("_time") and value is not None:
+            value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value / 1000))
+        if key == "error" and value:
+            value = "\n  " + "\n  ".join(str(value).splitlines())
+        print(f"{key}: {'' if value is None else value}")
+    return 0
+
+
+def run_logs(args) -> int:
+    from paco_core.jobs import runner
+
+    store = _store(args)
+    for chunk in runner.follow_log(store, args.id, follow=args.follow):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    return 0
+
+
+def run_cancel(args) -> int:
+    from paco_core.jobs import runner
+
+    job = runner.cancel(_store(args), args.id)
+    print(f"{job.id}: {job.status}")
+    return 0
+
+
+def run_resume(args) -> int:
+    from paco_core.jobs import runner
+
+    job = runner.resume(_store(args), args.id, num_iterations=args.iterations)
+    print(f"{job.id}: {job.status}")
+    return 0
+
+
+def run_wait(args) -> int:
+    from paco_core.jobs import runner
+
+    job = runner.wait(_store(args), args.id, timeout=args.timeout)
+    if job.is_final:
+        print(f"{job.id}: {job.status} at step {job.step}/{job.total}")
+        return WAIT_EXIT_CODES[job.status]
+    print(
+        f"{job.id}: still {job.status} at step {job.step}/{job.total} after {args.timeout:g} s",
+        file=sys.stderr,
+    )
+    return EXIT_TIMEOUT
+
+
+def run_delete(args) -> int:
+    from paco_core.jobs import runner
+
+    job = runner.delete(_store(args), args.id, files=args.files)
+    print(f"deleted {job.id}" + (f" and {job.run_dir}" if args.files else f" (files kept in {job.run_dir})"))
+    return 0
+
+
+def run_worker(args) -> int:
+    from paco_core.jobs import runner
+
+    store = _store(args)
+    while True:
+        started = runner.dispatch(store)
+        for job_id in started:
+            print(f"started {job_id}", flush=True)
+        if args.once:
+            return 0
+        time.sleep(max(0.5, args.interval))

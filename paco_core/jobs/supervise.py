@@ -1,0 +1,98 @@
+"""The supervisor of one job: ``python -m paco_core.jobs.supervise <job id> --home DIR``.
+
+Started detached by :func:`paco_core.jobs.runner.dispatch` once the job holds its device.
+It writes the job's config into the run folder, starts the trainer in its own process
+group (output appended to ``train.log``), records the trainer's pid and start time, keeps
+step / total / checkpoints in the store up to date, and when the trainer ends records its
+exit code and final status, then dispatches the next queued job: the device is handed
+over even when nobody else is running (no ComfyUI, no CLI).
+
+If the supervisor itself dies, the trainer goes on; whoever reads the store next
+reconciles the job from the trainer's pid and the progress file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from paco_core.errors import PaCoError
+from paco_core.jobs import runner
+from paco_core.jobs import store as st
+from paco_core.run_folder import RunFolder, process_start_time
+
+REFRESH_S = 2.0
+
+
+def supervise(store: st.JobStore, job_id: str) -> int:
+    """Run job ``job_id`` (already claimed by dispatch) to its end; returns the trainer's exit code."""
+    me = os.getpid()
+    if not store.update(
+        job_id, expect=st.ACTIVE_STATUSES, supervisor_pid=me, supervisor_start=process_start_time(me)
+    ):  # fmt: skip
+        _say(f"job {job_id} is not claimed for a run; nothing to do")
+        return 0
+    job = store.get(job_id)
+    if job.status == st.STOPPING:
+        store.update(job_id, expect=(st.STOPPING,), status=st.STOPPED, ended_at=time.time())
+        runner.dispatch(store)
+        return 0
+    try:
+        if job.resume and not runner.has_checkpoint(job.run_dir):
+            # nothing to resume from: start over, clearing what the failed attempt left
+            RunFolder(job.run_dir).clear()
+        runner.write_job_config(job)
+        command = runner.trainer_command(job)
+        _say(f"job {job_id} attempt {job.attempts}: {' '.join(command)}")
+        with open(os.path.join(job.run_dir, runner.LOG_FILE), "ab") as log:
+            trainer = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True, close_fds=True,
+            )  # fmt: skip
+    except (OSError, PaCoError) as error:
+        store.update(
+            job_id, status=st.FAILED, ended_at=time.time(), error=f"cannot start the trainer: {error}"
+        )
+        runner.dispatch(store)
+        return 1
+    store.update(job_id, pid=trainer.pid, pid_start=process_start_time(trainer.pid))
+    if store.get(job_id).status == st.STOPPING:  # cancelled while the trainer was being started
+        runner.signal_group(trainer.pid, process_start_time(trainer.pid))
+    while True:
+        try:
+            code = trainer.wait(timeout=REFRESH_S)
+            break
+        except subprocess.TimeoutExpired:
+            job = store.get(job_id)
+            changed = {k: v for k, v in runner.progress_fields(job).items() if getattr(job, k) != v}
+            if changed:
+                store.update(job_id, expect=st.ACTIVE_STATUSES, **changed)
+    job = store.get(job_id)
+    status, error = runner.final_status(job, code)
+    _say(f"job {job_id}: trainer exited with code {code}; status {status}")
+    store.update(
+        job_id, expect=st.ACTIVE_STATUSES, status=status, error=error, exit_code=code,
+        ended_at=time.time(), **runner.progress_fields(job),
+    )  # fmt: skip
+    runner.dispatch(store)
+    return code
+
+
+def _say(message: str) -> None:
+    print(f"[paco jobs {time.strftime('%Y-%m-%d %H:%M:%S')}] {message}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m paco_core.jobs.supervise")
+    parser.add_argument("job_id")
+    parser.add_argument("--home", required=True)
+    args = parser.parse_args(argv)
+    supervise(st.JobStore(args.home), args.job_id)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
