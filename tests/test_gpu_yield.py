@@ -54,6 +54,29 @@ def test_pause_helpers_need_no_torch(tmp_path):
     assert out.strip() == "comfyui"
 
 
+def test_a_request_while_alive_lapses_with_its_process(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    code = (
+        "import sys, time; from paco_core.run_folder import RunFolder; "
+        "RunFolder(sys.argv[1]).request_pause('prompt', holder='comfyui', while_alive=True); "
+        "print('asked', flush=True); time.sleep(float(sys.argv[2]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run.path), "30"], stdout=subprocess.PIPE, env=env)
+    try:
+        assert holder.stdout.readline().strip() == b"asked"
+        assert run.pause_requested() and run.pause_requests()[0]["holder"] == "comfyui"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not run.pause_requested(), "a crashed requester must not keep the job paused"
+    assert run.pause_path("comfyui").exists()
+    # a plain request (a CLI call that exits at once) stays until released
+    subprocess.run([sys.executable, "-c", code.replace(", while_alive=True", ""), str(run.path), "0"],
+                   env=env, check=True, capture_output=True)  # fmt: skip
+    assert run.pause_requested()
+
+
 def _yield_config(model, run, **extra):
     settings = {
         # two micro-batches per step: the rollout phase has a pause point inside the step
