@@ -276,6 +276,20 @@ class RewardConfig:
         default=20,
         metadata=_help("with judge_url: log-probabilities asked per answer token (vLLM allows 20)"),
     )
+    judge_offload: bool = field(
+        default=False,
+        metadata=_help(
+            "with judge_path: keep the judge in CPU memory during rollouts and updates, on the GPU only while "
+            "scoring (one GPU shared by policy and judge)"
+        ),
+    )
+    overlap_scoring: bool = field(
+        default=True,
+        metadata=_help(
+            "with judge_url: score each micro-batch in a worker thread while the next one rolls out (same "
+            "rewards as scoring after the rollouts)"
+        ),
+    )
     clip_path: str = field(
         default="", metadata=_help("CLIP folder for clip_t (the paper: CLIP-ViT-H-14-laion2B-s32B-b79K)")
     )
