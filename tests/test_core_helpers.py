@@ -89,15 +89,14 @@ def test_cli_turns_file_system_errors_into_one_line_and_debug_adds_the_traceback
     monkeypatch.setattr(cli, "build_parser", lambda: _parser_with(failing))
     assert cli.main(["boom"]) == 1
     err = capsys.readouterr().err
-    assert err == "paco boom: error: Permission denied: '/read-only/run'\n"
+    line = "paco boom: error: Permission denied (/read-only/run). Check the path, its permissions and free disk space.\n"
+    assert err == line
     parser = _parser_with(failing)
     parser.add_argument("--debug", action="store_true")
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
     assert cli.main(["--debug", "boom"]) == 1
     err = capsys.readouterr().err
-    assert "Traceback (most recent call last)" in err and err.endswith(
-        "error: Permission denied: '/read-only/run'\n"
-    )
+    assert "Traceback (most recent call last)" in err and err.endswith(line)
 
 
 def _parser_with(func):
