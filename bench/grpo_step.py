@@ -73,18 +73,21 @@ def time_resolution(trainer: GrpoTrainer, resolution: int, iterations: int, devi
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times, parts = [], []
+    times, cpu_times, parts = [], [], []
     for step in range(1, iterations + 1):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         metrics = trainer.run_iteration(step)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - started)
+        # CPU seconds of this process: on a shared CPU machine steadier than wall time
+        cpu_times.append(time.process_time() - cpu_started)
         parts.append({k: metrics[k] for k in ("time/rollout_s", "time/reward_s", "time/update_s")})
     peak = torch.cuda.max_memory_allocated() / 1024**3 if device.startswith("cuda") else float("nan")
     return {
         "resolution": resolution,
         "seconds_per_iteration": float(np.median(times)),
+        "cpu_seconds_per_iteration": float(np.median(cpu_times)),
         "rollout_s": float(np.median([p["time/rollout_s"] for p in parts])),
         "update_s": float(np.median([p["time/update_s"] for p in parts])),
         "peak_gpu_gb": peak,
@@ -160,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
           f"({num_params / 1e9:.3f}B params, built in {build_s:.1f}s); LoRA {num_lora / 1e6:.1f}M params")  # fmt: skip
     print(f"G={args.group_size}, micro-batch {args.batch_size}, {args.steps} steps, noise step [1], "
           f"gradient checkpointing {args.gradient_checkpointing}, median of {args.iterations} iterations")  # fmt: skip
-    print(f"{'train res':>9} {'s/iter':>8} {'rollout s':>10} {'update s':>9} {'peak GB':>8}")
+    print(f"{'train res':>9} {'s/iter':>8} {'cpu s/iter':>10} {'rollout s':>10} {'update s':>9} {'peak GB':>8}")
     for r in results:
-        print(f"{r['resolution']:>9} {r['seconds_per_iteration']:>8.2f} {r['rollout_s']:>10.2f} {r['update_s']:>9.2f} "
-              f"{r['peak_gpu_gb']:>8.1f}")  # fmt: skip
+        print(f"{r['resolution']:>9} {r['seconds_per_iteration']:>8.2f} {r['cpu_seconds_per_iteration']:>10.2f} "
+              f"{r['rollout_s']:>10.2f} {r['update_s']:>9.2f} {r['peak_gpu_gb']:>8.1f}")  # fmt: skip
     ratio = results[0]["seconds_per_iteration"] / results[1]["seconds_per_iteration"]
     print(
         f"ratio {args.resolutions[0]}/{args.resolutions[1]}: {ratio:.2f} (paper, 8xH100 end to end: 6.0 h / 12.0 h = 0.50)"
