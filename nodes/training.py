@@ -315,7 +315,9 @@ def status_text(job) -> str:
     progress = record["progress"]
     if progress.get("state") == "paused":
         lines.append("paused: yielding the GPU to ComfyUI's queue")
-    lines += [f"{name} = {value:.4g} (step {step})" for name, (step, value) in latest_reward_means(job).items()]
+    lines += [
+        f"{name} = {value:.4g} (step {step})" for name, (step, value) in latest_reward_means(job).items()
+    ]
     if job.error:
         lines.append(f"error: {job.error.strip().splitlines()[-1][:300]}")
     lines += [f"warning: {w.get('message', w)}" for w in record["warnings"]]
