@@ -371,6 +371,19 @@ def chosen_lora(job, which: str) -> str:
     return jobs_bridge.lora_choice(found)
 
 
+def preview_file(job_id: str, what: str, image) -> dict:
+    """Save ``image`` into ComfyUI's temp folder; the entry a node's UI shows it with."""
+    import folder_paths
+
+    from paco_core.io import atomic_write
+
+    name = f"paco_{job_id}_{what}_{time.time_ns()}.png"
+    atomic_write(
+        os.path.join(folder_paths.get_temp_directory(), name), lambda tmp: image.save(tmp, format="PNG")
+    )
+    return {"filename": name, "subfolder": "", "type": "temp"}
+
+
 class PaCoTrainingJob(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -381,8 +394,9 @@ class PaCoTrainingJob(io.ComfyNode):
             display_name="PaCo Training Job",
             category=CATEGORY,
             is_output_node=True,
-            description="A training job's status, latest sample grid, reward curves and LoRA (exported to "
-            "models/loras/paco/). Refreshes on every queue.",
+            description="A training job's status, latest sample grid, reward curves (all shown on the node) and "
+            "LoRA (exported to models/loras/paco/). Refreshes on every queue; before the first checkpoint the "
+            "nodes that use the LoRA are skipped.",
             inputs=[
                 PacoJob.Input("job", optional=True, tooltip="The job from PaCo Train LoRA; else the dropdown."),
                 io.Combo.Input("pick", options=jobs, default=jobs[0],
@@ -433,10 +447,18 @@ class PaCoTrainingJob(io.ComfyNode):
 
             sample = Image.new("RGB", (64, 64), (128, 128, 128))
         curve = draw_reward_curves(reward_series(found.run_dir), title=f"{found.name} ({found.id})")
-        lora_file = chosen_lora(found, LORA_CHOICES[lora])
+        try:
+            lora_file = chosen_lora(found, LORA_CHOICES[lora])
+        except InputError as error:  # no checkpoint yet: show the status, skip the nodes that need the LoRA
+            from comfy_execution.graph_utils import ExecutionBlocker
+
+            lora_file = ExecutionBlocker(None)
+            text += f"\n{error}"
+        previews = [preview_file(found.id, "sample", sample), preview_file(found.id, "curve", curve)]
         return io.NodeOutput(
-            text, pil_to_tensor([sample]), pil_to_tensor([curve]), lora_file, ui=ui.PreviewText(text)
-        )
+            text, pil_to_tensor([sample]), pil_to_tensor([curve]), lora_file,
+            ui={"text": (text,), "images": previews},
+        )  # fmt: skip
 
 
 NODES = [PaCoTrainLora, PaCoTrainingJob]

@@ -245,7 +245,9 @@ def test_a_job_trains_in_the_background_of_real_comfyui_and_survives_its_kill_9(
             graph = generation_graph(node_classes, "after", lora_from_job=job_id)
             entry, _ = wait_for_prompt(url, queue_prompt(url, graph), 180)
             assert entry["status"]["status_str"] == "success", entry["status"]
-            assert entry["outputs"]["4"]["text"][0].startswith(f"{job_id} · tinyfox: completed, step 4/4")
+            shown = entry["outputs"]["4"]
+            assert shown["text"][0].startswith(f"{job_id} · tinyfox: completed, step 4/4")
+            assert [(workdir / "temp" / i["filename"]).is_file() for i in shown["images"]] == [True, True]
             assert list((workdir / "output").glob("after_*.png"))
         finally:
             if listener is not None:

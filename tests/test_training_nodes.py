@@ -235,12 +235,20 @@ def test_training_job_shows_status_sample_curves_and_the_exported_lora(comfy, fi
     expected = Image.open(RunFolder(finished.run_dir).latest_sample()).convert("RGB")
     assert abs(float(sample[0, 5, 5, 0]) * 255 - expected.getpixel((5, 5))[0]) <= 1
     assert tuple(curve.shape) == (1, 432, 768, 3) and float(curve.std()) > 0.05
-    # no best-by-eval LoRA from this trainer: best falls back to the final LoRA
-    assert lora_name == "paco/fox/fox.safetensors"
+    # the node shows the status, the sample and the curves (saved in ComfyUI's temp folder)
+    shown = output.ui
+    assert shown["text"] == (status,) and [i["type"] for i in shown["images"]] == ["temp", "temp"]
+    temp = comfy["base"] / "temp"
+    assert Image.open(temp / shown["images"][0]["filename"]).size == (32, 32)
+    assert Image.open(temp / shown["images"][1]["filename"]).size == (768, 432)
+    # best: the trainer's best LoRA by the held-out evaluation (progress.json's best_lora)
+    assert lora_name == "paco/fox/fox-best.safetensors"
+    best = Path(RunFolder(finished.run_dir).read_progress()["best_lora"])
+    assert (loras / "fox-best.safetensors").read_bytes() == best.read_bytes()
     latest = run_node(node, **{**widget_defaults(node), "job": finished.id, "lora": "latest checkpoint"})
     assert latest.args[3] == "paco/fox/fox.safetensors"
-    assert sorted(p.name for p in loras.iterdir()) == ["fox-step1.safetensors", "fox-step2.safetensors",
-                                                      "fox.safetensors"]  # fmt: skip
+    assert sorted(p.name for p in loras.iterdir()) == ["fox-best.safetensors", "fox-step1.safetensors",
+                                                      "fox-step2.safetensors", "fox.safetensors"]  # fmt: skip
     checkpoint = RunFolder(finished.run_dir).latest_checkpoint()
     assert (loras / "fox.safetensors").read_bytes() == checkpoint.lora_path.read_bytes()
     # ComfyUI's LoRA list (PaCo LoRA, LoraLoader) shows them after a refresh
@@ -267,14 +275,19 @@ def test_training_job_picks_from_the_dropdown_and_refreshes_when_the_job_changes
         run_node(node, **{**widget_defaults(node), "job": "job-00000000"})
 
 
-def test_training_job_without_a_checkpoint_says_so(comfy):
+def test_training_job_without_a_checkpoint_shows_its_status_and_blocks_the_lora_users(comfy):
     node = comfy["nodes"]["PaCoTrainingJob"]
     store = comfy["bridge"].job_store()
     job = store.create(name="empty", config={}, run_dir=comfy["base"] / "empty-run", device="cpu:9")
     try:
         runner.cancel(store, job.id)
-        with pytest.raises(InputError, match=f"job {job.id} has no checkpoint yet"):
-            run_node(node, **{**widget_defaults(node), "job": job.id})
+        output = run_node(node, **{**widget_defaults(node), "job": job.id})
+        # the status shows; the nodes that need the LoRA are skipped (ComfyUI's ExecutionBlocker)
+        from comfy_execution.graph_utils import ExecutionBlocker
+
+        assert f"job {job.id} has no checkpoint yet (stopped, step 0/0)" in output.args[0]
+        assert isinstance(output.args[3], ExecutionBlocker) and output.args[3].message is None
+        assert tuple(output.args[1].shape) == (1, 64, 64, 3)
     finally:
         store.delete(job.id)
 
@@ -323,8 +336,8 @@ def test_routes_list_show_metrics_sample_and_log(comfy, finished):
     assert listed["jobs"][0] == {**finished.to_record(), "update_time": listed["jobs"][0]["update_time"]}
     assert s_one == 200 and one["status"] == "completed" and one["progress"]["state"] == "finished"
     assert one["warnings"] == [] and one["eta_s"] is None
-    assert one["lora_files"] == ["paco/fox/fox-step1.safetensors", "paco/fox/fox-step2.safetensors",
-                                 "paco/fox/fox.safetensors"]  # fmt: skip
+    assert one["lora_files"] == ["paco/fox/fox-best.safetensors", "paco/fox/fox-step1.safetensors",
+                                 "paco/fox/fox-step2.safetensors", "paco/fox/fox.safetensors"]  # fmt: skip
     folder = RunFolder(finished.run_dir)
     name = "rewards/job_rewards:held_brightness/mean"
     assert s_metrics == 200 and metrics["series"][name] == [[s, v] for s, v in folder.metric_series(name)]
@@ -338,7 +351,7 @@ def test_routes_list_show_metrics_sample_and_log(comfy, finished):
     assert s_step == 200 and png1 == folder.sample_path(1).read_bytes()
     lines = (Path(finished.run_dir) / "train.log").read_text().splitlines()
     assert s_log == 200 and log == {"lines": lines[-3:]}
-    assert s_export == 200 and exported["id"] == job_id and len(exported["lora_files"]) == 3
+    assert s_export == 200 and exported["id"] == job_id and len(exported["lora_files"]) == 4
 
 
 def test_routes_refuse_unknown_ids_bad_values_and_paths_out_of_the_run_folder(comfy, finished):
