@@ -247,7 +247,10 @@ def test_a_job_trains_in_the_background_of_real_comfyui_and_survives_its_kill_9(
             assert entry["status"]["status_str"] == "success", entry["status"]
             shown = entry["outputs"]["4"]
             assert shown["text"][0].startswith(f"{job_id} · tinyfox: completed, step 4/4")
-            assert [(workdir / "temp" / i["filename"]).is_file() for i in shown["images"]] == [True, True]
+            previews = [
+                list((workdir / "temp").rglob(i["filename"])) for i in shown["images"]
+            ]  # under temp/temp
+            assert [len(found) for found in previews] == [1, 1] and shown["images"][0]["type"] == "temp"
             assert list((workdir / "output").glob("after_*.png"))
         finally:
             if listener is not None:
