@@ -26,9 +26,9 @@ COMFY_PAUSE_HOLDER = "comfyui"
 
 def jobs_home() -> Path:
     """``<ComfyUI user directory>/paco``: where ComfyUI's job store lives."""
-    import folder_paths
+    from . import comfy_bridge
 
-    return Path(folder_paths.get_user_directory()) / "paco"
+    return Path(comfy_bridge.user_directory()) / "paco"
 
 
 _stores: dict[Path, JobStore] = {}
@@ -44,9 +44,9 @@ def job_store() -> JobStore:
 
 def lora_export_root() -> Path:
     """``models/loras/paco``: the jobs' LoRAs, listed by PaCo LoRA and LoraLoader after a refresh."""
-    import folder_paths
+    from . import comfy_bridge
 
-    return Path(folder_paths.get_folder_paths("loras")[0]) / EXPORT_SUBFOLDER
+    return Path(comfy_bridge.first_model_folder("loras")) / EXPORT_SUBFOLDER
 
 
 def export_loras(job: Job) -> list[Path]:

@@ -188,14 +188,12 @@ def start_watcher(server, *, interval: float = DEFAULT_INTERVAL_S) -> JobsWatche
 
 def install_server_hooks() -> None:
     """Inside a running ComfyUI: the /paco/jobs routes and the watcher thread. A no-op without a server."""
-    try:
-        from server import PromptServer
-    except ImportError:
-        return
-    server = PromptServer.instance
+    from . import comfy_bridge
+    from .routes import register_routes
+
+    server = comfy_bridge.prompt_server()
     if server is None:
         return
-    from .routes import register_routes
 
     register_routes(server)
     if getattr(server, "loop", None) is not None:  # a real, started ComfyUI (not a bare import)

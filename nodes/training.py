@@ -31,9 +31,7 @@ EDIT_KINDS = ("flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
 
 def prompt_file_choices() -> list[str]:
     """``.jsonl`` files in ComfyUI's input folder (and its sub-folders)."""
-    import folder_paths
-
-    root = folder_paths.get_input_directory()
+    root = comfy_bridge.input_directory()
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -108,8 +106,6 @@ def build_train_config(
     Raises:
         InputError / ConfigError: a node value is wrong (the message names the input).
     """
-    import folder_paths
-
     from paco_core.config import merge_dicts
     from paco_core.jobs import training_prompts as tp
     from paco_core.models.pipelines import detect_pipeline_kind
@@ -135,7 +131,7 @@ def build_train_config(
     config["model"].update(path=str(source), kind=kind, device=jobs_bridge.comfy_device_slot())
 
     # 2. the prompts: a JSONL file from the input folder, or the text blocks
-    input_dir = folder_paths.get_input_directory()
+    input_dir = comfy_bridge.input_directory()
     if prompts_file != TEXT_PROMPTS_CHOICE:
         if prompts_file not in prompt_file_choices():
             raise InputError(
@@ -373,14 +369,10 @@ def chosen_lora(job, which: str) -> str:
 
 def preview_file(job_id: str, what: str, image) -> dict:
     """Save ``image`` into ComfyUI's temp folder; the entry a node's UI shows it with."""
-    import folder_paths
-
     from paco_core.io import atomic_write
 
     name = f"paco_{job_id}_{what}_{time.time_ns()}.png"
-    atomic_write(
-        os.path.join(folder_paths.get_temp_directory(), name), lambda tmp: image.save(tmp, format="PNG")
-    )
+    atomic_write(os.path.join(comfy_bridge.temp_directory(), name), lambda tmp: image.save(tmp, format="PNG"))
     return {"filename": name, "subfolder": "", "type": "temp"}
 
 
@@ -450,9 +442,7 @@ class PaCoTrainingJob(io.ComfyNode):
         try:
             lora_file = chosen_lora(found, LORA_CHOICES[lora])
         except InputError as error:  # no checkpoint yet: show the status, skip the nodes that need the LoRA
-            from comfy_execution.graph_utils import ExecutionBlocker
-
-            lora_file = ExecutionBlocker(None)
+            lora_file = comfy_bridge.execution_blocker(None)
             text += f"\n{error}"
         previews = [preview_file(found.id, "sample", sample), preview_file(found.id, "curve", curve)]
         return io.NodeOutput(

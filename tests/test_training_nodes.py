@@ -481,14 +481,18 @@ def test_a_yield_job_pauses_within_one_step_while_comfyui_runs_a_prompt(comfy, f
         asked = time.monotonic()
         wait_for(lambda: folder.read_progress().get("state") == "paused", 60, "the pause")
         latency = time.monotonic() - asked
-        paused_at = folder.read_progress()["step"]
+        progress = folder.read_progress()
+        paused_at, trainer_latency = progress["step"], progress["pause_latency_s"]  # request file -> paused
         time.sleep(3 * step_s + 0.5)
         assert folder.read_progress()["step"] == paused_at  # no step while ComfyUI works
         item, item_id = server.prompt_queue.get()
         server.prompt_queue.task_done(item_id, {}, None)  # the queue is idle again
-        wait_for(lambda: folder.read_progress().get("step", 0) > paused_at, 60, "training to go on")
-        print(f"pause latency {latency:.2f} s, step {step_s:.2f} s, watcher interval 0.1 s")
-        assert latency <= step_s + 0.1 + 1.0, (latency, step_s)  # at most one step (+ the watcher's poll)
+        wait_for(lambda: folder.read_progress().get("step", 0) > paused_at + 1, 60, "training to go on")
+        step_s = max(v for _, v in folder.metric_series("time/step_s"))  # the slowest step of the run
+        print(f"pause latency: queue -> paused {latency:.2f} s, request -> paused {trainer_latency:.2f} s; "
+              f"step {step_s:.2f} s, watcher interval 0.1 s")  # fmt: skip
+        assert trainer_latency <= step_s * 1.5 + 0.2, (trainer_latency, step_s)  # at most one step
+        assert latency <= step_s * 1.5 + 0.1 + 1.0, (latency, step_s)  # + the watcher's poll
         assert [what for _, jid, what in watcher.pause_log if jid == job_id] == ["pause", "release"]
     finally:
         watcher.stop()
