@@ -111,6 +111,41 @@ def resolve_model_path(folder: str, name: str) -> str:
     return path if path else name
 
 
+PACO_CONFIGS_FOLDER = "paco_configs"
+"""``models/paco_configs/<name>``: config folders (diffusers folders without weights) for model
+files of other sizes than the released ones; the shipped configs need none."""
+
+
+def config_folder_choices() -> list[str]:
+    """Sub-folders of ``models/paco_configs`` that hold a ``model_index.json``."""
+    import folder_paths
+
+    root = os.path.join(folder_paths.models_dir, PACO_CONFIGS_FOLDER)
+    if not os.path.isdir(root):
+        return []
+    return [e for e in sorted(os.listdir(root)) if os.path.isfile(os.path.join(root, e, "model_index.json"))]
+
+
+def config_folder_path(name: str) -> str:
+    """The folder of a ``config_folder_choices`` name (names only: no path leaves models/paco_configs)."""
+    import folder_paths
+
+    from paco_core.errors import InputError
+
+    if name not in config_folder_choices():
+        raise InputError(
+            f"config folder {name!r} is not in models/{PACO_CONFIGS_FOLDER}: choose one from the list."
+        )
+    return os.path.join(folder_paths.models_dir, PACO_CONFIGS_FOLDER, name)
+
+
+def comfyui_package_dir() -> str:
+    """ComfyUI's ``comfy`` package folder, which holds the CLIP / T5 / Qwen tokenizers."""
+    import comfy
+
+    return os.path.dirname(os.path.abspath(comfy.__file__))
+
+
 def output_directory() -> str:
     import folder_paths
 

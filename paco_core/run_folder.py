@@ -707,15 +707,21 @@ class RunFolder:
             )
         return self.control_dir / f"{PAUSE_PREFIX}{holder}.json"
 
-    def request_pause(self, reason: str = "", *, holder: str = "user") -> dict[str, Any]:
+    def request_pause(self, reason: str = "", *, holder: str = "user", while_alive: bool = False) -> dict[str, Any]:
         """Ask the trainer of this folder to pause at its next step boundary and free the GPU.
 
         Each holder (``comfyui`` while it runs a prompt, ``user`` for a pause button) has its
         own request file, so one holder's release never ends another's pause; the trainer
         pauses while any request exists. Only a run with ``gpu_policy: yield`` honours it.
         Asking again refreshes the request (its time). Returns the request written.
+
+        ``while_alive``: the request lapses when this process ends (pid and start time are
+        recorded), so a ComfyUI that crashes mid-prompt never leaves a job paused for good.
+        Without it (a CLI call that exits at once) the request stays until released.
         """
         record = {"holder": holder, "reason": str(reason), "pid": os.getpid(), "since": time.time()}
+        if while_alive:
+            record.update(while_alive=True, pid_start_time=process_start_time(os.getpid()))
         path = self.pause_path(holder)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, record)
@@ -734,7 +740,8 @@ class RunFolder:
         return removed
 
     def pause_requests(self) -> list[dict[str, Any]]:
-        """The pending pause requests (holder, reason, pid, since), oldest first."""
+        """The pending pause requests (holder, reason, pid, since), oldest first; a
+        ``while_alive`` request whose process has ended is not pending (its file is left)."""
         requests = []
         for path, holder in self._pause_files():
             try:
@@ -745,6 +752,8 @@ class RunFolder:
                 record = {}  # being written or damaged: still a request
             if not isinstance(record, dict):
                 record = {}
+            if record.get("while_alive") and not is_process_alive(record.get("pid"), record.get("pid_start_time")):
+                continue  # its requester is gone
             record.setdefault("holder", holder)
             if not isinstance(record.get("since"), (int, float)):
                 try:
@@ -755,8 +764,9 @@ class RunFolder:
         return sorted(requests, key=lambda record: record["since"])
 
     def pause_requested(self) -> bool:
-        """Whether any pause request is pending (cheap: one directory listing)."""
-        return bool(self._pause_files())
+        """Whether any pause request is pending (cheap: a directory listing, and reading the
+        request files only when there are some)."""
+        return bool(self._pause_files()) and bool(self.pause_requests())
 
     def _pause_files(self) -> list[tuple[Path, str]]:
         try:

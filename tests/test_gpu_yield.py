@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from test_rl_trainer import tiny_config, toy_rewards_on_path  # noqa: F401 (the fixture is autouse)
 
 from paco_core.callbacks import Hooks
-from paco_core.errors import InputError
+from paco_core.errors import CancelledError, InputError
 from paco_core.rl.trainer import GrpoTrainer
 from paco_core.run_folder import RunFolder
 
@@ -52,6 +52,29 @@ def test_pause_helpers_need_no_torch(tmp_path):
         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True,
     ).stdout  # fmt: skip
     assert out.strip() == "comfyui"
+
+
+def test_a_request_while_alive_lapses_with_its_process(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    code = (
+        "import sys, time; from paco_core.run_folder import RunFolder; "
+        "RunFolder(sys.argv[1]).request_pause('prompt', holder='comfyui', while_alive=True); "
+        "print('asked', flush=True); time.sleep(float(sys.argv[2]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run.path), "30"], stdout=subprocess.PIPE, env=env)
+    try:
+        assert holder.stdout.readline().strip() == b"asked"
+        assert run.pause_requested() and run.pause_requests()[0]["holder"] == "comfyui"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not run.pause_requested(), "a crashed requester must not keep the job paused"
+    assert run.pause_path("comfyui").exists()
+    # a plain request (a CLI call that exits at once) stays until released
+    subprocess.run([sys.executable, "-c", code.replace(", while_alive=True", ""), str(run.path), "0"],
+                   env=env, check=True, capture_output=True)  # fmt: skip
+    assert run.pause_requested()
 
 
 def _yield_config(model, run, **extra):
@@ -135,22 +158,32 @@ def test_exclusive_runs_ignore_pause_requests(tiny_models, tmp_path, caplog):
     ) == 1
 
 
-def test_sigterm_while_paused_stops_with_a_checkpoint(tiny_models, tmp_path):
+@pytest.mark.parametrize("how", ["sigterm", "cancel hook"])
+def test_a_stop_while_paused_stops_with_a_checkpoint(how, tiny_models, tmp_path):
     run = RunFolder(tmp_path / "run")
+    cancelled = threading.Event()
 
     def on_progress(done: int, total: int) -> None:
         if done == 1:
             run.request_pause("hold", holder="user")
 
-    def terminate_when_paused() -> None:
+    def check_cancel() -> None:  # a host's interrupt flag (ComfyUI's), polled while paused too
+        if cancelled.is_set():
+            raise CancelledError("cancelled by the host")
+
+    def stop_when_paused() -> None:
         _wait_for(lambda: run.read_progress().get("state") == "paused")
         time.sleep(0.3)
-        os.kill(os.getpid(), signal.SIGTERM)  # the trainer's handler turns it into a stop request
+        if how == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)  # the trainer's handler turns it into a stop request
+        else:
+            cancelled.set()
 
-    thread = threading.Thread(target=terminate_when_paused, daemon=True)
+    thread = threading.Thread(target=stop_when_paused, daemon=True)
     thread.start()
     started = time.time()
-    result = GrpoTrainer(_yield_config(tiny_models["flux"], run.path), hooks=Hooks(progress=on_progress)).train()
+    hooks = Hooks(progress=on_progress, check_cancel=check_cancel)
+    result = GrpoTrainer(_yield_config(tiny_models["flux"], run.path), hooks=hooks).train()
     thread.join(timeout=30)
     assert result.state == "stopped" and result.step == 1
     assert run.pause_requested(), "the request stays: the trainer stopped, it did not release it"

@@ -310,7 +310,24 @@ def test_single_file_transformer_that_does_not_fit_is_refused_with_the_counts(ti
         ModelLoadError, match=f"does not fit the FLUX transformer .*: {num_single} weights missing"
     ):
         load_pipeline(tiny_models["flux"], transformer_file=partial)
-    scaled = tmp_path / "scaled-fp8.safetensors"
-    save_file({**{k: v.contiguous() for k, v in bfl.items()}, "scaled_fp8": torch.zeros(1)}, str(scaled))
-    with pytest.raises(ModelLoadError, match=r"original layout but has 1 keys .*\(e\.g\. scaled_fp8\)"):
-        load_pipeline(tiny_models["flux"], transformer_file=scaled)
+    unknown = tmp_path / "unknown.safetensors"
+    save_file(
+        {**{k: v.contiguous() for k, v in bfl.items()}, "extra_in.weight": torch.zeros(2, 2)}, str(unknown)
+    )
+    with pytest.raises(ModelLoadError, match=r"original layout but has 1 keys .*\(e\.g\. extra_in\.weight\)"):
+        load_pipeline(tiny_models["flux"], transformer_file=unknown)
+
+
+def test_single_file_transformer_in_scaled_fp8_is_upcast(tiny_models, tmp_path):
+    from safetensors.torch import save_file
+
+    from paco_core.testing.comfy_layout import to_scaled_fp8
+
+    state = load_pipeline(tiny_models["flux"]).pipe.transformer.state_dict()
+    scaled = tmp_path / "flux-fp8_scaled.safetensors"
+    save_file({k: v.contiguous() for k, v in to_scaled_fp8(to_bfl_layout(state, 1, 1)).items()}, str(scaled))
+    loaded = load_pipeline(tiny_models["flux"], transformer_file=scaled).pipe.transformer.state_dict()
+    worst = max(
+        ((loaded[k] - v).abs().max() / v.abs().max().clamp(min=1e-8)).item() for k, v in state.items()
+    )
+    assert 0 < worst < 0.07  # e4m3 rounding: at most 1/16 relative

@@ -74,6 +74,7 @@ def test_best_follows_the_best_eval_value_and_survives_resume(tiny_models, tmp_p
         best_step, series[best_step], metric,
     )  # fmt: skip
     assert progress["best_lora"] == str(run.best_lora_path)
+    assert progress["best_checkpoint"] == str(run.best_dir)  # the job store's best LoRA: <it>/lora.safetensors
     info = json.loads((run.best_dir / "best.json").read_text())
     assert info["step"] == best_step and info["metric"] == metric and info["mode"] == "max"
     # best/ holds the LoRA of that step: the same tensors as that step's checkpoint LoRA

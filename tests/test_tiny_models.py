@@ -88,7 +88,9 @@ def test_in_process_build_matches_cli_build(cli_builds, tiny_models):
 def test_folders_are_small_and_safetensors_only(cli_builds):
     for name in TINY_MODEL_NAMES:
         files = [path for path in (cli_builds[0] / name).rglob("*") if path.is_file()]
-        assert sum(path.stat().st_size for path in files) < 2 * 1024 * 1024, name
+        # The ComfyUI layout holds every model again, fp8 variants and a 128-wide-head FLUX.
+        limit = 12 if name == "comfyui" else 2
+        assert sum(path.stat().st_size for path in files) < limit * 1024 * 1024, name
         assert any(path.suffix == ".safetensors" for path in files), name
         assert not any(path.suffix in {".bin", ".pt", ".pth", ".ckpt", ".pkl"} for path in files), name
         for path in files:

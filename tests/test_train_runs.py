@@ -32,7 +32,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def _write_config(tmp_path: Path, model: Path, run: Path, **extra) -> Path:
     data = {
-        "model": {"family": "flux", "path": str(model), "device": "cpu"},
+        "model": {"kind": "flux", "path": str(model), "device": "cpu"},
         "lora": {"rank": 4, "alpha": 8},
         "sampling": {"num_steps": 2, "noise_steps": [0], "train_resolution": 32, "eval_resolution": 32,
                      "group_size": 2, "batch_size": 2, "prompts_per_iteration": 1, "max_sequence_length": 16},

@@ -20,6 +20,9 @@ from workflow_convert import (
     CORE_NODE_LAYOUTS,
     EXAMPLE_INPUT_IMAGE,
     MODEL_FOLDER_NOTE,
+    NATIVE_MODEL_NAMES,
+    NATIVE_MODEL_NOTE,
+    NATIVE_WORKFLOWS,
     NODE_TITLE_HEIGHT,
     SHIPPED_MODEL_NAMES,
     SHIPPED_WORKFLOWS,
@@ -38,6 +41,12 @@ MODEL_WIDGETS = {
     ("PaCoPipelineLoader", "model"),
     ("PaCoLora", "lora_name"),
     ("PaCoJudgeLoader", "judge_name"),
+    ("UNETLoader", "unet_name"),
+    ("DualCLIPLoader", "clip_name1"),
+    ("DualCLIPLoader", "clip_name2"),
+    ("CLIPLoader", "clip_name"),
+    ("VAELoader", "vae_name"),
+    ("LoraLoaderModelOnly", "lora_name"),
 }
 """Dropdowns of the user's model files: their shipped values are the names the note documents."""
 PYTHON_TYPES = {"INT": int, "FLOAT": (int, float), "STRING": str, "BOOLEAN": bool}
@@ -243,9 +252,15 @@ def test_nodes_and_groups_do_not_overlap_and_every_node_sits_in_one_group(workfl
 def test_the_note_says_where_every_chosen_model_goes(workflow, layouts):
     (note,) = [node for node in workflow["nodes"] if node["type"] == "Note"]
     text = note["widgets_values"][0]
-    assert text == MODEL_FOLDER_NOTE
-    for folder in ("models/diffusers", "models/loras", "models/text_encoders"):
-        assert folder.split("/")[1] + "/" in text
+    native = any(node["type"] == "UNETLoader" for node in workflow["nodes"])
+    assert text == (NATIVE_MODEL_NOTE if native else MODEL_FOLDER_NOTE)
+    folders = (
+        ("diffusion_models", "text_encoders", "vae", "loras")
+        if native
+        else ("diffusers", "loras", "text_encoders")
+    )
+    for folder in folders:
+        assert folder + "/" in text
     chosen = {
         value
         for node in workflow["nodes"]
@@ -455,3 +470,72 @@ def test_a_workflow_opens_readable(workflow, screen):
     height = max(b[3] for b in boxes) - min(b[1] for b in boxes)
     fitted = min(0.75 * screen[0] / (width + FIT_MARGIN), 0.75 * screen[1] / (height + FIT_MARGIN))
     assert fitted >= LOW_DETAIL_SCALE, f"fits at {fitted:.2f} on {screen}: too large to read"
+
+
+# --------------------------------------------------------------------------- native-node workflows
+
+
+def links_into(prompt: dict, class_type: str) -> dict[str, str]:
+    """input name -> class type of the node it is linked from, for the one node of ``class_type``."""
+    return {
+        name: source_type(prompt, value)
+        for name, value in only(prompt, class_type).items()
+        if isinstance(value, list)
+    }
+
+
+def test_the_native_flux_set_is_comfyuis_graph_with_the_paco_lora_and_pack_nodes(layouts):
+    prompt = prompt_of("paco-native-flux-set", layouts)
+    types = {node["class_type"] for node in prompt.values()}
+    assert {t for t in types if t.startswith("PaCo")} == {
+        "PaCoGridPrompt", "PaCoSplitGrid", "PaCoSetConsistency", "PaCoJudgeLoader"
+    }  # fmt: skip
+    assert only(prompt, "UNETLoader")["unet_name"] == "flux1-dev.safetensors"
+    clip = only(prompt, "DualCLIPLoader")
+    assert (clip["clip_name1"], clip["clip_name2"], clip["type"]) == (
+        "clip_l.safetensors",
+        "t5xxl_fp16.safetensors",
+        "flux",
+    )
+    assert only(prompt, "LoraLoaderModelOnly")["lora_name"] == "paco_t2is.safetensors"
+    assert links_into(prompt, "CLIPTextEncode") == {"clip": "DualCLIPLoader", "text": "PaCoGridPrompt"}
+    assert links_into(prompt, "KSampler") == {
+        "model": "LoraLoaderModelOnly", "positive": "FluxGuidance", "negative": "ConditioningZeroOut",
+        "latent_image": "EmptySD3LatentImage",
+    }  # fmt: skip
+    latent, grid = only(prompt, "EmptySD3LatentImage"), only(prompt, "PaCoGridPrompt")
+    rows, columns = map(int, grid["layout"].split("x"))
+    assert (latent["width"] / columns, latent["height"] / rows) == (512, 512), "the grid of 512 px panels"
+    assert links_into(prompt, "PaCoSplitGrid") == {"image": "VAEDecode", "layout": "PaCoGridPrompt"}
+    assert links_into(prompt, "PaCoSetConsistency")["images"] == "PaCoSplitGrid"
+
+
+@pytest.mark.parametrize(
+    ("name", "loader", "lora"),
+    [
+        ("paco-native-kontext-edit", "flux1-kontext-dev.safetensors", "paco_kontext_edit.safetensors"),
+        (
+            "paco-native-qwen-edit",
+            "qwen_image_edit_fp8_e4m3fn.safetensors",
+            "paco_qwen_image_edit.safetensors",
+        ),
+    ],
+)
+def test_the_native_edits_use_the_paco_lora_and_score_the_edit(name, loader, lora, layouts):
+    prompt = prompt_of(name, layouts)
+    assert only(prompt, "UNETLoader")["unet_name"] == loader
+    assert only(prompt, "LoraLoaderModelOnly")["lora_name"] == lora
+    score = links_into(prompt, "PaCoEditScore")
+    assert score == {"judge": "PaCoJudgeLoader", "original": score["original"], "edited": "VAEDecode",
+                     "instruction": "PrimitiveStringMultiline"}  # fmt: skip
+    assert score["original"] in ("FluxKontextImageScale", "ImageScaleToTotalPixels")
+    files = {
+        v for node in prompt.values() for v in node["inputs"].values() if str(v).endswith(".safetensors")
+    }
+    assert files and files <= {file for names in NATIVE_MODEL_NAMES.values() for file in names}
+
+
+def test_native_workflows_are_the_ones_listed(layouts):
+    assert set(NATIVE_WORKFLOWS) <= set(SHIPPED_WORKFLOWS)
+    for name in NATIVE_WORKFLOWS:
+        assert "UNETLoader" in {node["class_type"] for node in prompt_of(name, layouts).values()}

@@ -77,11 +77,17 @@ def register(subparsers) -> None:
         "`paco score --url`, the Judge Loader node or training runs. Binds 127.0.0.1 by default.",
     )
     serve.add_argument(
-        "--judge", required=True, metavar="DIR", help="judge folder or hub id (downloaded once into the hub cache)"
+        "--judge",
+        required=True,
+        metavar="DIR",
+        help="judge folder or hub id (downloaded once into the hub cache)",
     )
     serve.add_argument("--lora", default=None, metavar="DIR", help="peft adapter folder for a base judge")
     serve.add_argument(
-        "--dtype", default="auto", choices=DTYPE_CHOICES, help="weights precision (auto: bf16 on a GPU, fp32 on the CPU)"
+        "--dtype",
+        default="auto",
+        choices=DTYPE_CHOICES,
+        help="weights precision (auto: bf16 on a GPU, fp32 on the CPU)",
     )
     serve.add_argument("--device", default=None, help="cuda, cuda:N, cpu (default: the GPU if any)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -132,7 +138,9 @@ def register(subparsers) -> None:
 def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--judge", metavar="DIR", help="judge folder or hub id (downloaded once into the hub cache): local judge"
+        "--judge",
+        metavar="DIR",
+        help="judge folder or hub id (downloaded once into the hub cache): local judge",
     )
     source.add_argument(
         "--url", help="OpenAI-compatible server URL (vllm serve, paco serve-judge), checked before scoring"
@@ -165,7 +173,9 @@ def judge_from_args(args: argparse.Namespace):
     from paco_core.reward import is_server_url, open_judge
 
     if args.url and not is_server_url(args.url):
-        raise InputError(f"--url should start with http:// or https://, got {args.url!r}; give a folder as --judge.")
+        raise InputError(
+            f"--url should start with http:// or https://, got {args.url!r}; give a folder as --judge."
+        )
     if args.url and args.lora:
         raise InputError("--lora applies to a local --judge; a server already serves its model.")
     return open_judge(

@@ -50,7 +50,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--preset",
         choices=preset_names(),
-        help="start from a released run (t2is-flux, edit-kontext, edit-qwen) or the paper's T2IS variant (t2is-flux-paper); see docs/presets.md",
+        help="start from a released run (t2is-flux, edit-kontext, edit-qwen) or the paper's T2IS variant (t2is-flux-paper); see docs/presets.md; t2is-flux-1gpu: t2is-flux laid out for one GPU (docs/scaling.md)",
     )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -109,12 +109,14 @@ def run(args: argparse.Namespace) -> int:
     result = GrpoTrainer(config, hooks=Hooks(progress=progress)).train(
         resume=args.resume, overwrite=args.overwrite
     )
+    who = "paco train"
+    if result.num_processes > 1:
+        who += f" (process {result.process_index} of {result.num_processes})"
+    checkpoint = str(result.last_checkpoint)
+    if result.process_index > 0 and result.last_checkpoint is not None:
+        checkpoint += " (written by process 0)"
     if result.state == "stopped":
-        print(
-            f"paco train: stopped at step {result.step}; checkpoint {result.last_checkpoint}", file=sys.stderr
-        )
+        print(f"{who}: stopped at step {result.step}; checkpoint {checkpoint}", file=sys.stderr)
         return EXIT_STOPPED
-    print(
-        f"paco train: finished {result.step} steps; last checkpoint {result.last_checkpoint}", file=sys.stderr
-    )
+    print(f"{who}: finished {result.step} steps; last checkpoint {checkpoint}", file=sys.stderr)
     return EXIT_OK

@@ -3,7 +3,7 @@
 
 Two layouts are read: diffusers names, and the original Black Forest Labs names
 (``double_blocks.0.img_attn.qkv.weight`` ...), optionally nested under ComfyUI's
-``model.diffusion_model.``. The model's config (and so its width) always comes from the
+``model.diffusion_model.``; fp8 and ComfyUI's scaled fp8 are upcast (``paco_core.models.fp8``). The model's config (and so its width) always comes from the
 ``transformer/`` folder of a diffusers pipeline, and every weight is checked against it.
 """
 
@@ -29,7 +29,10 @@ def load_single_file_transformer(location: str, transformer_file: str, torch_dty
             f"could not read the FLUX transformer {transformer_file} or the config of {location}/transformer: "
             f"{type(error).__name__}: {error}."
         ) from error
+    from paco_core.models.fp8 import dequantize
+
     state_dict = {key.removeprefix(COMFY_MODEL_PREFIX): value for key, value in state_dict.items()}
+    state_dict = dequantize(state_dict, torch_dtype, transformer_file)  # fp8 / scaled fp8 upcast
     if any(key.startswith("double_blocks.") for key in state_dict):
         inner_dim = config["num_attention_heads"] * config["attention_head_dim"]
         state_dict = flux_bfl_to_diffusers(state_dict, inner_dim, transformer_file)
@@ -155,7 +158,57 @@ def flux_bfl_to_diffusers(state_dict: dict, inner_dim: int, source: str = "the c
     if unknown:
         raise ModelLoadError(
             f"{source} is in FLUX's original layout but has {len(unknown)} keys this loader does not know "
-            f"(e.g. {', '.join(unknown[:3])}). Scaled-fp8 or quantized files are not supported: use a bf16/fp16/"
-            "fp32 FLUX transformer file."
+            f"(e.g. {', '.join(unknown[:3])}). It is not a FLUX.1 transformer (or a quantization this loader does "
+            "not read): use a bf16, fp16 or fp8 FLUX.1 transformer file."
         )
     return converted
+
+
+def flux_diffusers_to_bfl(state_dict: dict) -> dict:
+    """The inverse of :func:`flux_bfl_to_diffusers`: a diffusers FLUX transformer state dict in
+    the original Black Forest Labs names (what ComfyUI keeps in ``models/diffusion_models``).
+
+    Built from the same rename tables: every BFL key that the model's blocks imply is mapped
+    forward, and its diffusers tensors are gathered (fused ones concatenated).
+    """
+    import re
+
+    import torch
+
+    def count(prefix: str) -> int:
+        return len({key.split(".")[1] for key in state_dict if key.startswith(prefix + ".")})
+
+    doubles, singles = count("transformer_blocks"), count("single_transformer_blocks")
+    bfl_keys = []
+    for pattern, _ in _BFL_RENAMES:
+        bfl_keys += _instances(
+            pattern, doubles if "double" in pattern else singles if "single" in pattern else 1
+        )
+    out: dict = {}
+    for key in bfl_keys:
+        for pattern, target in _BFL_RENAMES:
+            if match := re.fullmatch(pattern, key):
+                if match.expand(target) in state_dict:
+                    out[key] = state_dict[match.expand(target)]
+                break
+    for pattern, names, blocks in _BFL_FUSED:
+        for key in _instances(pattern, doubles if blocks == "transformer_blocks" else singles):
+            match = re.fullmatch(pattern, key)
+            out[key] = torch.cat([state_dict[f"{blocks}.{match[1]}.{name}.{match[2]}"] for name in names])
+    for leaf in ("weight", "bias"):
+        scale, shift = state_dict[f"norm_out.linear.{leaf}"].chunk(2, dim=0)
+        out[f"final_layer.adaLN_modulation.1.{leaf}"] = torch.cat([shift, scale])
+    return {key: tensor.contiguous() for key, tensor in out.items()}
+
+
+def _instances(pattern: str, blocks: int) -> list[str]:
+    """Concrete keys of one rename pattern: block numbers 0..blocks-1, weight and bias / scale."""
+    template = pattern.replace("\\.", ".")
+    leaves = ["weight", "bias"] if "(weight|bias)" in template else [None]
+    numbers = range(blocks) if "(\\d+)" in template else [None]
+    keys = []
+    for number in numbers:
+        for leaf in leaves:
+            key = template if number is None else template.replace("(\\d+)", str(number), 1)
+            keys.append(key if leaf is None else key.replace("(weight|bias)", leaf))
+    return keys

@@ -4,6 +4,8 @@ A pipeline comes from a local diffusers folder (ComfyUI's ``models/diffusers``) 
 (downloaded into the Hugging Face cache once, read from it offline). Its kind is read from ``model_index.json``. A FLUX
 transformer may instead come from a single-file checkpoint (ComfyUI's
 ``models/diffusion_models``), the other components still from the diffusers folder.
+Or the whole pipeline comes from ComfyUI's split files (``load_pipeline_from_files``, see
+``paco_core.models.comfy_files``).
 
 Example:
     >>> loaded = load_pipeline("models/diffusers/FLUX.1-dev")  # doctest: +SKIP
@@ -266,6 +268,110 @@ def load_pipeline(
             device=device_name,
             offload=offload,
             transformer_file=single_file,
+        )
+        _CACHE[key] = loaded
+    logger.info("loaded %s", loaded.describe())
+    return loaded
+
+
+def open_pipeline(
+    model: str | os.PathLike | None = None,
+    *,
+    transformer_file: str | os.PathLike | None = None,
+    text_encoder_files=(),
+    vae_file: str | os.PathLike | None = None,
+    checkpoint_file: str | os.PathLike | None = None,
+    kind: str = "auto",
+    config_folder: str | None = None,
+    comfyui_dir: str | None = None,
+    dtype: Any = None,
+    device: Any = None,
+    offload: str = "none",
+    hooks: Hooks = NO_HOOKS,
+) -> LoadedPipeline:
+    """The one door used by the CLI, the nodes and the trainer: a diffusers folder (``model``, optionally
+    with a single-file FLUX ``transformer_file``), or ComfyUI's files without ``model``.
+
+    Raises:
+        InputError: both or neither of the two ways were given.
+    """
+    from paco_core.models.comfy_files import ComfyModelFiles
+
+    split_files = [str(p) for p in (*text_encoder_files, vae_file, checkpoint_file) if p]
+    if model:
+        if split_files:
+            raise InputError(
+                "text encoder, VAE and checkpoint files replace the diffusers folder: give either a model folder "
+                f"or ComfyUI's files, not both (got the folder {model} and {', '.join(split_files)})."
+            )
+        return load_pipeline(
+            model, dtype=dtype, device=device, offload=offload, transformer_file=transformer_file, hooks=hooks
+        )
+    if not (transformer_file or checkpoint_file):
+        raise InputError(
+            "no model given: name a diffusers folder (--model), or ComfyUI's files: a transformer file with its "
+            "text encoder files and VAE file, or an all-in-one checkpoint file."
+        )
+    files = ComfyModelFiles(
+        transformer=str(transformer_file) if transformer_file else None,
+        text_encoders=tuple(str(p) for p in text_encoder_files if p),
+        vae=str(vae_file) if vae_file else None,
+        checkpoint=str(checkpoint_file) if checkpoint_file else None,
+        kind=kind or "auto",
+        config_folder=config_folder or None,
+        comfyui_dir=comfyui_dir or None,
+    )
+    return load_pipeline_from_files(files, dtype=dtype, device=device, offload=offload, hooks=hooks)
+
+
+def load_pipeline_from_files(
+    files,
+    *,
+    dtype: Any = None,
+    device: Any = None,
+    offload: str = "none",
+    hooks: Hooks = NO_HOOKS,
+) -> LoadedPipeline:
+    """Load (or take from the cache) a pipeline assembled from ComfyUI's split model files.
+
+    Args:
+        files: a ``paco_core.models.comfy_files.ComfyModelFiles`` (transformer, text encoders,
+            VAE or an all-in-one checkpoint, the kind, config and tokenizer folders).
+        dtype, device, offload, hooks: as for :func:`load_pipeline`; fp8 files are upcast to ``dtype``.
+
+    Returns:
+        LoadedPipeline whose ``source`` names the files; cached while the files are unchanged.
+    """
+    from paco_core.models.comfy_files import build_pipeline_from_files
+
+    if offload not in OFFLOAD_MODES:
+        raise InputError(f"offload should be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
+    device_name = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device_name)
+    if offload != "none" and device_name == "cpu":
+        raise InputError(
+            f"offload={offload!r} moves components between the CPU and a GPU, but the device is cpu. "
+            "Use offload='none' on the CPU."
+        )
+    key = (files.cache_key(), str(torch_dtype), device_name, offload)
+    hooks.step(1, LOAD_STEPS)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            hooks.step(LOAD_STEPS, LOAD_STEPS)
+            return _CACHE[key]
+        pipe, kind = build_pipeline_from_files(files, torch_dtype)
+        pipe.set_progress_bar_config(disable=True)
+        hooks.step(2, LOAD_STEPS)
+        _place(pipe, device_name, offload)
+        hooks.progress(LOAD_STEPS, LOAD_STEPS)
+        loaded = LoadedPipeline(
+            pipe=pipe,
+            kind=kind,
+            source=files.describe(),
+            dtype=torch_dtype,
+            device=device_name,
+            offload=offload,
+            transformer_file=str(Path(files.transformer or files.checkpoint).resolve()),
         )
         _CACHE[key] = loaded
     logger.info("loaded %s", loaded.describe())

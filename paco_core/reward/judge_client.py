@@ -144,7 +144,9 @@ class JudgeClient:
         with self._model_lock:
             if self._model is None:
                 if not served:
-                    raise JudgeError(f"judge server {self.base_url}/v1/models lists no model; give the model name.")
+                    raise JudgeError(
+                        f"judge server {self.base_url}/v1/models lists no model; give the model name."
+                    )
                 self._model = served[0]
             elif served and self._model not in served:
                 raise JudgeError(
@@ -286,7 +288,9 @@ class JudgeClient:
     def _first_served_model(self) -> str:
         served = self._served_models(self.timeout)
         if not served:
-            raise JudgeError(f"judge server {self.base_url}/v1/models lists no model; give the model name explicitly.")
+            raise JudgeError(
+                f"judge server {self.base_url}/v1/models lists no model; give the model name explicitly."
+            )
         return served[0]
 
     def _served_models(self, timeout: float) -> list[str]:

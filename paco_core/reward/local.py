@@ -11,7 +11,11 @@ How a call is made fast (and still equal to one pair at a time):
    positions are its unpadded positions (the model's own ``get_rope_index``, computed
    once per prompt and image-grid layout and reused), placed after the padding.
 3. Only the last position goes through ``lm_head`` (``logits_to_keep=1``).
-4. Scores already seen (same pixels, same prompt, same answer set) come from a bounded
+4. With ``prefix_sharing``, pairs that start with the same image reuse the key/value
+   cache of their common prefix (system text and first image), and rows are batched only
+   with rows of the same length, so no padding is computed (see
+   :mod:`~paco_core.reward.shared_prefix`).
+5. Scores already seen (same pixels, same prompt, same answer set) come from a bounded
    LRU cache.
 """
 
@@ -34,10 +38,13 @@ from paco_core.reward.backend import (
     score_through_cache,
 )
 from paco_core.reward.cache import DEFAULT_CACHE_SIZE, ScoreCache
+from paco_core.reward.shared_prefix import equal_length_batches, plan_windows, worth_sharing
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 8
+PAIRS_PER_PREFIX_WINDOW = 4
+"""With prefix sharing, a window of prefix caches holds about this many batches of pairs."""
 MAX_CACHED_LAYOUTS = 1024
 """Prompt layouts (token ids + rope positions) kept per (prompt, first grid, second grid)."""
 
@@ -79,6 +86,8 @@ class LocalJudge:
         answers: "exact" (only ``Yes`` / ``No``) or "case" (also yes/YES/Y/y, no/NO/N/n).
         batch_size: pairs per language-model forward pass.
         reuse_vision: encode each distinct image once per call and reuse the features.
+        prefix_sharing: pairs with the same first image share the key/value cache of the
+            prompt up to that image (needs ``reuse_vision``; same scores, less compute).
         cache_size: pair scores kept in the LRU cache (0 disables it).
         name: a label for messages (defaults to the model's folder).
 
@@ -96,6 +105,7 @@ class LocalJudge:
         answers: str = "exact",
         batch_size: int = DEFAULT_BATCH_SIZE,
         reuse_vision: bool = True,
+        prefix_sharing: bool = True,
         cache_size: int = DEFAULT_CACHE_SIZE,
         name: str | None = None,
     ):
@@ -107,10 +117,12 @@ class LocalJudge:
         self.answers = answers
         self.batch_size = batch_size
         self.reuse_vision = reuse_vision
+        self.prefix_sharing = prefix_sharing
         self.cache = ScoreCache(cache_size)
         self.name = name or str(getattr(model.config, "_name_or_path", "") or "local judge")
         self.image_token = processor.image_token
         self.image_token_id = int(model.config.image_token_id)
+        self.vision_end_id = int(model.config.vision_end_token_id)
         self.merge_length = int(processor.image_processor.merge_size) ** 2
         self.yes_ids, self.no_ids = self._answer_token_ids(answers)
         self._layouts: OrderedDict[tuple, RowLayout] = OrderedDict()
@@ -135,7 +147,21 @@ class LocalJudge:
                 self.name,
             )
             self.reuse_vision = False
+        if self.prefix_sharing and not supports_prefix_sharing(model):
+            # A forward that takes the cache under another name would drop it through
+            # **kwargs and score the suffixes without their prefix.
+            logger.warning(
+                "%s: this transformers version's Qwen2.5-VL forward has no `cache` argument; pairs are "
+                "scored without prefix sharing (same scores, slower).",
+                self.name,
+            )
+            self.prefix_sharing = False
         self._lock = threading.RLock()
+
+    def move_to(self, device: Any) -> None:
+        """Move the judge's weights (e.g. to the CPU between scoring phases, back to the GPU)."""
+        with self._lock:
+            self.model.to(device)
 
     @property
     def device(self):
@@ -217,6 +243,9 @@ class LocalJudge:
         """Yield (pair indices, log-probabilities ``(B, vocab)``) batch by batch."""
         import torch
 
+        if self.reuse_vision and self.prefix_sharing and worth_sharing(digests):
+            yield from self._run_shared_prefix_batches(pairs, digests, hooks)
+            return
         prepared = self._prepare_images(pairs, digests)
         batches = [
             list(range(start, min(start + self.batch_size, len(pairs))))
@@ -240,6 +269,136 @@ class LocalJudge:
             done += len(batch)
             yield batch, logprobs
             hooks.step(done, len(pairs))
+
+    def _run_shared_prefix_batches(
+        self, pairs: list[PairRequest], digests: list[tuple[str, str]], hooks: Hooks
+    ) -> Iterator[tuple[list[int], Any]]:
+        """``_run_batches`` with the prefix (system text + first image) computed once per first image.
+
+        Pairs are taken window by window (a bounded number of prefix caches at once); in a
+        window, the prefixes go through the model in equal-length batches, then the
+        suffixes (second image + question) in equal-length batches on top of their
+        prefixes' caches. Nothing is padded.
+        """
+        import torch
+
+        prepared = self._prepare_images(pairs, digests)
+        rows = [
+            self._row_layout(pair.prompt, [prepared[d] for d in digest])
+            for pair, digest in zip(pairs, digests, strict=True)
+        ]
+        splits = [self._prefix_length(row) for row in rows]
+        windows = plan_windows(
+            digests, max_prefixes=self.batch_size, max_pairs=PAIRS_PER_PREFIX_WINDOW * self.batch_size
+        )
+        last_window_of = {
+            digest: number for number, window in enumerate(windows) for i in window.pairs for digest in digests[i]
+        }
+        done = 0
+        for number, window in enumerate(windows):
+            hooks.check_cancel()
+            owner = {}  # first digest -> a pair index that starts with it
+            for index in window.pairs:
+                owner.setdefault(digests[index][0], index)
+            prefix_lengths = {first: splits[owner[first]] for first in window.prefixes}
+            caches: dict[str, list[tuple[Any, Any]]] = {}
+            for batch in equal_length_batches(window.prefixes, prefix_lengths, self.batch_size):
+                with self._lock, torch.inference_mode():
+                    images = [prepared[first] for first in batch]
+                    self._encode_missing(images)
+                    layers = self._forward_prefixes([rows[owner[first]] for first in batch], images)
+                for row, first in enumerate(batch):
+                    caches[first] = [(keys[row : row + 1], values[row : row + 1]) for keys, values in layers]
+            suffix_lengths = {i: (splits[i], rows[i].input_ids.shape[0]) for i in window.pairs}
+            for batch in equal_length_batches(window.pairs, suffix_lengths, self.batch_size):
+                hooks.check_cancel()
+                with self._lock, torch.inference_mode():
+                    images = [prepared[digests[i][1]] for i in batch]
+                    self._encode_missing(images)
+                    logprobs = self._forward_suffixes(
+                        [rows[i] for i in batch],
+                        splits[batch[0]],
+                        images,
+                        [caches[digests[i][0]] for i in batch],
+                    )
+                done += len(batch)
+                yield batch, logprobs
+                hooks.step(done, len(pairs))
+            del caches
+            for digest in {d for i in window.pairs for d in digests[i]}:
+                if last_window_of[digest] == number:
+                    prepared[digest].embeds = None  # free the features once no later window needs them
+
+    def _prefix_length(self, row: RowLayout) -> int:
+        """Tokens up to and including the end marker of the first image."""
+        ends = (row.input_ids == self.vision_end_id).nonzero()
+        if len(ends) != 2:
+            raise JudgeError(
+                f"{self.name}: a pair's prompt has {len(ends)} image end markers instead of 2; the processor "
+                "is not a Qwen2.5-VL processor."
+            )
+        return int(ends[0, 0]) + 1
+
+    def _forward_prefixes(self, rows: list[RowLayout], images: list[PreparedImage]) -> list[tuple[Any, Any]]:
+        """Equal-length prefixes in one pass; their keys and values per layer, ``(B, heads, P, dim)``."""
+        import torch
+        from transformers import DynamicCache
+
+        length = self._prefix_length(rows[0])
+        cache = DynamicCache()
+        self.model(
+            input_ids=torch.stack([row.input_ids[:length] for row in rows]).to(self.device),
+            attention_mask=torch.ones((len(rows), length), dtype=torch.long, device=self.device),
+            position_ids=torch.stack([row.position_ids[:, :length] for row in rows], dim=1).to(self.device),
+            image_grid_thw=torch.stack([image.grid_thw for image in images]).to(self.device),
+            mm_encoder_outputs={"image": self._features(images)},
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    def _forward_suffixes(
+        self,
+        rows: list[RowLayout],
+        prefix_length: int,
+        images: list[PreparedImage],
+        prefix_caches: list[list[tuple[Any, Any]]],
+    ) -> Any:
+        """Equal-length suffixes on top of their prefixes' caches; last-position log-softmax, ``(B, vocab)``."""
+        import torch
+        from transformers import DynamicCache
+
+        total = rows[0].input_ids.shape[0]
+        num_layers = len(prefix_caches[0])
+        cache = DynamicCache(
+            ddp_cache_data=[
+                (
+                    torch.cat([layers[layer][0] for layers in prefix_caches]),
+                    torch.cat([layers[layer][1] for layers in prefix_caches]),
+                )
+                for layer in range(num_layers)
+            ]
+        )
+        output = self.model(
+            input_ids=torch.stack([row.input_ids[prefix_length:] for row in rows]).to(self.device),
+            attention_mask=torch.ones((len(rows), total), dtype=torch.long, device=self.device),
+            position_ids=torch.stack([row.position_ids[:, prefix_length:] for row in rows], dim=1).to(
+                self.device
+            ),
+            image_grid_thw=torch.stack([image.grid_thw for image in images]).to(self.device),
+            mm_encoder_outputs={"image": self._features(images)},
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return torch.log_softmax(output.logits[:, -1].float(), dim=-1).cpu()
+
+    @staticmethod
+    def _features(images: list[PreparedImage]) -> Any:
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        return BaseModelOutputWithPooling(pooler_output=tuple(image.embeds for image in images))
 
     def _prepare_images(
         self, pairs: list[PairRequest], digests: list[tuple[str, str]]
@@ -392,6 +551,16 @@ def supports_vision_reuse(model: Any) -> bool:
         ):
             return True
     return False
+
+
+def supports_prefix_sharing(model: Any) -> bool:
+    """Whether the model's Qwen2.5-VL core takes a key/value cache as ``cache`` (transformers 5)."""
+    import inspect
+
+    return any(
+        hasattr(module, "get_rope_index") and "cache" in inspect.signature(module.forward).parameters
+        for module in model.modules()
+    )
 
 
 def chat_messages(prompt: str) -> list[dict]:

@@ -55,7 +55,7 @@ def open_judge(
         keep_loaded: local judges: None loads fresh weights no cache holds; True keeps them in
             the process-wide cache for the next open (ComfyUI's keep-loaded); False takes them
             from that cache when there and leaves them out of it.
-        **options: further keyword arguments of ``LocalJudge`` (reuse_vision, cache_size),
+        **options: further keyword arguments of ``LocalJudge`` (reuse_vision, prefix_sharing, cache_size),
             of ``load_judge_model`` (merge_lora) or of ``JudgeClient`` (concurrency, timeout,
             retries, image_format, cache_size, api_key), by the kind of source.
 

@@ -60,9 +60,41 @@ class ModelConfig:
     device: str = field(
         default="auto", metadata=_help("auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     )
+    transformer_file: str = field(
+        default="",
+        metadata=_help(
+            "ComfyUI diffusion model file (models/diffusion_models) used without `path`; with `path`: "
+            "a FLUX transformer replacing the folder's"
+        ),
+    )
+    text_encoder_files: tuple[str, ...] = field(
+        default=(),
+        metadata=_help("ComfyUI text encoder files (clip_l + t5xxl, or qwen_2.5_vl_7b), without `path`"),
+    )
+    vae_file: str = field(
+        default="", metadata=_help("ComfyUI VAE file (ae / qwen_image_vae), without `path`")
+    )
+    checkpoint_file: str = field(
+        default="", metadata=_help("ComfyUI all-in-one checkpoint (models/checkpoints), without `path`")
+    )
+    config_folder: str = field(
+        default="",
+        metadata=_help("config folder for ComfyUI files of another size (default: the shipped one)"),
+    )
+    comfyui_dir: str = field(
+        default="", metadata=_help("ComfyUI folder whose tokenizers ComfyUI files use (shipped configs)")
+    )
 
     def __post_init__(self) -> None:
+        self.text_encoder_files = tuple(self.text_encoder_files)
         check_choice("model.kind", self.kind, literal_choices(ModelConfig, "kind"))
+        split = [
+            name for name in ("text_encoder_files", "vae_file", "checkpoint_file") if getattr(self, name)
+        ]
+        if self.path and split:
+            raise ConfigError(
+                f"`model.path` and `model.{split[0]}` both set: give the diffusers folder or ComfyUI's files, not both"
+            )
         check_choice("model.dtype", self.dtype, literal_choices(ModelConfig, "dtype"))
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"`model.device` should be auto, cpu, cuda or cuda:N, got {self.device!r}")
@@ -241,7 +273,22 @@ class RewardConfig:
         default="", metadata=_help("with judge_url: the served model name; empty = the server's first")
     )
     judge_top_logprobs: int = field(
-        default=20, metadata=_help("with judge_url: log-probabilities asked per answer token (vLLM allows 20)")
+        default=20,
+        metadata=_help("with judge_url: log-probabilities asked per answer token (vLLM allows 20)"),
+    )
+    judge_offload: bool = field(
+        default=False,
+        metadata=_help(
+            "with judge_path: keep the judge in CPU memory during rollouts and updates, on the GPU only while "
+            "scoring (one GPU shared by policy and judge)"
+        ),
+    )
+    overlap_scoring: bool = field(
+        default=True,
+        metadata=_help(
+            "with judge_url: score each micro-batch in a worker thread while the next one rolls out (same "
+            "rewards as scoring after the rollouts)"
+        ),
     )
     clip_path: str = field(
         default="", metadata=_help("CLIP folder for clip_t (the paper: CLIP-ViT-H-14-laion2B-s32B-b79K)")
@@ -496,10 +543,18 @@ class TrainConfig:
 
     def check_ready(self) -> None:
         """Checks that need the file system; run before seeding or loading models."""
-        if not self.model.path:
+        model = self.model
+        if not (model.path or model.transformer_file or model.checkpoint_file):
             raise ConfigError(
-                "`model.path` is empty: give the base pipeline folder (e.g. a FLUX.1-dev diffusers folder)"
+                "`model.path` is empty: give the base pipeline folder (e.g. a FLUX.1-dev diffusers folder), or "
+                "ComfyUI's files (`model.transformer_file`, `model.text_encoder_files`, `model.vae_file`)"
             )
+        for key in ("transformer_file", "vae_file", "checkpoint_file"):
+            if getattr(model, key) and not os.path.isfile(getattr(model, key)):
+                raise ConfigError(f"`model.{key}` {getattr(model, key)!r} does not exist")
+        for path in model.text_encoder_files:
+            if not os.path.isfile(path):
+                raise ConfigError(f"`model.text_encoder_files` entry {path!r} does not exist")
         if not self.data.train_file:
             raise ConfigError("`data.train_file` is empty: give a JSONL file of prompt rows")
         for key, path in (("data.train_file", self.data.train_file), ("data.eval_file", self.data.eval_file)):

@@ -45,6 +45,7 @@ def evaluate_policy(
     ema: LoraEma | None,
     autocast: AutocastFactory,
     sample_path: Path,
+    scoring_phase: Any = contextlib.nullcontext,
     between_rows: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Sample ``config.eval_group_size`` images per eval row, score them, save the sample grid.
@@ -57,6 +58,7 @@ def evaluate_policy(
         ema: the EMA whose weights are swapped in while sampling (None: the live weights).
         autocast: factory of the autocast context.
         sample_path: where the PNG grid of all eval images is written.
+        scoring_phase: factory of the context the scoring runs in (judge offload).
         between_rows: called before every eval row but the first (the GPU-yield pause point);
             each row has its own seed, so a pause there changes nothing.
 
@@ -80,7 +82,8 @@ def evaluate_policy(
             images.extend(rollout.images)
             prompts.extend([row.prompt] * len(rollout.images))
             metadata.extend([row.metadata()] * len(rollout.images))
-    scores = rewards.score(images, prompts, metadata)
+    with scoring_phase():
+        scores = rewards.score(images, prompts, metadata)
     metrics: dict[str, Any] = {}
     for k, name in enumerate(scores.names):
         column = scores.scores[:, k]

@@ -96,18 +96,37 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+ONE_GPU_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "t2is-flux-1gpu": ("t2is-flux", {
+        "sampling": {"batch_size": 1},
+        "optim": {"gradient_checkpointing": True},
+        "rewards": {"judge_offload": True},
+    }),
+}  # fmt: skip
+"""Released runs laid out for one GPU: (released preset, the settings that differ).
+
+The algorithm is the released one (same prompts, group size, optimizer steps per
+iteration, so the same samples per step); only the memory layout changes: one image per
+transformer call (the released micro-batch), activations recomputed in the backward
+pass, and the local judge parked in CPU memory except while it scores. docs/scaling.md
+says what to change for a vLLM judge on the same GPU instead.
+"""
+
+
 def preset_names() -> tuple[str, ...]:
-    return tuple(PRESETS)
+    return (*PRESETS, *ONE_GPU_PRESETS)
 
 
 def preset_dict(name: str) -> dict[str, Any]:
     """The plain dict of a preset (common settings merged in)."""
+    if name in ONE_GPU_PRESETS:
+        base, changes = ONE_GPU_PRESETS[name]
+        return copy.deepcopy(merge_dicts(preset_dict(base), changes))
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
     return copy.deepcopy(merge_dicts(_COMMON, PRESETS[name]))
 
 
 def preset_config(name: str) -> TrainConfig:
     """The validated :class:`TrainConfig` of a preset."""
     return config_from_dict(TrainConfig, preset_dict(name))
-

@@ -24,10 +24,11 @@ that still fail, return None or a non-finite number are marked invalid (NaN) and
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,14 +79,36 @@ SCORER_DTYPE = "fp32"
 
 
 class RewardModels:
-    """Loads the judge and the CLIP scorers once, on first use."""
+    """Loads the judge and the CLIP scorers once, on first use.
 
-    def __init__(self, config: RewardConfig, device: str):
+    With ``rewards.judge_offload`` a local judge stays in ``park_device`` memory (the CPU)
+    except inside :meth:`scoring_phase`, where it moves to ``device`` and back afterwards:
+    the policy has the GPU to itself during rollouts and updates.
+    """
+
+    def __init__(self, config: RewardConfig, device: str, *, park_device: str = "cpu"):
         self.config = config
         self.device = device
+        self.park_device = park_device
         self._judge = None
         self._clip = None
         self._pick = None
+        self._scoring = False
+
+    @contextlib.contextmanager
+    def scoring_phase(self) -> Iterator[None]:
+        """Scoring happens inside: with judge offload, the local judge is on ``device`` only here."""
+        offload = self.config.judge_offload and not self.config.judge_url
+        if offload and self._judge is not None:
+            self._judge.move_to(self.device)
+        self._scoring = True
+        try:
+            yield
+        finally:
+            self._scoring = False
+            if offload and self._judge is not None:
+                self._judge.move_to(self.park_device)
+                _release_cached_memory(self.device)
 
     @property
     def judge(self):
@@ -97,6 +120,9 @@ class RewardModels:
                 config.judge_url or config.judge_path, server_model=config.judge_server_model or None,
                 top_logprobs=config.judge_top_logprobs, device=self.device,
             )  # fmt: skip
+            if config.judge_offload and not config.judge_url and not self._scoring:
+                # loaded on the device (its dtype is the device's), parked until scoring
+                self._judge.move_to(self.park_device)
         return self._judge
 
     def check_judge_server(self) -> None:
@@ -139,6 +165,13 @@ class RewardModels:
                 self.config.pickscore_path, device=self.device, dtype=SCORER_DTYPE
             )
         return self._pick
+
+
+def _release_cached_memory(device: str) -> None:
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _panels(image, meta: dict[str, Any]) -> list:

@@ -28,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,7 @@ from paco_core.rl.micro_batches import (
 from paco_core.rl.rewards import RewardModels, RewardSet, check_invalid_share
 from paco_core.rl.rollout import Rollout, rollout_micro_batch, seeded_generator
 from paco_core.rl.rollout_adapters import ROW_KIND_OF_PIPELINE_KIND, RolloutAdapter, build_rollout_adapter
-from paco_core.rl.rollout_rewards import score_rollouts
+from paco_core.rl.rollout_rewards import score_micro_batch, score_rollouts
 from paco_core.rl.signals import stop_on_sigterm
 from paco_core.rl.update import PolicyUpdater
 from paco_core.run_folder import Checkpoint, RunFolder
@@ -84,7 +86,10 @@ class TrainResult:
     step: int
     output_dir: Path
     last_checkpoint: Path | None
+    """The run's last checkpoint folder (written by the main process, also on other processes)."""
     last_metrics: dict[str, Any] = field(default_factory=dict)
+    process_index: int = 0
+    num_processes: int = 1
 
 
 class GrpoTrainer:
@@ -242,6 +247,7 @@ class GrpoTrainer:
         if getattr(self, "accelerator", None) is not None:
             return
         self.accelerator = self._accelerator or Accelerator(cpu=self.config.model.device == "cpu")
+        check_distributed_type(self.accelerator.distributed_type)
         self.is_main = self.accelerator.is_main_process
 
     def setup(self) -> None:
@@ -313,14 +319,19 @@ class GrpoTrainer:
         )  # fmt: skip
 
     def _load_pipeline(self):
-        from paco_core.models.pipelines import clear_pipeline_cache, load_pipeline
+        from paco_core.models.pipelines import clear_pipeline_cache, open_pipeline
 
         model = self.config.model
         device = str(self.accelerator.device) if model.device == "auto" else model.device
         # The trainer adds its adapter to this pipeline, so it must be a fresh copy that no
         # other user of the loader's cache holds: forget the cache before and after loading.
         clear_pipeline_cache()
-        loaded = load_pipeline(model.path, dtype=model.dtype, device=device)
+        loaded = open_pipeline(
+            model.path or None, transformer_file=model.transformer_file or None,
+            text_encoder_files=model.text_encoder_files, vae_file=model.vae_file or None,
+            checkpoint_file=model.checkpoint_file or None, kind=model.kind, config_folder=model.config_folder or None,
+            comfyui_dir=model.comfyui_dir or None, dtype=model.dtype, device=device,
+        )  # fmt: skip
         clear_pipeline_cache()
         return loaded
 
@@ -356,9 +367,10 @@ class GrpoTrainer:
                 if self.last_checkpoint is None or Checkpoint.from_path(self.last_checkpoint).step != self.step:
                     self.save()
                 self._progress("stopped", message="stopped on request while paused; checkpoint saved")
-                return TrainResult("stopped", self.step, self.output_dir, self.last_checkpoint, last)
+                return self._result("stopped", last)
             # 1. one iteration: rollouts, rewards, advantages, update
             started = time.perf_counter()
+            paused_before = self.gpu_yield.paused_s if self.gpu_yield is not None else 0.0
             last = self.run_iteration(self.step)
             self.step += 1
             self.guardrail.add_train_reward(last.get(TRAIN_METRIC))
@@ -370,7 +382,10 @@ class GrpoTrainer:
             ):
                 last["ema/decay"] = self.ema.decay(self.step)
             # 3. metrics, then evaluation when due
-            last["time/step_s"] = time.perf_counter() - started
+            paused = (self.gpu_yield.paused_s if self.gpu_yield is not None else 0.0) - paused_before
+            last["time/step_s"] = time.perf_counter() - started - paused  # a pause inside the step is not its time
+            if paused:
+                last["time/paused_s"] = paused
             last["memory/peak_gb"] = peak_memory_gb(self.accelerator.device)
             self._log(self.step, last)
             if self._eval_due(self.step):
@@ -382,9 +397,15 @@ class GrpoTrainer:
             self._progress("running")
             if stop:
                 self._progress("stopped", message="stopped on request; checkpoint saved")
-                return TrainResult("stopped", self.step, self.output_dir, self.last_checkpoint, last)
+                return self._result("stopped", last)
         self._progress("finished")
-        return TrainResult("finished", self.step, self.output_dir, self.last_checkpoint, last)
+        return self._result("finished", last)
+
+    def _result(self, state: str, last: dict[str, Any]) -> TrainResult:
+        return TrainResult(
+            state, self.step, self.output_dir, self.last_checkpoint, last,
+            process_index=self.accelerator.process_index, num_processes=self.accelerator.num_processes,
+        )  # fmt: skip
 
     def _eval_due(self, step: int) -> bool:
         every = self.config.eval_every
@@ -409,15 +430,22 @@ class GrpoTrainer:
         # 1. rows and noise steps
         rows = self.sampler.next_rows(config.sampling.prompts_per_iteration)
         sde_steps = self.choose_sde_steps(step)
-        # 2. rollouts of this process's micro-batches
+        # 2. rollouts of this process's micro-batches; with a judge server each one is
+        #    scored in a worker thread while the next one rolls out
         started = time.perf_counter()
-        rollouts = self.collect_rollouts(rows, step, sde_steps)
-        rollout_s = time.perf_counter() - started
-        # 3. rewards of the whole iteration (all processes)
-        started = time.perf_counter()
-        scores = score_rollouts(
-            rollouts, self.rewards, len(rows) * config.sampling.group_size, self.accelerator
-        )
+        with ThreadPoolExecutor(1, thread_name_prefix="paco-scoring") as scoring:
+            pending: list[Future] = []
+            overlap = self.overlaps_scoring()
+            on_rollout = (lambda r: pending.append(scoring.submit(score_micro_batch, r, self.rewards))) if overlap else None
+            rollouts = self.collect_rollouts(rows, step, sde_steps, on_rollout=on_rollout)
+            rollout_s = time.perf_counter() - started
+            # 3. rewards of the whole iteration (all processes)
+            started = time.perf_counter()
+            with self.reward_models.scoring_phase():  # the judge on the GPU only here (rewards.judge_offload)
+                scores = score_rollouts(
+                    rollouts, self.rewards, len(rows) * config.sampling.group_size, self.accelerator,
+                    scored=[future.result() for future in pending] if overlap else None,
+                )  # fmt: skip
         invalid_share = check_invalid_share(scores, config.rewards.max_invalid_share)
         # 4. advantages within each prompt's group
         groups = np.repeat(np.arange(len(rows)), config.sampling.group_size)
@@ -472,8 +500,22 @@ class GrpoTrainer:
         rng = np.random.default_rng([self.config.seed, step, 3])
         return tuple(sorted(int(s) for s in rng.choice(sampling.noise_steps, size=count, replace=False)))
 
-    def collect_rollouts(self, rows: list[PromptRow], step: int, sde_steps: tuple[int, ...]) -> list[Rollout]:
-        """Roll out this process's micro-batches of ``rows`` at the train resolution."""
+    def overlaps_scoring(self) -> bool:
+        """Whether micro-batches are scored while the next ones roll out (a judge server, rewards.overlap_scoring)."""
+        rewards = self.config.rewards
+        return bool(rewards.overlap_scoring and rewards.judge_url)
+
+    def collect_rollouts(
+        self,
+        rows: list[PromptRow],
+        step: int,
+        sde_steps: tuple[int, ...],
+        on_rollout: Callable[[Rollout], None] | None = None,
+    ) -> list[Rollout]:
+        """Roll out this process's micro-batches of ``rows`` at the train resolution.
+
+        ``on_rollout`` is called with each micro-batch as soon as it is done.
+        """
         sampling = self.config.sampling
         rollouts: list[Rollout] = []
         encoded: dict[int, Any] = {}
@@ -503,6 +545,8 @@ class GrpoTrainer:
                     autocast=self.autocast,
                 )  # fmt: skip
             )
+            if on_rollout is not None:
+                on_rollout(rollouts[-1])
         return rollouts
 
     def evaluate(self, step: int) -> dict[str, Any]:
@@ -513,14 +557,19 @@ class GrpoTrainer:
             self.config, rollout_adapter=self.rollout_adapter, transformer=self.transformer, rows=self.eval_rows,
             rewards=self.eval_rewards, ema=self.ema, autocast=self.autocast,
             sample_path=self.run_folder.sample_path(step),
+            scoring_phase=self.reward_models.scoring_phase,
             between_rows=lambda: self._yield_gpu("between evaluation rows"),
         )  # fmt: skip
 
     # ------------------------------------------------------------------ checkpoints
 
     def save(self) -> Path | None:
-        """Write ``checkpoint-<step>`` (main process), prune old ones, sync processes."""
-        path = None
+        """Write ``checkpoint-<step>`` (main process), prune old ones, sync processes.
+
+        Every process returns (and reports as its last checkpoint) the folder the main
+        process wrote: one set of checkpoints per run, on the main process's machine.
+        """
+        path = self.run_folder.checkpoint_path(self.step)
         if self.is_main:
             path = ckpt.save_checkpoint(
                 self.output_dir, self.step, write_lora=self._write_lora,
@@ -529,8 +578,8 @@ class GrpoTrainer:
                 optimizer_state=self.optimizer.state_dict(), state=self._trainer_state(),
             )  # fmt: skip
             ckpt.prune_checkpoints(self.output_dir, self.config.checkpoints_total_limit, protect=path)
-            self.last_checkpoint = path
             logger.info("saved %s", path)
+        self.last_checkpoint = path
         self.accelerator.wait_for_everyone()
         return path
 
@@ -609,6 +658,10 @@ class GrpoTrainer:
             "best_step": guardrail.best_step,
             "best_value": guardrail.best_value,
             "best_lora": str(best_lora) if guardrail.best_step is not None and best_lora.is_file() else None,
+            # the folder whose lora.safetensors is the best LoRA, as the job store reads it
+            "best_checkpoint": str(self.run_folder.best_dir)
+            if guardrail.best_step is not None and best_lora.is_file()
+            else None,
             "warnings": guardrail.warnings,
             "gpu_policy": self.config.gpu_policy,
         }
@@ -634,11 +687,11 @@ class GrpoTrainer:
     def _yield_gpu(self, where: str, *, collective: bool = False) -> bool:
         """Pause here while a pause is requested; returns whether it paused. ``collective``:
         every process pauses when any sees a request (at the step boundary, so no process
-        enters the next step's collectives alone)."""
+        enters the next step's collectives alone; one all-reduce per step, only under ``yield``)."""
         if self.gpu_yield is None:
             return False
         wanted = self.gpu_yield.wanted()
-        if collective and self.accelerator.num_processes > 1:
+        if collective and self.config.gpu_policy == "yield" and self.accelerator.num_processes > 1:
             flag = torch.tensor([1.0 if wanted else 0.0], device=self.accelerator.device)
             wanted = bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
         return self.gpu_yield.pause(where) if wanted else False
@@ -729,6 +782,22 @@ class GrpoTrainer:
                 guardrail.best_step,
             )
             guardrail.best_step = guardrail.best_value = None
+
+
+def check_distributed_type(distributed_type: Any) -> None:
+    """Refuse accelerate launch modes the trainer does not support (FSDP, DeepSpeed, Megatron).
+
+    The trainer writes its LoRA, EMA and checkpoints from full parameter tensors and rolls
+    out through the unwrapped transformer: DDP (or one process) keeps both true; a
+    sharding mode would fail at the first checkpoint, after hours of training.
+    """
+    name = getattr(distributed_type, "value", str(distributed_type))
+    if name in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
+        raise ConfigError(
+            f"accelerate launched this run with {name}, which the trainer does not support: only the LoRA "
+            "trains, so launch with DDP (`accelerate launch --multi_gpu`, docs/accelerate/multi-gpu.yaml) and "
+            "lower the memory with optim.gradient_checkpointing and model offload instead (docs/scaling.md)"
+        )
 
 
 def check_device_available(device: str) -> None:

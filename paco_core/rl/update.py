@@ -7,6 +7,11 @@ micro-batches are grouped into accumulation windows (:func:`accumulation_windows
 ``optim.optimizer_steps_per_iteration`` near-equal windows per pass,
 :func:`split_windows`): each optimizer step's gradient is the mean over the micro-batches
 and SDE steps of its window.
+
+Under several processes the gradients are averaged across processes (DDP all-reduce) only
+once per window, on its last backward pass: the others run under ``no_sync`` and only
+accumulate locally. The averaged sum is the same; the communication is one all-reduce
+per optimizer step instead of one per backward pass.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class PolicyUpdater:
         self.parameters = [p for _, p in named_trainable]
         self.accelerator = accelerator
         self.autocast = autocast_factory(accelerator.device, config.optim.mixed_precision)
+        self.sync_every_backward = False
+        """True: all-reduce after every backward pass (the former behaviour; for benches and tests)."""
         self.optimizer_steps = 0
         """Optimizer steps taken in the run so far (saved with checkpoints by the trainer)."""
 
@@ -114,7 +121,8 @@ class PolicyUpdater:
                 batch_mask = valid[ids].to(self.accelerator.device)
                 scale = len(rollout.sde_steps) * len(window)  # mean over the window's SDE transitions
                 for k in range(len(rollout.sde_steps)):
-                    with training_attention(self.accelerator.device):
+                    last = position == window[-1] and k == len(rollout.sde_steps) - 1
+                    with training_attention(self.accelerator.device), self.gradient_sync(last):
                         loss = self.micro_batch_loss(rollout, k, batch_adv, batch_mask)
                         self.accelerator.backward(loss.total / scale)
                     terms.append(dataclasses.replace(loss, total=loss.total.detach()))
@@ -146,7 +154,9 @@ class PolicyUpdater:
         reference_mean = None
         if optim.kl_beta > 0:
             with torch.no_grad(), self.adapter_disabled(), self.autocast():
-                reference_velocity = self.rollout_adapter.velocity(self.transformer, latents, timestep, rollout.cond)
+                reference_velocity = self.rollout_adapter.velocity(
+                    self.transformer, latents, timestep, rollout.cond
+                )
             reference_mean = sde_step(latents, reference_velocity, sigma, sigma_next, noise_level=sampling.noise_level,
                                       sigma_max=rollout.schedule.sigma_max, x_next=next_latents).mean  # fmt: skip
         return policy_loss(
@@ -173,6 +183,12 @@ class PolicyUpdater:
         self.optimizer.zero_grad(set_to_none=True)
         self.optimizer_steps += 1
         return norm
+
+    def gradient_sync(self, last_of_window: bool) -> contextlib.AbstractContextManager:
+        """No cross-process gradient sync on a backward pass that does not close its window."""
+        if last_of_window or self.sync_every_backward or self.accelerator.num_processes == 1:
+            return contextlib.nullcontext()
+        return self.accelerator.no_sync(self.train_model)
 
     @contextlib.contextmanager
     def adapter_disabled(self) -> Iterator[None]:

@@ -35,6 +35,7 @@ BUILDERS = {
     "clip": "paco_core.testing.clip:save_tiny_clip",
     "qwen-image-edit": "paco_core.testing.qwen_image:save_tiny_qwen_image_edit",
     "qwen-image-edit-plus": "paco_core.testing.qwen_image:save_tiny_qwen_image_edit_plus",
+    "comfyui": "paco_core.testing.comfy_layout:save_tiny_comfyui_layout",
 }
 """Model name -> ``module:function`` that writes the folder (imported only when built)."""
 
@@ -53,10 +54,14 @@ def _diffusers_has_edit_plus() -> bool:
     ).is_file()
 
 
-TINY_MODEL_NAMES = ("flux", "flux-kontext", "qwen-image-edit", "judge", "clip") + (
-    ("qwen-image-edit-plus",) if _diffusers_has_edit_plus() else ()
+TINY_MODEL_NAMES = (
+    ("flux", "flux-kontext", "qwen-image-edit", "judge", "clip")
+    + (("qwen-image-edit-plus",) if _diffusers_has_edit_plus() else ())
+    + ("comfyui",)
 )
-"""Every tiny model this install can build (Edit-Plus only where diffusers has its pipeline)."""
+"""Every tiny model this install can build (Edit-Plus only where diffusers has its pipeline).
+"comfyui" is the others' files in ComfyUI's ``models/`` layout (``paco_core.testing.comfy_layout``);
+it builds the diffusers folders it comes from beside itself."""
 
 
 def _check_name(name: str) -> None:

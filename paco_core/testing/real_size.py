@@ -64,7 +64,12 @@ QWEN2_5_VL_MIN_PIXELS, QWEN2_5_VL_MAX_PIXELS = 56 * 56, 28 * 28 * 16384
 
 
 def random_flux_transformer(
-    device: str, dtype: Any, *, num_layers: int | None = None, num_single_layers: int | None = None, seed: int = 0
+    device: str,
+    dtype: Any,
+    *,
+    num_layers: int | None = None,
+    num_single_layers: int | None = None,
+    seed: int = 0,
 ):
     """A ``FluxTransformer2DModel`` with FLUX.1-dev's dimensions and random weights.
 
@@ -125,7 +130,9 @@ def random_flux_pipeline(
     from paco_core.models.pipelines import LoadedPipeline
 
     tiny_flux = Path(tiny_flux)
-    transformer = random_flux_transformer(device, dtype, num_layers=num_layers, num_single_layers=num_single_layers)
+    transformer = random_flux_transformer(
+        device, dtype, num_layers=num_layers, num_single_layers=num_single_layers
+    )
     tokenizer = CLIPTokenizer.from_pretrained(tiny_flux / "tokenizer")
     tokenizer_2 = T5TokenizerFast.from_pretrained(tiny_flux / "tokenizer_2")
     clip = CLIPTextModel(CLIPTextConfig(

@@ -17,6 +17,8 @@ _MODEL_FOLDERS = {
     "diffusion_models": (["unet", "diffusion_models"], supported_pt_extensions),
     "text_encoders": (["text_encoders", "clip"], supported_pt_extensions),
     "diffusers": (["diffusers"], ["folder"]),
+    "checkpoints": (["checkpoints"], supported_pt_extensions),
+    "vae": (["vae"], supported_pt_extensions),
 }
 """ComfyUI's models folders the pack uses: sub-folders of ``models/`` and file extensions."""
 

@@ -1,0 +1,603 @@
+"""Diffusers pipelines assembled from the model files a ComfyUI user already has.
+
+ComfyUI keeps a model as split files: a transformer in ``models/diffusion_models``
+(FLUX in the original Black Forest Labs layout, Qwen-Image in diffusers names), text
+encoders in ``models/text_encoders`` (``clip_l``, ``t5xxl``, ``qwen_2.5_vl_7b``) and a VAE
+in ``models/vae`` (``ae``, ``qwen_image_vae``), or one all-in-one file in
+``models/checkpoints``. Any of them may be bf16, fp16, fp8 e4m3fn or ComfyUI's scaled fp8:
+fp8 weights are upcast to the compute dtype (see ``paco_core.models.fp8``).
+
+What a file does not say (block widths, head counts, rope axes, scheduler) comes from a
+*config folder*: a diffusers pipeline folder without weights. The pack ships one per kind
+in ``paco_core/models/configs/<kind>`` (the released models' own configs). Tokenizers are
+large, so the shipped folders name them in ``tokenizers.json`` relative to ComfyUI's
+``comfy/`` package folder, which has them (``sd1_tokenizer``, ``text_encoders/t5_tokenizer``,
+``text_encoders/qwen25_tokenizer``); a config folder that holds ``tokenizer/`` etc. itself
+(as the tiny test models' do) needs nothing else.
+
+The kind of a FLUX transformer cannot be read from its keys (FLUX.1-dev and Kontext share
+them): ``kind="auto"`` takes ``flux`` for a FLUX transformer and ``qwen-image-edit`` for a
+Qwen-Image one; name ``flux-kontext`` or ``qwen-image-edit-plus`` (2509) explicitly.
+
+Example:
+    >>> files = ComfyModelFiles(transformer="models/diffusion_models/flux1-dev.safetensors",
+    ...     text_encoders=("models/text_encoders/clip_l.safetensors",
+    ...                    "models/text_encoders/t5xxl_fp16.safetensors"),
+    ...     vae="models/vae/ae.safetensors", comfyui_dir="ComfyUI")  # doctest: +SKIP
+    >>> pipe, kind = build_pipeline_from_files(files, torch.bfloat16)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from paco_core.errors import InputError, ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+CONFIGS_DIR = Path(__file__).parent / "configs"
+"""The shipped config folders, one per pipeline kind."""
+
+FILE_KINDS = ("auto", "flux", "flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
+ARCHITECTURE_OF_KIND = {
+    "flux": "flux",
+    "flux-kontext": "flux",
+    "qwen-image-edit": "qwen-image",
+    "qwen-image-edit-plus": "qwen-image",
+}
+DEFAULT_KIND = {"flux": "flux", "qwen-image": "qwen-image-edit"}
+
+# Roles a file can play, and how to recognise them from their keys.
+CLIP_L, T5XXL, QWEN25VL = "clip_l", "t5xxl", "qwen_2.5_vl_7b"
+FLUX_VAE, QWEN_VAE = "ae", "qwen_image_vae"
+NEEDED_TEXT_ENCODERS = {"flux": (CLIP_L, T5XXL), "qwen-image": (QWEN25VL,)}
+NEEDED_VAE = {"flux": FLUX_VAE, "qwen-image": QWEN_VAE}
+COMPONENT_OF_ROLE = {CLIP_L: "text_encoder", T5XXL: "text_encoder_2", QWEN25VL: "text_encoder"}
+ROLE_HELP = {
+    CLIP_L: "clip_l.safetensors (models/text_encoders)",
+    T5XXL: "t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn(_scaled).safetensors (models/text_encoders)",
+    QWEN25VL: "qwen_2.5_vl_7b.safetensors or qwen_2.5_vl_7b_fp8_scaled.safetensors (models/text_encoders)",
+    FLUX_VAE: "ae.safetensors (models/vae)",
+    QWEN_VAE: "qwen_image_vae.safetensors (models/vae)",
+}
+
+CHECKPOINT_PREFIXES = {
+    "transformer": "model.diffusion_model.",
+    CLIP_L: "text_encoders.clip_l.",
+    T5XXL: "text_encoders.t5xxl.",
+    "vae": "vae.",
+}
+"""Where a ComfyUI all-in-one FLUX checkpoint keeps each part."""
+
+
+@dataclass(frozen=True)
+class ComfyModelFiles:
+    """The ComfyUI files that make one pipeline.
+
+    Attributes:
+        transformer: the diffusion model file (``models/diffusion_models``), or None with a checkpoint.
+        text_encoders: text encoder files in any order (``models/text_encoders``).
+        vae: the VAE file (``models/vae``).
+        checkpoint: an all-in-one file (``models/checkpoints``); split files given too replace its parts.
+        kind: "auto", "flux", "flux-kontext", "qwen-image-edit" or "qwen-image-edit-plus".
+        config_folder: a config folder (a diffusers pipeline folder; weights unused); default:
+            the shipped one for the kind.
+        comfyui_dir: the ComfyUI folder (or its ``comfy`` package folder), for the tokenizers a
+            shipped config folder names.
+    """
+
+    transformer: str | None = None
+    text_encoders: tuple[str, ...] = ()
+    vae: str | None = None
+    checkpoint: str | None = None
+    kind: str = "auto"
+    config_folder: str | None = None
+    comfyui_dir: str | None = None
+
+    def paths(self) -> list[str]:
+        return [p for p in (self.checkpoint, self.transformer, *self.text_encoders, self.vae) if p]
+
+    def describe(self) -> str:
+        return " + ".join(Path(p).name for p in self.paths())
+
+    def cache_key(self) -> tuple:
+        """Identity for the pipeline cache: the files (and their sizes and times) and options."""
+        stamps = []
+        for path in self.paths():
+            stat = Path(path).stat()
+            stamps.append((str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns))
+        return ("comfy-files", tuple(stamps), self.kind, self.config_folder, self.comfyui_dir)
+
+
+# ---- reading files --------------------------------------------------------------------
+
+
+def check_file(path: str | os.PathLike, what: str) -> Path:
+    """The path of an existing ``.safetensors`` file, or a ModelLoadError saying what to fix."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ModelLoadError(f"{what} file {file} does not exist. Choose a file that is in that folder.")
+    if file.suffix != ".safetensors":
+        raise ModelLoadError(
+            f"{what} file {file} is not a .safetensors file; only safetensors weights are loaded "
+            "(pickled .ckpt/.pt/.bin files can run code when opened). Use the .safetensors release."
+        )
+    return file
+
+
+def read_keys(file: Path) -> set[str]:
+    """The tensor names in the file's header, without reading tensors."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            return set(handle.keys())
+    except Exception as error:
+        raise ModelLoadError(
+            f"{file} cannot be read as safetensors ({type(error).__name__}: {error}). The file is truncated "
+            "or not a safetensors file: download it again."
+        ) from error
+
+
+def read_tensors(file: Path, prefix: str = "") -> dict:
+    """Every tensor of ``file`` whose key starts with ``prefix`` (the prefix removed)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            return {
+                key[len(prefix) :]: handle.get_tensor(key) for key in handle.keys() if key.startswith(prefix)
+            }
+    except Exception as error:
+        raise ModelLoadError(
+            f"{file} could not be read to the end ({type(error).__name__}: {error}). The file is truncated or "
+            "damaged: download it again."
+        ) from error
+
+
+# ---- recognising files ----------------------------------------------------------------
+
+
+def transformer_architecture(keys) -> str | None:
+    """ "flux" (original or diffusers names), "qwen-image", or None."""
+    keys = {k.removeprefix(CHECKPOINT_PREFIXES["transformer"]) for k in keys}
+    if "transformer_blocks.0.img_mod.1.weight" in keys and "txt_norm.weight" in keys:
+        return "qwen-image"
+    if "double_blocks.0.img_attn.qkv.weight" in keys:
+        return "flux"
+    if "single_transformer_blocks.0.attn.to_q.weight" in keys and "x_embedder.weight" in keys:
+        return "flux"
+    return None
+
+
+def text_encoder_role(keys) -> str | None:
+    """CLIP_L, T5XXL, QWEN25VL or None, from the key names."""
+    keys = {k.removeprefix("transformer.") for k in keys}
+    if "text_model.encoder.layers.0.mlp.fc1.weight" in keys or "encoder.layers.0.mlp.fc1.weight" in keys:
+        return CLIP_L
+    if "encoder.block.0.layer.0.SelfAttention.q.weight" in keys:
+        return T5XXL
+    if (
+        "model.layers.0.self_attn.q_proj.weight" in keys
+        or "model.language_model.layers.0.self_attn.q_proj.weight" in keys
+    ):
+        return QWEN25VL
+    return None
+
+
+def vae_role(keys) -> str | None:
+    if any(k.startswith("encoder.down.") for k in keys):
+        return FLUX_VAE
+    if any(k.startswith("encoder.downsamples.") for k in keys):
+        return QWEN_VAE
+    return None
+
+
+def _describe_file(keys) -> str:
+    """A short guess of what an unexpected file is, for messages."""
+    if transformer_architecture(keys):
+        return f"a {transformer_architecture(keys)} transformer"
+    if role := text_encoder_role(keys):
+        return f"a {role} text encoder"
+    if role := vae_role(keys):
+        return f"the {role} VAE"
+    if any(".lora_" in k or "lora_down" in k or "lora_up" in k for k in keys):
+        return "a LoRA"
+    if any(k.startswith(CHECKPOINT_PREFIXES["transformer"]) for k in keys):
+        return "an all-in-one checkpoint"
+    return f"an unknown model (keys like {', '.join(sorted(keys)[:2])})"
+
+
+@dataclass
+class _Part:
+    """One component's weights: the file they come from and the key prefix inside it."""
+
+    file: Path
+    prefix: str = ""
+
+
+def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
+    """Recognise every file; return the pipeline kind and role -> where its weights are."""
+    if files.kind not in FILE_KINDS:
+        raise InputError(f"kind should be one of {', '.join(FILE_KINDS)}, got {files.kind!r}.")
+    parts: dict[str, _Part] = {}
+    if files.checkpoint:
+        file = check_file(files.checkpoint, "checkpoint")
+        keys = read_keys(file)
+        if not any(k.startswith(CHECKPOINT_PREFIXES["transformer"]) for k in keys):
+            raise ModelLoadError(
+                f"checkpoint {file.name} is not an all-in-one checkpoint (no model.diffusion_model.* weights); it "
+                f"looks like {_describe_file(keys)}. Choose it in the matching field (transformer, text encoder, VAE)."
+            )
+        for role, prefix in CHECKPOINT_PREFIXES.items():
+            inner = {k[len(prefix) :] for k in keys if k.startswith(prefix)}
+            if role in (CLIP_L, T5XXL) and any(k.startswith("transformer.") for k in inner):
+                prefix += "transformer."
+            if inner:
+                parts[role] = _Part(file, prefix)
+        if "vae" in parts:
+            vae_keys = {k[len(parts["vae"].prefix) :] for k in keys if k.startswith(parts["vae"].prefix)}
+            parts[vae_role(vae_keys) or FLUX_VAE] = parts.pop("vae")
+    if files.transformer:
+        file = check_file(files.transformer, "transformer")
+        keys = read_keys(file)
+        prefix = (
+            CHECKPOINT_PREFIXES["transformer"]
+            if any(k.startswith(CHECKPOINT_PREFIXES["transformer"]) for k in keys)
+            else ""
+        )
+        if transformer_architecture(keys) is None:
+            raise ModelLoadError(
+                f"transformer file {file.name} is not a FLUX or Qwen-Image transformer: it looks like "
+                f"{_describe_file(keys)}. Choose flux1-dev / flux1-kontext-dev / qwen_image_edit in models/diffusion_models."
+            )
+        parts["transformer"] = _Part(file, prefix)
+    for path in files.text_encoders:
+        file = check_file(path, "text encoder")
+        keys = read_keys(file)
+        role = text_encoder_role(keys)
+        if role is None:
+            raise ModelLoadError(
+                f"text encoder file {file.name} is not CLIP-L, T5-XXL or Qwen2.5-VL: it looks like "
+                f"{_describe_file(keys)}. Choose {ROLE_HELP[CLIP_L]} and {ROLE_HELP[T5XXL]} for FLUX, or "
+                f"{ROLE_HELP[QWEN25VL]} for Qwen-Image-Edit."
+            )
+        if role in parts and parts[role].file != file and not files.checkpoint:
+            raise InputError(
+                f"two {role} text encoders given ({parts[role].file.name} and {file.name}); give one of each kind."
+            )
+        parts[role] = _Part(file, "transformer." if any(k.startswith("transformer.") for k in keys) else "")
+    if files.vae:
+        file = check_file(files.vae, "VAE")
+        keys = read_keys(file)
+        role = vae_role(keys)
+        if role is None:
+            raise ModelLoadError(
+                f"VAE file {file.name} is not FLUX's ae or Qwen-Image's VAE: it looks like {_describe_file(keys)}. "
+                f"Choose {ROLE_HELP[FLUX_VAE]} for FLUX or {ROLE_HELP[QWEN_VAE]} for Qwen-Image-Edit."
+            )
+        parts.pop(FLUX_VAE, None)
+        parts.pop(QWEN_VAE, None)
+        parts[role] = _Part(file)
+    if "transformer" not in parts:
+        raise InputError("no transformer given: choose a diffusion model file or an all-in-one checkpoint.")
+    transformer_keys = read_keys(parts["transformer"].file)
+    architecture = transformer_architecture(
+        k[len(parts["transformer"].prefix) :]
+        for k in transformer_keys
+        if k.startswith(parts["transformer"].prefix)
+    )
+    kind = DEFAULT_KIND[architecture] if files.kind == "auto" else files.kind
+    if ARCHITECTURE_OF_KIND[kind] != architecture:
+        raise InputError(
+            f"transformer {parts['transformer'].file.name} is a {architecture} transformer, but kind {kind} needs a "
+            f"{ARCHITECTURE_OF_KIND[kind]} one. Choose kind auto (or "
+            f"{', '.join(k for k, a in ARCHITECTURE_OF_KIND.items() if a == architecture)}), or the matching transformer file."
+        )
+    _check_roles(kind, architecture, parts)
+    return kind, parts
+
+
+def _check_roles(kind: str, architecture: str, parts: dict[str, _Part]) -> None:
+    needed = (*NEEDED_TEXT_ENCODERS[architecture], NEEDED_VAE[architecture])
+    wrong = [
+        role for role in (CLIP_L, T5XXL, QWEN25VL, FLUX_VAE, QWEN_VAE) if role in parts and role not in needed
+    ]
+    if wrong:
+        names = ", ".join(f"{parts[role].file.name} ({role})" for role in wrong)
+        raise InputError(
+            f"{names} belong to another model: a {kind} pipeline needs "
+            f"{' + '.join(ROLE_HELP[role] for role in needed)}. Replace them."
+        )
+    missing = [role for role in needed if role not in parts]
+    if missing:
+        given = ", ".join(
+            f"{part.file.name} is {role}"
+            for role, part in parts.items()
+            if role in needed and role != "transformer"
+        )
+        raise InputError(
+            f"a {kind} pipeline also needs {' and '.join(ROLE_HELP[role] for role in missing)}: choose "
+            f"{'them' if len(missing) > 1 else 'it'}" + (f" (given: {given})." if given else ".")
+        )
+
+
+# ---- config folders -------------------------------------------------------------------
+
+
+def resolve_config_folder(kind: str, configs: str | None) -> Path:
+    """The config folder to use for ``kind``: the given one, or the shipped one."""
+    folder = Path(configs).expanduser() if configs else CONFIGS_DIR / kind
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise ModelLoadError(
+            f"config folder {folder} has no model_index.json: give a diffusers pipeline folder (its weights are "
+            "not used) or leave the config folder empty for the shipped one."
+        )
+    from paco_core.models.pipelines import KIND_OF_PIPELINE_CLASS
+
+    class_name = json.loads(index_file.read_text(encoding="utf-8")).get("_class_name")
+    if KIND_OF_PIPELINE_CLASS.get(class_name) != kind:
+        raise InputError(
+            f"config folder {folder} is for {KIND_OF_PIPELINE_CLASS.get(class_name, class_name)}, but the files make a "
+            f"{kind} pipeline. Choose the config folder of a {kind} model, or leave it empty."
+        )
+    return folder
+
+
+def comfy_package_dir(comfyui_dir: str | None) -> Path | None:
+    """ComfyUI's ``comfy`` folder from the given path (the ComfyUI folder or ``comfy`` itself)."""
+    if not comfyui_dir:
+        return None
+    root = Path(comfyui_dir).expanduser()
+    for candidate in (root, root / "comfy"):
+        if (candidate / "sd1_tokenizer").is_dir():
+            return candidate
+    raise ModelLoadError(
+        f"{root} holds no ComfyUI tokenizers (sd1_tokenizer, text_encoders/...): give the ComfyUI folder or its "
+        "comfy/ sub-folder."
+    )
+
+
+def _tokenizer_folder(folder: Path, component: str, comfyui_dir: str | None) -> Path:
+    own = folder / component
+    if own.is_dir() and any(
+        (own / name).is_file()
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.json", "spiece.model")
+    ):
+        return own
+    mapping_file = folder / "tokenizers.json"
+    mapping = json.loads(mapping_file.read_text(encoding="utf-8")) if mapping_file.is_file() else {}
+    if component not in mapping:
+        raise ModelLoadError(
+            f"config folder {folder} has no {component}/ tokenizer and names none in tokenizers.json."
+        )
+    comfy_dir = comfy_package_dir(comfyui_dir)
+    if comfy_dir is None:
+        raise ModelLoadError(
+            f"the {component} of this model comes from ComfyUI's own folder ({mapping[component]}), but no ComfyUI "
+            "folder was given: pass --comfyui-dir /path/to/ComfyUI (inside ComfyUI this is automatic)."
+        )
+    path = comfy_dir / mapping[component]
+    if not path.is_dir():
+        raise ModelLoadError(
+            f"ComfyUI's tokenizer folder {path} is missing: update ComfyUI or repair its checkout."
+        )
+    return path
+
+
+# ---- building components --------------------------------------------------------------
+
+
+def _load_into(model, state_dict: dict, what: str, part: _Part, folder: Path, allowed_missing=()):
+    """Load ``state_dict`` into an empty-weights ``model``; errors name the file and the fix."""
+    expected = model.state_dict()
+    wrong_shape = [
+        f"{key} {tuple(state_dict[key].shape)} vs {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in state_dict and tuple(state_dict[key].shape) != tuple(value.shape)
+    ]
+    missing = [key for key in expected if key not in state_dict and not key.endswith(tuple(allowed_missing))]
+    unexpected = [key for key in state_dict if key not in expected]
+    if wrong_shape or missing or unexpected:
+        details = "; ".join(
+            text
+            for text in (
+                f"{len(wrong_shape)} of other sizes (e.g. {wrong_shape[0]})" if wrong_shape else "",
+                f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
+                f"{len(unexpected)} unknown (e.g. {unexpected[0]})" if unexpected else "",
+            )
+            if text
+        )
+        raise ModelLoadError(
+            f"{part.file.name} does not fit the {what} of {folder.name} ({details}). It is another model or size "
+            f"than the config folder {folder} describes: choose the matching file (or kind / config folder)."
+        )
+    model.load_state_dict(state_dict, strict=False, assign=True)
+    return model.eval()
+
+
+def _empty(factory):
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():
+        return factory()
+
+
+def _weights(part: _Part, torch_dtype) -> dict:
+    from paco_core.models.fp8 import dequantize
+
+    return dequantize(read_tensors(part.file, part.prefix), torch_dtype, part.file.name)
+
+
+def _transformer(kind: str, part: _Part, folder: Path, torch_dtype):
+    import diffusers
+
+    from paco_core.models.flux_single_file import flux_bfl_to_diffusers
+
+    config = json.loads((folder / "transformer" / "config.json").read_text(encoding="utf-8"))
+    cls = getattr(diffusers, config["_class_name"])
+    state_dict = _weights(part, torch_dtype)
+    if "double_blocks.0.img_attn.qkv.weight" in state_dict:
+        inner_dim = config["num_attention_heads"] * config["attention_head_dim"]
+        width = state_dict["img_in.weight"].shape[0] if "img_in.weight" in state_dict else None
+        if width != inner_dim:
+            raise ModelLoadError(
+                f"{part.file.name} does not fit the transformer of {folder.name}: its blocks are {width} wide, the "
+                f"config folder {folder} says {inner_dim} (other sizes). It is another model or size: choose the "
+                "matching file (or kind / config folder)."
+            )
+        state_dict = flux_bfl_to_diffusers(state_dict, inner_dim, part.file.name)
+    model = _empty(lambda: cls.from_config(config))
+    return _load_into(model, state_dict, "transformer", part, folder).to(torch_dtype)
+
+
+def _vae(role: str, part: _Part, folder: Path, torch_dtype):
+    import diffusers
+
+    from paco_core.models.vae_layouts import ldm_vae_to_diffusers, wan_vae_to_diffusers
+
+    config = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
+    cls = getattr(diffusers, config["_class_name"])
+    model = _empty(lambda: cls.from_config(config))
+    state_dict = _weights(part, torch_dtype)
+    if role == FLUX_VAE:
+        state_dict = ldm_vae_to_diffusers(state_dict, model.config, part.file.name)
+    else:
+        state_dict = wan_vae_to_diffusers(
+            state_dict, model.state_dict(), model.config.num_res_blocks, part.file.name
+        )
+    return _load_into(model, state_dict, "VAE", part, folder).to(torch_dtype)
+
+
+def _text_encoder(role: str, part: _Part, folder: Path, component: str, torch_dtype):
+    import transformers
+
+    config_file = folder / component / "config.json"
+    config_data = json.loads(config_file.read_text(encoding="utf-8"))
+    cls = getattr(transformers, config_data["architectures"][0])
+    config = transformers.AutoConfig.from_pretrained(str(folder / component))
+    model = _empty(lambda: cls(config))
+    state_dict = _weights(part, torch_dtype)
+    allowed_missing: tuple = ()
+    if role == T5XXL:
+        shared = state_dict.get("shared.weight", state_dict.get("encoder.embed_tokens.weight"))
+        if shared is not None:
+            state_dict.setdefault("shared.weight", shared)
+            state_dict.setdefault("encoder.embed_tokens.weight", shared)
+        expected = set(model.state_dict())
+        state_dict = {
+            k: v
+            for k, v in state_dict.items()
+            if k in expected or not k.startswith(("encoder.embed_tokens", "shared"))
+        }
+    elif role == CLIP_L:
+        allowed_missing = ("position_ids",)
+        # Buffers and the projection head some releases carry; the text model has none of them.
+        for key in [
+            k for k in state_dict if k.endswith(("position_ids", "text_projection.weight", "logit_scale"))
+        ]:
+            del state_dict[key]
+        if not any(key.startswith("text_model.") for key in model.state_dict()):
+            state_dict = {key.removeprefix("text_model."): value for key, value in state_dict.items()}
+    elif role == QWEN25VL:
+        state_dict = _qwen_vl_names(state_dict)
+        if "lm_head.weight" not in state_dict:
+            # ComfyUI's text-encoder files leave the language-model head out: the pipeline
+            # reads hidden states only, so the head is never used.
+            allowed_missing = ("lm_head.weight",)
+    model = _load_into(model, state_dict, f"{component} ({role})", part, folder, allowed_missing)
+    model.tie_weights()  # assign=True loaded tied tensors (T5's shared embedding) as two copies
+    if role == QWEN25VL and "lm_head.weight" not in state_dict:
+        import torch
+
+        model.lm_head.weight = torch.nn.Parameter(torch.zeros(model.lm_head.weight.shape, dtype=torch_dtype))
+    for name, buffer in model.named_buffers():
+        if buffer.is_meta:
+            raise ModelLoadError(
+                f"{part.file.name}: buffer {name} of {component} was not initialised (a bug: report it)."
+            )
+    return _keep_fp32_modules(model.to(torch_dtype), torch_dtype)
+
+
+def _keep_fp32_modules(model, torch_dtype):
+    """In fp16, the modules a transformers model keeps in fp32 (T5's ``wo``: fp16 overflows
+    there), as ``from_pretrained`` does."""
+    import torch
+
+    keep = getattr(model, "_keep_in_fp32_modules", None) or ()
+    if torch_dtype == torch.float16 and keep:
+        for name, module in model.named_modules():
+            if any(part in name.split(".") for part in keep):
+                module.float()
+    return model
+
+
+def _qwen_vl_names(state_dict: dict) -> dict:
+    """Qwen2.5-VL weights in the original release names (``model.layers``, ``visual``) in
+    transformers' current names (``model.language_model.layers``, ``model.visual``)."""
+    out = {}
+    for key, tensor in state_dict.items():
+        if key.startswith("model.") and not key.startswith(("model.language_model.", "model.visual.")):
+            key = "model.language_model." + key.removeprefix("model.")
+        elif key.startswith("visual."):
+            key = "model." + key
+        out[key] = tensor
+    return out
+
+
+def _tokenizers(folder: Path, index: dict, comfyui_dir: str | None) -> dict:
+    import transformers
+
+    components = {}
+    for name in ("tokenizer", "tokenizer_2"):
+        if name in index:
+            cls = getattr(transformers, index[name][1])
+            components[name] = cls.from_pretrained(str(_tokenizer_folder(folder, name, comfyui_dir)))
+    if "processor" in index:
+        own = folder / "processor"
+        if (own / "tokenizer_config.json").is_file():
+            components["processor"] = getattr(transformers, index["processor"][1]).from_pretrained(str(own))
+        else:
+            image_processor = transformers.AutoImageProcessor.from_pretrained(str(own))
+            video_processor = transformers.Qwen2VLVideoProcessor(**image_processor.to_dict())
+            components["processor"] = getattr(transformers, index["processor"][1])(
+                image_processor=image_processor,
+                tokenizer=components["tokenizer"],
+                video_processor=video_processor,
+            )
+    return components
+
+
+def build_pipeline_from_files(files: ComfyModelFiles, torch_dtype):
+    """Assemble the diffusers pipeline from ComfyUI's files (on the CPU, in ``torch_dtype``).
+
+    Returns:
+        (pipeline, kind).
+
+    Raises:
+        ModelLoadError / InputError: a file is missing, truncated, of the wrong role or size,
+            or the files belong to different models; the message names the file and the fix.
+    """
+    import diffusers
+
+    kind, parts = _plan(files)
+    architecture = ARCHITECTURE_OF_KIND[kind]
+    folder = resolve_config_folder(kind, files.config_folder)
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    components = {"transformer": _transformer(kind, parts["transformer"], folder, torch_dtype)}
+    components.update(_tokenizers(folder, index, files.comfyui_dir))
+    for role in NEEDED_TEXT_ENCODERS[architecture]:
+        component = COMPONENT_OF_ROLE[role]
+        components[component] = _text_encoder(role, parts[role], folder, component, torch_dtype)
+    vae_role_name = NEEDED_VAE[architecture]
+    components["vae"] = _vae(vae_role_name, parts[vae_role_name], folder, torch_dtype)
+    scheduler_class = getattr(diffusers, index["scheduler"][1])
+    components["scheduler"] = scheduler_class.from_pretrained(str(folder), subfolder="scheduler")
+    pipeline_class = getattr(diffusers, index["_class_name"])
+    logger.info("assembled %s from %s (configs %s)", kind, files.describe(), folder)
+    return pipeline_class(**components), kind
