@@ -13,7 +13,8 @@ plain import). Every ``interval`` seconds, and at once when a prompt is posted, 
 4. yields the GPU: while ComfyUI's prompt queue has work (``prompt_queue.get_tasks_remaining()``),
    every active job with ``gpu_policy`` ``yield`` on ComfyUI's device gets a pause request in
    its run folder (``control/pause-comfyui.json``; the trainer pauses at its next step
-   boundary and frees its GPU memory); when the queue is idle the request is withdrawn.
+   boundary and frees its GPU memory); when the queue is idle the request is withdrawn. The
+   request records this process, so it lapses if ComfyUI dies meanwhile.
 
 The thread never touches the prompt worker and never blocks the event loop; every error is
 logged and the loop goes on.
@@ -52,18 +53,13 @@ def queue_busy(server) -> bool:
 
 
 def request_pause(run_dir: str, reason: str) -> bool:
-    folder = RunFolder(run_dir)
-    if not hasattr(folder, "request_pause"):  # a run folder module without GPU yield
-        return False
-    folder.request_pause(reason, holder=jobs_bridge.COMFY_PAUSE_HOLDER)
+    """ComfyUI's pause request; it lapses by itself if this ComfyUI dies (``while_alive``)."""
+    RunFolder(run_dir).request_pause(reason, holder=jobs_bridge.COMFY_PAUSE_HOLDER, while_alive=True)
     return True
 
 
 def release_pause(run_dir: str) -> bool:
-    folder = RunFolder(run_dir)
-    if not hasattr(folder, "release_pause"):
-        return False
-    return bool(folder.release_pause(holder=jobs_bridge.COMFY_PAUSE_HOLDER))
+    return RunFolder(run_dir).release_pause(holder=jobs_bridge.COMFY_PAUSE_HOLDER)
 
 
 class JobsWatcher:

@@ -457,9 +457,6 @@ def test_watcher_sends_events_exports_checkpoints_and_routes_cancel_a_running_jo
         kill_jobs(store)
 
 
-@pytest.mark.skipif(
-    not hasattr(RunFolder, "request_pause"), reason="needs the trainer's GPU yield (run folder pauses)"
-)
 def test_a_yield_job_pauses_within_one_step_while_comfyui_runs_a_prompt(comfy, finished):
     watch = importlib.import_module(f"{comfy['pack'].__name__}.nodes.jobs_watch")
     server = comfy["server"]
@@ -479,6 +476,8 @@ def test_a_yield_job_pauses_within_one_step_while_comfyui_runs_a_prompt(comfy, f
         step_s = max(v for _, v in folder.metric_series("time/step_s"))
         server.prompt_queue.put((0, "prompt-1", {}, {}, [], {}))  # ComfyUI starts a prompt
         asked = time.monotonic()
+        request = wait_for(lambda: folder.pause_requests(), 10, "ComfyUI's pause request")
+        assert request[0]["holder"] == "comfyui" and request[0]["pid"] == os.getpid()  # lapses with ComfyUI
         wait_for(lambda: folder.read_progress().get("state") == "paused", 60, "the pause")
         latency = time.monotonic() - asked
         progress = folder.read_progress()
