@@ -77,7 +77,7 @@ def latest_metrics(job: Job) -> dict[str, Any]:
     lines = RunFolder(job.run_dir).read_metrics()
     if not lines:
         return {}
-    return {k: v for k, v in lines[-1].items() if _plain_number(v)}
+    return {k: v for k, v in lines[-1].items() if plain_number(v)}
 
 
 def eta_seconds(job: Job, metrics: dict[str, Any] | None = None) -> float | None:
@@ -85,15 +85,14 @@ def eta_seconds(job: Job, metrics: dict[str, Any] | None = None) -> float | None
     if not job.is_active or not job.total or job.step >= job.total:
         return None
     per_step = (metrics if metrics is not None else latest_metrics(job)).get("time/step_s")
-    if not _plain_number(per_step) or per_step <= 0:
+    if not plain_number(per_step) or per_step <= 0:
         return None
     return round((job.total - job.step) * float(per_step), 1)
 
 
-def _plain_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return True
-    return isinstance(value, int | float) and math.isfinite(value)
+def plain_number(value: Any) -> bool:
+    """A finite int or float (not a bool): what the events and the metric series carry."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def job_event(job: Job) -> dict[str, Any]:

@@ -112,7 +112,7 @@ def metrics(job_id: str) -> dict:
     series = {}
     for name in folder.metric_names():
         points = [
-            [step, value] for step, value in folder.metric_series(name) if jobs_bridge._plain_number(value)
+            [step, value] for step, value in folder.metric_series(name) if jobs_bridge.plain_number(value)
         ]
         if points:
             series[name] = points
