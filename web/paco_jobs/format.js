@@ -1,0 +1,134 @@
+// Pure helpers of the PaCo Jobs sidebar: statuses, durations, time left, metric series and
+// the exported LoRA file names. No DOM, no ComfyUI: easy to check on their own.
+
+export const ACTIVE = new Set(["queued", "running", "stopping"]);
+export const RESUMABLE = new Set(["stopped", "failed", "interrupted"]);
+export const ENDED = new Set(["stopped", "completed", "failed", "interrupted"]);
+
+const STATUS_TONES = {
+  queued: "muted",
+  running: "active",
+  paused: "warn",
+  stopping: "warn",
+  stopped: "muted",
+  completed: "good",
+  failed: "bad",
+  interrupted: "bad",
+};
+
+export function statusTone(status) {
+  return STATUS_TONES[status] ?? "muted";
+}
+
+/** The status to show: "paused" while a running job yields the GPU to ComfyUI's queue. */
+export function shownStatus(record, progress) {
+  const paused = record.paused || record.state === "paused" || progress?.state === "paused";
+  return record.status === "running" && paused ? "paused" : record.status;
+}
+
+/** "2 h 05 min", "3 min 20 s", "45 s". */
+export function formatDuration(seconds) {
+  if (!Number.isFinite(seconds) || seconds < 0) return "";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  const minutes = Math.floor(s / 60);
+  if (minutes < 60) return `${minutes} min ${String(s % 60).padStart(2, "0")} s`;
+  const hours = Math.floor(minutes / 60);
+  return `${hours} h ${String(minutes % 60).padStart(2, "0")} min`;
+}
+
+/** Seconds left for a running job: the server's eta_s, else the pace of the steps seen
+ * by this page (``pace`` = [{t, step}] oldest first), else the attempt's average pace. */
+export function secondsLeft(record, pace = [], now = Date.now()) {
+  if (record.status !== "running") return null;
+  if (Number.isFinite(record.eta_s)) return Math.max(0, record.eta_s);
+  const { step, total } = stepAndTotal(record);
+  if (!total || step >= total) return null;
+  if (pace.length >= 2) {
+    const first = pace[0];
+    const last = pace[pace.length - 1];
+    if (last.step > first.step) return ((last.t - first.t) / 1000 / (last.step - first.step)) * (total - step);
+  }
+  return null;
+}
+
+export function stepAndTotal(record) {
+  const step = record.step ?? record.progress?.step ?? 0;
+  const total = record.total ?? record.progress?.total ?? 0;
+  return { step: step || 0, total: total || 0 };
+}
+
+export function fraction(record) {
+  const { step, total } = stepAndTotal(record);
+  if (record.status === "completed") return 1;
+  return total > 0 ? Math.min(1, Math.max(0, step / total)) : 0;
+}
+
+/** The line under a job's name in the list. */
+export function summaryLine(record, pace, now = Date.now()) {
+  const { step, total } = stepAndTotal(record);
+  const parts = [];
+  if (total) parts.push(`step ${step}/${total}`);
+  const left = secondsLeft(record, pace, now);
+  if (left != null) parts.push(`${formatDuration(left)} left`);
+  if (ENDED.has(record.status) && record.execution_end_time) {
+    parts.push(`ended ${formatClock(record.execution_end_time, now)}`);
+  }
+  if (record.status === "queued") parts.push(`waits for ${record.device ?? "its device"}`);
+  return parts.join(" · ");
+}
+
+export function formatClock(millis, now = Date.now()) {
+  const date = new Date(millis);
+  const sameDay = new Date(now).toDateString() === date.toDateString();
+  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return sameDay ? time : `${date.toLocaleDateString()} ${time}`;
+}
+
+/** The last non-empty line of an error (a failed job's error is the end of its log). */
+export function errorReason(record, limit = 240) {
+  const lines = String(record.error ?? "").split("\n").map((line) => line.trim()).filter(Boolean);
+  const reason = lines.length ? lines[lines.length - 1] : "";
+  return reason.length > limit ? `${reason.slice(0, limit - 1)}…` : reason;
+}
+
+const TRAIN_MEAN = /^rewards\/(.+)\/mean$/;
+const EVAL_MEAN = /^eval\/rewards\/(.+)\/mean$/;
+
+/** {train: [{name, points}], eval: [...]}: one line per reward's mean from the metric series. */
+export function rewardLines(series) {
+  const train = [];
+  const evaluation = [];
+  for (const [key, points] of Object.entries(series ?? {})) {
+    const clean = (points ?? []).filter((p) => Array.isArray(p) && Number.isFinite(p[0]));
+    let found = key.match(EVAL_MEAN);
+    if (found) {
+      evaluation.push({ name: found[1], points: clean });
+      continue;
+    }
+    found = key.match(TRAIN_MEAN);
+    if (found) train.push({ name: found[1], points: clean });
+  }
+  const byName = (a, b) => (a.name === "aggregated") - (b.name === "aggregated") || a.name.localeCompare(b.name);
+  return { train: train.sort(byName), eval: evaluation.sort(byName) };
+}
+
+/** The job's LoRA name as ComfyUI's LoRA folder has it (as paco_core/jobs/export.py names it). */
+export function loraBaseName(record) {
+  const name = String(record.name ?? "")
+    .replace(/[^A-Za-z0-9._-]+/g, "-")
+    .replace(/^[.-]+|[.-]+$/g, "");
+  return name || record.id;
+}
+
+/** The loras-folder name of the job's best LoRA (``paco/<name>/<name>-best.safetensors``),
+ * or of its final LoRA when it has no best one; null when it has neither yet. */
+export function bestLoraChoice(record) {
+  if (record.best_lora_name) return record.best_lora_name;
+  const base = loraBaseName(record);
+  if (record.best_lora || record.best_checkpoint) return `paco/${base}/${base}-best.safetensors`;
+  if (record.status === "completed" && (record.lora || record.last_checkpoint)) {
+    return `paco/${base}/${base}.safetensors`;
+  }
+  return null;
+}
