@@ -51,7 +51,11 @@ def find_chromium() -> str | None:
     for candidate in (os.environ.get("PACO_CHROMIUM"), *CHROMIUM_CANDIDATES):
         if not candidate:
             continue
-        found = candidate if os.path.isabs(candidate) and os.access(candidate, os.X_OK) else shutil.which(candidate)
+        found = (
+            candidate
+            if os.path.isabs(candidate) and os.access(candidate, os.X_OK)
+            else shutil.which(candidate)
+        )
         if found:
             return found
     return None
@@ -90,7 +94,9 @@ class Page:
                 self.console.append(f"{params['type']}: {text}")
             elif method == "Runtime.exceptionThrown":
                 details = params["exceptionDetails"]
-                self.console.append(f"exception: {details.get('exception', {}).get('description', details['text'])}")
+                self.console.append(
+                    f"exception: {details.get('exception', {}).get('description', details['text'])}"
+                )
             for waiter in self._events.pop(method, []):
                 if not waiter.done():
                     waiter.set_result(params)

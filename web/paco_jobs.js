@@ -226,11 +226,17 @@ class JobsController {
       ];
     }
     graph.add(node);
-    const widget = node.widgets?.find((w) => w.name === LORA_WIDGET);
-    if (widget && !widget.options?.values?.includes?.(choice)) {
-      await app.refreshComboInNodes?.(); // the job may have exported it after the page loaded
+    const loraWidget = () => node.widgets?.find((w) => w.name === LORA_WIDGET);
+    const listed = () => Boolean(loraWidget()?.options?.values?.includes?.(choice));
+    if (!listed()) {
+      try {
+        await app.refreshComboInNodes?.(); // the job may have exported it after the page loaded
+      } catch (error) {
+        console.warn("[PaCo] could not refresh the LoRA list", error);
+      }
     }
-    const known = widget?.options?.values?.includes?.(choice);
+    const known = listed();
+    const widget = loraWidget(); // found again: a refresh may have rebuilt the widgets
     if (widget) {
       widget.value = choice;
       widget.callback?.(choice);
