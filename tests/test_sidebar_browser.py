@@ -9,7 +9,8 @@ A tiny FLUX job is submitted with ``paco jobs submit`` into the store ComfyUI's 
 read (``<user directory>/paco``); the test then checks, in the page: the tab opens and
 lists the job, its step advances while it runs, the reward curves have points (two train
 rewards, the aggregate, and the held-out evaluation), the sample grid loads, the panel
-follows the light and the dark theme, Cancel stops the job (it ends ``stopped``), a job
+follows the light and the dark theme, Cancel stops the job (it ends ``stopped``) and Resume
+runs it on, a job
 that completes and one that fails each raise a toast (the failure with its reason), a
 warning in the run's progress shows a banner, "Add LoRA node" puts a PaCo LoRA node with
 the job's best LoRA on the canvas, Delete (confirmed) removes a job, and the fallback
@@ -336,13 +337,9 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
     assert light["panel_bg"] == light["menu_bg"] and light["panel_fg"] == light["fg"], light
     assert light["panel_bg"] != dark["panel_bg"] and light["panel_fg"] != dark["panel_fg"]
     await shoot(page, shots, "sidebar-job-light.png")
-    await sidebar.back()
-    await shoot(page, shots, "sidebar-list-light.png")
     await set_theme(page, "dark")
-    await shoot(page, shots, "sidebar-list-dark.png")
 
     # Cancel stops it: stopping, then stopped (a checkpoint saved), as the store says too
-    await sidebar.open_job(long_id)
     await sidebar.click(".paco-cancel")
     await until(lambda: _status_in(sidebar, ("stopping", "stopped")), 30, "Cancel did not stop the job")
     await until(lambda: _status_in(sidebar, ("stopped",)), 90, "the cancelled job never ended stopped")
@@ -402,6 +399,19 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
     expected = done_record.get("best_lora_name") or "paco/quick/quick-best.safetensors"
     assert added == [expected], added
     await shoot(page, shots, "sidebar-job-completed-dark.png", width=1100)
+
+    # Resume queues the stopped job again and it runs on from its checkpoint
+    await sidebar.back()
+    await sidebar.open_job(long_id)
+    stopped_step = await sidebar.view_step()
+    await sidebar.click(".paco-resume")
+    await until(lambda: _status_in(sidebar, ("queued", "running")), 30, "Resume did not queue the job")
+    await until(lambda: _view_step_above(sidebar, stopped_step), 120, "the resumed job did not step on")
+    await sidebar.back()
+    await shoot(page, shots, "sidebar-list-dark.png")
+    await set_theme(page, "light")
+    await shoot(page, shots, "sidebar-list-light.png")
+    await set_theme(page, "dark")
 
     # Delete asks first, then removes the job from the page and the store
     await sidebar.back()

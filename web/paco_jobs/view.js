@@ -215,7 +215,7 @@ export class JobsPanel {
       detail.sampleMissing = detail.sampleStep;
       box.replaceChildren(h("div", { className: "paco-note" }, "No sample grid yet."));
     });
-    box.append(img, h("div", { className: "paco-note" }, `step ${detail.sampleStep}`));
+    box.append(img, h("div", { className: "paco-note" }, `latest grid, as of step ${detail.sampleStep}`));
     return box;
   }
 }
