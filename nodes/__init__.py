@@ -12,7 +12,7 @@ import importlib
 
 from comfy_api.latest import ComfyExtension, io
 
-NODE_MODULES = ("grid", "judge", "generation")
+NODE_MODULES = ("grid", "judge", "generation", "training")
 
 
 def all_nodes() -> list[type[io.ComfyNode]]:
@@ -25,5 +25,11 @@ def all_nodes() -> list[type[io.ComfyNode]]:
 
 
 class PaCoExtension(ComfyExtension):
+    async def on_load(self) -> None:
+        """Inside a running ComfyUI: the /paco/jobs routes and the jobs watcher thread."""
+        from .jobs_watch import install_server_hooks
+
+        install_server_hooks()
+
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return all_nodes()

@@ -11,6 +11,8 @@ only). Layout of ``<output_dir>/`` (see docs/runs.md)::
     checkpoint-<step>/      lora.safetensors, trainer_state.json, ... and manifest.json (last)
     tb/                     TensorBoard events (optional)
     run.lock                pid and start time of the trainer writing the folder
+    best/                   lora.safetensors + best.json: the LoRA of the best evaluation so far
+    control/pause-<holder>.json  a request to pause (GPU yield), one file per holder (see docs/gpu-sharing.md)
 
 Example:
     >>> run = RunFolder("paco-grpo-run")                       # doctest: +SKIP
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paco_core.errors import TrainingError
+from paco_core.errors import InputError, TrainingError
 from paco_core.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -52,8 +54,15 @@ MANIFEST_FILE = "manifest.json"
 """Inside a checkpoint: size and sha256 of every other file, written last."""
 MANIFEST_FORMAT = 1
 
-PROGRESS_STATES = ("starting", "running", "finished", "stopped", "failed")
-"""Values of ``progress.json``'s ``state``; finished, stopped and failed are final."""
+PROGRESS_STATES = ("starting", "running", "paused", "finished", "stopped", "failed")
+"""Values of ``progress.json``'s ``state``; finished, stopped and failed are final; paused
+(yielding the GPU, see :meth:`RunFolder.request_pause`) is a live state like running."""
+BEST_DIR = "best"
+BEST_INFO_FILE = "best.json"
+"""Inside ``best/``: metric, mode, value and step of the best evaluation (next to its LoRA)."""
+CONTROL_DIR = "control"
+PAUSE_PREFIX = "pause-"
+_HOLDER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 _CHECKPOINT_NAME = re.compile(rf"^{re.escape(CHECKPOINT_PREFIX)}(\d+)$")
 _SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
@@ -430,7 +439,7 @@ class RunFolder:
             return []
         names = []
         for entry in sorted(os.listdir(self.path)):
-            if entry in (CONFIG_FILE, PROGRESS_FILE, METRICS_FILE, SAMPLES_DIR, TENSORBOARD_DIR) or (
+            if entry in (CONFIG_FILE, PROGRESS_FILE, METRICS_FILE, SAMPLES_DIR, TENSORBOARD_DIR, BEST_DIR) or (
                 _CHECKPOINT_NAME.match(entry) or _is_staging_name(entry)
             ):
                 names.append(entry)
@@ -661,6 +670,104 @@ class RunFolder:
     def staging_path(self, step: int) -> Path:
         """The temporary folder a checkpoint is written into before it is renamed into place."""
         return self.path / f".{CHECKPOINT_PREFIX}{step}.tmp"
+
+    # the best checkpoint (held-out guardrail, docs/guardrail.md)
+    @property
+    def best_dir(self) -> Path:
+        return self.path / BEST_DIR
+
+    @property
+    def best_lora_path(self) -> Path:
+        """``best/lora.safetensors``: the (EMA) LoRA of the best evaluation so far (may not exist)."""
+        return self.best_dir / LORA_FILE
+
+    def read_best(self) -> dict[str, Any]:
+        """``best/best.json`` (metric, mode, value, step, lora), or {} when there is none or it is unreadable."""
+        try:
+            record = _read_json_object(self.best_dir / BEST_INFO_FILE, missing={})
+        except TrainingError as error:
+            logger.warning("%s", error)
+            return {}
+        return record if record and self.best_lora_path.is_file() else {}
+
+    def write_best_info(self, record: dict[str, Any]) -> Path:
+        """Write ``best/best.json`` atomically (after the LoRA file it describes)."""
+        return atomic_write_json(self.best_dir / BEST_INFO_FILE, record)
+
+    # pausing: GPU yield requests (docs/gpu-sharing.md)
+    @property
+    def control_dir(self) -> Path:
+        return self.path / CONTROL_DIR
+
+    def pause_path(self, holder: str = "user") -> Path:
+        """``control/pause-<holder>.json``: the pause request of one holder (comfyui, user, ...)."""
+        if not isinstance(holder, str) or not _HOLDER_NAME.match(holder):
+            raise InputError(
+                f"pause holder {holder!r} should be 1-64 letters, digits, '_', '-' or '.', e.g. 'comfyui'"
+            )
+        return self.control_dir / f"{PAUSE_PREFIX}{holder}.json"
+
+    def request_pause(self, reason: str = "", *, holder: str = "user") -> dict[str, Any]:
+        """Ask the trainer of this folder to pause at its next step boundary and free the GPU.
+
+        Each holder (``comfyui`` while it runs a prompt, ``user`` for a pause button) has its
+        own request file, so one holder's release never ends another's pause; the trainer
+        pauses while any request exists. Only a run with ``gpu_policy: yield`` honours it.
+        Asking again refreshes the request (its time). Returns the request written.
+        """
+        record = {"holder": holder, "reason": str(reason), "pid": os.getpid(), "since": time.time()}
+        path = self.pause_path(holder)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, record)
+        return record
+
+    def release_pause(self, holder: str | None = "user") -> bool:
+        """Withdraw ``holder``'s pause request (None: every holder's); returns whether one existed."""
+        paths = [self.pause_path(holder)] if holder is not None else [p for p, _ in self._pause_files()]
+        removed = False
+        for path in paths:
+            try:
+                path.unlink()
+                removed = True
+            except FileNotFoundError:
+                pass
+        return removed
+
+    def pause_requests(self) -> list[dict[str, Any]]:
+        """The pending pause requests (holder, reason, pid, since), oldest first."""
+        requests = []
+        for path, holder in self._pause_files():
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue  # released meanwhile
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                record = {}  # being written or damaged: still a request
+            if not isinstance(record, dict):
+                record = {}
+            record.setdefault("holder", holder)
+            if not isinstance(record.get("since"), (int, float)):
+                try:
+                    record["since"] = path.stat().st_mtime
+                except OSError:
+                    record["since"] = time.time()
+            requests.append(record)
+        return sorted(requests, key=lambda record: record["since"])
+
+    def pause_requested(self) -> bool:
+        """Whether any pause request is pending (cheap: one directory listing)."""
+        return bool(self._pause_files())
+
+    def _pause_files(self) -> list[tuple[Path, str]]:
+        try:
+            names = os.listdir(self.control_dir)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found = []
+        for name in sorted(names):
+            if name.startswith(PAUSE_PREFIX) and name.endswith(".json"):
+                found.append((self.control_dir / name, name[len(PAUSE_PREFIX) : -len(".json")]))
+        return found
 
 
 def _is_staging_name(name: str) -> bool:

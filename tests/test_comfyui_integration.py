@@ -477,7 +477,7 @@ SURFACE_SCRIPT = r'''
 import asyncio, enum, inspect, json, sys, tempfile
 sys.path.insert(0, ".")
 MODULES = ("comfy_api.latest", "comfy_api.latest._io", "comfy_api.latest._ui", "comfy.model_management",
-           "comfy.utils", "folder_paths", "server")
+           "comfy.utils", "comfy_execution.graph_utils", "folder_paths", "server")
 side = sys.argv[1]
 if side == "real":
     sys.argv = [sys.argv[0], "--cpu", "--base-directory", tempfile.mkdtemp()]  # leave the checkout alone

@@ -424,6 +424,34 @@ class TrainConfig:
     use_tensorboard: bool = field(
         default=False, metadata=_help("also write TensorBoard events under output_dir/tb")
     )
+    best_metric: str = field(
+        default="",
+        metadata=_help(
+            "eval metric that picks the best checkpoint (written to output_dir/best), e.g. "
+            "eval/rewards/clip_t/mean; empty = the first eval reward's mean"
+        ),
+    )
+    best_mode: Literal["max", "min"] = field(
+        default="max", metadata=_help("max: a higher best_metric is better; min: a lower one")
+    )
+    guardrail_patience: int = field(
+        default=3,
+        metadata=_help(
+            "warn that the LoRA may be gaming its reward when the training reward rose while best_metric "
+            "got worse at this many evaluations in a row; 0 = never warn"
+        ),
+    )
+    gpu_policy: Literal["exclusive", "yield"] = field(
+        default="exclusive",
+        metadata=_help(
+            "yield: pause at the next step boundary and free the GPU while a pause is requested in "
+            "output_dir/control (jobs sharing ComfyUI's GPU); exclusive: ignore pause requests"
+        ),
+    )
+    yield_offload: bool = field(
+        default=False,
+        metadata=_help("with gpu_policy yield: also move the models (transformer, encoders, VAE, judge) to the CPU while paused"),
+    )
 
     def __post_init__(self) -> None:
         self.model = config_from_dict(ModelConfig, self.model, where="model")
@@ -439,12 +467,28 @@ class TrainConfig:
         check_positive("checkpoints_total_limit", self.checkpoints_total_limit, allow_zero=True)
         check_positive("eval_every", self.eval_every, allow_zero=True)
         check_positive("eval_group_size", self.eval_group_size)
+        check_choice("best_mode", self.best_mode, literal_choices(TrainConfig, "best_mode"))
+        check_choice("gpu_policy", self.gpu_policy, literal_choices(TrainConfig, "gpu_policy"))
+        check_positive("guardrail_patience", self.guardrail_patience, allow_zero=True)
+        self.best_metric = self.best_metric or ""
+        eval_names = [r.name for r in self.rewards.evaluation]
+        allowed = [f"eval/rewards/{name}/{stat}" for name in eval_names for stat in ("mean", "invalid")]
+        if self.best_metric and self.best_metric not in allowed:
+            raise ConfigError(
+                f"`best_metric` {self.best_metric!r} is not an eval metric of this run: use one of "
+                f"{', '.join(allowed[::2])} (the eval rewards' means), or empty for the first"
+            )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError(f"`seed` should be a non-negative integer, got {self.seed!r}")
         if not self.output_dir:
             raise ConfigError("`output_dir` is empty: name the folder for checkpoints and metrics")
         if not self.lora.target_modules:
             self.lora.target_modules = default_lora_targets(self.model.kind)
+
+    @property
+    def held_out_metric(self) -> str:
+        """The eval metric the best checkpoint and the guardrail follow (``best_metric`` or its default)."""
+        return self.best_metric or f"eval/rewards/{self.rewards.evaluation[0].name}/mean"
 
     @property
     def lora_targets(self) -> tuple[str, ...]:
@@ -503,6 +547,11 @@ RESUME_MAY_CHANGE: tuple[str, ...] = (
     "rewards.pickscore_path",
     "model.device",
     "optim.gradient_checkpointing",
+    "best_metric",
+    "best_mode",
+    "guardrail_patience",
+    "gpu_policy",
+    "yield_offload",
 )
 """Config keys a resumed run may change: how long it runs, how often it saves, evaluates and
 logs, evaluation-only settings, where it writes, where it runs and where the reward models

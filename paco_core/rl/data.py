@@ -156,6 +156,43 @@ def load_splits(
     return split_rows(rows, eval_fraction, seed)
 
 
+def row_identity(row: PromptRow) -> tuple[str, str, str]:
+    """What makes two rows the same prompt: kind, text, and (edit rows) the source image."""
+    return (row.kind, row.prompt.strip(), row.image_path)
+
+
+def held_out_overlap(splits: PromptSplits) -> list[PromptRow]:
+    """The eval rows that are also training rows (same :func:`row_identity`)."""
+    trained = {row_identity(row) for row in splits.train}
+    return [row for row in splits.eval if row_identity(row) in trained]
+
+
+def check_held_out(splits: PromptSplits, *, eval_file: str = "") -> None:
+    """Evaluation must run on prompts never trained on.
+
+    Raises:
+        ConfigError: rows of ``eval_file`` are also in the training file (a held-out score
+            on trained prompts hides a LoRA that games its reward).
+    A split of one file can only overlap through duplicate rows: that is a warning.
+    """
+    overlap = held_out_overlap(splits)
+    if not overlap:
+        return
+    examples = ", ".join(repr(row.prompt[:60]) for row in overlap[:3])
+    if eval_file:
+        raise ConfigError(
+            f"{len(overlap)} of the {len(splits.eval)} rows of `data.eval_file` are also training rows "
+            f"(e.g. {examples}): evaluation must use prompts never trained on; remove them from one of the files"
+        )
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "%d of the %d held-out rows repeat training rows (duplicates in data.train_file, e.g. %s): their "
+        "eval scores are not held out; remove the duplicates",
+        len(overlap), len(splits.eval), examples,
+    )  # fmt: skip
+
+
 class PromptSampler:
     """Seeded epoch-wise shuffled order over rows; its state is two integers (exact resume)."""
 

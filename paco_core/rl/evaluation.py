@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ def evaluate_policy(
     ema: LoraEma | None,
     autocast: AutocastFactory,
     sample_path: Path,
+    between_rows: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Sample ``config.eval_group_size`` images per eval row, score them, save the sample grid.
 
@@ -55,6 +57,8 @@ def evaluate_policy(
         ema: the EMA whose weights are swapped in while sampling (None: the live weights).
         autocast: factory of the autocast context.
         sample_path: where the PNG grid of all eval images is written.
+        between_rows: called before every eval row but the first (the GPU-yield pause point);
+            each row has its own seed, so a pause there changes nothing.
 
     Returns:
         ``eval/rewards/<name>/mean`` and ``/invalid`` for every eval reward.
@@ -64,6 +68,8 @@ def evaluate_policy(
     transformer.eval()
     with ema.swapped_in() if ema is not None else contextlib.nullcontext():
         for number, row in enumerate(rows):
+            if number and between_rows is not None:
+                between_rows()
             height, width = rollout_size(row, sampling.eval_resolution, sampling.reference_resolution)
             rollout = rollout_micro_batch(
                 rollout_adapter, transformer, row, group=number, sample_ids=list(range(config.eval_group_size)),

@@ -41,10 +41,19 @@ from paco_core.errors import CancelledError, ConfigError, TrainingError
 from paco_core.rl import checkpoint as ckpt
 from paco_core.rl.advantages import compute_advantages
 from paco_core.rl.config import TrainConfig
-from paco_core.rl.data import PromptRow, PromptSampler, check_row_kinds, load_splits, rollout_size
+from paco_core.rl.data import (
+    PromptRow,
+    PromptSampler,
+    check_held_out,
+    check_row_kinds,
+    load_splits,
+    rollout_size,
+)
 from paco_core.rl.device_contexts import autocast_factory
 from paco_core.rl.ema import LoraEma
 from paco_core.rl.evaluation import evaluate_policy
+from paco_core.rl.gpu_yield import GpuYield
+from paco_core.rl.guardrail import TRAIN_METRIC, Guardrail
 from paco_core.rl.lora_setup import add_trainable_lora
 from paco_core.rl.metrics import MetricsLogger, peak_memory_gb, reward_metrics
 from paco_core.rl.micro_batches import (
@@ -116,6 +125,8 @@ class GrpoTrainer:
         self.step = 0
         self.last_checkpoint: Path | None = None
         self.reward_history: dict[str, list[float]] = {}
+        self.gpu_yield: GpuYield | None = None
+        self.guardrail = Guardrail(config.held_out_metric, config.best_mode, config.guardrail_patience)
 
     # ------------------------------------------------------------------ public entry point
 
@@ -242,12 +253,15 @@ class GrpoTrainer:
         self._setup_pipeline()
         self._setup_optimization()
         self._setup_data()
-        models = RewardModels(config.rewards, str(self.accelerator.device))
-        self.rewards = self._rewards or RewardSet.from_config(config.rewards.rewards, models)
-        self.eval_rewards = self._eval_rewards or RewardSet.from_config(config.rewards.evaluation, models)
+        self.reward_models = RewardModels(config.rewards, str(self.accelerator.device))
+        self.rewards = self._rewards or RewardSet.from_config(config.rewards.rewards, self.reward_models)
+        self.eval_rewards = self._eval_rewards or RewardSet.from_config(
+            config.rewards.evaluation, self.reward_models
+        )
         self.metrics = MetricsLogger(
             self.output_dir, enabled=self.is_main, use_tensorboard=config.use_tensorboard
         )
+        self._setup_gpu_yield()
         if self.is_main:
             save_config(config, self.run_folder.config_path)
         sampling = config.sampling
@@ -317,6 +331,7 @@ class GrpoTrainer:
             seed=config.seed, image_root=config.data.image_root,
         )  # fmt: skip
         check_row_kinds(splits, kind=config.model.kind, wanted=ROW_KIND_OF_PIPELINE_KIND[config.model.kind])
+        check_held_out(splits, eval_file=config.data.eval_file)
         self.sampler = PromptSampler(splits.train, config.seed)
         limit = config.data.num_eval_prompts or len(splits.eval)
         self.eval_rows = splits.eval[:limit]
@@ -333,13 +348,20 @@ class GrpoTrainer:
         total = config.num_iterations
         self._progress("running")
         if self.step == 0 and self._eval_due(0):
-            self._log(0, self.evaluate(0))
+            self._after_evaluation(0, self.evaluate(0))
         last: dict[str, Any] = {}
         while self.step < total:
+            # 0. give the GPU back while a pause is requested (gpu_policy yield); a stop while paused stops here
+            if self._yield_gpu("between steps", collective=True) and self._should_stop():
+                if self.last_checkpoint is None or Checkpoint.from_path(self.last_checkpoint).step != self.step:
+                    self.save()
+                self._progress("stopped", message="stopped on request while paused; checkpoint saved")
+                return TrainResult("stopped", self.step, self.output_dir, self.last_checkpoint, last)
             # 1. one iteration: rollouts, rewards, advantages, update
             started = time.perf_counter()
             last = self.run_iteration(self.step)
             self.step += 1
+            self.guardrail.add_train_reward(last.get(TRAIN_METRIC))
             # 2. the EMA of the LoRA (cadence "released": already applied inside the update)
             if (
                 self.ema is not None
@@ -352,7 +374,7 @@ class GrpoTrainer:
             last["memory/peak_gb"] = peak_memory_gb(self.accelerator.device)
             self._log(self.step, last)
             if self._eval_due(self.step):
-                self._log(self.step, self.evaluate(self.step))
+                self._after_evaluation(self.step, self.evaluate(self.step))
             # 4. checkpoint when due or stopping, then report
             stop = self._should_stop()
             if stop or self.step % config.checkpoint_every == 0 or self.step == total:
@@ -458,6 +480,8 @@ class GrpoTrainer:
         self.transformer.eval()
         plans = plan_micro_batches(len(rows), sampling.group_size, sampling.batch_size)
         for plan in plans_of_process(plans, self.accelerator.num_processes, self.accelerator.process_index):
+            if rollouts:
+                self._yield_gpu("between rollout micro-batches")
             row = rows[plan.group]
             height, width = rollout_size(row, sampling.train_resolution, sampling.reference_resolution)
             if plan.group not in encoded:
@@ -489,6 +513,7 @@ class GrpoTrainer:
             self.config, rollout_adapter=self.rollout_adapter, transformer=self.transformer, rows=self.eval_rows,
             rewards=self.eval_rewards, ema=self.ema, autocast=self.autocast,
             sample_path=self.run_folder.sample_path(step),
+            between_rows=lambda: self._yield_gpu("between evaluation rows"),
         )  # fmt: skip
 
     # ------------------------------------------------------------------ checkpoints
@@ -527,6 +552,7 @@ class GrpoTrainer:
             "reward_history": self.reward_history,
             "num_processes": self.accelerator.num_processes,
             "optimizer_steps": self.updater.optimizer_steps,
+            "guardrail": self.guardrail.state_dict(),
         }
 
     def load(self, path: Path) -> None:
@@ -549,6 +575,7 @@ class GrpoTrainer:
         self.sampler.load_state_dict(loaded.state["sampler"])
         self.reward_history = loaded.state.get("reward_history", {})
         self.updater.optimizer_steps = int(loaded.state.get("optimizer_steps", 0))
+        self._load_guardrail(loaded.state.get("guardrail") or {}, loaded.step)
         ckpt.restore_rng_state(loaded.rng, loaded.state["rng"])
         self.step = loaded.step
         self.last_checkpoint = path
@@ -568,8 +595,140 @@ class GrpoTrainer:
             return
         self.run_folder.write_progress(
             state=state, step=self.step, total=self.config.num_iterations,
-            last_checkpoint=str(self.last_checkpoint) if self.last_checkpoint else None, **extra,
+            last_checkpoint=str(self.last_checkpoint) if self.last_checkpoint else None,
+            **self._progress_extras(), **extra,
         )  # fmt: skip
+
+    def _progress_extras(self) -> dict[str, Any]:
+        """What every progress record carries besides the state: the best checkpoint, the
+        guardrail's warnings, the GPU policy and the pauses so far."""
+        guardrail = self.guardrail
+        best_lora = self.run_folder.best_lora_path
+        extras: dict[str, Any] = {
+            "best_metric": guardrail.metric,
+            "best_step": guardrail.best_step,
+            "best_value": guardrail.best_value,
+            "best_lora": str(best_lora) if guardrail.best_step is not None and best_lora.is_file() else None,
+            "warnings": guardrail.warnings,
+            "gpu_policy": self.config.gpu_policy,
+        }
+        if self.gpu_yield is not None and self.gpu_yield.pauses:
+            extras.update(pauses=self.gpu_yield.pauses, paused_s=round(self.gpu_yield.paused_s, 3),
+                          last_pause_latency_s=self.gpu_yield.last_latency_s)  # fmt: skip
+        return extras
+
+    # ------------------------------------------------------------------ GPU yield (docs/gpu-sharing.md)
+
+    def _setup_gpu_yield(self) -> None:
+        config = self.config
+        offload = config.yield_offload
+        if offload and self.accelerator.num_processes > 1:
+            logger.warning("yield_offload is ignored with several processes: paused processes keep their weights")
+            offload = False
+        self.gpu_yield = GpuYield(
+            self.run_folder, policy=config.gpu_policy, offload=offload, device=self.accelerator.device,
+            report=self._progress, stop_requested=self._stop_requested_locally,
+            modules=self._offload_modules, tensor_dicts=self._offload_tensor_dicts,
+        )  # fmt: skip
+
+    def _yield_gpu(self, where: str, *, collective: bool = False) -> bool:
+        """Pause here while a pause is requested; returns whether it paused. ``collective``:
+        every process pauses when any sees a request (at the step boundary, so no process
+        enters the next step's collectives alone)."""
+        if self.gpu_yield is None:
+            return False
+        wanted = self.gpu_yield.wanted()
+        if collective and self.accelerator.num_processes > 1:
+            flag = torch.tensor([1.0 if wanted else 0.0], device=self.accelerator.device)
+            wanted = bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+        return self.gpu_yield.pause(where) if wanted else False
+
+    def _stop_requested_locally(self) -> bool:
+        """SIGTERM or the host's cancel hook, without talking to the other processes (used while paused)."""
+        if not self._stop_requested:
+            try:
+                self.hooks.check_cancel()
+            except Exception:  # noqa: BLE001 - CancelledError or a host's own interrupt exception
+                self._stop_requested = True
+        return self._stop_requested
+
+    def _offload_modules(self) -> list[Any]:
+        modules = [c for c in getattr(self.pipe, "components", {}).values() if isinstance(c, torch.nn.Module)]
+        models = getattr(self, "reward_models", None)
+        for name in ("_judge", "_clip", "_pick"):
+            holder = getattr(models, name, None)
+            if isinstance(getattr(holder, "model", None), torch.nn.Module):
+                modules.append(holder.model)
+        return modules
+
+    def _offload_tensor_dicts(self) -> list[dict[Any, Any]]:
+        found: list[dict[Any, Any]] = [self.optimizer.state]
+        if self.ema is not None:
+            found.append(self.ema.shadow)
+        return found
+
+    # ------------------------------------------------------------------ the best checkpoint and the guardrail
+
+    def _after_evaluation(self, step: int, metrics: dict[str, Any]) -> None:
+        """Log the evaluation, keep the best one's LoRA in ``best/`` and warn when the reward
+        looks gamed (docs/guardrail.md)."""
+        self._log(step, metrics)
+        if not self.is_main or self.guardrail.metric not in metrics:
+            return
+        improved, warning = self.guardrail.observe(step, metrics)
+        if improved:
+            self._write_best(step)
+        if warning is not None:
+            logger.warning("guardrail (step %d): %s", step, warning["message"])
+
+    def _write_best(self, step: int) -> None:
+        best = self.run_folder.best_dir
+        best.mkdir(parents=True, exist_ok=True)
+        lora = self.run_folder.best_lora_path
+        self._write_lora(lora)  # written atomically (a temporary file renamed over the old best)
+        self.run_folder.write_best_info({
+            "metric": self.guardrail.metric, "mode": self.guardrail.mode, "value": self.guardrail.best_value,
+            "step": step, "lora": str(lora),
+        })  # fmt: skip
+        logger.info("best %s so far: %.4g at step %d (saved in %s)", self.guardrail.metric,
+                    self.guardrail.best_value, step, best)  # fmt: skip
+
+    def _load_guardrail(self, state: dict[str, Any], step: int) -> None:
+        """Restore the guardrail, and make ``best/`` hold the LoRA of the restored best step: a run
+        that crashed after an evaluation but before its next checkpoint may have left a newer one."""
+        guardrail = self.guardrail
+        if state and not guardrail.load_state_dict(state):
+            logger.info(
+                "the checkpoint's best checkpoint followed %s (%s); this run follows %s (%s): starting afresh",
+                state.get("metric"), state.get("mode"), guardrail.metric, guardrail.mode,
+            )  # fmt: skip
+        if not self.is_main:
+            return
+        run = self.run_folder
+        on_disk = run.read_best()
+        if on_disk.get("step") == guardrail.best_step and on_disk.get("metric") == guardrail.metric:
+            return
+        import shutil
+
+        source = run.checkpoint(guardrail.best_step) if guardrail.best_step is not None else None
+        if source is not None and source.lora_path.is_file():
+            # a checkpoint's LoRA is the same file best/ held for its step (both the EMA weights)
+            from paco_core.io import atomic_write
+
+            run.best_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(run.best_lora_path, lambda tmp: shutil.copyfile(source.lora_path, tmp))
+            run.write_best_info({"metric": guardrail.metric, "mode": guardrail.mode, "value": guardrail.best_value,
+                                 "step": guardrail.best_step, "lora": str(run.best_lora_path)})  # fmt: skip
+            logger.info("best/ restored from %s (step %d)", source.path.name, guardrail.best_step)
+            return
+        if run.best_dir.exists():
+            shutil.rmtree(run.best_dir, ignore_errors=True)
+        if guardrail.best_step is not None:
+            logger.warning(
+                "the best LoRA of step %d is no longer on disk: best/ starts again at the next evaluation",
+                guardrail.best_step,
+            )
+            guardrail.best_step = guardrail.best_value = None
 
 
 def check_device_available(device: str) -> None:
