@@ -241,9 +241,16 @@ def test_the_jobs_sidebar_follows_cancels_and_announces_jobs_in_a_real_browser(t
     model = tiny_models["flux"]
     env = job_env(tmp_path)
     home = tmp_path / "user" / "paco"  # what ComfyUI's routes read: <user directory>/paco
+    (tmp_path / "models" / "loras").mkdir(parents=True)  # the jobs' LoRAs go here, not into the checkout
     shots = screenshot_dir(tmp_path)
     try:
-        with pack_linked_into(comfyui_dir), comfyui_server(comfyui_dir, tmp_path) as (url, log_path):
+        with (
+            pack_linked_into(comfyui_dir),
+            comfyui_server(comfyui_dir, tmp_path, tmp_path / "models") as (
+                url,
+                log_path,
+            ),
+        ):
             long_id = submit(env, home, job_config(model), "ink foxes", tmp_path)
             asyncio.run(_drive_the_page(url, env, home, model, tmp_path, long_id, shots))
             log = log_path.read_text()
@@ -396,8 +403,15 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
         20, "no PaCo LoRA node was added",
     )  # fmt: skip
     assert await page.evaluate("app.graph.nodes.length") == nodes_before + 1
-    expected = done_record.get("best_lora_name") or "paco/quick/quick-best.safetensors"
+    expected = "paco/quick/quick-best.safetensors"  # exported by ComfyUI's jobs watcher
+    assert expected in done_record["lora_files"], done_record["lora_files"]
     assert added == [expected], added
+    listed = await page.evaluate(
+        "app.graph.nodes.find(n => n.type === 'PaCoLora').widgets.find(w => w.name === 'lora_name')"
+        f".options.values.includes({js(expected)})"
+    )
+    assert listed, "the node's LoRA list should hold the exported best LoRA after the refresh"
+    assert await until(lambda: _toast_with(sidebar, "PaCo LoRA node added"), 20, "no toast for the node")
     await shoot(page, shots, "sidebar-job-completed-dark.png", width=1100)
 
     # Resume queues the stopped job again and it runs on from its checkpoint

@@ -89,10 +89,24 @@ class JobsController {
   }
 
   onEvent(record) {
+    if (record?.status === "deleted") {
+      this.forget(record.id);
+      return;
+    }
     this.accept(record, true);
     if (!this.panel?.isOpen) return;
     this.panel.render();
     if (this.panel.selected === record.id) this.refreshDetail(record.id);
+  }
+
+  forget(id) {
+    this.jobs.delete(id);
+    this.details.delete(id);
+    this.pace.delete(id);
+    if (this.panel?.isOpen) {
+      if (this.panel.selected === id) this.panel.open(null);
+      else this.panel.render();
+    }
   }
 
   async refreshList() {
@@ -194,8 +208,7 @@ class JobsController {
     try {
       await this.request("DELETE", `/paco/jobs/${encodeURIComponent(id)}${withFiles ? "?files=1" : ""}`);
       const name = this.jobs.get(id)?.name || id;
-      this.jobs.delete(id);
-      this.details.delete(id);
+      this.forget(id);
       toast("info", "PaCo job deleted", withFiles ? `${name} and its run folder` : name, 4000);
       this.panel?.open(null);
     } catch (error) {

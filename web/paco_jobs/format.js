@@ -122,10 +122,15 @@ export function loraBaseName(record) {
 }
 
 /** The loras-folder name of the job's best LoRA (``paco/<name>/<name>-best.safetensors``),
- * or of its final LoRA when it has no best one; null when it has neither yet. */
+ * or of its final LoRA when it has no best one; null when it has neither yet. The detail
+ * record's ``lora_files`` (what ComfyUI's jobs watcher exported) wins over the computed name. */
 export function bestLoraChoice(record) {
-  if (record.best_lora_name) return record.best_lora_name;
+  const exported = Array.isArray(record.lora_files) ? record.lora_files : [];
+  const best = exported.find((name) => name.endsWith("-best.safetensors"));
+  if (best) return best;
   const base = loraBaseName(record);
+  const final = exported.find((name) => name.endsWith(`/${base}.safetensors`));
+  if (final) return final;
   if (record.best_lora || record.best_checkpoint) return `paco/${base}/${base}-best.safetensors`;
   if (record.status === "completed" && (record.lora || record.last_checkpoint)) {
     return `paco/${base}/${base}.safetensors`;
