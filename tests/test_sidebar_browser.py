@@ -322,15 +322,17 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
         "web_rewards:contrast",
         "aggregated",
     }
-    sample = await until(
-        lambda: page.evaluate(
-            "(() => { const img = document.querySelector('.paco-sample img');"
-            " return img && img.complete && img.naturalWidth > 0 ? [img.naturalWidth, Number(img.dataset.step)] : null })()"
-        ),
-        60,
-        "the sample grid never loaded",
+    loaded_sample = (
+        "(() => { const img = document.querySelector('.paco-sample img');"
+        " return img && img.complete && img.naturalWidth > 0 ? Number(img.dataset.step) : 0 })()"
     )
-    assert sample[0] > 0 and sample[1] >= 1
+    first_sample = await until(lambda: page.evaluate(loaded_sample), 60, "the sample grid never loaded")
+
+    async def newer_sample():
+        step = await page.evaluate(loaded_sample)
+        return step if step > first_sample else None
+
+    await until(newer_sample, 60, "the sample grid did not follow the steps")
     log_text = await page.evaluate("document.querySelector('.paco-log').textContent")
     assert log_text.strip() and log_text != "(no log yet)"
     assert await sidebar.status() == "running"

@@ -175,7 +175,8 @@ class JobsController {
   }
 
   sampleUrl(id, step) {
-    return api.apiURL(`/paco/jobs/${encodeURIComponent(id)}/sample?step=${encodeURIComponent(step)}`);
+    // `at` only busts the cache (`step` would ask for that step's grid, which most steps lack)
+    return api.apiURL(`/paco/jobs/${encodeURIComponent(id)}/sample?at=${encodeURIComponent(step)}`);
   }
 
   async act(id, what, method, path) {

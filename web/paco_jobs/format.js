@@ -37,19 +37,22 @@ export function formatDuration(seconds) {
   return `${hours} h ${String(minutes % 60).padStart(2, "0")} min`;
 }
 
-/** Seconds left for a running job: the server's eta_s, else the pace of the steps seen
- * by this page (``pace`` = [{t, step}] oldest first), else the attempt's average pace. */
-export function secondsLeft(record, pace = [], now = Date.now()) {
+/** Seconds left for a running job: from the wall-clock pace of the steps this page saw
+ * (``pace`` = [{t, step}] oldest first; it includes evaluations and checkpoints), else the
+ * server's ``eta_s`` (the last step's own duration times the steps to go). */
+export function secondsLeft(record, pace = []) {
   if (record.status !== "running") return null;
-  if (Number.isFinite(record.eta_s)) return Math.max(0, record.eta_s);
   const { step, total } = stepAndTotal(record);
   if (!total || step >= total) return null;
   if (pace.length >= 2) {
     const first = pace[0];
     const last = pace[pace.length - 1];
-    if (last.step > first.step) return ((last.t - first.t) / 1000 / (last.step - first.step)) * (total - step);
+    if (last.step > first.step) {
+      const perStep = (last.t - first.t) / 1000 / (last.step - first.step);
+      return perStep * (total - step);
+    }
   }
-  return null;
+  return Number.isFinite(record.eta_s) ? Math.max(0, record.eta_s) : null;
 }
 
 export function stepAndTotal(record) {
@@ -69,7 +72,7 @@ export function summaryLine(record, pace, now = Date.now()) {
   const { step, total } = stepAndTotal(record);
   const parts = [];
   if (total) parts.push(`step ${step}/${total}`);
-  const left = secondsLeft(record, pace, now);
+  const left = secondsLeft(record, pace);
   if (left != null) parts.push(`${formatDuration(left)} left`);
   if (ENDED.has(record.status) && record.execution_end_time) {
     parts.push(`ended ${formatClock(record.execution_end_time, now)}`);

@@ -206,8 +206,11 @@ export class JobsPanel {
       box.append(h("div", { className: "paco-note" }, detail.loaded ? "No sample grid yet." : "Loading…"));
       return box;
     }
+    const url = this.controller.sampleUrl(record.id, detail.sampleStep);
+    if (this.sampleBox?.url === url) return this.sampleBox.box; // the same grid: no reload, no flicker
+    this.sampleBox = { url, box };
     const img = h("img", {
-      src: this.controller.sampleUrl(record.id, detail.sampleStep),
+      src: url,
       alt: `sample grid of ${record.name || record.id} at step ${detail.sampleStep}`,
       "data-step": detail.sampleStep,
     });
