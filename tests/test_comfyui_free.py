@@ -70,7 +70,7 @@ def test_free_releases_paco_models_and_outside_paths_are_refused(tmp_path, tiny_
     models_dir = models_folder_with_tiny_models(tmp_path / "models", tiny_models)
     workflow = pipeline_and_judge_workflow(node_classes)
     outside = dict(workflow, **{"1": node_inputs(
-        node_classes, "PaCoPipelineLoader", model="(type a path or hub id below)", model_path=str(tiny_models["flux"])
+        node_classes, "PaCoPipelineLoader", model=typed_path_choice(node_classes), model_path=str(tiny_models["flux"])
     )})  # fmt: skip
 
     with pack_linked_into(comfyui_dir), comfyui_server(comfyui_dir, tmp_path, models_dir) as (url, log_path):
@@ -86,3 +86,10 @@ def test_free_releases_paco_models_and_outside_paths_are_refused(tmp_path, tiny_
     assert "is outside ComfyUI's models folders" in error["exception_message"], error
     assert error["exception_type"].endswith("InputError")
     assert "Traceback" not in log, log[-3000:]
+
+
+def typed_path_choice(node_classes) -> str:
+    """The Pipeline Loader's dropdown entry that means "use the typed model_path"."""
+    import sys
+
+    return sys.modules[node_classes["PaCoPipelineLoader"].__module__].TYPED_PATH_CHOICE
