@@ -12,7 +12,7 @@ import importlib
 
 from comfy_api.latest import ComfyExtension, io
 
-NODE_MODULES = ("grid", "judge", "generation", "model_files")
+NODE_MODULES = ("grid", "judge", "generation", "model_files", "training")
 
 
 def all_nodes() -> list[type[io.ComfyNode]]:
@@ -26,9 +26,12 @@ def all_nodes() -> list[type[io.ComfyNode]]:
 
 class PaCoExtension(ComfyExtension):
     async def on_load(self) -> None:
+        """Inside a running ComfyUI: the unload hook, the /paco/jobs routes and the jobs watcher thread."""
         from .comfy_bridge import install_unload_hook
+        from .jobs_watch import install_server_hooks
 
         install_unload_hook()  # ComfyUI's "unload models" releases PaCo's pipelines and judges too
+        install_server_hooks()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return all_nodes()

@@ -239,3 +239,46 @@ def output_directory() -> str:
     import folder_paths
 
     return folder_paths.get_output_directory()
+
+
+def input_directory() -> str:
+    import folder_paths
+
+    return folder_paths.get_input_directory()
+
+
+def temp_directory() -> str:
+    """Where node previews go (ComfyUI serves them as ``type: temp``)."""
+    import folder_paths
+
+    return folder_paths.get_temp_directory()
+
+
+def user_directory() -> str:
+    """ComfyUI's user directory (``--user-directory``): where a pack keeps persistent state."""
+    import folder_paths
+
+    return folder_paths.get_user_directory()
+
+
+def first_model_folder(folder: str) -> str:
+    """The first path of a models folder (e.g. ``models/loras``), where the pack writes files."""
+    import folder_paths
+
+    return folder_paths.get_folder_paths(folder)[0]
+
+
+def prompt_server():
+    """ComfyUI's ``PromptServer.instance`` (None outside a ComfyUI server)."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return None
+    return PromptServer.instance
+
+
+def execution_blocker(message: str | None = None):
+    """An output value that blocks the nodes using it (silently when ``message`` is None)."""
+    from comfy_execution.graph_utils import ExecutionBlocker
+
+    return ExecutionBlocker(message)

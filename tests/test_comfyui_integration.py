@@ -477,7 +477,7 @@ SURFACE_SCRIPT = r'''
 import asyncio, enum, inspect, json, sys, tempfile
 sys.path.insert(0, ".")
 MODULES = ("comfy_api.latest", "comfy_api.latest._io", "comfy_api.latest._ui", "comfy.model_management",
-           "comfy.utils", "folder_paths", "server")
+           "comfy.utils", "comfy_execution.graph_utils", "folder_paths", "server")
 side = sys.argv[1]
 if side == "real":
     sys.argv = [sys.argv[0], "--cpu", "--base-directory", tempfile.mkdtemp()]  # leave the checkout alone
@@ -618,12 +618,26 @@ TINY_PIPELINES = {"FLUX.1-dev": "tiny-flux", "FLUX.1-Kontext-dev": "tiny-flux-ko
 REFERENCE_IMAGE = "paco_reference.png"
 
 
+def tiny_training() -> dict:
+    """PaCo Train LoRA's advanced_json for a 2-step job on the tiny models."""
+    from test_comfyui_jobs import TINY_TRAINING
+
+    return {**TINY_TRAINING, "eval_every": 1}
+
+
 def tiny_prompt(prompt: dict) -> dict:
     """A shipped workflow's prompt on the tiny models: tiny model choices, 32-pixel panels,
-    2 steps, the edit at the reference's own size, our own reference picture."""
+    2 steps, the edit at the reference's own size, our own reference picture, a 2-step training job."""
     overrides = {
         "PaCoPipelineLoader": lambda i: {"model": TINY_PIPELINES[i["model"]]},
-        "PaCoLora": lambda i: {"lora_name": LORA_NAME},
+        "PaCoLora": lambda i: {} if isinstance(i["lora_name"], list) else {"lora_name": LORA_NAME},
+        "PaCoTrainLora": lambda i: {
+            "pipeline": "tiny-flux",
+            "iterations": 2,
+            "group_size": 2,
+            "train_resolution": 32,
+            "advanced_json": json.dumps(tiny_training()),
+        },
         "PaCoJudgeLoader": lambda i: {"judge_name": JUDGE_NAME},
         "PaCoGenerateSet": lambda i: {"panel_width": PANEL_SIZE, "panel_height": PANEL_SIZE, "steps": 2},
         "PaCoEditChain": lambda i: {"steps": 2, "max_area": 0},
@@ -679,7 +693,7 @@ def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
         for name, workflow in shipped.items()
         if name not in NATIVE_WORKFLOWS
     }
-    assert len(prompts) == 3
+    assert len(prompts) == 4
 
     with pack_linked_into(comfyui_dir) as link, comfyui_server(comfyui_dir, tmp_path, models_dir) as server:
         url, log_path = server
@@ -711,6 +725,13 @@ def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
 
         Image.new("RGB", (PANEL_SIZE, PANEL_SIZE), (200, 90, 40)).save(tmp_path / "input" / REFERENCE_IMAGE)
         results = {name: run_workflow(url, prompt) for name, prompt in prompts.items()}
+        # the training job trains in the background; once it completed, the same graph makes a set with its LoRA
+        (job,) = http_json(f"{url}/paco/jobs")["jobs"]
+        deadline = time.monotonic() + 300
+        while job["status"] in ("queued", "running", "stopping") and time.monotonic() < deadline:
+            time.sleep(1)
+            job = http_json(f"{url}/paco/jobs/{job['id']}")
+        results["trained"] = run_workflow(url, prompts["paco-train-lora"])
         log = log_path.read_text()
     assert not link.exists(), "the custom_nodes link should be removed"
 
@@ -747,6 +768,19 @@ def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
     (path,) = (tmp_path / "temp").rglob(shown["filename"])  # ComfyUI keeps previews under --temp-directory
     side_by_side = Image.open(path)
     assert side_by_side.size == (4 * PANEL_SIZE, 4 * PANEL_SIZE), "all 4 candidate grids in one picture"
+
+    prompt, result = prompts["paco-train-lora"], results["paco-train-lora"]
+    (status,) = outputs_of(prompt, result, "PaCoTrainingJob")
+    assert "has no checkpoint yet" in status["text"][0], "the first run only starts the job"
+    (save_id,) = [i for i, node in prompt.items() if node["class_type"] == "SaveImage"]
+    assert save_id not in result["outputs"], "no LoRA yet: the set is skipped, not failed"
+    assert job["status"] == "completed", job["error"]
+    result = results["trained"]
+    (status,) = outputs_of(prompt, result, "PaCoTrainingJob")
+    assert status["text"][0].startswith(f"{job['id']} · paco-sets: completed, step 2/2"), status["text"][0]
+    (grid,) = saved_images(outputs_of(prompt, result, "SaveImage")[0], output_dir)
+    assert grid.size == (2 * PANEL_SIZE, 2 * PANEL_SIZE), "a set made with the job's best LoRA"
+    assert (models_dir / "loras" / "paco" / "paco-sets" / "paco-sets-best.safetensors").is_file()
 
     prompt, result = prompts["paco-edit-chain"], results["paco-edit-chain"]
     chain = saved_images(outputs_of(prompt, result, "SaveImage")[0], output_dir)

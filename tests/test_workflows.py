@@ -347,6 +347,30 @@ def test_the_edit_chain_edits_three_times_with_kontext_and_scores_edit_one(layou
     assert source_type(prompt, score["original"]) == "LoadImage"
 
 
+def test_train_lora_starts_a_job_watches_it_and_makes_a_set_with_its_lora(layouts, node_classes):
+    from paco_core.jobs.training_prompts import set_rows_from_text
+
+    prompt = prompt_of("paco-train-lora", layouts)
+    train = only(prompt, "PaCoTrainLora")
+    assert (train["pipeline"], train["preset"], train["prompts_file"]) == (
+        "FLUX.1-dev", "t2is-flux", "(training_prompts)",
+    )  # fmt: skip
+    assert source_type(prompt, train["judge"]) == "PaCoJudgeLoader" and train["rewards"] == "consistency=1"
+    assert train["new_run"] is False, "queueing again refreshes the same job"
+    rows = set_rows_from_text(train["training_prompts"])
+    assert [row["layout"] for row in rows] == ["2x2", "2x2"]
+    watch = only(prompt, "PaCoTrainingJob")
+    assert watch["job"] == [_id(prompt, "PaCoTrainLora"), 0] and watch["lora"] == "best"
+    lora = only(prompt, "PaCoLora")
+    assert lora["lora_name"] == [_id(prompt, "PaCoTrainingJob"), 3], (
+        "the job's LoRA, not a file picked by hand"
+    )
+    assert source_type(prompt, lora["pipeline"]) == "PaCoPipelineLoader"
+    assert source_type(prompt, only(prompt, "PaCoGenerateSet")["pipeline"]) == "PaCoLora"
+    outputs = [slot.name for slot in layouts["PaCoTrainingJob"].outputs]
+    assert outputs == ["status", "sample", "reward_curve", "lora_name"]
+
+
 # --------------------------------------------------------------------------- bad workflows are caught
 
 

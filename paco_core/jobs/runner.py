@@ -160,6 +160,7 @@ def submit(
     job = store.create(
         name=name or job_id, config=resolved, run_dir=run_dir, launch=launch, job_id=job_id,
         device=device_slot(resolved["model"]["device"], num_processes if not accelerate_config else 2),
+        gpu_policy=resolved.get("gpu_policy") or "exclusive",
     )  # fmt: skip
     if start:
         dispatch(store)

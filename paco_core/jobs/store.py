@@ -48,8 +48,8 @@ ACTIVE_STATUSES = (RUNNING, STOPPING)
 """A process is (or should be) alive for these."""
 FINAL_STATUSES = (STOPPED, COMPLETED, FAILED, INTERRUPTED)
 RESUMABLE_STATUSES = (STOPPED, FAILED, INTERRUPTED)
-GPU_POLICIES = ("exclusive",)
-"""``yield`` comes with the GPU-sharing work (issue 11); the column is already there."""
+GPU_POLICIES = ("exclusive", "yield")
+"""From the training config's ``gpu_policy``: ``yield`` pauses for ComfyUI's prompts (docs/gpu-sharing.md)."""
 
 
 class JobNotFoundError(InputError):

@@ -105,4 +105,7 @@ def _open_local_judge(
         )
     if batch_size is not None:
         options["batch_size"] = batch_size
-    return LocalJudge(weights.model, weights.processor, answers=answers, name=weights.name, **options)
+    judge = LocalJudge(weights.model, weights.processor, answers=answers, name=weights.name, **options)
+    # where it came from, so a training job started with this judge loads the same one
+    judge.source, judge.lora = str(source), (str(lora) if lora else None)
+    return judge

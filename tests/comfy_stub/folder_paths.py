@@ -1,6 +1,6 @@
 """Test double of ComfyUI's ``folder_paths`` over a temporary base folder.
 
-ComfyUI's folder layout (``models/``, ``input/``, ``output/``, ``user/`` under one base)
+ComfyUI's folder layout (``models/``, ``input/``, ``output/``, ``temp/``, ``user/`` under one base)
 and its function names for the models folders the pack reads or writes. Tests call
 ``stub_configure(tmp_path)`` to get fresh folders under their own directory.
 """
@@ -26,17 +26,19 @@ base_path = ""
 models_dir = ""
 output_directory = ""
 input_directory = ""
+temp_directory = ""
 user_directory = ""
 folder_names_and_paths: dict[str, tuple[list[str], set[str] | list[str]]] = {}
 
 
 def stub_configure(base: str | os.PathLike) -> None:
     """Put every folder under ``base``, as ComfyUI's ``--base-directory`` does."""
-    global base_path, models_dir, output_directory, input_directory, user_directory
+    global base_path, models_dir, output_directory, input_directory, temp_directory, user_directory
     base_path = os.fspath(base)
     models_dir = os.path.join(base_path, "models")
     output_directory = os.path.join(base_path, "output")
     input_directory = os.path.join(base_path, "input")
+    temp_directory = os.path.join(base_path, "temp")
     user_directory = os.path.join(base_path, "user")
     folder_names_and_paths.clear()
     for name, (subfolders, extensions) in _MODEL_FOLDERS.items():
@@ -49,6 +51,11 @@ def get_output_directory() -> str:
 
 def get_input_directory() -> str:
     return input_directory
+
+
+def get_temp_directory() -> str:
+    """Where previews go (ComfyUI empties it at start)."""
+    return temp_directory
 
 
 def get_user_directory() -> str:
@@ -102,10 +109,12 @@ __all__ = [
     "models_dir",
     "output_directory",
     "input_directory",
+    "temp_directory",
     "user_directory",
     "folder_names_and_paths",
     "get_output_directory",
     "get_input_directory",
+    "get_temp_directory",
     "get_user_directory",
     "get_folder_paths",
     "get_filename_list",

@@ -1,0 +1,454 @@
+"""Training nodes: start a PaCo-GRPO LoRA job in the background, and watch it.
+
+PaCo Train LoRA validates, submits a job to the store in ComfyUI's user directory and
+returns at once (the trainer runs as its own process: the queue moves on). PaCo Training
+Job reads a job's status, latest sample, reward curves and exported LoRA. See docs/jobs.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+from comfy_api.latest import io, ui
+
+from paco_core.errors import ConfigError, InputError
+
+from . import comfy_bridge, jobs_bridge
+from .generation import TYPED_PATH_CHOICE
+
+PacoJob = io.Custom("PACO_JOB")
+PacoJudge = io.Custom("PACO_JUDGE")
+
+CATEGORY = "PaCo/Training"
+TEXT_PROMPTS_CHOICE = "(training_prompts)"
+LATEST_JOB_CHOICE = "(latest job)"
+LORA_CHOICES = {"best": "best", "latest checkpoint": "latest"}
+EDIT_KINDS = ("flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
+
+
+def prompt_file_choices() -> list[str]:
+    """``.jsonl`` files in ComfyUI's input folder (and its sub-folders)."""
+    root = comfy_bridge.input_directory()
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [os.path.relpath(os.path.join(dirpath, f), root) for f in filenames if f.endswith(".jsonl")]
+    return sorted(p.replace(os.sep, "/") for p in found)
+
+
+def job_choices() -> list[str]:
+    try:
+        jobs = jobs_bridge.job_store().list()
+    except Exception:  # a broken store must not break the node list
+        return [LATEST_JOB_CHOICE]
+    return [LATEST_JOB_CHOICE, *(jobs_bridge.job_label(job) for job in reversed(jobs))]
+
+
+def parse_reward_weights(text: str) -> list[dict] | None:
+    """``"consistency=0.2, clip_t=1"`` -> ``[{"name": "consistency", "weight": 0.2}, ...]``; "" -> None."""
+    specs = []
+    for part in text.replace("\n", ",").split(","):
+        if not part.strip():
+            continue
+        name, sep, weight = part.partition("=")
+        name = name.strip()
+        try:
+            value = float(weight) if sep else 1.0
+        except ValueError:
+            raise InputError(
+                f"rewards: the weight of {name!r} should be a number, got {weight.strip()!r} "
+                "(write e.g. consistency=0.2, clip_t=1)"
+            ) from None
+        specs.append({"name": name, "weight": value})
+    return specs or None
+
+
+def judge_settings(judge) -> dict:
+    """The training config's judge keys for a PACO_JUDGE object (its source, never the object)."""
+    url = getattr(judge, "base_url", None)
+    if url:
+        model = getattr(judge, "_model", None) or ""
+        return {"judge_url": str(url), "judge_path": "", "judge_server_model": str(model)}
+    source = getattr(judge, "source", None)
+    if not source:
+        raise InputError(
+            "the judge input does not say where its model is (an older PaCo Judge Loader?): "
+            "re-run PaCo Judge Loader, or set rewards.judge_path in advanced_json"
+        )
+    if getattr(judge, "lora", None):
+        raise InputError(
+            f"the judge is a base model plus a LoRA ({judge.lora}); training loads a merged judge folder: "
+            "merge it once (paco judge merge) or serve it and give the server URL"
+        )
+    return {"judge_path": str(source), "judge_url": ""}
+
+
+def _content_path(folder, rows: list[dict]) -> str:
+    from paco_core.jobs.training_prompts import write_rows
+
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = folder / f"prompts-{digest}.jsonl"
+    if not path.is_file():
+        write_rows(path, rows)
+    return str(path)
+
+
+def build_train_config(
+    *, pipeline, model_path, preset, training_prompts, prompts_file, judge, rewards, iterations,
+    learning_rate, group_size, train_resolution, advanced_json,
+) -> dict:  # fmt: skip
+    """The training config a PaCo Train LoRA node asks for (not yet validated by TrainConfig).
+
+    Raises:
+        InputError / ConfigError: a node value is wrong (the message names the input).
+    """
+    from paco_core.config import merge_dicts
+    from paco_core.jobs import training_prompts as tp
+    from paco_core.models.pipelines import detect_pipeline_kind
+    from paco_core.rl.config import TrainConfig
+    from paco_core.rl.presets import preset_dict
+
+    # 1. the base pipeline and its kind
+    if model_path.strip():
+        source = comfy_bridge.resolve_model_path("diffusers", model_path.strip())
+    elif pipeline == TYPED_PATH_CHOICE:
+        raise InputError("pipeline: the dropdown says to type a path, but model_path is empty: type one.")
+    else:
+        source = comfy_bridge.resolve_model_path("diffusers", pipeline)
+    kind = detect_pipeline_kind(source)
+    config = preset_dict(preset)
+    if config["model"]["kind"] != kind and not (
+        config["model"]["kind"].startswith("qwen") and kind.startswith("qwen")
+    ):
+        raise InputError(
+            f"preset {preset!r} trains a {config['model']['kind']} model, but the pipeline {source!r} is {kind}: "
+            "pick a preset for that kind or another pipeline"
+        )
+    config["model"].update(path=str(source), kind=kind, device=jobs_bridge.comfy_device_slot())
+
+    # 2. the prompts: a JSONL file from the input folder, or the text blocks
+    input_dir = comfy_bridge.input_directory()
+    if prompts_file != TEXT_PROMPTS_CHOICE:
+        if prompts_file not in prompt_file_choices():
+            raise InputError(
+                f"prompts_file: {prompts_file!r} is not a .jsonl file in the input folder; refresh"
+            )
+        config["data"]["train_file"] = os.path.join(input_dir, prompts_file)
+    else:
+        folder = jobs_bridge.jobs_home() / "prompts"
+        if kind in EDIT_KINDS:
+            rows = tp.edit_rows_from_text(training_prompts, input_dir)
+            config["data"]["image_root"] = str(input_dir)
+        else:
+            rows = tp.set_rows_from_text(training_prompts)
+        config["data"]["train_file"] = _content_path(folder, rows)
+
+    # 3. rewards and judge
+    weights = parse_reward_weights(rewards)
+    if weights is not None:
+        config["rewards"]["rewards"] = weights
+    if judge is not None:
+        config["rewards"].update(judge_settings(judge))
+
+    # 4. the numbers
+    config["num_iterations"] = iterations
+    config["optim"]["lr"] = learning_rate
+    config["sampling"]["group_size"] = group_size
+    config["sampling"]["train_resolution"] = train_resolution
+    batch = config["sampling"].get("batch_size", 1)
+    if group_size % batch:  # images per transformer call: memory only, the same gradient
+        config["sampling"]["batch_size"] = _largest_divisor(group_size, batch)
+
+    # 5. GPU yield when the job shares ComfyUI's device (a trainer that knows the key)
+    if "gpu_policy" in TrainConfig.__dataclass_fields__:
+        config["gpu_policy"] = "yield"
+
+    # 6. the advanced override wins
+    if advanced_json.strip():
+        try:
+            override = json.loads(advanced_json)
+        except json.JSONDecodeError as error:
+            raise InputError(f"advanced_json is not valid JSON: {error.msg} (line {error.lineno})") from None
+        if not isinstance(override, dict):
+            raise InputError(f"advanced_json should be a JSON object {{...}}, got {type(override).__name__}")
+        config = merge_dicts(config, override)
+    if (
+        config.get("gpu_policy") == "yield"
+        and jobs_bridge.runner.device_slot(str(config["model"].get("device", "auto")))
+        != jobs_bridge.comfy_device_slot()
+    ):
+        config["gpu_policy"] = "exclusive"  # another device: nothing to share
+    config.pop("output_dir", None)  # the job's own run folder
+    return config
+
+
+def _largest_divisor(group_size: int, at_most: int) -> int:
+    return max(d for d in range(1, max(1, at_most) + 1) if group_size % d == 0)
+
+
+class PaCoTrainLora(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        from paco_core.rl.presets import preset_names
+
+        pipelines = comfy_bridge.model_choices("diffusers") + [TYPED_PATH_CHOICE]
+        presets = list(preset_names())
+        return io.Schema(
+            node_id="PaCoTrainLora",
+            display_name="PaCo Train LoRA",
+            category=CATEGORY,
+            is_output_node=True,
+            description="Start PaCo-GRPO LoRA training as a background job and return at once (the queue moves on; "
+            "generate while it trains). Queueing the same graph again returns the same job unless new_run is on. "
+            "Watch it with PaCo Training Job or the PaCo Jobs sidebar.",
+            inputs=[
+                io.Combo.Input("pipeline", options=pipelines, default=pipelines[0],
+                               tooltip="The base diffusers pipeline (models/diffusers), as in PaCo Pipeline Loader; "
+                               f"{TYPED_PATH_CHOICE}: the model_path typed below."),
+                io.String.Input("model_path", default="", optional=True,
+                                tooltip="A local diffusers folder, used instead of the dropdown."),
+                io.Combo.Input("preset", options=presets, default=presets[0],
+                               tooltip="The released PaCo-GRPO run the job starts from (docs/presets.md): t2is-* "
+                               "for FLUX sets, edit-* for Kontext / Qwen-Image-Edit."),
+                io.String.Input("training_prompts", multiline=True, default="",
+                                tooltip="One block per prompt, blocks separated by a blank line. Sets: a theme line "
+                                "(optionally starting with [2x2]), then one line per panel. Edits: an image name from "
+                                "the input folder, then one instruction per line."),
+                io.Combo.Input("prompts_file", options=[TEXT_PROMPTS_CHOICE, *prompt_file_choices()],
+                               default=TEXT_PROMPTS_CHOICE,
+                               tooltip="A JSONL file of prompt rows in the input folder (set rows or edit rows), "
+                               f"used instead of the text; {TEXT_PROMPTS_CHOICE}: the text above."),
+                PacoJudge.Input("judge", optional=True,
+                                tooltip="The judge (PaCo Judge Loader): a local judge folder or a judge server URL. "
+                                "The job loads its own copy (or calls the server)."),
+                io.String.Input("rewards", default="",
+                                tooltip="Reward weights, e.g. 'consistency=1' or 'consistency=0.2, clip_t=1'. Empty: "
+                                "the preset's (t2is presets also use clip_t and pickscore, which need "
+                                "rewards.clip_path / pickscore_path in advanced_json)."),
+                io.Int.Input("iterations", default=300, min=1, max=100000, tooltip="Training iterations (steps)."),
+                io.Float.Input("learning_rate", default=3e-4, min=1e-7, max=1.0, step=1e-5, round=False,
+                               tooltip="AdamW learning rate (the presets: 3e-4)."),
+                io.Int.Input("group_size", default=16, min=2, max=256,
+                             tooltip="Images per prompt compared with each other (the presets: 16)."),
+                io.Int.Input("train_resolution", default=512, min=32, max=2048, step=16,
+                             tooltip="Side of the training rollouts (grids are scaled to this area)."),
+                io.String.Input("lora_name", default="paco-lora",
+                                tooltip="The job's name and its LoRA files' name: models/loras/paco/<lora_name>/."),
+                io.String.Input("advanced_json", multiline=True, default="",
+                                tooltip='Any training config keys as JSON, merged last, e.g. {"eval_every": 10, '
+                                '"rewards": {"clip_path": "/models/clip"}} (paco train --describe-config lists them).'),
+                io.Boolean.Input("new_run", default=False,
+                                 tooltip="On: every queue starts a new job. Off: the same settings return the "
+                                 "existing job."),
+            ],
+            outputs=[PacoJob.Output("job", tooltip="The job, for PaCo Training Job.")],
+            hidden=[io.Hidden.unique_id],
+        )  # fmt: skip
+
+    @classmethod
+    def fingerprint_inputs(cls, **kwargs):
+        return time.time_ns()  # always run: submitting is cheap, and the job may have been deleted
+
+    @classmethod
+    def execute(
+        cls, pipeline, preset, training_prompts, prompts_file, rewards, iterations, learning_rate,
+        group_size, train_resolution, lora_name, advanced_json, new_run, model_path="", judge=None,
+    ) -> io.NodeOutput:  # fmt: skip
+        from paco_core.jobs import runner
+
+        node_id = cls.hidden.unique_id
+        name = lora_name.strip()
+        if not name:
+            raise InputError(
+                "lora_name is empty: name the LoRA (its files go to models/loras/paco/<lora_name>/)"
+            )
+        comfy_bridge.show_progress_text(node_id, "checking the training settings ...")
+        config = build_train_config(
+            pipeline=pipeline, model_path=model_path, preset=preset, training_prompts=training_prompts,
+            prompts_file=prompts_file, judge=judge, rewards=rewards, iterations=iterations,
+            learning_rate=learning_rate, group_size=group_size, train_resolution=train_resolution,
+            advanced_json=advanced_json,
+        )  # fmt: skip
+        store = jobs_bridge.job_store()
+        before = {job.id for job in store.list()} if not new_run else set()
+        try:
+            job = runner.submit(store, config, name=name, reuse=not new_run, cwd=store.home,
+                                env=jobs_bridge.env_for_jobs())  # fmt: skip
+        except ConfigError as error:
+            raise ConfigError(f"PaCo Train LoRA: {error}") from None
+        reused = job.id in before
+        text = (
+            f"{job.id} already exists ({job.status}, step {job.step}/{job.total}); turn new_run on to train again"
+            if reused
+            else f"submitted {job.id} ({job.status}); its LoRAs go to models/loras/paco/{name}/"
+        )
+        comfy_bridge.show_progress_text(node_id, text)
+        return io.NodeOutput(job.id, ui=ui.PreviewText(text))
+
+
+def find_job(job: str | None, pick: str):
+    """The job a PaCo Training Job node names: its input, else the dropdown."""
+    store = jobs_bridge.job_store()
+    if job:
+        return store.get(job)
+    if pick == LATEST_JOB_CHOICE:
+        jobs = store.list()
+        if not jobs:
+            raise InputError("no training job yet: start one with PaCo Train LoRA (or `paco jobs submit`)")
+        return max(jobs, key=lambda j: (j.created_at, j.id))
+    return store.get(pick.split(" ", 1)[0])
+
+
+def status_text(job) -> str:
+    record = jobs_bridge.job_detail(job)
+    lines = [f"{job.id} · {job.name}: {job.status}, step {job.step}/{job.total}"]
+    if record.get("eta_s") is not None:
+        lines.append(f"about {_duration(record['eta_s'])} left")
+    progress = record["progress"]
+    if progress.get("state") == "paused":
+        lines.append("paused: yielding the GPU to ComfyUI's queue")
+    lines += [
+        f"{name} = {value:.4g} (step {step})" for name, (step, value) in latest_reward_means(job).items()
+    ]
+    if job.error:
+        lines.append(f"error: {job.error.strip().splitlines()[-1][:300]}")
+    lines += [f"warning: {w.get('message', w)}" for w in record["warnings"]]
+    files = record["lora_files"]
+    lines.append(
+        f"LoRA files: {', '.join(files) if files else 'none yet (the first checkpoint exports one)'}"
+    )
+    return "\n".join(lines)
+
+
+def latest_reward_means(job) -> dict[str, tuple[int, float]]:
+    """The latest value of each train and eval reward mean: ``{"train clip_t": (step, value)}``."""
+    from paco_core.jobs.curves import reward_series
+
+    return {label: points[-1] for label, points in reward_series(job.run_dir).items()}
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def chosen_lora(job, which: str) -> str:
+    """The exported file name (relative to the loras folder) of the best or latest LoRA.
+
+    Raises:
+        InputError: the job has no checkpoint yet.
+    """
+    from paco_core.jobs.export import lora_name
+
+    files = {p.name: p for p in jobs_bridge.exported(job)}
+    name = lora_name(job)
+    steps = sorted(
+        (int(n[len(name) + 5 : -12]), p) for n, p in files.items()
+        if n.startswith(f"{name}-step") and n[len(name) + 5 : -12].isdigit()
+    )  # fmt: skip
+    order = []
+    if which == "best":
+        order.append(files.get(f"{name}-best.safetensors"))
+    order += [files.get(f"{name}.safetensors"), steps[-1][1] if steps else None]
+    found = next((p for p in order if p is not None), None)
+    if found is None:
+        raise InputError(
+            f"job {job.id} has no checkpoint yet ({job.status}, step {job.step}/{job.total}); "
+            "queue again once it saved one"
+        )
+    return jobs_bridge.lora_choice(found)
+
+
+def preview_file(job_id: str, what: str, image) -> dict:
+    """Save ``image`` into ComfyUI's temp folder; the entry a node's UI shows it with."""
+    from paco_core.io import atomic_write
+
+    name = f"paco_{job_id}_{what}_{time.time_ns()}.png"
+    atomic_write(os.path.join(comfy_bridge.temp_directory(), name), lambda tmp: image.save(tmp, format="PNG"))
+    return {"filename": name, "subfolder": "", "type": "temp"}
+
+
+class PaCoTrainingJob(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        jobs = job_choices()
+        loras = comfy_bridge.model_choices("loras")
+        return io.Schema(
+            node_id="PaCoTrainingJob",
+            display_name="PaCo Training Job",
+            category=CATEGORY,
+            is_output_node=True,
+            description="A training job's status, latest sample grid, reward curves (all shown on the node) and "
+            "LoRA (exported to models/loras/paco/). Refreshes on every queue; before the first checkpoint the "
+            "nodes that use the LoRA are skipped.",
+            inputs=[
+                PacoJob.Input("job", optional=True, tooltip="The job from PaCo Train LoRA; else the dropdown."),
+                io.Combo.Input("pick", options=jobs, default=jobs[0],
+                               tooltip="Used when no job is wired: a job of this ComfyUI's store."),
+                io.Combo.Input("lora", options=list(LORA_CHOICES), default="best",
+                               tooltip="best: the best LoRA by the held-out evaluation (else the final, else the "
+                               "latest checkpoint). latest checkpoint: the final or newest checkpoint's."),
+            ],
+            outputs=[
+                io.String.Output("status", tooltip="Status, step, time left, latest rewards, warnings."),
+                io.Image.Output("sample", tooltip="The latest evaluation sample grid (grey before the first)."),
+                io.Image.Output("reward_curve", tooltip="Reward means per step: train solid, eval dashed."),
+                io.Combo.Output("lora_name", options=loras,
+                                tooltip="The LoRA file (paco/<name>/...), for PaCo LoRA or LoraLoader."),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )  # fmt: skip
+
+    @classmethod
+    def fingerprint_inputs(cls, pick=LATEST_JOB_CHOICE, lora="best", job=None):
+        try:
+            found = find_job(job, pick)
+        except Exception as error:  # execute reports it
+            return f"error {error}"
+        return (found.id, found.status, found.step, found.updated_at, lora)
+
+    @classmethod
+    def execute(cls, pick, lora, job=None) -> io.NodeOutput:
+        from paco_core.images import pil_to_tensor
+        from paco_core.jobs import runner
+        from paco_core.jobs.curves import draw_reward_curves, reward_series
+        from paco_core.run_folder import RunFolder
+
+        store = jobs_bridge.job_store()
+        runner.reconcile(store)
+        found = find_job(job, pick)
+        jobs_bridge.export_loras(found)
+        text = status_text(found)
+        comfy_bridge.show_progress_text(cls.hidden.unique_id, text.splitlines()[0])
+        sample_path = RunFolder(found.run_dir).latest_sample()
+        if sample_path is not None:
+            from PIL import Image
+
+            with Image.open(sample_path) as opened:
+                sample = opened.convert("RGB")
+        else:
+            from PIL import Image
+
+            sample = Image.new("RGB", (64, 64), (128, 128, 128))
+        curve = draw_reward_curves(reward_series(found.run_dir), title=f"{found.name} ({found.id})")
+        try:
+            lora_file = chosen_lora(found, LORA_CHOICES[lora])
+        except InputError as error:  # no checkpoint yet: show the status, skip the nodes that need the LoRA
+            lora_file = comfy_bridge.execution_blocker(None)
+            text += f"\n{error}"
+        previews = [preview_file(found.id, "sample", sample), preview_file(found.id, "curve", curve)]
+        return io.NodeOutput(
+            text, pil_to_tensor([sample]), pil_to_tensor([curve]), lora_file,
+            ui={"text": (text,), "images": previews},
+        )  # fmt: skip
+
+
+NODES = [PaCoTrainLora, PaCoTrainingJob]
