@@ -624,9 +624,8 @@ def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
                     result.images_of("LoadImage")[0] if result.images_of("LoadImage") else saved[0],
                     *saved,
                 ][:2]
-        reference = "reference (a drawn test picture)" if tiny else "reference"
         edits = ["edit"] if len(saved) == 2 else [f"edit {i}" for i in range(1, len(saved))]
-        labels = [reference, *edits]
+        labels = ["reference", *edits]
         return edit_card(title, caption, saved, result.text_of("PreviewAny"), labels)
     if name == "paco-train-lora":
         sample, curve = result.images_of("PaCoTrainingJob")[:2]
