@@ -142,6 +142,25 @@ def test_the_example_workflows_are_shipped():
     assert [path.stem for path in WORKFLOW_FILES] == sorted(SHIPPED_WORKFLOWS)
 
 
+THUMBNAIL_SIZE = (768, 768)
+"""The Templates browser shows thumbnails on square cards: tools/workflow_results.py's size."""
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda path: path.stem)
+def test_every_workflow_has_a_square_jpeg_thumbnail(path):
+    from PIL import Image
+
+    thumbnail = path.with_suffix(".jpg")
+    assert thumbnail.is_file(), f"{thumbnail.name} is missing: see docs/workflows.md (thumbnails)"
+    assert thumbnail.stat().st_size <= 150_000, f"{thumbnail.name} is over 150 KB"
+    with Image.open(thumbnail) as image:
+        assert (image.format, image.size, image.mode) == ("JPEG", THUMBNAIL_SIZE, "RGB"), thumbnail.name
+
+
+def test_no_thumbnail_without_its_workflow():
+    assert sorted(path.stem for path in WORKFLOWS_DIR.glob("*.jpg")) == [path.stem for path in WORKFLOW_FILES]
+
+
 def test_the_shipped_files_are_what_the_generator_writes(layouts):
     for name, build in SHIPPED_WORKFLOWS.items():
         shipped = json.loads((WORKFLOWS_DIR / f"{name}.json").read_text(encoding="utf-8"))

@@ -2,7 +2,8 @@
 
 ComfyUI's Templates browser shows ``workflows/<name>.jpg`` beside ``workflows/<name>.json``:
 a thumbnail shows what the workflow makes (a result image), not its graph. Give each
-workflow's result with ``--result <name>=<image>`` (e.g. the grid a real run saved in
+workflow's result with ``--result <name>=<image>`` (the result card that
+``tools/workflow_results.py`` composes from a real run, or an image a run saved in
 ComfyUI's output folder); it is scaled to the thumbnail width and written as JPEG.
 ``--graph-thumbnails`` writes the rendered graph instead, for a workflow without a result.
 
@@ -23,8 +24,9 @@ outline is left out of the picture: a thumbnail shows the workflow with its mode
 Needs Playwright for Python and Pillow in the interpreter that runs it, a Chromium
 binary (``apt-get install chromium``; ``playwright install`` is not needed). Usage:
 
+    python tools/workflow_results.py --url http://127.0.0.1:8188 --out /tmp/results
     python tools/workflow_thumbnails.py --url http://127.0.0.1:8188 \\
-        --result paco-consistent-set=output/PaCo/consistent_set_00001_.png ...
+        --result paco-consistent-set=/tmp/results/paco-consistent-set.png ...
     python tools/workflow_thumbnails.py --url http://127.0.0.1:8188 \\
         --screenshots /tmp/shots --no-thumbnails      # full-size PNGs to look at only
 """

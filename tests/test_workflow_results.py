@@ -1,0 +1,184 @@
+"""tools/workflow_results.py: the tiny-run prompts and the result cards (no ComfyUI needed).
+
+Each shipped workflow's real API prompt (as the frontend queues it) gets the images and
+texts its output nodes show in a run, written in the nodes' own report formats; the card
+composed from them must be square, show the pictures, and mark what it says it marks.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from PIL import Image
+from workflow_convert import NATIVE_WORKFLOWS, WORKFLOWS_DIR, node_layouts, to_api_prompt
+from workflow_results import (
+    ACCENT,
+    CARD_SIZE,
+    NATIVE_STAND_INS,
+    TINY_JUDGE,
+    TINY_LORA,
+    TINY_PANEL,
+    TINY_REFERENCE,
+    TITLES,
+    RunResult,
+    compose_card,
+    load_run,
+    qwen_edit_chain_prompt,
+    run_name,
+    save_run,
+    tiny_prompt,
+)
+
+NAMES = sorted(path.stem for path in WORKFLOWS_DIR.glob("*.json"))
+SET_REPORT = (
+    'set consistency 0.378 for "FOUR-PANEL Images ..." (6 pairs of 4 images)\n'
+    "per image: #1 0.381, #2 0.369, #3 0.376, #4 0.386\nweakest pair: #2 and #3 (0.361)"
+)
+RANKING = (
+    "best: set 3 (seed 44), consistency 0.307 of 4 candidate sets\n1. set 3 (seed 44): 0.307\n"
+    "2. set 2 (seed 43): 0.288\n3. set 4 (seed 45): 0.287\n4. set 1 (seed 42): 0.282"
+)
+EDIT_REPORT = 'edit 1 "Make it snow.": overall 0.364 (consistency 0.347, following 0.383)'
+JOB_STATUS = "job-4e93109c · paco-sets: completed, step 3/3\neval consistency = 0.235 (step 3)"
+COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
+
+
+@pytest.fixture(scope="module")
+def prompts() -> dict[str, dict]:
+    layouts = node_layouts()
+    return {
+        name: to_api_prompt(json.loads((WORKFLOWS_DIR / f"{name}.json").read_text()), layouts)
+        for name in NAMES
+    }
+
+
+def png(colour, size=(32, 32)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def quadrants(size: int = 64) -> bytes:
+    """A 2x2 grid of four colours (the candidates picture of best-of-N)."""
+    image = Image.new("RGB", (size, size))
+    for index, colour in enumerate(COLOURS):
+        image.paste(
+            colour,
+            (
+                (index % 2) * size // 2,
+                (index // 2) * size // 2,
+                *(((index % 2) + 1) * size // 2, ((index // 2) + 1) * size // 2),
+            ),
+        )
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def shown(prompt: dict) -> RunResult:
+    """What a run of ``prompt`` shows, by output node type, in the nodes' formats."""
+    result = RunResult(prompt)
+    for node_id, node in prompt.items():
+        kind, source = node["class_type"], node["inputs"].get("images")
+        if kind == "LoadImage":
+            result.images[node_id] = [png((120, 160, 200))]
+        elif kind in ("SaveImage", "PreviewImage"):
+            producer = prompt[source[0]]["class_type"]
+            if producer == "PaCoGenerateSet" and source[1] == 0:
+                result.images[node_id] = [png(colour) for colour in COLOURS]
+            elif producer in ("PaCoComposeGrid", "VAEDecode"):
+                result.images[node_id] = [quadrants()]
+            elif producer == "PaCoEditChain":
+                result.images[node_id] = [png((120, 160, 200)), *(png(c) for c in COLOURS[:3])]
+            else:
+                result.images[node_id] = [png((90, 90, 90), (64, 64))]
+        elif kind == "PaCoTrainingJob":
+            result.images[node_id] = [png((100, 100, 100), (64, 64)), png((255, 255, 255), (320, 180))]
+            result.texts[node_id] = [JOB_STATUS]
+        elif kind == "PreviewAny":
+            producer = prompt[node["inputs"]["source"][0]]["class_type"]
+            report = {"PaCoSetConsistency": SET_REPORT, "PaCoRankSets": RANKING, "PaCoEditScore": EDIT_REPORT}
+            result.texts[node_id] = [report[producer]]
+    return result
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("tiny", [False, True], ids=["real", "tiny"])
+def test_every_shipped_workflow_gets_a_square_card_with_a_title(name, tiny, prompts):
+    assert name in TITLES, f"give {name} a title in tools/workflow_results.py"
+    source = run_name(name, tiny)
+    prompt = prompts.get(source) or qwen_edit_chain_prompt(prompts["paco-edit-chain"])
+    card = compose_card(name, shown(prompt), tiny)
+    assert card.image.size == CARD_SIZE
+    assert ("tiny test models: images are noise" in card.caption) == tiny
+    if tiny and name in NATIVE_WORKFLOWS:
+        assert "needs real model files" in card.caption, "a stand-in result says so"
+    if name != "paco-train-lora":
+        assert set(card.image.getdata()) & set(COLOURS), f"the {name} card should show the run's pictures"
+
+
+def test_the_best_of_n_card_outlines_the_winning_set(prompts):
+    card = compose_card("paco-best-of-n", shown(prompts["paco-best-of-n"]), tiny=False)
+    image = card.image
+    # set 3 is the bottom-left quadrant (set 1 top left, row-major): the outline's pixels are there only
+    accent = [
+        (x, y)
+        for x in range(image.width)
+        for y in range(card.top, card.bottom)
+        if image.getpixel((x, y)) == ACCENT
+    ]
+    middle_x = sum(x for x, _ in accent) / len(accent)
+    middle_y = sum(y for _, y in accent) / len(accent)
+    assert middle_x < image.width / 2 and middle_y > (card.top + card.bottom) / 2, (middle_x, middle_y)
+    assert card.lines == [
+        RANKING.splitlines()[0],
+        "ranking: set 3 0.307 > set 2 0.288 > set 4 0.287 > set 1 0.282",
+    ]
+
+
+def test_cards_carry_the_scores(prompts):
+    consistent = compose_card("paco-consistent-set", shown(prompts["paco-consistent-set"]), tiny=True)
+    assert consistent.lines == [
+        "set consistency 0.378 (6 pairs of 4 images)",
+        "weakest pair: #2 and #3 (0.361)",
+    ]
+    edit = compose_card("paco-edit-chain", shown(prompts["paco-edit-chain"]), tiny=True)
+    assert edit.lines == [
+        "edit 1 score 0.364 (consistency 0.347, following 0.383)",
+        'edit 1: "Make it snow."',
+    ]
+    training = compose_card("paco-train-lora", shown(prompts["paco-train-lora"]), tiny=True)
+    assert training.lines == JOB_STATUS.splitlines()
+
+
+def test_the_tiny_prompt_uses_the_tiny_models_and_keeps_links(prompts):
+    prompt = tiny_prompt(json.loads(json.dumps(prompts["paco-train-lora"])))
+    inputs = {node["class_type"]: node["inputs"] for node in prompt.values()}
+    assert inputs["PaCoPipelineLoader"]["model"] == "tiny-flux"
+    assert inputs["PaCoJudgeLoader"]["judge_name"] == TINY_JUDGE
+    assert isinstance(inputs["PaCoLora"]["lora_name"], list), "the LoRA still comes from the training job"
+    assert inputs["PaCoGenerateSet"]["panel_width"] == TINY_PANEL
+    assert json.loads(inputs["PaCoTrainLora"]["advanced_json"])["lora"]["rank"] == 4
+    chain = tiny_prompt(json.loads(json.dumps(prompts["paco-consistent-set"])))
+    (lora,) = [node["inputs"] for node in chain.values() if node["class_type"] == "PaCoLora"]
+    assert lora["lora_name"] == TINY_LORA
+    edit = tiny_prompt(json.loads(json.dumps(prompts["paco-edit-chain"])))
+    (load,) = [node["inputs"] for node in edit.values() if node["class_type"] == "LoadImage"]
+    assert load["image"] == TINY_REFERENCE
+    qwen = qwen_edit_chain_prompt(edit)
+    (chain_inputs,) = [node["inputs"] for node in qwen.values() if node["class_type"] == "PaCoEditChain"]
+    assert "\n" not in chain_inputs["instructions"], "one edit"
+    assert set(NATIVE_STAND_INS) == set(NATIVE_WORKFLOWS)
+
+
+def test_a_saved_run_composes_the_same_card(prompts, tmp_path):
+    result = shown(prompts["paco-consistent-set"])
+    save_run(result, tmp_path / "run")
+    loaded = load_run(tmp_path / "run")
+    assert loaded.images == result.images and loaded.texts == result.texts
+    first = compose_card("paco-consistent-set", result, tiny=True).png()
+    assert compose_card("paco-consistent-set", loaded, tiny=True).png() == first
+    with pytest.raises(SystemExit, match="holds no saved run"):
+        load_run(tmp_path / "nothing")

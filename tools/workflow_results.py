@@ -1,0 +1,732 @@
+"""Run the shipped workflows on a running ComfyUI and compose one result card per workflow.
+
+A card shows what a workflow makes, for its thumbnail in ComfyUI's Templates browser: the
+workflow's title, its result images (the set grid and the judge's pair heatmap, the
+candidate grids with the winner marked, the reference and its edits, the reward curve and
+sample grid of a training job), its scores, and a caption saying what made the picture.
+Give the cards to ``tools/workflow_thumbnails.py --result NAME=CARD`` to write the shipped
+``workflows/<name>.jpg``.
+
+    # with real weights in the server's models folder (the files each workflow's note names):
+    python tools/workflow_results.py --url http://127.0.0.1:8188 --out /tmp/results
+    # offline, with the tiny test models (images are noise; the native workflows, which
+    # need ComfyUI's own CLIP/T5/VAE files, get the matching PaCo-node result):
+    python tools/workflow_results.py --setup-tiny /tmp/tiny-models
+    python main.py --cpu --models-directory /tmp/tiny-models ...   # in ComfyUI, pack linked
+    python tools/workflow_results.py --url http://127.0.0.1:8188 --out /tmp/results --tiny
+
+Each workflow is converted with ``tools/workflow_convert.py`` into the API prompt the
+frontend queues, posted to ``/prompt``, and its saved and previewed images and texts are
+read back over HTTP (``/history``, ``/view``), so the server may run anywhere. The training
+workflow is queued once (it starts a job), then again once the job has ended (the job's
+status, sample and reward curve, and a set with its best LoRA). Writes ``OUT/<name>.png``
+(the card) and ``OUT/<name>/`` (the images the run made), and prints the
+``--result`` arguments for the thumbnail tool.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import sys
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TOOLS_DIR = Path(__file__).resolve().parent
+for folder in (REPO_ROOT, TOOLS_DIR):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))  # paco_core and workflow_convert, also when run as a script
+
+CARD_SIZE = (768, 768)
+"""The Templates browser shows thumbnails on square cards (264 x 264 px): a square fills one."""
+BACKGROUND, PANEL_BACKGROUND, TEXT, DIM_TEXT, ACCENT, NOTE = (
+    (24, 26, 31), (40, 43, 51), (235, 236, 240), (170, 174, 186), (255, 196, 0), (255, 170, 120),
+)  # fmt: skip
+TITLES = {
+    "paco-consistent-set": "Consistent set + judge",
+    "paco-best-of-n": "Best of 4 sets",
+    "paco-edit-chain": "Edit chain + edit score",
+    "paco-native-flux-set": "Native FLUX set + judge",
+    "paco-native-kontext-edit": "Native Kontext edit + score",
+    "paco-native-qwen-edit": "Native Qwen-Image edit + score",
+    "paco-train-lora": "Train a PaCo LoRA",
+}
+"""The title on each card (the thumbnail's headline); a workflow not listed gets its file name."""
+
+# The tiny run: model names as --setup-tiny lays them out, small panels, few steps.
+TINY_PIPELINES = {"FLUX.1-dev": "tiny-flux", "FLUX.1-Kontext-dev": "tiny-flux-kontext"}
+TINY_QWEN_EDIT = "tiny-qwen-image-edit"
+TINY_LORA = "paco_tiny.safetensors"
+TINY_JUDGE = "tiny-judge"
+TINY_PANEL = 128
+TINY_STEPS = 4
+TINY_REFERENCE = "paco_thumbnail_reference.png"
+TINY_TRAINING = {
+    "lora": {"rank": 4, "alpha": 8},
+    "sampling": {"num_steps": 2, "noise_steps": [0], "eval_resolution": 32, "batch_size": 2,
+                 "prompts_per_iteration": 1, "max_sequence_length": 16, "eval_num_steps": 2},
+    "rewards": {"aggregation": "weighted_sum"},
+    "optim": {"clip_range": 0.2, "optimizer_steps_per_iteration": 1},
+    "ema": {"use_ema": False},
+    "data": {"num_eval_prompts": 1, "eval_fraction": 0.5},
+    "eval_every": 1, "checkpoint_every": 1,
+}  # fmt: skip
+"""PaCo Train LoRA's advanced_json for a few-step job on the tiny models."""
+TINY_TRAINING_ITERATIONS = 3
+TINY_CAPTION = "tiny test models: images are noise"
+NATIVE_STAND_INS = {
+    "paco-native-flux-set": "paco-consistent-set",
+    "paco-native-kontext-edit": "paco-edit-chain",
+    "paco-native-qwen-edit": "paco-qwen-edit-chain",
+}
+"""In a tiny run, the PaCo-node run whose result stands in for each native workflow: the tiny
+text encoders and VAEs cannot go through ComfyUI's own CLIP/T5/VAE loaders."""
+QWEN_EDIT_CHAIN = "paco-qwen-edit-chain"
+"""A tiny-run-only variant of paco-edit-chain on the tiny Qwen-Image-Edit (one edit)."""
+
+
+@dataclass
+class RunResult:
+    """What one queued prompt made: images and texts by node id, in node order."""
+
+    prompt: dict
+    images: dict[str, list[bytes]] = field(default_factory=dict)
+    texts: dict[str, list[str]] = field(default_factory=dict)
+
+    def node_ids(self, class_type: str) -> list[str]:
+        return [i for i, node in self.prompt.items() if node["class_type"] == class_type]
+
+    def images_of(self, class_type: str, index: int = 0) -> list[bytes]:
+        ids = self.node_ids(class_type)
+        return self.images.get(ids[index], []) if len(ids) > index else []
+
+    def images_from(self, source_class: str, output: int) -> list[bytes]:
+        """The images shown by the first node whose ``images`` input is output ``output`` of a
+        ``source_class`` node."""
+        for node_id, node in self.prompt.items():
+            source = node["inputs"].get("images")
+            if isinstance(source, list) and [self.prompt[source[0]]["class_type"], source[1]] == [
+                source_class,
+                output,
+            ]:
+                if self.images.get(node_id):
+                    return self.images[node_id]
+        return []
+
+    def text_of(self, class_type: str) -> str:
+        for node_id in self.node_ids(class_type):
+            if self.texts.get(node_id):
+                return self.texts[node_id][0]
+        return ""
+
+
+# ---------------------------------------------------------------- tiny models folder
+
+
+def setup_tiny_models(models_dir: Path) -> Path:
+    """A ComfyUI models folder with the tiny models under the names ``--tiny`` uses:
+    diffusers/tiny-flux, tiny-flux-kontext, tiny-qwen-image-edit; text_encoders/tiny-judge;
+    loras/paco_tiny.safetensors (a random rank-2 LoRA on the tiny FLUX)."""
+    from paco_core.testing import build_tiny_model
+
+    built = models_dir / ".tiny-models"
+    for folder in ("diffusers", "text_encoders", "loras"):
+        (models_dir / folder).mkdir(parents=True, exist_ok=True)
+    for kind in ("flux", "flux-kontext", "qwen-image-edit"):
+        link = models_dir / "diffusers" / f"tiny-{kind}"
+        if not link.exists():
+            link.symlink_to(build_tiny_model(kind, built), target_is_directory=True)
+    judge = models_dir / "text_encoders" / TINY_JUDGE
+    if not judge.exists():
+        judge.symlink_to(build_tiny_model("judge", built), target_is_directory=True)
+    lora = models_dir / "loras" / TINY_LORA
+    if not lora.exists():
+        save_tiny_flux_lora(models_dir / "diffusers" / "tiny-flux", lora)
+    return models_dir
+
+
+def save_tiny_flux_lora(flux_dir: Path, path: Path) -> Path:
+    import torch
+    from diffusers import FluxTransformer2DModel
+    from peft import LoraConfig
+
+    from paco_core.models.lora import save_peft_transformer_lora
+
+    transformer = FluxTransformer2DModel.from_pretrained(str(flux_dir), subfolder="transformer")
+    torch.manual_seed(0)
+    transformer.add_adapter(
+        LoraConfig(r=2, lora_alpha=2, init_lora_weights=False, target_modules=["to_q", "to_v"])
+    )
+    return save_peft_transformer_lora(transformer, path)
+
+
+def tiny_reference() -> bytes:
+    """A drawn picture to edit (sun, hill, sky): not noise, so the edits' change shows."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (TINY_PANEL, TINY_PANEL), (110, 170, 230))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((78, 14, 114, 50), fill=(255, 200, 60))
+    draw.ellipse((-40, 80, 170, 220), fill=(70, 150, 80))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def tiny_prompt(prompt: dict) -> dict:
+    """A shipped workflow's prompt on the tiny models (names from ``setup_tiny_models``)."""
+    overrides = {
+        "PaCoPipelineLoader": lambda i: {"model": TINY_PIPELINES.get(i["model"], i["model"])},
+        "PaCoLora": lambda i: {} if isinstance(i["lora_name"], list) else {"lora_name": TINY_LORA},
+        "PaCoJudgeLoader": lambda i: {"judge_name": TINY_JUDGE},
+        "PaCoGenerateSet": lambda i: {
+            "panel_width": TINY_PANEL,
+            "panel_height": TINY_PANEL,
+            "steps": TINY_STEPS,
+        },
+        "PaCoEditChain": lambda i: {"steps": TINY_STEPS, "max_area": 0},
+        "PaCoTrainLora": lambda i: {
+            "pipeline": TINY_PIPELINES["FLUX.1-dev"],
+            "iterations": TINY_TRAINING_ITERATIONS,
+            "group_size": 2,
+            "train_resolution": 32,
+            "advanced_json": json.dumps(TINY_TRAINING),
+        },
+        "LoadImage": lambda i: {"image": TINY_REFERENCE},
+    }
+    for node in prompt.values():
+        if node["class_type"] in overrides:
+            node["inputs"].update(overrides[node["class_type"]](node["inputs"]))
+    return prompt
+
+
+def qwen_edit_chain_prompt(edit_chain: dict) -> dict:
+    """The tiny edit chain on the tiny Qwen-Image-Edit, the first instruction only."""
+    prompt = json.loads(json.dumps(edit_chain))
+    for node in prompt.values():
+        if node["class_type"] == "PaCoPipelineLoader":
+            node["inputs"]["model"] = TINY_QWEN_EDIT
+        if node["class_type"] == "PaCoEditChain":
+            node["inputs"]["instructions"] = node["inputs"]["instructions"].splitlines()[0]
+            node["inputs"]["guidance"] = 4.0
+            node["inputs"]["model_guidance"] = False
+    return prompt
+
+
+# ---------------------------------------------------------------- running on the server
+
+
+def http_json(url: str, payload: dict | None = None, timeout: float = 30.0):
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def upload_image(url: str, name: str, png: bytes) -> None:
+    """POST /upload/image (multipart), as the frontend's LoadImage upload does."""
+    boundary = "pacothumbnailboundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="overwrite"\r\n\r\ntrue\r\n--{boundary}--\r\n'.encode()
+    )
+    request = urllib.request.Request(
+        f"{url}/upload/image",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
+def run_prompt(url: str, prompt: dict, timeout_s: float) -> RunResult:
+    """Queue ``prompt``, wait for it, and read back every image and text it showed."""
+    answer = http_json(f"{url}/prompt", {"prompt": prompt, "client_id": "paco-workflow-results"})
+    prompt_id = answer["prompt_id"]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        history = http_json(f"{url}/history/{prompt_id}")
+        entry = history.get(prompt_id)
+        if entry and entry.get("status", {}).get("completed") is not None:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the prompt did not finish within {timeout_s:.0f} s (see the server's log)")
+        time.sleep(0.5)
+    if entry["status"]["status_str"] != "success":
+        messages = [data for kind, data in entry["status"]["messages"] if kind == "execution_error"]
+        raise SystemExit(f"the prompt failed: {json.dumps(messages)[:1500]}")
+    result = RunResult(prompt)
+    for node_id, node in prompt.items():  # the pictures LoadImage read (the references)
+        if node["class_type"] == "LoadImage":
+            result.images[node_id] = [
+                fetch_image(url, {"filename": node["inputs"]["image"], "type": "input"})
+            ]
+    for node_id, outputs in entry["outputs"].items():
+        result.images[node_id] = [fetch_image(url, item) for item in outputs.get("images", [])]
+        result.texts[node_id] = [str(text) for text in outputs.get("text", [])]
+    return result
+
+
+def fetch_image(url: str, item: dict) -> bytes:
+    query = urllib.parse.urlencode(
+        {
+            "filename": item["filename"],
+            "subfolder": item.get("subfolder", ""),
+            "type": item.get("type", "output"),
+        }
+    )
+    with urllib.request.urlopen(f"{url}/view?{query}", timeout=60) as response:
+        return response.read()
+
+
+def wait_for_job_end(url: str, job_id: str, timeout_s: float) -> dict:
+    """PaCo job ``job_id``, once it is no longer queued or running."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = http_json(f"{url}/paco/jobs/{job_id}")
+        if job["status"] not in ("queued", "running", "stopping"):
+            return job
+        if time.monotonic() > deadline:
+            raise SystemExit(f"job {job['id']} still {job['status']} after {timeout_s:.0f} s")
+        time.sleep(2)
+
+
+def run_workflows(url: str, names: list[str], tiny: bool, timeout_s: float) -> dict[str, RunResult]:
+    """Queue each named workflow (in a tiny run: the native ones' stand-ins instead)."""
+    from workflow_convert import NATIVE_WORKFLOWS, WORKFLOWS_DIR, node_layouts, to_api_prompt
+
+    layouts = node_layouts()
+    prompts = {}
+    for name in names:
+        workflow = json.loads((WORKFLOWS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+        prompt = to_api_prompt(workflow, layouts)
+        prompts[name] = tiny_prompt(prompt) if tiny else prompt
+    if tiny:
+        upload_image(url, TINY_REFERENCE, tiny_reference())
+        if "paco-native-qwen-edit" in names:
+            chain = tiny_prompt(
+                to_api_prompt(json.loads((WORKFLOWS_DIR / "paco-edit-chain.json").read_text()), layouts)
+            )
+            prompts[QWEN_EDIT_CHAIN] = qwen_edit_chain_prompt(chain)
+        for native in NATIVE_WORKFLOWS:
+            if native in names:
+                del prompts[native]
+                stand_in = NATIVE_STAND_INS[native]
+                if stand_in not in prompts:
+                    workflow = json.loads((WORKFLOWS_DIR / f"{stand_in}.json").read_text(encoding="utf-8"))
+                    prompts[stand_in] = tiny_prompt(to_api_prompt(workflow, layouts))
+    results = {}
+    for name, prompt in prompts.items():
+        start = time.perf_counter()
+        results[name] = run_prompt(url, prompt, timeout_s)
+        if name == "paco-train-lora":  # the first queue starts the job; the second shows what it made
+            found = re.search(r"\bjob-[0-9a-f]+", results[name].text_of("PaCoTrainLora"))
+            if not found:
+                raise SystemExit(f"PaCo Train LoRA named no job: {results[name].texts}")
+            job = wait_for_job_end(url, found.group(0), timeout_s)
+            print(f"  training job {job['id']}: {job['status']}")
+            results[name] = run_prompt(url, prompt, timeout_s)
+        print(f"ran {name} in {time.perf_counter() - start:.1f} s")
+    return results
+
+
+# ---------------------------------------------------------------- cards
+
+
+def font(size: int, bold: bool = False):
+    from PIL import ImageFont
+
+    for name in (
+        ("DejaVuSans-Bold.ttf", "LiberationSans-Bold.ttf")
+        if bold
+        else ("DejaVuSans.ttf", "LiberationSans-Regular.ttf")
+    ):
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size)
+
+
+def open_image(data: bytes):
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def fitted(image, box: tuple[int, int]):
+    """``image`` scaled to fit ``box``; blocky (nearest) when enlarged a lot, so tiny
+    pixels stay pixels rather than blur."""
+    from PIL import Image
+
+    scale = min(box[0] / image.width, box[1] / image.height)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    method = Image.Resampling.NEAREST if scale >= 2 else Image.Resampling.LANCZOS
+    return image.resize(size, method)
+
+
+def wrap(draw, text: str, text_font, width: int) -> list[str]:
+    lines = []
+    for paragraph in text.splitlines() or [""]:
+        line = ""
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}".strip()
+            if draw.textlength(candidate, font=text_font) <= width or not line:
+                line = candidate
+            else:
+                lines.append(line)
+                line = word
+        lines.append(line)
+    return lines
+
+
+LABEL_HEIGHT = 28
+"""Room for a label above a picture."""
+
+
+@dataclass
+class Card:
+    """A square result card: title on top, score lines and caption at the bottom, pictures
+    in between."""
+
+    title: str
+    caption: str
+    lines: list[str]
+    """Score lines under the pictures (the first in the accent colour)."""
+
+    def __post_init__(self):
+        from PIL import Image, ImageDraw
+
+        self.image = Image.new("RGB", CARD_SIZE, BACKGROUND)
+        self.draw = ImageDraw.Draw(self.image)
+        self.margin = 24
+        width = CARD_SIZE[0] - 2 * self.margin
+        size = 46
+        while size > 24 and self.draw.textlength(self.title, font=font(size, bold=True)) > width:
+            size -= 2
+        self.draw.text((self.margin, 16), self.title, font=font(size, bold=True), fill=TEXT)
+        self.top = 82
+        caption_font, line_font = font(25), font(27, bold=True)
+        caption_lines = wrap(self.draw, self.caption, caption_font, width)
+        y = CARD_SIZE[1] - 14 - 31 * len(caption_lines)
+        for line in caption_lines:
+            self.draw.text((self.margin, y), line, font=caption_font, fill=NOTE)
+            y += 31
+        score_lines = [
+            (line, index == 0)
+            for index, text in enumerate(self.lines)
+            for line in wrap(self.draw, text, line_font if index == 0 else font(23), width)
+        ]
+        y = CARD_SIZE[1] - 14 - 31 * len(caption_lines) - 12 - 34 * len(score_lines)
+        self.bottom = y - 12
+        for line, is_first in score_lines:
+            self.draw.text(
+                (self.margin, y),
+                line,
+                font=line_font if is_first else font(23),
+                fill=ACCENT if is_first else TEXT,
+            )
+            y += 34
+
+    @property
+    def area(self) -> tuple[int, int, int, int]:
+        """(left, top, width, height) left for the pictures."""
+        return self.margin, self.top, CARD_SIZE[0] - 2 * self.margin, self.bottom - self.top
+
+    def paste(self, image, left: int, top: int, label: str = "") -> None:
+        """Paste ``image`` at (left, top), below ``label`` when given (LABEL_HEIGHT more)."""
+        if label:
+            self.draw.text((left, top), label, font=font(22), fill=DIM_TEXT)
+            top += LABEL_HEIGHT
+        self.image.paste(image, (left, top))
+
+    def png(self) -> bytes:
+        buffer = io.BytesIO()
+        self.image.save(buffer, "PNG")
+        return buffer.getvalue()
+
+
+def tiled(images: list, columns: int, cell: int, gap: int):
+    """``images`` fitted into ``cell``-sized squares, ``columns`` a row, ``gap`` apart."""
+    from PIL import Image
+
+    rows = -(-len(images) // columns)
+    sheet = Image.new(
+        "RGB", (columns * cell + (columns - 1) * gap, rows * cell + (rows - 1) * gap), BACKGROUND
+    )
+    for index, image in enumerate(images):
+        fitted_image = fitted(image, (cell, cell))
+        x = (index % columns) * (cell + gap) + (cell - fitted_image.width) // 2
+        y = (index // columns) * (cell + gap) + (cell - fitted_image.height) // 2
+        sheet.paste(fitted_image, (x, y))
+    return sheet
+
+
+def set_card(title: str, caption: str, pictures: list[bytes], heatmap: bytes | None, report: str) -> Card:
+    """The set (its panels 2x2, or its grid), the judge's pair heatmap beside it, the set's
+    score under them and the report's details under the heatmap."""
+    first, *details = report.splitlines() or [""]
+    weakest = next((line for line in details if line.startswith("weakest pair")), "")
+    score = re.match(r"set consistency (\d\.\d{3})", first)
+    pairs = re.search(r"\((\d+ pairs of \d+ images)\)", first)
+    headline = (
+        f"set consistency {score.group(1)}" + (f" ({pairs.group(1)})" if pairs else "") if score else first
+    )
+    card = Card(title, caption, [line for line in (headline, weakest) if line])
+    left, top, width, height = card.area
+    images = [open_image(data) for data in pictures]
+    label = "the set (4 panels)" if len(images) == 4 else "the set"
+    if heatmap is None:
+        picture = (
+            tiled(images, 2, (height - LABEL_HEIGHT - 10) // 2, 10)
+            if len(images) == 4
+            else fitted(images[0], (width, height - LABEL_HEIGHT))
+        )
+        card.paste(
+            picture,
+            left + (width - picture.width) // 2,
+            top + (height - LABEL_HEIGHT - picture.height) // 2,
+            label,
+        )
+        return card
+    side = min(height - LABEL_HEIGHT, round(width * 0.52))
+    picture = tiled(images, 2, (side - 10) // 2, 10) if len(images) == 4 else fitted(images[0], (side, side))
+    y = top + (height - LABEL_HEIGHT - picture.height) // 2
+    card.paste(picture, left, y, label)
+    right = left + picture.width + 24
+    heat = fitted(open_image(heatmap), (left + width - right, height - LABEL_HEIGHT))
+    card.paste(heat, right, y, "judge: pair scores")
+    return card
+
+
+def best_of_n_card(title: str, caption: str, candidates: bytes, ranking: str) -> Card:
+    """The 4 candidate grids (2x2, set 1 top left) with the winner outlined, the ranking below."""
+    lines = ranking.splitlines()
+    winner = re.match(r"best: set (\d+)", lines[0]) if lines else None
+    places = [re.match(r"\d+\. set (\d+) \(seed \d+\): (\d\.\d{3})", line) for line in lines[1:]]
+    order = " > ".join(f"set {m.group(1)} {m.group(2)}" for m in places if m)
+    card = Card(title, caption, [lines[0], f"ranking: {order}"] if lines and order else lines[:1])
+    left, top, width, height = card.area
+    image = fitted(open_image(candidates), (width, height - LABEL_HEIGHT))
+    x, y = left + (width - image.width) // 2, top + (height - LABEL_HEIGHT - image.height) // 2
+    card.paste(image, x, y, "4 candidate sets (set 1 top left)")
+    y += LABEL_HEIGHT
+    half_w, half_h = image.width // 2, image.height // 2
+    card.draw.rectangle((x + half_w - 3, y, x + half_w + 2, y + image.height), fill=BACKGROUND)
+    card.draw.rectangle((x, y + half_h - 3, x + image.width, y + half_h + 2), fill=BACKGROUND)
+    if winner:
+        index = int(winner.group(1)) - 1
+        cx, cy = x + (index % 2) * half_w, y + (index // 2) * half_h
+        card.draw.rectangle((cx + 1, cy + 1, cx + half_w - 2, cy + half_h - 2), outline=ACCENT, width=6)
+        card.draw.text((cx + 14, cy + 10), f"best: set {index + 1}", font=font(30, bold=True), fill=ACCENT,
+                       stroke_width=4, stroke_fill=BACKGROUND)  # fmt: skip
+    return card
+
+
+def edit_card(title: str, caption: str, chain: list[bytes], report: str, labels: list[str]) -> Card:
+    """The reference and its edits (2x2 for four), the first edit's score and instruction below."""
+    found = re.fullmatch(
+        r'edit 1 "(.*)": overall (0\.\d{3}) \(consistency (0\.\d{3}), following (0\.\d{3})\)', report.strip()
+    )
+    lines = (
+        [
+            f"edit 1 score {found.group(2)} (consistency {found.group(3)}, following {found.group(4)})",
+            f'edit 1: "{found.group(1)}"',
+        ]
+        if found
+        else report.splitlines()[:1]
+    )
+    card = Card(title, caption, lines)
+    left, top, width, height = card.area
+    columns = 2 if len(chain) == 4 else len(chain)
+    rows = -(-len(chain) // columns)
+    gap = 20
+    cell = min(
+        (width - gap * (columns - 1)) // columns, (height - rows * LABEL_HEIGHT - gap * (rows - 1)) // rows
+    )
+    row_width = columns * cell + gap * (columns - 1)
+    used = rows * (cell + LABEL_HEIGHT) + (rows - 1) * gap
+    for index, (data, label) in enumerate(zip(chain, labels, strict=False)):
+        image = fitted(open_image(data), (cell, cell))
+        x = left + (width - row_width) // 2 + (index % columns) * (cell + gap)
+        y = top + (height - used) // 2 + (index // columns) * (cell + LABEL_HEIGHT + gap)
+        card.paste(image, x, y, label)
+    return card
+
+
+def training_card(
+    title: str, caption: str, curve: bytes, pictures: list[tuple[str, bytes]], status: str
+) -> Card:
+    """The job's reward curve on top; its latest sample grid (and the set made with its LoRA)
+    below; the job's status and latest eval reward under them."""
+    first, *rest = status.splitlines() or [""]
+    evaluated = next((line for line in rest if line.startswith("eval ")), "")
+    card = Card(title, caption, [line for line in (first, evaluated) if line])
+    left, top, width, height = card.area
+    gap = 24
+    cell = (width - gap * (len(pictures) - 1)) // len(pictures)
+    curve_image = fitted(open_image(curve), (width, height - 2 * LABEL_HEIGHT - 12 - min(cell, 190)))
+    row_height = height - 2 * LABEL_HEIGHT - 12 - curve_image.height
+    card.paste(
+        curve_image, left + (width - curve_image.width) // 2, top, "reward per step (PaCo Training Job)"
+    )
+    y = top + LABEL_HEIGHT + curve_image.height + 12
+    row = [fitted(open_image(data), (cell, row_height)) for _, data in pictures]
+    x = left + (width - sum(image.width for image in row) - gap * (len(row) - 1)) // 2
+    for (label, _), image in zip(pictures, row, strict=True):
+        card.paste(image, x, y, label)
+        x += max(image.width, round(card.draw.textlength(label, font=font(22)))) + gap
+    return card
+
+
+def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
+    """The card for workflow ``name`` from what its run (or its stand-in's) made."""
+    title = TITLES.get(name, name)
+    stand_in = NATIVE_STAND_INS.get(name) if tiny else None
+    if tiny and stand_in:
+        shown = (
+            "PaCo Edit Chain on a tiny Qwen-Image-Edit" if stand_in == QWEN_EDIT_CHAIN else f"{stand_in}'s"
+        )
+        caption = (
+            f"{TINY_CAPTION}. Shown: {shown} result (PaCo nodes); this native graph needs real model files"
+        )
+    else:
+        caption = f"{TINY_CAPTION} (a real run of this workflow)" if tiny else "a real run of this workflow"
+    if name in ("paco-consistent-set", "paco-native-flux-set"):
+        panels = result.images_from("PaCoGenerateSet", 0) or result.images_from("PaCoSplitGrid", 0)
+        pictures = panels if len(panels) == 4 else result.images_of("SaveImage")[:1]
+        heatmap = result.images_from("PaCoSetConsistency", 3)
+        return set_card(
+            title, caption, pictures, heatmap[0] if heatmap else None, result.text_of("PreviewAny")
+        )
+    if name == "paco-best-of-n":
+        return best_of_n_card(
+            title, caption, result.images_of("PreviewImage")[0], result.text_of("PreviewAny")
+        )
+    if name in ("paco-edit-chain", "paco-native-kontext-edit", "paco-native-qwen-edit"):
+        saved = result.images_of("SaveImage")
+        if name != "paco-edit-chain":
+            if result.node_ids("PaCoEditChain"):
+                saved = saved[:2]  # the stand-in chain: the reference and the first edit
+            else:
+                saved = [
+                    result.images_of("LoadImage")[0] if result.images_of("LoadImage") else saved[0],
+                    *saved,
+                ][:2]
+        edits = ["edit"] if len(saved) == 2 else [f"edit {i}" for i in range(1, len(saved))]
+        labels = ["reference", *edits]
+        return edit_card(title, caption, saved, result.text_of("PreviewAny"), labels)
+    if name == "paco-train-lora":
+        sample, curve = result.images_of("PaCoTrainingJob")[:2]
+        pictures = [("latest sample grid", sample)]
+        trained = result.images_of("SaveImage")
+        if trained:
+            pictures.append(("a set with its best LoRA", trained[0]))
+        return training_card(title, caption, curve, pictures, result.text_of("PaCoTrainingJob"))
+    raise SystemExit(f"no card layout for workflow {name}: add one to tools/workflow_results.py")
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="a running ComfyUI with this pack, e.g. http://127.0.0.1:8188")
+    parser.add_argument("--out", type=Path, help="folder for the cards (<name>.png) and the run's images")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME", help="these workflows only")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="the server's models are --setup-tiny's: use their names, small panels, few steps",
+    )
+    parser.add_argument(
+        "--setup-tiny",
+        type=Path,
+        metavar="MODELS_DIR",
+        help="write a ComfyUI models folder with the tiny models (for --models-directory) and exit",
+    )
+    parser.add_argument(
+        "--compose-only",
+        action="store_true",
+        help="compose the cards from the runs saved in --out; queue nothing",
+    )
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds one prompt or the job may take")
+    return parser.parse_args(argv)
+
+
+def save_run(result: RunResult, folder: Path) -> None:
+    """``folder``/prompt.json, texts.json and ``<node id>-<n>.png`` per image."""
+    from paco_core.io import atomic_write_bytes, atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    for node_id, images in result.images.items():
+        for index, data in enumerate(images):
+            atomic_write_bytes(folder / f"{node_id}-{index + 1}.png", data)
+    atomic_write_text(folder / "prompt.json", json.dumps(result.prompt, indent=1))
+    atomic_write_text(folder / "texts.json", json.dumps(result.texts, indent=1))
+
+
+def load_run(folder: Path) -> RunResult:
+    """A run saved by ``save_run``."""
+    if not (folder / "prompt.json").is_file():
+        raise SystemExit(f"{folder} holds no saved run: run without --compose-only first")
+    result = RunResult(json.loads((folder / "prompt.json").read_text(encoding="utf-8")))
+    result.texts = json.loads((folder / "texts.json").read_text(encoding="utf-8"))
+    for node_id in result.prompt:
+        paths = sorted(folder.glob(f"{node_id}-*.png"), key=lambda p: int(p.stem.split("-")[1]))
+        if paths:
+            result.images[node_id] = [path.read_bytes() for path in paths]
+    return result
+
+
+def run_name(name: str, tiny: bool) -> str:
+    """The run whose result workflow ``name``'s card shows."""
+    return NATIVE_STAND_INS.get(name, name) if tiny else name
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.setup_tiny:
+        print(f"tiny models folder: {setup_tiny_models(args.setup_tiny)}")
+        return 0
+    if not args.out or not (args.url or args.compose_only):
+        raise SystemExit("give --out and --url (or --compose-only, or --setup-tiny MODELS_DIR)")
+    from workflow_convert import WORKFLOWS_DIR
+
+    from paco_core.io import atomic_write_bytes
+
+    names = sorted(path.stem for path in WORKFLOWS_DIR.glob("*.json"))
+    unknown = [name for name in args.only if name not in names]
+    if unknown:
+        raise SystemExit(f"--only {unknown}: not shipped workflows; choose from {names}")
+    names = args.only or names
+    if not args.compose_only:
+        for run, result in run_workflows(args.url.rstrip("/"), names, args.tiny, args.timeout).items():
+            save_run(result, args.out / "runs" / run)
+    arguments = []
+    for name in names:
+        result = load_run(args.out / "runs" / run_name(name, args.tiny))
+        card = atomic_write_bytes(args.out / f"{name}.png", compose_card(name, result, args.tiny).png())
+        arguments.append(f"--result {name}={card}")
+    print(
+        "cards written; thumbnails with:\n  python tools/workflow_thumbnails.py --url URL "
+        + " ".join(arguments)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
