@@ -3,6 +3,10 @@
 A separate node from the diffusers-folder loader: its inputs are the same folders ComfyUI's
 Load Diffusion Model, DualCLIPLoader, Load VAE and Load Checkpoint read, and none of them
 means anything for a diffusers folder. Both give the same PACO_PIPELINE.
+
+The dropdowns (``file_choices``, ``file_inputs``) and the name resolution (``chosen_files``:
+each name contained in its ComfyUI models folder) are shared with PaCo Train LoRA, which
+trains on the same files.
 """
 
 from __future__ import annotations

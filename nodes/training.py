@@ -1,14 +1,17 @@
 """Training nodes: start a PaCo-GRPO LoRA job in the background, and watch it.
 
 PaCo Train LoRA validates, submits a job to the store in ComfyUI's user directory and
-returns at once (the trainer runs as its own process: the queue moves on). PaCo Training
-Job reads a job's status, latest sample, reward curves and exported LoRA. See docs/jobs.md.
+returns at once (the trainer runs as its own process: the queue moves on). Its base pipeline
+is a diffusers folder or ComfyUI's own model files (the dropdowns and path resolution of
+PaCo Pipeline Loader (ComfyUI files), from ``model_files``). PaCo Training Job reads a job's
+status, latest sample, reward curves and exported LoRA. See docs/jobs.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 
@@ -18,6 +21,8 @@ from paco_core.errors import ConfigError, InputError
 
 from . import comfy_bridge, jobs_bridge, model_files
 from .generation import TYPED_PATH_CHOICE
+
+logger = logging.getLogger(__name__)
 
 PacoJob = io.Custom("PACO_JOB")
 PacoJudge = io.Custom("PACO_JUDGE")
@@ -214,6 +219,16 @@ def base_model(*, pipeline: str, model_path: str, preset: str, preset_kind: str,
             f"({model_path.strip() or pipeline!r}): choose pipeline {COMFY_FILES_CHOICE} to train on ComfyUI's "
             f"files, or set {', '.join(chosen_files)} back to {model_files.NO_FILE} / {model_files.FROM_CHECKPOINT}"
         )
+    ignored = {
+        name: comfy_files[name] for name, default in (("files_kind", FILES_KIND_AUTO),
+                                                      ("files_config", model_files.SHIPPED_CONFIG))
+        if comfy_files[name] != default
+    }  # fmt: skip
+    if ignored:
+        logger.warning(
+            "PaCo Train LoRA: %s only apply to pipeline %s; ignored for a diffusers folder",
+            ", ".join(f"{name}={value!r}" for name, value in ignored.items()), COMFY_FILES_CHOICE,
+        )  # fmt: skip
     return folder_model(pipeline=pipeline, model_path=model_path, preset=preset, preset_kind=preset_kind)
 
 

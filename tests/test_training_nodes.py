@@ -275,6 +275,17 @@ def test_a_file_name_outside_comfyuis_model_folders_is_refused(comfy, tmp_path):
             )
 
 
+def test_kind_and_config_of_the_files_are_ignored_with_a_warning_for_a_diffusers_folder(comfy, caplog):
+    training = importlib.import_module(f"{comfy['pack'].__name__}.nodes.training")
+    files = {**training.default_comfy_files(), "files_kind": "flux-kontext"}
+    with caplog.at_level("WARNING"):
+        model = training.base_model(
+            pipeline="tiny-flux", model_path="", preset="t2is-flux", preset_kind="flux", comfy_files=files
+        )
+    assert model["kind"] == "flux" and model["path"].endswith("tiny-flux")
+    assert "files_kind='flux-kontext' only apply to pipeline (ComfyUI files)" in caplog.text
+
+
 def test_edit_blocks_name_input_images_and_a_jsonl_file_can_be_chosen(comfy):
     from paco_core.jobs.training_prompts import edit_rows_from_text
 
