@@ -167,9 +167,9 @@ def comfy_files_model(*, preset: str, preset_kind: str, files_kind: str, files_c
     if kind != preset_kind:
         raise InputError(
             f"files_kind: preset {preset!r} trains a {preset_kind} model, but the ComfyUI files make a {kind} "
-            f"pipeline ({files.describe()}, kind {files_kind}): choose kind {preset_kind} if the files are that model "
-            "(kind auto takes a FLUX file as flux, a Qwen-Image file as qwen-image-edit), or a preset for "
-            f"{kind}"
+            f"pipeline ({files.describe()}, files_kind {files_kind}): choose files_kind {preset_kind} if the files "
+            "are that model (auto takes a FLUX file as flux, a Qwen-Image file as qwen-image-edit), or a preset "
+            f"for {kind}"
         )
     return {
         "path": "", "kind": kind, "transformer_file": files.transformer or "",

@@ -323,6 +323,16 @@ def test_a_job_on_comfyuis_own_files_trains_in_real_comfyui(tmp_path, tiny_model
             lora = models / "loras" / "paco" / "filesfox" / "filesfox.safetensors"
             until(lora.is_file, 15, "the exported LoRA")
             assert (Path(done["last_checkpoint"]) / "lora.safetensors").read_bytes() == lora.read_bytes()
+            # the same files through PaCo Pipeline Loader (ComfyUI files), with the job's LoRA
+            from test_comfyui_integration import node_inputs
+
+            files = {k: v for k, v in files_train_graph(node_classes)["1"]["inputs"].items()
+                     if k in ("diffusion_model", "text_encoder_1", "text_encoder_2", "vae")}  # fmt: skip
+            graph = generation_graph(node_classes, "files", lora_from_job=job["id"])
+            graph["1"] = node_inputs(node_classes, "PaCoPipelineFromFiles", config="tiny-flux", **files)
+            entry, _ = wait_for_prompt(url, queue_prompt(url, graph), 180)
+            assert entry["status"]["status_str"] == "success", entry["status"]
+            assert list((workdir / "output").glob("files_*.png"))
         finally:
             if server is not None and server.poll() is None:
                 server.kill()
