@@ -229,10 +229,14 @@ def config_folder_path(name: str) -> str:
 
 
 def comfyui_package_dir() -> str:
-    """ComfyUI's ``comfy`` package folder, which holds the CLIP / T5 / Qwen tokenizers."""
+    """ComfyUI's ``comfy`` package folder, which holds the CLIP / T5 / Qwen tokenizers.
+
+    In ComfyUI ``comfy`` is a namespace package (no ``__init__.py``, ``comfy.__file__`` is None),
+    so its folder comes from ``__path__``.
+    """
     import comfy
 
-    return os.path.dirname(os.path.abspath(comfy.__file__))
+    return os.path.abspath(next(iter(comfy.__path__)))
 
 
 def output_directory() -> str:

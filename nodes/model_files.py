@@ -3,9 +3,16 @@
 A separate node from the diffusers-folder loader: its inputs are the same folders ComfyUI's
 Load Diffusion Model, DualCLIPLoader, Load VAE and Load Checkpoint read, and none of them
 means anything for a diffusers folder. Both give the same PACO_PIPELINE.
+
+The dropdowns (``file_choices``, ``file_inputs``) and the name resolution (``chosen_files``:
+each name contained in its ComfyUI models folder) are shared with PaCo Train LoRA, which
+trains on the same files.
 """
 
 from __future__ import annotations
+
+import os
+import re
 
 from comfy_api.latest import io
 
@@ -17,16 +24,93 @@ from .generation import DTYPE_CHOICES, OFFLOAD_CHOICES, PacoPipeline
 FROM_CHECKPOINT = "(checkpoint's)"
 NO_FILE = "(none)"
 SHIPPED_CONFIG = "(shipped)"
+FILE_FIELDS = {
+    "diffusion_model": "diffusion_models",
+    "text_encoder_1": "text_encoders",
+    "text_encoder_2": "text_encoders",
+    "vae": "vae",
+    "checkpoint": "checkpoints",
+}
+"""The file dropdowns (also PaCo Train LoRA's) and the ComfyUI models folder each lists."""
+FILE_PLACEHOLDERS = {
+    "diffusion_model": FROM_CHECKPOINT,
+    "text_encoder_1": NO_FILE,
+    "text_encoder_2": NO_FILE,
+    "vae": FROM_CHECKPOINT,
+    "checkpoint": NO_FILE,
+}
+"""Each file dropdown's first choice (and default): no file."""
+NOT_A_FILE = (FROM_CHECKPOINT, NO_FILE)
+TOOLTIPS = {
+    "kind": "auto: flux for a FLUX transformer, qwen-image-edit for Qwen-Image. Kontext and "
+    "Qwen-Image-Edit-2509 (qwen-image-edit-plus) cannot be told from their weights: choose them.",
+    "diffusion_model": "From models/diffusion_models: flux1-dev, flux1-kontext-dev or qwen_image_edit (bf16 or fp8).",
+    "text_encoder_1": "From models/text_encoders: clip_l for FLUX, qwen_2.5_vl_7b for Qwen-Image-Edit.",
+    "text_encoder_2": "From models/text_encoders: t5xxl (fp16 or fp8) for FLUX; none for Qwen-Image-Edit.",
+    "vae": "From models/vae: ae for FLUX, qwen_image_vae for Qwen-Image-Edit.",
+    "checkpoint": "An all-in-one FLUX checkpoint from models/checkpoints; the files chosen above replace its parts.",
+    "config": "Model configs: the shipped ones fit the released files; models/paco_configs holds others "
+    "(files of other sizes).",
+}
+
+
+def file_choices() -> dict[str, list[str]]:
+    """Each file dropdown's options (``FILE_FIELDS``), and ``config``'s: ComfyUI's folders, as its loaders list them."""
+    choices = {
+        name: [FILE_PLACEHOLDERS[name]] + comfy_bridge.model_choices(folder)
+        for name, folder in FILE_FIELDS.items()
+    }
+    choices["config"] = [SHIPPED_CONFIG] + comfy_bridge.config_folder_choices()
+    return choices
+
+
+def file_inputs(choices: dict[str, list[str]], *, optional: bool = False) -> list:
+    """The five file dropdowns (``FILE_FIELDS``, in that order), from ``file_choices()``."""
+    return [
+        io.Combo.Input(
+            name, options=choices[name], default=choices[name][0], optional=optional, tooltip=TOOLTIPS[name]
+        )
+        for name in FILE_FIELDS
+    ]
+
+
+def chosen_files(**chosen: str) -> dict[str, str]:
+    """Full paths of the chosen files by field (``FILE_FIELDS``; placeholders left out), each contained
+    in its ComfyUI models folder.
+
+    Raises:
+        InputError: a name leaves the models folders (the message names the field).
+        ModelLoadError: a name is in none of them.
+    """
+    return {
+        field: comfy_bridge.resolve_model_path(FILE_FIELDS[field], name, what=field)
+        for field, name in chosen.items()
+        if name not in NOT_A_FILE
+    }
+
+
+def fields_named(message: str, chosen: dict[str, str]) -> list[str]:
+    """The file fields a files error is about: those whose chosen file it names (before any
+    "(given: ...)" aside), else the empty text encoder and VAE fields (a missing file)."""
+    head = message.split("(given:")[0]
+    named = [
+        field for field, name in chosen.items()
+        if name not in NOT_A_FILE and re.search(rf"(?<![\w.-]){re.escape(os.path.basename(name))}(?![\w-])", head)
+    ]  # fmt: skip
+    return named or [
+        f for f in ("text_encoder_1", "text_encoder_2", "vae") if chosen.get(f, NO_FILE) in NOT_A_FILE
+    ]
+
+
+def chosen_config_folder(config: str) -> str | None:
+    """The ``config`` dropdown's folder (None: the shipped one)."""
+    return None if config == SHIPPED_CONFIG else comfy_bridge.config_folder_path(config)
 
 
 class PaCoPipelineFromFiles(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        diffusion_models = [FROM_CHECKPOINT] + comfy_bridge.model_choices("diffusion_models")
-        text_encoders = [NO_FILE] + comfy_bridge.model_choices("text_encoders")
-        vaes = [FROM_CHECKPOINT] + comfy_bridge.model_choices("vae")
-        checkpoints = [NO_FILE] + comfy_bridge.model_choices("checkpoints")
-        configs = [SHIPPED_CONFIG] + comfy_bridge.config_folder_choices()
+        choices = file_choices()
         return io.Schema(
             node_id="PaCoPipelineFromFiles",
             display_name="PaCo Pipeline Loader (ComfyUI files)",
@@ -39,41 +123,9 @@ class PaCoPipelineFromFiles(io.ComfyNode):
                     "kind",
                     options=list(FILE_KINDS),
                     default="auto",
-                    tooltip="auto: flux for a FLUX transformer, qwen-image-edit for Qwen-Image. Kontext and "
-                    "Qwen-Image-Edit-2509 (qwen-image-edit-plus) cannot be told from their weights: choose them.",
+                    tooltip=TOOLTIPS["kind"],
                 ),
-                io.Combo.Input(
-                    "diffusion_model",
-                    options=diffusion_models,
-                    default=diffusion_models[0],
-                    tooltip="From models/diffusion_models: flux1-dev, flux1-kontext-dev or qwen_image_edit "
-                    "(bf16 or fp8).",
-                ),
-                io.Combo.Input(
-                    "text_encoder_1",
-                    options=text_encoders,
-                    default=text_encoders[0],
-                    tooltip="From models/text_encoders: clip_l for FLUX, qwen_2.5_vl_7b for Qwen-Image-Edit.",
-                ),
-                io.Combo.Input(
-                    "text_encoder_2",
-                    options=text_encoders,
-                    default=text_encoders[0],
-                    tooltip="From models/text_encoders: t5xxl (fp16 or fp8) for FLUX; none for Qwen-Image-Edit.",
-                ),
-                io.Combo.Input(
-                    "vae",
-                    options=vaes,
-                    default=vaes[0],
-                    tooltip="From models/vae: ae for FLUX, qwen_image_vae for Qwen-Image-Edit.",
-                ),
-                io.Combo.Input(
-                    "checkpoint",
-                    options=checkpoints,
-                    default=checkpoints[0],
-                    tooltip="An all-in-one FLUX checkpoint from models/checkpoints; the files chosen above replace "
-                    "its parts.",
-                ),
+                *file_inputs(choices),
                 io.Combo.Input(
                     "dtype",
                     options=list(DTYPE_CHOICES),
@@ -94,11 +146,10 @@ class PaCoPipelineFromFiles(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "config",
-                    options=configs,
+                    options=choices["config"],
                     default=SHIPPED_CONFIG,
                     optional=True,
-                    tooltip="Model configs: the shipped ones fit the released files; models/paco_configs holds "
-                    "others (files of other sizes).",
+                    tooltip=TOOLTIPS["config"],
                 ),
             ],
             outputs=[
@@ -127,26 +178,25 @@ class PaCoPipelineFromFiles(io.ComfyNode):
 
         from paco_core.models.pipelines import LOAD_STEPS, open_pipeline
 
-        def path(folder: str, name: str) -> str | None:
-            return (
-                None if name in (FROM_CHECKPOINT, NO_FILE) else comfy_bridge.resolve_model_path(folder, name)
-            )
-
+        files = chosen_files(
+            diffusion_model=diffusion_model, text_encoder_1=text_encoder_1, text_encoder_2=text_encoder_2,
+            vae=vae, checkpoint=checkpoint,
+        )  # fmt: skip
         device = str(comfy_bridge.comfy_device())
         if device != "cpu":
             comfy_bridge.free_comfy_memory()
-        named = ", ".join(
-            name for name in (checkpoint, diffusion_model) if name not in (FROM_CHECKPOINT, NO_FILE)
-        )
+        named = ", ".join(name for name in (checkpoint, diffusion_model) if name not in NOT_A_FILE)
         with comfy_bridge.loading_progress(cls.hidden.unique_id, f"pipeline {named}", LOAD_STEPS) as hooks:
             loaded = open_pipeline(
                 None,
-                transformer_file=path("diffusion_models", diffusion_model),
-                text_encoder_files=[path("text_encoders", name) for name in (text_encoder_1, text_encoder_2)],
-                vae_file=path("vae", vae),
-                checkpoint_file=path("checkpoints", checkpoint),
+                transformer_file=files.get("diffusion_model"),
+                text_encoder_files=[
+                    files[name] for name in ("text_encoder_1", "text_encoder_2") if name in files
+                ],
+                vae_file=files.get("vae"),
+                checkpoint_file=files.get("checkpoint"),
                 kind=kind,
-                config_folder=None if config == SHIPPED_CONFIG else comfy_bridge.config_folder_path(config),
+                config_folder=chosen_config_folder(config),
                 comfyui_dir=comfy_bridge.comfyui_package_dir(),
                 dtype=dtype,
                 device=device,

@@ -1,14 +1,17 @@
 """Training nodes: start a PaCo-GRPO LoRA job in the background, and watch it.
 
 PaCo Train LoRA validates, submits a job to the store in ComfyUI's user directory and
-returns at once (the trainer runs as its own process: the queue moves on). PaCo Training
-Job reads a job's status, latest sample, reward curves and exported LoRA. See docs/jobs.md.
+returns at once (the trainer runs as its own process: the queue moves on). Its base pipeline
+is a diffusers folder or ComfyUI's own model files (the dropdowns and path resolution of
+PaCo Pipeline Loader (ComfyUI files), from ``model_files``). PaCo Training Job reads a job's
+status, latest sample, reward curves and exported LoRA. See docs/jobs.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 
@@ -16,14 +19,18 @@ from comfy_api.latest import io, ui
 
 from paco_core.errors import ConfigError, InputError
 
-from . import comfy_bridge, jobs_bridge
+from . import comfy_bridge, jobs_bridge, model_files
 from .generation import TYPED_PATH_CHOICE
+
+logger = logging.getLogger(__name__)
 
 PacoJob = io.Custom("PACO_JOB")
 PacoJudge = io.Custom("PACO_JUDGE")
 
 CATEGORY = "PaCo/Training"
 TEXT_PROMPTS_CHOICE = "(training_prompts)"
+COMFY_FILES_CHOICE = "(ComfyUI files)"
+FILES_KIND_AUTO = "auto"
 LATEST_JOB_CHOICE = "(latest job)"
 LORA_CHOICES = {"best": "best", "latest checkpoint": "latest"}
 EDIT_KINDS = ("flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
@@ -97,22 +104,85 @@ def _content_path(folder, rows: list[dict]) -> str:
     return str(path)
 
 
-def build_train_config(
-    *, pipeline, model_path, preset, training_prompts, prompts_file, judge, rewards, iterations,
-    learning_rate, group_size, train_resolution, advanced_json,
-) -> dict:  # fmt: skip
-    """The training config a PaCo Train LoRA node asks for (not yet validated by TrainConfig).
+def files_kind_choices() -> list[str]:
+    """The ComfyUI-files kind dropdown: auto, then the kinds training supports."""
+    from paco_core.config import literal_choices
+    from paco_core.rl.config import ModelConfig
+
+    return [FILES_KIND_AUTO, *literal_choices(ModelConfig, "kind")]
+
+
+def default_comfy_files() -> dict[str, str]:
+    """The ComfyUI-files inputs at their defaults (no file chosen)."""
+    return {
+        "files_kind": FILES_KIND_AUTO,
+        **model_files.FILE_PLACEHOLDERS,
+        "files_config": model_files.SHIPPED_CONFIG,
+    }
+
+
+def comfy_files_model(*, preset: str, preset_kind: str, files_kind: str, files_config: str, **chosen) -> dict:
+    """The training config's ``model`` keys for ComfyUI's files, checked before any job exists.
+
+    The names are resolved inside ComfyUI's models folders as the ComfyUI-files loader does; the
+    files' headers, the config folder and the tokenizers are checked, and the kind they make
+    must be the preset's.
 
     Raises:
-        InputError / ConfigError: a node value is wrong (the message names the input).
+        InputError: a wrong or incomplete combination (the message names the field).
     """
-    from paco_core.config import merge_dicts
-    from paco_core.jobs import training_prompts as tp
-    from paco_core.models.pipelines import detect_pipeline_kind
-    from paco_core.rl.config import TrainConfig
-    from paco_core.rl.presets import preset_dict
+    from paco_core.errors import ModelLoadError
+    from paco_core.models.comfy_files import ComfyModelFiles, check_model_files
 
-    # 1. the base pipeline and its kind
+    paths = model_files.chosen_files(**chosen)
+    if "diffusion_model" not in paths and "checkpoint" not in paths:
+        raise InputError(
+            f"diffusion_model: pipeline is {COMFY_FILES_CHOICE} but no diffusion model or checkpoint is chosen: "
+            "choose a diffusion model (with its text encoders and VAE) or an all-in-one checkpoint"
+        )
+    try:
+        config_folder = model_files.chosen_config_folder(files_config)
+    except InputError as error:
+        raise InputError(f"files_config: {error}") from None
+    files = ComfyModelFiles(
+        transformer=paths.get("diffusion_model"),
+        text_encoders=tuple(paths[name] for name in ("text_encoder_1", "text_encoder_2") if name in paths),
+        vae=paths.get("vae"),
+        checkpoint=paths.get("checkpoint"),
+        kind=files_kind,
+        config_folder=config_folder,
+        comfyui_dir=comfy_bridge.comfyui_package_dir(),
+    )
+    try:
+        kind = check_model_files(files)
+    except (InputError, ModelLoadError) as error:
+        text = str(error)
+        if text.startswith("config folder") or "tokenizer" in text:
+            fields = ["files_config"]
+        else:
+            fields = model_files.fields_named(text, chosen)
+            if files_kind != FILES_KIND_AUTO and f"kind {files_kind}" in text:
+                fields.append("files_kind")
+        raise InputError(f"{', '.join(fields) or 'ComfyUI files'}: {text}") from None
+    if kind != preset_kind:
+        raise InputError(
+            f"files_kind: preset {preset!r} trains a {preset_kind} model, but the ComfyUI files make a {kind} "
+            f"pipeline ({files.describe()}, files_kind {files_kind}): choose files_kind {preset_kind} if the files "
+            "are that model (auto takes a FLUX file as flux, a Qwen-Image file as qwen-image-edit), or a preset "
+            f"for {kind}"
+        )
+    return {
+        "path": "", "kind": kind, "transformer_file": files.transformer or "",
+        "text_encoder_files": list(files.text_encoders), "vae_file": files.vae or "",
+        "checkpoint_file": files.checkpoint or "", "config_folder": files.config_folder or "",
+        "comfyui_dir": files.comfyui_dir,
+    }  # fmt: skip
+
+
+def folder_model(*, pipeline: str, model_path: str, preset: str, preset_kind: str) -> dict:
+    """The training config's ``model`` keys for a diffusers folder (the dropdown, or model_path typed)."""
+    from paco_core.models.pipelines import detect_pipeline_kind
+
     if model_path.strip():
         source = comfy_bridge.resolve_model_path("diffusers", model_path.strip())
     elif pipeline == TYPED_PATH_CHOICE:
@@ -120,15 +190,74 @@ def build_train_config(
     else:
         source = comfy_bridge.resolve_model_path("diffusers", pipeline)
     kind = detect_pipeline_kind(source)
-    config = preset_dict(preset)
-    if config["model"]["kind"] != kind and not (
-        config["model"]["kind"].startswith("qwen") and kind.startswith("qwen")
-    ):
+    if preset_kind != kind and not (preset_kind.startswith("qwen") and kind.startswith("qwen")):
         raise InputError(
-            f"preset {preset!r} trains a {config['model']['kind']} model, but the pipeline {source!r} is {kind}: "
+            f"preset {preset!r} trains a {preset_kind} model, but the pipeline {source!r} is {kind}: "
             "pick a preset for that kind or another pipeline"
         )
-    config["model"].update(path=str(source), kind=kind, device=jobs_bridge.comfy_device_slot())
+    return {"path": str(source), "kind": kind}
+
+
+def base_model(*, pipeline: str, model_path: str, preset: str, preset_kind: str, comfy_files: dict) -> dict:
+    """The ``model`` keys of the base pipeline: a diffusers folder, or ComfyUI's files."""
+    chosen = {name: comfy_files[name] for name in model_files.FILE_FIELDS}
+    if pipeline == COMFY_FILES_CHOICE:
+        if model_path.strip():
+            raise InputError(
+                f"model_path: {model_path.strip()!r} is typed, but pipeline is {COMFY_FILES_CHOICE}: clear "
+                "model_path to train on the chosen files, or choose a diffusers pipeline"
+            )
+        return comfy_files_model(
+            preset=preset, preset_kind=preset_kind, files_kind=comfy_files["files_kind"],
+            files_config=comfy_files["files_config"], **chosen,
+        )  # fmt: skip
+    chosen_files = [name for name, value in chosen.items() if value not in model_files.NOT_A_FILE]
+    if chosen_files:
+        field = chosen_files[0]
+        raise InputError(
+            f"{field}: {chosen[field]!r} is chosen, but the pipeline is a diffusers folder "
+            f"({model_path.strip() or pipeline!r}): choose pipeline {COMFY_FILES_CHOICE} to train on ComfyUI's "
+            f"files, or set {', '.join(chosen_files)} back to {model_files.NO_FILE} / {model_files.FROM_CHECKPOINT}"
+        )
+    ignored = {
+        name: comfy_files[name] for name, default in (("files_kind", FILES_KIND_AUTO),
+                                                      ("files_config", model_files.SHIPPED_CONFIG))
+        if comfy_files[name] != default
+    }  # fmt: skip
+    if ignored:
+        logger.warning(
+            "PaCo Train LoRA: %s only apply to pipeline %s; ignored for a diffusers folder",
+            ", ".join(f"{name}={value!r}" for name, value in ignored.items()), COMFY_FILES_CHOICE,
+        )  # fmt: skip
+    return folder_model(pipeline=pipeline, model_path=model_path, preset=preset, preset_kind=preset_kind)
+
+
+def build_train_config(
+    *, pipeline, model_path, preset, training_prompts, prompts_file, judge, rewards, iterations,
+    learning_rate, group_size, train_resolution, advanced_json, comfy_files=None,
+) -> dict:  # fmt: skip
+    """The training config a PaCo Train LoRA node asks for (not yet validated by TrainConfig).
+
+    Args:
+        comfy_files: the ComfyUI-files inputs (``default_comfy_files()``'s keys), used when
+            ``pipeline`` is ``COMFY_FILES_CHOICE``; default: none chosen.
+
+    Raises:
+        InputError / ConfigError: a node value is wrong (the message names the input).
+    """
+    from paco_core.config import merge_dicts
+    from paco_core.jobs import training_prompts as tp
+    from paco_core.rl.config import TrainConfig
+    from paco_core.rl.presets import preset_dict
+
+    # 1. the base pipeline (a diffusers folder or ComfyUI's files) and its kind
+    config = preset_dict(preset)
+    model = base_model(
+        pipeline=pipeline, model_path=model_path, preset=preset, preset_kind=config["model"]["kind"],
+        comfy_files={**default_comfy_files(), **(comfy_files or {})},
+    )  # fmt: skip
+    config["model"].update(model, device=jobs_bridge.comfy_device_slot())
+    kind = model["kind"]
 
     # 2. the prompts: a JSONL file from the input folder, or the text blocks
     input_dir = comfy_bridge.input_directory()
@@ -195,8 +324,9 @@ class PaCoTrainLora(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         from paco_core.rl.presets import preset_names
 
-        pipelines = comfy_bridge.model_choices("diffusers") + [TYPED_PATH_CHOICE]
+        pipelines = comfy_bridge.model_choices("diffusers") + [COMFY_FILES_CHOICE, TYPED_PATH_CHOICE]
         presets = list(preset_names())
+        files = model_files.file_choices()
         return io.Schema(
             node_id="PaCoTrainLora",
             display_name="PaCo Train LoRA",
@@ -208,7 +338,8 @@ class PaCoTrainLora(io.ComfyNode):
             inputs=[
                 io.Combo.Input("pipeline", options=pipelines, default=pipelines[0],
                                tooltip="The base diffusers pipeline (models/diffusers), as in PaCo Pipeline Loader; "
-                               f"{TYPED_PATH_CHOICE}: the model_path typed below."),
+                               f"{COMFY_FILES_CHOICE}: ComfyUI's own model files chosen below (diffusion_model, "
+                               f"text encoders, vae or checkpoint); {TYPED_PATH_CHOICE}: the model_path typed below."),
                 io.String.Input("model_path", default="", optional=True,
                                 tooltip="A local diffusers folder, used instead of the dropdown."),
                 io.Combo.Input("preset", options=presets, default=presets[0],
@@ -244,6 +375,12 @@ class PaCoTrainLora(io.ComfyNode):
                 io.Boolean.Input("new_run", default=False,
                                  tooltip="On: every queue starts a new job. Off: the same settings return the "
                                  "existing job."),
+                io.Combo.Input("files_kind", options=files_kind_choices(), default=FILES_KIND_AUTO, optional=True,
+                               tooltip=f"With pipeline {COMFY_FILES_CHOICE}: the files' kind, which must be the "
+                               f"preset's. {model_files.TOOLTIPS['kind']}"),
+                *model_files.file_inputs(files, optional=True),
+                io.Combo.Input("files_config", options=files["config"], default=model_files.SHIPPED_CONFIG,
+                               optional=True, tooltip=model_files.TOOLTIPS["config"]),
             ],
             outputs=[PacoJob.Output("job", tooltip="The job, for PaCo Training Job.")],
             hidden=[io.Hidden.unique_id],
@@ -257,6 +394,9 @@ class PaCoTrainLora(io.ComfyNode):
     def execute(
         cls, pipeline, preset, training_prompts, prompts_file, rewards, iterations, learning_rate,
         group_size, train_resolution, lora_name, advanced_json, new_run, model_path="", judge=None,
+        files_kind=FILES_KIND_AUTO, diffusion_model=model_files.FROM_CHECKPOINT, text_encoder_1=model_files.NO_FILE,
+        text_encoder_2=model_files.NO_FILE, vae=model_files.FROM_CHECKPOINT, checkpoint=model_files.NO_FILE,
+        files_config=model_files.SHIPPED_CONFIG,
     ) -> io.NodeOutput:  # fmt: skip
         from paco_core.jobs import runner
 
@@ -272,6 +412,9 @@ class PaCoTrainLora(io.ComfyNode):
             prompts_file=prompts_file, judge=judge, rewards=rewards, iterations=iterations,
             learning_rate=learning_rate, group_size=group_size, train_resolution=train_resolution,
             advanced_json=advanced_json,
+            comfy_files={"files_kind": files_kind, "diffusion_model": diffusion_model, "text_encoder_1": text_encoder_1,
+                         "text_encoder_2": text_encoder_2, "vae": vae, "checkpoint": checkpoint,
+                         "files_config": files_config},
         )  # fmt: skip
         store = jobs_bridge.job_store()
         before = {job.id for job in store.list()} if not new_run else set()

@@ -95,3 +95,16 @@ def test_resolve_model_path_finds_files_and_folders_and_hub_ids_where_allowed(fr
 
 def test_output_directory_is_comfys(fresh_comfy):
     assert bridge.output_directory() == folder_paths.get_output_directory() == str(fresh_comfy / "output")
+
+
+def test_comfyui_package_dir_of_comfys_namespace_package(tmp_path, monkeypatch):
+    # ComfyUI's comfy/ has no __init__.py: a namespace package, whose __file__ is None
+    import sys
+    import types
+
+    folder = tmp_path / "ComfyUI" / "comfy"
+    folder.mkdir(parents=True)
+    namespace = types.ModuleType("comfy")
+    namespace.__file__, namespace.__path__ = None, [str(folder)]
+    monkeypatch.setitem(sys.modules, "comfy", namespace)
+    assert bridge.comfyui_package_dir() == str(folder)

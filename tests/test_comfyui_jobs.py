@@ -260,3 +260,81 @@ def test_a_job_trains_in_the_background_of_real_comfyui_and_survives_its_kill_9(
                     server.kill()
                     server.wait(20)
             kill_jobs(home)
+
+
+def files_train_graph(node_classes: dict, **changes) -> dict:
+    """PaCo Train LoRA on the tiny FLUX as ComfyUI's split files (pipeline "(ComfyUI files)")."""
+    graph = train_graph(node_classes)
+    graph["1"]["inputs"].update({
+        "pipeline": "(ComfyUI files)", "iterations": 2, "lora_name": "filesfox",
+        "diffusion_model": "tiny-flux-fp8_scaled.safetensors", "text_encoder_1": "tiny-flux-clip_l.safetensors",
+        "text_encoder_2": "tiny-flux-t5xxl.safetensors", "vae": "tiny-flux-ae.safetensors",
+        "files_config": "tiny-flux", "advanced_json": json.dumps({**TINY_TRAINING, "eval_every": 1}), **changes,
+    })  # fmt: skip
+    return graph
+
+
+def test_a_job_on_comfyuis_own_files_trains_in_real_comfyui(tmp_path, tiny_models):
+    from pack_loader import all_node_classes
+
+    node_classes = {cls.GET_SCHEMA().node_id: cls for cls in all_node_classes()}
+    comfyui_dir = Path(os.environ["COMFYUI_DIR"])
+    models = tmp_path / "models"
+    (models / "loras").mkdir(parents=True)
+    for folder in ("diffusion_models", "text_encoders", "vae", "checkpoints", "paco_configs"):
+        (models / folder).symlink_to(tiny_models["comfyui"] / "models" / folder, target_is_directory=True)
+    workdir = tmp_path / "comfy"
+    for name in ("output", "temp", "input", "user"):
+        (workdir / name).mkdir(parents=True)
+    home = workdir / "user" / "paco"
+    env = {
+        **os.environ, "PYTHONPATH": str(FIXTURES / "jobs"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }  # fmt: skip
+    env.pop("PACO_TEST_HOLD_FILE", None)
+    server = None
+    with pack_linked_into(comfyui_dir):
+        try:
+            server, url = start_comfyui(comfyui_dir, workdir, models, env, "server.log")
+            # a missing t5xxl: a node error naming the field, and no job
+            bad = files_train_graph(node_classes, text_encoder_2="(none)")
+            entry, _ = wait_for_prompt(url, queue_prompt(url, bad), 60)
+            assert entry["status"]["status_str"] == "error"
+            error = next(m[1] for m in entry["status"]["messages"] if m[0] == "execution_error")
+            assert error["exception_message"].startswith(
+                "text_encoder_2: a flux pipeline also needs t5xxl"
+            ), "".join(error["traceback"])
+            assert http_json(f"{url}/paco/jobs")["jobs"] == []
+            # the files the artist has: the job trains on them and exports its LoRA
+            entry, _ = wait_for_prompt(url, queue_prompt(url, files_train_graph(node_classes)), 60)
+            assert entry["status"]["status_str"] == "success", entry["status"]
+            (job,) = http_json(f"{url}/paco/jobs")["jobs"]
+            model = JobStore(home).get(job["id"]).config["model"]
+            assert model["path"] == "" and model["kind"] == "flux"
+            assert model["transformer_file"] == str(
+                models / "diffusion_models" / "tiny-flux-fp8_scaled.safetensors"
+            )
+            assert Path(model["comfyui_dir"]) == (comfyui_dir / "comfy").resolve()  # ComfyUI's tokenizers
+            done = until(
+                lambda: (j := http_json(f"{url}/paco/jobs/{job['id']}"))["status"] in ("completed", "failed") and j,
+                240, "the job to end",
+            )  # fmt: skip
+            assert done["status"] == "completed", done["error"]
+            lora = models / "loras" / "paco" / "filesfox" / "filesfox.safetensors"
+            until(lora.is_file, 15, "the exported LoRA")
+            assert (Path(done["last_checkpoint"]) / "lora.safetensors").read_bytes() == lora.read_bytes()
+            # the same files through PaCo Pipeline Loader (ComfyUI files), with the job's LoRA
+            from test_comfyui_integration import node_inputs
+
+            files = {k: v for k, v in files_train_graph(node_classes)["1"]["inputs"].items()
+                     if k in ("diffusion_model", "text_encoder_1", "text_encoder_2", "vae")}  # fmt: skip
+            graph = generation_graph(node_classes, "files", lora_from_job=job["id"])
+            graph["1"] = node_inputs(node_classes, "PaCoPipelineFromFiles", config="tiny-flux", **files)
+            entry, _ = wait_for_prompt(url, queue_prompt(url, graph), 180)
+            assert entry["status"]["status_str"] == "success", entry["status"]
+            assert list((workdir / "output").glob("files_*.png"))
+        finally:
+            if server is not None and server.poll() is None:
+                server.kill()
+                server.wait(20)
+            kill_jobs(home)

@@ -48,6 +48,13 @@ TINY_TRAINING = {
     "eval_every": 1, "checkpoint_every": 1,
 }  # fmt: skip
 """advanced_json for a job that trains in seconds on the tiny model (the preset's sizes are the paper's)."""
+COMFY_FILE_FOLDERS = ("diffusion_models", "text_encoders", "vae", "checkpoints", "paco_configs")
+TINY_FLUX_FILES = {
+    "pipeline": "(ComfyUI files)", "diffusion_model": "tiny-flux-fp8_scaled.safetensors",
+    "text_encoder_1": "tiny-flux-clip_l.safetensors", "text_encoder_2": "tiny-flux-t5xxl.safetensors",
+    "vae": "tiny-flux-ae.safetensors", "files_config": "tiny-flux",
+}  # fmt: skip
+"""PaCo Train LoRA's inputs for the tiny FLUX as ComfyUI's split files (scaled fp8 transformer)."""
 SETS_TEXT = (
     "[1x2] a red fox in the snow\nThe fox sits.\nThe fox runs.\n\na paper boat\nIt floats.\nIt sinks.\n"
 )
@@ -75,11 +82,27 @@ def kill_jobs(store) -> None:
 
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory, tiny_models):
-    """ComfyUI folders with the tiny FLUX in models/diffusers; jobs see the test rewards on PYTHONPATH."""
+    """ComfyUI folders with the tiny FLUX in models/diffusers and the tiny models' ComfyUI layout
+    (diffusion_models, text_encoders, vae, checkpoints, paco_configs); jobs see the test rewards
+    on PYTHONPATH."""
     base = tmp_path_factory.mktemp("comfy")
     reset_comfy_stub(base)
     (base / "models" / "diffusers").mkdir(parents=True)
     os.symlink(tiny_models["flux"], base / "models" / "diffusers" / "tiny-flux")
+    for folder in COMFY_FILE_FOLDERS:
+        if folder != "text_encoders":
+            os.symlink(tiny_models["comfyui"] / "models" / folder, base / "models" / folder)
+    encoders = base / "models" / "text_encoders"
+    encoders.mkdir()
+    for file in (tiny_models["comfyui"] / "models" / "text_encoders").iterdir():
+        os.symlink(file, encoders / file.name)
+    # what an artist's folder may hold too: a VAE saved among the text encoders, a cut-off download
+    os.symlink(
+        tiny_models["comfyui"] / "models" / "vae" / "tiny-flux-ae.safetensors",
+        encoders / "ae-here.safetensors",
+    )
+    whole = (encoders / "tiny-flux-t5xxl.safetensors").read_bytes()
+    (encoders / "t5xxl-truncated.safetensors").write_bytes(whole[: len(whole) // 2])
     patch = pytest.MonkeyPatch()
     patch.setenv("PYTHONPATH", os.pathsep.join([str(FIXTURES / "jobs"), str(REPO)]))
     patch.setenv("OMP_NUM_THREADS", "1")
@@ -170,6 +193,97 @@ def test_a_bad_value_is_an_error_naming_the_field_and_creates_no_job(comfy, chan
     with pytest.raises(InputError, match=message):
         run_node(node, **train_inputs(node, new_run=True, **changes))
     assert store.ids() == before
+
+
+def test_the_pipeline_dropdown_offers_comfyuis_files_after_the_existing_widgets(comfy):
+    node = comfy["nodes"]["PaCoTrainLora"]
+    inputs = {item.id: item for item in node.GET_SCHEMA().inputs}
+    assert inputs["pipeline"].options == ["tiny-flux", "(ComfyUI files)", "(model_path)"]
+    assert inputs["pipeline"].default == "tiny-flux"
+    # the same dropdowns as PaCo Pipeline Loader (ComfyUI files), listing ComfyUI's own folders
+    assert "tiny-flux-fp8_scaled.safetensors" in inputs["diffusion_model"].options
+    assert inputs["text_encoder_1"].options == inputs["text_encoder_2"].options
+    assert "tiny-flux-t5xxl.safetensors" in inputs["text_encoder_2"].options
+    assert "tiny-flux-ae.safetensors" in inputs["vae"].options
+    assert "tiny-flux-aio.safetensors" in inputs["checkpoint"].options
+    assert "tiny-flux" in inputs["files_config"].options
+    assert inputs["files_kind"].options == ["auto", "flux", "flux-kontext", "qwen-image-edit"]
+    # optional and after every existing input: saved workflows keep their widget positions
+    names = list(inputs)
+    new = [
+        "files_kind",
+        "diffusion_model",
+        "text_encoder_1",
+        "text_encoder_2",
+        "vae",
+        "checkpoint",
+        "files_config",
+    ]
+    assert names[-len(new) :] == new and all(inputs[name].optional for name in new)
+    assert names[: -len(new)] == [
+        "pipeline", "model_path", "preset", "training_prompts", "prompts_file", "judge", "rewards", "iterations",
+        "learning_rate", "group_size", "train_resolution", "lora_name", "advanced_json", "new_run",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"diffusion_model": "(checkpoint's)"}, "diffusion_model: pipeline is .* no diffusion model or checkpoint"),
+        ({"text_encoder_2": "ae-here.safetensors"}, "text_encoder_2: text encoder file ae-here.safetensors is "
+         "not CLIP-L, T5-XXL or Qwen2.5-VL: it looks like the ae VAE"),
+        ({"text_encoder_2": "t5xxl-truncated.safetensors"}, "text_encoder_2: .*t5xxl-truncated.safetensors .*"
+         "truncated"),
+        ({"text_encoder_2": "(none)"}, "text_encoder_2: a flux pipeline also needs t5xxl"),
+        ({"vae": "(checkpoint's)"}, "^vae: a flux pipeline also needs ae"),
+        ({"vae": "tiny-qwen-image-edit-qwen_image_vae.safetensors"}, "vae: .* belong to another model"),
+        ({"diffusion_model": "tiny-flux-kontext.safetensors", "files_kind": "flux-kontext",
+          "text_encoder_1": "tiny-qwen-image-edit-qwen_2.5_vl.safetensors", "preset": "edit-kontext"},
+         "text_encoder_1: tiny-qwen-image-edit-qwen_2.5_vl.safetensors .* belong to another model: "
+         "a flux-kontext pipeline needs"),
+        ({"files_kind": "qwen-image-edit"}, "diffusion_model, files_kind: transformer .* needs a qwen-image one"),
+        ({"preset": "edit-kontext"}, "files_kind: preset 'edit-kontext' trains a flux-kontext model, but the "
+         "ComfyUI files make a flux pipeline"),
+        ({"files_config": "tiny-qwen-image-edit"}, "files_config: config folder .* is for qwen-image-edit"),
+        ({"model_path": "tiny-flux"}, "model_path: 'tiny-flux' is typed, but pipeline is"),
+        ({"pipeline": "tiny-flux"}, "diffusion_model: 'tiny-flux-fp8_scaled.safetensors' is chosen, but the "
+         "pipeline is a diffusers folder"),
+    ],
+)  # fmt: skip
+def test_a_wrong_comfyui_files_combination_is_an_error_naming_the_field_and_creates_no_job(
+    comfy, changes, message
+):
+    node = comfy["nodes"]["PaCoTrainLora"]
+    store = comfy["bridge"].job_store()
+    before = store.ids()
+    with pytest.raises(InputError, match=message):
+        run_node(node, **train_inputs(node, new_run=True, **{**TINY_FLUX_FILES, **changes}))
+    assert store.ids() == before
+
+
+def test_a_file_name_outside_comfyuis_model_folders_is_refused(comfy, tmp_path):
+    # past the dropdown (an API prompt): the names are resolved as the ComfyUI-files loader does
+    training = importlib.import_module(f"{comfy['pack'].__name__}.nodes.training")
+    outside = tmp_path / "secret.safetensors"
+    outside.write_bytes(b"")
+    for name in ("../../secret.safetensors", str(outside)):
+        with pytest.raises(InputError, match=r"^diffusion_model .* node inputs resolve only inside"):
+            training.comfy_files_model(
+                preset="t2is-flux",
+                preset_kind="flux",
+                **{**training.default_comfy_files(), "diffusion_model": name},
+            )
+
+
+def test_kind_and_config_of_the_files_are_ignored_with_a_warning_for_a_diffusers_folder(comfy, caplog):
+    training = importlib.import_module(f"{comfy['pack'].__name__}.nodes.training")
+    files = {**training.default_comfy_files(), "files_kind": "flux-kontext"}
+    with caplog.at_level("WARNING"):
+        model = training.base_model(
+            pipeline="tiny-flux", model_path="", preset="t2is-flux", preset_kind="flux", comfy_files=files
+        )
+    assert model["kind"] == "flux" and model["path"].endswith("tiny-flux")
+    assert "files_kind='flux-kontext' only apply to pipeline (ComfyUI files)" in caplog.text
 
 
 def test_edit_blocks_name_input_images_and_a_jsonl_file_can_be_chosen(comfy):
@@ -497,3 +611,44 @@ def test_a_yield_job_pauses_within_one_step_while_comfyui_runs_a_prompt(comfy, f
         watcher.stop()
         runner.cancel(store, job_id)
         kill_jobs(store)
+
+
+# --------------------------------------------------------------------------- ComfyUI's own files
+
+
+def test_a_job_on_comfyuis_files_trains_to_completion_and_exports_its_lora(comfy):
+    node = comfy["nodes"]["PaCoTrainLora"]
+    store = comfy["bridge"].job_store()
+    models = comfy["base"] / "models"
+    output = run_node(node, **train_inputs(node, lora_name="fox-files", new_run=True, **TINY_FLUX_FILES))
+    job = store.get(output.args[0])
+    import comfy as comfy_package
+
+    assert job.config["model"] == {
+        **job.config["model"], "path": "", "kind": "flux", "device": "cpu",
+        "transformer_file": str(models / "diffusion_models" / "tiny-flux-fp8_scaled.safetensors"),
+        "text_encoder_files": [str(models / "text_encoders" / "tiny-flux-clip_l.safetensors"),
+                               str(models / "text_encoders" / "tiny-flux-t5xxl.safetensors")],
+        "vae_file": str(models / "vae" / "tiny-flux-ae.safetensors"), "checkpoint_file": "",
+        "config_folder": str(models / "paco_configs" / "tiny-flux"),
+        "comfyui_dir": os.path.dirname(os.path.abspath(comfy_package.__file__)),
+    }  # fmt: skip
+    try:
+        job = runner.wait(store, job.id, timeout=300, poll=0.2)
+        assert job.status == "completed", (job.error, (Path(job.run_dir) / "train.log").read_text()[-3000:])
+        watch = comfy["nodes"]["PaCoTrainingJob"]
+        status, _, _, lora_name = run_node(watch, **{**widget_defaults(watch), "job": job.id}).args
+        assert status.startswith(f"{job.id} · fox-files: completed, step 2/2")
+        assert lora_name == "paco/fox-files/fox-files-best.safetensors"
+        exported = models / "loras" / "paco" / "fox-files"
+        final = RunFolder(job.run_dir).latest_checkpoint().lora_path
+        assert (exported / "fox-files.safetensors").read_bytes() == final.read_bytes()
+        from safetensors.torch import load_file
+
+        lora = load_file(str(exported / "fox-files-best.safetensors"))
+        assert any("single_transformer_blocks" in key for key in lora) and all(
+            float(t.abs().sum()) > 0 for key, t in lora.items() if "lora_B" in key or "lora_up" in key
+        )
+    finally:
+        kill_jobs(store)
+        runner.delete(store, job.id)

@@ -375,6 +375,14 @@ def test_train_lora_starts_a_job_watches_it_and_makes_a_set_with_its_lora(layout
         "FLUX.1-dev", "t2is-flux", "(training_prompts)",
     )  # fmt: skip
     assert source_type(prompt, train["judge"]) == "PaCoJudgeLoader" and train["rewards"] == "consistency=1"
+    files = ("diffusion_model", "text_encoder_1", "text_encoder_2", "vae", "checkpoint")
+    assert [train[name] for name in (*files, "files_kind", "files_config")] == [
+        "(checkpoint's)", "(none)", "(none)", "(checkpoint's)", "(none)", "auto", "(shipped)",
+    ], "a diffusers folder: no ComfyUI file chosen"  # fmt: skip
+    widgets = [widget.name for widget in layouts["PaCoTrainLora"].widgets]
+    assert widgets.index("model_path") < widgets.index("files_kind"), (
+        "new widgets go last: saved graphs keep theirs"
+    )
     assert train["new_run"] is False, "queueing again refreshes the same job"
     rows = set_rows_from_text(train["training_prompts"])
     assert [row["layout"] for row in rows] == ["2x2", "2x2"]

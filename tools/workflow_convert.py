@@ -442,7 +442,7 @@ FIT_SCALES = (0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0)
 (its level-of-detail switch: 14 px node text drawn under 8 px)."""
 GROUP_COLORS = {"models": "#a1309b", "generate": "#3f789e", "output": "#8A8", "judge": "#b58b2a"}
 DEFAULT_NODE_WIDTH = 330
-NODE_WIDTHS = {"PaCoGenerateSet": 600, "Note": 470, "PaCoEditChain": 400}
+NODE_WIDTHS = {"PaCoGenerateSet": 600, "Note": 470, "PaCoEditChain": 400, "PaCoTrainLora": 540}
 """Every node in a column takes the column's width: the widest of these (or the default)."""
 IMAGE_NODE_HEIGHT = 320
 """Room for the image previews of SaveImage / PreviewImage / LoadImage."""

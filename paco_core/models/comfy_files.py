@@ -573,6 +573,34 @@ def _tokenizers(folder: Path, index: dict, comfyui_dir: str | None) -> dict:
     return components
 
 
+def check_model_files(files: ComfyModelFiles) -> str:
+    """The pipeline kind the files make, checked as loading would check them, without reading weights.
+
+    Reads only the files' headers, the config folder and the tokenizer folders' places, so a
+    wrong combination is found before a job (or a long load) starts.
+
+    Returns:
+        The kind ("flux", "flux-kontext", "qwen-image-edit" or "qwen-image-edit-plus").
+
+    Raises:
+        ModelLoadError / InputError: as ``build_pipeline_from_files`` (a missing, truncated or
+            wrong-role file, files of different models, a config folder for another kind, no
+            ComfyUI folder for the tokenizers a shipped config names).
+
+    Example:
+        >>> check_model_files(ComfyModelFiles(checkpoint="models/checkpoints/flux1-dev-fp8.safetensors",
+        ...                                   comfyui_dir="ComfyUI"))  # doctest: +SKIP
+        'flux'
+    """
+    kind, _ = _plan(files)
+    folder = resolve_config_folder(kind, files.config_folder)
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    for name in ("tokenizer", "tokenizer_2"):
+        if name in index:
+            _tokenizer_folder(folder, name, files.comfyui_dir)
+    return kind
+
+
 def build_pipeline_from_files(files: ComfyModelFiles, torch_dtype):
     """Assemble the diffusers pipeline from ComfyUI's files (on the CPU, in ``torch_dtype``).
 
