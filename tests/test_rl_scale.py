@@ -176,9 +176,10 @@ def test_sharded_launch_modes_are_refused_with_the_ddp_alternative():
 
 
 def test_accelerate_cpu_processes_cannot_use_fsdp():
-    # Why FSDP is not tested here: accelerate selects FSDP only for accelerator process
-    # groups (MULTI_GPU, MULTI_XPU ...); CPU processes stay MULTI_CPU (plain DDP). If a
-    # future accelerate changes this, this test fails: then add the FSDP test on CPU.
+    # Why the trainer has no FSDP test (docs/scaling.md, "FSDP"): accelerate selects FSDP only
+    # for accelerator process groups (MULTI_GPU, MULTI_XPU ...); CPU processes stay MULTI_CPU
+    # (plain DDP). If a future accelerate changes this, this test fails: then make the trainer
+    # FSDP-capable and test it on CPU processes (the slow test below shows torch can).
     import inspect
 
     from accelerate import state
@@ -187,6 +188,42 @@ def test_accelerate_cpu_processes_cannot_use_fsdp():
     fsdp_branch = source[: source.index("DistributedType.FSDP")]
     multi_types = fsdp_branch[fsdp_branch.rindex("elif self.distributed_type in") :]
     assert "MULTI_GPU" in multi_types and "MULTI_CPU" not in multi_types
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="pins the behaviour on machines without an accelerator")
+def test_accelerate_fsdp1_plugin_needs_an_accelerator_device():
+    # `accelerate launch --use_fsdp --fsdp_version 1` (sync_module_states on by default) stops
+    # every CPU process at the plugin: FSDP1 through accelerate cannot start without a GPU.
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    with pytest.raises(RuntimeError, match="no available devices"):
+        FullyShardedDataParallelPlugin(fsdp_version=1, sync_module_states=True)
+
+
+@pytest.mark.slow
+def test_use_fsdp_on_cpu_processes_is_ddp_though_torch_fsdp2_runs_on_gloo(tmp_path):
+    # `accelerate launch --use_fsdp --fsdp_version 2` on 2 CPU processes: accelerate keeps
+    # MULTI_CPU and wraps in DDP (silently). torch's own FSDP2, applied by accelerate's FSDP2
+    # preparation once the distributed type is forced to FSDP, shards on the same gloo group
+    # and takes the same optimizer step as DDP: the limit is accelerate's selection, not torch.
+    if torch.cuda.is_available():
+        pytest.skip("pins the behaviour on machines without an accelerator")
+    result = _launch(
+        ["--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
+         "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
+         str(FIXTURES / "fsdp_selection_probe.py")],
+        _env(tmp_path), timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports = [json.loads(line[len("PROBE ") :]) for line in result.stdout.splitlines() if line.startswith("PROBE ")]
+    assert sorted(r["rank"] for r in reports) == [0, 1]
+    for report in reports:
+        assert (report["use_fsdp_env"], report["fsdp_version_env"]) == ("true", "2")
+        assert (report["distributed_type"], report["backend"]) == ("MULTI_CPU", "gloo")
+        assert (report["model"], report["param"]) == ("DistributedDataParallel", "Parameter")
+        assert report["fsdp_param"] == "DTensor" and report["fsdp_model"].startswith("FSDP")
+        assert report["state_types"] == ["Tensor"] and report["same_keys"]
+        assert report["max_diff_fsdp_vs_ddp"] <= 1e-6
 
 
 def test_shipped_accelerate_configs_load():
