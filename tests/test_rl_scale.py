@@ -215,7 +215,9 @@ def test_use_fsdp_on_cpu_processes_is_ddp_though_torch_fsdp2_runs_on_gloo(tmp_pa
         _env(tmp_path), timeout=180,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    reports = [json.loads(line[len("PROBE ") :]) for line in result.stdout.splitlines() if line.startswith("PROBE ")]
+    reports = [
+        json.loads(line[len("PROBE ") :]) for line in result.stdout.splitlines() if line.startswith("PROBE ")
+    ]
     assert sorted(r["rank"] for r in reports) == [0, 1]
     for report in reports:
         assert (report["use_fsdp_env"], report["fsdp_version_env"]) == ("true", "2")
