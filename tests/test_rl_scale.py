@@ -162,6 +162,69 @@ def test_two_machine_ranks_over_the_loopback_train_one_run(tiny_models, tmp_path
     assert [m["step"] for m in RunFolder(run).read_metrics()] == [1, 2]
 
 
+@pytest.mark.slow
+def test_fsdp2_on_cpu_processes_trains_the_ddp_lora_and_resumes(tiny_models, tmp_path):
+    # 2 CPU processes under `accelerate launch --use_fsdp --fsdp_version 2` (the distributed
+    # type set to FSDP as accelerate does on GPUs, see fsdp_train.py): 1 iteration, then a
+    # resume to 2 iterations from checkpoint-1 (sharded LoRA, EMA, optimizer state); against
+    # 2 straight DDP iterations of the same config. EMA on, an evaluation every iteration.
+    extra = {"eval_every": 1, "ema": {"use_ema": True, "update_every": 1}}
+    paths = {}
+    for name, run, iterations in (("ddp", "run-ddp", 2), ("first", "run-fsdp", 1), ("resumed", "run-fsdp", 2)):
+        paths[name] = tmp_path / f"{name}.json"
+        data = _config(tiny_models["flux"], tmp_path / run, **extra)
+        data["num_iterations"] = iterations
+        save_config(config_from_dict(TrainConfig, data), paths[name])
+    common = ["--num_processes", "2", "--num_machines", "1", "--main_process_ip", "127.0.0.1"]
+    ddp = _launch(
+        ["--multi_gpu", *common, "--main_process_port", str(_free_port()), str(FIXTURES / "two_process_train.py"),
+         str(paths["ddp"]), str(tmp_path)],
+        _env(tmp_path),
+    )  # fmt: skip
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    fsdp = _launch(
+        ["--use_fsdp", "--fsdp_version", "2", *common, "--main_process_port", str(_free_port()),
+         str(FIXTURES / "fsdp_train.py"), str(paths["first"]), str(paths["resumed"]), str(tmp_path)],
+        _env(tmp_path),
+    )  # fmt: skip
+    assert fsdp.returncode == 0, fsdp.stderr[-3000:]
+    for rank in (0, 1):
+        info = json.loads((tmp_path / f"fsdp-rank{rank}.json").read_text())
+        assert info["state"] == "finished" and info["sharded"] and info["dtensor_params"], info
+        assert info["last_checkpoint"].endswith("checkpoint-2"), info
+    # the same live LoRA on every process and as DDP's, to fp32 rounding (the shards add the
+    # same gradients in another order: reduce-scatter instead of all-reduce)
+    ddp_live = load_file(tmp_path / "rank0.safetensors")
+    for rank in (0, 1):
+        live = load_file(tmp_path / f"fsdp-rank{rank}.safetensors")
+        assert live.keys() == ddp_live.keys()
+        for key in live:
+            torch.testing.assert_close(live[key], ddp_live[key], rtol=1e-5, atol=1e-6)
+    assert any(".lora_B." in k and bool(ddp_live[k].abs().sum() > 0) for k in ddp_live)
+    # the written checkpoints: LoRA file (EMA weights), policy, EMA and optimizer state (not the
+    # RNG state: the trainer does not seed numpy's global generator, so it differs between any two runs)
+    for step in (1, 2):
+        ddp_ckpt = RunFolder(tmp_path / "run-ddp").checkpoint(step)
+        fsdp_ckpt = RunFolder(tmp_path / "run-fsdp").checkpoint(step)
+        names = sorted(p.name for p in ddp_ckpt.path.glob("*.safetensors") if p.name != "rng.safetensors")
+        assert names == ["ema.safetensors", "lora.safetensors", "optimizer.safetensors", "policy.safetensors"]
+        for name in names:
+            expected, actual = load_file(ddp_ckpt.path / name), load_file(fsdp_ckpt.path / name)
+            assert actual.keys() == expected.keys(), name
+            for key in expected:
+                torch.testing.assert_close(actual[key], expected[key], rtol=1e-5, atol=1e-6, msg=f"{name} {key}")
+    # the same rewards and evaluations (every process sampled the eval rows, the main one scored)
+    ddp_scores, fsdp_scores = (
+        [{k: v for k, v in m.items() if k == "step" or k.startswith(("rewards/", "eval/rewards/"))}
+         for m in RunFolder(tmp_path / run).read_metrics()]
+        for run in ("run-ddp", "run-fsdp")
+    )  # fmt: skip
+    assert [m["step"] for m in fsdp_scores] == [0, 1, 1, 2, 2]  # evaluations at 0, 1 and 2
+    for expected, actual in zip(ddp_scores, fsdp_scores, strict=True):
+        assert actual == pytest.approx(expected, rel=1e-5)
+    assert RunFolder(tmp_path / "run-fsdp").sample_path(2).is_file()
+
+
 def test_sharded_launch_modes_are_refused_with_the_ddp_alternative():
     from accelerate.utils import DistributedType
 
@@ -170,9 +233,12 @@ def test_sharded_launch_modes_are_refused_with_the_ddp_alternative():
 
     for mode in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
         check_distributed_type(mode)
-    for mode in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        with pytest.raises(ConfigError, match="launch with DDP"):
-            check_distributed_type(mode)
+    check_distributed_type(DistributedType.FSDP, 2)
+    for version in (None, 1):
+        with pytest.raises(ConfigError, match="fsdp_version: 2"):
+            check_distributed_type(DistributedType.FSDP, version)
+    with pytest.raises(ConfigError, match="launch with DDP"):
+        check_distributed_type(DistributedType.DEEPSPEED)
 
 
 def test_accelerate_cpu_processes_cannot_use_fsdp():
