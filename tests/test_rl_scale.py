@@ -164,8 +164,8 @@ def test_two_machine_ranks_over_the_loopback_train_one_run(tiny_models, tmp_path
 
 @pytest.mark.slow
 def test_fsdp2_on_cpu_processes_trains_the_ddp_lora_and_resumes(tiny_models, tmp_path):
-    # 2 CPU processes under `accelerate launch --use_fsdp --fsdp_version 2` (the distributed
-    # type set to FSDP as accelerate does on GPUs, see fsdp_train.py): 1 iteration, then a
+    # 2 CPU processes under `accelerate launch` with the shipped docs/accelerate/fsdp.yaml (the
+    # distributed type set to FSDP as accelerate does on GPUs, see fsdp_train.py): 1 iteration, then a
     # resume to 2 iterations from checkpoint-1 (sharded LoRA, EMA, optimizer state); against
     # 2 straight DDP iterations of the same config. EMA on, an evaluation every iteration.
     extra = {"eval_every": 1, "ema": {"use_ema": True, "update_every": 1}}
@@ -183,15 +183,16 @@ def test_fsdp2_on_cpu_processes_trains_the_ddp_lora_and_resumes(tiny_models, tmp
     )  # fmt: skip
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     fsdp = _launch(
-        ["--use_fsdp", "--fsdp_version", "2", *common, "--main_process_port", str(_free_port()),
-         str(FIXTURES / "fsdp_train.py"), str(paths["first"]), str(paths["resumed"]), str(tmp_path)],
+        ["--config_file", str(ACCELERATE_CONFIGS / "fsdp.yaml"), "--num_processes", "2",
+         "--main_process_port", str(_free_port()), str(FIXTURES / "fsdp_train.py"), str(paths["first"]), str(paths["resumed"]), str(tmp_path)],
         _env(tmp_path),
     )  # fmt: skip
-    assert fsdp.returncode == 0, fsdp.stderr[-3000:]
+    assert fsdp.returncode == 0, fsdp.stderr[-12000:]
     for rank in (0, 1):
         info = json.loads((tmp_path / f"fsdp-rank{rank}.json").read_text())
         assert info["state"] == "finished" and info["sharded"] and info["dtensor_params"], info
         assert info["last_checkpoint"].endswith("checkpoint-2"), info
+        assert info["fsdp_units"] > 1 and "transformer_auto_wrap_policy" in info["wrap_policy"], info  # per block
     # the same live LoRA on every process and as DDP's, to fp32 rounding (the shards add the
     # same gradients in another order: reduce-scatter instead of all-reduce)
     ddp_live = load_file(tmp_path / "rank0.safetensors")
@@ -223,6 +224,10 @@ def test_fsdp2_on_cpu_processes_trains_the_ddp_lora_and_resumes(tiny_models, tmp
     for expected, actual in zip(ddp_scores, fsdp_scores, strict=True):
         assert actual == pytest.approx(expected, rel=1e-5)
     assert RunFolder(tmp_path / "run-fsdp").sample_path(2).is_file()
+    expected, actual = (load_file(RunFolder(tmp_path / run).best_lora_path) for run in ("run-ddp", "run-fsdp"))
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=1e-5, atol=1e-6, msg=f"best/ {key}")
 
 
 def test_sharded_launch_modes_are_refused_with_the_ddp_alternative():
@@ -298,7 +303,7 @@ def test_shipped_accelerate_configs_load():
     from accelerate.commands.config.config_args import load_config_from_file
 
     expected = {"single-gpu": ("NO", 1, 1), "multi-gpu": ("MULTI_GPU", 8, 1), "multi-node": ("MULTI_GPU", 16, 2),
-                "cpu-2-processes": ("MULTI_GPU", 2, 1)}  # fmt: skip
+                "cpu-2-processes": ("MULTI_GPU", 2, 1), "fsdp": ("FSDP", 8, 1)}  # fmt: skip
     assert sorted(p.stem for p in ACCELERATE_CONFIGS.glob("*.yaml")) == sorted(expected)
     for name, (kind, processes, machines) in expected.items():
         config = load_config_from_file(str(ACCELERATE_CONFIGS / f"{name}.yaml"))

@@ -622,8 +622,11 @@ class GrpoTrainer:
             "paco.trainer": "paco-grpo",
             "paco.ema": str(self.ema is not None),
         }
-        if self.sharded:
+        if self.sharded:  # the full weights gathered by every process just before (save, evaluation)
+            if self._lora_weights is None:
+                raise TrainingError("internal: the sharded LoRA was not gathered before writing it")
             save_peft_transformer_lora(self.transformer, path, metadata=metadata, weights=self._lora_weights)
+            self._lora_weights = None
             return
         with self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext():
             save_peft_transformer_lora(self.transformer, path, metadata=metadata)
@@ -767,6 +770,8 @@ class GrpoTrainer:
         """Log the evaluation, keep the best one's LoRA in ``best/`` and warn when the reward
         looks gamed (docs/guardrail.md)."""
         self._log(step, metrics)
+        if self.sharded:  # best/ may get the LoRA below: gather it on every process (a collective) first
+            self._lora_weights = self._full_lora_weights()
         if not self.is_main or self.guardrail.metric not in metrics:
             return
         improved, warning = self.guardrail.observe(step, metrics)
