@@ -282,13 +282,11 @@ def test_use_fsdp_on_cpu_processes_is_ddp_though_torch_fsdp2_runs_on_gloo(tmp_pa
     result = _launch(
         ["--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
          "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
-         str(FIXTURES / "fsdp_selection_probe.py")],
+         str(FIXTURES / "fsdp_selection_probe.py"), str(tmp_path)],
         _env(tmp_path), timeout=180,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    reports = [
-        json.loads(line[len("PROBE ") :]) for line in result.stdout.splitlines() if line.startswith("PROBE ")
-    ]
+    reports = [json.loads((tmp_path / f"probe-{rank}.json").read_text()) for rank in (0, 1)]
     assert sorted(r["rank"] for r in reports) == [0, 1]
     for report in reports:
         assert (report["use_fsdp_env"], report["fsdp_version_env"]) == ("true", "2")
