@@ -247,10 +247,10 @@ def test_sharded_launch_modes_are_refused_with_the_ddp_alternative():
 
 
 def test_accelerate_cpu_processes_cannot_use_fsdp():
-    # Why the trainer has no FSDP test (docs/scaling.md, "FSDP"): accelerate selects FSDP only
-    # for accelerator process groups (MULTI_GPU, MULTI_XPU ...); CPU processes stay MULTI_CPU
-    # (plain DDP). If a future accelerate changes this, this test fails: then make the trainer
-    # FSDP-capable and test it on CPU processes (the slow test below shows torch can).
+    # Why fsdp_train.py sets the distributed type itself (docs/scaling.md, "FSDP"): accelerate
+    # selects FSDP only for accelerator process groups (MULTI_GPU, MULTI_XPU ...); CPU processes
+    # stay MULTI_CPU (plain DDP). If a future accelerate changes this, this test fails: then
+    # drop the forcing there, so the FSDP test runs exactly what users launch.
     import inspect
 
     from accelerate import state
