@@ -167,8 +167,10 @@ def test_fsdp2_on_cpu_processes_trains_the_ddp_lora_and_resumes(tiny_models, tmp
     # 2 CPU processes under `accelerate launch` with the shipped docs/accelerate/fsdp.yaml (the
     # distributed type set to FSDP as accelerate does on GPUs, see fsdp_train.py): 1 iteration, then a
     # resume to 2 iterations from checkpoint-1 (sharded LoRA, EMA, optimizer state); against
-    # 2 straight DDP iterations of the same config. EMA on, an evaluation every iteration.
-    extra = {"eval_every": 1, "ema": {"use_ema": True, "update_every": 1}}
+    # 2 straight DDP iterations of the same config. EMA on, an evaluation every iteration, a KL
+    # term (the reference pass with the LoRA off runs through the sharded module too).
+    optim = {"lr": 1e-2, "clip_range": 0.2, "gradient_accumulation_steps": 2, "kl_beta": 0.1}
+    extra = {"eval_every": 1, "ema": {"use_ema": True, "update_every": 1}, "optim": optim}
     paths = {}
     for name, run, iterations in (("ddp", "run-ddp", 2), ("first", "run-fsdp", 1), ("resumed", "run-fsdp", 2)):
         paths[name] = tmp_path / f"{name}.json"
