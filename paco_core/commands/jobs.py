@@ -58,7 +58,7 @@ def register(subparsers) -> None:
         "--processes", type=int, default=1, help="processes under `accelerate launch` (default 1)"
     )
     submit.add_argument(
-        "--accelerate-config", help="accelerate config file (FSDP, DeepSpeed, several machines)"
+        "--accelerate-config", help="accelerate config file (FSDP, several machines)"
     )
     submit.add_argument("--json", action="store_true", help="print the job as JSON instead of its id")
     submit.set_defaults(func=run_submit)

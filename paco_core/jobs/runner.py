@@ -114,7 +114,7 @@ def submit(
         run_dir: the run folder; default ``config["output_dir"]`` when the config names
             one, else ``<home>/runs/<job id>``.
         num_processes: >1 runs the trainer under ``accelerate launch --num_processes N``.
-        accelerate_config: an accelerate config file (FSDP, DeepSpeed, several machines);
+        accelerate_config: an accelerate config file (FSDP, several machines);
             implies ``accelerate launch``.
         cwd: the trainer's working folder (default: this process's).
         env: the environment to record (default: ``os.environ``; see :data:`ENV_NAMES`).

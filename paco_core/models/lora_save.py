@@ -29,6 +29,7 @@ def save_peft_transformer_lora(
     path: str | os.PathLike,
     adapter_name: str = "default",
     metadata: dict[str, str] | None = None,
+    weights: dict[str, Any] | None = None,
 ) -> Path:
     """Save the LoRA of a peft-wrapped diffusion transformer, loadable by diffusers and ComfyUI.
 
@@ -38,6 +39,8 @@ def save_peft_transformer_lora(
         path: the ``.safetensors`` file to write (atomically).
         adapter_name: which peft adapter to save.
         metadata: extra string metadata (e.g. training step).
+        weights: the LoRA weights by parameter name (``<module>.lora_A.<adapter>.weight``),
+            used instead of the modules' own (the full tensors gathered from FSDP2 shards).
 
     Returns:
         The written path.
@@ -52,6 +55,9 @@ def save_peft_transformer_lora(
         module_name = name[len(PEFT_PREFIX) :] if name.startswith(PEFT_PREFIX) else name
         down = module.lora_A[adapter_name].weight.detach()
         up = module.lora_B[adapter_name].weight.detach()
+        if weights is not None:
+            down = weights[f"{name}.lora_A.{adapter_name}.weight"]
+            up = weights[f"{name}.lora_B.{adapter_name}.weight"]
         scale = float(module.scaling[adapter_name])
         state_dict[f"transformer.{module_name}.lora_A.weight"] = down.clone()
         state_dict[f"transformer.{module_name}.lora_B.weight"] = (up.float() * scale).to(up.dtype)

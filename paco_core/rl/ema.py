@@ -74,7 +74,10 @@ class LoraEma:
                     param.copy_(backup[name])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {name: tensor.detach().cpu() for name, tensor in self.shadow.items()}
+        """Full CPU tensors (under FSDP2 the shards are gathered: every process must call it)."""
+        from paco_core.rl.sharding import full_tensor
+
+        return {name: full_tensor(tensor.detach()).cpu() for name, tensor in self.shadow.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         missing = set(self.shadow) - set(state)
@@ -82,5 +85,7 @@ class LoraEma:
             from paco_core.errors import TrainingError
 
             raise TrainingError(f"EMA state lacks {len(missing)} parameters, e.g. {sorted(missing)[:3]}")
+        from paco_core.rl.sharding import shard_like
+
         for name in self.shadow:
-            self.shadow[name] = state[name].to(self.shadow[name].device, torch.float32).clone()
+            self.shadow[name] = shard_like(state[name], self.shadow[name]).clone()

@@ -41,10 +41,10 @@ def evaluate_policy(
     rollout_adapter: RolloutAdapter,
     transformer: Any,
     rows: list[PromptRow],
-    rewards: RewardSet,
+    rewards: RewardSet | None,
     ema: LoraEma | None,
     autocast: AutocastFactory,
-    sample_path: Path,
+    sample_path: Path | None,
     scoring_phase: Any = contextlib.nullcontext,
     between_rows: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
@@ -54,10 +54,11 @@ def evaluate_policy(
         config: the run (sampling settings, seed, eval_group_size).
         rollout_adapter / transformer: the rollout adapter of the pipeline kind and the transformer with its LoRA.
         rows: the eval rows.
-        rewards: the eval rewards.
+        rewards: the eval rewards (None: only sample, return no metrics; the processes other
+            than the main one under FSDP, whose rollouts take part in the all-gathers).
         ema: the EMA whose weights are swapped in while sampling (None: the live weights).
         autocast: factory of the autocast context.
-        sample_path: where the PNG grid of all eval images is written.
+        sample_path: where the PNG grid of all eval images is written (None: nowhere).
         scoring_phase: factory of the context the scoring runs in (judge offload).
         between_rows: called before every eval row but the first (the GPU-yield pause point);
             each row has its own seed, so a pause there changes nothing.
@@ -82,6 +83,8 @@ def evaluate_policy(
             images.extend(rollout.images)
             prompts.extend([row.prompt] * len(rollout.images))
             metadata.extend([row.metadata()] * len(rollout.images))
+    if rewards is None:
+        return {}
     with scoring_phase():
         scores = rewards.score(images, prompts, metadata)
     metrics: dict[str, Any] = {}
@@ -89,7 +92,7 @@ def evaluate_policy(
         column = scores.scores[:, k]
         metrics[f"eval/rewards/{name}/mean"] = nan_stat(np.nanmean, column)
         metrics[f"eval/rewards/{name}/invalid"] = int(np.isnan(column).sum())
-    if images:
+    if images and sample_path is not None:
         grid = sample_grid(images)
         atomic_write(sample_path, lambda tmp: grid.save(tmp, format="PNG"))
     return metrics

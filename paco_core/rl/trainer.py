@@ -68,6 +68,13 @@ from paco_core.rl.rewards import RewardModels, RewardSet, check_invalid_share
 from paco_core.rl.rollout import Rollout, rollout_micro_batch, seeded_generator
 from paco_core.rl.rollout_adapters import ROW_KIND_OF_PIPELINE_KIND, RolloutAdapter, build_rollout_adapter
 from paco_core.rl.rollout_rewards import score_micro_batch, score_rollouts
+from paco_core.rl.sharding import (
+    full_optimizer_state,
+    full_tensor,
+    is_sharded,
+    load_full_optimizer_state,
+    shard_like,
+)
 from paco_core.rl.signals import stop_on_sigterm
 from paco_core.rl.update import PolicyUpdater
 from paco_core.run_folder import Checkpoint, RunFolder
@@ -107,6 +114,10 @@ class GrpoTrainer:
     Example:
         >>> result = GrpoTrainer(config).train(resume="latest")  # doctest: +SKIP
     """
+
+    sharded = False
+    """True under FSDP2: the transformer's parameters are DTensor shards (set by setup)."""
+    _lora_weights: dict[str, torch.Tensor] | None = None
 
     def __init__(
         self,
@@ -247,7 +258,8 @@ class GrpoTrainer:
         if getattr(self, "accelerator", None) is not None:
             return
         self.accelerator = self._accelerator or Accelerator(cpu=self.config.model.device == "cpu")
-        check_distributed_type(self.accelerator.distributed_type)
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
+        check_distributed_type(self.accelerator.distributed_type, getattr(plugin, "fsdp_version", None))
         self.is_main = self.accelerator.is_main_process
 
     def setup(self) -> None:
@@ -308,6 +320,15 @@ class GrpoTrainer:
             weight_decay=config.optim.weight_decay, eps=config.optim.eps,
         )  # fmt: skip
         self.train_model, self.optimizer = self.accelerator.prepare(self.transformer, optimizer)
+        self.sharded = any(is_sharded(p) for p in self.train_model.parameters())
+        if self.sharded:
+            # FSDP2 shards the transformer in place (rollouts through self.transformer go through
+            # its all-gathers) and replaces every parameter by a DTensor: take the new ones.
+            if self.train_model is not self.transformer:
+                raise TrainingError(
+                    "FSDP wrapped the transformer in a new module: only FSDP2 (fully_shard) is supported"
+                )
+            self.named_trainable = [(n, p) for n, p in self.transformer.named_parameters() if p.requires_grad]
         self.ema = None
         if config.ema.use_ema:
             self.ema = LoraEma(
@@ -550,8 +571,14 @@ class GrpoTrainer:
         return rollouts
 
     def evaluate(self, step: int) -> dict[str, Any]:
-        """Evaluate the EMA weights on the eval rows (see :func:`evaluate_policy`). Main process only."""
+        """Evaluate the EMA weights on the eval rows (see :func:`evaluate_policy`). Main process only
+        (under FSDP the others run the same rollouts, whose all-gathers need every process)."""
         if not self.is_main:
+            if self.sharded:
+                evaluate_policy(
+                    self.config, rollout_adapter=self.rollout_adapter, transformer=self.transformer,
+                    rows=self.eval_rows, rewards=None, ema=self.ema, autocast=self.autocast, sample_path=None,
+                )  # fmt: skip
             return {}
         return evaluate_policy(
             self.config, rollout_adapter=self.rollout_adapter, transformer=self.transformer, rows=self.eval_rows,
@@ -570,12 +597,16 @@ class GrpoTrainer:
         process wrote: one set of checkpoints per run, on the main process's machine.
         """
         path = self.run_folder.checkpoint_path(self.step)
+        if self.is_main or self.sharded:
+            # under FSDP every process takes part in gathering the shards; the main one writes
+            self._lora_weights = self._full_lora_weights() if self.sharded else None
+            policy = {name: full_tensor(p.detach()).cpu() for name, p in self.named_trainable}
+            ema = self.ema.state_dict() if self.ema is not None else None
+            optimizer_state = full_optimizer_state(self.optimizer)
         if self.is_main:
             path = ckpt.save_checkpoint(
-                self.output_dir, self.step, write_lora=self._write_lora,
-                policy={name: p.detach().cpu() for name, p in self.named_trainable},
-                ema=self.ema.state_dict() if self.ema is not None else None,
-                optimizer_state=self.optimizer.state_dict(), state=self._trainer_state(),
+                self.output_dir, self.step, write_lora=self._write_lora, policy=policy, ema=ema,
+                optimizer_state=optimizer_state, state=self._trainer_state(),
             )  # fmt: skip
             ckpt.prune_checkpoints(self.output_dir, self.config.checkpoints_total_limit, protect=path)
             logger.info("saved %s", path)
@@ -591,8 +622,19 @@ class GrpoTrainer:
             "paco.trainer": "paco-grpo",
             "paco.ema": str(self.ema is not None),
         }
+        if self.sharded:  # the full weights gathered by every process just before (save, evaluation)
+            if self._lora_weights is None:
+                raise TrainingError("internal: the sharded LoRA was not gathered before writing it")
+            save_peft_transformer_lora(self.transformer, path, metadata=metadata, weights=self._lora_weights)
+            self._lora_weights = None
+            return
         with self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext():
             save_peft_transformer_lora(self.transformer, path, metadata=metadata)
+
+    def _full_lora_weights(self) -> dict[str, torch.Tensor]:
+        """The LoRA file's weights (the EMA's when on) as full CPU tensors (collective under FSDP)."""
+        with self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext():
+            return {name: full_tensor(p.detach()).cpu() for name, p in self.named_trainable}
 
     def _trainer_state(self) -> dict[str, Any]:
         return {
@@ -615,8 +657,8 @@ class GrpoTrainer:
             )
         with torch.no_grad():
             for name, param in self.named_trainable:
-                param.copy_(loaded.policy[name].to(param.device, param.dtype))
-        self.optimizer.load_state_dict(loaded.optimizer)
+                param.copy_(shard_like(loaded.policy[name], param))
+        load_full_optimizer_state(self.optimizer, loaded.optimizer)
         if self.ema is not None:
             if loaded.ema is None:
                 raise TrainingError(f"checkpoint {str(path)!r} has no EMA but ema.use_ema is on")
@@ -676,7 +718,9 @@ class GrpoTrainer:
         config = self.config
         offload = config.yield_offload
         if offload and self.accelerator.num_processes > 1:
-            logger.warning("yield_offload is ignored with several processes: paused processes keep their weights")
+            logger.warning(
+                "yield_offload is ignored with several processes: paused processes keep their weights"
+            )
             offload = False
         self.gpu_yield = GpuYield(
             self.run_folder, policy=config.gpu_policy, offload=offload, device=self.accelerator.device,
@@ -726,6 +770,8 @@ class GrpoTrainer:
         """Log the evaluation, keep the best one's LoRA in ``best/`` and warn when the reward
         looks gamed (docs/guardrail.md)."""
         self._log(step, metrics)
+        if self.sharded:  # best/ may get the LoRA below: gather it on every process (a collective) first
+            self._lora_weights = self._full_lora_weights()
         if not self.is_main or self.guardrail.metric not in metrics:
             return
         improved, warning = self.guardrail.observe(step, metrics)
@@ -784,19 +830,28 @@ class GrpoTrainer:
             guardrail.best_step = guardrail.best_value = None
 
 
-def check_distributed_type(distributed_type: Any) -> None:
-    """Refuse accelerate launch modes the trainer does not support (FSDP, DeepSpeed, Megatron).
+def check_distributed_type(distributed_type: Any, fsdp_version: int | None = None) -> None:
+    """Refuse accelerate launch modes the trainer does not support (FSDP1, DeepSpeed, Megatron).
 
-    The trainer writes its LoRA, EMA and checkpoints from full parameter tensors and rolls
-    out through the unwrapped transformer: DDP (or one process) keeps both true; a
-    sharding mode would fail at the first checkpoint, after hours of training.
+    The trainer rolls out through the transformer module itself and gathers its LoRA, EMA
+    and optimizer state parameter by parameter: DDP, one process and FSDP2 (``fully_shard``,
+    which shards the module in place into DTensor parameters) keep both possible. FSDP1
+    wraps the model in flat parameters, DeepSpeed in its engine: untested, refused up front
+    rather than failing at the first checkpoint.
     """
     name = getattr(distributed_type, "value", str(distributed_type))
-    if name in ("FSDP", "DEEPSPEED", "MEGATRON_LM"):
+    if name == "FSDP" and fsdp_version != 2:
+        raise ConfigError(
+            f"accelerate launched this run with FSDP version {fsdp_version}; the trainer supports FSDP only "
+            "as version 2: set `fsdp_version: 2` in the accelerate config (docs/accelerate/fsdp.yaml) or launch "
+            "with DDP (docs/accelerate/multi-gpu.yaml)"
+        )
+    if name in ("DEEPSPEED", "MEGATRON_LM"):
         raise ConfigError(
             f"accelerate launched this run with {name}, which the trainer does not support: only the LoRA "
-            "trains, so launch with DDP (`accelerate launch --multi_gpu`, docs/accelerate/multi-gpu.yaml) and "
-            "lower the memory with optim.gradient_checkpointing and model offload instead (docs/scaling.md)"
+            "trains, so launch with DDP (`accelerate launch --multi_gpu`, docs/accelerate/multi-gpu.yaml) or "
+            "FSDP version 2 (docs/accelerate/fsdp.yaml), and lower the memory with optim.gradient_checkpointing "
+            "(docs/scaling.md)"
         )
 
 

@@ -34,6 +34,7 @@ from paco_core.rl.micro_batches import accumulation_windows, split_windows
 from paco_core.rl.rollout import Rollout
 from paco_core.rl.rollout_adapters import RolloutAdapter
 from paco_core.rl.sde import sde_step
+from paco_core.rl.sharding import full_tensor
 
 
 class PolicyUpdater:
@@ -169,10 +170,12 @@ class PolicyUpdater:
         """Clip the accumulated gradient, step the optimizer, clear the gradient; returns its norm."""
         max_norm = self.config.optim.max_grad_norm
         if max_norm > 0:
-            norm = float(self.accelerator.clip_grad_norm_(self.parameters, max_norm))
+            norm = float(full_tensor(self.accelerator.clip_grad_norm_(self.parameters, max_norm)))
         else:
             norm = float(
-                torch.norm(torch.stack([p.grad.norm() for p in self.parameters if p.grad is not None]))
+                torch.norm(
+                    torch.stack([full_tensor(p.grad.norm()) for p in self.parameters if p.grad is not None])
+                )
             )
         if not math.isfinite(norm):
             raise TrainingError(
