@@ -254,15 +254,7 @@ def load_pipeline(
     Returns:
         LoadedPipeline; the same object for the same arguments while it is cached.
     """
-    if offload not in OFFLOAD_MODES:
-        raise InputError(f"offload should be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
-    device_name = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device_name)
-    if offload != "none" and device_name == "cpu":
-        raise InputError(
-            f"offload={offload!r} moves components between the CPU and a GPU, but the device is cpu. "
-            "Use offload='none' on the CPU."
-        )
+    device_name, torch_dtype = _resolve_placement(dtype, device, offload)
     kind = detect_pipeline_kind(source)
     folder, _ = read_model_index(source)
     # A local folder loads from its path; a hub id through the hub cache (offline-safe).
@@ -280,6 +272,20 @@ def load_pipeline(
         transformer_file=single_file,
         hooks=hooks,
     )
+
+
+def _resolve_placement(dtype: Any, device: Any, offload: str) -> tuple[str, Any]:
+    """(device name, torch dtype) for a load, or InputError for an unknown offload or offload on the CPU."""
+    if offload not in OFFLOAD_MODES:
+        raise InputError(f"offload should be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
+    device_name = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device_name)
+    if offload != "none" and device_name == "cpu":
+        raise InputError(
+            f"offload={offload!r} moves components between the CPU and a GPU, but the device is cpu. "
+            "Use offload='none' on the CPU."
+        )
+    return device_name, torch_dtype
 
 
 def _load_through_cache(
@@ -381,15 +387,7 @@ def load_pipeline_from_files(
     """
     from paco_core.models.comfy_files import build_pipeline_from_files
 
-    if offload not in OFFLOAD_MODES:
-        raise InputError(f"offload should be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
-    device_name = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device_name)
-    if offload != "none" and device_name == "cpu":
-        raise InputError(
-            f"offload={offload!r} moves components between the CPU and a GPU, but the device is cpu. "
-            "Use offload='none' on the CPU."
-        )
+    device_name, torch_dtype = _resolve_placement(dtype, device, offload)
     key = (files.cache_key(), str(torch_dtype), device_name, offload)
     hooks.step(1, LOAD_STEPS)
     return _load_through_cache(
