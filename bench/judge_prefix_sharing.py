@@ -22,9 +22,7 @@ All the options of ``bench/judge_throughput.py`` (--real-dims, --text-layers, --
 
 from __future__ import annotations
 
-import json
 import sys
-from itertools import combinations
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,12 +44,7 @@ def tokens_computed(judge, score) -> int:
 
 
 def bench_size(judge, num_panels: int, side: int, repeats: int) -> dict:
-    from paco_core.reward.backend import PairRequest
-    from paco_core.reward.prompts import set_consistency_prompt
-
-    panels = base.random_panels(num_panels, side, seed=num_panels)
-    prompt = set_consistency_prompt("a red fox walking through four seasons")
-    pairs = [PairRequest(panels[i], panels[j], prompt) for i, j in combinations(range(num_panels), 2)]
+    pairs = base.consistency_pairs(num_panels, side)
 
     def run(sharing: bool):
         def score() -> list[float]:
@@ -76,19 +69,9 @@ def bench_size(judge, num_panels: int, side: int, repeats: int) -> dict:
 
 
 def main(argv=None) -> int:
-    import torch
-
     args = base.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    judge = base.build_real_dims_judge(args) if args.real_dims else base.load_tiny_or_given_judge(args)
+    judge, side, device_name = base.open_bench_judge(args)
     judge.reuse_vision = True
-    side = args.panel or (512 if args.real_dims else 64)
-    device_name = torch.cuda.get_device_name(judge.device) if judge.device.type == "cuda" else "CPU"
-    print(
-        f"judge: {judge.name} on {device_name} ({judge.dtype}), panels {side}x{side}, batch size "
-        f"{judge.batch_size}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
-    )
     print(
         f"{'N':>3} {'pairs':>5} {'plain/s':>9} {'shared/s':>9} {'ratio':>6} {'max|diff|':>10} "
         f"{'LM tokens plain':>15} {'shared':>7} {'ratio':>6}"
@@ -106,8 +89,7 @@ def main(argv=None) -> int:
     print("sharing (system text + first image once per first panel, equal-length batches, no padding).")
     print("LM tokens: token positions the language model computes per call (padding included).")
     if args.json_out:
-        meta = {"judge": judge.name, "device": device_name, "dtype": str(judge.dtype), "panel": side}
-        args.json_out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+        base.write_results(args.json_out, judge, device_name, side, rows)
     return 0
 
 

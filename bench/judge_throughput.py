@@ -136,7 +136,8 @@ def timed(function: Callable[[], list[float]], repeats: int) -> tuple[float, lis
     return statistics.median(durations), result
 
 
-def bench_size(judge, num_panels: int, side: int, repeats: int) -> dict:
+def consistency_pairs(num_panels: int, side: int) -> list:
+    """Every unordered pair of ``num_panels`` random panels, with one set-consistency prompt."""
     from itertools import combinations
 
     from paco_core.reward.backend import PairRequest
@@ -144,7 +145,11 @@ def bench_size(judge, num_panels: int, side: int, repeats: int) -> dict:
 
     panels = random_panels(num_panels, side, seed=num_panels)
     prompt = set_consistency_prompt("a red fox walking through four seasons")
-    pairs = [PairRequest(panels[i], panels[j], prompt) for i, j in combinations(range(num_panels), 2)]
+    return [PairRequest(panels[i], panels[j], prompt) for i, j in combinations(range(num_panels), 2)]
+
+
+def bench_size(judge, num_panels: int, side: int, repeats: int) -> dict:
+    pairs = consistency_pairs(num_panels, side)
 
     def ours(reuse_vision: bool) -> Callable[[], list[float]]:
         def run() -> list[float]:
@@ -168,10 +173,10 @@ def bench_size(judge, num_panels: int, side: int, repeats: int) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def open_bench_judge(args: argparse.Namespace) -> tuple:
+    """(judge, panel side, device name) the arguments ask for; prints what was opened."""
     import torch
 
-    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     judge = build_real_dims_judge(args) if args.real_dims else load_tiny_or_given_judge(args)
@@ -181,6 +186,17 @@ def main(argv=None) -> int:
         f"judge: {judge.name} on {device_name} ({judge.dtype}), panels {side}x{side}, batch size "
         f"{judge.batch_size}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
     )
+    return judge, side, device_name
+
+
+def write_results(path: Path, judge, device_name: str, side: int, rows: list[dict]) -> None:
+    meta = {"judge": judge.name, "device": device_name, "dtype": str(judge.dtype), "panel": side}
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    judge, side, device_name = open_bench_judge(args)
     header = f"{'N':>3} {'pairs':>5} {'reference/s':>12} {'batched/s':>10} {'ours/s':>10} {'ratio':>6} {'max|diff|':>10}"
     print(header)
     rows = []
@@ -197,8 +213,7 @@ def main(argv=None) -> int:
     )
     print("vision reuse; ours = batches + last-position logits + each panel's vision encoding once.")
     if args.json_out:
-        meta = {"judge": judge.name, "device": device_name, "dtype": str(judge.dtype), "panel": side}
-        args.json_out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+        write_results(args.json_out, judge, device_name, side, rows)
     return 0
 
 

@@ -81,12 +81,5 @@ def error_line(error: Exception) -> str:
     return f"unexpected {type(error).__name__}: {first} (rerun with --debug for the traceback and report it)"
 
 
-def _one_line(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror:
-        where = f": {error.filename!r}" if error.filename else ""
-        return f"{error.strerror}{where}"
-    return str(error)
-
-
 if __name__ == "__main__":
     sys.exit(main())

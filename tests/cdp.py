@@ -24,7 +24,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from helpers import free_port
 
 CHROMIUM_CANDIDATES = (
     "/usr/lib/chromium/chromium-headless-shell",
@@ -59,12 +59,6 @@ def find_chromium() -> str | None:
         if found:
             return found
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Page:
@@ -184,7 +178,7 @@ class Browser:
         executable = executable or find_chromium()
         if executable is None:
             raise BrowserError("no headless Chromium found (apt-get install chromium-headless-shell)")
-        port = _free_port()
+        port = free_port()
         with tempfile.TemporaryDirectory(prefix="paco-chromium-") as profile:
             process = subprocess.Popen(
                 [

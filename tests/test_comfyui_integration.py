@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 from pack_loader import REPO_ROOT, STUB_DIR, all_node_classes
 from PIL import Image
 
@@ -45,12 +45,6 @@ pytestmark = [
 
 STARTUP_TIMEOUT_S = 180
 WORKFLOW_TIMEOUT_S = 120
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_json(url: str, payload: dict | None = None, timeout: float = 10.0):

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_comfyui_integration import free_port, http_json, pack_linked_into, queue_prompt
+from helpers import free_port, kill_job_processes
+from test_comfyui_integration import http_json, pack_linked_into, queue_prompt, wait_until_up
 
 from paco_core.jobs.store import JobStore
 from paco_core.run_folder import is_process_alive
@@ -38,7 +39,6 @@ pytestmark = [
 ]
 
 FIXTURES = Path(__file__).parent / "fixtures"
-STARTUP_TIMEOUT_S = 180
 TINY_TRAINING = {
     "lora": {"rank": 4, "alpha": 8},
     "sampling": {"num_steps": 2, "noise_steps": [0], "eval_resolution": 32, "batch_size": 2,
@@ -64,17 +64,12 @@ def start_comfyui(comfyui_dir: Path, workdir: Path, models_dir: Path, env: dict,
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=comfyui_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"ComfyUI exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
-        try:
-            http_json(f"{url}/system_stats", timeout=2)
-            return process, url
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    pytest.fail(f"ComfyUI did not answer within {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}")
+    try:
+        wait_until_up(process, url, log_path)
+    except BaseException:
+        process.kill()
+        raise
+    return process, url
 
 
 def wait_for_prompt(url: str, prompt_id: str, timeout: float, poll: float = 0.05) -> tuple[dict, float]:
@@ -164,13 +159,7 @@ def generation_graph(node_classes: dict, prefix: str, lora_from_job: str | None 
 def kill_jobs(home: Path) -> None:
     if not (home / "jobs.sqlite3").is_file():
         return
-    for job in JobStore(home).list():
-        for pid, start in ((job.pid, job.pid_start), (job.supervisor_pid, job.supervisor_start)):
-            if pid and is_process_alive(pid, start):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+    kill_job_processes(JobStore(home))
 
 
 def test_a_job_trains_in_the_background_of_real_comfyui_and_survives_its_kill_9(tmp_path, tiny_models):

@@ -92,6 +92,7 @@ def save_lora_for(layout: Path, lora_path: Path) -> dict:
     from safetensors.torch import load_file
 
     from paco_core.models.lora import save_peft_transformer_lora
+    from paco_core.rl.config import ATTENTION_TARGETS
 
     config = json.loads(
         (layout / "paco_configs" / "tiny-flux-comfy" / "transformer" / "config.json").read_text()
@@ -100,18 +101,7 @@ def save_lora_for(layout: Path, lora_path: Path) -> dict:
     transformer.load_state_dict(load_base(layout))
     base = {k: v.clone() for k, v in transformer.state_dict().items()}
     torch.manual_seed(0)
-    targets = [
-        "to_q",
-        "to_k",
-        "to_v",
-        "to_out.0",
-        "add_q_proj",
-        "add_k_proj",
-        "add_v_proj",
-        "to_add_out",
-        "proj_mlp",
-        "proj_out",
-    ]
+    targets = [*ATTENTION_TARGETS, "proj_mlp", "proj_out"]  # + the single blocks' fused layers
     transformer.add_adapter(LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=targets))
     save_peft_transformer_lora(transformer, lora_path)
     merged = dict(base)

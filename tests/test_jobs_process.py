@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import kill_job_processes, offline_env, tiny_flux_run
 from safetensors.torch import load_file
 
 from paco_core.jobs.store import JobStore
@@ -29,12 +30,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def _env(tmp_path: Path, *, hold: bool = True) -> dict[str, str]:
-    env = dict(os.environ)
-    # job_rewards is importable only through this PYTHONPATH: the job must inherit it
-    env["PYTHONPATH"] = os.pathsep.join([str(FIXTURES / "jobs"), str(REPO), env.get("PYTHONPATH", "")])
-    env.update(
-        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf"),
-    )  # fmt: skip
+    env = offline_env(tmp_path, FIXTURES / "jobs")  # job_rewards is importable only so: the job inherits it
     env.pop("PACO_TEST_HOLD_FILE", None)
     if hold:
         env["PACO_TEST_HOLD_FILE"] = str(tmp_path / "hold")
@@ -42,18 +38,7 @@ def _env(tmp_path: Path, *, hold: bool = True) -> dict[str, str]:
 
 
 def _config(model: Path, **extra) -> dict:
-    data = {
-        "model": {"kind": "flux", "path": str(model), "device": "cpu"},
-        "lora": {"rank": 4, "alpha": 8},
-        "sampling": {"num_steps": 2, "noise_steps": [0], "train_resolution": 32, "eval_resolution": 32,
-                     "group_size": 2, "batch_size": 2, "prompts_per_iteration": 1, "max_sequence_length": 16},
-        "data": {"train_file": str(FIXTURES / "rl" / "sets.jsonl")},
-        "rewards": {"rewards": [{"name": "job_rewards:held_brightness"}], "aggregation": "weighted_sum"},
-        "optim": {"lr": 1e-2, "clip_range": 0.2},
-        "eval_every": 0,
-    }  # fmt: skip
-    data.update(extra)
-    return data
+    return tiny_flux_run(model, reward="job_rewards:held_brightness", **extra)
 
 
 def _paco(env: dict, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -91,13 +76,7 @@ def jobs_home(tmp_path):
     yield home
     if not home.exists():
         return
-    for job in JobStore(home).list():  # never leave a trainer behind
-        for pid, start in ((job.pid, job.pid_start), (job.supervisor_pid, job.supervisor_start)):
-            if pid and is_process_alive(pid, start):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+    kill_job_processes(JobStore(home))  # never leave a trainer behind
 
 
 def _train_in_this_process(config: dict, run_dir: Path, monkeypatch) -> Path:

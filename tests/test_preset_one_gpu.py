@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import json
 
+from helpers import flatten
+
 from paco_core import cli
 from paco_core.config import config_to_dict
 from paco_core.rl.presets import PRESETS, preset_config, preset_names
-
-
-def flatten(data, prefix=""):
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def test_one_gpu_preset_is_the_released_run_with_a_one_gpu_memory_layout():

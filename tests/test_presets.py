@@ -8,23 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import flatten
 
 from paco_core.config import config_to_dict
 from paco_core.rl.presets import PRESETS, preset_config, preset_dict
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "released_presets.json").read_text())
 RELEASED = FIXTURE["presets"]
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted keys of the leaves of a preset dict (a list of rewards is one leaf)."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def config_value(config_dict: dict[str, Any], dotted: str) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import merge_sections
 from safetensors.torch import load_file
 from test_rl_trainer import tiny_config, toy_rewards_on_path  # noqa: F401 (the fixture is autouse)
 
@@ -29,12 +30,7 @@ def _learning_config(model, run: Path, **extra):
         "optim": {"lr": 5e-2, "clip_range": 0.2},
         "rewards": {"eval_rewards": [{"name": DARKNESS}, {"name": BRIGHTNESS}]},
     }  # fmt: skip
-    for key, value in extra.items():
-        if isinstance(value, dict):
-            settings.setdefault(key, {}).update(value)
-        else:
-            settings[key] = value
-    return tiny_config(model, run, **settings)
+    return tiny_config(model, run, **merge_sections(settings, extra))
 
 
 def test_a_reward_that_can_be_gamed_raises_the_warning(tiny_models, tmp_path, caplog):

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from helpers import free_port, offline_env, tiny_flux_run
 from safetensors.torch import load_file
 
 from paco_core.config import config_from_dict, save_config
@@ -24,27 +23,11 @@ REPO = Path(__file__).parent.parent
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(FIXTURES), str(REPO), env.get("PYTHONPATH", "")])
-    env.update(
-        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf")
-    )
-    return env
+    return offline_env(tmp_path, FIXTURES)
 
 
 def _config(model: Path, output_dir: Path, **extra) -> dict:
-    data = {
-        "model": {"kind": "flux", "path": str(model), "device": "cpu"},
-        "lora": {"rank": 4, "alpha": 8},
-        "sampling": {"num_steps": 2, "noise_steps": [0], "train_resolution": 32, "eval_resolution": 32,
-                     "group_size": 2, "batch_size": 2, "prompts_per_iteration": 1, "max_sequence_length": 16},
-        "data": {"train_file": str(FIXTURES / "sets.jsonl")},
-        "rewards": {"rewards": [{"name": "toy_rewards:mean_brightness"}], "aggregation": "weighted_sum"},
-        "optim": {"lr": 1e-2, "clip_range": 0.2},
-        "output_dir": str(output_dir), "eval_every": 0,
-    }  # fmt: skip
-    data.update(extra)
-    return data
+    return tiny_flux_run(model, **{"output_dir": str(output_dir), **extra})
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_with_the_stopped_code(tiny_models, tmp_path):
@@ -85,12 +68,6 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_stopped_code(tiny_models,
     assert [m["step"] for m in RunFolder(run).read_metrics()] == list(range(1, progress["step"] + 2))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_processes_keep_identical_lora_weights(tiny_models, tmp_path):
     # accelerate's --cpu flag launches one process; --multi_gpu starts torchrun, and with
     # model.device "cpu" the processes join a gloo group on the CPU.
@@ -102,7 +79,7 @@ def test_two_processes_keep_identical_lora_weights(tiny_models, tmp_path):
     save_config(config_from_dict(TrainConfig, config), config_path)
     result = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
+         "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
          str(FIXTURES / "two_process_train.py"), str(config_path), str(tmp_path)],
         env=_env(tmp_path), capture_output=True, text=True, timeout=170,
     )  # fmt: skip

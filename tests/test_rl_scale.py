@@ -4,14 +4,13 @@ two machine ranks over the loopback, FSDP through accelerate (CPU processes, glo
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import free_port, offline_env
 from safetensors.torch import load_file
 
 from paco_core.config import config_from_dict, save_config
@@ -24,18 +23,7 @@ ACCELERATE_CONFIGS = REPO / "docs" / "accelerate"
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(FIXTURES), str(REPO), env.get("PYTHONPATH", "")])
-    env.update(
-        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf")
-    )
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return offline_env(tmp_path, FIXTURES)
 
 
 def _config(model: Path, output_dir: Path, **extra) -> dict:
@@ -74,7 +62,7 @@ def test_gradients_sync_once_per_optimizer_step_with_the_same_lora(tiny_models, 
         paths.append(str(path))
     result = _launch(
         ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_ip", "127.0.0.1",
-         "--main_process_port", str(_free_port()), str(FIXTURES / "grad_sync_train.py"), *paths, str(tmp_path)],
+         "--main_process_port", str(free_port()), str(FIXTURES / "grad_sync_train.py"), *paths, str(tmp_path)],
         _env(tmp_path),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -102,7 +90,7 @@ def test_two_machine_ranks_over_the_loopback_train_one_run(tiny_models, tmp_path
     config_path = tmp_path / "config.json"
     config = _config(tiny_models["flux"], run, num_iterations=2, checkpoint_every=1)
     save_config(config_from_dict(TrainConfig, config), config_path)
-    port = str(_free_port())
+    port = str(free_port())
     processes = [
         subprocess.Popen(
             [

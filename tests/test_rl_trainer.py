@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import merge_sections
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -41,12 +42,7 @@ def tiny_config(model_path: Path, output_dir: Path, kind: str = "flux", **sectio
         "ema": {"use_ema": False},
         "num_iterations": 1, "output_dir": str(output_dir), "checkpoint_every": 1, "eval_every": 0,
     }  # fmt: skip
-    for key, value in sections.items():
-        if isinstance(value, dict):
-            data.setdefault(key, {}).update(value)
-        else:
-            data[key] = value
-    return config_from_dict(TrainConfig, data)
+    return config_from_dict(TrainConfig, merge_sections(data, sections))
 
 
 def test_first_step_is_on_policy_and_only_lora_weights_change(tiny_models, tmp_path):

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 from cdp import Browser, find_chromium
+from helpers import offline_env
 from pack_loader import REPO_ROOT
 from test_comfyui_integration import comfyui_server, http_json, pack_linked_into
 
@@ -68,13 +69,7 @@ def job_config(model: Path, **extra) -> dict:
 
 
 def job_env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    # web_rewards is importable only through this PYTHONPATH: the job inherits it
-    env["PYTHONPATH"] = os.pathsep.join([str(FIXTURES / "web"), str(REPO_ROOT), env.get("PYTHONPATH", "")])
-    env.update(
-        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf")
-    )
-    return env
+    return offline_env(tmp_path, FIXTURES / "web")  # web_rewards is importable only so: the job inherits it
 
 
 def submit(env: dict, home: Path, config: dict, name: str, folder: Path) -> str:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import offline_env, tiny_flux_run
 from safetensors.torch import load_file
 
 from paco_core.cli import main
@@ -22,27 +23,12 @@ REPO = Path(__file__).parent.parent
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(FIXTURES), str(REPO), env.get("PYTHONPATH", "")])
-    env.update(
-        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf")
-    )
-    return env
+    return offline_env(tmp_path, FIXTURES)
 
 
 def _write_config(tmp_path: Path, model: Path, run: Path, **extra) -> Path:
-    data = {
-        "model": {"kind": "flux", "path": str(model), "device": "cpu"},
-        "lora": {"rank": 4, "alpha": 8},
-        "sampling": {"num_steps": 2, "noise_steps": [0], "train_resolution": 32, "eval_resolution": 32,
-                     "group_size": 2, "batch_size": 2, "prompts_per_iteration": 1, "max_sequence_length": 16},
-        "data": {"train_file": str(FIXTURES / "sets.jsonl")},
-        "rewards": {"rewards": [{"name": "toy_rewards:mean_brightness"}], "aggregation": "weighted_sum"},
-        "optim": {"lr": 1e-2, "clip_range": 0.2},
-        "output_dir": str(run), "eval_every": 0, "checkpoint_every": 1, "checkpoints_total_limit": 0,
-        "num_iterations": 1,
-    }  # fmt: skip
-    data.update(extra)
+    settings = {"output_dir": str(run), "checkpoint_every": 1, "checkpoints_total_limit": 0, "num_iterations": 1}
+    data = tiny_flux_run(model, **{**settings, **extra})
     path = tmp_path / "config.json"
     path.write_text(json.dumps(data))
     return path

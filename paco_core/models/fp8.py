@@ -19,10 +19,6 @@ DROPPED_SUFFIXES = (".scale_input", ".input_scale", ".comfy_quant", ".weight_sca
 MARKER_KEYS = ("scaled_fp8",)
 
 
-def is_fp8(tensor) -> bool:
-    return "float8" in str(tensor.dtype)
-
-
 def dequantize(state_dict: dict, dtype, source: str) -> dict:
     """Every weight of ``state_dict`` in ``dtype``, fp8 ones multiplied by their scale.
 

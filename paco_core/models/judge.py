@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from typing import Any
 from paco_core.devices import resolve_device, resolve_dtype
 from paco_core.errors import LoraError, ModelLoadError
 from paco_core.models.hub import hub_snapshot
+from paco_core.models.recent_cache import RecentCache
+from paco_core.settings import JUDGE_CACHE_SIZE, judge_cache_size
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ class JudgeKey:
     merge_lora: bool
 
 
-_LOADED: OrderedDict[JudgeKey, JudgeModel] = OrderedDict()
+_LOADED: RecentCache[JudgeKey, JudgeModel] = RecentCache(
+    "judge", JUDGE_CACHE_SIZE, judge_cache_size, lambda judge: judge.name
+)
 """Cached judges, least recently used first; at most ``settings.judge_cache_size()``."""
 _LOADED_LOCK = threading.Lock()
 
@@ -140,38 +143,19 @@ def cached_judge_model(
         merge_lora=merge_lora,
     )
     with _LOADED_LOCK:
-        _trim_cache()  # the size may have been lowered since the last load
-        loaded = _LOADED.pop(key, None) if not keep_loaded else _LOADED.get(key)
+        _LOADED.trim()  # the size may have been lowered since the last load
+        loaded = _LOADED.pop(key) if not keep_loaded else _LOADED.get(key)
         if loaded is None:
             loaded = load_judge_model(source, lora=lora, dtype=dtype, device=device_name, merge_lora=merge_lora)
         if keep_loaded:
-            _remember(key, loaded)
+            _LOADED.remember(key, loaded)
     return loaded
-
-
-def _remember(key: JudgeKey, loaded: JudgeModel) -> None:
-    """Cache ``loaded`` as the most recently used (caller holds the lock)."""
-    _LOADED[key] = loaded
-    _LOADED.move_to_end(key)
-    _trim_cache()
-
-
-def _trim_cache() -> None:
-    """Forget the least recently used judges beyond PACO_JUDGE_CACHE_SIZE (caller holds the lock)."""
-    from paco_core.settings import JUDGE_CACHE_SIZE, judge_cache_size
-
-    size = judge_cache_size()
-    while len(_LOADED) > size:
-        _, evicted = _LOADED.popitem(last=False)
-        logger.info("judge cache full (%s=%d): forgot %s", JUDGE_CACHE_SIZE, size, evicted.name)
 
 
 def release_judges() -> int:
     """Forget every cached judge; returns how many there were."""
     with _LOADED_LOCK:
-        count = len(_LOADED)
-        _LOADED.clear()
-    return count
+        return len(_LOADED.clear())
 
 
 def resolve_model_folder(source: str | os.PathLike, *, what: str) -> Path:

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +27,8 @@ from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.devices import resolve_device, resolve_dtype
 from paco_core.errors import InputError, ModelLoadError
 from paco_core.models.hub import hub_snapshot
+from paco_core.models.recent_cache import RecentCache
+from paco_core.settings import PIPELINE_CACHE_SIZE, pipeline_cache_size
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,9 @@ class LoadedPipeline:
         )
 
 
-_CACHE: OrderedDict[tuple, LoadedPipeline] = OrderedDict()
+_CACHE: RecentCache[tuple, LoadedPipeline] = RecentCache(
+    "pipeline", PIPELINE_CACHE_SIZE, pipeline_cache_size, LoadedPipeline.describe
+)
 """Loaded pipelines, least recently used first; at most ``settings.pipeline_cache_size()``."""
 _CACHE_LOCK = threading.Lock()
 
@@ -131,33 +134,15 @@ def release_pipelines() -> int:
         How many pipelines were cached.
     """
     with _CACHE_LOCK:
-        released = list(_CACHE.values())
-        _CACHE.clear()
+        released = _CACHE.clear()
     for loaded in released:
         park_on_cpu(loaded)
     return len(released)
 
 
-def _remember(key: tuple, loaded: LoadedPipeline) -> None:
-    """Cache ``loaded`` as the most recently used (caller holds the lock)."""
-    _CACHE[key] = loaded
-    _CACHE.move_to_end(key)
-    _trim_cache()
-
-
-def _trim_cache() -> None:
-    """Forget the least recently used pipelines beyond PACO_PIPELINE_CACHE_SIZE (caller holds the lock)."""
-    from paco_core.settings import PIPELINE_CACHE_SIZE, pipeline_cache_size
-
-    size = pipeline_cache_size()
-    while len(_CACHE) > size:
-        _, evicted = _CACHE.popitem(last=False)
-        logger.info("pipeline cache full (%s=%d): forgot %s", PIPELINE_CACHE_SIZE, size, evicted.describe())
-
-
 def cached_pipelines() -> list[LoadedPipeline]:
     with _CACHE_LOCK:
-        return list(_CACHE.values())
+        return _CACHE.values()
 
 
 def read_model_index(source: str | os.PathLike) -> tuple[Path, dict]:
@@ -269,15 +254,7 @@ def load_pipeline(
     Returns:
         LoadedPipeline; the same object for the same arguments while it is cached.
     """
-    if offload not in OFFLOAD_MODES:
-        raise InputError(f"offload should be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
-    device_name = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device_name)
-    if offload != "none" and device_name == "cpu":
-        raise InputError(
-            f"offload={offload!r} moves components between the CPU and a GPU, but the device is cpu. "
-            "Use offload='none' on the CPU."
-        )
+    device_name, torch_dtype = _resolve_placement(dtype, device, offload)
     kind = detect_pipeline_kind(source)
     folder, _ = read_model_index(source)
     # A local folder loads from its path; a hub id through the hub cache (offline-safe).
@@ -297,16 +274,30 @@ def load_pipeline(
     )
 
 
+def _resolve_placement(dtype: Any, device: Any, offload: str) -> tuple[str, Any]:
+    """(device name, torch dtype) for a load, or InputError for an unknown offload or offload on the CPU."""
+    if offload not in OFFLOAD_MODES:
+        raise InputError(f"offload should be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
+    device_name = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device_name)
+    if offload != "none" and device_name == "cpu":
+        raise InputError(
+            f"offload={offload!r} moves components between the CPU and a GPU, but the device is cpu. "
+            "Use offload='none' on the CPU."
+        )
+    return device_name, torch_dtype
+
+
 def _load_through_cache(
     key: tuple, build, *, source, dtype, device, offload, transformer_file, hooks
 ) -> LoadedPipeline:
     """The cached pipeline of ``key``, else ``build()`` -> (pipe, kind), placed and remembered."""
     with _CACHE_LOCK:
-        _trim_cache()  # the size may have been lowered since the last load
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
+        _CACHE.trim()  # the size may have been lowered since the last load
+        cached = _CACHE.get(key)
+        if cached is not None:
             hooks.step(LOAD_STEPS, LOAD_STEPS)
-            return _CACHE[key]
+            return cached
         pipe, kind = build()
         pipe.set_progress_bar_config(disable=True)  # progress goes through paco_core.callbacks.Hooks
         hooks.step(2, LOAD_STEPS)
@@ -321,7 +312,7 @@ def _load_through_cache(
             offload=offload,
             transformer_file=transformer_file,
         )
-        _remember(key, loaded)
+        _CACHE.remember(key, loaded)
     logger.info("loaded %s", loaded.describe())
     return loaded
 
@@ -396,15 +387,7 @@ def load_pipeline_from_files(
     """
     from paco_core.models.comfy_files import build_pipeline_from_files
 
-    if offload not in OFFLOAD_MODES:
-        raise InputError(f"offload should be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
-    device_name = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device_name)
-    if offload != "none" and device_name == "cpu":
-        raise InputError(
-            f"offload={offload!r} moves components between the CPU and a GPU, but the device is cpu. "
-            "Use offload='none' on the CPU."
-        )
+    device_name, torch_dtype = _resolve_placement(dtype, device, offload)
     key = (files.cache_key(), str(torch_dtype), device_name, offload)
     hooks.step(1, LOAD_STEPS)
     return _load_through_cache(

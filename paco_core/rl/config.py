@@ -21,15 +21,13 @@ TrainableKind = Literal["flux", "flux-kontext", "qwen-image-edit"]
 """The pipeline kinds training supports."""
 Aggregation = Literal["weighted_sum", "log_tamed", "geometric_mean", "advantage_sum"]
 
+ATTENTION_TARGETS: tuple[str, ...] = (
+    "to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
+)  # fmt: skip
+"""The attention projections of a dual-stream block (FLUX and Qwen-Image use the same names)."""
 LORA_TARGETS: dict[str, tuple[str, ...]] = {
-    "flux": (
-        "to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
-        "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
-    ),
-    "qwen-image": (
-        "to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
-        "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2",
-    ),
+    "flux": (*ATTENTION_TARGETS, "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"),
+    "qwen-image": (*ATTENTION_TARGETS, "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2"),
 }  # fmt: skip
 """LoRA target modules per transformer architecture (FLUX and Kontext share the FLUX names;
 Qwen-Image names its feed-forward layers img_mlp / txt_mlp)."""

@@ -92,11 +92,8 @@ class GpuYield:
             return False
         return True
 
-    def maybe_pause(self, where: str) -> bool:
-        """Pause while requested (see the module doc); returns whether it paused."""
-        return self.pause(where) if self.wanted() else False
-
     def pause(self, where: str) -> bool:
+        """Pause while a request stands (see the module doc); returns whether it paused."""
         requests = self.run.pause_requests()
         if not requests:
             return False  # released before we got here

@@ -29,19 +29,7 @@ from typing import Any
 
 from paco_core.config import config_from_dict, merge_dicts
 from paco_core.errors import ConfigError
-from paco_core.rl.config import TrainConfig
-
-ATTENTION_TARGETS = (
-    "to_q",
-    "to_k",
-    "to_v",
-    "to_out.0",
-    "add_q_proj",
-    "add_k_proj",
-    "add_v_proj",
-    "to_add_out",
-)
-FLUX_FEED_FORWARD_TARGETS = ("ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2")
+from paco_core.rl.config import ATTENTION_TARGETS, LORA_TARGETS, TrainConfig
 
 _COMMON: dict[str, Any] = {
     "lora": {"rank": 64, "alpha": 128.0, "init": "gaussian"},
@@ -58,7 +46,7 @@ _COMMON: dict[str, Any] = {
 
 _T2IS_FLUX: dict[str, Any] = {
     "model": {"kind": "flux", "path": "black-forest-labs/FLUX.1-dev"},
-    "lora": {"target_modules": [*ATTENTION_TARGETS, *FLUX_FEED_FORWARD_TARGETS]},
+    "lora": {"target_modules": list(LORA_TARGETS["flux"])},
     "sampling": {"num_steps": 10, "noise_steps": [1], "noise_level": 0.7, "guidance_scale": 3.5,
                  "train_resolution": 512, "eval_resolution": 1024, "reference_resolution": 1024},
     "advantages": {"global_std": True},
@@ -76,7 +64,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "edit-kontext": {
         "model": {"kind": "flux-kontext", "path": "black-forest-labs/FLUX.1-Kontext-dev"},
-        "lora": {"target_modules": [*ATTENTION_TARGETS, *FLUX_FEED_FORWARD_TARGETS]},
+        "lora": {"target_modules": list(LORA_TARGETS["flux"])},
         "sampling": {"num_steps": 8, "noise_steps": [1], "noise_level": 0.9, "guidance_scale": 2.5,
                      "train_resolution": 384, "eval_resolution": 512, "reference_resolution": 512},
         "advantages": {"global_std": False},
