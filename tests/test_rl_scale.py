@@ -167,14 +167,14 @@ def test_fsdp2_on_cpu_processes_trains_the_ddp_lora_and_resumes(tiny_models, tmp
         save_config(config_from_dict(TrainConfig, data), paths[name])
     common = ["--num_processes", "2", "--num_machines", "1", "--main_process_ip", "127.0.0.1"]
     ddp = _launch(
-        ["--multi_gpu", *common, "--main_process_port", str(_free_port()), str(FIXTURES / "two_process_train.py"),
+        ["--multi_gpu", *common, "--main_process_port", str(free_port()), str(FIXTURES / "two_process_train.py"),
          str(paths["ddp"]), str(tmp_path)],
         _env(tmp_path),
     )  # fmt: skip
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     fsdp = _launch(
         ["--config_file", str(ACCELERATE_CONFIGS / "fsdp.yaml"), "--num_processes", "2",
-         "--main_process_port", str(_free_port()), str(FIXTURES / "fsdp_train.py"), str(paths["first"]), str(paths["resumed"]), str(tmp_path)],
+         "--main_process_port", str(free_port()), str(FIXTURES / "fsdp_train.py"), str(paths["first"]), str(paths["resumed"]), str(tmp_path)],
         _env(tmp_path),
     )  # fmt: skip
     assert fsdp.returncode == 0, fsdp.stderr[-12000:]
@@ -271,7 +271,7 @@ def test_use_fsdp_on_cpu_processes_is_ddp_though_torch_fsdp2_runs_on_gloo(tmp_pa
         pytest.skip("pins the behaviour on machines without an accelerator")
     result = _launch(
         ["--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
-         "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
+         "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
          str(FIXTURES / "fsdp_selection_probe.py"), str(tmp_path)],
         _env(tmp_path), timeout=180,
     )  # fmt: skip
