@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from helpers import free_port, offline_env, tiny_flux_run
 from safetensors.torch import load_file
@@ -68,13 +69,18 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_stopped_code(tiny_models,
     assert [m["step"] for m in RunFolder(run).read_metrics()] == list(range(1, progress["step"] + 2))
 
 
-def test_two_processes_keep_identical_lora_weights(tiny_models, tmp_path):
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_two_processes_keep_identical_lora_weights(tiny_models, tmp_path, device):
     # accelerate's --cpu flag launches one process; --multi_gpu starts torchrun, and with
-    # model.device "cpu" the processes join a gloo group on the CPU.
+    # model.device "cpu" the processes join a gloo group on the CPU. "auto" on a machine
+    # without a GPU must do the same (it once left each process alone, each writing the run).
+    if device == "auto" and torch.cuda.is_available():
+        pytest.skip("auto means the GPU here")
     run = tmp_path / "run"
     config = _config(tiny_models["flux"], run, num_iterations=1, checkpoint_every=1,
                      sampling={"num_steps": 2, "noise_steps": [0], "train_resolution": 32, "group_size": 4,
                                "batch_size": 2, "prompts_per_iteration": 1, "max_sequence_length": 16})  # fmt: skip
+    config["model"]["device"] = device
     config_path = tmp_path / "config.json"
     save_config(config_from_dict(TrainConfig, config), config_path)
     result = subprocess.run(

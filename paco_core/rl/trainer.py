@@ -257,7 +257,12 @@ class GrpoTrainer:
 
         if getattr(self, "accelerator", None) is not None:
             return
-        self.accelerator = self._accelerator or Accelerator(cpu=self.config.model.device == "cpu")
+        from paco_core.devices import resolve_device
+
+        # "auto" without a GPU is the CPU too: Accelerator(cpu=False) there would leave each
+        # launched process alone (distributed type NO), every one of them the main process.
+        on_cpu = resolve_device(self.config.model.device) == "cpu"
+        self.accelerator = self._accelerator or Accelerator(cpu=on_cpu)
         plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
         check_distributed_type(self.accelerator.distributed_type, getattr(plugin, "fsdp_version", None))
         self.is_main = self.accelerator.is_main_process
