@@ -31,6 +31,7 @@ from test_comfyui_integration import http_json, pack_linked_into, queue_prompt, 
 
 from paco_core.jobs.store import JobStore
 from paco_core.run_folder import is_process_alive
+from paco_core.testing.training import TINY_TRAINING as TINY_TRAINING_EVERY_STEP
 
 pytestmark = [
     pytest.mark.comfyui,
@@ -39,16 +40,7 @@ pytestmark = [
 ]
 
 FIXTURES = Path(__file__).parent / "fixtures"
-TINY_TRAINING = {
-    "lora": {"rank": 4, "alpha": 8},
-    "sampling": {"num_steps": 2, "noise_steps": [0], "eval_resolution": 32, "batch_size": 2,
-                 "prompts_per_iteration": 1, "max_sequence_length": 16, "eval_num_steps": 2},
-    "rewards": {"aggregation": "weighted_sum"},
-    "optim": {"clip_range": 0.2, "optimizer_steps_per_iteration": 1},
-    "ema": {"use_ema": False},
-    "data": {"num_eval_prompts": 1, "eval_fraction": 0.5},
-    "eval_every": 2, "checkpoint_every": 1,
-}  # fmt: skip
+TINY_TRAINING = {**TINY_TRAINING_EVERY_STEP, "eval_every": 2}
 
 
 def start_comfyui(comfyui_dir: Path, workdir: Path, models_dir: Path, env: dict, log_name: str):

@@ -32,21 +32,12 @@ from PIL import Image
 from paco_core.errors import InputError
 from paco_core.jobs import runner
 from paco_core.run_folder import RunFolder, is_process_alive
+from paco_core.testing.training import TINY_TRAINING
 
 pytestmark = pytest.mark.slow
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
-TINY_TRAINING = {
-    "lora": {"rank": 4, "alpha": 8},
-    "sampling": {"num_steps": 2, "noise_steps": [0], "eval_resolution": 32, "batch_size": 2,
-                 "prompts_per_iteration": 1, "max_sequence_length": 16, "eval_num_steps": 2},
-    "rewards": {"aggregation": "weighted_sum"},
-    "optim": {"clip_range": 0.2, "optimizer_steps_per_iteration": 1},
-    "ema": {"use_ema": False},
-    "data": {"num_eval_prompts": 1, "eval_fraction": 0.5},
-    "eval_every": 1, "checkpoint_every": 1,
-}  # fmt: skip
 """advanced_json for a job that trains in seconds on the tiny model (the preset's sizes are the paper's)."""
 COMFY_FILE_FOLDERS = ("diffusion_models", "text_encoders", "vae", "checkpoints", "paco_configs")
 TINY_FLUX_FILES = {

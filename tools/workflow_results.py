@@ -43,6 +43,8 @@ for folder in (REPO_ROOT, TOOLS_DIR):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))  # paco_core and workflow_convert, also when run as a script
 
+from paco_core.testing.training import TINY_TRAINING  # noqa: E402 - after the path set-up above
+
 CARD_SIZE = (768, 768)
 """The Templates browser shows thumbnails on square cards (264 x 264 px): a square fills one."""
 BACKGROUND, PANEL_BACKGROUND, TEXT, DIM_TEXT, ACCENT, NOTE = (
@@ -67,17 +69,6 @@ TINY_JUDGE = "tiny-judge"
 TINY_PANEL = 128
 TINY_STEPS = 4
 TINY_REFERENCE = "paco_thumbnail_reference.png"
-TINY_TRAINING = {
-    "lora": {"rank": 4, "alpha": 8},
-    "sampling": {"num_steps": 2, "noise_steps": [0], "eval_resolution": 32, "batch_size": 2,
-                 "prompts_per_iteration": 1, "max_sequence_length": 16, "eval_num_steps": 2},
-    "rewards": {"aggregation": "weighted_sum"},
-    "optim": {"clip_range": 0.2, "optimizer_steps_per_iteration": 1},
-    "ema": {"use_ema": False},
-    "data": {"num_eval_prompts": 1, "eval_fraction": 0.5},
-    "eval_every": 1, "checkpoint_every": 1,
-}  # fmt: skip
-"""PaCo Train LoRA's advanced_json for a few-step job on the tiny models."""
 TINY_TRAINING_ITERATIONS = 3
 TINY_CAPTION = "tiny test models: images are noise"
 NATIVE_STAND_INS = {
