@@ -13,12 +13,12 @@ import io as bytes_io
 import json
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from helpers import kill_job_processes
 from pack_loader import (
     NodeInputError,
     all_node_classes,
@@ -31,7 +31,7 @@ from PIL import Image
 
 from paco_core.errors import InputError
 from paco_core.jobs import runner
-from paco_core.run_folder import RunFolder, is_process_alive
+from paco_core.run_folder import RunFolder
 from paco_core.testing.training import TINY_TRAINING
 
 pytestmark = pytest.mark.slow
@@ -59,16 +59,6 @@ def train_inputs(node, **changes) -> dict:
     }  # fmt: skip
     inputs.update(changes)
     return inputs
-
-
-def kill_jobs(store) -> None:
-    for job in store.list():
-        for pid, start in ((job.pid, job.pid_start), (job.supervisor_pid, job.supervisor_start)):
-            if pid and is_process_alive(pid, start):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +95,7 @@ def comfy(tmp_path_factory, tiny_models):
 
     yield {"base": base, "nodes": nodes, "bridge": bridge, "server": server.PromptServer.instance,
            "pack": pack, "patch": patch}  # fmt: skip
-    kill_jobs(bridge.job_store())
+    kill_job_processes(bridge.job_store())
     patch.undo()
 
 
@@ -559,7 +549,7 @@ def test_watcher_sends_events_exports_checkpoints_and_routes_cancel_a_running_jo
                              for e in server.stub_events), 10, "a deleted event")  # fmt: skip
     finally:
         watcher.stop()
-        kill_jobs(store)
+        kill_job_processes(store)
 
 
 def test_a_yield_job_pauses_within_one_step_while_comfyui_runs_a_prompt(comfy, finished):
@@ -601,7 +591,7 @@ def test_a_yield_job_pauses_within_one_step_while_comfyui_runs_a_prompt(comfy, f
     finally:
         watcher.stop()
         runner.cancel(store, job_id)
-        kill_jobs(store)
+        kill_job_processes(store)
 
 
 # --------------------------------------------------------------------------- ComfyUI's own files
@@ -641,5 +631,5 @@ def test_a_job_on_comfyuis_files_trains_to_completion_and_exports_its_lora(comfy
             float(t.abs().sum()) > 0 for key, t in lora.items() if "lora_B" in key or "lora_up" in key
         )
     finally:
-        kill_jobs(store)
+        kill_job_processes(store)
         runner.delete(store, job.id)
