@@ -56,8 +56,14 @@ def test_a_noise_step_that_is_not_trained_is_sampled_but_not_trained(tiny_models
     trained = one.collect_rollouts(one.sampler.next_rows(1), step=0, sde_steps=(0, 1))[0]
     # the same samples (SDE at both steps), only step 1's transition kept
     assert [np.asarray(i).tolist() for i in trained.images] == [np.asarray(i).tolist() for i in full.images]
-    assert (trained.sde_steps, trained.trained_steps, tuple(trained.log_probs.shape)) == ((0, 1), (1,), (1, 2))
-    assert torch.equal(trained.latents[0], full.latents[1]) and torch.equal(trained.log_probs[0], full.log_probs[1])
+    assert (trained.sde_steps, trained.trained_steps, tuple(trained.log_probs.shape)) == (
+        (0, 1),
+        (1,),
+        (1, 2),
+    )
+    assert torch.equal(trained.latents[0], full.latents[1]) and torch.equal(
+        trained.log_probs[0], full.log_probs[1]
+    )
     # the update runs the transformer once per trained step and micro-batch
     advantages = compute_advantages(np.array([[0.2], [0.8]]), [1.0], [0, 0], aggregation="weighted_sum")
     calls_one = _transformer_calls(one, lambda: one.updater.update([trained], advantages, step=0))
@@ -91,7 +97,9 @@ def test_recomputed_old_log_prob_makes_the_first_ratio_exactly_one(tiny_models, 
     trainer.updater.old_log_prob = recording
     before = {n: p.detach().clone() for n, p in trainer.named_trainable}
     groups = np.repeat(np.arange(2), 2)
-    advantages = compute_advantages(np.array([[0.1], [0.9], [0.3], [0.6]]), [1.0], groups, aggregation="weighted_sum")
+    advantages = compute_advantages(
+        np.array([[0.1], [0.9], [0.3], [0.6]]), [1.0], groups, aggregation="weighted_sum"
+    )
     metrics = trainer.updater.update(rollouts, advantages, step=0)
     assert metrics["policy/ratio_first"] == 1.0 and metrics["policy/optimizer_steps"] == 2
     # every old log-prob is the frozen (sampling) policy's, also after the first optimizer step
@@ -167,9 +175,16 @@ def test_released_log_tame_equals_the_released_function(threshold):
     grouped = {n: {f"p{g}": REWARDS[groups == g, k] for g in range(3)} for k, n in enumerate(names)}
     expected = released_log_tame_reference(grouped, dict(zip(names, weights, strict=True)), threshold)
     result = compute_advantages(
-        REWARDS, weights, groups, aggregation="log_tamed_released", released_threshold=threshold, clip_max=100.0
+        REWARDS,
+        weights,
+        groups,
+        aggregation="log_tamed_released",
+        released_threshold=threshold,
+        clip_max=100.0,
     )
-    np.testing.assert_allclose(result.values, np.concatenate([expected[f"p{g}"] for g in range(3)]), atol=1e-6)
+    np.testing.assert_allclose(
+        result.values, np.concatenate([expected[f"p{g}"] for g in range(3)]), atol=1e-6
+    )
     np.testing.assert_allclose(result.aggregated, result.values, atol=0)  # no per-prompt normalisation
 
 
@@ -181,7 +196,9 @@ def test_released_log_tame_taming_choices_and_the_difference_to_ours():
                                    released_threshold="median")  # fmt: skip
     assert by_mean.tamed.tolist() == [False, False, True]  # only the spread-out reward is above the mean h
     assert by_median.tamed.tolist() == [False, False, True]
-    assert by_mean.cv_ratios[2] == pytest.approx(REWARDS[:, 2].std() / (REWARDS[:, 2].mean() + 1e-6), abs=1e-12)
+    assert by_mean.cv_ratios[2] == pytest.approx(
+        REWARDS[:, 2].std() / (REWARDS[:, 2].mean() + 1e-6), abs=1e-12
+    )
     ours = compute_advantages(REWARDS, weights, groups, aggregation="log_tamed", threshold=0.0)
     assert ours.tamed.tolist() == by_mean.tamed.tolist()  # delta = the mean of the h: the same taming ...
     for g in range(3):  # ... but ours normalises per prompt, the released function does not
@@ -202,9 +219,7 @@ def test_released_log_tame_config():
 
 
 def test_a_run_with_the_released_log_tame_function(tiny_models, tmp_path):
-    config = tiny_config(
-        tiny_models["flux"], tmp_path / "run", rewards={"aggregation": "log_tamed_released"}
-    )
+    config = tiny_config(tiny_models["flux"], tmp_path / "run", rewards={"aggregation": "log_tamed_released"})
     metrics = _trainer(config).run_iteration(0)
     name = "toy_rewards:mean_brightness"
     assert f"rewards/{name}/log_tamed" in metrics and np.isfinite(metrics["advantages/mean"])
@@ -255,7 +270,9 @@ def test_the_edit_reward_squashes_the_original_when_asked(tiny_models, tmp_path,
     real = scoring.score_edits
     monkeypatch.setattr(scoring, "score_edits", lambda judge, originals, *a, **k: seen.append(
         [o.size for o in originals]) or real(judge, originals, *a, **k))  # fmt: skip
-    models = RewardModels(RewardConfig(rewards=(RewardSpec("edit"),), judge_path=str(tiny_models["judge"])), "cpu")
+    models = RewardModels(
+        RewardConfig(rewards=(RewardSpec("edit"),), judge_path=str(tiny_models["judge"])), "cpu"
+    )
     _wide_edit_rows(tmp_path)
     path = str(tmp_path / "wide.png")
     metadata = [{"image_path": path, "judge_original_size": [32, 32]}, {"image_path": path}]

@@ -163,7 +163,7 @@ def released_log_tamed_sum(
     elif isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
         limit = float(threshold)
     else:
-        raise InputError(f"the released log-tame threshold should be mean, median or a number, got {threshold!r}")
+        raise InputError(f"the released log-tame threshold is mean, median or a number, not {threshold!r}")
     tamed = cv > limit
     adjusted = rewards.copy()
     adjusted[:, tamed] = np.log(1 + adjusted[:, tamed])

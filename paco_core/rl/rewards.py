@@ -214,7 +214,8 @@ def builtin_reward(name: str, models: RewardModels) -> RewardFn:
                 from PIL import Image
 
                 width, height = (int(v) for v in meta["judge_original_size"])
-                original = original.resize((width, height), Image.Resampling.LANCZOS)  # as the condition image
+                # resized as the condition image is
+                original = original.resize((width, height), Image.Resampling.LANCZOS)
             originals.append(original)
         return [float(s.overall) for s in score_edits(models.judge, originals, list(images), list(prompts))]
 

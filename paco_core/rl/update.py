@@ -157,7 +157,7 @@ class PolicyUpdater:
         if self.config.optim.old_log_prob != "recompute":
             return rollout.log_probs[k]
         if self.frozen is None:
-            raise TrainingError("internal: old_log_prob recompute without a frozen LoRA (update() freezes it)")
+            raise TrainingError("internal: old_log_prob recompute before update() froze the LoRA")
         with torch.no_grad(), self.frozen.swapped_in():
             return self.score_transition(rollout, k).log_prob
 
