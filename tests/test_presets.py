@@ -11,7 +11,7 @@ import pytest
 from helpers import flatten
 
 from paco_core.config import config_to_dict
-from paco_core.rl.presets import PRESETS, preset_config, preset_dict
+from paco_core.rl.presets import PRESETS, VARIANT_PRESETS, preset_config, preset_dict
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "released_presets.json").read_text())
 RELEASED = FIXTURE["presets"]
@@ -25,7 +25,16 @@ def config_value(config_dict: dict[str, Any], dotted: str) -> Any:
 
 
 def test_every_preset_has_its_released_values():
-    assert set(PRESETS) == set(RELEASED)
+    assert {*PRESETS, *VARIANT_PRESETS} == set(RELEASED)
+
+
+def test_qwen_trains_step_one_as_released_and_the_variant_every_noise_step():
+    released, variant = preset_config("edit-qwen").sampling, preset_config("edit-qwen-all-noise-steps").sampling
+    assert (released.noise_steps, released.trained_steps) == ((1, 2, 3, 4), (1,))
+    assert (variant.noise_steps, variant.trained_steps) == ((1, 2, 3, 4), (1, 2, 3, 4))
+    changed = {k for k, v in flatten(preset_dict("edit-qwen-all-noise-steps")).items()
+               if flatten(preset_dict("edit-qwen")).get(k) != v}  # fmt: skip
+    assert changed == {"sampling.trained_steps"}
 
 
 @pytest.mark.parametrize("name", sorted(RELEASED))

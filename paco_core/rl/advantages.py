@@ -10,6 +10,11 @@ one weight per reward and the group (prompt) id of each image. Aggregation modes
   sum; then the group normalisation. delta = ``threshold``, or the mean of the h_k when
   ``threshold`` is 0. ``tameable`` limits the transform to some rewards (the paper tames
   the consistency and CLIP-T rewards).
+- ``log_tamed_released``: the released ``log_tame_aggregate_fn`` (``PaCo-GRPO/config/grpo.py``),
+  exactly: h_k = std(R_k) / (mean(R_k) + 1e-6) over the batch; the threshold is the mean
+  (its default) or the median of the h_k, or a number (``released_threshold``); every reward
+  with h_k above it becomes log(1 + R_k); the weighted sum IS the advantage (no per-prompt
+  normalisation; only the clip to +-``clip_max`` the released loss applies).
 - ``geometric_mean``: r = exp(sum_k w_k log R_k / sum_k w_k) (rewards must be > 0).
 - ``advantage_sum``: each reward is group-normalised on its own; A = sum_k w_k A_k.
 
@@ -28,7 +33,9 @@ import numpy as np
 from paco_core.errors import InputError, RewardError
 
 STD_EPS = 1e-4
-AGGREGATIONS = ("weighted_sum", "log_tamed", "geometric_mean", "advantage_sum")
+AGGREGATIONS = ("weighted_sum", "log_tamed", "log_tamed_released", "geometric_mean", "advantage_sum")
+RELEASED_CV_EPS = 1e-6
+"""The released log-tame function's h = std / (mean + 1e-6)."""
 
 
 @dataclass
@@ -55,6 +62,7 @@ def compute_advantages(
     global_std: bool = False,
     clip_max: float = 5.0,
     tameable: np.ndarray | list[bool] | None = None,
+    released_threshold: float | str = "mean",
 ) -> Advantages:
     """Aggregate rewards and normalise them into clipped advantages.
 
@@ -67,6 +75,7 @@ def compute_advantages(
         global_std: use the batch std instead of each group's.
         clip_max: clip advantages to +-clip_max.
         tameable: ``(K,)`` which rewards log-taming may transform (default: all).
+        released_threshold: ``log_tamed_released``: "mean", "median" or a number.
 
     Returns:
         Advantages.
@@ -95,6 +104,10 @@ def compute_advantages(
     cv = np.zeros(num_rewards)
     tamed = np.zeros(num_rewards, dtype=bool)
 
+    if aggregation == "log_tamed_released":
+        aggregated, cv, tamed = released_log_tamed_sum(rewards, weights, valid, released_threshold)
+        values = np.clip(np.where(valid, aggregated, 0.0), -clip_max, clip_max)
+        return Advantages(values=values, valid=valid, aggregated=aggregated, cv_ratios=cv, tamed=tamed)
     if aggregation == "advantage_sum":
         values = np.zeros(rewards.shape[0])
         for k in range(num_rewards):
@@ -127,6 +140,35 @@ def compute_advantages(
         values = _normalise(aggregated, groups, valid, global_std)
     values = np.clip(np.where(valid, values, 0.0), -clip_max, clip_max)
     return Advantages(values=values, valid=valid, aggregated=aggregated, cv_ratios=cv, tamed=tamed)
+
+
+def released_log_tamed_sum(
+    rewards: np.ndarray, weights: np.ndarray, valid: np.ndarray, threshold: float | str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The released ``log_tame_aggregate_fn`` on the valid rows: ``(aggregated (N,), h (K,), tamed (K,))``.
+
+    h_k = std(R_k) / (mean(R_k) + 1e-6) over the valid images (population std, no absolute
+    value); the threshold is the mean or the median of the h_k, or a number; log(1 + R_k)
+    where h_k > threshold; then sum_k w_k R_k. Invalid rows are NaN.
+    """
+    checked = rewards[valid]
+    if checked.shape[0]:
+        cv = checked.std(axis=0) / (checked.mean(axis=0) + RELEASED_CV_EPS)
+    else:
+        cv = np.zeros(rewards.shape[1])
+    if threshold == "mean":
+        limit = float(np.mean(cv))
+    elif threshold == "median":
+        limit = float(np.median(cv))
+    elif isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+        limit = float(threshold)
+    else:
+        raise InputError(f"the released log-tame threshold is mean, median or a number, not {threshold!r}")
+    tamed = cv > limit
+    adjusted = rewards.copy()
+    adjusted[:, tamed] = np.log(1 + adjusted[:, tamed])
+    aggregated = np.where(valid, np.nan_to_num(adjusted) @ weights, np.nan)
+    return aggregated, cv, tamed
 
 
 def coefficient_of_variation(rewards: np.ndarray) -> np.ndarray:

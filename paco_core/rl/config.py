@@ -19,7 +19,7 @@ from paco_core.reward.judge_client import is_server_url
 
 TrainableKind = Literal["flux", "flux-kontext", "qwen-image-edit"]
 """The pipeline kinds training supports."""
-Aggregation = Literal["weighted_sum", "log_tamed", "geometric_mean", "advantage_sum"]
+Aggregation = Literal["weighted_sum", "log_tamed", "log_tamed_released", "geometric_mean", "advantage_sum"]
 
 ATTENTION_TARGETS: tuple[str, ...] = (
     "to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
@@ -122,6 +122,13 @@ class SamplingConfig:
     noise_steps: tuple[int, ...] = field(
         default=(1,), metadata=_help("step indices where the SDE step is taken and trained (0-based)")
     )
+    trained_steps: tuple[int, ...] = field(
+        default=(),
+        metadata=_help(
+            "the noise steps the update trains on (a subset of noise_steps); empty = every noise step. The "
+            "released Qwen-Image-Edit run samples with noise at [1, 2, 3, 4] but trains only [1]"
+        ),
+    )
     num_noise_steps_per_iteration: int = field(
         default=0, metadata=_help("train a random subset of this many noise steps each iteration; 0 = all")
     )
@@ -144,6 +151,14 @@ class SamplingConfig:
     eval_resolution: int = field(default=1024, metadata=_help("evaluation size, scaled the same way"))
     reference_resolution: int = field(
         default=1024, metadata=_help("resolution the rows' height/width are given at (scaled to the above)")
+    )
+    edit_size: Literal["aspect", "square"] = field(
+        default="aspect",
+        metadata=_help(
+            "edit rows without a size: aspect = the original's aspect ratio at resolution^2 area, judged against "
+            "the original at its own size; square = resolution x resolution with the original squashed to it, "
+            "and in training the judge sees the squashed original (the released edit trainers)"
+        ),
     )
     group_size: int = field(default=16, metadata=_help("G: images per prompt (one advantage group)"))
     prompts_per_iteration: int = field(default=2, metadata=_help("prompts (groups) sampled per iteration"))
@@ -177,6 +192,19 @@ class SamplingConfig:
             )
         if len(set(self.noise_steps)) != len(self.noise_steps):
             raise ConfigError(f"`sampling.noise_steps` repeats an index: {list(self.noise_steps)}")
+        self.trained_steps = tuple(int(s) for s in self.trained_steps) or self.noise_steps
+        untrainable = [s for s in self.trained_steps if s not in self.noise_steps]
+        if untrainable:
+            raise ConfigError(
+                f"`sampling.trained_steps` {list(self.trained_steps)} names steps that are not noise steps "
+                f"{list(self.noise_steps)}: {untrainable}; only SDE steps have a log-probability to train on"
+            )
+        if self.num_noise_steps_per_iteration and set(self.trained_steps) != set(self.noise_steps):
+            raise ConfigError(
+                "`sampling.num_noise_steps_per_iteration` draws random noise steps, which may miss "
+                f"`sampling.trained_steps` {list(self.trained_steps)}: set one of them to its default (0 / empty)"
+            )
+        check_choice("sampling.edit_size", self.edit_size, literal_choices(SamplingConfig, "edit_size"))
         check_range(
             "sampling.num_noise_steps_per_iteration",
             self.num_noise_steps_per_iteration,
@@ -242,7 +270,11 @@ class RewardConfig:
         default=(), metadata=_help("rewards at evaluation; empty = rewards")
     )
     aggregation: Aggregation = field(
-        default="log_tamed", metadata=_help("weighted_sum, log_tamed, geometric_mean or advantage_sum")
+        default="log_tamed",
+        metadata=_help(
+            "weighted_sum, log_tamed, log_tamed_released (the released log_tame_aggregate_fn: no per-prompt "
+            "normalisation), geometric_mean or advantage_sum"
+        ),
     )
     log_tame_threshold: float = field(
         default=0.2,
@@ -251,6 +283,13 @@ class RewardConfig:
     log_tame_rewards: tuple[str, ...] = field(
         default=(),
         metadata=_help("names of the rewards log-taming may transform; empty = every reward"),
+    )
+    log_tame_released_threshold: float | str = field(
+        default="mean",
+        metadata=_help(
+            "with aggregation log_tamed_released: the threshold on h = std / (mean + 1e-6): mean or median of "
+            "the rewards' h (the released log_tame_aggregate_fn, default mean) or a number"
+        ),
     )
     max_invalid_share: float = field(
         default=0.25,
@@ -324,6 +363,20 @@ class RewardConfig:
         check_choice("rewards.aggregation", self.aggregation, literal_choices(RewardConfig, "aggregation"))
         check_choice("rewards.judge_theme", self.judge_theme, literal_choices(RewardConfig, "judge_theme"))
         check_positive("rewards.log_tame_threshold", self.log_tame_threshold, allow_zero=True)
+        if self.aggregation == "log_tamed_released" and self.log_tame_rewards:
+            raise ConfigError(
+                "`rewards.log_tame_rewards` limits our log_tamed aggregation; the released function "
+                "(log_tamed_released) may tame every reward: empty the list or use aggregation log_tamed"
+            )
+        threshold = self.log_tame_released_threshold
+        if isinstance(threshold, str) and threshold not in ("mean", "median"):
+            raise ConfigError(
+                f"`rewards.log_tame_released_threshold` should be mean, median or a number, got {threshold!r}"
+            )
+        if not isinstance(threshold, (str, int, float)) or isinstance(threshold, bool):
+            raise ConfigError(
+                f"`rewards.log_tame_released_threshold` should be mean, median or a number, got {threshold!r}"
+            )
         self.log_tame_rewards = tuple(self.log_tame_rewards)
         unknown = sorted(set(self.log_tame_rewards) - set(names))
         if unknown:
@@ -397,6 +450,21 @@ class OptimConfig:
     mixed_precision: Literal["auto", "no", "bf16"] = field(
         default="auto", metadata=_help("bf16 autocast; auto = bf16 on CUDA, none on CPU")
     )
+    allow_tf32: bool = field(
+        default=False,
+        metadata=_help(
+            "on CUDA: let fp32 matmuls use TF32 (torch.backends.cuda.matmul.allow_tf32, as the released runs; "
+            "faster on Ampere and newer, 10-bit mantissa); no effect on the CPU"
+        ),
+    )
+    old_log_prob: Literal["rollout", "recompute"] = field(
+        default="rollout",
+        metadata=_help(
+            "the PPO ratio's old log-prob: rollout = stored while sampling (Flow-GRPO); recompute = computed at "
+            "update time through a frozen copy of the LoRA taken at the start of the update, on the update's own "
+            "code path, so the first ratio is exactly 1 (the released PaCo-GRPO; one more forward per step)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         check_positive("optim.lr", self.lr)
@@ -417,6 +485,7 @@ class OptimConfig:
         check_choice(
             "optim.mixed_precision", self.mixed_precision, literal_choices(OptimConfig, "mixed_precision")
         )
+        check_choice("optim.old_log_prob", self.old_log_prob, literal_choices(OptimConfig, "old_log_prob"))
 
 
 @dataclass

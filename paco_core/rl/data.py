@@ -10,7 +10,9 @@ Two JSONL row kinds (one JSON object per line):
   JSONL file's folder).
 
 Sizes are given at ``reference_resolution`` and scaled to the train or eval resolution
-(resolution decoupling), keeping the aspect ratio, rounded to multiples of 16.
+(resolution decoupling), keeping the aspect ratio, rounded to multiples of 16. An edit row
+without a size takes its original's aspect ratio at resolution^2 area (``edit_size``
+aspect), or resolution x resolution (``square``, the released edit trainers).
 """
 
 from __future__ import annotations
@@ -236,16 +238,24 @@ def round_size(value: float) -> int:
 
 
 def row_size(
-    row: PromptRow, resolution: int, reference_resolution: int, image_size: tuple[int, int] | None = None
+    row: PromptRow,
+    resolution: int,
+    reference_resolution: int,
+    image_size: tuple[int, int] | None = None,
+    *,
+    edit_size: str = "aspect",
 ) -> tuple[int, int]:
     """(height, width) of a row at ``resolution``.
 
     Rows with a size are scaled by resolution / reference_resolution; rows without
-    (edit rows) get the area resolution^2 at the image's aspect ratio (square if unknown).
+    (edit rows) get the area resolution^2 at the image's aspect ratio (square if unknown),
+    or resolution x resolution with ``edit_size`` "square".
     """
     if row.height and row.width:
         scale = resolution / reference_resolution
         return round_size(row.height * scale), round_size(row.width * scale)
+    if edit_size == "square":
+        return resolution, resolution
     if image_size is not None:
         width, height = image_size
         aspect = width / height
@@ -253,14 +263,16 @@ def row_size(
     return resolution, resolution
 
 
-def rollout_size(row: PromptRow, resolution: int, reference_resolution: int) -> tuple[int, int]:
+def rollout_size(
+    row: PromptRow, resolution: int, reference_resolution: int, *, edit_size: str = "aspect"
+) -> tuple[int, int]:
     """:func:`row_size`, reading an edit row's image for its aspect ratio when the row gives no size."""
     image_size = None
-    if row.kind == "edit" and not (row.height and row.width):
+    if row.kind == "edit" and not (row.height and row.width) and edit_size != "square":
         from paco_core.images import open_image_file
 
         image_size = open_image_file(row.image_path, what="edit row image").size
-    return row_size(row, resolution, reference_resolution, image_size)
+    return row_size(row, resolution, reference_resolution, image_size, edit_size=edit_size)
 
 
 def check_row_kinds(splits: PromptSplits, *, kind: str, wanted: str) -> None:

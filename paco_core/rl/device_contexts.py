@@ -1,4 +1,4 @@
-"""Context managers that depend on the device: bf16 autocast, and the attention kernels for training."""
+"""Settings that depend on the device: bf16 autocast, TF32 matmuls, and the attention kernels for training."""
 
 from __future__ import annotations
 
@@ -16,6 +16,18 @@ def autocast_factory(device: Any, mixed_precision: str) -> AutocastFactory:
     if torch.device(device).type == "cuda" and mixed_precision in ("auto", "bf16"):
         return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext
+
+
+def apply_tf32(device: Any, allow: bool) -> bool:
+    """On CUDA, let fp32 matmuls use TF32 when ``allow`` (``optim.allow_tf32``); returns whether it is on.
+
+    The released trainers set ``torch.backends.cuda.matmul.allow_tf32 = True`` (``config.allow_tf32``);
+    a process-wide switch, set once by the trainer. The CPU has no TF32: nothing changes there.
+    """
+    if torch.device(device).type != "cuda":
+        return False
+    torch.backends.cuda.matmul.allow_tf32 = bool(allow)
+    return bool(allow)
 
 
 def training_attention(device: Any) -> contextlib.AbstractContextManager:

@@ -73,7 +73,9 @@ def evaluate_policy(
         for number, row in enumerate(rows):
             if number and between_rows is not None:
                 between_rows()
-            height, width = rollout_size(row, sampling.eval_resolution, sampling.reference_resolution)
+            height, width = rollout_size(
+                row, sampling.eval_resolution, sampling.reference_resolution, edit_size=sampling.edit_size
+            )  # the judge sees the original as loaded, as the released eval
             rollout = rollout_micro_batch(
                 rollout_adapter, transformer, row, group=number, sample_ids=list(range(config.eval_group_size)),
                 height=height, width=width, num_steps=sampling.eval_num_steps or sampling.num_steps, sde_steps=(),

@@ -9,13 +9,20 @@ file and field of each and tests/test_presets.py pins them. docs/presets.md is t
 | t2is-flux        | FLUX.1-dev         | 10    | [1]         | 0.7 | 3.5               | 512 / 1024 | consistency 0.2, clip_t 1, pickscore 1 (weighted sum, global std) |
 | t2is-flux-paper  | FLUX.1-dev         | 10    | [1]         | 0.7 | 3.5               | 512 / 1024 | the same, log-tamed (delta 0.2) on consistency and clip_t |
 | edit-kontext     | FLUX.1-Kontext-dev | 8     | [1]         | 0.9 | 2.5               | 384 / 512  | edit 1.0 |
-| edit-qwen        | Qwen-Image-Edit    | 10    | [1,2,3,4]   | 1.0 | 4.0 (true CFG off) | 384 / 512 | edit 1.0 |
+| edit-qwen        | Qwen-Image-Edit    | 10    | [1,2,3,4], trains [1] | 1.0 | 4.0 (true CFG off) | 384 / 512 | edit 1.0 |
+
+The edit presets generate squares (``sampling.edit_size`` square: the original squashed to
+384 x 384 in training, 512 x 512 at evaluation, the judge sees the squashed original in
+training), as the released edit trainers. ``edit-qwen-all-noise-steps`` is ``edit-qwen``
+training every noise step (the released config's stated intent).
 
 All share: 42 prompts x 16 images per iteration, 2 optimizer steps per iteration
 (accumulation over half of the micro-batches), AdamW lr 3e-4, betas (0.9, 0.999), weight
 decay 1e-4, eps 1e-8, grad-norm clip 1.0; PPO clip 1e-4; beta 0; advantages per prompt,
 clipped to +-5; LoRA rank 64, alpha 128, gaussian init; EMA decay min((1+s)/(10+s), 0.9)
 every 8 optimizer steps, applied as the released trainer does (``ema.cadence`` released);
+the old log-prob recomputed at update time through the frozen LoRA (``optim.old_log_prob``
+recompute, the released "old" adapter); TF32 matmuls on GPUs (``optim.allow_tf32``);
 evaluation with 20 steps on every eval row; checkpoints and evaluation every 10 iterations
 for T2IS, every 20 for the edits (the edit configs keep base.py's 20); 512 text tokens. Ours where the released code cannot be copied: 4 images per transformer
 call (released: 1; the same gradient), Kontext on FLUX.1-Kontext-dev (the released config
@@ -39,7 +46,7 @@ _COMMON: dict[str, Any] = {
     "advantages": {"adv_clip_max": 5.0},
     "optim": {"lr": 3e-4, "betas": [0.9, 0.999], "weight_decay": 1e-4, "eps": 1e-8, "max_grad_norm": 1.0,
               "clip_range": 1e-4, "kl_beta": 0.0, "kl_form": "flow_grpo", "num_inner_epochs": 1,
-              "optimizer_steps_per_iteration": 2},
+              "optimizer_steps_per_iteration": 2, "allow_tf32": True, "old_log_prob": "recompute"},
     "ema": {"use_ema": True, "max_decay": 0.9, "update_every": 8, "cadence": "released"},
     "seed": 42, "eval_group_size": 1,
 }  # fmt: skip
@@ -66,7 +73,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"kind": "flux-kontext", "path": "black-forest-labs/FLUX.1-Kontext-dev"},
         "lora": {"target_modules": list(LORA_TARGETS["flux"])},
         "sampling": {"num_steps": 8, "noise_steps": [1], "noise_level": 0.9, "guidance_scale": 2.5,
-                     "train_resolution": 384, "eval_resolution": 512, "reference_resolution": 512},
+                     "train_resolution": 384, "eval_resolution": 512, "reference_resolution": 512,
+                     "edit_size": "square"},
         "advantages": {"global_std": False},
         "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
         "checkpoint_every": 20, "eval_every": 20,
@@ -74,15 +82,26 @@ PRESETS: dict[str, dict[str, Any]] = {
     "edit-qwen": {
         "model": {"kind": "qwen-image-edit", "path": "Qwen/Qwen-Image-Edit"},
         "lora": {"target_modules": list(ATTENTION_TARGETS)},
-        "sampling": {"num_steps": 10, "noise_steps": [1, 2, 3, 4], "noise_level": 1.0, "guidance_scale": 4.0,
-                     "true_cfg": False, "train_resolution": 384, "eval_resolution": 512,
-                     "reference_resolution": 512},
+        "sampling": {"num_steps": 10, "noise_steps": [1, 2, 3, 4], "trained_steps": [1], "noise_level": 1.0,
+                     "guidance_scale": 4.0, "true_cfg": False, "train_resolution": 384, "eval_resolution": 512,
+                     "reference_resolution": 512, "edit_size": "square"},
         "advantages": {"global_std": False},
         "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
         "checkpoint_every": 20, "eval_every": 20,
     },
 }  # fmt: skip
 
+
+VARIANT_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "edit-qwen-all-noise-steps": ("edit-qwen", {"sampling": {"trained_steps": [1, 2, 3, 4]}}),
+}  # fmt: skip
+"""Released runs with one intended setting the released code missed: (released preset, the change).
+
+``edit-qwen-all-noise-steps`` trains every noise step, as the released config's comment says
+it meant to ("Train on all noise steps"): its ``train.timesteps`` was copied from the base
+noise steps [1] before ``qwen_editing`` set them to [1, 2, 3, 4], so the released run trains
+step 1 only (``edit-qwen``). Four times the update's forward and backward passes.
+"""
 
 ONE_GPU_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "t2is-flux-1gpu": ("t2is-flux", {
@@ -102,13 +121,14 @@ says what to change for a vLLM judge on the same GPU instead.
 
 
 def preset_names() -> tuple[str, ...]:
-    return (*PRESETS, *ONE_GPU_PRESETS)
+    return (*PRESETS, *VARIANT_PRESETS, *ONE_GPU_PRESETS)
 
 
 def preset_dict(name: str) -> dict[str, Any]:
     """The plain dict of a preset (common settings merged in)."""
-    if name in ONE_GPU_PRESETS:
-        base, changes = ONE_GPU_PRESETS[name]
+    derived = VARIANT_PRESETS.get(name) or ONE_GPU_PRESETS.get(name)
+    if derived is not None:
+        base, changes = derived
         return copy.deepcopy(merge_dicts(preset_dict(base), changes))
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")

@@ -13,7 +13,8 @@ row's extra fields such as ``criteria``), and returns one score per image, ``Non
 
 Built-ins: ``consistency`` (the PaCo-Reward judge on every pair of panels of the grid,
 averaged), ``edit`` (the judge's sqrt(consistency x following) of the original, at its own
-resolution, vs the edited image), ``clip_t`` (each panel vs its panel prompt, averaged; a
+resolution or squashed to ``judge_original_size`` (width, height) when the metadata names one,
+vs the edited image), ``clip_t`` (each panel vs its panel prompt, averaged; a
 CLIP model from ``clip_path``) and ``pickscore`` (the PickScore model from
 ``pickscore_path``). CLIP and PickScore run in fp32, as in the released reward code.
 
@@ -206,9 +207,16 @@ def builtin_reward(name: str, models: RewardModels) -> RewardFn:
         from paco_core.images import open_image_file
         from paco_core.reward.scoring import score_edits
 
-        originals = []  # at their own resolution, as the released edit reward sends them
+        originals = []  # at their own resolution, or squashed as the released edit trainers send them
         for meta in metadata:
-            originals.append(open_image_file(meta["image_path"], what="edit row image"))
+            original = open_image_file(meta["image_path"], what="edit row image")
+            if meta.get("judge_original_size"):
+                from PIL import Image
+
+                width, height = (int(v) for v in meta["judge_original_size"])
+                # resized as the condition image is
+                original = original.resize((width, height), Image.Resampling.LANCZOS)
+            originals.append(original)
         return [float(s.overall) for s in score_edits(models.judge, originals, list(images), list(prompts))]
 
     def clip_t(images, prompts, metadata):

@@ -1,9 +1,10 @@
 """Sampling with log-probabilities: Euler (ODE) steps, and SDE steps at the noise steps.
 
 A :class:`Rollout` is one micro-batch of images of one prompt row. It keeps, for every
-SDE step k, the latents before the step, the sampled latents after it and the fp32
-log-probability of that transition: everything the PPO update needs to re-score the
-same transitions under the current policy.
+trained SDE step k (``sampling.trained_steps``: by default every noise step), the latents
+before the step, the sampled latents after it and the fp32 log-probability of that
+transition: everything the PPO update needs to re-score the same transitions under the
+current policy. Noise steps that are not trained are sampled with the SDE but not kept.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from paco_core.rl.sde import ode_step, sde_step
 @dataclass
 class Rollout:
     """Shapes: ``latents``/``next_latents`` ``(K, B, seq, C)``, ``log_probs`` ``(K, B)`` (fp32),
-    K = len(sde_steps), B = len(sample_ids)."""
+    K = len(trained_steps), B = len(sample_ids)."""
 
     row: PromptRow
     group: int
@@ -38,6 +39,14 @@ class Rollout:
     next_latents: torch.Tensor
     log_probs: torch.Tensor
     images: list = field(default_factory=list)
+    trained_steps: tuple[int, ...] = ()
+    """The SDE steps whose transitions are kept (and trained), in order."""
+    judge_original_size: tuple[int, int] | None = None
+    """(width, height) the edit reward squashes the original to (``sampling.edit_size`` square); None = its own size."""
+
+    def __post_init__(self) -> None:
+        if not self.trained_steps:
+            self.trained_steps = tuple(self.sde_steps)
 
 
 @dataclass
@@ -60,13 +69,15 @@ def sample_with_log_probs(
     noise_level: float,
     generator: torch.Generator,
     autocast: AutocastFactory = contextlib.nullcontext,
+    trained_steps: Sequence[int] | None = None,
 ) -> SampleOutput:
     """Run the sampler from ``initial_latents`` ``(B, seq, C)``; SDE at ``sde_steps``, ODE elsewhere.
 
     Returns:
-        SampleOutput with the final latents and, stacked over the SDE steps in order,
-        the latents before / after each SDE step and its log-probability ``(K, B)``.
+        SampleOutput with the final latents and, stacked over the ``trained_steps`` (default:
+        every SDE step) in order, the latents before / after each step and its log-probability ``(K, B)``.
     """
+    kept = tuple(sde_steps) if trained_steps is None else tuple(trained_steps)
     latents = initial_latents
     before, after, log_probs = [], [], []
     for index, timestep in enumerate(schedule.timesteps):
@@ -78,9 +89,10 @@ def sample_with_log_probs(
                 latents, velocity, sigma, sigma_next,
                 noise_level=noise_level, sigma_max=schedule.sigma_max, generator=generator,
             )  # fmt: skip
-            before.append(latents)
-            after.append(step.x_next)
-            log_probs.append(step.log_prob)
+            if index in kept:
+                before.append(latents)
+                after.append(step.x_next)
+                log_probs.append(step.log_prob)
             latents = step.x_next
         else:
             latents = ode_step(latents, velocity, sigma, sigma_next)
@@ -108,6 +120,7 @@ def rollout_micro_batch(
     generator: torch.Generator,
     cond: Conditioning | None = None,
     autocast: AutocastFactory = contextlib.nullcontext,
+    trained_steps: Sequence[int] | None = None,
 ) -> Rollout:
     """Encode (unless ``cond`` is given), sample and decode one micro-batch of a row.
 
@@ -120,12 +133,14 @@ def rollout_micro_batch(
     output = sample_with_log_probs(
         rollout_adapter, transformer, cond, schedule, initial,
         sde_steps=tuple(sde_steps), noise_level=noise_level, generator=generator, autocast=autocast,
+        trained_steps=trained_steps,
     )  # fmt: skip
     images = rollout_adapter.decode(output.final_latents, height, width)
     return Rollout(
         row=row, group=group, sample_ids=list(sample_ids), height=height, width=width, cond=cond,
         schedule=schedule, sde_steps=tuple(sde_steps), latents=output.latents,
         next_latents=output.next_latents, log_probs=output.log_probs, images=images,
+        trained_steps=tuple(sde_steps) if trained_steps is None else tuple(trained_steps),
     )  # fmt: skip
 
 

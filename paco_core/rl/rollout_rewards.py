@@ -23,6 +23,10 @@ from paco_core.rl.rollout import Rollout
 def score_micro_batch(rollout: Rollout, rewards: RewardSet) -> RewardScores:
     """Score one micro-batch's images with every training reward (a worker thread may run it)."""
     metadata = [rollout.row.metadata() for _ in rollout.images]
+    # sampling.edit_size square: the judge sees the original squashed as the condition image
+    if rollout.judge_original_size is not None:
+        for meta in metadata:
+            meta["judge_original_size"] = list(rollout.judge_original_size)
     prompts = [rollout.row.prompt] * len(rollout.images)
     return rewards.score(rollout.images, prompts, metadata)
 

@@ -51,7 +51,7 @@ from paco_core.rl.data import (
     load_splits,
     rollout_size,
 )
-from paco_core.rl.device_contexts import autocast_factory
+from paco_core.rl.device_contexts import apply_tf32, autocast_factory
 from paco_core.rl.ema import LoraEma
 from paco_core.rl.evaluation import evaluate_policy
 from paco_core.rl.gpu_yield import GpuYield
@@ -272,6 +272,7 @@ class GrpoTrainer:
         config = self.config
         self._setup_accelerator()
         self.autocast = autocast_factory(self.accelerator.device, config.optim.mixed_precision)
+        apply_tf32(self.accelerator.device, config.optim.allow_tf32)
         torch.manual_seed(config.seed)
         self._setup_pipeline()
         self._setup_optimization()
@@ -479,6 +480,7 @@ class GrpoTrainer:
             scores.scores, self.rewards.weights, groups, aggregation=config.rewards.aggregation,
             threshold=config.rewards.log_tame_threshold, global_std=config.advantages.global_std,
             clip_max=config.advantages.adv_clip_max, tameable=self.tameable_rewards(),
+            released_threshold=config.rewards.log_tame_released_threshold,
         )  # fmt: skip
         reward_s = time.perf_counter() - started
         # 5. the PPO update
@@ -488,7 +490,7 @@ class GrpoTrainer:
             rollouts, advantages, step=step, after_micro_batch=self._released_ema_hook(ema_updates)
         )
         metrics = reward_metrics(
-            scores, advantages, invalid_share, log_tamed=config.rewards.aggregation == "log_tamed"
+            scores, advantages, invalid_share, log_tamed=config.rewards.aggregation in ("log_tamed", "log_tamed_released")
         )
         for name in scores.names:
             self.reward_history.setdefault(name, []).append(metrics[f"rewards/{name}/mean"])
@@ -497,7 +499,7 @@ class GrpoTrainer:
             metrics.update({"ema/decay": ema_updates[-1], "ema/updates": len(ema_updates)})
         metrics.update({"time/rollout_s": rollout_s, "time/reward_s": reward_s,
                         "time/update_s": time.perf_counter() - started, "lr": self.optimizer.param_groups[0]["lr"],
-                        "sde_steps": list(sde_steps)})  # fmt: skip
+                        "sde_steps": list(sde_steps), "trained_steps": list(self.trained_steps(sde_steps))})  # fmt: skip
         return metrics
 
     def tameable_rewards(self) -> np.ndarray | None:
@@ -526,6 +528,10 @@ class GrpoTrainer:
         rng = np.random.default_rng([self.config.seed, step, 3])
         return tuple(sorted(int(s) for s in rng.choice(sampling.noise_steps, size=count, replace=False)))
 
+    def trained_steps(self, sde_steps: tuple[int, ...]) -> tuple[int, ...]:
+        """The steps of this iteration's SDE steps that the update trains (``sampling.trained_steps``)."""
+        return tuple(s for s in sde_steps if s in self.config.sampling.trained_steps)
+
     def overlaps_scoring(self) -> bool:
         """Whether micro-batches are scored while the next ones roll out (a judge server, rewards.overlap_scoring)."""
         rewards = self.config.rewards
@@ -551,7 +557,9 @@ class GrpoTrainer:
             if rollouts:
                 self._yield_gpu("between rollout micro-batches")
             row = rows[plan.group]
-            height, width = rollout_size(row, sampling.train_resolution, sampling.reference_resolution)
+            height, width = rollout_size(
+                row, sampling.train_resolution, sampling.reference_resolution, edit_size=sampling.edit_size
+            )
             if plan.group not in encoded:
                 encoded[plan.group] = self.rollout_adapter.encode(row, height, width)
             rollouts.append(
@@ -565,12 +573,15 @@ class GrpoTrainer:
                     width=width,
                     num_steps=sampling.num_steps,
                     sde_steps=sde_steps,
+                    trained_steps=self.trained_steps(sde_steps),
                     noise_level=sampling.noise_level,
                     generator=seeded_generator(self.config.seed, step, plan.index),
                     cond=encoded[plan.group],
                     autocast=self.autocast,
                 )  # fmt: skip
             )
+            if sampling.edit_size == "square" and row.kind == "edit":
+                rollouts[-1].judge_original_size = (width, height)  # the released judge sees the squashed original
             if on_rollout is not None:
                 on_rollout(rollouts[-1])
         return rollouts

@@ -1,8 +1,15 @@
 """The PPO update of the LoRA over one iteration's rollouts.
 
-For every micro-batch this process rolled out and every SDE step k of it, the stored
+For every micro-batch this process rolled out and every trained SDE step k of it, the stored
 transition (latents -> next latents) is re-scored under the current policy; the PPO clip
-loss (plus ``kl_beta`` times the KL to the LoRA-free reference) is back-propagated. The
+loss (plus ``kl_beta`` times the KL to the LoRA-free reference) is back-propagated.
+
+The ratio's old log-prob (``optim.old_log_prob``): ``rollout`` takes the one stored while
+sampling (Flow-GRPO); ``recompute`` scores the same transition again, without gradient,
+through a frozen copy of the LoRA taken when the update starts (:class:`FrozenLora`, the
+released trainers' "old" adapter), on exactly the code path of the current policy's score
+(same module, autocast and attention kernels), so the first ratio is exactly 1 even where
+the rollout ran under other kernels (a GPU's inference vs training attention). The
 micro-batches are grouped into accumulation windows (:func:`accumulation_windows`, or
 ``optim.optimizer_steps_per_iteration`` near-equal windows per pass,
 :func:`split_windows`): each optimizer step's gradient is the mean over the micro-batches
@@ -73,6 +80,8 @@ class PolicyUpdater:
         """True: all-reduce after every backward pass (the former behaviour; for benches and tests)."""
         self.optimizer_steps = 0
         """Optimizer steps taken in the run so far (saved with checkpoints by the trainer)."""
+        self.frozen: FrozenLora | None = None
+        """``optim.old_log_prob`` recompute: the LoRA as it was when the running update started."""
 
     def windows(self, num_micro_batches: int) -> list[list[int]]:
         """The accumulation windows of one iteration's passes (positions into the passes)."""
@@ -109,6 +118,7 @@ class PolicyUpdater:
         """
         optim = self.config.optim
         self.transformer.train()
+        self.freeze_old_policy()
         values = torch.from_numpy(advantages.values).to(torch.float32)
         valid = torch.from_numpy(advantages.valid)
         passes = [rollout for _ in range(optim.num_inner_epochs) for rollout in rollouts]
@@ -120,9 +130,9 @@ class PolicyUpdater:
                 ids = torch.tensor(rollout.sample_ids)
                 batch_adv = values[ids].to(self.accelerator.device)
                 batch_mask = valid[ids].to(self.accelerator.device)
-                scale = len(rollout.sde_steps) * len(window)  # mean over the window's SDE transitions
-                for k in range(len(rollout.sde_steps)):
-                    last = position == window[-1] and k == len(rollout.sde_steps) - 1
+                scale = len(rollout.trained_steps) * len(window)  # mean over the window's trained transitions
+                for k in range(len(rollout.trained_steps)):
+                    last = position == window[-1] and k == len(rollout.trained_steps) - 1
                     with training_attention(self.accelerator.device), self.gradient_sync(last):
                         loss = self.micro_batch_loss(rollout, k, batch_adv, batch_mask)
                         self.accelerator.backward(loss.total / scale)
@@ -133,25 +143,54 @@ class PolicyUpdater:
                     after_micro_batch(self.optimizer_steps)
         return update_metrics(terms, grad_norms)
 
-    def micro_batch_loss(
-        self, rollout: Rollout, k: int, advantages: torch.Tensor, mask: torch.Tensor
-    ) -> PolicyLoss:
-        """Re-score SDE transition ``k`` of a micro-batch under the current policy.
+    def freeze_old_policy(self) -> None:
+        """``optim.old_log_prob`` recompute: copy the LoRA as it is now (the policy that sampled)."""
+        if self.config.optim.old_log_prob != "recompute":
+            return
+        if self.frozen is None:
+            self.frozen = FrozenLora(self.parameters)
+        self.frozen.refresh()
 
-        Args:
-            rollout: the micro-batch.
-            k: index into ``rollout.sde_steps``.
-            advantages / mask: ``(B,)`` advantages and validity of its samples.
-        """
-        sampling, optim = self.config.sampling, self.config.optim
-        index = rollout.sde_steps[k]
+    def old_log_prob(self, rollout: Rollout, k: int) -> torch.Tensor:
+        """``(B,)`` the ratio's old log-prob of transition ``k``: stored at rollout, or recomputed
+        through the frozen LoRA on the same code path as :meth:`score_transition`."""
+        if self.config.optim.old_log_prob != "recompute":
+            return rollout.log_probs[k]
+        if self.frozen is None:
+            raise TrainingError("internal: old_log_prob recompute before update() froze the LoRA")
+        with torch.no_grad(), self.frozen.swapped_in():
+            return self.score_transition(rollout, k).log_prob
+
+    def score_transition(self, rollout: Rollout, k: int):
+        """The SDE step of trained transition ``k`` under the LoRA now in the transformer (an
+        :class:`~paco_core.rl.sde.SdeStep` scoring the stored next latents)."""
+        sampling = self.config.sampling
+        index = rollout.trained_steps[k]
         sigma, sigma_next = rollout.schedule.sigmas[index], rollout.schedule.sigmas[index + 1]
         timestep = rollout.schedule.timesteps[index]
         latents, next_latents = rollout.latents[k], rollout.next_latents[k]
         with self.autocast():
             velocity = self.rollout_adapter.velocity(self.train_model, latents, timestep, rollout.cond)
-        step = sde_step(latents, velocity, sigma, sigma_next, noise_level=sampling.noise_level,
+        return sde_step(latents, velocity, sigma, sigma_next, noise_level=sampling.noise_level,
                         sigma_max=rollout.schedule.sigma_max, x_next=next_latents)  # fmt: skip
+
+    def micro_batch_loss(
+        self, rollout: Rollout, k: int, advantages: torch.Tensor, mask: torch.Tensor
+    ) -> PolicyLoss:
+        """Re-score trained transition ``k`` of a micro-batch under the current policy.
+
+        Args:
+            rollout: the micro-batch.
+            k: index into ``rollout.trained_steps``.
+            advantages / mask: ``(B,)`` advantages and validity of its samples.
+        """
+        sampling, optim = self.config.sampling, self.config.optim
+        index = rollout.trained_steps[k]
+        sigma, sigma_next = rollout.schedule.sigmas[index], rollout.schedule.sigmas[index + 1]
+        timestep = rollout.schedule.timesteps[index]
+        latents, next_latents = rollout.latents[k], rollout.next_latents[k]
+        old_log_prob = self.old_log_prob(rollout, k)  # before the graph: the frozen swap writes the weights
+        step = self.score_transition(rollout, k)
         reference_mean = None
         if optim.kl_beta > 0:
             with torch.no_grad(), self.adapter_disabled(), self.autocast():
@@ -161,7 +200,7 @@ class PolicyUpdater:
             reference_mean = sde_step(latents, reference_velocity, sigma, sigma_next, noise_level=sampling.noise_level,
                                       sigma_max=rollout.schedule.sigma_max, x_next=next_latents).mean  # fmt: skip
         return policy_loss(
-            step.log_prob, rollout.log_probs[k], advantages, clip_range=optim.clip_range, kl_beta=optim.kl_beta,
+            step.log_prob, old_log_prob, advantages, clip_range=optim.clip_range, kl_beta=optim.kl_beta,
             mean=step.mean, reference_mean=reference_mean, std=kl_std(step.std_t, step.std, optim.kl_form),
             mask=mask,
         )  # fmt: skip
@@ -201,6 +240,41 @@ class PolicyUpdater:
             yield
         finally:
             self.transformer.enable_adapters()
+
+
+class FrozenLora:
+    """A copy of the LoRA parameters taken by :meth:`refresh`, swapped in by :meth:`swapped_in`.
+
+    The released trainers keep an "old" peft adapter, copied from the trained one after every
+    epoch; here the copy is plain tensors of the same parameters (DTensor shards under FSDP2),
+    put into the very modules the current policy runs through, so the old score takes the
+    same code path. Two copies of the LoRA in memory (the frozen weights and the live ones
+    while swapped out).
+    """
+
+    def __init__(self, parameters: list[torch.nn.Parameter]):
+        self.parameters = parameters
+        self.frozen = [p.detach().clone() for p in parameters]
+        self.live = [torch.empty_like(p) for p in self.frozen]
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        for frozen, param in zip(self.frozen, self.parameters, strict=True):
+            frozen.copy_(param.detach())
+
+    @contextlib.contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """The frozen weights in the model; the live ones restored after (also on an error)."""
+        with torch.no_grad():
+            for live, param, frozen in zip(self.live, self.parameters, self.frozen, strict=True):
+                live.copy_(param.detach())
+                param.copy_(frozen)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for live, param in zip(self.live, self.parameters, strict=True):
+                    param.copy_(live)
 
 
 def update_metrics(terms: list[PolicyLoss], grad_norms: list[float]) -> dict[str, float]:
