@@ -114,10 +114,15 @@ def judge(tiny_models):
     return open_judge(tiny_models["judge"], batch_size=4, cache_size=0)
 
 
-def random_pool(num_candidates: int, num_panels: int, seed: int = 0, size=(48, 32)) -> list[list[Image.Image]]:
+def random_pool(
+    num_candidates: int, num_panels: int, seed: int = 0, size=(48, 32)
+) -> list[list[Image.Image]]:
     rng = np.random.default_rng(seed)
     return [
-        [Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)) for _ in range(num_panels)]
+        [
+            Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+            for _ in range(num_panels)
+        ]
         for _ in range(num_candidates)
     ]
 

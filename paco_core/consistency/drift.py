@@ -227,7 +227,7 @@ class GuardedChainResult:
             how = "re-anchored on the origin" if step.reanchored else "from the previous image"
             verdict = "ok" if step.passed else "below threshold"
             lines.append(
-                f"step {number} \"{step.instruction}\": vs origin {kept.origin_score.consistency:.3f}, "
+                f'step {number} "{step.instruction}": vs origin {kept.origin_score.consistency:.3f}, '
                 f"vs previous {kept.step_score.overall:.3f} (guard {kept.guard_score:.3f}, {verdict}); "
                 f"try {step.kept + 1} of {len(step.tries)}, seed {kept.seed}, {how}"
             )
@@ -340,7 +340,9 @@ class _ChainRunner:
             progress=lambda done, total: self.hooks.progress(done_before + done, self.total_steps),
             check_cancel=self.hooks.check_cancel,
         )
-        edited = edit_image(self.loaded, source, told, replace(self.options, seed=seed), hooks=offset_hooks).image
+        edited = edit_image(
+            self.loaded, source, told, replace(self.options, seed=seed), hooks=offset_hooks
+        ).image
         self.num_edits += 1
         instruction = self.instructions[index]
         requests = [

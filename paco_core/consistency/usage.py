@@ -38,7 +38,11 @@ class Usage:
         return f"{self.seconds:.1f} s, peak {self.peak_memory_gb:.2f} GB {self.memory_kind}"
 
     def to_json(self) -> dict:
-        return {"seconds": self.seconds, "peak_memory_gb": self.peak_memory_gb, "memory_kind": self.memory_kind}
+        return {
+            "seconds": self.seconds,
+            "peak_memory_gb": self.peak_memory_gb,
+            "memory_kind": self.memory_kind,
+        }
 
 
 @contextmanager
