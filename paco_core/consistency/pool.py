@@ -135,6 +135,7 @@ class PoolResult:
         search: "exact" or "beam"; ``num_visited``: sets scored by the search.
         num_questions: judge questions asked (K^2 * N(N-1)/2, twice with both orders).
         usage: time and peak memory of the run.
+        scores: every pair's score across candidates (``whole_set_score`` reads it).
     """
 
     panels: list[Any]
@@ -145,10 +146,15 @@ class PoolResult:
     num_visited: int
     num_questions: int
     usage: Usage | None = field(default=None, repr=False)
+    scores: PoolScores | None = field(default=None, repr=False)
 
     @property
     def score(self) -> float:
         return self.set_score.score
+
+    def whole_set_score(self, candidate: int) -> SetScore:
+        """The full ``SetScore`` of one candidate set as it was (from the pool's scores)."""
+        return self.scores.set_score_of([candidate] * len(self.panels))
 
     @property
     def best_whole_index(self) -> int:
@@ -279,6 +285,7 @@ def assemble_from_pool(
         num_visited=picked.num_visited,
         num_questions=scores.num_questions,
         usage=usage,
+        scores=scores,
     )
 
 
