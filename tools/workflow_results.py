@@ -43,6 +43,8 @@ for folder in (REPO_ROOT, TOOLS_DIR):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))  # paco_core and workflow_convert, also when run as a script
 
+from workflow_specs_pool import POOL_TITLE, POOL_WORKFLOW, pool_card  # noqa: E402
+
 from paco_core.testing.training import TINY_TRAINING  # noqa: E402 - after the path set-up above
 
 CARD_SIZE = (768, 768)
@@ -583,7 +585,7 @@ def training_card(
 
 def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
     """The card for workflow ``name`` from what its run (or its stand-in's) made."""
-    title = TITLES.get(name, name)
+    title = TITLES.get(name, POOL_TITLE if name == POOL_WORKFLOW else name)
     stand_in = NATIVE_STAND_INS.get(name) if tiny else None
     if tiny and stand_in:
         shown = (
@@ -618,6 +620,8 @@ def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
         edits = ["edit"] if len(saved) == 2 else [f"edit {i}" for i in range(1, len(saved))]
         labels = ["reference", *edits]
         return edit_card(title, caption, saved, result.text_of("PreviewAny"), labels)
+    if name == POOL_WORKFLOW:
+        return pool_card(title, caption, result)
     if name == "paco-train-lora":
         sample, curve = result.images_of("PaCoTrainingJob")[:2]
         pictures = [("latest sample grid", sample)]
