@@ -41,7 +41,7 @@ def test_the_pool_assembles_the_candidates_of_one_prompt_and_saves_the_assembled
     shown = {
         tuple(node["inputs"]["images"]) for node in prompt.values() if node["class_type"] == "PreviewImage"
     }
-    assert shown == {(pool_id, 2), (pool_id, 3), (pool_id, 4)}  # best whole set, heatmaps, choice picture
+    assert shown == {(pool_id, 3), (pool_id, 4)}  # the heatmaps, the choice picture
     (report,) = [node["inputs"] for node in prompt.values() if node["class_type"] == "PreviewAny"]
     assert report["source"] == [pool_id, 7]
 

@@ -3,8 +3,9 @@
 FLUX.1-dev with the PaCo LoRA draws 4 candidate sets of the same 4 panels (seeds 42..45);
 PaCo Most Consistent Set From a Pool scores every pair of panels across the candidates once
 and keeps, per panel, the candidate that makes the most consistent set; the assembled grid
-is saved next to the best whole set (what best-of-N would keep), the choice picture, the
-pair heatmaps and the report.
+is saved; the choice picture shows every candidate (with its own score, what best-of-N
+ranks) with the chosen panels framed; the pair heatmaps and the report compare the assembled
+set with the best whole set.
 """
 
 from __future__ import annotations
@@ -35,10 +36,9 @@ def pool_workflow(layouts: dict) -> dict:
     )  # fmt: skip
     pool = builder.add("PaCoPoolAssemble", 2, layout="2x2", both_orders=False)
     report = builder.add("PreviewAny", 2, title="Report (assembled vs best of 4)")
+    heatmaps = builder.add("PreviewImage", 2, title="Pair scores: assembled, best whole set")
     assembled = builder.add("SaveImage", 3, title="Assembled set", filename_prefix="PaCo/pool_assembled")
-    choice = builder.add("PreviewImage", 3, title="Which candidate each panel came from", height=460)
-    best_whole = builder.add("PreviewImage", 4, title="Best whole set (best-of-4)")
-    heatmaps = builder.add("PreviewImage", 4, title="Pair scores: assembled, best whole set")
+    choice = builder.add("PreviewImage", 3, title="Every candidate; the chosen panels framed", height=460)
 
     builder.connect(lora, "pipeline", generate, "pipeline")
     builder.connect(judge, "judge", pool, "judge")
@@ -47,16 +47,12 @@ def pool_workflow(layouts: dict) -> dict:
     builder.connect(pool, "report", report, "source")
     builder.connect(pool, "grid", assembled, "images")
     builder.connect(pool, "choice_picture", choice, "images")
-    builder.connect(pool, "best_whole_set", best_whole, "images")
     builder.connect(pool, "heatmaps", heatmaps, "images")
 
     builder.group("1. Models", [loader, lora, judge], GROUP_COLORS["models"])
     builder.group(f"2. Generate {NUM_CANDIDATES} candidate sets", [generate], GROUP_COLORS["generate"])
-    builder.group(
-        "3. One candidate per panel, the most consistent set", [pool, report], GROUP_COLORS["judge"]
-    )
+    builder.group("3. One candidate per panel", [pool, report, heatmaps], GROUP_COLORS["judge"])
     builder.group("4. The assembled set", [assembled, choice], GROUP_COLORS["output"])
-    builder.group("5. Against best-of-4", [best_whole, heatmaps], GROUP_COLORS["output"])
     return builder.build(POOL_WORKFLOW)
 
 
@@ -72,11 +68,12 @@ def pool_card(title: str, caption: str, result):
     report = result.text_of("PreviewAny").splitlines()
     headline = report[0].split(" from ")[0] if report else ""
     against = next((line for line in report if line.startswith("best whole set")), "")
-    card = Card(title, caption, [line for line in (headline, against.split(": ", 1)[-1]) if line])
+    against = against.replace("best whole set (best-of-4): ", "best whole set of 4: ")
+    card = Card(title, caption, [line for line in (headline, against) if line])
     left, top, width, height = card.area
     shown = result.images_from("PaCoPoolAssemble", 4)
     if shown:
         image = fitted(open_image(shown[0]), (width, height - LABEL_HEIGHT))
         x, y = left + (width - image.width) // 2, top + (height - LABEL_HEIGHT - image.height) // 2
-        card.paste(image, x, y, "the chosen panel of each candidate (framed), the assembled set last")
+        card.paste(image, x, y, "chosen panels framed; the assembled set last")
     return card
