@@ -56,3 +56,17 @@ def test_the_pool_workflows_prompt_passes_the_node_input_checks(layouts):  # noq
 @pytest.mark.parametrize("name", ["PaCoPoolAssemble", "PaCoGuardedEditChain"])
 def test_the_consistency_nodes_are_listed_in_the_pack(name):
     assert name in {cls.GET_SCHEMA().node_id for cls in all_node_classes()}
+
+
+def test_the_pool_card_shows_the_choice_picture_and_the_score_against_best_of_4():
+    from test_workflow_results import COLOURS, shown
+    from workflow_convert import node_layouts
+    from workflow_results import compose_card
+
+    workflow = json.loads((WORKFLOWS_DIR / f"{POOL_WORKFLOW}.json").read_text(encoding="utf-8"))
+    card = compose_card(POOL_WORKFLOW, shown(to_api_prompt(workflow, node_layouts())), tiny=True)
+    assert card.lines == [
+        "assembled set consistency 0.380",
+        "best whole set of 4: set 1, 0.378; assembled is +0.002",
+    ]
+    assert set(card.image.getdata()) & set(COLOURS), "the card shows the choice picture"

@@ -62,6 +62,7 @@ TITLES = {
     "paco-train-lora": "Train a PaCo LoRA",
 }
 """The title on each card (the thumbnail's headline); a workflow not listed gets its file name."""
+TITLES[POOL_WORKFLOW] = POOL_TITLE
 
 # The tiny run: model names as --setup-tiny lays them out, small panels, few steps.
 TINY_PIPELINES = {"FLUX.1-dev": "tiny-flux", "FLUX.1-Kontext-dev": "tiny-flux-kontext"}
@@ -585,7 +586,7 @@ def training_card(
 
 def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
     """The card for workflow ``name`` from what its run (or its stand-in's) made."""
-    title = TITLES.get(name, POOL_TITLE if name == POOL_WORKFLOW else name)
+    title = TITLES.get(name, name)
     stand_in = NATIVE_STAND_INS.get(name) if tiny else None
     if tiny and stand_in:
         shown = (

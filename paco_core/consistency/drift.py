@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.errors import InputError
-from paco_core.generate import EditOptions, _as_rgb, _check_instructions, edit_image
+from paco_core.generate import EditOptions, as_rgb, check_instructions, edit_image
 from paco_core.reward.backend import JudgeBackend, PairRequest
 from paco_core.reward.prompts import edit_consistency_prompt, edit_following_prompt
 from paco_core.reward.results import EditScore
@@ -275,10 +275,10 @@ def guarded_edit_chain(
 
     # 1. check before anything runs
     check_model_task(loaded, EDIT_KINDS, "edit an image")
-    instructions = _check_instructions(instructions)
+    instructions = check_instructions(instructions)
     if not isinstance(guard, GuardOptions):
         raise InputError(f"`guard` should be GuardOptions, got {type(guard).__name__}.")
-    origin = _as_rgb(origin)
+    origin = as_rgb(origin)
     runner = _ChainRunner(loaded, judge, origin, instructions, options, guard, hooks)
     with measure_usage() as usage:
         # 2. step by step: try, retry, re-anchor
