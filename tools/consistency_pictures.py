@@ -29,6 +29,13 @@ def side_by_side(images, gap: int = 16):
     return sheet
 
 
+def small_png(image, path: Path) -> None:
+    """Saved with a 256-colour palette: the tiny models' noise images compress badly otherwise."""
+    from PIL import Image
+
+    image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
 def stacked(rows, labels, label_width: int = 190, gap: int = 12):
     """Rows of pictures one under the other, each with its label on the left."""
     from PIL import Image, ImageDraw, ImageFont
@@ -67,7 +74,7 @@ def pool_pictures(folder: Path, models: dict) -> list[Path]:
         ]
     )
     written = [folder / "consistency-pool-choice.png", folder / "consistency-pool-heatmaps.png"]
-    render_pool_choice(candidates, result).save(written[0])
+    small_png(render_pool_choice(candidates, result), written[0])
     heatmaps.save(written[1])
     print(result.report())
     return written
@@ -95,7 +102,7 @@ def chain_pictures(folder: Path, models: dict) -> list[Path]:
         folder / "consistency-chain-plain-scores.png",
         folder / "consistency-chain-guarded-scores.png",
     ]
-    stacked(strips, ["plain chain", f"guarded (threshold {threshold:.3f})"]).save(written[0])
+    small_png(stacked(strips, ["plain chain", f"guarded (threshold {threshold:.3f})"]), written[0])
     render_chain_scores(plain).save(written[1])
     render_chain_scores(guarded).save(written[2])
     print(plain.report())
