@@ -379,8 +379,8 @@ def edit_images(
     from paco_core.models.lora import lora_scope
 
     check_model_task(loaded, EDIT_KINDS, "edit an image")
-    [instruction] = _check_instructions([instruction])
-    sources = [_as_rgb(image) for image in images]
+    [instruction] = check_instructions([instruction])
+    sources = [as_rgb(image) for image in images]
     total = options.steps * len(sources)
     with lora_scope(loaded) as pipe:
         return [
@@ -414,8 +414,8 @@ def edit_chain(
     from paco_core.models.lora import lora_scope
 
     check_model_task(loaded, EDIT_KINDS, "edit an image")
-    instructions = _check_instructions(instructions)
-    reference = _as_rgb(reference)
+    instructions = check_instructions(instructions)
+    reference = as_rgb(reference)
     total = options.steps * len(instructions)
     steps: list[EditedImage] = []
     with lora_scope(loaded) as pipe:
@@ -462,7 +462,8 @@ def _edit_step(
     return EditedImage(image=edited, instruction=instruction, seed=seed, settings=settings)
 
 
-def _check_instructions(instructions: Sequence[str]) -> list[str]:
+def check_instructions(instructions: Sequence[str]) -> list[str]:
+    """The instructions with their whitespace tidied; raises for none or an empty one."""
     if isinstance(instructions, str):
         instructions = [instructions]
     cleaned = [" ".join(str(text).split()) for text in instructions]
@@ -474,7 +475,8 @@ def _check_instructions(instructions: Sequence[str]) -> list[str]:
     return cleaned
 
 
-def _as_rgb(image):
+def as_rgb(image):
+    """The PIL image in RGB; raises for anything that is not a PIL image."""
     from PIL import Image
 
     if not isinstance(image, Image.Image):

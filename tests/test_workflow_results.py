@@ -41,6 +41,11 @@ RANKING = (
     "2. set 2 (seed 43): 0.288\n3. set 4 (seed 45): 0.287\n4. set 1 (seed 42): 0.282"
 )
 EDIT_REPORT = 'edit 1 "Make it snow.": overall 0.364 (consistency 0.347, following 0.383)'
+POOL_REPORT = (
+    "assembled set consistency 0.380 from 4 candidate sets of 4 panels\n"
+    "choice: panel 1 from set 1, panel 2 from set 4, panel 3 from set 1, panel 4 from set 1\n"
+    "best whole set (best-of-4): set 1, 0.378; assembled is +0.002"
+)
 JOB_STATUS = "job-4e93109c · paco-sets: completed, step 3/3\neval consistency = 0.235 (step 3)"
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
 
@@ -88,7 +93,7 @@ def shown(prompt: dict) -> RunResult:
             producer = prompt[source[0]]["class_type"]
             if producer == "PaCoGenerateSet" and source[1] == 0:
                 result.images[node_id] = [png(colour) for colour in COLOURS]
-            elif producer in ("PaCoComposeGrid", "VAEDecode"):
+            elif producer in ("PaCoComposeGrid", "VAEDecode", "PaCoPoolAssemble"):
                 result.images[node_id] = [quadrants()]
             elif producer == "PaCoEditChain":
                 result.images[node_id] = [png((120, 160, 200)), *(png(c) for c in COLOURS[:3])]
@@ -99,7 +104,12 @@ def shown(prompt: dict) -> RunResult:
             result.texts[node_id] = [JOB_STATUS]
         elif kind == "PreviewAny":
             producer = prompt[node["inputs"]["source"][0]]["class_type"]
-            report = {"PaCoSetConsistency": SET_REPORT, "PaCoRankSets": RANKING, "PaCoEditScore": EDIT_REPORT}
+            report = {
+                "PaCoSetConsistency": SET_REPORT,
+                "PaCoRankSets": RANKING,
+                "PaCoEditScore": EDIT_REPORT,
+                "PaCoPoolAssemble": POOL_REPORT,
+            }
             result.texts[node_id] = [report[producer]]
     return result
 

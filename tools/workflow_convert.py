@@ -46,6 +46,7 @@ for _path in (REPO_ROOT, REPO_ROOT / "tests"):
         sys.path.insert(0, str(_path))
 
 from pack_loader import all_node_classes  # noqa: E402
+from workflow_specs_pool import POOL_WORKFLOW, pool_workflow  # noqa: E402
 
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
 WIDGET_TYPES = frozenset({"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"})
@@ -1201,6 +1202,7 @@ SHIPPED_WORKFLOWS: dict[str, Callable[[dict[str, NodeLayout]], dict]] = {
     "paco-native-qwen-edit": native_qwen_edit_workflow,
     "paco-train-lora": train_lora_workflow,
 }
+SHIPPED_WORKFLOWS[POOL_WORKFLOW] = pool_workflow
 NATIVE_WORKFLOWS = ("paco-native-flux-set", "paco-native-kontext-edit", "paco-native-qwen-edit")
 """Workflows of ComfyUI's own model nodes with PaCo LoRAs (their note: ``NATIVE_MODEL_NOTE``)."""
 
@@ -1252,4 +1254,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import workflow_convert  # one copy of this module's classes, shared with the workflow_specs_* modules
+
+    sys.exit(workflow_convert.main())

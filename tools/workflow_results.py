@@ -43,6 +43,8 @@ for folder in (REPO_ROOT, TOOLS_DIR):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))  # paco_core and workflow_convert, also when run as a script
 
+from workflow_specs_pool import POOL_TITLE, POOL_WORKFLOW, pool_card  # noqa: E402
+
 from paco_core.testing.training import TINY_TRAINING  # noqa: E402 - after the path set-up above
 
 CARD_SIZE = (768, 768)
@@ -60,6 +62,7 @@ TITLES = {
     "paco-train-lora": "Train a PaCo LoRA",
 }
 """The title on each card (the thumbnail's headline); a workflow not listed gets its file name."""
+TITLES[POOL_WORKFLOW] = POOL_TITLE
 
 # The tiny run: model names as --setup-tiny lays them out, small panels, few steps.
 TINY_PIPELINES = {"FLUX.1-dev": "tiny-flux", "FLUX.1-Kontext-dev": "tiny-flux-kontext"}
@@ -618,6 +621,8 @@ def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
         edits = ["edit"] if len(saved) == 2 else [f"edit {i}" for i in range(1, len(saved))]
         labels = ["reference", *edits]
         return edit_card(title, caption, saved, result.text_of("PreviewAny"), labels)
+    if name == POOL_WORKFLOW:
+        return pool_card(title, caption, result)
     if name == "paco-train-lora":
         sample, curve = result.images_of("PaCoTrainingJob")[:2]
         pictures = [("latest sample grid", sample)]

@@ -299,3 +299,17 @@ def _set_score(
         theme=theme.strip() if theme and theme.strip() else None,
         both_orders=both_orders,
     )
+
+
+def set_score_from_pairs(
+    num_images: int, asked: dict[tuple[int, int], float], theme: str | None = None, *, both_orders: bool = False
+) -> SetScore:
+    """The ``SetScore`` of a set whose pairs were already asked.
+
+    Args:
+        num_images: the set's size.
+        asked: ``(first, second) -> score`` for every ``i < j`` (and ``(j, i)`` with ``both_orders``).
+        theme: the theme the questions used.
+        both_orders: whether both orders were asked.
+    """
+    return _set_score(num_images, asked, theme, both_orders)
