@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("testing", {"testing"}),
     ("reward", {"reward"}),
     ("generate", {"generate"}),
+    ("consistency", {"consistency"}),
     ("rl", {"rl"}),
     ("jobs", {"jobs"}),
     ("commands", {"commands", "cli"}),
