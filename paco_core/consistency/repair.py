@@ -170,8 +170,9 @@ class RepairResult:
         return sorted({r.panel for r in self.rounds if r.kept_try is not None})
 
 
-class _Cancelled(Exception):
-    """Raised through the model and judge calls when the host's cancel check fires."""
+class _Cancelled(BaseException):
+    """Raised through the model and judge calls when the host's cancel check fires (a
+    BaseException, like ComfyUI's interrupt, so no ``except Exception`` on the way swallows it)."""
 
     def __init__(self, cause: BaseException):
         super().__init__(str(cause))
@@ -179,13 +180,26 @@ class _Cancelled(Exception):
 
 
 def _guarded(hooks: Hooks) -> Hooks:
+    """The host's hooks, with whatever they raise marked as a cancel: any exception, or a
+    BaseException such as ComfyUI's interrupt (which its progress bar raises from an update, too)."""
+
+    def progress(done: int, total: int) -> None:
+        try:
+            hooks.progress(done, total)
+        except (SystemExit, GeneratorExit):
+            raise
+        except BaseException as error:  # the host's cancel, whatever its type
+            raise _Cancelled(error) from error
+
     def check_cancel() -> None:
         try:
             hooks.check_cancel()
-        except Exception as error:  # the host's cancel, whatever its type
+        except (SystemExit, GeneratorExit):
+            raise
+        except BaseException as error:  # the host's cancel, whatever its type
             raise _Cancelled(error) from error
 
-    return Hooks(progress=hooks.progress, check_cancel=check_cancel)
+    return Hooks(progress=progress, check_cancel=check_cancel)
 
 
 def repair_set(
