@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "paco_core.commands.tiny_models",
     "paco_core.commands.score",
     "paco_core.commands.generate",
+    "paco_core.commands.consistency",
     "paco_core.commands.demo",
     "paco_core.commands.train",
     "paco_core.commands.jobs",
