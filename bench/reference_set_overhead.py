@@ -9,7 +9,7 @@ Side by side in one process, on the tiny models (CPU), alternating which runs fi
 
 Both run the same steps at the same size, and the judge scores the same number of pairs.
 Goal: reference / plain <= 1.2 (the extra work: fitting the reference, encoding the grid into
-latents for the kept cells, the per-step re-imposition, pasting the cells back). Each judge
+latents for the kept cells, the per-step re-imposition, pasting the cells back). The judge
 starts each run with an empty score cache, so neither side gains from it.
 
 Run:

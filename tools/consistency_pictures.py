@@ -83,6 +83,7 @@ def make_pictures(out_images: Path = DOCS_IMAGES, out_workflows: Path = WORKFLOW
 
     from paco_core.consistency.reference_sets import ReferenceSetRequest, generate_reference_set
     from paco_core.consistency.repair import RepairOptions, repair_set
+    from paco_core.consistency.report import format_reference_report, format_repair_report
     from paco_core.generate import SetRequest, generate_sets
     from paco_core.models.pipelines import load_pipeline
     from paco_core.reward import open_judge
@@ -142,15 +143,17 @@ def make_pictures(out_images: Path = DOCS_IMAGES, out_workflows: Path = WORKFLOW
     thumbnail(character, out_workflows / "paco-character-set.jpg")
     thumbnail(repair, out_workflows / "paco-repair-odd-panel.jpg")
     written += [out_workflows / "paco-character-set.jpg", out_workflows / "paco-repair-odd-panel.jpg"]
-    (out_images / "consistency-repair-log.txt").write_text(_report(result) + "\n", encoding="utf-8")
-    written.append(out_images / "consistency-repair-log.txt")
+    (out_images / "consistency-repair-log.txt").write_text(
+        format_repair_report(result) + "\n", encoding="utf-8"
+    )
+    (out_images / "consistency-reference-set-report.txt").write_text(
+        format_reference_report(made) + "\n", encoding="utf-8"
+    )
+    written += [
+        out_images / "consistency-repair-log.txt",
+        out_images / "consistency-reference-set-report.txt",
+    ]
     return written
-
-
-def _report(result) -> str:
-    from paco_core.consistency.report import format_repair_report
-
-    return format_repair_report(result)
 
 
 def main(argv: list[str] | None = None) -> int:
