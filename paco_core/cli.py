@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "paco_core.commands.tiny_models",
     "paco_core.commands.score",
     "paco_core.commands.generate",
+    "paco_core.commands.consistency",
     "paco_core.commands.pool",
     "paco_core.commands.guarded_chain",
     "paco_core.commands.demo",

@@ -446,7 +446,7 @@ def _edit_step(
     work_input = source if source.size == (work_w, work_h) else source.resize((work_w, work_h), _lanczos())
     # 2. run the model
     callback = step_callback(hooks, index * options.steps, total)
-    edited = _run_edit(pipe, loaded.kind, work_input, instruction, options, guidance, seed, callback)
+    edited = run_edit(pipe, loaded.kind, work_input, instruction, options, guidance, seed, callback)
     # 3. back to the input's size
     if options.keep_input_size and edited.size != source.size:
         edited = edited.resize(source.size, _lanczos())
@@ -490,10 +490,12 @@ def _lanczos():
     return Image.Resampling.LANCZOS
 
 
-def _run_edit(
+def run_edit(
     pipe, kind: str, image, instruction: str, options: EditOptions, guidance: float, seed: int, callback
 ):
-    width, height = image.size
+    """One edit model call at the size of ``image`` (a list of images for Qwen-Image-Edit-Plus, which
+    takes several; the output has the first one's size). Returns the PIL result."""
+    width, height = (image[0] if isinstance(image, list) else image).size
     common = {
         "image": image,
         "prompt": instruction,

@@ -1,11 +1,12 @@
-"""Write the pictures of docs/consistency-pool-and-chains.md from runs on the tiny models.
+"""The consistency tools' pictures: docs/images/consistency-*.png and the two workflows' thumbnails,
+made by running the tools on the tiny random-weight models (CPU, a few seconds).
 
-The tiny models have random weights, so the images are noise and the scores sit near 0.3;
-the pictures show what the tools output (which panel came from which candidate, the pair
-heatmaps, each chain step's scores against the origin), not a real model's quality.
+The tiny models draw coloured noise and their judge's scores mean nothing: the pictures show
+what the tools output (which cells stay, which panel was redrawn, the heatmaps before and
+after), not how good real models are.
 
-Usage (from the repository root):
-    python -m tools.consistency_pictures            # writes docs/images/consistency-*.png
+Run from the repository root:
+    python -m tools.consistency_pictures            # writes docs/images/ and workflows/*.jpg
 """
 
 from __future__ import annotations
@@ -13,116 +14,153 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-IMAGES_DIR = Path(__file__).resolve().parents[1] / "docs" / "images"
-INSTRUCTIONS = ["make it winter", "make it night", "add a red scarf"]
+from PIL import Image, ImageDraw, ImageFont
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOCS_IMAGES = REPO_ROOT / "docs" / "images"
+WORKFLOWS = REPO_ROOT / "workflows"
+PANEL = 64
+"""Panel side the tiny models draw at; pictures are scaled up 3x (nearest) to be seen."""
+SCALE = 3
+THUMBNAIL = 768
+BACKGROUND = (245, 245, 245)
 
 
-def side_by_side(images, gap: int = 16):
-    from PIL import Image
+def reference_picture(size: int = 96) -> Image.Image:
+    """A simple 'character': a red figure with a yellow scarf on blue, drawn with PIL."""
+    image = Image.new("RGB", (size, int(size * 1.25)), (60, 110, 190))
+    draw = ImageDraw.Draw(image)
+    w, h = image.size
+    draw.ellipse((w * 0.32, h * 0.08, w * 0.68, h * 0.38), fill=(235, 90, 60))
+    draw.rectangle((w * 0.28, h * 0.40, w * 0.72, h * 0.85), fill=(220, 70, 50))
+    draw.rectangle((w * 0.26, h * 0.36, w * 0.74, h * 0.45), fill=(250, 210, 60))
+    return image
 
+
+def labelled(image: Image.Image, label: str, scale: int = SCALE) -> Image.Image:
+    big = image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    font = ImageFont.load_default(size=16)
+    canvas = Image.new("RGB", (big.width, big.height + 28), BACKGROUND)
+    canvas.paste(big, (0, 28))
+    ImageDraw.Draw(canvas).text((4, 4), label, fill=(0, 0, 0), font=font)
+    return canvas
+
+
+def outline_cells(grid: Image.Image, cells, color, layout_cols: int = 2) -> Image.Image:
+    grid = grid.copy()
+    draw = ImageDraw.Draw(grid)
+    for cell in cells:
+        row, col = divmod(cell, layout_cols)
+        draw.rectangle(
+            (col * PANEL, row * PANEL, (col + 1) * PANEL - 1, (row + 1) * PANEL - 1), outline=color, width=2
+        )
+    return grid
+
+
+def side_by_side(images, gap: int = 16) -> Image.Image:
     width = sum(image.width for image in images) + gap * (len(images) - 1)
-    sheet = Image.new("RGB", (width, max(image.height for image in images)), (255, 255, 255))
+    height = max(image.height for image in images)
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
     left = 0
     for image in images:
-        sheet.paste(image, (left, 0))
+        canvas.paste(image, (left, 0))
         left += image.width + gap
-    return sheet
+    return canvas
 
 
-def small_png(image, path: Path) -> None:
-    """Saved with a 256-colour palette: the tiny models' noise images compress badly otherwise."""
-    from PIL import Image
-
-    image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
-
-
-def stacked(rows, labels, label_width: int = 190, gap: int = 12):
-    """Rows of pictures one under the other, each with its label on the left."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    width = label_width + max(row.width for row in rows)
-    sheet = Image.new(
-        "RGB", (width, sum(row.height for row in rows) + gap * (len(rows) - 1)), (255, 255, 255)
+def thumbnail(picture: Image.Image, path: Path) -> None:
+    scale = min(THUMBNAIL / picture.width, THUMBNAIL / picture.height)
+    fitted = picture.resize(
+        (int(picture.width * scale), int(picture.height * scale)), Image.Resampling.LANCZOS
     )
-    draw, font, top = ImageDraw.Draw(sheet), ImageFont.load_default(size=14), 0
-    for row, label in zip(rows, labels, strict=True):
-        draw.text((6, top + row.height // 2), label, fill=(0, 0, 0), font=font, anchor="lm")
-        sheet.paste(row, (label_width, top))
-        top += row.height + gap
-    return sheet
+    card = Image.new("RGB", (THUMBNAIL, THUMBNAIL), BACKGROUND)
+    card.paste(fitted, ((THUMBNAIL - fitted.width) // 2, (THUMBNAIL - fitted.height) // 2))
+    card.save(path, format="JPEG", quality=85)
 
 
-def pool_pictures(folder: Path, models: dict) -> list[Path]:
-    from paco_core.consistency.pictures import render_pool_choice
-    from paco_core.consistency.pool import assemble_from_pool
+def make_pictures(out_images: Path = DOCS_IMAGES, out_workflows: Path = WORKFLOWS) -> list[Path]:
+    import torch
+
+    from paco_core.consistency.reference_sets import ReferenceSetRequest, generate_reference_set
+    from paco_core.consistency.repair import RepairOptions, repair_set
+    from paco_core.consistency.report import format_reference_report, format_repair_report
     from paco_core.generate import SetRequest, generate_sets
     from paco_core.models.pipelines import load_pipeline
     from paco_core.reward import open_judge
     from paco_core.reward.report import render_pair_matrix
-
-    flux, judge = load_pipeline(models["flux"]), open_judge(models["judge"])
-    request = SetRequest(
-        theme="a red fox", panels=("winter", "autumn", "meadow", "night"), layout="2x2",
-        panel_width=64, panel_height=64, steps=4, seed=40,
-    )  # fmt: skip
-    candidates = [item.panels for item in generate_sets(flux, request, num_sets=4)]
-    result = assemble_from_pool(judge, candidates, request.theme)
-    heatmaps = side_by_side(
-        [
-            render_pair_matrix(result.set_score),
-            render_pair_matrix(result.whole_set_score(result.best_whole_index)),
-        ]
-    )
-    written = [folder / "consistency-pool-choice.png", folder / "consistency-pool-heatmaps.png"]
-    small_png(render_pool_choice(candidates, result), written[0])
-    heatmaps.save(written[1])
-    print(result.report())
-    return written
-
-
-def chain_pictures(folder: Path, models: dict) -> list[Path]:
-    from bench.edit_chain_guard import drawn_origin
-    from paco_core.consistency.drift import GuardOptions, guarded_edit_chain
-    from paco_core.consistency.pictures import render_chain_scores
-    from paco_core.generate import EditOptions
-    from paco_core.models.pipelines import load_pipeline
-    from paco_core.reward import open_judge
-
-    kontext, judge = load_pipeline(models["flux-kontext"]), open_judge(models["judge"])
-    origin = drawn_origin(3, 96)
-    options = EditOptions(steps=4, seed=300)
-    plain = guarded_edit_chain(kontext, judge, origin, INSTRUCTIONS, options, GuardOptions(threshold=0.0))
-    threshold = sorted(step.chosen.guard_score for step in plain.steps)[1]  # the middle step's score
-    guarded = guarded_edit_chain(
-        kontext, judge, origin, INSTRUCTIONS, options, GuardOptions(threshold=threshold, tries=3)
-    )
-    strips = [side_by_side([result.origin, *result.images], gap=8) for result in (plain, guarded)]
-    written = [
-        folder / "consistency-chain-images.png",
-        folder / "consistency-chain-plain-scores.png",
-        folder / "consistency-chain-guarded-scores.png",
-    ]
-    small_png(stacked(strips, ["plain chain", f"guarded (threshold {threshold:.3f})"]), written[0])
-    render_chain_scores(plain).save(written[1])
-    render_chain_scores(guarded).save(written[2])
-    print(plain.report())
-    print(guarded.report())
-    return written
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=IMAGES_DIR, help="folder for the pictures (default docs/images)"
-    )
-    args = parser.parse_args(argv)
-
     from paco_core.testing import ensure_tiny_models
 
+    torch.set_num_threads(1)
     models = ensure_tiny_models()
-    args.out.mkdir(parents=True, exist_ok=True)
-    for path in [*pool_pictures(args.out, models), *chain_pictures(args.out, models)]:
-        print(path)
+    flux, judge = load_pipeline(models["flux"]), open_judge(models["judge"])
+    written = []
+
+    # a set of your character: the reference in cell 1, three panels around it
+    reference = reference_picture()
+    request = ReferenceSetRequest(
+        theme="Mia, a courier in a red coat and a yellow scarf.", layout="2x2", panel_width=PANEL,
+        panel_height=PANEL, steps=4, seed=1, identity_threshold=0.35,
+        panels=("she runs through a market", "she reads by a window", "she waves at a train"),
+    )  # fmt: skip
+    made = generate_reference_set(flux, judge, [reference], request)
+    kept = ", ".join(f"#{c + 1}" for c, k in zip(made.panel_cells, made.keeps_identity, strict=True) if k)
+    character = side_by_side(
+        [
+            labelled(reference, "reference", 1),
+            labelled(
+                outline_cells(made.grid, made.reference_cells, (40, 200, 40)), "set: cell 1 = reference"
+            ),
+            labelled(render_pair_matrix(made.set_score, 48), f"judge: keeps identity {kept or 'none'}", 1),
+        ]
+    )
+    written.append(out_images / "consistency-reference-set.png")
+    character.save(written[-1])
+
+    # repair the odd panel: a set, then its weakest panel redrawn
+    set_request = SetRequest(
+        theme="a red fox.", panels=("in snow", "in a forest", "by a fence", "on a hill"), panel_width=PANEL,
+        panel_height=PANEL, steps=4, seed=3,
+    )  # fmt: skip
+    [before] = generate_sets(flux, set_request)
+    result = repair_set(
+        flux, judge, before.panels, "a red fox.", layout="2x2", panel_prompts=set_request.panels,
+        options=RepairOptions(target_score=0.99, tries_per_round=3, max_rounds=3, steps=4, seed=5),
+    )  # fmt: skip
+    changed = result.changed_panels
+    repair = side_by_side(
+        [
+            labelled(before.grid, f"before: {result.score_before.score:.3f}"),
+            labelled(
+                outline_cells(result.grid, changed, (230, 60, 60)), f"after: {result.score_after.score:.3f}"
+            ),
+            labelled(render_pair_matrix(result.score_before, 48), "pairs before", 1),
+            labelled(render_pair_matrix(result.score_after, 48), "pairs after", 1),
+        ]
+    )
+    written.append(out_images / "consistency-repair.png")
+    repair.save(written[-1])
+
+    thumbnail(character, out_workflows / "paco-character-set.jpg")
+    thumbnail(repair, out_workflows / "paco-repair-odd-panel.jpg")
+    written += [out_workflows / "paco-character-set.jpg", out_workflows / "paco-repair-odd-panel.jpg"]
+    (out_images / "consistency-repair-log.txt").write_text(
+        format_repair_report(result) + "\n", encoding="utf-8"
+    )
+    (out_images / "consistency-reference-set-report.txt").write_text(
+        format_reference_report(made) + "\n", encoding="utf-8"
+    )
+    written += [
+        out_images / "consistency-repair-log.txt",
+        out_images / "consistency-reference-set-report.txt",
+    ]
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    for path in make_pictures():
+        print(path.relative_to(REPO_ROOT))
     return 0
 
 

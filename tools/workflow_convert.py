@@ -1203,6 +1203,9 @@ SHIPPED_WORKFLOWS: dict[str, Callable[[dict[str, NodeLayout]], dict]] = {
     "paco-train-lora": train_lora_workflow,
 }
 SHIPPED_WORKFLOWS[POOL_WORKFLOW] = pool_workflow
+from workflow_specs_consistency import CONSISTENCY_WORKFLOWS  # noqa: E402  (it builds on the helpers above)
+
+SHIPPED_WORKFLOWS.update(CONSISTENCY_WORKFLOWS)
 NATIVE_WORKFLOWS = ("paco-native-flux-set", "paco-native-kontext-edit", "paco-native-qwen-edit")
 """Workflows of ComfyUI's own model nodes with PaCo LoRAs (their note: ``NATIVE_MODEL_NOTE``)."""
 
@@ -1254,6 +1257,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import workflow_convert  # one copy of this module's classes, shared with the workflow_specs_* modules
+    # Run as the imported module, so the workflow spec modules (which import workflow_convert)
+    # and this script share one set of classes.
+    import workflow_convert
 
     sys.exit(workflow_convert.main())

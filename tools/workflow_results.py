@@ -63,6 +63,8 @@ TITLES = {
 }
 """The title on each card (the thumbnail's headline); a workflow not listed gets its file name."""
 TITLES[POOL_WORKFLOW] = POOL_TITLE
+TITLES["paco-character-set"] = "A set of your character"
+TITLES["paco-repair-odd-panel"] = "Repair the odd panel"
 
 # The tiny run: model names as --setup-tiny lays them out, small panels, few steps.
 TINY_PIPELINES = {"FLUX.1-dev": "tiny-flux", "FLUX.1-Kontext-dev": "tiny-flux-kontext"}

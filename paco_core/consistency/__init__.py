@@ -1,5 +1,6 @@
-"""Tools that act on the judge's verdict: the most consistent set from a pool of candidates
-(``pool``) and edit chains guarded against drift (``drift``).
+"""Tools that act on the judge's verdict: reference-anchored sets (``reference_sets``), repair
+of the odd panel (``repair``), the most consistent set from a pool of candidates (``pool``)
+and edit chains guarded against drift (``drift``).
 
 Each tool is a function taking the judge (and, where it generates, a pipeline) and hooks,
 and returning a dataclass with the images, the scores and a log of what was tried.
