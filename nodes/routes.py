@@ -10,7 +10,7 @@
 | ``POST /paco/jobs/{id}/cancel`` | the updated record |
 | ``POST /paco/jobs/{id}/resume`` | the updated record (JSON body ``{"iterations": N}`` optional) |
 | ``POST /paco/jobs/{id}/export`` | the detail record after exporting its LoRAs to models/loras/paco |
-| ``DELETE /paco/jobs/{id}[?files=1]`` | the deleted job's record |
+| ``DELETE /paco/jobs/{id}[?files=1]`` | the deleted job's record, ``removed_files`` and ``kept_because`` (files: only what the job wrote) |
 
 Errors are ``{"error": message}`` with 400 (bad value), 404 (unknown job, no sample), 409
 (the job's status forbids it). Handlers never block ComfyUI's event loop: store and file

@@ -60,6 +60,11 @@ def register(subparsers) -> None:
     submit.add_argument(
         "--accelerate-config", help="accelerate config file (FSDP, several machines)"
     )
+    earlier = submit.add_mutually_exclusive_group()
+    earlier.add_argument("--resume", action="store_true",
+                         help="the run folder holds an earlier run: continue it from its latest checkpoint")  # fmt: skip
+    earlier.add_argument("--overwrite", action="store_true",
+                         help="the run folder holds an earlier run: delete that run's files and start afresh")  # fmt: skip
     submit.add_argument("--json", action="store_true", help="print the job as JSON instead of its id")
     submit.set_defaults(func=run_submit)
 
@@ -95,7 +100,7 @@ def register(subparsers) -> None:
 
     delete = actions.add_parser("delete", parents=[home], help="remove a job that is not running")
     delete.add_argument("id")
-    delete.add_argument("--files", action="store_true", help="also delete its run folder")
+    delete.add_argument("--files", action="store_true", help="also delete what the job wrote into its run folder (other files there stay)")
     delete.set_defaults(func=run_delete)
 
     worker = actions.add_parser(
@@ -128,7 +133,8 @@ def run_submit(args) -> int:
     store = _store(args)
     job = runner.submit(
         store, data, name=args.name, run_dir=args.run_dir, num_processes=args.processes,
-        accelerate_config=args.accelerate_config,
+        accelerate_config=args.accelerate_config, resume=args.resume, overwrite=args.overwrite,
+        name_field="--name",
     )  # fmt: skip
     print(json.dumps(job.to_record(), indent=2) if args.json else job.id)
     return 0
@@ -217,8 +223,15 @@ def run_wait(args) -> int:
 def run_delete(args) -> int:
     from paco_core.jobs import runner
 
-    job = runner.delete(_store(args), args.id, files=args.files)
-    print(f"deleted {job.id}" + (f" and {job.run_dir}" if args.files else f" (files kept in {job.run_dir})"))
+    deleted = runner.delete(_store(args), args.id, files=args.files)
+    job = deleted.job
+    if not args.files:
+        print(f"deleted {job.id} (files kept in {job.run_dir})")
+    elif deleted.kept_because:
+        print(f"deleted {job.id}; its files are kept in {job.run_dir}: {deleted.kept_because}")
+    else:
+        removed = ", ".join(deleted.removed_files) or "nothing was left"
+        print(f"deleted {job.id} and its run files in {job.run_dir} ({removed}); other files there are kept")
     return 0
 
 
