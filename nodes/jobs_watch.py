@@ -29,6 +29,7 @@ import threading
 import time
 from typing import Any
 
+from paco_core.errors import PaCoError
 from paco_core.jobs import runner
 from paco_core.run_folder import RunFolder
 
@@ -79,6 +80,7 @@ class JobsWatcher:
         self._seen: dict[str, tuple] = {}
         self._paused: set[str] = set()
         self._first = True
+        self._problem: str | None = None
         self._posted_at = float("-inf")
         self.pause_log: list[tuple[float, str, str]] = []
         """(time, job id, "pause" | "release"): what the watcher asked, for tests and logs."""
@@ -112,6 +114,11 @@ class JobsWatcher:
         while not self._stop.is_set():
             try:
                 self.tick()
+                self._problem = None
+            except PaCoError as error:  # a damaged, read-only or locked store: one line, once
+                if str(error) != self._problem:
+                    logger.warning("PaCo jobs watcher: %s (trying again)", error)
+                self._problem = str(error)
             except Exception:
                 logger.exception("PaCo jobs watcher: a pass failed; trying again")
             self._wake.wait(self.interval)
@@ -143,7 +150,7 @@ class JobsWatcher:
             self._seen[job.id] = signature
             try:
                 jobs_bridge.export_loras(job)
-            except OSError as error:
+            except (OSError, PaCoError) as error:
                 logger.warning("PaCo jobs: cannot export the LoRAs of %s: %s", job.id, error)
             self._send(jobs_bridge.job_event(job))
         gone = set(self._seen) - {job.id for job in jobs}

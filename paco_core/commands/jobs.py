@@ -80,6 +80,9 @@ def register(subparsers) -> None:
     logs = actions.add_parser("logs", parents=[home], help="the job's train.log")
     logs.add_argument("id")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    logs.add_argument("--tail-kib", type=int, default=1024,
+                      help="print the log's last KiB only (default 1024); read in bounded chunks")  # fmt: skip
+    logs.add_argument("--all", action="store_true", help="print the whole log (still read in 1 MiB chunks)")
     logs.set_defaults(func=run_logs)
 
     cancel = actions.add_parser(
@@ -140,11 +143,30 @@ def run_submit(args) -> int:
     return 0
 
 
-def run_list(args) -> int:
-    from paco_core.jobs import runner
+LIST_WAIT_S = 2.0
+"""How long ``list`` waits for the store's write lock to bring statuses up to date; then it
+lists what the store holds (reading needs no lock)."""
 
+
+def printable(text: object) -> str:
+    """``text`` with control and format characters shown escaped (``\\x1b``), never acted on
+    by the terminal (a name or log tail from an older store may hold them)."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+
+
+def _dispatch_for_reading(store) -> None:
+    from paco_core.jobs import runner
+    from paco_core.jobs.store import JobStoreError
+
+    try:
+        runner.dispatch(store.waiting_at_most(LIST_WAIT_S))
+    except JobStoreError as error:
+        print(f"paco jobs: note: statuses not refreshed: {error}", file=sys.stderr)
+
+
+def run_list(args) -> int:
     store = _store(args)
-    runner.dispatch(store)
+    _dispatch_for_reading(store)
     jobs = store.list()
     if args.json:
         print(json.dumps([job.to_record() for job in jobs], indent=2))
@@ -156,16 +178,15 @@ def run_list(args) -> int:
     for job in jobs:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at))
         print(
-            f"{job.id:13s}  {job.status:11s}  {f'{job.step}/{job.total}':>9s}  {job.device:7s}  {created:16s}  {job.name}"
+            f"{job.id:13s}  {job.status:11s}  {f'{job.step}/{job.total}':>9s}  {printable(job.device):7s}  "
+            f"{created:16s}  {printable(job.name)}"
         )
     return 0
 
 
 def run_show(args) -> int:
-    from paco_core.jobs import runner
-
     store = _store(args)
-    runner.dispatch(store)
+    _dispatch_for_reading(store)
     record = store.get(args.id).to_record()
     if args.json:
         print(json.dumps(record, indent=2))
@@ -175,7 +196,9 @@ def run_show(args) -> int:
         if key.endswith("_time") and value is not None:
             value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value / 1000))
         if key == "error" and value:
-            value = "\n  " + "\n  ".join(str(value).splitlines())
+            value = "\n  " + "\n  ".join(printable(line) for line in str(value).splitlines())
+        elif value is not None:
+            value = printable(value)
         print(f"{key}: {'' if value is None else value}")
     return 0
 
@@ -184,7 +207,10 @@ def run_logs(args) -> int:
     from paco_core.jobs import runner
 
     store = _store(args)
-    for chunk in runner.follow_log(store, args.id, follow=args.follow):
+    if args.tail_kib < 1:
+        raise ConfigError(f"--tail-kib should be 1 or more, got {args.tail_kib}; --all prints the whole log")
+    tail = None if args.all else args.tail_kib << 10
+    for chunk in runner.follow_log(store, args.id, follow=args.follow, tail_bytes=tail):
         sys.stdout.write(chunk)
         sys.stdout.flush()
     return 0

@@ -710,20 +710,65 @@ def wait(store: JobStore, job_id: str, *, timeout: float | None = None, poll: fl
         time.sleep(poll)
 
 
-def follow_log(store: JobStore, job_id: str, *, follow: bool = False, poll: float = 0.5) -> Iterator[str]:
-    """The job's log text in chunks; with ``follow``, keeps yielding until the job has ended."""
-    job = store.get(job_id)
+LOG_CHUNK_BYTES = 1 << 20
+"""How much of a log is read at once: reading a huge log never holds more than this."""
+
+
+def log_path(job: Job) -> Path | None:
+    """The job's ``train.log`` when it is a regular file inside the run folder, else None.
+
+    Raises:
+        InputError: ``train.log`` is a link (or leads) out of the run folder; it is never read.
+    """
     path = Path(job.run_dir) / LOG_FILE
-    offset, last_pass = 0, False
+    if not path.is_file():  # missing, a folder, a FIFO (which would block a reader forever)
+        return None
+    if Path(job.run_dir).resolve() not in path.resolve().parents:
+        raise InputError(f"job {job.id}'s {LOG_FILE} leads out of its run folder ({path} is a link): not read")
+    return path
+
+
+def read_log_tail(job: Job, lines: int, *, max_bytes: int = LOG_CHUNK_BYTES, max_line_chars: int = 2000) -> list[str]:
+    """The last ``lines`` lines of the job's log, reading at most its last ``max_bytes`` bytes;
+    a longer line keeps its last ``max_line_chars`` characters after ``…``."""
+    path = log_path(job)
+    if path is None:
+        return []
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - max_bytes))
+        text = handle.read(max_bytes).decode("utf-8", errors="replace")
+    found = text.splitlines()[-lines:] if lines > 0 else []
+    return [line if len(line) <= max_line_chars else "…" + line[-max_line_chars:] for line in found]
+
+
+def follow_log(
+    store: JobStore, job_id: str, *, follow: bool = False, poll: float = 0.5, tail_bytes: int | None = None
+) -> Iterator[str]:
+    """The job's log text in chunks of at most :data:`LOG_CHUNK_BYTES`; with ``follow``, keeps
+    yielding until the job has ended. ``tail_bytes``: start that many bytes before the end."""
+    import codecs
+
+    job = store.get(job_id)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    offset, last_pass, first = 0, False, True
     while True:
         chunk = b""
-        if path.is_file():
+        path = log_path(job)
+        if path is not None:
             with open(path, "rb") as handle:
+                if first and tail_bytes is not None:
+                    handle.seek(0, os.SEEK_END)
+                    offset = max(0, handle.tell() - tail_bytes)
                 handle.seek(offset)
-                chunk = handle.read()
+                chunk = handle.read(LOG_CHUNK_BYTES)
                 offset = handle.tell()
+            first = False
         if chunk:
-            yield chunk.decode("utf-8", errors="replace")
+            yield decoder.decode(chunk)
+            if len(chunk) == LOG_CHUNK_BYTES:
+                continue  # more to read now
         if not follow:
             return
         if not chunk:

@@ -50,7 +50,7 @@ def supervise(store: st.JobStore, job_id: str) -> int:
         with open(os.path.join(job.run_dir, runner.LOG_FILE), "ab") as log:
             trainer = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, close_fds=True,
+                start_new_session=True, close_fds=True, env=trainer_env(),
             )  # fmt: skip
     except (OSError, PaCoError) as error:
         store.update(
@@ -117,6 +117,12 @@ def _keep_going(step, *args) -> bool:
 
 
 _last_problem: str | None = None
+
+
+def trainer_env() -> dict[str, str]:
+    """The trainer's environment: this one with progress bars off (train.log is a file: no
+    carriage-return lines), unless the job's recorded environment says otherwise."""
+    return {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", **os.environ}
 
 
 def _say(message: str) -> None:

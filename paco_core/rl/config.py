@@ -239,7 +239,7 @@ class RewardSpec:
             or not math.isfinite(self.weight) or self.weight < 0
         ):  # fmt: skip
             raise ConfigError(
-                f"reward {self.name!r}: `weight` should be a finite number, zero or positive, got {self.weight!r}"
+                f"reward {self.name!r}: `weight` should be zero or positive and finite, got {self.weight!r}"
             )
 
 
