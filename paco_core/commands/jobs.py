@@ -156,11 +156,13 @@ def printable(text: object) -> str:
 
 def _dispatch_for_reading(store) -> None:
     from paco_core.jobs import runner
-    from paco_core.jobs.store import JobStoreError
+    from paco_core.jobs.store import JobStoreDamagedError, JobStoreError
 
     try:
         runner.dispatch(store.waiting_at_most(LIST_WAIT_S))
-    except JobStoreError as error:
+    except JobStoreDamagedError:
+        raise
+    except JobStoreError as error:  # locked or read-only: reading still works
         print(f"paco jobs: note: statuses not refreshed: {error}", file=sys.stderr)
 
 

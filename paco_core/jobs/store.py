@@ -61,6 +61,10 @@ class JobStoreError(PaCoError):
     """The store's file cannot be used as asked: damaged, read-only, locked too long, disk full."""
 
 
+class JobStoreDamagedError(JobStoreError):
+    """The store's file is not a sound SQLite database (a damaged page, not a database at all)."""
+
+
 class JobStoreBusyError(JobStoreError):
     """Another process held the store's write lock for longer than the wait allows."""
 
@@ -81,7 +85,7 @@ def store_error(path: Path, error: sqlite3.Error, waited_s: float = BUSY_TIMEOUT
             "(chmod u+w; chattr -i for an immutable file), or use another --home / PACO_HOME"
         )
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text or "not a database" in text:
-        return JobStoreError(
+        return JobStoreDamagedError(
             f"the job store {where} is damaged ({text}); PaCo leaves it as it is: move it aside (e.g. add "
             "'.damaged' to its name) and a new, empty store is made; run folders and exported LoRAs are "
             "not in it and stay (`sqlite3 FILE .recover` may save its records)"

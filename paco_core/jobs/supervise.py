@@ -134,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job_id")
     parser.add_argument("--home", required=True)
     args = parser.parse_args(argv)
-    supervise(st.JobStore(args.home), args.job_id)
+    try:
+        supervise(st.JobStore(args.home), args.job_id)
+    except PaCoError as error:  # the store could not be used before the trainer started
+        _say(f"job {args.job_id}: cannot start: {' '.join(str(error).split())}")
+        return 1
     return 0
 
 
