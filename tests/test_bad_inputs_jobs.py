@@ -431,6 +431,7 @@ def test_a_clock_stepping_back_does_not_mark_a_normal_finish_interrupted(tmp_pat
         trainer.wait()
 
 
+@pytest.mark.slow
 def test_the_supervisor_survives_a_store_it_cannot_write_and_records_the_end_later(tmp_path, immutable):
     home = tmp_path / "home"
     store = JobStore(home)
@@ -570,6 +571,7 @@ def test_a_fifo_as_train_log_never_hangs_a_reader(comfy_routes, tmp_path):
     assert (status, body) == (200, {"lines": []})
 
 
+@pytest.mark.slow
 def test_a_log_file_gets_each_warning_once_and_no_progress_bars(tmp_path):
     code = (
         "import logging, sys\n"
