@@ -409,6 +409,8 @@ class JobStore:
         """A short-lived connection; a store file deleted meanwhile is made again (empty, with a warning)."""
         if not self.path.exists():
             logger.warning("the job store %s was deleted: starting a new, empty one", self.path)
+            with contextlib.suppress(OSError):  # its folder may have gone too
+                self.home.mkdir(parents=True, exist_ok=True)
             self._upgrade()
         with self._open() as connection:
             yield connection
