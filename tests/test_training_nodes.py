@@ -572,7 +572,7 @@ def test_a_yield_job_pauses_within_one_step_while_comfyui_runs_a_prompt(comfy, f
         server.prompt_queue.put((0, "prompt-1", {}, {}, [], {}))  # ComfyUI starts a prompt
         asked = time.monotonic()
         request = wait_for(lambda: folder.pause_requests(), 10, "ComfyUI's pause request")
-        assert request[0]["holder"] == "comfyui" and request[0]["pid"] == os.getpid()  # lapses with ComfyUI
+        assert request[0]["holder"] == f"comfyui-{os.getpid()}" and request[0]["pid"] == os.getpid()  # lapses with it
         wait_for(lambda: folder.read_progress().get("state") == "paused", 60, "the pause")
         latency = time.monotonic() - asked
         progress = folder.read_progress()
