@@ -20,8 +20,13 @@ from paco_core.run_folder import RunFolder
 
 EXPORT_SUBFOLDER = "paco"
 """Sub-folder of ComfyUI's first loras folder that receives the jobs' LoRAs."""
-COMFY_PAUSE_HOLDER = "comfyui"
-"""The name of ComfyUI's pause request in a run folder (``control/pause-comfyui.json``)."""
+COMFY_PAUSE_PREFIX = "comfyui"
+
+
+def comfy_pause_holder() -> str:
+    """This ComfyUI's name for its pause requests in a run folder (``control/pause-comfyui-<pid>.json``):
+    one per ComfyUI process, so two ComfyUIs on one user folder never end each other's pause."""
+    return f"{COMFY_PAUSE_PREFIX}-{os.getpid()}"
 
 
 def jobs_home() -> Path:

@@ -12,9 +12,10 @@ plain import). Every ``interval`` seconds, and at once when a prompt is posted, 
 3. exports new checkpoints' LoRAs into ``models/loras/paco/<lora name>/``;
 4. yields the GPU: while ComfyUI's prompt queue has work (``prompt_queue.get_tasks_remaining()``),
    every active job with ``gpu_policy`` ``yield`` on ComfyUI's device gets a pause request in
-   its run folder (``control/pause-comfyui.json``; the trainer pauses at its next step
-   boundary and frees its GPU memory); when the queue is idle the request is withdrawn. The
-   request records this process, so it lapses if ComfyUI dies meanwhile.
+   its run folder (``control/pause-comfyui-<pid>.json``, one per ComfyUI process; the trainer
+   pauses at its next step boundary and frees its GPU memory, and runs only when no holder
+   wants the GPU); when the queue is idle this ComfyUI's request is withdrawn, never another's.
+   The request records this process, so it lapses if ComfyUI dies meanwhile.
 
 The thread never touches the prompt worker and never blocks the event loop; every error is
 logged and the loop goes on.
@@ -28,6 +29,7 @@ import threading
 import time
 from typing import Any
 
+from paco_core.errors import PaCoError
 from paco_core.jobs import runner
 from paco_core.run_folder import RunFolder
 
@@ -52,28 +54,33 @@ def queue_busy(server) -> bool:
         return False
 
 
-def request_pause(run_dir: str, reason: str) -> bool:
+def request_pause(run_dir: str, reason: str, holder: str) -> bool:
     """ComfyUI's pause request; it lapses by itself if this ComfyUI dies (``while_alive``)."""
-    RunFolder(run_dir).request_pause(reason, holder=jobs_bridge.COMFY_PAUSE_HOLDER, while_alive=True)
+    RunFolder(run_dir).request_pause(reason, holder=holder, while_alive=True)
     return True
 
 
-def release_pause(run_dir: str) -> bool:
-    return RunFolder(run_dir).release_pause(holder=jobs_bridge.COMFY_PAUSE_HOLDER)
+def release_pause(run_dir: str, holder: str) -> bool:
+    """Withdraw this ComfyUI's request (and requests left by ComfyUIs that died); never another live one's."""
+    run = RunFolder(run_dir)
+    run.release_lapsed_pauses()
+    return run.release_pause(holder=holder)
 
 
 class JobsWatcher:
     """The watcher loop (see the module doc). ``tick()`` is one pass; ``start()`` runs it in a thread."""
 
-    def __init__(self, server, *, interval: float = DEFAULT_INTERVAL_S):
+    def __init__(self, server, *, interval: float = DEFAULT_INTERVAL_S, holder: str | None = None):
         self.server = server
         self.interval = interval
+        self.holder = holder or jobs_bridge.comfy_pause_holder()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._seen: dict[str, tuple] = {}
         self._paused: set[str] = set()
         self._first = True
+        self._problem: str | None = None
         self._posted_at = float("-inf")
         self.pause_log: list[tuple[float, str, str]] = []
         """(time, job id, "pause" | "release"): what the watcher asked, for tests and logs."""
@@ -107,6 +114,11 @@ class JobsWatcher:
         while not self._stop.is_set():
             try:
                 self.tick()
+                self._problem = None
+            except PaCoError as error:  # a damaged, read-only or locked store: one line, once
+                if str(error) != self._problem:
+                    logger.warning("PaCo jobs watcher: %s (trying again)", error)
+                self._problem = str(error)
             except Exception:
                 logger.exception("PaCo jobs watcher: a pass failed; trying again")
             self._wake.wait(self.interval)
@@ -138,7 +150,7 @@ class JobsWatcher:
             self._seen[job.id] = signature
             try:
                 jobs_bridge.export_loras(job)
-            except OSError as error:
+            except (OSError, PaCoError) as error:
                 logger.warning("PaCo jobs: cannot export the LoRAs of %s: %s", job.id, error)
             self._send(jobs_bridge.job_event(job))
         gone = set(self._seen) - {job.id for job in jobs}
@@ -151,12 +163,12 @@ class JobsWatcher:
     def _yield_gpu(self, job, busy: bool, slot: str) -> None:
         shares = job.is_active and jobs_bridge.gpu_policy(job) == "yield" and job.device == slot
         if shares and busy:
-            if job.id not in self._paused and request_pause(job.run_dir, "ComfyUI is running a prompt"):
+            if job.id not in self._paused and request_pause(job.run_dir, "ComfyUI is running a prompt", self.holder):
                 self._paused.add(job.id)
                 self.pause_log.append((time.time(), job.id, "pause"))
         elif job.id in self._paused or (self._first and job.is_active):
             # idle again, the job ended, or a request left by a ComfyUI that was killed
-            if release_pause(job.run_dir) or job.id in self._paused:
+            if release_pause(job.run_dir, self.holder) or job.id in self._paused:
                 self.pause_log.append((time.time(), job.id, "release"))
             self._paused.discard(job.id)
 

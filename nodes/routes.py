@@ -6,14 +6,15 @@
 | ``GET /paco/jobs/{id}`` | the record plus ``progress`` (progress.json), ``warnings``, ``eta_s``, ``lora_files`` |
 | ``GET /paco/jobs/{id}/metrics`` | ``{"series": {name: [[step, value], ...]}}`` |
 | ``GET /paco/jobs/{id}/sample[?step=N]`` | the latest (or step N's) sample grid, ``image/png`` |
-| ``GET /paco/jobs/{id}/log?lines=N`` | ``{"lines": [...]}``: the last N lines of train.log (default 200) |
+| ``GET /paco/jobs/{id}/log?lines=N`` | ``{"lines": [...]}``: the last N lines of train.log (default 200), from its last MiB |
 | ``POST /paco/jobs/{id}/cancel`` | the updated record |
 | ``POST /paco/jobs/{id}/resume`` | the updated record (JSON body ``{"iterations": N}`` optional) |
 | ``POST /paco/jobs/{id}/export`` | the detail record after exporting its LoRAs to models/loras/paco |
-| ``DELETE /paco/jobs/{id}[?files=1]`` | the deleted job's record |
+| ``DELETE /paco/jobs/{id}[?files=1]`` | the deleted job's record, ``removed_files`` and ``kept_because`` (files: only what the job wrote) |
 
-Errors are ``{"error": message}`` with 400 (bad value), 404 (unknown job, no sample), 409
-(the job's status forbids it). Handlers never block ComfyUI's event loop: store and file
+Errors are ``{"error": message}`` with 400 (bad value), 404 (unknown job, no sample, a file
+that leads out of the run folder), 409 (the job's status forbids it), 503 (the job store is
+damaged, read-only or locked: the message says which). Handlers never block ComfyUI's event loop: store and file
 work runs in the default executor. Ids are only looked up in the store and files are only
 read from the job's own run folder; no user text becomes part of a path.
 """
@@ -22,14 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from pathlib import Path
 
 from aiohttp import web
 
-from paco_core.errors import InputError
+from paco_core.errors import InputError, PaCoError
 from paco_core.jobs import runner
-from paco_core.jobs.store import JobNotFoundError, JobStateError
+from paco_core.jobs.store import JobNotFoundError, JobStateError, JobStoreError
 from paco_core.run_folder import RunFolder
 
 from . import jobs_bridge
@@ -58,6 +58,12 @@ async def _run(function, *args):
         raise RouteError(409, str(error)) from None
     except InputError as error:
         raise RouteError(400, str(error)) from None
+    except JobStoreError as error:  # damaged, read-only or locked store: one line, no traceback
+        logger.warning("PaCo jobs: %s", error)
+        raise RouteError(503, str(error)) from None
+    except PaCoError as error:  # e.g. a LoRA export on a full disk
+        logger.warning("PaCo jobs: %s", error)
+        raise RouteError(500, str(error)) from None
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -133,12 +139,12 @@ def sample_bytes(job_id: str, step: int | None) -> bytes:
 
 
 def log_lines(job_id: str, count: int) -> dict:
+    """The last ``count`` lines of train.log, from at most its last MiB (a huge log is never read whole)."""
     job = jobs_bridge.job_store().get(job_id)
-    path = Path(job.run_dir) / runner.LOG_FILE
-    if not path.is_file():
-        return {"lines": []}
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return {"lines": [line.rstrip("\n") for line in deque(handle, maxlen=count)]}
+    try:
+        return {"lines": runner.read_log_tail(job, count)}
+    except InputError as error:  # a link out of the run folder
+        raise RouteError(404, str(error)) from None
 
 
 def cancel(job_id: str) -> dict:

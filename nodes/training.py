@@ -18,6 +18,8 @@ import time
 from comfy_api.latest import io, ui
 
 from paco_core.errors import ConfigError, InputError
+from paco_core.jobs.export import lora_name as lora_name_of
+from paco_core.jobs.store import check_job_name
 
 from . import comfy_bridge, jobs_bridge, model_files
 from .generation import TYPED_PATH_CHOICE
@@ -368,7 +370,8 @@ class PaCoTrainLora(io.ComfyNode):
                 io.Int.Input("train_resolution", default=512, min=32, max=2048, step=16,
                              tooltip="Side of the training rollouts (grids are scaled to this area)."),
                 io.String.Input("lora_name", default="paco-lora",
-                                tooltip="The job's name and its LoRA files' name: models/loras/paco/<lora_name>/."),
+                                tooltip="The job's name and its LoRA files' name: models/loras/paco/<lora_name>/<job id>/ "
+                                "(at most 100 characters)."),
                 io.String.Input("advanced_json", multiline=True, default="",
                                 tooltip='Any training config keys as JSON, merged last, e.g. {"eval_every": 10, '
                                 '"rewards": {"clip_path": "/models/clip"}} (paco train --describe-config lists them).'),
@@ -406,6 +409,7 @@ class PaCoTrainLora(io.ComfyNode):
             raise InputError(
                 "lora_name is empty: name the LoRA (its files go to models/loras/paco/<lora_name>/)"
             )
+        check_job_name(name, field="lora_name")
         comfy_bridge.show_progress_text(node_id, "checking the training settings ...")
         config = build_train_config(
             pipeline=pipeline, model_path=model_path, preset=preset, training_prompts=training_prompts,
@@ -427,7 +431,7 @@ class PaCoTrainLora(io.ComfyNode):
         text = (
             f"{job.id} already exists ({job.status}, step {job.step}/{job.total}); turn new_run on to train again"
             if reused
-            else f"submitted {job.id} ({job.status}); its LoRAs go to models/loras/paco/{name}/"
+            else f"submitted {job.id} ({job.status}); its LoRAs go to models/loras/paco/{lora_name_of(job)}/{job.id}/"
         )
         comfy_bridge.show_progress_text(node_id, text)
         return io.NodeOutput(job.id, ui=ui.PreviewText(text))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import types
 import typing
@@ -130,6 +131,7 @@ def _from_plain(hint: Any, value: Any, where: str) -> Any:
         item_hint = args[0] if args else Any
         items = [_from_plain(item_hint, item, f"{where}[{i}]") for i, item in enumerate(value)]
         return tuple(items) if origin is tuple else items
+    check_number_fits(where, value)
     return value
 
 
@@ -266,8 +268,27 @@ def check_override_keys(
 # --- validators used by __post_init__ methods -------------------------------------------
 
 
+MAX_WHOLE_NUMBER = 2**63 - 1
+"""The largest whole number a config may hold: what SQLite (the job store) and torch's seeds hold."""
+
+
+def check_number_fits(name: str, value: Any) -> None:
+    """Raise ConfigError for a number no store or tensor can hold: NaN, an infinity, or a whole
+    number beyond :data:`MAX_WHOLE_NUMBER` (bools and non-numbers pass: other checks name them)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"`{name}` should be a finite number, got {value!r}")
+    if isinstance(value, int) and abs(value) > MAX_WHOLE_NUMBER:
+        raise ConfigError(
+            f"`{name}` is too large ({value}): whole numbers may be at most {MAX_WHOLE_NUMBER} "
+            "(2^63 - 1, what the job store and torch hold)"
+        )
+
+
 def check_positive(name: str, value: float, *, allow_zero: bool = False, why: str = "") -> None:
-    """Raise ConfigError unless ``value`` > 0 (or >= 0 with ``allow_zero``)."""
+    """Raise ConfigError unless ``value`` > 0 (or >= 0 with ``allow_zero``) and finite."""
+    check_number_fits(name, value)
     ok = (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
@@ -279,7 +300,8 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False, why: st
 
 
 def check_range(name: str, value: float, low: float, high: float, *, why: str = "") -> None:
-    """Raise ConfigError unless ``low <= value <= high``."""
+    """Raise ConfigError unless ``low <= value <= high`` (NaN never is)."""
+    check_number_fits(name, value)
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
         raise ConfigError(
             f"`{name}` should be between {low} and {high}, got {value!r}{'; ' + why if why else ''}"

@@ -61,6 +61,8 @@ BEST_DIR = "best"
 BEST_INFO_FILE = "best.json"
 """Inside ``best/``: metric, mode, value and step of the best evaluation (next to its LoRA)."""
 CONTROL_DIR = "control"
+OWNER_FILE = "job.json"
+"""The job that owns the folder (``paco jobs``): only it reads its checkpoints, exports or deletes them."""
 PAUSE_PREFIX = "pause-"
 _HOLDER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -445,6 +447,58 @@ class RunFolder:
                 names.append(entry)
         return names
 
+    def remove_run_entries(self, *, extra: tuple[str, ...] = ()) -> list[str]:
+        """Delete what a run wrote here (:meth:`used_entries`, ``control/``, the lock, ``job.json``
+        and the ``extra`` names), never anything else: a user's own files in the folder, or in
+        ``samples/`` and ``control/``, stay. A link is removed, never followed. Returns the names.
+
+        Raises:
+            InputError: something could not be deleted (named, with the reason).
+        """
+        if not self.path.is_dir():
+            return []
+        names = [*self.used_entries(), CONTROL_DIR, LOCK_FILE, OWNER_FILE, *extra]
+        names += [n for n in os.listdir(self.path) if n.startswith(f".{LOCK_FILE}.stale.")]
+        removed = []
+        for name in dict.fromkeys(names):
+            path = self.path / name
+            if not (path.exists() or path.is_symlink()):
+                continue
+            try:
+                if name in (SAMPLES_DIR, CONTROL_DIR) and path.is_dir() and not path.is_symlink():
+                    for child in os.listdir(path):  # only the run's own files inside
+                        if _SAMPLE_NAME.match(child) or child.startswith(PAUSE_PREFIX):
+                            (path / child).unlink()
+                    if os.listdir(path):
+                        continue
+                    path.rmdir()
+                elif path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except OSError as error:
+                raise InputError(
+                    f"cannot delete {str(path)!r} ({error.strerror or error}); the other run files were "
+                    "deleted: fix the permission and delete again"
+                ) from error
+            removed.append(name)
+        return removed
+
+    # ownership by a job (paco jobs)
+    def read_owner(self) -> str | None:
+        """The id of the job that owns the folder (``job.json``), or None (none, or unreadable)."""
+        try:
+            record = json.loads((self.path / OWNER_FILE).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        owner = record.get("job_id") if isinstance(record, dict) else None
+        return owner if isinstance(owner, str) else None
+
+    def write_owner(self, job_id: str, *, store: str = "") -> Path:
+        """Record ``job_id`` as the folder's owner (creates the folder), atomically."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return atomic_write_json(self.path / OWNER_FILE, {"job_id": job_id, "store": store, "since": time.time()})
+
     def is_used(self) -> bool:
         return bool(self.used_entries())
 
@@ -738,6 +792,25 @@ class RunFolder:
             except FileNotFoundError:
                 pass
         return removed
+
+    def release_lapsed_pauses(self) -> list[str]:
+        """Delete the ``while_alive`` requests whose process has ended; returns their holders."""
+        lapsed = []
+        for path, holder in self._pause_files():
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if (
+                isinstance(record, dict) and record.get("while_alive")
+                and not is_process_alive(record.get("pid"), record.get("pid_start_time"))
+            ):  # fmt: skip
+                try:
+                    path.unlink()
+                    lapsed.append(holder)
+                except FileNotFoundError:
+                    pass
+        return lapsed
 
     def pause_requests(self) -> list[dict[str, Any]]:
         """The pending pause requests (holder, reason, pid, since), oldest first; a

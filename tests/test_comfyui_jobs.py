@@ -219,7 +219,7 @@ def test_a_job_trains_in_the_background_of_real_comfyui_and_survives_its_kill_9(
                 and j, 240, "the job to end",
             )  # fmt: skip
             assert done["status"] == "completed", done["error"]
-            lora = models / "loras" / "paco" / "tinyfox" / "tinyfox.safetensors"
+            lora = models / "loras" / "paco" / "tinyfox" / job_id / "tinyfox.safetensors"
             until(lora.is_file, 15, "the exported LoRA")
             assert (Path(done["last_checkpoint"]) / "lora.safetensors").read_bytes() == lora.read_bytes()
             # 5. the job's LoRA into a set

@@ -306,7 +306,7 @@ def test_a_claim_whose_dispatcher_died_goes_back_to_the_queue(tmp_path):
 def test_cancel_of_a_queued_job_stops_it_at_once_and_delete_keeps_files(tmp_path):
     store = JobStore(tmp_path / "home")
     job = runner.submit(store, _config(tmp_path), start=False)
-    Path(job.run_dir).mkdir(parents=True)
+    assert Path(job.run_dir, "job.json").is_file()  # submit makes the folder and marks it the job's
     assert runner.cancel(store, job.id).status == "stopped"
     with pytest.raises(JobStateError, match="already ended"):
         runner.cancel(store, job.id)

@@ -400,7 +400,7 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
         20, "no PaCo LoRA node was added",
     )  # fmt: skip
     assert await page.evaluate("app.graph.nodes.length") == nodes_before + 1
-    expected = "paco/quick/quick-best.safetensors"  # exported by ComfyUI's jobs watcher
+    expected = f"paco/quick/{done_id}/quick-best.safetensors"  # exported by ComfyUI's jobs watcher
     assert expected in done_record["lora_files"], done_record["lora_files"]
     assert added == [expected], added
     listed = await page.evaluate(

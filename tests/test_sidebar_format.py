@@ -56,8 +56,8 @@ def test_the_best_lora_choice_prefers_the_exported_files_then_the_export_naming(
     )
     assert choices == [
         "paco/ink-foxes/ink-foxes-best.safetensors",
-        "paco/ink-foxes/ink-foxes-best.safetensors",
-        "paco/job-1/job-1.safetensors",
+        "paco/ink-foxes/job-1/ink-foxes-best.safetensors",  # one folder per job (jobs/export.py)
+        "paco/job-1/job-1/job-1.safetensors",
         None,
     ]
 

@@ -320,12 +320,12 @@ def test_open_judge_records_a_local_judge_source(tiny_models):
 
 def test_training_job_shows_status_sample_curves_and_the_exported_lora(comfy, finished):
     node = comfy["nodes"]["PaCoTrainingJob"]
-    loras = comfy["base"] / "models" / "loras" / "paco" / "fox"
+    loras = comfy["base"] / "models" / "loras" / "paco" / "fox" / finished.id  # one folder per job
     output = run_node(node, **{**widget_defaults(node), "job": finished.id})
     status, sample, curve, lora_name = output.args
     assert status.startswith(f"{finished.id} · fox: completed, step 2/2")
     assert "eval job_rewards:held_brightness = " in status and "train job_rewards:held_brightness" in status
-    assert "paco/fox/fox.safetensors" in status
+    assert f"paco/fox/{finished.id}/fox.safetensors" in status
     assert tuple(sample.shape) == (1, 32, 32, 3)  # the evaluation grid: one 32x32 panel per eval prompt
     expected = Image.open(RunFolder(finished.run_dir).latest_sample()).convert("RGB")
     assert abs(float(sample[0, 5, 5, 0]) * 255 - expected.getpixel((5, 5))[0]) <= 1
@@ -337,11 +337,11 @@ def test_training_job_shows_status_sample_curves_and_the_exported_lora(comfy, fi
     assert Image.open(temp / shown["images"][0]["filename"]).size == (32, 32)
     assert Image.open(temp / shown["images"][1]["filename"]).size == (768, 432)
     # best: the trainer's best LoRA by the held-out evaluation (progress.json's best_lora)
-    assert lora_name == "paco/fox/fox-best.safetensors"
+    assert lora_name == f"paco/fox/{finished.id}/fox-best.safetensors"
     best = Path(RunFolder(finished.run_dir).read_progress()["best_lora"])
     assert (loras / "fox-best.safetensors").read_bytes() == best.read_bytes()
     latest = run_node(node, **{**widget_defaults(node), "job": finished.id, "lora": "latest checkpoint"})
-    assert latest.args[3] == "paco/fox/fox.safetensors"
+    assert latest.args[3] == f"paco/fox/{finished.id}/fox.safetensors"
     assert sorted(p.name for p in loras.iterdir()) == ["fox-best.safetensors", "fox-step1.safetensors",
                                                       "fox-step2.safetensors", "fox.safetensors"]  # fmt: skip
     checkpoint = RunFolder(finished.run_dir).latest_checkpoint()
@@ -349,9 +349,9 @@ def test_training_job_shows_status_sample_curves_and_the_exported_lora(comfy, fi
     # ComfyUI's LoRA list (PaCo LoRA, LoraLoader) shows them after a refresh
     import folder_paths
 
-    assert "paco/fox/fox-step1.safetensors" in folder_paths.get_filename_list("loras")
+    assert f"paco/fox/{finished.id}/fox-step1.safetensors" in folder_paths.get_filename_list("loras")
     assert (
-        "paco/fox/fox.safetensors" in [i for i in node.GET_SCHEMA().outputs if i.id == "lora_name"][0].options
+        f"paco/fox/{finished.id}/fox.safetensors" in [i for i in node.GET_SCHEMA().outputs if i.id == "lora_name"][0].options
     )
 
 
@@ -431,8 +431,8 @@ def test_routes_list_show_metrics_sample_and_log(comfy, finished):
     assert listed["jobs"][0] == {**finished.to_record(), "update_time": listed["jobs"][0]["update_time"]}
     assert s_one == 200 and one["status"] == "completed" and one["progress"]["state"] == "finished"
     assert one["warnings"] == [] and one["eta_s"] is None
-    assert one["lora_files"] == ["paco/fox/fox-best.safetensors", "paco/fox/fox-step1.safetensors",
-                                 "paco/fox/fox-step2.safetensors", "paco/fox/fox.safetensors"]  # fmt: skip
+    assert one["lora_files"] == [f"paco/fox/{job_id}/{name}" for name in (
+        "fox-best.safetensors", "fox-step1.safetensors", "fox-step2.safetensors", "fox.safetensors")]  # fmt: skip
     folder = RunFolder(finished.run_dir)
     name = "rewards/job_rewards:held_brightness/mean"
     assert s_metrics == 200 and metrics["series"][name] == [[s, v] for s, v in folder.metric_series(name)]
@@ -541,7 +541,7 @@ def test_watcher_sends_events_exports_checkpoints_and_routes_cancel_a_running_jo
         wait_for(lambda: any(e.event == "paco.job" and e.data["id"] == job_id and e.data["status"] == "stopped"
                              for e in server.stub_events), 10, "a stopped event")  # fmt: skip
         # the checkpoint saved on stop is exported by the watcher
-        exported = comfy["base"] / "models" / "loras" / "paco" / "held" / "held-step1.safetensors"
+        exported = comfy["base"] / "models" / "loras" / "paco" / "held" / job_id / "held-step1.safetensors"
         wait_for(exported.is_file, 10, "the exported LoRA")
         ((status, deleted),) = call_routes(server, [("DELETE", f"/paco/jobs/{job_id}?files=1", {})])
         assert status == 200 and not Path(deleted["run_dir"]).exists()
@@ -572,7 +572,7 @@ def test_a_yield_job_pauses_within_one_step_while_comfyui_runs_a_prompt(comfy, f
         server.prompt_queue.put((0, "prompt-1", {}, {}, [], {}))  # ComfyUI starts a prompt
         asked = time.monotonic()
         request = wait_for(lambda: folder.pause_requests(), 10, "ComfyUI's pause request")
-        assert request[0]["holder"] == "comfyui" and request[0]["pid"] == os.getpid()  # lapses with ComfyUI
+        assert request[0]["holder"] == f"comfyui-{os.getpid()}" and request[0]["pid"] == os.getpid()  # lapses with it
         wait_for(lambda: folder.read_progress().get("state") == "paused", 60, "the pause")
         latency = time.monotonic() - asked
         progress = folder.read_progress()
@@ -620,8 +620,8 @@ def test_a_job_on_comfyuis_files_trains_to_completion_and_exports_its_lora(comfy
         watch = comfy["nodes"]["PaCoTrainingJob"]
         status, _, _, lora_name = run_node(watch, **{**widget_defaults(watch), "job": job.id}).args
         assert status.startswith(f"{job.id} · fox-files: completed, step 2/2")
-        assert lora_name == "paco/fox-files/fox-files-best.safetensors"
-        exported = models / "loras" / "paco" / "fox-files"
+        assert lora_name == f"paco/fox-files/{job.id}/fox-files-best.safetensors"
+        exported = models / "loras" / "paco" / "fox-files" / job.id
         final = RunFolder(job.run_dir).latest_checkpoint().lora_path
         assert (exported / "fox-files.safetensors").read_bytes() == final.read_bytes()
         from safetensors.torch import load_file

@@ -60,6 +60,11 @@ def register(subparsers) -> None:
     submit.add_argument(
         "--accelerate-config", help="accelerate config file (FSDP, several machines)"
     )
+    earlier = submit.add_mutually_exclusive_group()
+    earlier.add_argument("--resume", action="store_true",
+                         help="the run folder holds an earlier run: continue it from its latest checkpoint")  # fmt: skip
+    earlier.add_argument("--overwrite", action="store_true",
+                         help="the run folder holds an earlier run: delete that run's files and start afresh")  # fmt: skip
     submit.add_argument("--json", action="store_true", help="print the job as JSON instead of its id")
     submit.set_defaults(func=run_submit)
 
@@ -75,6 +80,9 @@ def register(subparsers) -> None:
     logs = actions.add_parser("logs", parents=[home], help="the job's train.log")
     logs.add_argument("id")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    logs.add_argument("--tail-kib", type=int, default=1024,
+                      help="print the log's last KiB only (default 1024); read in bounded chunks")  # fmt: skip
+    logs.add_argument("--all", action="store_true", help="print the whole log (still read in 1 MiB chunks)")
     logs.set_defaults(func=run_logs)
 
     cancel = actions.add_parser(
@@ -95,7 +103,7 @@ def register(subparsers) -> None:
 
     delete = actions.add_parser("delete", parents=[home], help="remove a job that is not running")
     delete.add_argument("id")
-    delete.add_argument("--files", action="store_true", help="also delete its run folder")
+    delete.add_argument("--files", action="store_true", help="also delete what the job wrote into its run folder (other files there stay)")
     delete.set_defaults(func=run_delete)
 
     worker = actions.add_parser(
@@ -128,17 +136,39 @@ def run_submit(args) -> int:
     store = _store(args)
     job = runner.submit(
         store, data, name=args.name, run_dir=args.run_dir, num_processes=args.processes,
-        accelerate_config=args.accelerate_config,
+        accelerate_config=args.accelerate_config, resume=args.resume, overwrite=args.overwrite,
+        name_field="--name",
     )  # fmt: skip
     print(json.dumps(job.to_record(), indent=2) if args.json else job.id)
     return 0
 
 
-def run_list(args) -> int:
-    from paco_core.jobs import runner
+LIST_WAIT_S = 2.0
+"""How long ``list`` waits for the store's write lock to bring statuses up to date; then it
+lists what the store holds (reading needs no lock)."""
 
+
+def printable(text: object) -> str:
+    """``text`` with control and format characters shown escaped (``\\x1b``), never acted on
+    by the terminal (a name or log tail from an older store may hold them)."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+
+
+def _dispatch_for_reading(store) -> None:
+    from paco_core.jobs import runner
+    from paco_core.jobs.store import JobStoreDamagedError, JobStoreError
+
+    try:
+        runner.dispatch(store.waiting_at_most(LIST_WAIT_S))
+    except JobStoreDamagedError:
+        raise
+    except JobStoreError as error:  # locked or read-only: reading still works
+        print(f"paco jobs: note: statuses not refreshed: {error}", file=sys.stderr)
+
+
+def run_list(args) -> int:
     store = _store(args)
-    runner.dispatch(store)
+    _dispatch_for_reading(store)
     jobs = store.list()
     if args.json:
         print(json.dumps([job.to_record() for job in jobs], indent=2))
@@ -150,16 +180,15 @@ def run_list(args) -> int:
     for job in jobs:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at))
         print(
-            f"{job.id:13s}  {job.status:11s}  {f'{job.step}/{job.total}':>9s}  {job.device:7s}  {created:16s}  {job.name}"
+            f"{job.id:13s}  {job.status:11s}  {f'{job.step}/{job.total}':>9s}  {printable(job.device):7s}  "
+            f"{created:16s}  {printable(job.name)}"
         )
     return 0
 
 
 def run_show(args) -> int:
-    from paco_core.jobs import runner
-
     store = _store(args)
-    runner.dispatch(store)
+    _dispatch_for_reading(store)
     record = store.get(args.id).to_record()
     if args.json:
         print(json.dumps(record, indent=2))
@@ -169,7 +198,9 @@ def run_show(args) -> int:
         if key.endswith("_time") and value is not None:
             value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value / 1000))
         if key == "error" and value:
-            value = "\n  " + "\n  ".join(str(value).splitlines())
+            value = "\n  " + "\n  ".join(printable(line) for line in str(value).splitlines())
+        elif value is not None:
+            value = printable(value)
         print(f"{key}: {'' if value is None else value}")
     return 0
 
@@ -178,7 +209,10 @@ def run_logs(args) -> int:
     from paco_core.jobs import runner
 
     store = _store(args)
-    for chunk in runner.follow_log(store, args.id, follow=args.follow):
+    if args.tail_kib < 1:
+        raise ConfigError(f"--tail-kib should be 1 or more, got {args.tail_kib}; --all prints the whole log")
+    tail = None if args.all else args.tail_kib << 10
+    for chunk in runner.follow_log(store, args.id, follow=args.follow, tail_bytes=tail):
         sys.stdout.write(chunk)
         sys.stdout.flush()
     return 0
@@ -217,8 +251,15 @@ def run_wait(args) -> int:
 def run_delete(args) -> int:
     from paco_core.jobs import runner
 
-    job = runner.delete(_store(args), args.id, files=args.files)
-    print(f"deleted {job.id}" + (f" and {job.run_dir}" if args.files else f" (files kept in {job.run_dir})"))
+    deleted = runner.delete(_store(args), args.id, files=args.files)
+    job = deleted.job
+    if not args.files:
+        print(f"deleted {job.id} (files kept in {job.run_dir})")
+    elif deleted.kept_because:
+        print(f"deleted {job.id}; its files are kept in {job.run_dir}: {deleted.kept_because}")
+    else:
+        removed = ", ".join(deleted.removed_files) or "nothing was left"
+        print(f"deleted {job.id} and its run files in {job.run_dir} ({removed}); other files there are kept")
     return 0
 
 

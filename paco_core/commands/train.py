@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config_to_dict(config), indent=2, sort_keys=True))
         return 0
+    if not sys.stderr.isatty():  # a log file (a job's train.log): no progress bars, each warning once
+        quiet_logs_for_a_file()
     from paco_core.callbacks import Hooks
     from paco_core.rl.trainer import EXIT_OK, EXIT_STOPPED, GrpoTrainer
 
@@ -120,3 +122,48 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_STOPPED
     print(f"{who}: finished {result.step} steps; last checkpoint {checkpoint}", file=sys.stderr)
     return EXIT_OK
+
+
+class SayOnce(logging.Filter):
+    """Lets each warning through once: a later one from the same logger whose text starts the
+    same way (the first :attr:`KEY_CHARS` characters: the CLIP truncation warning of every
+    prompt) is dropped. Info lines (the steps) all pass."""
+
+    KEY_CHARS = 60
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[tuple[str, int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, record.getMessage()[: self.KEY_CHARS])
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+def quiet_logs_for_a_file() -> SayOnce:
+    """For a log written to a file: progress bars off (no carriage-return lines), Python
+    warnings through logging, and each warning said once on every handler (this process's,
+    transformers' and diffusers' own)."""
+    import os
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # read when tqdm is first imported
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.captureWarnings(True)
+    once = SayOnce()
+    loggers = [logging.getLogger()]
+    for library in ("transformers", "diffusers"):
+        try:
+            module = __import__(f"{library}.utils.logging", fromlist=["disable_progress_bar"])
+        except ImportError:
+            continue
+        module.disable_progress_bar()
+        loggers.append(logging.getLogger(library))
+    for logger_ in loggers:
+        for handler in logger_.handlers:
+            handler.addFilter(once)
+    return once

@@ -1,6 +1,7 @@
 """Copy a job's LoRA checkpoints into a LoRA folder (ComfyUI's ``models/loras/paco/<name>/``).
 
-File names, for a job whose LoRA name is ``faces``:
+File names, for a job ``job-1a2b3c4d`` whose LoRA name is ``faces``, in ``<root>/faces/job-1a2b3c4d/``
+(one folder per job: two jobs with one name never overwrite each other's files):
 
 - ``faces-step<N>.safetensors``: the LoRA of ``checkpoint-<N>`` (every checkpoint the run
   folder holds; pruned checkpoints stay exported),
@@ -22,25 +23,37 @@ import re
 import shutil
 from pathlib import Path
 
-from paco_core.jobs.store import COMPLETED, Job
+from paco_core.errors import TrainingError
+from paco_core.jobs.store import COMPLETED, MAX_NAME_CHARS, Job
 from paco_core.run_folder import RunFolder
+
+
+class ExportError(TrainingError):
+    """A LoRA file could not be copied to the LoRA folder (disk full, no permission)."""
+
 
 _UNSAFE_RE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def lora_name(job: Job) -> str:
     """The job's LoRA name as a safe file / folder name (from the job name, else its id)."""
-    name = _UNSAFE_RE.sub("-", job.name or "").strip(".-")
+    name = _UNSAFE_RE.sub("-", job.name or "").strip(".-")[:MAX_NAME_CHARS].strip(".-")
     return name or job.id
 
 
 def export_folder(root: str | os.PathLike, job: Job) -> Path:
-    """``<root>/<lora name>``: where the job's LoRA files go."""
-    return Path(root) / lora_name(job)
+    """``<root>/<lora name>/<job id>``: where the job's LoRA files go, its own (two jobs with
+    one name never share a file) and stable (the same for the job's whole life)."""
+    return Path(root) / lora_name(job) / job.id
 
 
 def wanted_files(job: Job) -> dict[str, Path]:
-    """``{exported file name: source lora.safetensors}`` for what the job has now."""
+    """``{exported file name: source lora.safetensors}`` for what the job has now ({} once its
+    run folder belongs to another job, which resumed or overwrote it)."""
+    from paco_core.jobs.runner import owns_run_dir
+
+    if not owns_run_dir(job):
+        return {}
     folder = RunFolder(job.run_dir)
     name = lora_name(job)
     wanted: dict[str, Path] = {}
@@ -76,6 +89,11 @@ def export_job(job: Job, root: str | os.PathLike) -> list[Path]:
             os.replace(tmp, destination)
         except FileNotFoundError:
             continue  # the checkpoint was pruned meanwhile
+        except OSError as error:
+            raise ExportError(
+                f"cannot export the LoRA of job {job.id} to {str(destination)!r} ({error.strerror or error}): "
+                "free disk space or fix the folder's permissions; the job's checkpoints are untouched"
+            ) from error
         copied.append(destination)
     return copied
 

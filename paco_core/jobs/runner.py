@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,9 @@ def submit(
     env: Mapping[str, str] | None = None,
     start: bool = True,
     reuse: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    name_field: str = "name",
 ) -> Job:
     """Validate a training config, queue it as a job and start it when its device is free.
 
@@ -121,13 +125,24 @@ def submit(
         start: dispatch at once (False leaves it queued for the next dispatch).
         reuse: return the newest job with the same name and the same config (the run
             folder aside) instead of queueing a duplicate (a graph run twice).
+        resume: the run folder holds an earlier run (of another job, or of ``paco train``):
+            continue it from its latest checkpoint; this job then owns the folder.
+        overwrite: the run folder holds an earlier run: delete that run's files now (the
+            folder's other files stay) and start afresh.
+        name_field: how the caller calls the name, for messages (``lora_name``, ``--name``).
 
     Returns:
         The job, queued or already claimed by its supervisor.
 
     Raises:
         ConfigError: the config does not validate (the message names the field).
+        InputError: a bad name, or the run folder holds another run (or a queued or
+            running job) and neither ``resume`` nor ``overwrite`` was asked.
     """
+    if name is not None:
+        st.check_job_name(name, field=name_field)
+    if resume and overwrite:
+        raise InputError("resume and overwrite contradict each other: give one of them")
     if not isinstance(num_processes, int) or isinstance(num_processes, bool) or num_processes < 1:
         raise InputError(f"num_processes should be a whole number >= 1, got {num_processes!r}")
     cwd = Path(cwd or os.getcwd()).resolve()
@@ -149,7 +164,7 @@ def submit(
         same = find_same_job(store, resolved, name=name)
         if same is not None:
             return same
-    _check_run_dir_free(store, run_dir)
+    earlier = _check_run_dir_free(store, run_dir, resume=resume, overwrite=overwrite)
     launch = {
         "num_processes": num_processes,
         "accelerate_config": accelerate_config,
@@ -162,6 +177,13 @@ def submit(
         device=device_slot(resolved["model"]["device"], num_processes if not accelerate_config else 2),
         gpu_policy=resolved.get("gpu_policy") or "exclusive",
     )  # fmt: skip
+    try:
+        _take_run_dir(store, job, earlier, overwrite=overwrite)
+    except BaseException:
+        store.delete(job.id)
+        raise
+    if resume:
+        store.update(job.id, resume=True)
     if start:
         dispatch(store)
     return store.get(job.id)
@@ -203,13 +225,101 @@ class _working_dir:
             os.chdir(self.previous)
 
 
-def _check_run_dir_free(store: JobStore, run_dir: Path) -> None:
-    for other in store.list():
-        if Path(other.run_dir) == run_dir and other.status != st.COMPLETED:
+def _check_run_dir_free(store: JobStore, run_dir: Path, *, resume: bool, overwrite: bool) -> list[Job]:
+    """Refuse a run folder that a queued or running job uses, or that holds an earlier run
+    (finished or not) unless ``resume`` or ``overwrite`` says what to do with it.
+
+    Returns:
+        The jobs of the store whose run folder this is (they lose it to the new job).
+    """
+    same = [other for other in store.list() if _same_path(other.run_dir, run_dir)]
+    for other in same:
+        if other.status in (st.QUEUED, *st.ACTIVE_STATUSES):
             raise InputError(
-                f"run folder {str(run_dir)!r} belongs to job {other.id} ({other.status}); "
-                f"resume that job (`paco jobs resume {other.id}`) or choose another output_dir"
+                f"run folder {str(run_dir)!r} belongs to job {other.id} ({other.status}); wait for it "
+                f"to end or cancel it (`paco jobs cancel {other.id}`), or choose another output_dir"
             )
+    folder = RunFolder(run_dir)
+    if folder.path.exists() and not folder.path.is_dir():
+        raise InputError(f"run folder {str(run_dir)!r} is a file, not a folder: choose another output_dir")
+    results = folder.result_entries()
+    owner = folder.read_owner()
+    holder = next((o.id for o in same if o.id == owner), None) or (same[-1].id if same else None)
+    if not (results or holder):
+        return same
+    what = f"job {holder}'s run" if holder else "an earlier run"
+    if resume:
+        if not has_checkpoint(run_dir):
+            raise InputError(
+                f"run folder {str(run_dir)!r} holds {what} but no checkpoint to resume from: "
+                "overwrite it or choose another output_dir"
+            )
+        return same
+    if overwrite:
+        return same
+    hint = f"continue that job (`paco jobs resume {holder}`), " if holder and any(
+        o.id == holder and o.status in st.RESUMABLE_STATUSES for o in same) else ""
+    listed = ", ".join(results[:4]) + (", ..." if len(results) > 4 else "")
+    raise InputError(
+        f"run folder {str(run_dir)!r} holds {what}{f' ({listed})' if listed else ''}: {hint}"
+        "resume it as a new job (--resume), overwrite it (--overwrite deletes that run's files), "
+        "or choose another output_dir"
+    )
+
+
+def _take_run_dir(store: JobStore, job: Job, earlier: list[Job], *, overwrite: bool) -> None:
+    """Make ``job`` the owner of its run folder (``job.json``); with ``overwrite`` first delete
+    the earlier run's files. Earlier jobs of the folder keep their records but no longer own
+    its files: they can no longer be resumed, exported further or delete them."""
+    folder = RunFolder(job.run_dir)
+    if overwrite:
+        removed = remove_run_files(job.run_dir)
+        for other in earlier:  # their checkpoints are gone: their records must not point at ours later
+            store.update(other.id, last_checkpoint=None, best_checkpoint=None)
+        if removed:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "overwrite: deleted the earlier run in %s (%s)", job.run_dir, ", ".join(removed)
+            )
+    try:
+        folder.write_owner(job.id, store=str(store.path))
+    except OSError as error:
+        raise InputError(
+            f"cannot write into the run folder {job.run_dir!r} ({error.strerror or error}): "
+            "choose a writable output_dir"
+        ) from error
+
+
+def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def owns_run_dir(job: Job) -> bool:
+    """Whether the job's run folder is still its own: ``job.json`` names it (or, for a folder of
+    a job from before ``job.json`` existed, names nobody)."""
+    owner = RunFolder(job.run_dir).read_owner()
+    return owner is None or owner == job.id
+
+
+RUN_FILES = (LOG_FILE, CONFIG_FILE)
+"""What the runner writes into a run folder besides the trainer's files (:meth:`RunFolder.used_entries`)."""
+
+
+def remove_run_files(run_dir: str | os.PathLike) -> list[str]:
+    """Delete what a job and its trainer wrote into ``run_dir``, nothing else; the folder itself
+    only when nothing else is left in it. Returns the names removed.
+
+    Raises:
+        InputError: a file could not be deleted (named, with the reason).
+    """
+    folder = RunFolder(run_dir)
+    removed = folder.remove_run_entries(extra=RUN_FILES)
+    try:
+        folder.path.rmdir()  # only when empty: a user's own files keep their folder
+    except OSError:
+        pass
+    return removed
 
 
 # --- dispatch: one running job per device ------------------------------------------------------
@@ -346,7 +456,10 @@ def signal_group(pid: int | None, start_time: int | None, signum: int = signal.S
 
 
 def progress_fields(job: Job) -> dict[str, Any]:
-    """step / total / last and best checkpoint from the run folder, for the store."""
+    """step / total / last and best checkpoint from the run folder, for the store ({} when the
+    folder now belongs to another job: a record never points at another job's files)."""
+    if not owns_run_dir(job):
+        return {}
     folder = RunFolder(job.run_dir)
     progress = folder.read_progress()
     fields: dict[str, Any] = {}
@@ -372,7 +485,7 @@ def final_status(job: Job, exit_code: int | None) -> tuple[str, str | None]:
     """
     progress = RunFolder(job.run_dir).read_progress()
     state = progress.get("state")
-    if float(progress.get("updated_at") or 0) < (job.started_at or 0):
+    if not written_by_this_attempt(job, progress):
         state = None  # left by an earlier attempt: this attempt never wrote one
     if state == "finished":
         return st.COMPLETED, None
@@ -384,7 +497,8 @@ def final_status(job: Job, exit_code: int | None) -> tuple[str, str | None]:
         early = not has_checkpoint(job.run_dir)
         return st.STOPPED, "stopped before the trainer saved a checkpoint" if early else None
     if exit_code is not None and exit_code > 0:
-        return st.FAILED, log_tail(job.run_dir) or f"the trainer exited with code {exit_code}"
+        failed = log_tail(job.run_dir) or f"the trainer exited with code {exit_code}"
+        return st.FAILED, disk_full_note(job.run_dir) + failed
     how = (
         f"killed by signal {-exit_code}" if exit_code is not None and exit_code < 0 else "its process is gone"
     )
@@ -392,6 +506,38 @@ def final_status(job: Job, exit_code: int | None) -> tuple[str, str | None]:
         how = "it exited without writing a final state"
     return st.INTERRUPTED, (
         f"the trainer ended without a final state ({how}); resume with `paco jobs resume {job.id}`"
+    )
+
+
+def written_by_this_attempt(job: Job, progress: Mapping[str, Any]) -> bool:
+    """Whether ``progress`` was written by the job's current trainer, not left by an earlier attempt.
+
+    A writer that started after the trainer (process start times count clock ticks since
+    boot, which the wall clock stepping back does not change) is this attempt's; without
+    those, a record not older than the attempt's start (wall clock) is.
+    """
+    writer_start, trainer_start = progress.get("pid_start_time"), job.pid_start
+    if isinstance(writer_start, int) and isinstance(trainer_start, int) and writer_start >= trainer_start:
+        return True
+    return float(progress.get("updated_at") or 0) >= (job.started_at or 0)
+
+
+DISK_FULL_BYTES = 16 << 20
+
+
+def disk_full_note(run_dir: str | os.PathLike) -> str:
+    """``"the disk ... is full ... "`` when the run folder's disk has almost no space left, else ``""``."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(run_dir).free
+    except OSError:
+        return ""
+    if free >= DISK_FULL_BYTES:
+        return ""
+    return (
+        f"the disk holding {str(run_dir)!r} is full ({free >> 10} KiB free): free some space, then resume "
+        "the job. "
     )
 
 
@@ -421,7 +567,7 @@ def reconcile(store: JobStore) -> list[Job]:
     now = time.time()
     for job in store.list(statuses=st.ACTIVE_STATUSES):
         if job.supervisor_pid is None and job.pid is None:
-            if now - (job.started_at or now) < START_GRACE_S:
+            if 0 <= now - (job.started_at or now) < START_GRACE_S:  # (a clock stepped back: not a start)
                 still_active.append(job)  # its supervisor is being started
             elif job.status == st.STOPPING:
                 store.update(job.id, expect=(st.STOPPING,), status=st.STOPPED, ended_at=now)
@@ -483,10 +629,20 @@ def resume(store: JobStore, job_id: str, *, num_iterations: int | None = None, s
         raise JobStateError(
             f"job {job_id} is {job.status}; only {', '.join(st.RESUMABLE_STATUSES)} jobs can be resumed"
         )
+    owner = RunFolder(job.run_dir).read_owner()
+    if not owns_run_dir(job):
+        raise JobStateError(
+            f"job {job_id}'s run folder {job.run_dir!r} now belongs to job {owner}: resume that job, "
+            "or submit a new run"
+        )
     changes: dict[str, Any] = {}
     if num_iterations is not None:
-        if not isinstance(num_iterations, int) or num_iterations < 1:
-            raise ConfigError(f"num_iterations should be a whole number >= 1, got {num_iterations!r}")
+        from paco_core.config import MAX_WHOLE_NUMBER
+
+        if not isinstance(num_iterations, int) or not 1 <= num_iterations <= MAX_WHOLE_NUMBER:
+            raise ConfigError(
+                f"num_iterations should be a whole number from 1 to {MAX_WHOLE_NUMBER}, got {num_iterations!r}"
+            )
         changes["config"] = {**job.config, "num_iterations": num_iterations}
         changes["total"] = num_iterations
     if not store.update(
@@ -499,18 +655,45 @@ def resume(store: JobStore, job_id: str, *, num_iterations: int | None = None, s
     return store.get(job_id)
 
 
-def delete(store: JobStore, job_id: str, *, files: bool = False) -> Job:
-    """Remove a job from the store (refused while it runs); ``files`` also deletes its run folder."""
-    import shutil
+@dataclass
+class DeletedJob:
+    """What :func:`delete` did: the job's last record, the run files removed, and why files were kept."""
 
+    job: Job
+    removed_files: list[str] = field(default_factory=list)
+    kept_because: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {**self.job.to_record(), "removed_files": self.removed_files, "kept_because": self.kept_because}
+
+
+def delete(store: JobStore, job_id: str, *, files: bool = False) -> DeletedJob:
+    """Remove a job from the store (refused while it runs).
+
+    ``files`` also deletes what the job wrote into its run folder (checkpoints, samples,
+    metrics, its log ...), never anything else: a user's own files there stay, and so does
+    the folder when they do. A run folder that now belongs to another job (which resumed or
+    overwrote it) is left alone, and says so in ``kept_because``.
+    """
     reconcile(store)
     job = store.get(job_id)
     if job.is_active:
         raise JobStateError(f"job {job_id} is {job.status}; cancel it first (`paco jobs cancel {job_id}`)")
+    kept_because = _files_kept_because(store, job) if files else None
     store.delete(job_id)
-    if files and Path(job.run_dir).is_dir():
-        shutil.rmtree(job.run_dir, ignore_errors=True)
-    return job
+    removed = remove_run_files(job.run_dir) if files and kept_because is None else []
+    return DeletedJob(job, removed, kept_because)
+
+
+def _files_kept_because(store: JobStore, job: Job) -> str | None:
+    """Why ``delete --files`` must keep the job's run folder (None: it may delete the job's files)."""
+    owner = RunFolder(job.run_dir).read_owner()
+    if owner is not None and owner != job.id:
+        return f"the run folder now belongs to job {owner}"
+    others = [o.id for o in store.list() if o.id != job.id and _same_path(o.run_dir, job.run_dir)]
+    if owner is None and others:  # a folder of jobs from before job.json: whose files are whose is unknown
+        return f"jobs {', '.join(others)} use the same run folder"
+    return None
 
 
 def wait(store: JobStore, job_id: str, *, timeout: float | None = None, poll: float = 0.5) -> Job:
@@ -527,20 +710,65 @@ def wait(store: JobStore, job_id: str, *, timeout: float | None = None, poll: fl
         time.sleep(poll)
 
 
-def follow_log(store: JobStore, job_id: str, *, follow: bool = False, poll: float = 0.5) -> Iterator[str]:
-    """The job's log text in chunks; with ``follow``, keeps yielding until the job has ended."""
-    job = store.get(job_id)
+LOG_CHUNK_BYTES = 1 << 20
+"""How much of a log is read at once: reading a huge log never holds more than this."""
+
+
+def log_path(job: Job) -> Path | None:
+    """The job's ``train.log`` when it is a regular file inside the run folder, else None.
+
+    Raises:
+        InputError: ``train.log`` is a link (or leads) out of the run folder; it is never read.
+    """
     path = Path(job.run_dir) / LOG_FILE
-    offset, last_pass = 0, False
+    if not path.is_file():  # missing, a folder, a FIFO (which would block a reader forever)
+        return None
+    if Path(job.run_dir).resolve() not in path.resolve().parents:
+        raise InputError(f"job {job.id}'s {LOG_FILE} leads out of its run folder ({path} is a link): not read")
+    return path
+
+
+def read_log_tail(job: Job, lines: int, *, max_bytes: int = LOG_CHUNK_BYTES, max_line_chars: int = 2000) -> list[str]:
+    """The last ``lines`` lines of the job's log, reading at most its last ``max_bytes`` bytes;
+    a longer line keeps its last ``max_line_chars`` characters after ``…``."""
+    path = log_path(job)
+    if path is None:
+        return []
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - max_bytes))
+        text = handle.read(max_bytes).decode("utf-8", errors="replace")
+    found = text.splitlines()[-lines:] if lines > 0 else []
+    return [line if len(line) <= max_line_chars else "…" + line[-max_line_chars:] for line in found]
+
+
+def follow_log(
+    store: JobStore, job_id: str, *, follow: bool = False, poll: float = 0.5, tail_bytes: int | None = None
+) -> Iterator[str]:
+    """The job's log text in chunks of at most :data:`LOG_CHUNK_BYTES`; with ``follow``, keeps
+    yielding until the job has ended. ``tail_bytes``: start that many bytes before the end."""
+    import codecs
+
+    job = store.get(job_id)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    offset, last_pass, first = 0, False, True
     while True:
         chunk = b""
-        if path.is_file():
+        path = log_path(job)
+        if path is not None:
             with open(path, "rb") as handle:
+                if first and tail_bytes is not None:
+                    handle.seek(0, os.SEEK_END)
+                    offset = max(0, handle.tell() - tail_bytes)
                 handle.seek(offset)
-                chunk = handle.read()
+                chunk = handle.read(LOG_CHUNK_BYTES)
                 offset = handle.tell()
+            first = False
         if chunk:
-            yield chunk.decode("utf-8", errors="replace")
+            yield decoder.decode(chunk)
+            if len(chunk) == LOG_CHUNK_BYTES:
+                continue  # more to read now
         if not follow:
             return
         if not chunk:

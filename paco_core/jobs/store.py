@@ -23,18 +23,23 @@ Statuses (see docs/jobs.md for the transitions)::
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import json
+import logging
 import os
 import secrets
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paco_core.errors import InputError
+from paco_core.errors import InputError, PaCoError
+
+logger = logging.getLogger(__name__)
 
 STORE_FILE = "jobs.sqlite3"
 HOME_ENV = "PACO_HOME"
@@ -52,12 +57,81 @@ GPU_POLICIES = ("exclusive", "yield")
 """From the training config's ``gpu_policy``: ``yield`` pauses for ComfyUI's prompts (docs/gpu-sharing.md)."""
 
 
+class JobStoreError(PaCoError):
+    """The store's file cannot be used as asked: damaged, read-only, locked too long, disk full."""
+
+
+class JobStoreDamagedError(JobStoreError):
+    """The store's file is not a sound SQLite database (a damaged page, not a database at all)."""
+
+
+class JobStoreBusyError(JobStoreError):
+    """Another process held the store's write lock for longer than the wait allows."""
+
+
+def store_error(path: Path, error: sqlite3.Error, waited_s: float = BUSY_TIMEOUT_S) -> JobStoreError:
+    """The one-line error a user sees for an SQLite failure of the store at ``path``."""
+    name = getattr(error, "sqlite_errorname", "") or ""
+    text = str(error)
+    where = repr(str(path))
+    if name.startswith("SQLITE_BUSY") or name.startswith("SQLITE_LOCKED") or "locked" in text:
+        return JobStoreBusyError(
+            f"the job store {where} stayed locked by another process for {waited_s:g} s: try again in a "
+            "moment; if it stays locked, find the process that holds it (`fuser` on the file) and end it"
+        )
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return JobStoreError(
+            f"the job store {where} is read-only ({text}): make the file and its folder writable "
+            "(chmod u+w; chattr -i for an immutable file), or use another --home / PACO_HOME"
+        )
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text or "not a database" in text:
+        return JobStoreDamagedError(
+            f"the job store {where} is damaged ({text}); PaCo leaves it as it is: move it aside (e.g. add "
+            "'.damaged' to its name) and a new, empty store is made; run folders and exported LoRAs are "
+            "not in it and stay (`sqlite3 FILE .recover` may save its records)"
+        )
+    if name.startswith("SQLITE_FULL") or "full" in text:
+        return JobStoreError(f"the disk holding the job store {where} is full ({text}): free some space")
+    return JobStoreError(f"the job store {where} failed: {text} ({name or type(error).__name__})")
+
+
 class JobNotFoundError(InputError):
     """No job with this id in the store."""
 
 
 class JobStateError(InputError):
     """The job's status does not allow the request (delete a running job, resume a completed one)."""
+
+
+MAX_NAME_CHARS = 100
+"""A job's name becomes its LoRA files' names (``<name>-step<N>.safetensors``): kept well under
+the 255 bytes a file name may have."""
+
+
+def check_job_name(name: str, *, field: str = "name") -> str:
+    """``name`` if it can name a job and its LoRA files; ``field`` is how the caller calls it.
+
+    Refused: an empty name, more than :data:`MAX_NAME_CHARS` characters, and control or
+    format characters (a newline, a carriage return, an escape sequence that a terminal
+    would act on when ``paco jobs list`` prints the name, a right-to-left override).
+
+    Raises:
+        InputError: naming ``field``, what was wrong and the fix.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"{field} is empty: give the job a name, e.g. 'ink-foxes'")
+    if len(name) > MAX_NAME_CHARS:
+        raise InputError(
+            f"{field} has {len(name)} characters, more than {MAX_NAME_CHARS}: give a shorter name "
+            "(it names the LoRA files)"
+        )
+    bad = next((ch for ch in name if unicodedata.category(ch)[0] == "C" or ch in "\u2028\u2029"), None)
+    if bad is not None:
+        raise InputError(
+            f"{field} {ascii(name)[:80]} holds the control character {ascii(bad)}: use letters, digits, "
+            "spaces and punctuation only"
+        )
+    return name
 
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
@@ -110,9 +184,22 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def schema_version(connection: sqlite3.Connection) -> int:
-    connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    """The store's schema version (0 for a new file); reads only, so a read-only store answers."""
+    found = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if not found:
+        return 0
     row = connection.execute("SELECT MAX(version) FROM schema_version").fetchone()
     return int(row[0] or 0)
+
+
+def check_not_newer(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise InputError(
+            f"the job store has schema version {version}, newer than this pack's {SCHEMA_VERSION}: "
+            "update ComfyUI-PaCo, or use another --home"
+        )
 
 
 def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
@@ -121,31 +208,33 @@ def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int
     Raises:
         InputError: the file was written by a newer version of the pack.
     """
+    if schema_version(connection) == 0:
+        connection.execute("PRAGMA journal_mode = WAL")  # kept in the file: set once, when it is made
     connection.execute("BEGIN IMMEDIATE")
     try:
         version = schema_version(connection)
-        if version > SCHEMA_VERSION:
-            raise InputError(
-                f"the job store has schema version {version}, newer than this pack's {SCHEMA_VERSION}: "
-                "update ComfyUI-PaCo, or use another --home"
-            )
+        check_not_newer(version)
+        connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         for number in range(version + 1, target + 1):
             for statement in MIGRATIONS[number - 1]:
                 connection.execute(statement)
             connection.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
         connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
         raise
     return max(version, target)
 
 
-def open_connection(path: str | os.PathLike) -> sqlite3.Connection:
-    """A connection with WAL, a busy timeout and manual transactions (``isolation_level=None``)."""
-    connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+def open_connection(path: str | os.PathLike, busy_timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+    """A connection with a busy timeout and manual transactions (``isolation_level=None``).
+
+    Opening writes nothing (the file's WAL mode is set once, by :func:`migrate`), so reading
+    a read-only store, or one another process holds the write lock of, works."""
+    connection = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None)
     connection.row_factory = sqlite3.Row
-    connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
     connection.execute("PRAGMA synchronous = NORMAL")
     return connection
 
@@ -270,8 +359,9 @@ class JobStore:
         'running'
     """
 
-    def __init__(self, home: str | os.PathLike | None = None):
+    def __init__(self, home: str | os.PathLike | None = None, *, busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.home = resolve_home(home)
+        self.busy_timeout_s = busy_timeout_s
         try:
             self.home.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -279,8 +369,21 @@ class JobStore:
                 f"cannot create the job store folder {str(self.home)!r}: {error.strerror}"
             ) from error
         self.path = self.home / STORE_FILE
-        with self.connect() as connection:
-            migrate(connection)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Create or migrate the file when needed; a store at the latest version is only read."""
+        with self._open() as connection:
+            version = schema_version(connection)
+            check_not_newer(version)
+            if version < SCHEMA_VERSION:
+                migrate(connection)
+
+    def waiting_at_most(self, seconds: float) -> JobStore:
+        """This store with a shorter wait for the write lock (a listing that must answer quickly)."""
+        other = copy.copy(self)
+        other.busy_timeout_s = seconds
+        return other
 
     @property
     def runs_dir(self) -> Path:
@@ -288,15 +391,29 @@ class JobStore:
         return self.home / "runs"
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
+    def _open(self) -> Iterator[sqlite3.Connection]:
+        """A connection whose SQLite errors become one-line :class:`JobStoreError` messages."""
         try:
-            connection = open_connection(self.path)
+            connection = open_connection(self.path, self.busy_timeout_s)
         except sqlite3.Error as error:
-            raise InputError(f"cannot open the job store {str(self.path)!r}: {error}") from error
+            raise store_error(self.path, error, self.busy_timeout_s) from error
         try:
             yield connection
+        except sqlite3.Error as error:
+            raise store_error(self.path, error, self.busy_timeout_s) from error
         finally:
             connection.close()
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A short-lived connection; a store file deleted meanwhile is made again (empty, with a warning)."""
+        if not self.path.exists():
+            logger.warning("the job store %s was deleted: starting a new, empty one", self.path)
+            with contextlib.suppress(OSError):  # its folder may have gone too
+                self.home.mkdir(parents=True, exist_ok=True)
+            self._upgrade()
+        with self._open() as connection:
+            yield connection
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -306,7 +423,8 @@ class JobStore:
             try:
                 yield connection
             except BaseException:
-                connection.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
                 raise
             connection.execute("COMMIT")
 
@@ -324,6 +442,7 @@ class JobStore:
         job_id: str | None = None,
     ) -> Job:
         """Insert a queued job and return it."""
+        check_job_name(name)
         if gpu_policy not in GPU_POLICIES:
             raise InputError(f"gpu_policy should be one of {', '.join(GPU_POLICIES)}, got {gpu_policy!r}")
         now = time.time()

@@ -50,7 +50,7 @@ def supervise(store: st.JobStore, job_id: str) -> int:
         with open(os.path.join(job.run_dir, runner.LOG_FILE), "ab") as log:
             trainer = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, close_fds=True,
+                start_new_session=True, close_fds=True, env=trainer_env(),
             )  # fmt: skip
     except (OSError, PaCoError) as error:
         store.update(
@@ -66,19 +66,63 @@ def supervise(store: st.JobStore, job_id: str) -> int:
             code = trainer.wait(timeout=REFRESH_S)
             break
         except subprocess.TimeoutExpired:
-            job = store.get(job_id)
-            changed = {k: v for k, v in runner.progress_fields(job).items() if getattr(job, k) != v}
-            if changed:
-                store.update(job_id, expect=st.ACTIVE_STATUSES, **changed)
+            _keep_going(_refresh, store, job_id)  # a full disk or a locked store never stops the trainer
+    _say(f"job {job_id}: trainer exited with code {code}")
+    for _attempt in range(FINAL_TRIES):  # record the end once the store can be written again
+        if _keep_going(_record_end, store, job_id, code):
+            break
+        time.sleep(REFRESH_S)
+    else:
+        _say(f"job {job_id}: could not record its end; the next reader of the store reconciles it")
+        return code
+    _keep_going(runner.dispatch, store)
+    return code
+
+
+FINAL_TRIES = 150
+"""How often (every REFRESH_S) the supervisor tries to record the trainer's end in a store it
+cannot write (disk full, locked, read-only): about five minutes."""
+
+
+def _refresh(store: st.JobStore, job_id: str) -> None:
+    job = store.get(job_id)
+    changed = {k: v for k, v in runner.progress_fields(job).items() if getattr(job, k) != v}
+    if changed:
+        store.update(job_id, expect=st.ACTIVE_STATUSES, **changed)
+
+
+def _record_end(store: st.JobStore, job_id: str, code: int) -> None:
     job = store.get(job_id)
     status, error = runner.final_status(job, code)
-    _say(f"job {job_id}: trainer exited with code {code}; status {status}")
     store.update(
         job_id, expect=st.ACTIVE_STATUSES, status=status, error=error, exit_code=code,
         ended_at=time.time(), **runner.progress_fields(job),
     )  # fmt: skip
-    runner.dispatch(store)
-    return code
+    _say(f"job {job_id}: status {status}")
+
+
+def _keep_going(step, *args) -> bool:
+    """Run ``step``; a store or file error is said in the log (one line) instead of ending the supervisor."""
+    global _last_problem
+    try:
+        step(*args)
+    except (PaCoError, OSError) as error:
+        problem = " ".join(str(error).split())
+        if problem != _last_problem:  # said once, not every REFRESH_S
+            _say(f"cannot update the job store now ({problem}); trying again")
+        _last_problem = problem
+        return False
+    _last_problem = None
+    return True
+
+
+_last_problem: str | None = None
+
+
+def trainer_env() -> dict[str, str]:
+    """The trainer's environment: this one with progress bars off (train.log is a file: no
+    carriage-return lines), unless the job's recorded environment says otherwise."""
+    return {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", **os.environ}
 
 
 def _say(message: str) -> None:
@@ -90,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("job_id")
     parser.add_argument("--home", required=True)
     args = parser.parse_args(argv)
-    supervise(st.JobStore(args.home), args.job_id)
+    try:
+        supervise(st.JobStore(args.home), args.job_id)
+    except PaCoError as error:  # the store could not be used before the trainer started
+        _say(f"job {args.job_id}: cannot start: {' '.join(str(error).split())}")
+        return 1
     return 0
 
 

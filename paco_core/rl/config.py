@@ -8,11 +8,19 @@ for the three released settings). Every bad value raises
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from paco_core.config import check_choice, check_positive, check_range, config_from_dict, literal_choices
+from paco_core.config import (
+    check_choice,
+    check_number_fits,
+    check_positive,
+    check_range,
+    config_from_dict,
+    literal_choices,
+)
 from paco_core.errors import ConfigError
 from paco_core.models.lora_files import architecture_of_kind
 from paco_core.reward.judge_client import is_server_url
@@ -254,9 +262,12 @@ class RewardSpec:
                 f"reward name {self.name!r} is neither a built-in ({', '.join(BUILTIN_REWARDS)}) nor "
                 "`module:function` (a function taking images, prompts, metadata and returning one score per image)"
             )
-        if not isinstance(self.weight, (int, float)) or self.weight < 0:
+        if (
+            not isinstance(self.weight, (int, float)) or isinstance(self.weight, bool)
+            or not math.isfinite(self.weight) or self.weight < 0
+        ):  # fmt: skip
             raise ConfigError(
-                f"reward {self.name!r}: `weight` should be zero or positive, got {self.weight!r}"
+                f"reward {self.name!r}: `weight` should be zero or positive and finite, got {self.weight!r}"
             )
 
 
@@ -594,6 +605,7 @@ class TrainConfig:
             )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError(f"`seed` should be a non-negative integer, got {self.seed!r}")
+        check_number_fits("seed", self.seed)
         if not self.output_dir:
             raise ConfigError("`output_dir` is empty: name the folder for checkpoints and metrics")
         if not self.lora.target_modules:

@@ -124,7 +124,7 @@ export function loraBaseName(record) {
   return name || record.id;
 }
 
-/** The loras-folder name of the job's best LoRA (``paco/<name>/<name>-best.safetensors``),
+/** The loras-folder name of the job's best LoRA (``paco/<name>/<job id>/<name>-best.safetensors``),
  * or of its final LoRA when it has no best one; null when it has neither yet. The detail
  * record's ``lora_files`` (what ComfyUI's jobs watcher exported) wins over the computed name. */
 export function bestLoraChoice(record) {
@@ -134,9 +134,9 @@ export function bestLoraChoice(record) {
   const base = loraBaseName(record);
   const final = exported.find((name) => name.endsWith(`/${base}.safetensors`));
   if (final) return final;
-  if (record.best_lora || record.best_checkpoint) return `paco/${base}/${base}-best.safetensors`;
+  if (record.best_lora || record.best_checkpoint) return `paco/${base}/${record.id}/${base}-best.safetensors`;
   if (record.status === "completed" && (record.lora || record.last_checkpoint)) {
-    return `paco/${base}/${base}.safetensors`;
+    return `paco/${base}/${record.id}/${base}.safetensors`;
   }
   return null;
 }
