@@ -32,7 +32,9 @@ LORA_TARGETS: dict[str, tuple[str, ...]] = {
 """LoRA target modules per transformer architecture (FLUX and Kontext share the FLUX names;
 Qwen-Image names its feed-forward layers img_mlp / txt_mlp)."""
 
-BUILTIN_REWARDS = ("consistency", "edit", "clip_t", "pickscore")
+BUILTIN_REWARDS = ("consistency", "edit", "clip_t", "pickscore", "reference")
+JUDGE_REWARDS = ("consistency", "edit", "reference")
+"""The built-in rewards that ask the PaCo-Reward judge."""
 
 
 def default_lora_targets(kind: str) -> tuple[str, ...]:
@@ -295,6 +297,13 @@ class RewardConfig:
         default="",
         metadata=_help("PickScore folder for pickscore (yuvalkirstain/PickScore_v1); never clip_path"),
     )
+    references: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            "reference image files for the reference reward (each panel vs each reference, judged; the mean); "
+            "any size and mode"
+        ),
+    )
     judge_theme: Literal["preamble", "theme"] = field(
         default="preamble",
         metadata=_help(
@@ -320,6 +329,13 @@ class RewardConfig:
         if sum(r.weight for r in self.rewards) <= 0:
             raise ConfigError(
                 f"`rewards.rewards` weights sum to 0: {[(r.name, r.weight) for r in self.rewards]}"
+            )
+        self.references = tuple(str(path) for path in self.references)
+        uses_reference = "reference" in names + [r.name for r in self.eval_rewards]
+        if uses_reference and not self.references:
+            raise ConfigError(
+                "reward reference needs reference images: set `rewards.references` to one or more image files "
+                "(PaCo Train LoRA: connect the references input)"
             )
         check_choice("rewards.aggregation", self.aggregation, literal_choices(RewardConfig, "aggregation"))
         check_choice("rewards.judge_theme", self.judge_theme, literal_choices(RewardConfig, "judge_theme"))
@@ -558,7 +574,7 @@ class TrainConfig:
         for key, path in (("data.train_file", self.data.train_file), ("data.eval_file", self.data.eval_file)):
             if path and not os.path.isfile(path):
                 raise ConfigError(f"`{key}` {path!r} does not exist")
-        needs_judge = {"consistency", "edit"} & {
+        needs_judge = set(JUDGE_REWARDS) & {
             r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)
         }
         if needs_judge and not (self.rewards.judge_path or self.rewards.judge_url):
@@ -567,6 +583,10 @@ class TrainConfig:
                 "or `rewards.judge_url` to a judge server"
             )
         used = {r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)}
+        if "reference" in used:
+            from paco_core.rl.reference_reward import load_reference_images
+
+            load_reference_images(self.rewards.references)  # each file exists and reads as an image
         if "clip_t" in used and not self.rewards.clip_path:
             raise ConfigError(
                 "reward clip_t needs a CLIP model: set `rewards.clip_path` (the paper: CLIP-ViT-H-14-laion2B-s32B-b79K)"
