@@ -209,10 +209,22 @@ class DataConfig:
         default="", metadata=_help("folder edit-row image paths are relative to (default: the file's)")
     )
     num_eval_prompts: int = field(default=4, metadata=_help("eval rows used at each evaluation (0 = all)"))
+    drop_zero_spread_prompts: bool = field(
+        default=False,
+        metadata=_help(
+            "stop sampling a prompt once its group's rewards had no spread (no gradient, a wasted rollout); "
+            "other prompts take its place. Off in the released presets"
+        ),
+    )
+    zero_spread_std: float = field(
+        default=1e-4,
+        metadata=_help("a group teaches nothing when every reward's std within it is at most this"),
+    )
 
     def __post_init__(self) -> None:
         check_range("data.eval_fraction", self.eval_fraction, 0.0, 0.9)
         check_positive("data.num_eval_prompts", self.num_eval_prompts, allow_zero=True)
+        check_positive("data.zero_spread_std", self.zero_spread_std, allow_zero=True)
 
 
 @dataclass

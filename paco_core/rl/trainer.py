@@ -481,6 +481,7 @@ class GrpoTrainer:
             clip_max=config.advantages.adv_clip_max, tameable=self.tameable_rewards(),
         )  # fmt: skip
         reward_s = time.perf_counter() - started
+        teach_nothing = self._groups_that_teach_nothing(rows, scores.scores, groups)
         # 5. the PPO update
         started = time.perf_counter()
         ema_updates: list[float] = []
@@ -493,12 +494,27 @@ class GrpoTrainer:
         for name in scores.names:
             self.reward_history.setdefault(name, []).append(metrics[f"rewards/{name}/mean"])
         metrics.update(update)
+        metrics.update(teach_nothing)
         if ema_updates:
             metrics.update({"ema/decay": ema_updates[-1], "ema/updates": len(ema_updates)})
         metrics.update({"time/rollout_s": rollout_s, "time/reward_s": reward_s,
                         "time/update_s": time.perf_counter() - started, "lr": self.optimizer.param_groups[0]["lr"],
                         "sde_steps": list(sde_steps)})  # fmt: skip
         return metrics
+
+    def _groups_that_teach_nothing(self, rows: list[PromptRow], scores: np.ndarray, groups: np.ndarray) -> dict:
+        """Count the groups with no reward spread (``groups/zero_spread``); with
+        ``data.drop_zero_spread_prompts`` their prompts are no longer sampled (rl/zero_spread.py)."""
+        from paco_core.rl.zero_spread import zero_spread_groups
+
+        data = self.config.data
+        found = zero_spread_groups(scores, groups, tolerance=data.zero_spread_std)
+        if data.drop_zero_spread_prompts and found:
+            dropped = self.sampler.drop([rows[g] for g in found], keep_at_least=len(rows))
+            if dropped:
+                logger.info("dropped %d prompt(s) whose group taught nothing: %s", len(dropped),
+                            "; ".join(row.prompt[:50] for row in dropped))  # fmt: skip
+        return {"groups/zero_spread": len(found), "groups/dropped_prompts": len(self.sampler.dropped)}
 
     def tameable_rewards(self) -> np.ndarray | None:
         """Which of the training rewards log-taming may transform (None: all)."""
