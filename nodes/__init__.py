@@ -12,7 +12,7 @@ import importlib
 
 from comfy_api.latest import ComfyExtension, io
 
-NODE_MODULES = ("grid", "judge", "generation", "model_files", "training")
+NODE_MODULES = ("grid", "judge", "generation", "model_files", "training", "prompt_sets")
 
 
 def all_nodes() -> list[type[io.ComfyNode]]:
