@@ -514,6 +514,31 @@ class TrainConfig:
             "got worse at this many evaluations in a row; 0 = never warn"
         ),
     )
+    guardrail_image_checks: bool = field(
+        default=True,
+        metadata=_help(
+            "compare the eval samples' high-frequency and grid energy, sharpness and saturation with the first "
+            "evaluation's and warn when one moves past guardrail_image_tolerance (docs/guardrail.md)"
+        ),
+    )
+    guardrail_image_tolerance: float = field(
+        default=0.5, metadata=_help("relative change that fires an image check: 0.5 = up by half (sharpness: down)")
+    )
+    guardrail_action: Literal["warn", "stop", "rollback"] = field(
+        default="warn",
+        metadata=_help(
+            "on a guardrail warning: warn; stop (checkpoint saved, best/ kept); rollback (the LoRA, its EMA and "
+            "optimizer go back to the best evaluation's checkpoint and training goes on with new data and noise)"
+        ),
+    )
+    guardrail_second_judge: str = field(
+        default="",
+        metadata=_help(
+            "a held-out metric the reward does not optimise, eval/second_judge/mean: clip:<CLIP folder> (image "
+            "similarity to rewards.references) or a Qwen2.5-VL folder / judge URL (zero-shot); the guardrail's "
+            "held-out metric when best_metric is empty"
+        ),
+    )
     gpu_policy: Literal["exclusive", "yield"] = field(
         default="exclusive",
         metadata=_help(
@@ -543,9 +568,14 @@ class TrainConfig:
         check_choice("best_mode", self.best_mode, literal_choices(TrainConfig, "best_mode"))
         check_choice("gpu_policy", self.gpu_policy, literal_choices(TrainConfig, "gpu_policy"))
         check_positive("guardrail_patience", self.guardrail_patience, allow_zero=True)
+        check_positive("guardrail_image_tolerance", self.guardrail_image_tolerance)
+        check_choice("guardrail_action", self.guardrail_action, literal_choices(TrainConfig, "guardrail_action"))
+        self.guardrail_second_judge = (self.guardrail_second_judge or "").strip()
         self.best_metric = self.best_metric or ""
         eval_names = [r.name for r in self.rewards.evaluation]
         allowed = [f"eval/rewards/{name}/{stat}" for name in eval_names for stat in ("mean", "invalid")]
+        if self.guardrail_second_judge:
+            allowed = ["eval/second_judge/mean", "eval/second_judge/invalid", *allowed]
         if self.best_metric and self.best_metric not in allowed:
             raise ConfigError(
                 f"`best_metric` {self.best_metric!r} is not an eval metric of this run: use one of "
@@ -561,7 +591,11 @@ class TrainConfig:
     @property
     def held_out_metric(self) -> str:
         """The eval metric the best checkpoint and the guardrail follow (``best_metric`` or its default)."""
-        return self.best_metric or f"eval/rewards/{self.rewards.evaluation[0].name}/mean"
+        if self.best_metric:
+            return self.best_metric
+        if self.guardrail_second_judge:
+            return "eval/second_judge/mean"
+        return f"eval/rewards/{self.rewards.evaluation[0].name}/mean"
 
     @property
     def lora_targets(self) -> tuple[str, ...]:
@@ -599,6 +633,10 @@ class TrainConfig:
             from paco_core.rl.reference_reward import load_reference_images
 
             load_reference_images(self.rewards.references)  # each file exists and reads as an image
+        if self.guardrail_second_judge:
+            from paco_core.rl.second_judge import check_second_judge
+
+            check_second_judge(self.guardrail_second_judge, references=self.rewards.references)
         if "clip_t" in used and not self.rewards.clip_path:
             raise ConfigError(
                 "reward clip_t needs a CLIP model: set `rewards.clip_path` (the paper: CLIP-ViT-H-14-laion2B-s32B-b79K)"
@@ -635,6 +673,10 @@ RESUME_MAY_CHANGE: tuple[str, ...] = (
     "best_metric",
     "best_mode",
     "guardrail_patience",
+    "guardrail_image_checks",
+    "guardrail_image_tolerance",
+    "guardrail_action",
+    "guardrail_second_judge",
     "gpu_policy",
     "yield_offload",
 )
