@@ -1200,6 +1200,7 @@ SHIPPED_WORKFLOWS: dict[str, Callable[[dict[str, NodeLayout]], dict]] = {
     "paco-native-kontext-edit": native_kontext_edit_workflow,
     "paco-native-qwen-edit": native_qwen_edit_workflow,
     "paco-train-lora": train_lora_workflow,
+    "paco-train-character": lambda layouts: __import__("workflow_specs_character").character_training_workflow(layouts),
 }
 NATIVE_WORKFLOWS = ("paco-native-flux-set", "paco-native-kontext-edit", "paco-native-qwen-edit")
 """Workflows of ComfyUI's own model nodes with PaCo LoRAs (their note: ``NATIVE_MODEL_NOTE``)."""
