@@ -47,7 +47,7 @@ def test_held_out_rows_share_no_scene_with_training_and_follow_the_seed():
 
 
 def test_repeated_list_entries_are_dropped_and_counted():
-    spec = PromptSetSpec(SUBJECT, scenes="a park\nA  Park\n\na beach", poses=("sitting", "Sitting ", "running"),
+    spec = PromptSetSpec(SUBJECT, scenes="a park\nA  Park\n\na beach", poses="sitting; Sitting ;running",
                          expressions=("calm", "happy"), camera_angles=("front view",), layout="1x2",
                          held_out_scenes=0)  # fmt: skip
     assert spec.scenes == ("a park", "a beach") and spec.poses == ("sitting", "running")

@@ -954,9 +954,8 @@ def train_lora_workflow(layouts: dict[str, NodeLayout]) -> dict:
     builder.connect(generate, "grids", save, "images")
 
     builder.group("1. Models", [loader, judge, lora], GROUP_COLORS["models"])
-    builder.group("2. Train (returns at once)", [train], GROUP_COLORS["judge"])
-    builder.group("3. Watch (queue to refresh)", [watch], GROUP_COLORS["output"])
-    builder.group("4. A set with its best LoRA", [generate, save], GROUP_COLORS["generate"])
+    builder.group("2. Train (returns at once), watch (queue again)", [train, watch], GROUP_COLORS["judge"])
+    builder.group("3. A set with its best LoRA", [generate, save], GROUP_COLORS["generate"])
     return builder.build("paco-train-lora")
 
 
@@ -1200,7 +1199,9 @@ SHIPPED_WORKFLOWS: dict[str, Callable[[dict[str, NodeLayout]], dict]] = {
     "paco-native-kontext-edit": native_kontext_edit_workflow,
     "paco-native-qwen-edit": native_qwen_edit_workflow,
     "paco-train-lora": train_lora_workflow,
-    "paco-train-character": lambda layouts: __import__("workflow_specs_character").character_training_workflow(layouts),
+    "paco-train-character": lambda layouts: __import__("workflow_specs_character").character_training_workflow(
+        layouts, sys.modules[__name__]
+    ),
 }
 NATIVE_WORKFLOWS = ("paco-native-flux-set", "paco-native-kontext-edit", "paco-native-qwen-edit")
 """Workflows of ComfyUI's own model nodes with PaCo LoRAs (their note: ``NATIVE_MODEL_NOTE``)."""

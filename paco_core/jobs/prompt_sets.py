@@ -108,9 +108,10 @@ class PromptSet:
 
 
 def _entries(values: Any) -> list[str]:
-    """The non-blank entries of a list (or of a text, one per line), spaces collapsed."""
+    """The non-blank entries of a list, or of a text with one entry per line or entries
+    separated by ``;``; spaces collapsed."""
     if isinstance(values, str):
-        values = values.splitlines()
+        values = [part for line in values.splitlines() for part in line.split(";")]
     entries = [" ".join(str(value).split()).strip(" ,;") for value in values or ()]
     return [entry for entry in entries if entry]
 
