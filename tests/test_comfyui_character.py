@@ -10,7 +10,6 @@ import time
 
 from PIL import Image
 from test_comfyui_integration import (
-    PANEL_SIZE,
     REFERENCE_IMAGE,
     comfyui_server,
     http_json,
@@ -26,7 +25,7 @@ from test_comfyui_integration import (
 NAME = "paco-train-character"
 
 
-def test_character_workflow_trains_on_the_references_and_makes_a_set(tmp_path, tiny_models):
+def test_character_workflow_trains_on_the_references_and_saves_the_held_out_set(tmp_path, tiny_models):
     import os
     from pathlib import Path
 
@@ -59,5 +58,4 @@ def test_character_workflow_trains_on_the_references_and_makes_a_set(tmp_path, t
     (status,) = outputs_of(prompt, second, "PaCoTrainingJob")
     assert "my-character: completed, step 2/2" in status["text"][0], status["text"][0]
     (grid,) = saved_images(outputs_of(prompt, second, "SaveImage")[0], tmp_path / "output")
-    assert grid.size[0] >= 2 * PANEL_SIZE, "the held-out 1x2 sets made with the trained LoRA"
-    assert len(set(grid.convert("L").getdata())) > 1, "a sample, not the grey placeholder"
+    assert len(set(grid.convert("L").getdata())) > 1, "the held-out sample made with the trained LoRA, not the grey placeholder"
