@@ -12,7 +12,9 @@ import importlib
 
 from comfy_api.latest import ComfyExtension, io
 
-NODE_MODULES = ("grid", "judge", "generation", "consistency", "consistency_pool", "model_files", "training")
+NODE_MODULES = (
+    "grid", "judge", "generation", "consistency", "consistency_pool", "model_files", "training", "prompt_sets",
+)
 
 
 def all_nodes() -> list[type[io.ComfyNode]]:

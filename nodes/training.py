@@ -21,7 +21,7 @@ from paco_core.errors import ConfigError, InputError
 from paco_core.jobs.export import lora_name as lora_name_of
 from paco_core.jobs.store import check_job_name
 
-from . import comfy_bridge, jobs_bridge, model_files
+from . import comfy_bridge, jobs_bridge, model_files, prompt_sets
 from .generation import TYPED_PATH_CHOICE
 
 logger = logging.getLogger(__name__)
@@ -236,13 +236,15 @@ def base_model(*, pipeline: str, model_path: str, preset: str, preset_kind: str,
 
 def build_train_config(
     *, pipeline, model_path, preset, training_prompts, prompts_file, judge, rewards, iterations,
-    learning_rate, group_size, train_resolution, advanced_json, comfy_files=None,
+    learning_rate, group_size, train_resolution, advanced_json, comfy_files=None, references=None, prompt_set=None,
 ) -> dict:  # fmt: skip
     """The training config a PaCo Train LoRA node asks for (not yet validated by TrainConfig).
 
     Args:
         comfy_files: the ComfyUI-files inputs (``default_comfy_files()``'s keys), used when
             ``pipeline`` is ``COMFY_FILES_CHOICE``; default: none chosen.
+        references / prompt_set: the reference images (IMAGE) and a PaCo Prompt Set
+            (``prompt_sets.apply_character_inputs``); the prompt set replaces the prompts.
 
     Raises:
         InputError / ConfigError: a node value is wrong (the message names the input).
@@ -263,7 +265,9 @@ def build_train_config(
 
     # 2. the prompts: a JSONL file from the input folder, or the text blocks
     input_dir = comfy_bridge.input_directory()
-    if prompts_file != TEXT_PROMPTS_CHOICE:
+    if prompt_set is not None:
+        pass  # the prompt set's files, below
+    elif prompts_file != TEXT_PROMPTS_CHOICE:
         if prompts_file not in prompt_file_choices():
             raise InputError(
                 f"prompts_file: {prompts_file!r} is not a .jsonl file in the input folder; refresh"
@@ -284,6 +288,7 @@ def build_train_config(
         config["rewards"]["rewards"] = weights
     if judge is not None:
         config["rewards"].update(judge_settings(judge))
+    prompt_sets.apply_character_inputs(config, references=references, prompt_set=prompt_set)
 
     # 4. the numbers
     config["num_iterations"] = iterations
@@ -355,6 +360,13 @@ class PaCoTrainLora(io.ComfyNode):
                                default=TEXT_PROMPTS_CHOICE,
                                tooltip="A JSONL file of prompt rows in the input folder (set rows or edit rows), "
                                f"used instead of the text; {TEXT_PROMPTS_CHOICE}: the text above."),
+                io.Image.Input("references", optional=True,
+                               tooltip="Reference images of your character (any size): the reference reward "
+                               "judges every generated panel against them (added with weight 1 unless rewards "
+                               "names it). Saved with the job, so it resumes on its own."),
+                prompt_sets.PacoPromptSet.Input("prompt_set", optional=True,
+                                                tooltip="Rows from PaCo Prompt Set, used instead of the prompts "
+                                                "above; its held-out scenes become the eval rows."),
                 PacoJudge.Input("judge", optional=True,
                                 tooltip="The judge (PaCo Judge Loader): a local judge folder or a judge server URL. "
                                 "The job loads its own copy (or calls the server)."),
@@ -399,7 +411,7 @@ class PaCoTrainLora(io.ComfyNode):
         group_size, train_resolution, lora_name, advanced_json, new_run, model_path="", judge=None,
         files_kind=FILES_KIND_AUTO, diffusion_model=model_files.FROM_CHECKPOINT, text_encoder_1=model_files.NO_FILE,
         text_encoder_2=model_files.NO_FILE, vae=model_files.FROM_CHECKPOINT, checkpoint=model_files.NO_FILE,
-        files_config=model_files.SHIPPED_CONFIG,
+        files_config=model_files.SHIPPED_CONFIG, references=None, prompt_set=None,
     ) -> io.NodeOutput:  # fmt: skip
         from paco_core.jobs import runner
 
@@ -415,7 +427,7 @@ class PaCoTrainLora(io.ComfyNode):
             pipeline=pipeline, model_path=model_path, preset=preset, training_prompts=training_prompts,
             prompts_file=prompts_file, judge=judge, rewards=rewards, iterations=iterations,
             learning_rate=learning_rate, group_size=group_size, train_resolution=train_resolution,
-            advanced_json=advanced_json,
+            advanced_json=advanced_json, references=references, prompt_set=prompt_set,
             comfy_files={"files_kind": files_kind, "diffusion_model": diffusion_model, "text_encoder_1": text_encoder_1,
                          "text_encoder_2": text_encoder_2, "vae": vae, "checkpoint": checkpoint,
                          "files_config": files_config},

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "paco_core.commands.demo",
     "paco_core.commands.train",
     "paco_core.commands.jobs",
+    "paco_core.commands.prompt_set",
 )
 
 

@@ -125,7 +125,7 @@ def test_every_shipped_workflow_gets_a_square_card_with_a_title(name, tiny, prom
     assert ("tiny test models: images are noise" in card.caption) == tiny
     if tiny and name in NATIVE_WORKFLOWS:
         assert "needs real model files" in card.caption, "a stand-in result says so"
-    if name != "paco-train-lora":
+    if name not in ("paco-train-lora", "paco-train-character"):  # a training card shows the job's sample
         assert set(card.image.getdata()) & set(COLOURS), f"the {name} card should show the run's pictures"
 
 

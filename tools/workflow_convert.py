@@ -955,9 +955,8 @@ def train_lora_workflow(layouts: dict[str, NodeLayout]) -> dict:
     builder.connect(generate, "grids", save, "images")
 
     builder.group("1. Models", [loader, judge, lora], GROUP_COLORS["models"])
-    builder.group("2. Train (returns at once)", [train], GROUP_COLORS["judge"])
-    builder.group("3. Watch (queue to refresh)", [watch], GROUP_COLORS["output"])
-    builder.group("4. A set with its best LoRA", [generate, save], GROUP_COLORS["generate"])
+    builder.group("2. Train (returns at once), watch (queue again)", [train, watch], GROUP_COLORS["judge"])
+    builder.group("3. A set with its best LoRA", [generate, save], GROUP_COLORS["generate"])
     return builder.build("paco-train-lora")
 
 
@@ -1201,6 +1200,9 @@ SHIPPED_WORKFLOWS: dict[str, Callable[[dict[str, NodeLayout]], dict]] = {
     "paco-native-kontext-edit": native_kontext_edit_workflow,
     "paco-native-qwen-edit": native_qwen_edit_workflow,
     "paco-train-lora": train_lora_workflow,
+    "paco-train-character": lambda layouts: __import__("workflow_specs_character").character_training_workflow(
+        layouts, sys.modules[__name__]
+    ),
 }
 SHIPPED_WORKFLOWS[POOL_WORKFLOW] = pool_workflow
 from workflow_specs_consistency import CONSISTENCY_WORKFLOWS  # noqa: E402  (it builds on the helpers above)

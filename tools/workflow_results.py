@@ -60,6 +60,7 @@ TITLES = {
     "paco-native-kontext-edit": "Native Kontext edit + score",
     "paco-native-qwen-edit": "Native Qwen-Image edit + score",
     "paco-train-lora": "Train a PaCo LoRA",
+    "paco-train-character": "Train a LoRA for your character",
 }
 """The title on each card (the thumbnail's headline); a workflow not listed gets its file name."""
 TITLES[POOL_WORKFLOW] = POOL_TITLE
@@ -631,6 +632,12 @@ def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
         trained = result.images_of("SaveImage")
         if trained:
             pictures.append(("a set with its best LoRA", trained[0]))
+        return training_card(title, caption, curve, pictures, result.text_of("PaCoTrainingJob"))
+    if name == "paco-train-character":
+        sample, curve = result.images_of("PaCoTrainingJob")[:2]
+        references = result.images_of("LoadImage")
+        pictures = [("your references", references[0])] if references else []
+        pictures.append(("held-out set, trained LoRA", sample))
         return training_card(title, caption, curve, pictures, result.text_of("PaCoTrainingJob"))
     raise SystemExit(f"no card layout for workflow {name}: add one to tools/workflow_results.py")
 

@@ -174,6 +174,10 @@ class JobsController {
     if (this.panel?.selected) this.refreshDetail(this.panel.selected, { force: true });
   }
 
+  stepSampleUrl(id, step) {
+    return api.apiURL(`/paco/jobs/${encodeURIComponent(id)}/sample?step=${encodeURIComponent(step)}`);
+  }
+
   sampleUrl(id, step) {
     // `at` only busts the cache (`step` would ask for that step's grid, which most steps lack)
     return api.apiURL(`/paco/jobs/${encodeURIComponent(id)}/sample?at=${encodeURIComponent(step)}`);

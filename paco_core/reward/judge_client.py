@@ -129,6 +129,7 @@ class JudgeClient:
         self._model = model
         self._model_lock = threading.Lock()
         self.name = f"judge server {self.completions_url}"
+        self._pinned_urls: dict[int, tuple[Image.Image, str]] = {}
 
     def check_server(self, timeout: float = CHECK_TIMEOUT) -> JudgeClient:
         """Ask ``/v1/models`` now (short timeout) so a wrong URL or model name fails before any
@@ -212,10 +213,23 @@ class JudgeClient:
         response = self._post_with_retries(body, stop)
         return score_from_logprobs(self._answer_logprobs(response), self.answers, source=self.completions_url)
 
+    def pin_images(self, images: Sequence[Image.Image]) -> None:
+        """Encode ``images`` as data URLs now and reuse them in every later request that shows
+        these same image objects (a training job's reference images): encoded once per judge."""
+        for image in images:
+            if id(image) not in self._pinned_urls:
+                self._pinned_urls[id(image)] = (image, image_data_url(image, self.image_format))
+
+    def _data_url(self, image: Image.Image) -> str:
+        pinned = self._pinned_urls.get(id(image))
+        if pinned is not None and pinned[0] is image:
+            return pinned[1]
+        return image_data_url(image, self.image_format)
+
     def _request_body(self, model: str, pair: PairRequest, *, max_tokens: int, logprobs: bool) -> dict:
         content = [
-            {"type": "image_url", "image_url": {"url": image_data_url(pair.first, self.image_format)}},
-            {"type": "image_url", "image_url": {"url": image_data_url(pair.second, self.image_format)}},
+            {"type": "image_url", "image_url": {"url": self._data_url(pair.first)}},
+            {"type": "image_url", "image_url": {"url": self._data_url(pair.second)}},
             {"type": "text", "text": pair.prompt},
         ]
         body: dict[str, Any] = {

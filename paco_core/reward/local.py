@@ -157,11 +157,36 @@ class LocalJudge:
             )
             self.prefix_sharing = False
         self._lock = threading.RLock()
+        self._pinned: dict[str, PreparedImage] = {}
 
     def move_to(self, device: Any) -> None:
         """Move the judge's weights (e.g. to the CPU between scoring phases, back to the GPU)."""
         with self._lock:
             self.model.to(device)
+            for image in self._pinned.values():
+                if image.embeds is not None:
+                    image.embeds = image.embeds.to(device)
+
+    def pin_images(self, images: Sequence[Any]) -> None:
+        """Encode ``images`` now and keep their vision features for every later call.
+
+        For images asked about again and again (a training job's reference images): each
+        is preprocessed and encoded once per judge, not once per call. Scores are the same
+        as without pinning (the same features reach the same placeholders).
+        """
+        import torch
+
+        from paco_core.reward.backend import image_digest
+
+        distinct = {image_digest(image): image for image in images}
+        new = {digest: image for digest, image in distinct.items() if digest not in self._pinned}
+        if not new:
+            return
+        prepared = self._preprocess(new)
+        if self.reuse_vision:
+            with self._lock, torch.inference_mode():
+                self._encode_missing(list(prepared.values()))
+        self._pinned.update(prepared)
 
     @property
     def device(self):
@@ -264,7 +289,7 @@ class LocalJudge:
                     [pairs[i].prompt for i in batch], [[prepared[d] for d in digests[i]] for i in batch]
                 )
             for digest in {d for i in batch for d in digests[i]}:
-                if last_batch_of[digest] == number:
+                if last_batch_of[digest] == number and digest not in self._pinned:
                     prepared[digest].embeds = None  # free the features once no later batch needs them
             done += len(batch)
             yield batch, logprobs
@@ -326,7 +351,7 @@ class LocalJudge:
                 hooks.step(done, len(pairs))
             del caches
             for digest in {d for i in window.pairs for d in digests[i]}:
-                if last_window_of[digest] == number:
+                if last_window_of[digest] == number and digest not in self._pinned:
                     prepared[digest].embeds = None  # free the features once no later window needs them
 
     def _prefix_length(self, row: RowLayout) -> int:
@@ -403,11 +428,18 @@ class LocalJudge:
     def _prepare_images(
         self, pairs: list[PairRequest], digests: list[tuple[str, str]]
     ) -> dict[str, PreparedImage]:
-        """Run the image processor once over the distinct images of the call."""
+        """Run the image processor once over the distinct images of the call (pinned images: never again)."""
         distinct: dict[str, Any] = {}
         for pair, (first, second) in zip(pairs, digests, strict=True):
             distinct.setdefault(first, pair.first)
             distinct.setdefault(second, pair.second)
+        prepared = self._preprocess({d: image for d, image in distinct.items() if d not in self._pinned})
+        prepared.update({d: self._pinned[d] for d in distinct if d in self._pinned})
+        return prepared
+
+    def _preprocess(self, distinct: dict[str, Any]) -> dict[str, PreparedImage]:
+        if not distinct:
+            return {}
         images = [image.convert("RGB") for image in distinct.values()]
         processed = self.processor.image_processor(images=images, return_tensors="pt")
         grids = processed["image_grid_thw"]

@@ -40,7 +40,9 @@ LORA_TARGETS: dict[str, tuple[str, ...]] = {
 """LoRA target modules per transformer architecture (FLUX and Kontext share the FLUX names;
 Qwen-Image names its feed-forward layers img_mlp / txt_mlp)."""
 
-BUILTIN_REWARDS = ("consistency", "edit", "clip_t", "pickscore")
+BUILTIN_REWARDS = ("consistency", "edit", "clip_t", "pickscore", "reference")
+JUDGE_REWARDS = ("consistency", "edit", "reference")
+"""The built-in rewards that ask the PaCo-Reward judge."""
 
 
 def default_lora_targets(kind: str) -> tuple[str, ...]:
@@ -243,10 +245,22 @@ class DataConfig:
         default="", metadata=_help("folder edit-row image paths are relative to (default: the file's)")
     )
     num_eval_prompts: int = field(default=4, metadata=_help("eval rows used at each evaluation (0 = all)"))
+    drop_zero_spread_prompts: bool = field(
+        default=False,
+        metadata=_help(
+            "stop sampling a prompt once its group's rewards had no spread (no gradient, a wasted rollout); "
+            "other prompts take its place. Off in the released presets"
+        ),
+    )
+    zero_spread_std: float = field(
+        default=1e-4,
+        metadata=_help("a group teaches nothing when every reward's std within it is at most this"),
+    )
 
     def __post_init__(self) -> None:
         check_range("data.eval_fraction", self.eval_fraction, 0.0, 0.9)
         check_positive("data.num_eval_prompts", self.num_eval_prompts, allow_zero=True)
+        check_positive("data.zero_spread_std", self.zero_spread_std, allow_zero=True)
 
 
 @dataclass
@@ -345,6 +359,13 @@ class RewardConfig:
         default="",
         metadata=_help("PickScore folder for pickscore (yuvalkirstain/PickScore_v1); never clip_path"),
     )
+    references: tuple[str, ...] = field(
+        default=(),
+        metadata=_help(
+            "reference image files for the reference reward (each panel vs each reference, judged; the mean); "
+            "any size and mode"
+        ),
+    )
     judge_theme: Literal["preamble", "theme"] = field(
         default="preamble",
         metadata=_help(
@@ -370,6 +391,13 @@ class RewardConfig:
         if sum(r.weight for r in self.rewards) <= 0:
             raise ConfigError(
                 f"`rewards.rewards` weights sum to 0: {[(r.name, r.weight) for r in self.rewards]}"
+            )
+        self.references = tuple(str(path) for path in self.references)
+        uses_reference = "reference" in names + [r.name for r in self.eval_rewards]
+        if uses_reference and not self.references:
+            raise ConfigError(
+                "reward reference needs reference images: set `rewards.references` to one or more image files "
+                "(PaCo Train LoRA: connect the references input)"
             )
         check_choice("rewards.aggregation", self.aggregation, literal_choices(RewardConfig, "aggregation"))
         check_choice("rewards.judge_theme", self.judge_theme, literal_choices(RewardConfig, "judge_theme"))
@@ -566,6 +594,31 @@ class TrainConfig:
             "got worse at this many evaluations in a row; 0 = never warn"
         ),
     )
+    guardrail_image_checks: bool = field(
+        default=True,
+        metadata=_help(
+            "compare the eval samples' high-frequency and grid energy, sharpness and saturation with the first "
+            "evaluation's and warn when one moves past guardrail_image_tolerance (docs/guardrail.md)"
+        ),
+    )
+    guardrail_image_tolerance: float = field(
+        default=0.5, metadata=_help("relative change that fires an image check: 0.5 = up by half (sharpness: down)")
+    )
+    guardrail_action: Literal["warn", "stop", "rollback"] = field(
+        default="warn",
+        metadata=_help(
+            "on a guardrail warning: warn; stop (checkpoint saved, best/ kept); rollback (the LoRA, its EMA and "
+            "optimizer go back to the best evaluation's checkpoint and training goes on with new data and noise)"
+        ),
+    )
+    guardrail_second_judge: str = field(
+        default="",
+        metadata=_help(
+            "a held-out metric the reward does not optimise, eval/second_judge/mean: clip:<CLIP folder> (image "
+            "similarity to rewards.references) or a Qwen2.5-VL folder / judge URL (zero-shot); the guardrail's "
+            "held-out metric when best_metric is empty"
+        ),
+    )
     gpu_policy: Literal["exclusive", "yield"] = field(
         default="exclusive",
         metadata=_help(
@@ -595,9 +648,14 @@ class TrainConfig:
         check_choice("best_mode", self.best_mode, literal_choices(TrainConfig, "best_mode"))
         check_choice("gpu_policy", self.gpu_policy, literal_choices(TrainConfig, "gpu_policy"))
         check_positive("guardrail_patience", self.guardrail_patience, allow_zero=True)
+        check_positive("guardrail_image_tolerance", self.guardrail_image_tolerance)
+        check_choice("guardrail_action", self.guardrail_action, literal_choices(TrainConfig, "guardrail_action"))
+        self.guardrail_second_judge = (self.guardrail_second_judge or "").strip()
         self.best_metric = self.best_metric or ""
         eval_names = [r.name for r in self.rewards.evaluation]
         allowed = [f"eval/rewards/{name}/{stat}" for name in eval_names for stat in ("mean", "invalid")]
+        if self.guardrail_second_judge:
+            allowed = ["eval/second_judge/mean", "eval/second_judge/invalid", *allowed]
         if self.best_metric and self.best_metric not in allowed:
             raise ConfigError(
                 f"`best_metric` {self.best_metric!r} is not an eval metric of this run: use one of "
@@ -614,7 +672,11 @@ class TrainConfig:
     @property
     def held_out_metric(self) -> str:
         """The eval metric the best checkpoint and the guardrail follow (``best_metric`` or its default)."""
-        return self.best_metric or f"eval/rewards/{self.rewards.evaluation[0].name}/mean"
+        if self.best_metric:
+            return self.best_metric
+        if self.guardrail_second_judge:
+            return "eval/second_judge/mean"
+        return f"eval/rewards/{self.rewards.evaluation[0].name}/mean"
 
     @property
     def lora_targets(self) -> tuple[str, ...]:
@@ -639,7 +701,7 @@ class TrainConfig:
         for key, path in (("data.train_file", self.data.train_file), ("data.eval_file", self.data.eval_file)):
             if path and not os.path.isfile(path):
                 raise ConfigError(f"`{key}` {path!r} does not exist")
-        needs_judge = {"consistency", "edit"} & {
+        needs_judge = set(JUDGE_REWARDS) & {
             r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)
         }
         if needs_judge and not (self.rewards.judge_path or self.rewards.judge_url):
@@ -648,6 +710,14 @@ class TrainConfig:
                 "or `rewards.judge_url` to a judge server"
             )
         used = {r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)}
+        if "reference" in used:
+            from paco_core.rl.reference_reward import load_reference_images
+
+            load_reference_images(self.rewards.references)  # each file exists and reads as an image
+        if self.guardrail_second_judge:
+            from paco_core.rl.second_judge import check_second_judge
+
+            check_second_judge(self.guardrail_second_judge, references=self.rewards.references)
         if "clip_t" in used and not self.rewards.clip_path:
             raise ConfigError(
                 "reward clip_t needs a CLIP model: set `rewards.clip_path` (the paper: CLIP-ViT-H-14-laion2B-s32B-b79K)"
@@ -684,6 +754,10 @@ RESUME_MAY_CHANGE: tuple[str, ...] = (
     "best_metric",
     "best_mode",
     "guardrail_patience",
+    "guardrail_image_checks",
+    "guardrail_image_tolerance",
+    "guardrail_action",
+    "guardrail_second_judge",
     "gpu_policy",
     "yield_offload",
 )

@@ -196,7 +196,8 @@ def check_held_out(splits: PromptSplits, *, eval_file: str = "") -> None:
 
 
 class PromptSampler:
-    """Seeded epoch-wise shuffled order over rows; its state is two integers (exact resume)."""
+    """Seeded epoch-wise shuffled order over rows; its state is two integers and the dropped
+    rows (exact resume)."""
 
     def __init__(self, rows: list[PromptRow], seed: int):
         if not rows:
@@ -205,6 +206,8 @@ class PromptSampler:
         self.seed = seed
         self.epoch = 0
         self.position = 0
+        self.dropped: set[int] = set()
+        """Positions in ``rows`` no longer sampled (prompts whose groups taught nothing)."""
 
     def _order(self) -> np.ndarray:
         return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.rows))
@@ -217,12 +220,34 @@ class PromptSampler:
                 self.epoch += 1
                 self.position = 0
                 order = self._order()
-            chosen.append(self.rows[int(order[self.position])])
+            position = int(order[self.position])
             self.position += 1
+            if position not in self.dropped:
+                chosen.append(self.rows[position])
         return chosen
 
+    def drop(self, rows: list[PromptRow], *, keep_at_least: int = 1) -> list[PromptRow]:
+        """Stop sampling ``rows`` (the others take their places); returns the rows dropped.
+
+        Never drops below ``keep_at_least`` rows left (the rows an iteration takes): past that
+        the rest stay in the order.
+        """
+        dropped = []
+        for row in rows:
+            position = next((i for i, r in enumerate(self.rows) if r is row), None)
+            if position is None or position in self.dropped:
+                continue
+            if len(self.rows) - len(self.dropped) <= keep_at_least:
+                break
+            self.dropped.add(position)
+            dropped.append(row)
+        return dropped
+
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "num_rows": len(self.rows)}
+        state = {"epoch": self.epoch, "position": self.position, "seed": self.seed, "num_rows": len(self.rows)}
+        if self.dropped:
+            state["dropped"] = sorted(self.dropped)
+        return state
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state.get("num_rows") != len(self.rows):
@@ -231,6 +256,7 @@ class PromptSampler:
                 f"{len(self.rows)}; resume with the same data"
             )
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self.dropped = {int(position) for position in state.get("dropped") or []}
 
 
 def round_size(value: float) -> int:

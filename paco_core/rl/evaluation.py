@@ -47,6 +47,7 @@ def evaluate_policy(
     sample_path: Path | None,
     scoring_phase: Any = contextlib.nullcontext,
     between_rows: Callable[[], Any] | None = None,
+    image_metrics: Callable[[list, list, list], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Sample ``config.eval_group_size`` images per eval row, score them, save the sample grid.
 
@@ -62,6 +63,8 @@ def evaluate_policy(
         scoring_phase: factory of the context the scoring runs in (judge offload).
         between_rows: called before every eval row but the first (the GPU-yield pause point);
             each row has its own seed, so a pause there changes nothing.
+        image_metrics: more metrics from the eval images, prompts and metadata (the guardrail's
+            image statistics and second judge), merged into the result.
 
     Returns:
         ``eval/rewards/<name>/mean`` and ``/invalid`` for every eval reward.
@@ -94,6 +97,8 @@ def evaluate_policy(
         column = scores.scores[:, k]
         metrics[f"eval/rewards/{name}/mean"] = nan_stat(np.nanmean, column)
         metrics[f"eval/rewards/{name}/invalid"] = int(np.isnan(column).sum())
+    if image_metrics is not None:
+        metrics.update(image_metrics(images, prompts, metadata))
     if images and sample_path is not None:
         grid = sample_grid(images)
         atomic_write(sample_path, lambda tmp: grid.save(tmp, format="PNG"))

@@ -16,7 +16,9 @@ averaged), ``edit`` (the judge's sqrt(consistency x following) of the original, 
 resolution or squashed to ``judge_original_size`` (width, height) when the metadata names one,
 vs the edited image), ``clip_t`` (each panel vs its panel prompt, averaged; a
 CLIP model from ``clip_path``) and ``pickscore`` (the PickScore model from
-``pickscore_path``). CLIP and PickScore run in fp32, as in the released reward code.
+``pickscore_path``) and ``reference`` (each panel vs the reference images of
+``rewards.references``, :mod:`paco_core.rl.reference_reward`). CLIP and PickScore run in
+fp32, as in the released reward code.
 
 A failure is never a score: when a reward raises (JudgeError, RewardError or any
 exception of a user function) for a batch, its samples are retried one by one; samples
@@ -230,6 +232,10 @@ def builtin_reward(name: str, models: RewardModels) -> RewardFn:
     def pickscore(images, prompts, metadata):
         return [float(s) for s in models.pick.pick_score(list(images), list(prompts))]
 
+    if name == "reference":  # each panel vs the reference images (its own module: pinned encodings)
+        from paco_core.rl.reference_reward import ReferenceReward
+
+        return ReferenceReward(models)
     functions = {"consistency": consistency, "edit": edit, "clip_t": clip_t, "pickscore": pickscore}
     if name not in functions:
         raise ConfigError(f"unknown built-in reward {name!r}; built-ins: {', '.join(functions)}")

@@ -68,6 +68,7 @@ from paco_core.rl.rewards import RewardModels, RewardSet, check_invalid_share
 from paco_core.rl.rollout import Rollout, rollout_micro_batch, seeded_generator
 from paco_core.rl.rollout_adapters import ROW_KIND_OF_PIPELINE_KIND, RolloutAdapter, build_rollout_adapter
 from paco_core.rl.rollout_rewards import score_micro_batch, score_rollouts
+from paco_core.rl.sample_guardrail import SampleGuardrail
 from paco_core.rl.sharding import (
     full_optimizer_state,
     full_tensor,
@@ -143,6 +144,7 @@ class GrpoTrainer:
         self.reward_history: dict[str, list[float]] = {}
         self.gpu_yield: GpuYield | None = None
         self.guardrail = Guardrail(config.held_out_metric, config.best_mode, config.guardrail_patience)
+        self.sample_guardrail: SampleGuardrail | None = None
 
     # ------------------------------------------------------------------ public entry point
 
@@ -282,6 +284,7 @@ class GrpoTrainer:
         self.eval_rewards = self._eval_rewards or RewardSet.from_config(
             config.rewards.evaluation, self.reward_models
         )
+        self.sample_guardrail = SampleGuardrail(config, str(self.accelerator.device))
         self.metrics = MetricsLogger(
             self.output_dir, enabled=self.is_main, use_tensorboard=config.use_tensorboard
         )
@@ -483,6 +486,7 @@ class GrpoTrainer:
             released_threshold=config.rewards.log_tame_released_threshold,
         )  # fmt: skip
         reward_s = time.perf_counter() - started
+        teach_nothing = self._groups_that_teach_nothing(rows, scores.scores, groups)
         # 5. the PPO update
         started = time.perf_counter()
         ema_updates: list[float] = []
@@ -495,12 +499,27 @@ class GrpoTrainer:
         for name in scores.names:
             self.reward_history.setdefault(name, []).append(metrics[f"rewards/{name}/mean"])
         metrics.update(update)
+        metrics.update(teach_nothing)
         if ema_updates:
             metrics.update({"ema/decay": ema_updates[-1], "ema/updates": len(ema_updates)})
         metrics.update({"time/rollout_s": rollout_s, "time/reward_s": reward_s,
                         "time/update_s": time.perf_counter() - started, "lr": self.optimizer.param_groups[0]["lr"],
                         "sde_steps": list(sde_steps), "trained_steps": list(self.trained_steps(sde_steps))})  # fmt: skip
         return metrics
+
+    def _groups_that_teach_nothing(self, rows: list[PromptRow], scores: np.ndarray, groups: np.ndarray) -> dict:
+        """Count the groups with no reward spread (``groups/zero_spread``); with
+        ``data.drop_zero_spread_prompts`` their prompts are no longer sampled (rl/zero_spread.py)."""
+        from paco_core.rl.zero_spread import zero_spread_groups
+
+        data = self.config.data
+        found = zero_spread_groups(scores, groups, tolerance=data.zero_spread_std)
+        if data.drop_zero_spread_prompts and found:
+            dropped = self.sampler.drop([rows[g] for g in found], keep_at_least=len(rows))
+            if dropped:
+                logger.info("dropped %d prompt(s) whose group taught nothing: %s", len(dropped),
+                            "; ".join(row.prompt[:50] for row in dropped))  # fmt: skip
+        return {"groups/zero_spread": len(found), "groups/dropped_prompts": len(self.sampler.dropped)}
 
     def tameable_rewards(self) -> np.ndarray | None:
         """Which of the training rewards log-taming may transform (None: all)."""
@@ -600,7 +619,7 @@ class GrpoTrainer:
             self.config, rollout_adapter=self.rollout_adapter, transformer=self.transformer, rows=self.eval_rows,
             rewards=self.eval_rewards, ema=self.ema, autocast=self.autocast,
             sample_path=self.run_folder.sample_path(step),
-            scoring_phase=self.reward_models.scoring_phase,
+            scoring_phase=self.reward_models.scoring_phase, image_metrics=self.sample_guardrail.metrics,
             between_rows=lambda: self._yield_gpu("between evaluation rows"),
         )  # fmt: skip
 
@@ -660,6 +679,7 @@ class GrpoTrainer:
             "num_processes": self.accelerator.num_processes,
             "optimizer_steps": self.updater.optimizer_steps,
             "guardrail": self.guardrail.state_dict(),
+            "sample_guardrail": self.sample_guardrail.state_dict(),
         }
 
     def load(self, path: Path) -> None:
@@ -683,6 +703,7 @@ class GrpoTrainer:
         self.reward_history = loaded.state.get("reward_history", {})
         self.updater.optimizer_steps = int(loaded.state.get("optimizer_steps", 0))
         self._load_guardrail(loaded.state.get("guardrail") or {}, loaded.step)
+        self.sample_guardrail.load_state_dict(loaded.state.get("sample_guardrail") or {})
         ckpt.restore_rng_state(loaded.rng, loaded.state["rng"])
         self.step = loaded.step
         self.last_checkpoint = path
@@ -793,8 +814,37 @@ class GrpoTrainer:
         improved, warning = self.guardrail.observe(step, metrics)
         if improved:
             self._write_best(step)
-        if warning is not None:
-            logger.warning("guardrail (step %d): %s", step, warning["message"])
+        fired = [warning] if warning is not None else []
+        for image_warning in self.sample_guardrail.observe(step, metrics):
+            self._record_warning(image_warning)
+            fired.append(image_warning)
+        for each in fired:
+            logger.warning("guardrail (step %d): %s", step, each["message"])
+        if fired and self.config.guardrail_action != "warn":
+            self._act_on_warnings(step, fired)
+
+    def _record_warning(self, warning: dict[str, Any]) -> None:
+        """Add an image-check warning to the guardrail's list (a check that fires again updates its own)."""
+        warnings = self.guardrail.warnings
+        for number, earlier in enumerate(warnings):
+            if earlier["code"] == warning["code"]:
+                warnings[number] = warning
+                return
+        warnings.append(warning)
+
+    def _act_on_warnings(self, step: int, warnings: list[dict[str, Any]]) -> None:
+        """``guardrail_action`` stop: stop after this step (checkpoint saved); rollback: the LoRA, its
+        EMA and optimizer go back to the best evaluation's checkpoint (stop when it is gone)."""
+        from paco_core.rl.guardrail_rollback import roll_back_to_best
+
+        action = self.config.guardrail_action
+        taken = roll_back_to_best(self) if action == "rollback" else None
+        if taken is None:
+            taken = "stopped"
+            logger.warning("guardrail_action %s: stopping at step %d (%s)", action, step, warnings[0]["code"])
+            self._stop_requested = True
+        for warning in warnings:
+            warning["action"] = taken
 
     def _write_best(self, step: int) -> None:
         best = self.run_folder.best_dir

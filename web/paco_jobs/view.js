@@ -2,6 +2,7 @@
 // controller (paco_jobs.js) keeps and calls its actions; it fetches nothing itself.
 
 import { rewardChart } from "./chart.js";
+import { guardrailSamples, guardrailTitle } from "./guardrail_samples.js";
 import {
   ACTIVE,
   RESUMABLE,
@@ -141,8 +142,9 @@ export class JobsPanel {
         h(
           "div",
           { className: "paco-banner", role: "alert", "data-warning": warning.code ?? "" },
-          h("strong", {}, WARNING_TITLES[warning.code] ?? "Warning"),
+          h("strong", {}, WARNING_TITLES[warning.code] ?? guardrailTitle(warning.code)),
           warning.message ?? "",
+          guardrailSamples(h, warning, this.controller.stepSampleUrl && ((s) => this.controller.stepSampleUrl(record.id, s))),
         ),
       );
     }

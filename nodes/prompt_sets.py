@@ -1,0 +1,137 @@
+"""Training for a character: PaCo Prompt Set (training rows from a short description) and
+the reference images PaCo Train LoRA saves for its reference reward.
+
+PaCo Prompt Set calls :mod:`paco_core.jobs.prompt_sets` and writes the rows into ComfyUI's
+job home (``<user>/paco/prompt-sets/<digest>/``, named by their content so the same
+description gives the same files). Reference images go to ``<user>/paco/references/<digest>/``
+the same way: a job's config names files that stay put, so it resumes and re-runs alike.
+See docs/train-your-character.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from comfy_api.latest import io, ui
+
+from paco_core.errors import InputError
+
+from . import jobs_bridge
+
+PacoPromptSet = io.Custom("PACO_PROMPT_SET")
+CATEGORY = "PaCo/Training"
+
+
+def _lines(values) -> str:
+    return "\n".join(values)
+
+
+class PaCoPromptSet(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        from paco_core.jobs import prompt_sets as ps
+
+        return io.Schema(
+            node_id="PaCoPromptSet",
+            display_name="PaCo Prompt Set",
+            category=CATEGORY,
+            description="Training prompts for a character from a short description: every scene gets sets whose "
+            "panels combine camera angles, poses and expressions. Whole scenes are held out for evaluation, so "
+            "the held-out score shows the LoRA in places it never trained in. Connect it to PaCo Train LoRA.",
+            inputs=[
+                io.String.Input("subject", default="", tooltip="The character every panel shows, e.g. 'a "
+                                "red-haired girl with a green scarf and round glasses'."),
+                io.String.Input("style", default="", optional=True,
+                                tooltip="What every panel shares besides the subject, e.g. 'Watercolor illustration.'"),
+                io.String.Input("scenes", multiline=True, default=_lines(ps.DEFAULT_SCENES),
+                                tooltip="One scene per line (or separated by ;)."),
+                io.String.Input("poses", default="; ".join(ps.DEFAULT_POSES), tooltip="Poses, separated by ;"),
+                io.String.Input("expressions", default="; ".join(ps.DEFAULT_EXPRESSIONS),
+                                tooltip="Expressions, separated by ;"),
+                io.String.Input("camera_angles", default="; ".join(ps.DEFAULT_CAMERA_ANGLES),
+                                tooltip="Camera angles, separated by ;"),
+                io.String.Input("layout", default="2x2", tooltip="Panels per set, e.g. 2x2 or 1x3."),
+                io.Int.Input("rows_per_scene", default=4, min=1, max=100, tooltip="Sets per scene."),
+                io.Int.Input("held_out_scenes", default=1, min=0, max=100,
+                             tooltip="Scenes kept for evaluation only (0: no held-out rows)."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the panel order and the "
+                             "held-out scenes."),
+            ],
+            outputs=[
+                PacoPromptSet.Output("prompt_set", tooltip="The rows' files, for PaCo Train LoRA's prompt_set input."),
+                io.String.Output("report", tooltip="Row counts, held-out scenes and near-duplicate rows."),
+            ],
+        )  # fmt: skip
+
+    @classmethod
+    def execute(
+        cls, subject, scenes, poses, expressions, camera_angles, layout, rows_per_scene, held_out_scenes, seed,
+        style="",
+    ) -> io.NodeOutput:  # fmt: skip
+        from paco_core.jobs.prompt_sets import PromptSetSpec, build_prompt_set, write_prompt_set
+
+        spec = PromptSetSpec(
+            subject, style=style, scenes=scenes, poses=poses, expressions=expressions, camera_angles=camera_angles,
+            layout=layout, rows_per_scene=rows_per_scene, held_out_scenes=held_out_scenes, seed=seed,
+        )  # fmt: skip
+        prompt_set = build_prompt_set(spec)
+        digest = hashlib.sha256(json.dumps([prompt_set.train, prompt_set.eval], sort_keys=True).encode()).hexdigest()
+        files = write_prompt_set(prompt_set, jobs_bridge.jobs_home() / "prompt-sets" / digest[:16])
+        report = (
+            f"{len(prompt_set.train)} training sets, {len(prompt_set.eval)} held-out sets "
+            f"(scenes: {', '.join(prompt_set.held_out_scenes) or 'none'}); {prompt_set.num_duplicates_removed} "
+            f"repeated list entries dropped; {len(prompt_set.near_duplicates)} near-duplicate pairs"
+        )
+        value = {"train_file": str(files.train_file), "eval_file": str(files.eval_file or ""), "report": report}
+        return io.NodeOutput(value, report, ui=ui.PreviewText(report))
+
+
+def save_references(images) -> list[str]:
+    """Save an IMAGE batch as PNG files named by their pixels; returns their paths.
+
+    Raises:
+        InputError: the batch holds no image.
+    """
+    from paco_core.images import tensor_to_pil
+    from paco_core.io import atomic_write
+
+    pictures = tensor_to_pil(images)
+    if not pictures:
+        raise InputError("references: the image batch is empty; connect at least one reference image")
+    digest = hashlib.sha256()
+    for picture in pictures:
+        digest.update(f"{picture.mode}{picture.size}".encode() + picture.tobytes())
+    folder = jobs_bridge.jobs_home() / "references" / digest.hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, picture in enumerate(pictures):
+        path = folder / f"reference-{number:02d}.png"
+        if not path.is_file():
+            atomic_write(path, lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
+        paths.append(str(path))
+    return paths
+
+
+def apply_character_inputs(config: dict, *, references=None, prompt_set: dict | None = None) -> dict:
+    """Put PaCo Train LoRA's ``references`` and ``prompt_set`` inputs into a training config dict.
+
+    References are saved (:func:`save_references`) into ``rewards.references``; when the rewards
+    do not name the reference reward it is added with weight 1. A prompt set gives
+    ``data.train_file`` and (held-out scenes) ``data.eval_file``.
+    """
+    if references is not None:
+        rewards = config.setdefault("rewards", {})
+        rewards["references"] = save_references(references)
+        specs = list(rewards.get("rewards") or [])
+        if not any(spec.get("name") == "reference" for spec in specs):
+            rewards["rewards"] = [*specs, {"name": "reference", "weight": 1.0}]
+    if prompt_set is not None:
+        data = config.setdefault("data", {})
+        data["train_file"] = prompt_set["train_file"]
+        if prompt_set.get("eval_file"):
+            data["eval_file"] = prompt_set["eval_file"]
+    return config
+
+
+NODES = [PaCoPromptSet]
