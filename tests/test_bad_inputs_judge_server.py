@@ -104,10 +104,15 @@ def test_an_elongated_image_is_a_400_and_the_client_does_not_retry(server):
     assert calls == [1]  # one attempt: a 400 is the client's to fix
 
 
-def test_images_are_decoded_only_while_a_request_holds_the_judge(server, monkeypatch):
+def test_images_are_decoded_only_while_a_request_holds_the_judge(judge, monkeypatch):
     decoded = []
     real = js._decoded
     monkeypatch.setattr(js, "_decoded", lambda image, part: decoded.append(image.size) or real(image, part))
+    with JudgeHTTPServer(judge, model_name="tiny-judge", limits=ServerLimits(busy_wait=60.0)) as server:
+        wait_for_the_judge_in_turn(server, decoded)
+
+
+def wait_for_the_judge_in_turn(server, decoded: list) -> None:
     server._judge_lock.acquire()  # the judge is busy with someone else
     answers: list[int] = []
     raw = json.dumps(body(first=data_url(square(3, 256)), second=data_url(square(4, 256)))).encode()

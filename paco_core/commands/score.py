@@ -264,7 +264,13 @@ def run_score_edit(args: argparse.Namespace) -> int:
 def run_serve_judge(args: argparse.Namespace) -> int:
     import os
 
-    from paco_core.reward.judge_server import API_KEY_ENV, JudgeHTTPServer, ServerLimits, check_bind_address
+    from paco_core.reward.judge_server import (
+        API_KEY_ENV,
+        JudgeHTTPServer,
+        ServerLimits,
+        check_bind_address,
+        return_freed_memory_promptly,
+    )
 
     if not 0 < args.max_body_mb <= 1024:
         raise InputError(f"--max-body-mb should be above 0 and at most 1024, got {args.max_body_mb:g}.")
@@ -298,6 +304,7 @@ def run_serve_judge(args: argparse.Namespace) -> int:
             f"serve-judge serves a local judge; {args.judge} is already a server. Give a judge folder or hub id."
         )
     judge = open_judge(args.judge, lora=args.lora, dtype=args.dtype, device=args.device)
+    return_freed_memory_promptly()  # memory follows the limits, not the requests seen
     server = JudgeHTTPServer(
         judge,
         host=args.host,

@@ -35,6 +35,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -158,6 +159,9 @@ class JudgeHTTPServer:
         self.limits = limits or ServerLimits()
         self.api_key = api_key or None
         self._judge_lock = FairLock()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paco-judge-worker")
+        """Decodes images and runs the judge: one thread, so the large buffers of every request
+        come from one allocator arena (glibc keeps a freed arena's memory for its thread)."""
         self.body_budget = ByteBudget(self.limits.max_bytes_in_flight)
         self._waiting = 0
         self._waiting_lock = threading.Lock()
@@ -199,6 +203,7 @@ class JudgeHTTPServer:
             self._thread.join()
             self._thread = None
         self.httpd.server_close()
+        self._worker.shutdown(wait=True)
 
     def __enter__(self) -> JudgeHTTPServer:
         return self.start()
@@ -231,12 +236,15 @@ class JudgeHTTPServer:
         """The chat-completions answer for one request body (raises RequestError when invalid
         or when the judge stays busy)."""
         request = self.parse_request(body)
-        with self._judge_turn():
-            request.pair = decoded_pair(request.pair)  # pixels only inside the turn: one request at a time
-            try:
-                return self._answer(request)
-            except InputError as error:  # the judge refuses the question itself: the client's to fix
-                raise RequestError(str(error)) from None
+        with self._judge_turn():  # pixels only inside the turn: one request at a time
+            return self._worker.submit(self._decode_and_answer, request).result()
+
+    def _decode_and_answer(self, request: ChatRequest) -> dict:
+        request.pair = decoded_pair(request.pair)
+        try:
+            return self._answer(request)
+        except InputError as error:  # the judge refuses the question itself: the client's to fix
+            raise RequestError(str(error)) from None
 
     def parse_request(self, body: Any) -> ChatRequest:
         """Validate a request body (raises RequestError with a message saying what to fix)."""
@@ -592,6 +600,33 @@ class JudgeRequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("judge server: " + format, *args)
+
+
+MMAP_THRESHOLD_BYTES = 1024 * 1024
+
+
+def return_freed_memory_promptly() -> bool:
+    """Make this process give large freed buffers back to the system at once (glibc only).
+
+    glibc raises its mmap threshold after each large free (up to 32 MiB), after which request
+    bodies and decoded images come from heap arenas that keep their memory once freed: a
+    server that has seen 16 concurrent large requests stays large. A fixed 1 MiB threshold
+    maps every larger buffer on its own and unmaps it when freed. For ``paco serve-judge``
+    (the process is the server); returns False where it does not apply.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    m_mmap_threshold = -3  # from malloc.h
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES))
 
 
 def busy_error(reason: str) -> RequestError:
