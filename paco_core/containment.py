@@ -70,15 +70,15 @@ def contained_path(
             return expanded if os.path.exists(expanded) else None
     elif has_parent_step(text):
         raise InputError(
-            f"{what} {text!r} climbs out of its folder with '..'; inputs from ComfyUI resolve only inside "
+            f"{what} {text!r} climbs out of its folder with '..'; node inputs resolve only inside "
             f"{where}. Put the file there (a symlink is fine) or set {setting}=1."
         )
     if os.path.isabs(expanded):
         if any(is_inside(expanded, root) for root in roots) or allow_outside:
             return expanded if os.path.exists(expanded) else None
         raise InputError(
-            f"{what} {text!r} is outside {where} ({', '.join(roots) or 'none configured'}); inputs from "
-            f"ComfyUI resolve only inside them. Put it there (a symlink is fine) or set {setting}=1."
+            f"{what} {text!r} is outside {where} ({', '.join(roots) or 'none configured'}); "
+            f"node inputs resolve only inside them. Put it there (a symlink is fine) or set {setting}=1."
         )
     for root in roots:
         candidate = os.path.join(root, text)
