@@ -81,6 +81,7 @@ def test_a_folder_is_refused_with_one_line(tmp_path):
         open_image_file(tmp_path)
 
 
+@pytest.mark.slow  # a CLI process loading the judge
 def test_the_cli_refuses_a_fifo_in_one_line(tmp_path, tiny_models):
     fifo = tmp_path / "panel.png"
     os.mkfifo(fifo)
@@ -132,6 +133,7 @@ def test_an_elongated_image_is_a_one_line_error_from_the_local_judge(judge):
         judge.score_pairs([PairRequest(long_image(), square, "same?")])
 
 
+@pytest.mark.slow  # a CLI process loading the judge
 def test_the_cli_reports_an_elongated_image_in_one_line(tmp_path, tiny_models):
     path = tmp_path / "strip.png"
     long_image().save(path)
