@@ -9,8 +9,17 @@ resident memory (VmRSS) at start (judge loaded, no request yet) and after each
 checkpoint (default 500 and 1,000 requests), with the growth from the first checkpoint to
 the last: a leak shows there, while start -> first checkpoint includes allocator warm-up.
 
+With ``--big-images SIDE`` it measures memory instead: after a warm-up request, one request
+with two SIDE x SIDE images alone, then ``--clients`` such requests at once (one connection
+each), sampling the server's VmRSS every 10 ms; it prints the RSS before, the peak with one
+request, the peak with all clients, the RSS after (2 s later), and the ratio of the two
+peaks' growth. The server decodes images only while a request holds the judge and holds at
+most ``--max-in-flight-mb`` of request bodies, so the peak follows those limits, not the
+number of connections.
+
 Usage:
     python bench/judge_server_load.py                         # 32 clients, 1,000 requests, tiny judge
+    python bench/judge_server_load.py --big-images 4096 --clients 16   # memory with two 4096 px images
     python bench/judge_server_load.py --clients 8 --requests 200
     python bench/judge_server_load.py --judge models/PaCo-Reward-7B --device cuda
 """
@@ -177,9 +186,9 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def start_server(judge: str, device: str | None) -> tuple[subprocess.Popen, str]:
+def start_server(judge: str, device: str | None, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "paco_core.cli", "serve-judge", "--judge", judge, "--port", "0"]
-    command += ["--model-name", "load-judge"] + (["--device", device] if device else [])
+    command += ["--model-name", "load-judge", *extra] + (["--device", device] if device else [])
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     line = process.stdout.readline()
@@ -187,6 +196,124 @@ def start_server(judge: str, device: str | None) -> tuple[subprocess.Popen, str]
         process.kill()
         raise SystemExit(f"the server did not start: {line!r}")
     return process, line.split(" at ", 1)[1].split("/v1/", 1)[0]
+
+
+def big_image_bodies(model: str, side: int, count: int) -> list[bytes]:
+    """``count`` requests sharing two SIDE x SIDE images (64 px blocks plus one bit of noise: a
+    PNG of ~0.6 bytes per pixel, so two 4096 px images make a ~27 MiB body, under the 32 MiB
+    default limit), each with its own text."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    urls = []
+    for _ in range(2):
+        blocks = rng.integers(0, 256, (side // 64, side // 64, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        picture = np.asarray(Image.fromarray(blocks).resize((side, side), Image.NEAREST))
+        noisy = picture | rng.integers(0, 2, picture.shape, dtype=np.uint8)
+        Image.fromarray(noisy).save(buffer, format="PNG", compress_level=1)
+        urls.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return [
+        json.dumps({
+            "model": model, "max_tokens": 1,
+            "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": urls[0]}},
+                {"type": "image_url", "image_url": {"url": urls[1]}},
+                {"type": "text", "text": f"Are these two images consistent? ({number})"},
+            ]}],
+        }).encode("utf-8")
+        for number in range(count)
+    ]  # fmt: skip
+
+
+class PeakSampler:
+    """Samples a process's VmRSS every 10 ms in a thread; ``peak`` is the highest since ``reset``."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, rss_mib(self.pid))
+
+    def reset(self) -> None:
+        self.peak = rss_mib(self.pid)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def post_all(url: str, bodies: list[bytes], timeout: float = 600.0) -> Counter[int]:
+    """POST every body at once, one connection each; the count of each answer status."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def send(body: bytes) -> None:
+        connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+        try:
+            connection.request("POST", "/v1/chat/completions", body=body,
+                               headers={"Content-Type": "application/json"})  # fmt: skip
+            response = connection.getresponse()
+            response.read()
+            status = response.status
+        except Exception:  # noqa: BLE001 - counted as 0
+            status = 0
+        finally:
+            connection.close()
+        with lock:
+            statuses[status] += 1
+
+    threads = [threading.Thread(target=send, args=(body,)) for body in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def run_big_images(judge: str, device: str | None, side: int, clients: int, in_flight_mb: float | None) -> int:
+    """The memory run (``--big-images``): RSS before, peaks with 1 and ``clients`` requests, after."""
+    bodies = big_image_bodies("load-judge", side, clients + 1)
+    extra = ("--busy-wait", "3600", "--read-timeout", "120")
+    extra += ("--max-in-flight-mb", str(in_flight_mb)) if in_flight_mb else ()
+    process, url = start_server(judge, device, extra)
+    try:
+        post_all(url, request_bodies("load-judge", count=1))  # warm up on small images
+        before = rss_mib(process.pid)
+        sampler = PeakSampler(process.pid)
+        sampler.reset()
+        single = post_all(url, bodies[:1])
+        peak_single = sampler.peak
+        sampler.reset()
+        started = time.perf_counter()
+        concurrent = post_all(url, bodies[1:])
+        seconds = time.perf_counter() - started
+        peak_all = sampler.peak
+        time.sleep(2.0)
+        after = rss_mib(process.pid)
+        sampler.stop()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    body_mib = len(bodies[0]) / 2**20
+    print(f"judge server memory: two {side}x{side} images per request ({body_mib:.1f} MiB body), judge {judge}")
+    print(f"answers: 1 alone {dict(single)}; {clients} at once {dict(concurrent)} in {seconds:.1f} s")
+    print(
+        f"server RSS: before {before:.1f} MiB, peak with 1 request {peak_single:.1f} MiB "
+        f"(+{peak_single - before:.1f}), peak with {clients} at once {peak_all:.1f} MiB (+{peak_all - before:.1f}), "
+        f"after {after:.1f} MiB (+{after - before:.1f})"
+    )
+    ratio = (peak_all - before) / max(peak_single - before, 1e-9)
+    print(f"growth with {clients} connections / growth with 1: {ratio:.2f}x")
+    ok = single == {200: 1} and concurrent == {200: clients}
+    return 0 if ok else 1
 
 
 def main() -> int:
@@ -200,6 +327,13 @@ def main() -> int:
     parser.add_argument(
         "--checkpoints", default="500,1000", help="request counts at which the server RSS is read"
     )
+    parser.add_argument(
+        "--big-images", type=int, default=0, metavar="SIDE",
+        help="measure memory with --clients requests of two SIDE x SIDE images at once (e.g. 4096)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-in-flight-mb", type=float, default=None, help="with --big-images: the server's body bound"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="paco-load-") as scratch:
@@ -208,6 +342,8 @@ def main() -> int:
             from paco_core.testing import build_tiny_model
 
             judge = str(build_tiny_model("judge", Path(scratch)))
+        if args.big_images:
+            return run_big_images(judge, args.device, args.big_images, args.clients, args.max_in_flight_mb)
         process, url = start_server(judge, args.device)
         try:
             start_rss = rss_mib(process.pid)

@@ -109,6 +109,14 @@ def model_roots(*folders: str) -> list[str]:
     return list(dict.fromkeys(os.path.abspath(root) for root in roots))
 
 
+def all_model_roots() -> list[str]:
+    """Every ComfyUI models folder (extra_model_paths.yaml included) and the models directory:
+    where model paths of a training config from ComfyUI may point. Not custom_nodes."""
+    import folder_paths
+
+    return model_roots(*(name for name in folder_paths.folder_names_and_paths if name != "custom_nodes"))
+
+
 def resolve_model_path(folder: str, name: str, *, what: str = "model", hub: bool = False, also=()) -> str:
     """Full path of a dropdown choice or a typed name, contained in ComfyUI's models folders.
 
@@ -125,9 +133,8 @@ def resolve_model_path(folder: str, name: str, *, what: str = "model", hub: bool
         ModelLoadError: the name exists nowhere (and is no hub id where one is allowed).
     """
     from paco_core import settings
-    from paco_core.containment import contained_path
+    from paco_core.containment import contained_path, is_hub_id
     from paco_core.errors import InputError, ModelLoadError
-    from paco_core.models.hub import is_hub_id
 
     roots = model_roots(folder, *also)
     text = name.strip()

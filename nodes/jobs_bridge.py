@@ -138,6 +138,20 @@ def job_label(job: Job) -> str:
     return job.id if job.name == job.id else f"{job.id} · {job.name}"
 
 
+def reward_folders() -> list[str]:
+    """Where jobs from ComfyUI load user rewards: ``<user dir>/paco/rewards``, then PACO_REWARD_FOLDERS."""
+    from paco_core import settings
+
+    return list(dict.fromkeys([str(jobs_home() / "rewards"), *settings.reward_folders()]))
+
+
 def env_for_jobs() -> dict[str, str]:
-    """The environment jobs started from ComfyUI record (ComfyUI's own)."""
-    return dict(os.environ)
+    """The environment jobs started from ComfyUI record: ComfyUI's own, with the reward folders
+    and PACO_ALLOW_REWARD_IMPORTS as ComfyUI reads them (off unless the user set it)."""
+    from paco_core import settings
+
+    return {
+        **os.environ,
+        settings.REWARD_FOLDERS: os.pathsep.join(reward_folders()),
+        settings.ALLOW_REWARD_IMPORTS: "1" if settings.allow_reward_imports(default=False) else "0",
+    }

@@ -319,6 +319,43 @@ def build_train_config(
     ):
         config["gpu_policy"] = "exclusive"  # another device: nothing to share
     config.pop("output_dir", None)  # the job's own run folder
+    return contained_train_config(config)
+
+
+def containment_rules():
+    """The rule every path, URL and reward of a config from ComfyUI obeys (the nodes' rule)."""
+    from paco_core.containment import ContainmentRules
+
+    return ContainmentRules.from_settings(
+        model_roots=comfy_bridge.all_model_roots(),
+        data_roots=[comfy_bridge.input_directory(), str(jobs_bridge.jobs_home() / "prompts")],
+        reward_folders=jobs_bridge.reward_folders(),
+        fixed_folders=[comfy_bridge.comfyui_package_dir()],
+    )
+
+
+def contained_train_config(config: dict) -> dict:
+    """``config`` with node values and ``advanced_json`` alike checked by the containment rule,
+    and each edit row's image inside the data folders too.
+
+    Raises:
+        InputError: a path, URL or reward leaves what ComfyUI may reach (the message names the key).
+    """
+    from paco_core.containment import contained_config, contained_config_path
+    from paco_core.rl.data import read_prompt_rows
+
+    rules = containment_rules()
+    config = contained_config(config, rules)
+    data = config.get("data") or {}
+    for key in ("train_file", "eval_file"):
+        if not data.get(key):
+            continue
+        for row in read_prompt_rows(data[key], image_root=data.get("image_root") or None):
+            if row.image_path:
+                contained_config_path(
+                    row.image_path, rules.data_roots, key=f"data.{key} image", rules=rules,
+                    where="ComfyUI's input folder",
+                )  # fmt: skip
     return config
 
 

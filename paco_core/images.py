@@ -29,6 +29,33 @@ if TYPE_CHECKING:
     import torch
 
 _PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""Integer modes PIL reads 16-bit images in (a 16-bit grayscale PNG: ``I;16`` or ``I``)."""
+MAX_ASPECT_RATIO = 200
+"""The widest long-side / short-side ratio the judge's image processor (Qwen2-VL) takes."""
+
+
+def rgb_image(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB; 16-bit grayscale is scaled (65535 -> 255), not clipped to white
+    as ``Image.convert("RGB")`` does."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        import numpy as np
+
+        values = np.asarray(image, dtype=np.float64)
+        scaled = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)  # 65535 / 255 = 257
+        return Image.fromarray(scaled, "L").convert("RGB")
+    return image.convert("RGB")
+
+
+def check_aspect_ratio(size: tuple[int, int], what: str) -> None:
+    """InputError when an image is more than ``MAX_ASPECT_RATIO`` times wider than high (or the
+    reverse): the judge's image processor cannot take it."""
+    width, height = size
+    if min(width, height) < 1 or max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
+        raise InputError(
+            f"{what} is {width}x{height} pixels, an aspect ratio above the judge's limit of "
+            f"{MAX_ASPECT_RATIO}:1; crop or pad it to a less elongated shape."
+        )
 
 
 def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -202,6 +229,9 @@ def _compose_tensor(panels: torch.Tensor, layout: Layout) -> torch.Tensor:
 def open_image_file(path, *, what: str = "image") -> Image.Image:
     """An RGB image read from a file, or InputError naming the file.
 
+    Only regular files are opened (a FIFO would block forever); 16-bit images are scaled to
+    8 bits (``rgb_image``).
+
     Images larger than PIL's ``Image.MAX_IMAGE_PIXELS`` (about 89 megapixels by default)
     are refused before their pixels are decoded: a small file can declare gigapixels
     (a decompression bomb) and would otherwise take all memory.
@@ -210,16 +240,26 @@ def open_image_file(path, *, what: str = "image") -> Image.Image:
         path: the image file.
         what: how the message names it ("--image", "image").
     """
+    import os
+    import stat
     import warnings
 
     from PIL import UnidentifiedImageError
 
     try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError) as error:
+        raise InputError(f"{what} {path} cannot be read as an image ({error}).") from error
+    if not stat.S_ISREG(mode):
+        raise InputError(
+            f"{what} {path} is not a regular file (a folder, pipe or device); give an image file."
+        )  # opening a pipe would wait for a writer forever
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 _check_pixel_count(image.size, path, what)
-                return image.convert("RGB")
+                return rgb_image(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise InputError(_too_large(path, what, str(error))) from error
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:

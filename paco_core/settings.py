@@ -7,10 +7,13 @@ next node run without a restart.
 | PACO_ALLOW_OUTSIDE_PATHS   | 0       | nodes may load model, LoRA and judge paths outside ComfyUI's models folders |
 | PACO_ALLOW_REMOTE_JUDGE    | 0       | the Judge Loader node may call judge servers that are not on this machine |
 | PACO_ALLOW_HUB_DOWNLOADS   | 1       | nodes may take hub ids (owner/name) and download them          |
+| PACO_REWARD_FOLDERS        | (none)  | more folders user rewards (`module:function` = `module.py`) load from, `os.pathsep`-separated; ComfyUI adds `<user dir>/paco/rewards` |
+| PACO_ALLOW_REWARD_IMPORTS  | 0 in ComfyUI, 1 on the command line | user rewards may also be installed modules (imported by name) |
 | PACO_PIPELINE_CACHE_SIZE   | 2       | generation pipelines kept loaded (least recently used leave first; 0 = none) |
 | PACO_JUDGE_CACHE_SIZE      | 1       | local judges kept loaded by the Judge Loader (keep-loaded on)  |
 
-The command line is not restricted by the first three: a shell user can already read any
+The command line is not restricted by the ALLOW settings (a training job started from ComfyUI
+carries ComfyUI's reward settings): a shell user can already read any
 file and reach any address. See docs/security.md.
 """
 
@@ -23,6 +26,8 @@ from paco_core.errors import InputError
 ALLOW_OUTSIDE_PATHS = "PACO_ALLOW_OUTSIDE_PATHS"
 ALLOW_REMOTE_JUDGE = "PACO_ALLOW_REMOTE_JUDGE"
 ALLOW_HUB_DOWNLOADS = "PACO_ALLOW_HUB_DOWNLOADS"
+REWARD_FOLDERS = "PACO_REWARD_FOLDERS"
+ALLOW_REWARD_IMPORTS = "PACO_ALLOW_REWARD_IMPORTS"
 PIPELINE_CACHE_SIZE = "PACO_PIPELINE_CACHE_SIZE"
 JUDGE_CACHE_SIZE = "PACO_JUDGE_CACHE_SIZE"
 
@@ -66,6 +71,17 @@ def allow_remote_judge() -> bool:
 
 def allow_hub_downloads() -> bool:
     return flag(ALLOW_HUB_DOWNLOADS, True)
+
+
+def reward_folders() -> list[str]:
+    """The folders of PACO_REWARD_FOLDERS (``os.pathsep``-separated, ``~`` expanded), as full paths."""
+    text = os.environ.get(REWARD_FOLDERS, "")
+    return [os.path.abspath(os.path.expanduser(part)) for part in text.split(os.pathsep) if part.strip()]
+
+
+def allow_reward_imports(*, default: bool = True) -> bool:
+    """Whether a user reward may be an installed module; ComfyUI asks with ``default=False``."""
+    return flag(ALLOW_REWARD_IMPORTS, default)
 
 
 def pipeline_cache_size() -> int:

@@ -170,7 +170,8 @@ def test_a_job_trains_in_the_background_of_real_comfyui_and_survives_its_kill_9(
     hold = tmp_path / "hold"  # holds the trainer inside step 2 until the test lets it go
     hold.touch()
     env = {
-        **os.environ, "PYTHONPATH": str(FIXTURES / "jobs"), "PACO_TEST_HOLD_FILE": str(hold),
+        **os.environ, "PYTHONPATH": str(FIXTURES / "jobs"), "PACO_REWARD_FOLDERS": str(FIXTURES / "jobs"),
+        "PACO_TEST_HOLD_FILE": str(hold),
         "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
     }  # fmt: skip
     first = second = listener = None
@@ -269,8 +270,8 @@ def test_a_job_on_comfyuis_own_files_trains_in_real_comfyui(tmp_path, tiny_model
         (workdir / name).mkdir(parents=True)
     home = workdir / "user" / "paco"
     env = {
-        **os.environ, "PYTHONPATH": str(FIXTURES / "jobs"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-        "PYTHONUNBUFFERED": "1",
+        **os.environ, "PYTHONPATH": str(FIXTURES / "jobs"), "PACO_REWARD_FOLDERS": str(FIXTURES / "jobs"),
+        "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
     }  # fmt: skip
     env.pop("PACO_TEST_HOLD_FILE", None)
     server = None

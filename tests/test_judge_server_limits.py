@@ -364,7 +364,7 @@ def test_the_api_key_is_required_and_sent_by_the_client(local_judge, monkeypatch
         without = JudgeClient(locked.url, "tiny-judge", retries=3, backoff=5.0, cache_size=0)
         started = time.monotonic()
         with pytest.raises(
-            JudgeError, match=r"did not answer after 1 attempt\(s\): HTTP 401: .*needs an API key"
+            JudgeError, match=r"refused the request \(HTTP 401\): .*needs an API key"
         ):
             without.explain(pair, max_new_tokens=1)
         assert time.monotonic() - started < 5.0  # a 401 is not retried
@@ -387,7 +387,7 @@ def test_client_retries_timeouts_but_not_bad_requests(server):
             JudgeClient(url, "judge", retries=1, backoff=0.01, timeout=0.3).explain(pair, max_new_tokens=1)
     client = JudgeClient(server.url, "tiny-judge", retries=3, backoff=5.0)
     started = time.monotonic()
-    with pytest.raises(JudgeError, match=r"after 1 attempt\(s\): HTTP 400: .*max_tokens 100000 is above"):
+    with pytest.raises(JudgeError, match=r"refused the request \(HTTP 400\): .*max_tokens 100000 is above"):
         client.explain(pair, max_new_tokens=100_000)
     assert time.monotonic() - started < 5.0
 

@@ -64,8 +64,8 @@ def train_inputs(node, **changes) -> dict:
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory, tiny_models):
     """ComfyUI folders with the tiny FLUX in models/diffusers and the tiny models' ComfyUI layout
-    (diffusion_models, text_encoders, vae, checkpoints, paco_configs); jobs see the test rewards
-    on PYTHONPATH."""
+    (diffusion_models, text_encoders, vae, checkpoints, paco_configs); the test rewards' folder is
+    a reward folder (PACO_REWARD_FOLDERS)."""
     base = tmp_path_factory.mktemp("comfy")
     reset_comfy_stub(base)
     (base / "models" / "diffusers").mkdir(parents=True)
@@ -86,6 +86,7 @@ def comfy(tmp_path_factory, tiny_models):
     (encoders / "t5xxl-truncated.safetensors").write_bytes(whole[: len(whole) // 2])
     patch = pytest.MonkeyPatch()
     patch.setenv("PYTHONPATH", os.pathsep.join([str(FIXTURES / "jobs"), str(REPO)]))
+    patch.setenv("PACO_REWARD_FOLDERS", str(FIXTURES / "jobs"))
     patch.setenv("OMP_NUM_THREADS", "1")
     patch.delenv("PACO_TEST_HOLD_FILE", raising=False)
     pack = load_pack()

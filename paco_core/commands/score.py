@@ -112,6 +112,12 @@ def register(subparsers) -> None:
         "--max-body-mb", type=float, default=32.0, help="largest request body in MiB (default 32)"
     )
     limits.add_argument(
+        "--max-in-flight-mb",
+        type=float,
+        default=None,
+        help="request bodies held at once in MiB; more wait, then get 503 (default 4 x --max-body-mb)",
+    )
+    limits.add_argument(
         "--max-image-pixels",
         type=int,
         default=4096 * 4096,
@@ -258,12 +264,21 @@ def run_score_edit(args: argparse.Namespace) -> int:
 def run_serve_judge(args: argparse.Namespace) -> int:
     import os
 
-    from paco_core.reward.judge_server import API_KEY_ENV, JudgeHTTPServer, ServerLimits, check_bind_address
+    from paco_core.reward.judge_server import (
+        API_KEY_ENV,
+        JudgeHTTPServer,
+        ServerLimits,
+        check_bind_address,
+        return_freed_memory_promptly,
+    )
 
     if not 0 < args.max_body_mb <= 1024:
         raise InputError(f"--max-body-mb should be above 0 and at most 1024, got {args.max_body_mb:g}.")
+    if args.max_in_flight_mb is not None and not 0 < args.max_in_flight_mb <= 65536:
+        raise InputError(f"--max-in-flight-mb should be above 0 and at most 65536, got {args.max_in_flight_mb:g}.")
     limits = ServerLimits(
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_bytes_in_flight=None if args.max_in_flight_mb is None else int(args.max_in_flight_mb * 1024 * 1024),
         max_image_pixels=args.max_image_pixels,
         max_tokens=args.max_tokens,
         generation_seconds=args.generation_seconds,
@@ -289,6 +304,7 @@ def run_serve_judge(args: argparse.Namespace) -> int:
             f"serve-judge serves a local judge; {args.judge} is already a server. Give a judge folder or hub id."
         )
     judge = open_judge(args.judge, lora=args.lora, dtype=args.dtype, device=args.device)
+    return_freed_memory_promptly()  # memory follows the limits, not the requests seen
     server = JudgeHTTPServer(
         judge,
         host=args.host,

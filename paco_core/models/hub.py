@@ -5,12 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from paco_core.containment import is_hub_id
 from paco_core.errors import ModelLoadError
-
-
-def is_hub_id(text: str) -> bool:
-    """Whether ``text`` has the form of a hub id (``owner/name``), not of a path."""
-    return text.count("/") == 1 and not text.startswith(("/", ".", "~"))
 
 
 def hub_snapshot(repo_id: str, *, what: str, hint: str = "", allow_patterns: list[str] | None = None) -> Path:

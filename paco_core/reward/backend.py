@@ -178,8 +178,11 @@ def _logsumexp(values: Sequence[float]) -> float:
 
 
 def check_pairs(pairs: Sequence[PairRequest]) -> None:
-    """Raise InputError unless every item is a PairRequest of two PIL images and a prompt."""
+    """Raise InputError unless every item is a PairRequest of two PIL images the judge can take
+    and a prompt."""
     from PIL import Image
+
+    from paco_core.images import check_aspect_ratio
 
     for index, pair in enumerate(pairs):
         if not isinstance(pair, PairRequest):
@@ -194,5 +197,19 @@ def check_pairs(pairs: Sequence[PairRequest]) -> None:
                 raise InputError(
                     f"pair {index}: the {role} image is empty ({image.size[0]}x{image.size[1]})."
                 )
+            check_aspect_ratio(image.size, f"pair {index}: the {role} image")
         if not isinstance(pair.prompt, str) or not pair.prompt.strip():
             raise InputError(f"pair {index}: the prompt should be a non-empty text, got {pair.prompt!r}.")
+        check_text(pair.prompt, f"pair {index}: the prompt")
+
+
+def check_text(text: str, what: str) -> None:
+    """InputError when ``text`` cannot be written as UTF-8 (a lone surrogate, e.g. from JSON's
+    ``"\\ud800"``): the tokenizer would fail on it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InputError(
+            f"{what} holds a character that is not valid Unicode ({error.reason} at position {error.start}); "
+            "send valid UTF-8 text."
+        ) from None

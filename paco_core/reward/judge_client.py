@@ -274,10 +274,12 @@ class JudgeClient:
             try:
                 return self._http_json(self.completions_url, data)
             except urllib.error.HTTPError as error:
-                detail = error.read()[:300].decode("utf-8", "replace")
+                detail = error_detail(error.read(4096))
+                if error.code not in RETRYABLE_STATUS:  # the request itself is wrong: no retry
+                    raise JudgeError(
+                        f"judge server {self.completions_url} refused the request (HTTP {error.code}): {detail}"
+                    ) from None
                 last_error = f"HTTP {error.code}: {detail}"
-                if error.code not in RETRYABLE_STATUS:
-                    break
                 retry_after = retry_after_seconds(error.headers)
             except TRANSPORT_ERRORS as error:
                 last_error = f"{type(error).__name__}: {getattr(error, 'reason', error)}"
@@ -330,6 +332,17 @@ class JudgeClient:
             raise JudgeError(
                 f"judge server {url} answered without a model list (data[].id): is it an OpenAI-compatible server?"
             ) from error
+
+
+def error_detail(data: bytes) -> str:
+    """The message of an OpenAI-shaped error answer (``{"error": {"message": ...}}``), else
+    the answer's first 300 characters."""
+    text = data.decode("utf-8", "replace")
+    try:
+        message = json.loads(text)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return text[:300]
+    return str(message)[:1000]
 
 
 def retry_after_seconds(headers: Any) -> float:

@@ -35,12 +35,14 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from paco_core.errors import InputError
-from paco_core.reward.backend import PairRequest
+from paco_core.images import check_aspect_ratio, rgb_image
+from paco_core.reward.backend import PairRequest, check_text
 from paco_core.reward.local import LocalJudge
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,10 @@ class ServerLimits:
             shorter than its ``Content-Length`` or an idle connection is dropped then).
         busy_wait: seconds a request waits for the judge before it is answered 503.
         max_waiting: requests waiting for the judge at once; more are answered 503 at once.
+        max_bytes_in_flight: request bodies held at once, in bytes (default: 4 x
+            ``max_body_bytes``); a request whose body does not fit waits up to ``busy_wait``,
+            then gets 503. With images decoded only while holding the judge, the server's
+            memory is bounded by this and the image limit, not by the number of connections.
     """
 
     max_body_bytes: int = 32 * 1024 * 1024
@@ -74,9 +80,12 @@ class ServerLimits:
     read_timeout: float = 10.0
     busy_wait: float = 10.0
     max_waiting: int = 64
+    max_bytes_in_flight: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_image_pixels", "max_tokens", "max_waiting"):
+        if self.max_bytes_in_flight is None and isinstance(self.max_body_bytes, int):
+            object.__setattr__(self, "max_bytes_in_flight", 4 * self.max_body_bytes)
+        for name in ("max_body_bytes", "max_image_pixels", "max_tokens", "max_waiting", "max_bytes_in_flight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} should be a whole number >= 1, got {value!r}.")
@@ -84,6 +93,11 @@ class ServerLimits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise InputError(f"{name} should be a positive number of seconds, got {value!r}.")
+        if self.max_bytes_in_flight < self.max_body_bytes:
+            raise InputError(
+                f"max_bytes_in_flight ({self.max_bytes_in_flight}) should be at least max_body_bytes "
+                f"({self.max_body_bytes}), or no request of the largest size could ever be read."
+            )
 
 
 class RequestError(Exception):
@@ -97,7 +111,8 @@ class RequestError(Exception):
 
 @dataclass
 class ChatRequest:
-    """A validated judge question: the pair and what to answer."""
+    """A validated judge question: the pair (images opened, their pixels not yet decoded:
+    that happens while the request holds the judge) and what to answer."""
 
     pair: PairRequest
     max_tokens: int
@@ -144,6 +159,10 @@ class JudgeHTTPServer:
         self.limits = limits or ServerLimits()
         self.api_key = api_key or None
         self._judge_lock = FairLock()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paco-judge-worker")
+        """Decodes images and runs the judge: one thread, so the large buffers of every request
+        come from one allocator arena (glibc keeps a freed arena's memory for its thread)."""
+        self.body_budget = ByteBudget(self.limits.max_bytes_in_flight)
         self._waiting = 0
         self._waiting_lock = threading.Lock()
         handler = type(
@@ -184,6 +203,7 @@ class JudgeHTTPServer:
             self._thread.join()
             self._thread = None
         self.httpd.server_close()
+        self._worker.shutdown(wait=True)
 
     def __enter__(self) -> JudgeHTTPServer:
         return self.start()
@@ -216,8 +236,15 @@ class JudgeHTTPServer:
         """The chat-completions answer for one request body (raises RequestError when invalid
         or when the judge stays busy)."""
         request = self.parse_request(body)
-        with self._judge_turn():
+        with self._judge_turn():  # pixels only inside the turn: one request at a time
+            return self._worker.submit(self._decode_and_answer, request).result()
+
+    def _decode_and_answer(self, request: ChatRequest) -> dict:
+        request.pair = decoded_pair(request.pair)
+        try:
             return self._answer(request)
+        except InputError as error:  # the judge refuses the question itself: the client's to fix
+            raise RequestError(str(error)) from None
 
     def parse_request(self, body: Any) -> ChatRequest:
         """Validate a request body (raises RequestError with a message saying what to fix)."""
@@ -316,6 +343,32 @@ class JudgeHTTPServer:
         return self.judge.tokenizer.decode([token_id])
 
 
+class ByteBudget:
+    """A count of bytes shared by the requests in flight: ``acquire(n)`` waits until ``n``
+    more fit under ``total`` (or the timeout passes), ``release(n)`` gives them back."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._changed = threading.Condition()
+
+    def acquire(self, size: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.used + size > self.total:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            self.used += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._changed:
+            self.used -= size
+            self._changed.notify_all()
+
+
 class FairLock:
     """A lock handed to its waiters in arrival order (``threading.Lock`` lets a newcomer
     overtake, so under load one request could wait far longer than the others)."""
@@ -378,6 +431,15 @@ class JudgeRequestHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._body_read = False
+        self._reserved = 0
+        try:
+            self._answer_post()
+        finally:
+            if self._reserved:
+                self.server_state.body_budget.release(self._reserved)
+                self._reserved = 0
+
+    def _answer_post(self) -> None:
         try:
             self.server_state.check_api_key(self.headers.get("Authorization"))
             if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
@@ -446,12 +508,24 @@ class JudgeRequestHandler(BaseHTTPRequestHandler):
                 status=413,
                 code="body_too_large",
             )
+        if not self.server_state.body_budget.acquire(length, timeout=limits.busy_wait):
+            self.close_connection = True
+            raise busy_error(
+                f"{self.server_state.body_budget.used} bytes of other requests are in flight, the limit is "
+                f"{limits.max_bytes_in_flight}"
+            )
+        self._reserved = length
         data = self._read_exactly(length, deadline=time.monotonic() + limits.read_timeout)
         self._body_read = True
         try:
             return json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise RequestError(f"the request body is not valid JSON: {error}.", code="invalid_json") from None
+        except RecursionError:
+            raise RequestError(
+                "the request body nests lists or objects too deeply to read; send the judge's flat message shape.",
+                code="invalid_json",
+            ) from None
 
     def _read_exactly(self, length: int, deadline: float) -> bytes:
         """``length`` bytes of body, or RequestError when they do not arrive in time."""
@@ -526,6 +600,33 @@ class JudgeRequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("judge server: " + format, *args)
+
+
+MMAP_THRESHOLD_BYTES = 1024 * 1024
+
+
+def return_freed_memory_promptly() -> bool:
+    """Make this process give large freed buffers back to the system at once (glibc only).
+
+    glibc raises its mmap threshold after each large free (up to 32 MiB), after which request
+    bodies and decoded images come from heap arenas that keep their memory once freed: a
+    server that has seen 16 concurrent large requests stays large. A fixed 1 MiB threshold
+    maps every larger buffer on its own and unmaps it when freed. For ``paco serve-judge``
+    (the process is the server); returns False where it does not apply.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    m_mmap_threshold = -3  # from malloc.h
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES))
 
 
 def busy_error(reason: str) -> RequestError:
@@ -604,6 +705,10 @@ def pair_from_messages(messages: Any, max_image_pixels: int = ServerLimits.max_i
                 raise RequestError(
                     f"content part {number} (text) should have a string text, got {json_type(text)}."
                 )
+            try:
+                check_text(text, f"content part {number} (text)")
+            except InputError as error:
+                raise RequestError(str(error)) from None
             texts.append(text)
         else:
             raise RequestError(f"content part {number} has type {kind!r}; use 'image_url' or 'text'.")
@@ -611,8 +716,14 @@ def pair_from_messages(messages: Any, max_image_pixels: int = ServerLimits.max_i
         raise RequestError(
             f"a judge request holds two images and a text, got {len(images)} image(s) and {len(texts)} text(s)."
         )
-    first, second = (decode_data_url(url, max_image_pixels, part=number) for number, url in images)
+    first, second = (open_data_url(url, max_image_pixels, part=number) for number, url in images)
     return PairRequest(first, second, "".join(texts))
+
+
+def decoded_pair(pair: PairRequest) -> PairRequest:
+    """``pair`` with its opened images decoded to RGB (``pair_from_messages`` only opens them)."""
+    first, second = (_decoded(image, part) for part, image in enumerate((pair.first, pair.second), 1))
+    return PairRequest(first, second, pair.prompt)
 
 
 def decode_data_url(url: Any, max_image_pixels: int = ServerLimits.max_image_pixels, part: int = 0) -> Any:
@@ -621,6 +732,13 @@ def decode_data_url(url: Any, max_image_pixels: int = ServerLimits.max_image_pix
     The pixel count is read from the image header and refused above ``max_image_pixels``
     before any pixel is decoded.
     """
+    return _decoded(open_data_url(url, max_image_pixels, part), part)
+
+
+def open_data_url(url: Any, max_image_pixels: int = ServerLimits.max_image_pixels, part: int = 0) -> Any:
+    """A PIL image opened (header read, pixels not decoded) from a base64 data URL, refused
+    (RequestError) when it is no image, has more than ``max_image_pixels`` pixels or a
+    shape the judge cannot take."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -643,14 +761,34 @@ def decode_data_url(url: Any, max_image_pixels: int = ServerLimits.max_image_pix
                     f"limit of {max_image_pixels}; send a smaller image.",
                     code="image_too_large",
                 )
-            image.load()
-            return image.convert("RGB")
+            check_aspect_ratio((width, height), f"{where}: the image")
+            return image
+    except InputError as error:
+        raise RequestError(str(error)) from None
     except Image.DecompressionBombError as error:
         raise RequestError(
             f"{where}: the image is too large to decode ({error}).", code="image_too_large"
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise RequestError(f"{where}: the image could not be decoded: {error}.") from None
+
+
+def _decoded(image: Any, part: int) -> Any:
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
+            return rgb_image(image)
+    except Image.DecompressionBombError as error:
+        raise RequestError(
+            f"image {part} of the pair is too large to decode ({error}).", code="image_too_large"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise RequestError(f"image {part} of the pair could not be decoded: {error}.") from None
 
 
 def is_loopback(host: str) -> bool:

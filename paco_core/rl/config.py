@@ -266,7 +266,8 @@ class DataConfig:
 @dataclass
 class RewardSpec:
     name: str = field(
-        default="consistency", metadata=_help(f"{', '.join(BUILTIN_REWARDS)} or module:function")
+        default="consistency",
+        metadata=_help(f"{', '.join(BUILTIN_REWARDS)} or module:function (module.py in a reward folder)"),
     )
     weight: float = field(default=1.0, metadata=_help("weight in the aggregation"))
 

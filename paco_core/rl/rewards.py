@@ -11,6 +11,9 @@ for edit rows), the prompt text of each sample, and a metadata dict per sample (
 row's extra fields such as ``criteria``), and returns one score per image, ``None`` for
 "could not score".
 
+User rewards load from a reward folder (``<folder>/<module>.py``; see
+:func:`load_user_reward` and docs/training.md#your-own-rewards).
+
 Built-ins: ``consistency`` (the PaCo-Reward judge on every pair of panels of the grid,
 averaged), ``edit`` (the judge's sqrt(consistency x following) of the original, at its own
 resolution or squashed to ``judge_original_size`` (width, height) when the metadata names one,
@@ -57,24 +60,64 @@ class RewardScores:
 
 
 def load_user_reward(name: str) -> RewardFn:
-    """Import ``module:function`` (the module must be importable, e.g. on PYTHONPATH).
+    """The function of a user reward ``module:function``.
+
+    ``module.py`` is loaded from the first reward folder holding it (PACO_REWARD_FOLDERS;
+    jobs started from ComfyUI also get ``<ComfyUI user dir>/paco/rewards``); otherwise the
+    module is imported by name (it must be on PYTHONPATH) where PACO_ALLOW_REWARD_IMPORTS
+    allows it: on the command line by default, in jobs from ComfyUI only when the user set
+    it there. So a workflow names a reward, but the code comes from where the user put it.
 
     Raises:
-        ConfigError: the module or the function does not exist, or is not callable.
+        ConfigError: the module or the function does not exist, or is not callable, or the
+            module is not in the reward folders and imports are off.
     """
+    from paco_core import settings
+    from paco_core.containment import reward_module_file
+
     module_name, _, function_name = name.partition(":")
     if not module_name or not function_name:
         raise ConfigError(f"reward {name!r} should look like `package.module:function`")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
+    folders = settings.reward_folders()
+    path = reward_module_file(module_name, folders)
+    if path is not None:
+        module = _module_from_file(name, module_name, path)
+    elif not settings.allow_reward_imports():
         raise ConfigError(
-            f"reward {name!r}: cannot import module {module_name!r} ({error}); put it on PYTHONPATH"
-        ) from error
+            f"reward {name!r}: {module_name}.py is not in the reward folders ({', '.join(folders) or 'none'}) and "
+            f"{settings.ALLOW_REWARD_IMPORTS}=0: put {module_name}.py in one of them"
+        )
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as error:
+            raise ConfigError(
+                f"reward {name!r}: cannot import module {module_name!r} ({error}); put it on PYTHONPATH "
+                f"or {module_name}.py in a reward folder ({settings.REWARD_FOLDERS})"
+            ) from error
     function = getattr(module, function_name, None)
     if not callable(function):
         raise ConfigError(f"reward {name!r}: module {module_name!r} has no function {function_name!r}")
     return function
+
+
+def _module_from_file(name: str, module_name: str, path: str):
+    """Execute ``path`` as the module ``paco_rewards.<module_name>`` (not on sys.path)."""
+    import importlib.util
+    import sys
+
+    qualified = f"paco_rewards.{module_name}"
+    if qualified in sys.modules and getattr(sys.modules[qualified], "__file__", None) == path:
+        return sys.modules[qualified]
+    spec = importlib.util.spec_from_file_location(qualified, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[qualified] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[qualified]
+        raise ConfigError(f"reward {name!r}: {path} failed to load: {type(error).__name__}: {error}") from error
+    return module
 
 
 SCORER_DTYPE = "fp32"
