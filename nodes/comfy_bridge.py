@@ -83,6 +83,24 @@ def model_choices(folder: str) -> list[str]:
     return list(folder_paths.get_filename_list(folder))
 
 
+def lora_choices() -> list[str]:
+    """LoRA files in ComfyUI's ``models/loras``, then the folders there that hold a LoRA
+    (a downloaded hub repository or a peft adapter folder), e.g. ``PaCo-FLUX.1-dev-Lora``."""
+    import folder_paths
+
+    from paco_core.models.lora_files import is_lora_folder
+
+    files = list(folder_paths.get_filename_list("loras"))
+    folders: list[str] = []
+    for root in folder_paths.get_folder_paths("loras"):
+        if not os.path.isdir(root):
+            continue
+        for entry in sorted(os.listdir(root)):
+            if is_lora_folder(os.path.join(root, entry)):
+                folders.append(entry)
+    return files + [name for name in folders if name not in files]
+
+
 def diffusers_folder_choices() -> list[str]:
     """Sub-folders of ComfyUI's ``models/diffusers`` that hold a ``model_index.json``."""
     import folder_paths
