@@ -38,6 +38,8 @@ from helpers import free_port
 from pack_loader import REPO_ROOT, STUB_DIR, all_node_classes
 from PIL import Image
 
+from paco_core.testing.comfyui_models import save_tiny_flux_lora
+
 pytestmark = [
     pytest.mark.comfyui,
     pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="set COMFYUI_DIR to a ComfyUI checkout"),
@@ -273,22 +275,6 @@ THEME = "a red fox in ink style"
 LORA_NAME = "paco_tiny.safetensors"
 JUDGE_NAME = "tiny-judge"
 EDIT_STEP_1 = "Give the fox a hat."
-
-
-def save_tiny_flux_lora(flux_dir: Path, path: Path) -> Path:
-    """A rank-2 LoRA on the tiny FLUX transformer, written by our own save helper."""
-    import torch
-    from diffusers import FluxTransformer2DModel
-    from peft import LoraConfig
-
-    from paco_core.models.lora import save_peft_transformer_lora
-
-    transformer = FluxTransformer2DModel.from_pretrained(str(flux_dir), subfolder="transformer")
-    torch.manual_seed(0)
-    transformer.add_adapter(
-        LoraConfig(r=2, lora_alpha=2, init_lora_weights=False, target_modules=["to_q", "to_v"])
-    )
-    return save_peft_transformer_lora(transformer, path)
 
 
 def models_folder_with_tiny_models(models_dir: Path, tiny_models) -> Path:
