@@ -90,7 +90,7 @@ def comfyui_server(comfyui_dir: Path, workdir: Path, models_dir: Path | None = N
         "--database-url", "sqlite:///:memory:",
     ]  # fmt: skip
     if models_dir is not None:
-        command += ["--models-directory", str(models_dir)]
+        command += models_directory_args(comfyui_dir, models_dir, workdir)
     log_path = workdir / "server.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     with open(log_path, "w") as log:
@@ -106,6 +106,24 @@ def comfyui_server(comfyui_dir: Path, workdir: Path, models_dir: Path | None = N
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=20)
+
+
+MODEL_FOLDERS = (
+    "checkpoints", "clip", "clip_vision", "configs", "controlnet", "diffusers", "diffusion_models",
+    "embeddings", "loras", "text_encoders", "unet", "upscale_models", "vae", "vae_approx",
+)  # fmt: skip
+
+
+def models_directory_args(comfyui_dir: Path, models_dir: Path, workdir: Path) -> list[str]:
+    """ComfyUI's arguments that make it read models from ``models_dir``: ``--models-directory``
+    where it exists (0.3.6x has none: there, an extra_model_paths file naming each folder)."""
+    if "--models-directory" in (comfyui_dir / "comfy" / "cli_args.py").read_text(encoding="utf-8"):
+        return ["--models-directory", str(models_dir)]
+    lines = ["paco_test:", f"    base_path: {models_dir}"]
+    lines += [f"    {folder}: {folder}" for folder in MODEL_FOLDERS]
+    config = workdir / "extra_model_paths.yaml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return ["--extra-model-paths-config", str(config)]
 
 
 def wait_until_up(server: subprocess.Popen, url: str, log_path: Path) -> None:
