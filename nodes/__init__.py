@@ -21,7 +21,9 @@ def all_nodes() -> list[type[io.ComfyNode]]:
     for name in NODE_MODULES:
         module = importlib.import_module(f".{name}", __name__)
         classes.extend(module.NODES)
-    return classes
+    from .comfy_bridge import show_errors_on_the_node
+
+    return [show_errors_on_the_node(node_cls) for node_cls in classes]
 
 
 class PaCoExtension(ComfyExtension):

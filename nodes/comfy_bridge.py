@@ -7,6 +7,8 @@ so that tests can provide stand-ins for ``comfy.utils``, ``comfy.model_managemen
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import time
@@ -39,6 +41,52 @@ def show_progress_text(node_id: str | None, text: str) -> None:
 
     if node_id is not None and PromptServer.instance is not None:
         PromptServer.instance.send_progress_text(text, node_id)
+
+
+ERROR_MARK = "\u26a0 "
+"""Before an error shown under the node (the warning sign), so it reads apart from progress."""
+
+
+def show_errors_on_the_node(node_cls: type) -> type:
+    """Make ``node_cls.execute`` put the first line of a PaCo error under the node before
+    ComfyUI reports it: the artist sees what was wrong where the status text was (ComfyUI's
+    own toast says only that the prompt failed). Wrapping twice wraps once."""
+    from paco_core.errors import PaCoError
+
+    if getattr(node_cls, "_paco_shows_errors", False) or "execute" not in node_cls.__dict__:
+        return node_cls
+    execute = node_cls.__dict__["execute"].__func__
+
+    def show(cls, error: PaCoError) -> None:
+        try:
+            node_id = cls.hidden.unique_id
+        except AttributeError:
+            return
+        show_progress_text(node_id, ERROR_MARK + str(error).splitlines()[0])
+
+    if inspect.iscoroutinefunction(execute):
+
+        @functools.wraps(execute)
+        async def wrapped(cls, *args, **kwargs):
+            try:
+                return await execute(cls, *args, **kwargs)
+            except PaCoError as error:
+                show(cls, error)
+                raise
+
+    else:
+
+        @functools.wraps(execute)
+        def wrapped(cls, *args, **kwargs):
+            try:
+                return execute(cls, *args, **kwargs)
+            except PaCoError as error:
+                show(cls, error)
+                raise
+
+    node_cls.execute = classmethod(wrapped)
+    node_cls._paco_shows_errors = True
+    return node_cls
 
 
 @contextmanager

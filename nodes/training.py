@@ -315,6 +315,18 @@ def build_train_config(
     return config
 
 
+NODE_WORDS = {
+    "rewards.judge_path": "the rewards input asks for the judge (consistency or edit): connect a PaCo Judge "
+    "Loader to the judge input, or drop those rewards",
+}
+"""What a config error about a key means on PaCo Train LoRA, in the words of its inputs."""
+
+
+def in_the_nodes_words(error: ConfigError) -> str:
+    """The error as the artist should read it on the node (its config key's node wording)."""
+    return NODE_WORDS.get(error.field or "", str(error))
+
+
 def _largest_divisor(group_size: int, at_most: int) -> int:
     return max(d for d in range(1, max(1, at_most) + 1) if group_size % d == 0)
 
@@ -422,7 +434,7 @@ class PaCoTrainLora(io.ComfyNode):
             job = runner.submit(store, config, name=name, reuse=not new_run, cwd=store.home,
                                 env=jobs_bridge.env_for_jobs())  # fmt: skip
         except ConfigError as error:
-            raise ConfigError(f"PaCo Train LoRA: {error}") from None
+            raise ConfigError(f"PaCo Train LoRA: {in_the_nodes_words(error)}", field=error.field) from None
         reused = job.id in before
         text = (
             f"{job.id} already exists ({job.status}, step {job.step}/{job.total}); turn new_run on to train again"

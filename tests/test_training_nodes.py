@@ -12,6 +12,7 @@ import importlib
 import io as bytes_io
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -161,7 +162,7 @@ def test_new_run_queues_another_job(comfy, finished):
         ({"advanced_json": "[1, 2]"}, "advanced_json should be a JSON object"),
         ({"advanced_json": json.dumps({**TINY_TRAINING, "optim": {"lr": -1.0}})}, "optim.lr"),
         ({"rewards": "consistency=lots"}, "rewards: the weight of 'consistency'"),
-        ({"rewards": "consistency=1"}, "rewards.judge_path"),
+        ({"rewards": "consistency=1"}, "connect a PaCo Judge Loader to the judge input"),
         ({"preset": "edit-kontext"}, "trains a flux-kontext model, but the pipeline"),
         ({"lora_name": "  "}, "lora_name is empty"),
         ({"pipeline": "(model_path)"}, "type one"),
@@ -172,8 +173,10 @@ def test_a_bad_value_is_an_error_naming_the_field_and_creates_no_job(comfy, chan
     store = comfy["bridge"].job_store()
     before = store.ids()
     with pytest.raises(InputError, match=message):
-        run_node(node, **train_inputs(node, new_run=True, **changes))
+        run_node(node, hidden={"unique_id": "9"}, **train_inputs(node, new_run=True, **changes))
     assert store.ids() == before
+    node_id, shown = comfy["server"].stub_progress_texts()[-1]  # the error stays on the node
+    assert node_id == "9" and shown.startswith("\u26a0 ") and re.search(message, shown)
 
 
 def test_the_pipeline_dropdown_offers_comfyuis_files_after_the_existing_widgets(comfy):
