@@ -35,6 +35,27 @@ def hooks_for(node_id: str | None, total: int) -> Hooks:
     return Hooks(progress=progress, check_cancel=mm.throw_exception_if_processing_interrupted)
 
 
+STATUS_WIDTH = 64
+"""Characters of a status line under a node: the frontend does not wrap it, so a longer one
+runs over the next node."""
+
+
+def model_label(source: str) -> str:
+    """How a status line names a model: the folder or file name, a hub id or a server
+    address as given; never the machine path."""
+    text = str(source).strip().rstrip("/\\")
+    if "://" in text:
+        return text.split("://", 1)[1].split("/", 1)[0]
+    if os.path.isabs(text) or os.sep in text or (os.altsep and os.altsep in text):
+        return os.path.basename(text) if os.path.exists(text) else text
+    return text
+
+
+def short_status(text: str, width: int = STATUS_WIDTH) -> str:
+    """``text`` cut to ``width`` characters (an ellipsis marks the cut)."""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "\u2026"
+
+
 def show_progress_text(node_id: str | None, text: str) -> None:
     """A line of text under the node while it runs (ComfyUI's ``send_progress_text``)."""
     from server import PromptServer
@@ -95,10 +116,10 @@ def loading_progress(node_id: str | None, what: str, steps: int) -> Iterator[Hoo
     loader reports them through the yielded hooks) and a line of text under the node
     saying what loads and, at the end, how long it took."""
     hooks = hooks_for(node_id, steps)
-    show_progress_text(node_id, f"loading {what} ...")
+    show_progress_text(node_id, short_status(f"loading {what} ..."))
     started = time.perf_counter()
     yield hooks
-    show_progress_text(node_id, f"loaded {what} in {time.perf_counter() - started:.1f} s")
+    show_progress_text(node_id, short_status(f"loaded {what} in {time.perf_counter() - started:.1f} s"))
 
 
 def free_comfy_memory() -> None:

@@ -256,7 +256,7 @@ class PaCoPipelineLoader(io.ComfyNode):
         device = str(comfy_bridge.comfy_device())
         if device != "cpu":
             comfy_bridge.free_comfy_memory()
-        with comfy_bridge.loading_progress(cls.hidden.unique_id, f"pipeline {source}", LOAD_STEPS) as hooks:
+        with comfy_bridge.loading_progress(cls.hidden.unique_id, f"pipeline {comfy_bridge.model_label(source)}", LOAD_STEPS) as hooks:
             loaded = load_pipeline(
                 source,
                 dtype=dtype,

@@ -599,6 +599,10 @@ class PaCoTrainingJob(io.ComfyNode):
         except InputError as error:  # no checkpoint yet: show the status, skip the nodes that need the LoRA
             lora_file = comfy_bridge.execution_blocker(None)
             text += f"\n{error}"
+            comfy_bridge.show_progress_text(
+                cls.hidden.unique_id,
+                comfy_bridge.short_status(f"no LoRA yet (step {found.step}/{found.total}): LoRA nodes skipped, queue again later"),
+            )
         previews = [preview_file(found.id, "sample", sample), preview_file(found.id, "curve", curve)]
         return io.NodeOutput(
             text, pil_to_tensor([sample]), pil_to_tensor([curve]), lora_file,

@@ -386,6 +386,9 @@ def test_training_job_without_a_checkpoint_shows_its_status_and_blocks_the_lora_
         assert f"job {job.id} has no checkpoint yet (stopped, step 0/0)" in output.args[0]
         assert isinstance(output.args[3], ExecutionBlocker) and output.args[3].message is None
         assert tuple(output.args[1].shape) == (1, 64, 64, 3)
+        # ... and the node itself says why they were skipped, where the artist looks
+        shown = comfy["server"].stub_progress_texts()[-1][1]
+        assert shown.startswith("no LoRA yet (step 0/0): LoRA nodes skipped") and len(shown) <= 64
     finally:
         store.delete(job.id)
 
