@@ -37,4 +37,7 @@ class PaCoExtension(ComfyExtension):
         install_server_hooks()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # ComfyUI 0.3.6x never calls on_load (0.33 does, first): install the hooks here too;
+        # both installs are idempotent.
+        await self.on_load()
         return all_nodes()

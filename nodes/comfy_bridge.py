@@ -292,27 +292,39 @@ PACO_CONFIGS_FOLDER = "paco_configs"
 files of other sizes than the released ones; the shipped configs need none."""
 
 
-def config_folder_choices() -> list[str]:
-    """Sub-folders of ``models/paco_configs`` that hold a ``model_index.json``."""
+def _config_folders() -> dict[str, str]:
+    """``{name: folder}`` of every config folder: ``models/paco_configs/<name>`` and the same
+    folder under each extra_model_paths.yaml entry that names ``paco_configs`` (first wins)."""
     import folder_paths
 
-    root = os.path.join(folder_paths.models_dir, PACO_CONFIGS_FOLDER)
-    if not os.path.isdir(root):
-        return []
-    return [e for e in sorted(os.listdir(root)) if os.path.isfile(os.path.join(root, e, "model_index.json"))]
+    roots = [os.path.join(folder_paths.models_dir, PACO_CONFIGS_FOLDER)]
+    if PACO_CONFIGS_FOLDER in getattr(folder_paths, "folder_names_and_paths", {}):
+        roots += list(folder_paths.get_folder_paths(PACO_CONFIGS_FOLDER))
+    found: dict[str, str] = {}
+    for root in dict.fromkeys(os.path.abspath(root) for root in roots):
+        if not os.path.isdir(root):
+            continue
+        for entry in sorted(os.listdir(root)):
+            if os.path.isfile(os.path.join(root, entry, "model_index.json")):
+                found.setdefault(entry, os.path.join(root, entry))
+    return found
+
+
+def config_folder_choices() -> list[str]:
+    """Sub-folders of ``models/paco_configs`` that hold a ``model_index.json``."""
+    return sorted(_config_folders())
 
 
 def config_folder_path(name: str) -> str:
     """The folder of a ``config_folder_choices`` name (names only: no path leaves models/paco_configs)."""
-    import folder_paths
-
     from paco_core.errors import InputError
 
-    if name not in config_folder_choices():
+    folders = _config_folders()
+    if name not in folders:
         raise InputError(
             f"config folder {name!r} is not in models/{PACO_CONFIGS_FOLDER}: choose one from the list."
         )
-    return os.path.join(folder_paths.models_dir, PACO_CONFIGS_FOLDER, name)
+    return folders[name]
 
 
 def comfyui_package_dir() -> str:
