@@ -68,6 +68,31 @@ def _use_own_paco_core() -> None:
 
 _use_own_paco_core()
 
+OLDEST_COMFYUI = (0, 3, 64)
+"""The oldest ComfyUI the pack is tested with (pyproject.toml's requires-comfyui says the same)."""
+
+
+def _warn_below_the_oldest_comfyui() -> None:
+    """One clear line in ComfyUI's log when it is older than the pack supports."""
+    try:
+        from comfyui_version import __version__ as version
+    except ImportError:  # not inside ComfyUI, or a build without the version file
+        return
+    try:
+        numbers = tuple(int(part) for part in version.split(".")[:3])
+    except ValueError:
+        return
+    if numbers < OLDEST_COMFYUI:
+        logging.getLogger("ComfyUI-PaCo").warning(
+            "ComfyUI-PaCo needs ComfyUI %s or newer; this is ComfyUI %s. Update ComfyUI (git pull, or the "
+            "ComfyUI-Manager's Update ComfyUI); the PaCo nodes may be missing or fail until then.",
+            ".".join(map(str, OLDEST_COMFYUI)),
+            version,
+        )
+
+
+_warn_below_the_oldest_comfyui()
+
 
 async def comfy_entrypoint():
     """Return the ComfyExtension that lists every PaCo node (called by ComfyUI)."""

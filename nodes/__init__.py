@@ -23,7 +23,9 @@ def all_nodes() -> list[type[io.ComfyNode]]:
     for name in NODE_MODULES:
         module = importlib.import_module(f".{name}", __name__)
         classes.extend(module.NODES)
-    return classes
+    from .comfy_bridge import show_errors_on_the_node
+
+    return [show_errors_on_the_node(node_cls) for node_cls in classes]
 
 
 class PaCoExtension(ComfyExtension):
@@ -37,4 +39,7 @@ class PaCoExtension(ComfyExtension):
         install_server_hooks()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # ComfyUI 0.3.6x never calls on_load (0.33 does, first): install the hooks here too;
+        # both installs are idempotent.
+        await self.on_load()
         return all_nodes()

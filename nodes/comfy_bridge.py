@@ -7,6 +7,8 @@ so that tests can provide stand-ins for ``comfy.utils``, ``comfy.model_managemen
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import time
@@ -33,6 +35,27 @@ def hooks_for(node_id: str | None, total: int) -> Hooks:
     return Hooks(progress=progress, check_cancel=mm.throw_exception_if_processing_interrupted)
 
 
+STATUS_WIDTH = 64
+"""Characters of a status line under a node: the frontend does not wrap it, so a longer one
+runs over the next node."""
+
+
+def model_label(source: str) -> str:
+    """How a status line names a model: the folder or file name, a hub id or a server
+    address as given; never the machine path."""
+    text = str(source).strip().rstrip("/\\")
+    if "://" in text:
+        return text.split("://", 1)[1].split("/", 1)[0]
+    if os.path.isabs(text) or os.sep in text or (os.altsep and os.altsep in text):
+        return os.path.basename(text) if os.path.exists(text) else text
+    return text
+
+
+def short_status(text: str, width: int = STATUS_WIDTH) -> str:
+    """``text`` cut to ``width`` characters (an ellipsis marks the cut)."""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "\u2026"
+
+
 def show_progress_text(node_id: str | None, text: str) -> None:
     """A line of text under the node while it runs (ComfyUI's ``send_progress_text``)."""
     from server import PromptServer
@@ -41,16 +64,62 @@ def show_progress_text(node_id: str | None, text: str) -> None:
         PromptServer.instance.send_progress_text(text, node_id)
 
 
+ERROR_MARK = "\u26a0 "
+"""Before an error shown under the node (the warning sign), so it reads apart from progress."""
+
+
+def show_errors_on_the_node(node_cls: type) -> type:
+    """Make ``node_cls.execute`` put the first line of a PaCo error under the node before
+    ComfyUI reports it: the artist sees what was wrong where the status text was (ComfyUI's
+    own toast says only that the prompt failed). Wrapping twice wraps once."""
+    from paco_core.errors import PaCoError
+
+    if getattr(node_cls, "_paco_shows_errors", False) or "execute" not in node_cls.__dict__:
+        return node_cls
+    execute = node_cls.__dict__["execute"].__func__
+
+    def show(cls, error: PaCoError) -> None:
+        try:
+            node_id = cls.hidden.unique_id
+        except AttributeError:
+            return
+        show_progress_text(node_id, ERROR_MARK + str(error).splitlines()[0])
+
+    if inspect.iscoroutinefunction(execute):
+
+        @functools.wraps(execute)
+        async def wrapped(cls, *args, **kwargs):
+            try:
+                return await execute(cls, *args, **kwargs)
+            except PaCoError as error:
+                show(cls, error)
+                raise
+
+    else:
+
+        @functools.wraps(execute)
+        def wrapped(cls, *args, **kwargs):
+            try:
+                return execute(cls, *args, **kwargs)
+            except PaCoError as error:
+                show(cls, error)
+                raise
+
+    node_cls.execute = classmethod(wrapped)
+    node_cls._paco_shows_errors = True
+    return node_cls
+
+
 @contextmanager
 def loading_progress(node_id: str | None, what: str, steps: int) -> Iterator[Hooks]:
     """Progress while a model loads: the node's progress bar over ``steps`` steps (the
     loader reports them through the yielded hooks) and a line of text under the node
     saying what loads and, at the end, how long it took."""
     hooks = hooks_for(node_id, steps)
-    show_progress_text(node_id, f"loading {what} ...")
+    show_progress_text(node_id, short_status(f"loading {what} ..."))
     started = time.perf_counter()
     yield hooks
-    show_progress_text(node_id, f"loaded {what} in {time.perf_counter() - started:.1f} s")
+    show_progress_text(node_id, short_status(f"loaded {what} in {time.perf_counter() - started:.1f} s"))
 
 
 def free_comfy_memory() -> None:
@@ -81,6 +150,24 @@ def model_choices(folder: str) -> list[str]:
     if folder == "diffusers":
         return diffusers_folder_choices()
     return list(folder_paths.get_filename_list(folder))
+
+
+def lora_choices() -> list[str]:
+    """LoRA files in ComfyUI's ``models/loras``, then the folders there that hold a LoRA
+    (a downloaded hub repository or a peft adapter folder), e.g. ``PaCo-FLUX.1-dev-Lora``."""
+    import folder_paths
+
+    from paco_core.models.lora_files import is_lora_folder
+
+    files = list(folder_paths.get_filename_list("loras"))
+    folders: list[str] = []
+    for root in folder_paths.get_folder_paths("loras"):
+        if not os.path.isdir(root):
+            continue
+        for entry in sorted(os.listdir(root)):
+            if is_lora_folder(os.path.join(root, entry)):
+                folders.append(entry)
+    return files + [name for name in folders if name not in files]
 
 
 def diffusers_folder_choices() -> list[str]:
@@ -212,27 +299,39 @@ PACO_CONFIGS_FOLDER = "paco_configs"
 files of other sizes than the released ones; the shipped configs need none."""
 
 
-def config_folder_choices() -> list[str]:
-    """Sub-folders of ``models/paco_configs`` that hold a ``model_index.json``."""
+def _config_folders() -> dict[str, str]:
+    """``{name: folder}`` of every config folder: ``models/paco_configs/<name>`` and the same
+    folder under each extra_model_paths.yaml entry that names ``paco_configs`` (first wins)."""
     import folder_paths
 
-    root = os.path.join(folder_paths.models_dir, PACO_CONFIGS_FOLDER)
-    if not os.path.isdir(root):
-        return []
-    return [e for e in sorted(os.listdir(root)) if os.path.isfile(os.path.join(root, e, "model_index.json"))]
+    roots = [os.path.join(folder_paths.models_dir, PACO_CONFIGS_FOLDER)]
+    if PACO_CONFIGS_FOLDER in getattr(folder_paths, "folder_names_and_paths", {}):
+        roots += list(folder_paths.get_folder_paths(PACO_CONFIGS_FOLDER))
+    found: dict[str, str] = {}
+    for root in dict.fromkeys(os.path.abspath(root) for root in roots):
+        if not os.path.isdir(root):
+            continue
+        for entry in sorted(os.listdir(root)):
+            if os.path.isfile(os.path.join(root, entry, "model_index.json")):
+                found.setdefault(entry, os.path.join(root, entry))
+    return found
+
+
+def config_folder_choices() -> list[str]:
+    """Sub-folders of ``models/paco_configs`` that hold a ``model_index.json``."""
+    return sorted(_config_folders())
 
 
 def config_folder_path(name: str) -> str:
     """The folder of a ``config_folder_choices`` name (names only: no path leaves models/paco_configs)."""
-    import folder_paths
-
     from paco_core.errors import InputError
 
-    if name not in config_folder_choices():
+    folders = _config_folders()
+    if name not in folders:
         raise InputError(
             f"config folder {name!r} is not in models/{PACO_CONFIGS_FOLDER}: choose one from the list."
         )
-    return os.path.join(folder_paths.models_dir, PACO_CONFIGS_FOLDER, name)
+    return folders[name]
 
 
 def comfyui_package_dir() -> str:

@@ -131,7 +131,7 @@ class PaCoReferenceSet(io.ComfyNode):
                 io.Image.Output(
                     "grid", tooltip="The set as one grid; the reference cells are the references."
                 ),
-                io.Image.Output("panels", tooltip="Every cell (references included), row-major."),
+                io.Image.Output("panels_out", display_name="panels", tooltip="Every cell (references included), row-major."),
                 io.Image.Output("heatmap", tooltip="The judge's pair matrix over all cells."),
                 io.String.Output(
                     "identity",

@@ -25,6 +25,8 @@ FOLDER_TRANSFORMER_CHOICE = "(folder's own)"
 DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
 OFFLOAD_CHOICES = ("none", "model", "sequential")
 SEED_MAX = 2**63 - 1
+NO_LORA = "(none)"
+"""PaCo LoRA's first choice: no LoRA, so a workflow runs on the base model too."""
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -254,7 +256,7 @@ class PaCoPipelineLoader(io.ComfyNode):
         device = str(comfy_bridge.comfy_device())
         if device != "cpu":
             comfy_bridge.free_comfy_memory()
-        with comfy_bridge.loading_progress(cls.hidden.unique_id, f"pipeline {source}", LOAD_STEPS) as hooks:
+        with comfy_bridge.loading_progress(cls.hidden.unique_id, f"pipeline {comfy_bridge.model_label(source)}", LOAD_STEPS) as hooks:
             loaded = load_pipeline(
                 source,
                 dtype=dtype,
@@ -279,8 +281,10 @@ class PaCoLora(io.ComfyNode):
                 PacoPipeline.Input("pipeline", tooltip="The pipeline to add the LoRA to."),
                 io.Combo.Input(
                     "lora_name",
-                    options=comfy_bridge.model_choices("loras"),
-                    tooltip="A LoRA from models/loras.",
+                    options=[NO_LORA, *comfy_bridge.lora_choices()],
+                    tooltip="A LoRA from models/loras: a .safetensors file or a downloaded LoRA folder (e.g. "
+                    "X-GenGroup/PaCo-FLUX.1-dev-Lora, see docs/model-files.md). "
+                    f"{NO_LORA} passes the pipeline on unchanged, to compare with the base model.",
                 ),
                 io.Float.Input(
                     "strength",
@@ -292,7 +296,7 @@ class PaCoLora(io.ComfyNode):
                 ),
             ],
             outputs=[
-                PacoPipeline.Output("pipeline", tooltip="The pipeline with this LoRA stacked on its LoRAs."),
+                PacoPipeline.Output("pipeline_out", display_name="pipeline", tooltip="The pipeline with this LoRA stacked on its LoRAs."),
                 io.String.Output(
                     "lora_info", tooltip="Format and how many of the file's keys matched the model."
                 ),
@@ -307,6 +311,8 @@ class PaCoLora(io.ComfyNode):
         from paco_core.errors import PaCoError
         from paco_core.models.lora import adapter_name_for
 
+        if not isinstance(lora_name, str) or lora_name == NO_LORA:
+            return None  # linked from another node (ComfyUI passes None here), or no LoRA
         try:
             return adapter_name_for(comfy_bridge.resolve_model_path("loras", lora_name, what="LoRA"))
         except (PaCoError, OSError):
@@ -316,6 +322,8 @@ class PaCoLora(io.ComfyNode):
     def execute(cls, pipeline, lora_name, strength) -> io.NodeOutput:
         from paco_core.models.lora import LoraSpec, adapter_name_for, apply_loras
 
+        if lora_name == NO_LORA:
+            return io.NodeOutput(pipeline, f"{NO_LORA}: the pipeline is passed on without this LoRA")
         path = comfy_bridge.resolve_model_path("loras", lora_name, what="LoRA")
         view = apply_loras(pipeline, [LoraSpec(path, strength)])
         added = next(lora for lora in view.loras if lora.adapter_name == adapter_name_for(path))
@@ -371,7 +379,7 @@ class PaCoGenerateSet(io.ComfyNode):
                 judge_theme_source_input(),
             ],
             outputs=[
-                io.Image.Output("panels", tooltip="All panels: set 1's (row-major), then set 2's, ..."),
+                io.Image.Output("panels_out", display_name="panels", tooltip="All panels: set 1's (row-major), then set 2's, ..."),
                 io.Image.Output("grids", tooltip="One grid image per set."),
                 io.String.Output("prompt", tooltip="The grid prompt the model saw."),
                 io.String.Output(
@@ -440,7 +448,7 @@ class PaCoEdit(io.ComfyNode):
             "each input's size.",
             image_tooltip="The image(s) to edit; image k of a batch uses seed + k.",
             inputs=[io.String.Input("instruction", multiline=True, default="", tooltip="What to change.")],
-            output=io.Image.Output("image", tooltip="The edited image(s), same size as the input."),
+            output=io.Image.Output("image_out", display_name="image", tooltip="The edited image(s), same size as the input."),
         )
 
     @classmethod
@@ -496,7 +504,8 @@ class PaCoEditChain(io.ComfyNode):
             ),
             extra_outputs=[
                 io.String.Output(
-                    "instructions",
+                    "instructions_out",
+                    display_name="instructions",
                     tooltip="The instructions applied, one per line in order (for PaCo Edit Score on a batch).",
                 ),
                 io.String.Output(

@@ -84,7 +84,7 @@ class PaCoGridPrompt(io.ComfyNode):
                     "before the first panel tag), for PaCo Set Consistency / Rank Sets.",
                 ),
                 io.Combo.Output(
-                    "layout",
+                    "layout_out",  # an output id may not repeat an input id (ComfyUI 0.3.6x rejects it)
                     display_name="layout",
                     options=layout_choices(),
                     tooltip="The chosen layout, to wire into the layout input of Split Grid or Generate Set.",

@@ -124,6 +124,8 @@ def job_detail(job: Job) -> dict[str, Any]:
     record["warnings"] = warnings
     record["eta_s"] = eta_seconds(job)
     record["lora_files"] = [lora_choice(p) for p in exported(job)]
+    samples = folder.sample_paths()
+    record["sample_step"] = samples[-1][0] if samples else None  # the step the latest grid shows
     return record
 
 

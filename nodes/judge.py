@@ -211,7 +211,7 @@ class PaCoJudgeLoader(io.ComfyNode):
             device = str(comfy_bridge.comfy_device())
             if device != "cpu":
                 comfy_bridge.free_comfy_memory()
-        with comfy_bridge.loading_progress(cls.hidden.unique_id, f"judge {source}", 1) as hooks:
+        with comfy_bridge.loading_progress(cls.hidden.unique_id, f"judge {comfy_bridge.model_label(source)}", 1) as hooks:
             judge = open_judge(
                 source,
                 lora=lora or None,

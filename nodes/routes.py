@@ -3,7 +3,7 @@
 | method and path | answer |
 | --- | --- |
 | ``GET /paco/jobs`` | ``{"jobs": [record, ...]}`` oldest first |
-| ``GET /paco/jobs/{id}`` | the record plus ``progress`` (progress.json), ``warnings``, ``eta_s``, ``lora_files`` |
+| ``GET /paco/jobs/{id}`` | the record plus ``progress`` (progress.json), ``warnings``, ``eta_s``, ``lora_files``, ``sample_step`` |
 | ``GET /paco/jobs/{id}/metrics`` | ``{"series": {name: [[step, value], ...]}}`` |
 | ``GET /paco/jobs/{id}/sample[?step=N]`` | the latest (or step N's) sample grid, ``image/png`` |
 | ``GET /paco/jobs/{id}/log?lines=N`` | ``{"lines": [...]}``: the last N lines of train.log (default 200), from its last MiB |

@@ -359,6 +359,18 @@ def contained_train_config(config: dict) -> dict:
     return config
 
 
+NODE_WORDS = {
+    "rewards.judge_path": "the rewards input asks for the judge (consistency or edit): connect a PaCo Judge "
+    "Loader to the judge input, or drop those rewards",
+}
+"""What a config error about a key means on PaCo Train LoRA, in the words of its inputs."""
+
+
+def in_the_nodes_words(error: ConfigError) -> str:
+    """The error as the artist should read it on the node (its config key's node wording)."""
+    return NODE_WORDS.get(error.field or "", str(error))
+
+
 def _largest_divisor(group_size: int, at_most: int) -> int:
     return max(d for d in range(1, max(1, at_most) + 1) if group_size % d == 0)
 
@@ -475,7 +487,7 @@ class PaCoTrainLora(io.ComfyNode):
             job = runner.submit(store, config, name=name, reuse=not new_run, cwd=store.home,
                                 env=jobs_bridge.env_for_jobs())  # fmt: skip
         except ConfigError as error:
-            raise ConfigError(f"PaCo Train LoRA: {error}") from None
+            raise ConfigError(f"PaCo Train LoRA: {in_the_nodes_words(error)}", field=error.field) from None
         reused = job.id in before
         text = (
             f"{job.id} already exists ({job.status}, step {job.step}/{job.total}); turn new_run on to train again"
@@ -640,6 +652,10 @@ class PaCoTrainingJob(io.ComfyNode):
         except InputError as error:  # no checkpoint yet: show the status, skip the nodes that need the LoRA
             lora_file = comfy_bridge.execution_blocker(None)
             text += f"\n{error}"
+            comfy_bridge.show_progress_text(
+                cls.hidden.unique_id,
+                comfy_bridge.short_status(f"no LoRA yet (step {found.step}/{found.total}): LoRA nodes skipped, queue again later"),
+            )
         previews = [preview_file(found.id, "sample", sample), preview_file(found.id, "curve", curve)]
         return io.NodeOutput(
             text, pil_to_tensor([sample]), pil_to_tensor([curve]), lora_file,

@@ -14,7 +14,14 @@ class InputError(PaCoError, ValueError):
 
 
 class ConfigError(InputError):
-    """A configuration file or dataclass holds an invalid or contradictory value."""
+    """A configuration file or dataclass holds an invalid or contradictory value.
+
+    ``field`` names the config key the error is about (``"rewards.judge_path"``) where one
+    does, so a node can say it in its own words instead of matching the message text."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ModelLoadError(PaCoError):

@@ -27,7 +27,13 @@ from pathlib import Path
 
 import pytest
 from helpers import free_port, kill_job_processes
-from test_comfyui_integration import http_json, pack_linked_into, queue_prompt, wait_until_up
+from test_comfyui_integration import (
+    http_json,
+    models_directory_args,
+    pack_linked_into,
+    queue_prompt,
+    wait_until_up,
+)
 
 from paco_core.jobs.store import JobStore
 from paco_core.run_folder import is_process_alive
@@ -50,7 +56,8 @@ def start_comfyui(comfyui_dir: Path, workdir: Path, models_dir: Path, env: dict,
         os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
         "--port", str(port), "--output-directory", str(workdir / "output"), "--temp-directory",
         str(workdir / "temp"), "--input-directory", str(workdir / "input"), "--user-directory",
-        str(workdir / "user"), "--models-directory", str(models_dir), "--database-url", "sqlite:///:memory:",
+        str(workdir / "user"), "--database-url", "sqlite:///:memory:",
+        *models_directory_args(comfyui_dir, models_dir, workdir),
     ]  # fmt: skip
     log_path = workdir / log_name
     with open(log_path, "w") as log:

@@ -115,6 +115,11 @@ def save_lora_for(layout: Path, lora_path: Path) -> dict:
 
 
 def test_comfyuis_own_loaders_take_the_tiny_flux_file_and_a_paco_lora(tmp_path, tiny_models):
+    from test_comfyui_integration import comfyui_version
+
+    if comfyui_version(Path(os.environ["COMFYUI_DIR"]).resolve()) < (0, 33, 0):
+        pytest.skip("ComfyUI 0.3.6x builds FLUX with the released widths whatever the file holds: the tiny file "
+                    "cannot load in its UNETLoader (real files do)")
     import torch
     from safetensors.torch import load_file
 

@@ -96,3 +96,14 @@ def test_relative_links_in_readme_and_docs_point_to_files_and_headings():
             elif anchor and resolved.suffix == ".md" and anchor not in _github_anchors(resolved):
                 missing.append(f"{path.relative_to(ROOT)} -> {target} (no such heading)")
     assert not missing, "links to files or headings that do not exist: " + "; ".join(missing)
+
+
+def test_every_test_file_is_in_the_development_pages_test_table():
+    page = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
+    missing = [path.name for path in sorted((ROOT / "tests").glob("test_*.py")) if f"`{path.name}`" not in page]
+    assert not missing, f"add these to docs/development.md's test layout table: {missing}"
+
+
+def test_readme_holds_no_volatile_figures():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert not re.search(r"\b\d[\d,]* tests\b", readme), "test counts belong in docs/development.md"

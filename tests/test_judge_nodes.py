@@ -92,9 +92,8 @@ def test_loader_lists_judge_folders_from_text_encoders(tiny_models, tmp_path):
     assert out[0].name == str(encoders / "PaCo-Reward-tiny")
     from server import PromptServer
 
-    source = encoders / "PaCo-Reward-tiny"
     texts = [text for node_id, text in PromptServer.instance.stub_progress_texts() if node_id == "3"]
-    assert texts[-2] == f"loading judge {source} ..." and texts[-1].startswith(f"loaded judge {source} in ")
+    assert texts[-2] == "loading judge PaCo-Reward-tiny ..." and texts[-1].startswith("loaded judge PaCo-Reward-tiny in ")
     assert progress_updates()[-1] == (1, 1), "the loader's progress bar ends full"
 
 

@@ -12,6 +12,7 @@ import importlib
 import io as bytes_io
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -162,7 +163,7 @@ def test_new_run_queues_another_job(comfy, finished):
         ({"advanced_json": "[1, 2]"}, "advanced_json should be a JSON object"),
         ({"advanced_json": json.dumps({**TINY_TRAINING, "optim": {"lr": -1.0}})}, "optim.lr"),
         ({"rewards": "consistency=lots"}, "rewards: the weight of 'consistency'"),
-        ({"rewards": "consistency=1"}, "rewards.judge_path"),
+        ({"rewards": "consistency=1"}, "connect a PaCo Judge Loader to the judge input"),
         ({"preset": "edit-kontext"}, "trains a flux-kontext model, but the pipeline"),
         ({"lora_name": "  "}, "lora_name is empty"),
         ({"pipeline": "(model_path)"}, "type one"),
@@ -173,8 +174,10 @@ def test_a_bad_value_is_an_error_naming_the_field_and_creates_no_job(comfy, chan
     store = comfy["bridge"].job_store()
     before = store.ids()
     with pytest.raises(InputError, match=message):
-        run_node(node, **train_inputs(node, new_run=True, **changes))
+        run_node(node, hidden={"unique_id": "9"}, **train_inputs(node, new_run=True, **changes))
     assert store.ids() == before
+    node_id, shown = comfy["server"].stub_progress_texts()[-1]  # the error stays on the node
+    assert node_id == "9" and shown.startswith("\u26a0 ") and re.search(message, shown)
 
 
 def test_the_pipeline_dropdown_offers_comfyuis_files_after_the_existing_widgets(comfy):
@@ -384,6 +387,9 @@ def test_training_job_without_a_checkpoint_shows_its_status_and_blocks_the_lora_
         assert f"job {job.id} has no checkpoint yet (stopped, step 0/0)" in output.args[0]
         assert isinstance(output.args[3], ExecutionBlocker) and output.args[3].message is None
         assert tuple(output.args[1].shape) == (1, 64, 64, 3)
+        # ... and the node itself says why they were skipped, where the artist looks
+        shown = comfy["server"].stub_progress_texts()[-1][1]
+        assert shown.startswith("no LoRA yet (step 0/0): LoRA nodes skipped") and len(shown) <= 64
     finally:
         store.delete(job.id)
 

@@ -60,8 +60,9 @@ def place_artist_models(base: Path) -> None:
         (models / "diffusers" / name).mkdir(parents=True)
         (models / "diffusers" / name / "model_index.json").write_text("{}")
     (models / "loras").mkdir(parents=True)
-    for name in SHIPPED_MODEL_NAMES["loras"]:
-        (models / "loras" / name).write_bytes(b"")
+    for name in SHIPPED_MODEL_NAMES["loras"]:  # a downloaded LoRA repository: a folder with one file
+        (models / "loras" / name).mkdir()
+        (models / "loras" / name / "pytorch_lora_weights.safetensors").write_bytes(b"")
     for name in SHIPPED_MODEL_NAMES["text_encoders"]:
         judge = models / "text_encoders" / name
         judge.mkdir(parents=True)

@@ -734,9 +734,13 @@ Where the models go (ComfyUI/models/...); then press R to refresh:
 diffusers/FLUX.1-dev/  the whole diffusers folder of
     black-forest-labs/FLUX.1-dev (the one holding model_index.json)
 diffusers/FLUX.1-Kontext-dev/  the same for FLUX.1-Kontext-dev
-loras/paco_t2is.safetensors  the PaCo LoRA for FLUX.1-dev image sets
+loras/PaCo-FLUX.1-dev-Lora/  the PaCo LoRA, downloaded as a folder:
+    hf download X-GenGroup/PaCo-FLUX.1-dev-Lora
+      --local-dir models/loras/PaCo-FLUX.1-dev-Lora
+    (Kontext: PaCo-FLUX.1-Kontext-Lora). '(none)' runs the base model.
 text_encoders/PaCo-Reward-7B/  the judge X-GenGroup/PaCo-Reward-7B
-    (config.json + safetensors), or a server URL (vllm serve)
+    (hf download X-GenGroup/PaCo-Reward-7B --local-dir
+     models/text_encoders/PaCo-Reward-7B), or a server URL
 A hub id (owner/name) typed into a loader is downloaded once into
 the Hugging Face cache.
 Memory: FLUX.1-dev in bf16 needs about 33 GB of GPU memory with
@@ -746,7 +750,7 @@ offload 'none' (choose 'model' on smaller cards); the judge about
 
 SHIPPED_MODEL_NAMES = {
     "diffusers": ("FLUX.1-dev", "FLUX.1-Kontext-dev"),
-    "loras": ("paco_t2is.safetensors",),
+    "loras": ("PaCo-FLUX.1-dev-Lora",),  # the folder `hf download ... --local-dir` makes
     "text_encoders": ("PaCo-Reward-7B",),
 }
 EXAMPLE_INPUT_IMAGE = "example.png"
@@ -797,7 +801,7 @@ def _models_note(builder: WorkflowBuilder, column: int) -> PlacedNode:
 
 def _flux_with_paco_lora(builder: WorkflowBuilder) -> tuple[PlacedNode, PlacedNode]:
     loader = builder.add("PaCoPipelineLoader", 0, model="FLUX.1-dev")
-    lora = builder.add("PaCoLora", 0, lora_name="paco_t2is.safetensors", strength=1.0)
+    lora = builder.add("PaCoLora", 0, lora_name=SHIPPED_MODEL_NAMES["loras"][0], strength=1.0)
     builder.connect(loader, "pipeline", lora, "pipeline")
     return loader, lora
 
@@ -933,7 +937,7 @@ def train_lora_workflow(layouts: dict[str, NodeLayout]) -> dict:
     builder = WorkflowBuilder(layouts)
     loader = builder.add("PaCoPipelineLoader", 0, model="FLUX.1-dev")
     judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
-    lora = builder.add("PaCoLora", 0, lora_name="paco_t2is.safetensors", strength=1.0)
+    lora = builder.add("PaCoLora", 0, lora_name=SHIPPED_MODEL_NAMES["loras"][0], strength=1.0)
     _models_note(builder, 0)
     train = builder.add(
         "PaCoTrainLora", 1, pipeline="FLUX.1-dev", preset="t2is-flux", training_prompts=TRAINING_PROMPTS,
@@ -971,7 +975,8 @@ text_encoders/clip_l.safetensors + t5xxl_fp16.safetensors (FLUX)
 text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors (Qwen-Image-Edit)
 vae/ae.safetensors (FLUX), vae/qwen_image_vae.safetensors (Qwen)
 loras/paco_t2is.safetensors, paco_kontext_edit.safetensors,
-    paco_qwen_image_edit.safetensors  the PaCo LoRAs
+    paco_qwen_image_edit.safetensors  the PaCo LoRAs (the files of
+    X-GenGroup/PaCo-FLUX.1-dev-Lora, -Kontext-, -Qwen-Image-Edit-Lora)
 text_encoders/PaCo-Reward-7B/  the judge X-GenGroup/PaCo-Reward-7B
 The same files load in PaCo's own nodes: PaCo Pipeline Loader
 (ComfyUI files). Sizes and fp8 variants: docs/model-files.md."""

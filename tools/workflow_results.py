@@ -45,6 +45,7 @@ for folder in (REPO_ROOT, TOOLS_DIR):
 
 from workflow_specs_pool import POOL_TITLE, POOL_WORKFLOW, pool_card  # noqa: E402
 
+from paco_core.testing.comfyui_models import TINY_JUDGE_NAME, TINY_LORA_NAME, TINY_PIPELINE_NAMES  # noqa: E402
 from paco_core.testing.training import TINY_TRAINING  # noqa: E402 - after the path set-up above
 
 CARD_SIZE = (768, 768)
@@ -68,10 +69,10 @@ TITLES["paco-character-set"] = "A set of your character"
 TITLES["paco-repair-odd-panel"] = "Repair the odd panel"
 
 # The tiny run: model names as --setup-tiny lays them out, small panels, few steps.
-TINY_PIPELINES = {"FLUX.1-dev": "tiny-flux", "FLUX.1-Kontext-dev": "tiny-flux-kontext"}
-TINY_QWEN_EDIT = "tiny-qwen-image-edit"
-TINY_LORA = "paco_tiny.safetensors"
-TINY_JUDGE = "tiny-judge"
+TINY_PIPELINES = {"FLUX.1-dev": TINY_PIPELINE_NAMES["flux"], "FLUX.1-Kontext-dev": TINY_PIPELINE_NAMES["flux-kontext"]}
+TINY_QWEN_EDIT = TINY_PIPELINE_NAMES["qwen-image-edit"]
+TINY_LORA = TINY_LORA_NAME
+TINY_JUDGE = TINY_JUDGE_NAME
 TINY_PANEL = 128
 TINY_STEPS = 4
 TINY_REFERENCE = "paco_thumbnail_reference.png"
@@ -127,40 +128,12 @@ class RunResult:
 
 
 def setup_tiny_models(models_dir: Path) -> Path:
-    """A ComfyUI models folder with the tiny models under the names ``--tiny`` uses:
-    diffusers/tiny-flux, tiny-flux-kontext, tiny-qwen-image-edit; text_encoders/tiny-judge;
-    loras/paco_tiny.safetensors (a random rank-2 LoRA on the tiny FLUX)."""
-    from paco_core.testing import build_tiny_model
+    """A ComfyUI models folder with the tiny models under the names ``--tiny`` uses
+    (``paco tiny-models --comfyui`` lays out the same)."""
+    from paco_core.testing.comfyui_models import install_tiny_models
 
-    built = models_dir / ".tiny-models"
-    for folder in ("diffusers", "text_encoders", "loras"):
-        (models_dir / folder).mkdir(parents=True, exist_ok=True)
-    for kind in ("flux", "flux-kontext", "qwen-image-edit"):
-        link = models_dir / "diffusers" / f"tiny-{kind}"
-        if not link.exists():
-            link.symlink_to(build_tiny_model(kind, built), target_is_directory=True)
-    judge = models_dir / "text_encoders" / TINY_JUDGE
-    if not judge.exists():
-        judge.symlink_to(build_tiny_model("judge", built), target_is_directory=True)
-    lora = models_dir / "loras" / TINY_LORA
-    if not lora.exists():
-        save_tiny_flux_lora(models_dir / "diffusers" / "tiny-flux", lora)
+    install_tiny_models(models_dir)
     return models_dir
-
-
-def save_tiny_flux_lora(flux_dir: Path, path: Path) -> Path:
-    import torch
-    from diffusers import FluxTransformer2DModel
-    from peft import LoraConfig
-
-    from paco_core.models.lora import save_peft_transformer_lora
-
-    transformer = FluxTransformer2DModel.from_pretrained(str(flux_dir), subfolder="transformer")
-    torch.manual_seed(0)
-    transformer.add_adapter(
-        LoraConfig(r=2, lora_alpha=2, init_lora_weights=False, target_modules=["to_q", "to_v"])
-    )
-    return save_peft_transformer_lora(transformer, path)
 
 
 def tiny_reference() -> bytes:

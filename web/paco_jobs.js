@@ -147,7 +147,7 @@ class JobsController {
       const runProgress = progress && "state" in progress ? progress : null;
       this.accept(runProgress ? rest : record, false);
       const previous = this.details.get(id) ?? {};
-      const step = this.jobs.get(id)?.step ?? 0;
+      const step = record.sample_step ?? null; // the step the latest grid shows (not the job's step)
       this.details.set(id, {
         progress: runProgress,
         warnings: warnings ?? runProgress?.warnings ?? [],

@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from paco_core.errors import InputError, LoraError
-from paco_core.models.lora_files import ARCHITECTURE_NAMES, LoraFile, architecture_of_kind, read_lora
+from paco_core.models.lora_files import (
+    ARCHITECTURE_NAMES,
+    LoraFile,
+    architecture_of_kind,
+    lora_weights_file,
+    read_lora,
+)
 from paco_core.models.lora_save import save_lora, save_peft_transformer_lora
 from paco_core.models.pipelines import AppliedLora, LoadedPipeline
 
@@ -118,8 +124,8 @@ def _adapters_of(pipe) -> dict[str, AppliedLora]:
 def adapter_name_for(path: str | os.PathLike) -> str:
     """A stable adapter name for one version of a LoRA file (path, size, mtime)."""
     path = Path(path).expanduser().resolve()
-    target = path / "adapter_model.safetensors" if path.is_dir() else path
-    if not target.is_file():
+    target = lora_weights_file(path) if path.is_dir() else path
+    if target is None or not target.is_file():
         read_lora(path)  # raises the LoraError that says what the folder or file lacks
     stat = target.stat()
     digest = hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]

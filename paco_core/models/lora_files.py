@@ -74,7 +74,9 @@ def read_lora(path: str | os.PathLike) -> LoraFile:
     """
     path = Path(path).expanduser()
     if path.is_dir():
-        return _read_peft_folder(path)
+        if (path / "adapter_config.json").is_file() and len(_safetensors_in(path)) != 1:
+            return _read_peft_folder(path)  # a peft adapter folder, or says what it lacks
+        return read_lora(_the_lora_file_in(path))
     if not path.is_file():
         raise LoraError(f"LoRA {path} does not exist. Check the path (or the file name in models/loras).")
     if path.suffix != ".safetensors":
@@ -118,6 +120,47 @@ def _load_safetensors(path: Path) -> tuple[dict, dict[str, str]]:
     if not tensors:
         raise LoraError(f"LoRA {path} holds no tensors.")
     return tensors, metadata
+
+
+def is_lora_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder ``read_lora`` takes: a peft adapter folder, or a downloaded
+    LoRA repository holding exactly one ``.safetensors`` file (e.g. X-GenGroup/PaCo-FLUX.1-dev-Lora)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return False
+    if (folder / "adapter_config.json").is_file() and (folder / "adapter_model.safetensors").is_file():
+        return True
+    return len(_safetensors_in(folder)) == 1
+
+
+def lora_weights_file(folder: Path) -> Path | None:
+    """The weights file ``read_lora`` reads for a LoRA folder (None: the folder is no LoRA)."""
+    peft = folder / "adapter_model.safetensors"
+    if peft.is_file():
+        return peft
+    found = _safetensors_in(folder)
+    return found[0] if len(found) == 1 else None
+
+
+def _safetensors_in(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.suffix == ".safetensors" and p.is_file())
+    except OSError:
+        return []
+
+
+def _the_lora_file_in(folder: Path) -> Path:
+    """The one ``.safetensors`` file of a downloaded LoRA repository folder."""
+    found = _safetensors_in(folder)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise LoraError(
+            f"LoRA folder {folder} holds no .safetensors file. Download the LoRA "
+            "repository into it (docs/model-files.md) or choose the .safetensors file itself."
+        )
+    names = ", ".join(p.name for p in found)
+    raise LoraError(f"LoRA folder {folder} holds several .safetensors files ({names}): choose one of them.")
 
 
 def _read_peft_folder(folder: Path) -> LoraFile:

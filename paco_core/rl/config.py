@@ -708,7 +708,8 @@ class TrainConfig:
         if needs_judge and not (self.rewards.judge_path or self.rewards.judge_url):
             raise ConfigError(
                 f"rewards {sorted(needs_judge)} need the judge: set `rewards.judge_path` to a PaCo-Reward folder "
-                "or `rewards.judge_url` to a judge server"
+                "or `rewards.judge_url` to a judge server",
+                field="rewards.judge_path",
             )
         used = {r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)}
         if "reference" in used:

@@ -33,6 +33,20 @@ export function formatValue(value) {
   return Number(value.toPrecision(3)).toString();
 }
 
+/** Labels for ``values`` with as few significant digits (3 to 8) as keep them apart:
+ * close held-out means (0.2691, 0.2693, 0.2695) would all read "0.269" at 3 digits. */
+export function distinctLabels(values) {
+  for (let digits = 3; digits <= 8; digits += 1) {
+    const labels = values.map((value) => {
+      if (!Number.isFinite(value)) return "–";
+      if (value !== 0 && Math.abs(value) < 0.001) return value.toExponential(digits - 2);
+      return Number(value.toPrecision(digits)).toString();
+    });
+    if (new Set(labels).size === new Set(values).size) return labels;
+  }
+  return values.map(formatValue);
+}
+
 function extent(values) {
   let low = Math.min(...values);
   let high = Math.max(...values);
@@ -88,14 +102,15 @@ export function rewardChart(title, lines, { dots = false } = {}) {
     role: "img",
     "aria-label": title,
   });
-  for (const fractionUp of [0, 0.5, 1]) {
-    const value = y0 + fractionUp * (y1 - y0);
+  const ticks = [0, 0.5, 1].map((fractionUp) => y0 + fractionUp * (y1 - y0));
+  const tickLabels = distinctLabels(ticks);
+  ticks.forEach((value, index) => {
     const top = y(value);
     chart.append(
       svg("line", { x1: MARGIN.left, x2: WIDTH - MARGIN.right, y1: top, y2: top, class: "paco-grid" }),
-      svg("text", { x: MARGIN.left - 4, y: top + 3, "text-anchor": "end", class: "paco-axis" }, formatValue(value)),
+      svg("text", { x: MARGIN.left - 4, y: top + 3, "text-anchor": "end", class: "paco-axis" }, tickLabels[index]),
     );
-  }
+  });
   const stepLabels = finite.length > 1 ? [x0, x1] : [finite[0][0]];
   for (const step of stepLabels) {
     const anchor = step === x0 && stepLabels.length > 1 ? "start" : step === x1 ? "end" : "middle";

@@ -462,6 +462,9 @@ class Schema:
             repeated = [key for key, count in Counter(item.id for item in items).items() if count > 1]
             if repeated:
                 problems.append(f"{kind} ids must be unique, but {repeated} are not.")
+        shared = {item.id for item in self.inputs} & {item.id for item in self.outputs}
+        if shared:  # ComfyUI 0.3.6x refuses the whole pack for this; 0.33 accepts it
+            problems.append(f"Ids must be unique between inputs and outputs, but {shared} are not.")
         if problems:
             raise ValueError("\n".join(problems))
         for item in [*self.inputs, *self.outputs]:
