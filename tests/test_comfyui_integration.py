@@ -263,7 +263,14 @@ def comparable_info(info: dict) -> dict:
         }
         for section, entries in info["input"].items()
     }
-    return {"input": inputs, **{key: info.get(key) for key in COMPARED_INFO_KEYS}}
+    compared = {key: info.get(key) for key in COMPARED_INFO_KEYS}
+    # ComfyUI 0.3.6x writes a combo output as its list of options and an unset flag as None
+    if isinstance(compared.get("output"), list):
+        compared["output"] = ["COMBO" if isinstance(kind, list) else kind for kind in compared["output"]]
+    for flag in ("is_input_list",):
+        if compared.get(flag) is None and flag in compared:
+            compared[flag] = False
+    return {"input": inputs, **compared}
 
 
 def test_pack_loads_and_runs_a_grid_workflow_in_real_comfyui(tmp_path):
