@@ -47,6 +47,8 @@ def evaluate_policy(
     sample_path: Path | None,
     scoring_phase: Any = contextlib.nullcontext,
     between_rows: Callable[[], Any] | None = None,
+    collect_scores: list | None = None,
+    collect_images: list | None = None,
 ) -> dict[str, Any]:
     """Sample ``config.eval_group_size`` images per eval row, score them, save the sample grid.
 
@@ -62,6 +64,8 @@ def evaluate_policy(
         scoring_phase: factory of the context the scoring runs in (judge offload).
         between_rows: called before every eval row but the first (the GPU-yield pause point);
             each row has its own seed, so a pause there changes nothing.
+        collect_scores: when given, the RewardScores of all eval images are appended (per-prompt view).
+        collect_images: when given, the sampled images are appended ("sample now").
 
     Returns:
         ``eval/rewards/<name>/mean`` and ``/invalid`` for every eval reward.
@@ -83,10 +87,14 @@ def evaluate_policy(
             images.extend(rollout.images)
             prompts.extend([row.prompt] * len(rollout.images))
             metadata.extend([row.metadata()] * len(rollout.images))
+    if collect_images is not None:
+        collect_images.extend(images)
     if rewards is None:
         return {}
     with scoring_phase():
         scores = rewards.score(images, prompts, metadata)
+    if collect_scores is not None:
+        collect_scores.append(scores)
     metrics: dict[str, Any] = {}
     for k, name in enumerate(scores.names):
         column = scores.scores[:, k]
