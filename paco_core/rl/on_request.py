@@ -22,7 +22,9 @@ from paco_core.rl.data import PromptRow, _parse_row
 MAX_REQUESTED_ROWS = 16
 
 
-def requested_rows(request: dict[str, Any], eval_rows: list[PromptRow], train_rows: list[PromptRow]) -> list[PromptRow]:
+def requested_rows(
+    request: dict[str, Any], eval_rows: list[PromptRow], train_rows: list[PromptRow]
+) -> list[PromptRow]:
     """The rows a "sample now" request asks for (see the module docstring).
 
     Raises:
