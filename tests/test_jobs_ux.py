@@ -249,3 +249,38 @@ def test_cli_continue_move_compare_and_show_lineage(tmp_path):
     assert table.returncode == 0 and len(table.stdout.splitlines()) == 3
     rows = json.loads(_paco("compare", done.id, child_id, "--json", "--home", home).stdout)
     assert rows[1]["parent_id"] == done.id and rows[1]["train_reward"] == pytest.approx(0.4)
+
+
+@pytest.mark.slow
+def test_a_continued_job_ends_with_the_lora_of_one_longer_run(tiny_models, tmp_path, monkeypatch):
+    """Parent: 2 iterations, completed. Child: 1 more from its last checkpoint, trained the way
+    its job would (the same config, --resume latest in its own run folder)."""
+    import torch
+    from helpers import tiny_flux_run
+    from safetensors.torch import load_file
+
+    from paco_core.config import config_from_dict
+    from paco_core.rl.config import TrainConfig
+    from paco_core.rl.trainer import GrpoTrainer
+
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "fixtures" / "rl"))
+    config = tiny_flux_run(tiny_models["flux"], checkpoint_every=1)
+
+    def train(run_dir: Path, iterations: int, resume: str | None = None):
+        data = {**config, "num_iterations": iterations, "output_dir": str(run_dir)}
+        return GrpoTrainer(config_from_dict(TrainConfig, data)).train(resume=resume)
+
+    straight = train(tmp_path / "straight", 3)
+    store = JobStore(tmp_path / "home")
+    parent = store.create(name="p", config=runner.validate_config({**config, "num_iterations": 2,
+                          "output_dir": str(tmp_path / "parent")}), run_dir=tmp_path / "parent", device="cpu")  # fmt: skip
+    assert train(tmp_path / "parent", 2).state == "finished"
+    store.update(parent.id, status="completed")
+    child = lineage.continue_job(store, parent.id, iterations=1, start=False)
+    result = GrpoTrainer(config_from_dict(TrainConfig, child.config)).train(resume="latest")
+    assert result.state == "finished" and result.step == 3
+    a = load_file(straight.last_checkpoint / "lora.safetensors")
+    b = load_file(result.last_checkpoint / "lora.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), "the continued LoRA differs from one longer run"
+    assert [m["step"] for m in RunFolder(child.run_dir).read_metrics()] == [1, 2, 3]
+    assert Path(parent.run_dir, "checkpoint-2", "lora.safetensors").is_file(), "the parent's files stay"
