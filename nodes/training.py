@@ -464,7 +464,17 @@ def status_text(job) -> str:
     lines.append(
         f"LoRA files: {', '.join(files) if files else 'none yet (the first checkpoint exports one)'}"
     )
+    lines += announce_lines(job, files)
     return "\n".join(lines)
+
+
+def announce_lines(job, files: list[str]) -> list[str]:
+    """The lineage and, once the job ended, the toast's sentence (paco_core/jobs/announce.py)."""
+    from paco_core.jobs.announce import job_end_message, lineage_message
+
+    best = next((name for name in files if name.endswith("-best.safetensors")), None) or (files[-1] if files else None)
+    parent = jobs_bridge.job_store().find(job.parent_id) if job.parent_id else None
+    return [line for line in (lineage_message(job, parent), job_end_message(job, best)) if line]
 
 
 def latest_reward_means(job) -> dict[str, tuple[int, float]]:

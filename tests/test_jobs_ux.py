@@ -23,7 +23,11 @@ REPO = Path(__file__).parent.parent
 def _paco(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, "-m", "paco_core.cli", "jobs", *args], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-m", "paco_core.cli", "jobs", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
 
 
@@ -52,7 +56,9 @@ def _finished_run(run_dir: Path, steps: tuple[int, ...] = (2, 4), best_step: int
     run.best_dir.mkdir(parents=True)
     (run.best_dir / "lora.safetensors").write_bytes(b"best")
     run.write_best_info({"step": best_step, "value": 0.52})
-    run.write_progress(state="finished", step=steps[-1], total=steps[-1], best_step=best_step, best_value=0.52)
+    run.write_progress(
+        state="finished", step=steps[-1], total=steps[-1], best_step=best_step, best_value=0.52
+    )
 
 
 # --- sample now / save now ----------------------------------------------------------------
@@ -101,7 +107,12 @@ def test_continue_makes_a_linked_job_whose_run_folder_starts_at_the_parent_check
     parent = _job(store, tmp_path, "faces", "completed")
     _finished_run(Path(parent.run_dir))
     child = lineage.continue_job(store, parent.id, iterations=3, start=False)
-    assert (child.parent_id, child.parent_step, child.total, child.config["num_iterations"]) == (parent.id, 4, 7, 7)
+    assert (child.parent_id, child.parent_step, child.total, child.config["num_iterations"]) == (
+        parent.id,
+        4,
+        7,
+        7,
+    )
     assert child.status == "queued" and child.resume and child.name == "faces-continued"
     assert child.device == parent.device and child.config["output_dir"] == child.run_dir != parent.run_dir
     run = RunFolder(child.run_dir)
@@ -113,7 +124,9 @@ def test_continue_makes_a_linked_job_whose_run_folder_starts_at_the_parent_check
     assert [j.id for j in lineage.lineage(store, child.id)] == [parent.id, child.id]
     assert [j.id for j in lineage.children(store, parent.id)] == [child.id]
 
-    best = lineage.continue_job(store, parent.id, iterations=1, start_from="best", name="from-best", start=False)
+    best = lineage.continue_job(
+        store, parent.id, iterations=1, start_from="best", name="from-best", start=False
+    )
     assert (best.parent_step, best.total, best.name) == (2, 3, "from-best")
     assert [m["step"] for m in RunFolder(best.run_dir).read_metrics()] == [1, 2, 2]
 
@@ -195,7 +208,9 @@ def test_compare_needs_two_jobs_of_one_kind(tmp_path):
     edit = _job(store, tmp_path, "edit", "completed", kind="qwen-image-edit")
     with pytest.raises(InputError, match="compare needs two or more different jobs, got 1"):
         compare.compare(store, [flux.id, flux.id])
-    with pytest.raises(InputError, match=f"jobs of different kinds cannot be compared \\({flux.id} trains flux"):
+    with pytest.raises(
+        InputError, match=f"jobs of different kinds cannot be compared \\({flux.id} trains flux"
+    ):
         compare.compare(store, [flux.id, edit.id])
 
 

@@ -72,9 +72,23 @@ def test_action_routes_answer(comfy):
         ("GET", f"/paco/job-compare?ids={done.id},{running.id}", {}),
     ])  # fmt: skip
     assert [status for status, _ in answers] == [200] * 9, answers
-    (_, sample), (_, save), (_, state), (_, png), (_, child), (_, moved), (_, prompts), (_, queue), (_, compared) = answers
+    (
+        (_, sample),
+        (_, save),
+        (_, state),
+        (_, png),
+        (_, child),
+        (_, moved),
+        (_, prompts),
+        (_, queue),
+        (_, compared),
+    ) = answers
     assert sample["kind"] == "sample" and sample["requested"]["rows"][0]["layout"] == "1x2"
-    assert save["kind"] == "save" and state["save"]["pending"]["kind"] == "save" and state["sample"]["done"] is None
+    assert (
+        save["kind"] == "save"
+        and state["save"]["pending"]["kind"] == "save"
+        and state["sample"]["done"] is None
+    )
     assert Image.open(io.BytesIO(png)).getpixel((0, 0)) == (200, 10, 10)
     assert child["parent_id"] == done.id and child["name"] == "more" and child["total"] == 6
     assert moved["positions"][queued[1].id] == 1 and moved["job"]["id"] == queued[1].id
@@ -119,3 +133,23 @@ def test_action_routes_refuse_bad_input_and_change_nothing(comfy):
     assert run_requests.pending_request(done.run_dir, "sample") is None
     assert not os.path.exists(run_requests.request_path(running.run_dir, "sample"))
     assert json.dumps(before)  # records stay plain JSON
+
+
+def test_training_job_status_says_what_the_toast_says_and_names_the_parent(comfy):
+    store, tmp = comfy["store"], comfy["tmp"]
+    training = importlib.import_module(f"{load_pack().__name__}.nodes.training")
+    _job(store, tmp, "busy", "running")  # holds the cpu queue: the continued job stays queued
+    done = _job(store, tmp, "faces", "completed")
+    _finished_run(Path(done.run_dir))
+    store.update(done.id, step=4, total=4)
+    assert training.status_text(store.get(done.id)).splitlines()[-1] == "PaCo job completed: faces: 4 steps"
+    failed = _job(store, tmp, "broken", "failed")
+    store.update(failed.id, error="Traceback ...\nTrainingError: the judge server is down")
+    assert "PaCo job failed: broken: TrainingError: the judge server is down" in training.status_text(
+        store.get(failed.id)
+    )
+    ((status, child),) = call(
+        comfy["server"], [("POST", f"/paco/jobs/{done.id}/continue", {"json": {"iterations": 1}})]
+    )
+    assert status == 200
+    assert f"continues {done.id} (faces) from step 4" in training.status_text(store.get(child["id"]))
