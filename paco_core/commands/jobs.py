@@ -67,6 +67,10 @@ def register(subparsers) -> None:
         "--accelerate-config", help="accelerate config file (FSDP, several machines)"
     )
     submit.add_argument("--json", action="store_true", help="print the job as JSON instead of its id")
+    submit.add_argument(
+        "--dry-run", action="store_true",
+        help="queue nothing: probe one prompt's group here and print s/iteration, total time and peak memory",
+    )  # fmt: skip
     submit.set_defaults(func=run_submit)
 
     listing = actions.add_parser("list", parents=[home], help="all jobs, oldest first")
@@ -167,12 +171,27 @@ def run_submit(args) -> int:
     if args.config:
         data = merge_dicts(data, read_config_file(args.config))
     data = apply_overrides(data, args.overrides)
+    if args.dry_run:
+        return run_estimate(data, args)
     store = _store(args)
     job = runner.submit(
         store, data, name=args.name, run_dir=args.run_dir, num_processes=args.processes,
         accelerate_config=args.accelerate_config,
     )  # fmt: skip
     print(json.dumps(job.to_record(), indent=2) if args.json else job.id)
+    return 0
+
+
+def run_estimate(data: dict, args) -> int:
+    """``submit --dry-run``: the estimate of docs/jobs.md ("Estimate before you start"); nothing is queued."""
+    from paco_core.config import config_from_dict
+    from paco_core.jobs import runner
+    from paco_core.rl.config import TrainConfig
+    from paco_core.rl.estimate import estimate_run
+
+    config = config_from_dict(TrainConfig, runner.validate_config({**data, "output_dir": "estimate-probe"}))
+    estimate = estimate_run(config, num_processes=args.processes)
+    print(json.dumps(estimate.to_dict(), indent=2) if args.json else estimate.summary())
     return 0
 
 
