@@ -381,6 +381,10 @@ class PaCoTrainLora(io.ComfyNode):
                 *model_files.file_inputs(files, optional=True),
                 io.Combo.Input("files_config", options=files["config"], default=model_files.SHIPPED_CONFIG,
                                optional=True, tooltip=model_files.TOOLTIPS["config"]),
+                io.Boolean.Input("dry_run", default=False, optional=True,
+                                 tooltip="On: queue nothing; probe one prompt's group on the run's device (in a "
+                                 "separate process) and show the expected s/iteration, total time and peak memory, "
+                                 "with the settings that make it fit when it would not (docs/jobs.md)."),
             ],
             outputs=[PacoJob.Output("job", tooltip="The job, for PaCo Training Job.")],
             hidden=[io.Hidden.unique_id],
@@ -396,7 +400,7 @@ class PaCoTrainLora(io.ComfyNode):
         group_size, train_resolution, lora_name, advanced_json, new_run, model_path="", judge=None,
         files_kind=FILES_KIND_AUTO, diffusion_model=model_files.FROM_CHECKPOINT, text_encoder_1=model_files.NO_FILE,
         text_encoder_2=model_files.NO_FILE, vae=model_files.FROM_CHECKPOINT, checkpoint=model_files.NO_FILE,
-        files_config=model_files.SHIPPED_CONFIG,
+        files_config=model_files.SHIPPED_CONFIG, dry_run=False,
     ) -> io.NodeOutput:  # fmt: skip
         from paco_core.jobs import runner
 
@@ -417,6 +421,8 @@ class PaCoTrainLora(io.ComfyNode):
                          "files_config": files_config},
         )  # fmt: skip
         store = jobs_bridge.job_store()
+        if dry_run:
+            return dry_run_output(node_id, config, store)
         before = {job.id for job in store.list()} if not new_run else set()
         try:
             job = runner.submit(store, config, name=name, reuse=not new_run, cwd=store.home,
@@ -431,6 +437,18 @@ class PaCoTrainLora(io.ComfyNode):
         )
         comfy_bridge.show_progress_text(node_id, text)
         return io.NodeOutput(job.id, ui=ui.PreviewText(text))
+
+
+def dry_run_output(node_id, config: dict, store) -> io.NodeOutput:
+    """PaCo Train LoRA with dry_run on: the estimate as the node's text; the job output blocks."""
+    from paco_core.jobs.dry_run import estimate_in_subprocess
+
+    comfy_bridge.show_progress_text(node_id, "estimating: loading the models and probing one prompt's group ...")
+    with_folder = {**config, "output_dir": str(store.runs_dir / "estimate-probe")}
+    estimate = estimate_in_subprocess(with_folder, env=jobs_bridge.env_for_jobs(), cwd=store.home)
+    text = "dry run (nothing queued)\n" + estimate["summary"]
+    comfy_bridge.show_progress_text(node_id, text.splitlines()[1])
+    return io.NodeOutput(comfy_bridge.execution_blocker(None), ui=ui.PreviewText(text))
 
 
 def find_job(job: str | None, pick: str):

@@ -35,7 +35,9 @@ def test_the_probe_measures_one_group_and_scales_to_the_run(tiny_models, monkeyp
     found = est.estimate_run(config, num_processes=1, done_steps=10)
     assert found.fits and found.suggestions == [] and found.iterations == 40
     assert found.probe["step_s"] > 0 and found.probe["prompts"] == 1
-    assert found.s_per_iteration == pytest.approx(3 * found.probe["step_s"]), "no evaluation: prompts x the probe"
+    assert found.s_per_iteration == pytest.approx(3 * found.probe["step_s"]), (
+        "no evaluation: prompts x the probe"
+    )
     assert found.total_s == pytest.approx(40 * found.s_per_iteration)
     assert found.peak_memory_gb > 0 and found.memory_gb > found.peak_memory_gb
     assert "s/iteration" in found.summary() and "peak memory" in found.summary()
@@ -68,7 +70,11 @@ def test_a_run_that_does_not_fit_names_the_settings_that_reduce_memory(tiny_mode
 def test_submit_dry_run_prints_the_estimate_and_queues_nothing(tiny_models, tmp_path):
     config = tmp_path / "run.json"
     config.write_text(json.dumps(tiny_flux_run(tiny_models["flux"], num_iterations=20)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(FIXTURES / "rl")]), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(FIXTURES / "rl")]),
+        "OMP_NUM_THREADS": "1",
+    }
     home = tmp_path / "home"
     done = subprocess.run(
         [sys.executable, "-m", "paco_core.cli", "jobs", "submit", "--config", str(config), "--dry-run", "--json",
@@ -78,3 +84,28 @@ def test_submit_dry_run_prints_the_estimate_and_queues_nothing(tiny_models, tmp_
     found = json.loads(done.stdout)
     assert found["iterations"] == 20 and found["s_per_iteration"] > 0 and found["fits"] is True
     assert JobStore(home).list() == []
+
+
+@pytest.mark.slow
+def test_train_lora_dry_run_shows_the_estimate_and_queues_nothing(tiny_models, tmp_path, monkeypatch):
+    from pack_loader import all_node_classes, load_pack, reset_comfy_stub, run_node, widget_defaults
+
+    from paco_core.testing.training import TINY_TRAINING
+
+    reset_comfy_stub(tmp_path / "comfy")
+    (tmp_path / "comfy" / "models" / "diffusers").mkdir(parents=True)
+    os.symlink(tiny_models["flux"], tmp_path / "comfy" / "models" / "diffusers" / "tiny-flux")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FIXTURES / "jobs"), str(REPO)]))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    pack = load_pack()
+    node = {cls.GET_SCHEMA().node_id: cls for cls in all_node_classes()}["PaCoTrainLora"]
+    inputs = {
+        **widget_defaults(node), "pipeline": "tiny-flux", "training_prompts": "[1x2] a fox\nsits\nruns\n\na boat\nfloats\nsinks",
+        "rewards": "job_rewards:held_brightness=1", "iterations": 40, "group_size": 2, "train_resolution": 32,
+        "lora_name": "fox", "advanced_json": json.dumps(TINY_TRAINING), "dry_run": True,
+    }  # fmt: skip
+    output = run_node(node, **inputs)
+    text = output.ui.as_dict()["text"][0]
+    assert "dry run (nothing queued)" in text and "s/iteration" in text and "for 40 iterations" in text, text
+    bridge = __import__(f"{pack.__name__}.nodes.jobs_bridge", fromlist=["job_store"])
+    assert bridge.job_store().list() == []

@@ -71,6 +71,7 @@ def register(subparsers) -> None:
         "--dry-run", action="store_true",
         help="queue nothing: probe one prompt's group here and print s/iteration, total time and peak memory",
     )  # fmt: skip
+    submit.add_argument("--summary", action="store_true", help=argparse.SUPPRESS)  # --dry-run --json: + summary
     submit.set_defaults(func=run_submit)
 
     listing = actions.add_parser("list", parents=[home], help="all jobs, oldest first")
@@ -191,7 +192,8 @@ def run_estimate(data: dict, args) -> int:
 
     config = config_from_dict(TrainConfig, runner.validate_config({**data, "output_dir": "estimate-probe"}))
     estimate = estimate_run(config, num_processes=args.processes)
-    print(json.dumps(estimate.to_dict(), indent=2) if args.json else estimate.summary())
+    record = {**estimate.to_dict(), "summary": estimate.summary()} if args.summary else estimate.to_dict()
+    print(json.dumps(record, indent=2) if args.json else estimate.summary())
     return 0
 
 
