@@ -18,7 +18,7 @@ from paco_core.run_folder import RunFolder
 
 def _config(model, run):
     return tiny_config(
-        model, run, num_iterations=3, checkpoint_every=10, eval_every=3,
+        model, run, num_iterations=3, checkpoint_every=10, eval_every=3, checkpoints_total_limit=1,
         sampling={"prompts_per_iteration": 2, "group_size": 2, "batch_size": 2},
         optim={"lr": 1e-2, "clip_range": 0.2, "kl_beta": 0.05}, ema={"use_ema": True, "update_every": 1},
     )  # fmt: skip
@@ -54,7 +54,9 @@ def test_sample_and_save_now_leave_the_result_unchanged(tiny_models, tmp_path):
     done_save = run_requests.read_done(run.path, "save")
     assert done_save["step"] == done_sample["step"] and done_save["step"] in (1, 2)
     step = done_save["step"]
-    assert run.checkpoint(step) is not None, "save now wrote no checkpoint"
+    assert run.checkpoint(step) is not None, "save now wrote no checkpoint, or pruning deleted it"
+    assert (run.checkpoint_path(step) / "kept.json").is_file() and run.checkpoint(3) is not None
+    run.checkpoint(step).verify()
     assert (tmp_path / "straight" / f"checkpoint-{step}").exists() is False
     assert run_requests.requested_samples(run.path)[0][0] == step
     assert Image.open(run_requests.requested_sample_path(run.path, step)).size[0] > 0
