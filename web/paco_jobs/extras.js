@@ -223,7 +223,7 @@ export function installExtras(controller, JobsPanel, { api, toast }) {
     const lineage = extras.lineage?.lineage ?? [];
     const children = extras.lineage?.children ?? [];
     if (record.parent_id || children.length) {
-      const parent = lineage.length > 1 ? lineage[lineage.length - 2] : null;
+      const parent = (lineage.length > 1 ? lineage[lineage.length - 2] : null) ?? controller.jobs.get(record.parent_id);
       tools.append(
         h(
           "div",
@@ -259,8 +259,8 @@ export function installExtras(controller, JobsPanel, { api, toast }) {
             onclick: () => act(record.id, "ask for a checkpoint", "POST", jobPath(record.id, "/save"), {},
               () => toast("info", "Checkpoint requested", "at the next step boundary", 3000)) }, "Save now"), // prettier-ignore
         ),
-        pending.length ? h("div", { className: "paco-note paco-pending" }, `${pending.join(" and ")} requested: at the next step`) : null,
       );
+      if (pending.length) tools.append(h("div", { className: "paco-note paco-pending" }, `${pending.join(" and ")} requested: at the next step`));
       const done = requests.save?.done;
       if (done && !done.error) tools.append(h("div", { className: "paco-note paco-saved" }, `checkpoint saved at step ${done.step}`));
     }
@@ -303,14 +303,14 @@ export function installExtras(controller, JobsPanel, { api, toast }) {
   }
 
   function promptTable(prompts) {
-    const box = h("div", { className: "paco-prompts" }, h("h4", {}, "Prompts (lowest reward first)"));
+    const box = h("div", { className: "paco-prompts" }, h("h4", {}, "Prompts: mean ± spread, lowest first"));
     for (const [part, title] of [["train", "training"], ["eval", "held-out"]]) {
       const rows = (prompts[part] ?? []).slice(0, PROMPT_ROWS_SHOWN);
       if (!rows.length) continue;
       const names = Object.keys(rows[0].rewards ?? {});
       box.append(
         h("table", { className: "paco-prompt-table", "data-part": part },
-          h("tr", {}, h("th", {}, title), h("th", {}, "step"), names.map((name) => h("th", {}, `${name} mean ± spread`))),
+          h("tr", {}, h("th", {}, title), h("th", {}, "step"), names.map((name) => h("th", { title: name }, name.split(":").pop()))),
           rows.map((row) => h("tr", {},
             h("td", { title: row.prompt }, String(row.prompt ?? "").slice(0, 80)),
             h("td", {}, row.step),
@@ -340,6 +340,8 @@ const EXTRAS_CSS = `
 .paco-compare-table th, .paco-compare-table td, .paco-prompt-table th, .paco-prompt-table td { text-align: left;
   padding: 2px 4px; border-bottom: 1px solid var(--border-color, #4e4e4e); overflow-wrap: anywhere; }
 .paco-compare-table th, .paco-prompt-table th { color: var(--descrip-text, #999); font-weight: 600; }
+.paco-prompt-table td:not(:first-child), .paco-prompt-table th:not(:first-child),
+.paco-compare-table td:not(:first-child), .paco-compare-table th:not(:first-child) { white-space: nowrap; }
 .paco-compare-samples { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 8px; }
 .paco-compare-sample { margin: 0; }
 .paco-compare-sample img { width: 100%; display: block; border-radius: 4px; border: 1px solid var(--border-color, #4e4e4e); }
