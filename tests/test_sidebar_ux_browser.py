@@ -176,9 +176,12 @@ async def _scenario(page, url, home, tmp_path, shots, long_id, first, second):
     child = http_json(f"{url}/paco/jobs/{child_id}")
     assert child["parent_id"] == long_id and child["total"] == child["parent_step"] + 2
     lineage = await until(
-        lambda: page.evaluate("document.querySelector('.paco-lineage')?.innerText ?? null"),
+        lambda: page.evaluate(
+            "(() => { const t = document.querySelector('.paco-lineage')?.innerText ?? '';"
+            " return t.includes('ink foxes') ? t : null })()"
+        ),
         30,
-        "no lineage line",
+        "no lineage line naming the parent",
     )
     assert "continues ink foxes from step" in lineage, lineage
     await until(lambda: _status_is(sidebar, "completed"), 240, "the continued job did not complete")
