@@ -23,6 +23,11 @@ function h(tag, attrs = {}, ...children) {
   return element;
 }
 
+/** The spread with 2 significant digits (it is read next to the mean, not on its own). */
+function spread(value) {
+  return Number.isFinite(value) ? Number(value.toPrecision(2)).toString() : "–";
+}
+
 const jobPath = (id, tail = "") => `/paco/jobs/${encodeURIComponent(id)}${tail}`;
 
 function number(value) {
@@ -314,7 +319,7 @@ export function installExtras(controller, JobsPanel, { api, toast }) {
           rows.map((row) => h("tr", {},
             h("td", { title: row.prompt }, String(row.prompt ?? "").slice(0, 80)),
             h("td", {}, row.step),
-            names.map((name) => h("td", {}, `${number(row.rewards?.[name]?.mean)} ± ${number(row.rewards?.[name]?.std)}`))))), // prettier-ignore
+            names.map((name) => h("td", {}, `${number(row.rewards?.[name]?.mean)} ± ${spread(row.rewards?.[name]?.std)}`))))), // prettier-ignore
       );
     }
     if (box.childElementCount === 1) box.append(h("div", { className: "paco-note" }, "No rewards per prompt yet."));
@@ -342,6 +347,7 @@ const EXTRAS_CSS = `
 .paco-compare-table th, .paco-prompt-table th { color: var(--descrip-text, #999); font-weight: 600; }
 .paco-prompt-table td:not(:first-child), .paco-prompt-table th:not(:first-child),
 .paco-compare-table td:not(:first-child), .paco-compare-table th:not(:first-child) { white-space: nowrap; }
+.paco-prompt-table td:first-child { width: 50%; }
 .paco-compare-samples { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 8px; }
 .paco-compare-sample { margin: 0; }
 .paco-compare-sample img { width: 100%; display: block; border-radius: 4px; border: 1px solid var(--border-color, #4e4e4e); }
