@@ -68,7 +68,13 @@ def test_sample_save_continue_queue_compare_and_estimate_in_a_real_browser(
         with pack_linked_into(comfyui_dir), comfyui_server(comfyui_dir, tmp_path, models) as (url, log_path):
             long_id = submit(env, home, job_config(model, eval_every=2), "ink foxes", tmp_path)
             first = submit(env, home, job_config(model, num_iterations=3), "paper boats", tmp_path)
-            second = submit(env, home, job_config(model, num_iterations=3), "lanterns", tmp_path)
+            second = submit(  # another learning rate: its curves differ in the comparison
+                env,
+                home,
+                job_config(model, num_iterations=3, optim={"lr": 0.2, "clip_range": 0.2}),
+                "lanterns",
+                tmp_path,
+            )
             asyncio.run(_drive(url, home, tmp_path, shots, long_id, first, second))
             log = log_path.read_text()
     finally:
@@ -235,7 +241,7 @@ async def _scenario(page, url, home, tmp_path, shots, long_id, first, second):
         "lora_name": "estimate-me", "advanced_json": json.dumps(TINY_TRAINING), "dry_run": True,
     }  # fmt: skip
     await page.evaluate(
-        "(() => { const node = LiteGraph.createNode('PaCoTrainLora'); node.pos = [80, 80]; app.graph.add(node);"
+        "(() => { const node = LiteGraph.createNode('PaCoTrainLora'); node.pos = [80, 150]; app.graph.add(node);"
         f" const values = {json.dumps(settings)};"
         " for (const w of node.widgets) if (w.name in values) { w.value = values[w.name]; }"
         " app.canvas.ds.offset = [0, 0]; app.canvas.ds.scale = 1; app.graph.setDirtyCanvas(true, true);"
