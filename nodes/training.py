@@ -447,7 +447,7 @@ def dry_run_output(node_id, config: dict, store) -> io.NodeOutput:
     with_folder = {**config, "output_dir": str(store.runs_dir / "estimate-probe")}
     estimate = estimate_in_subprocess(with_folder, env=jobs_bridge.env_for_jobs(), cwd=store.home)
     text = "dry run (nothing queued)\n" + estimate["summary"]
-    comfy_bridge.show_progress_text(node_id, text.splitlines()[1])
+    comfy_bridge.show_progress_text(node_id, "\n".join(text.splitlines()[1:]))  # the estimate, under the node
     return io.NodeOutput(comfy_bridge.execution_blocker(None), ui=ui.PreviewText(text))
 
 
