@@ -198,11 +198,13 @@ def install_server_hooks() -> None:
     """Inside a running ComfyUI: the /paco/jobs routes and the watcher thread. A no-op without a server."""
     from . import comfy_bridge
     from .routes import register_routes
+    from .routes_actions import register_action_routes
 
     server = comfy_bridge.prompt_server()
     if server is None:
         return
 
     register_routes(server)
+    register_action_routes(server)
     if getattr(server, "loop", None) is not None:  # a real, started ComfyUI (not a bare import)
         start_watcher(server)

@@ -445,6 +445,10 @@ class PaCoTrainLora(io.ComfyNode):
                 *model_files.file_inputs(files, optional=True),
                 io.Combo.Input("files_config", options=files["config"], default=model_files.SHIPPED_CONFIG,
                                optional=True, tooltip=model_files.TOOLTIPS["config"]),
+                io.Boolean.Input("dry_run", default=False, optional=True,
+                                 tooltip="On: queue nothing; probe one prompt's group on the run's device (in a "
+                                 "separate process) and show the expected s/iteration, total time and peak memory, "
+                                 "with the settings that make it fit when it would not (docs/jobs.md)."),
             ],
             outputs=[PacoJob.Output("job", tooltip="The job, for PaCo Training Job.")],
             hidden=[io.Hidden.unique_id],
@@ -460,7 +464,7 @@ class PaCoTrainLora(io.ComfyNode):
         group_size, train_resolution, lora_name, advanced_json, new_run, model_path="", judge=None,
         files_kind=FILES_KIND_AUTO, diffusion_model=model_files.FROM_CHECKPOINT, text_encoder_1=model_files.NO_FILE,
         text_encoder_2=model_files.NO_FILE, vae=model_files.FROM_CHECKPOINT, checkpoint=model_files.NO_FILE,
-        files_config=model_files.SHIPPED_CONFIG, references=None, prompt_set=None,
+        files_config=model_files.SHIPPED_CONFIG, references=None, prompt_set=None, dry_run=False,
     ) -> io.NodeOutput:  # fmt: skip
         from paco_core.jobs import runner
 
@@ -482,6 +486,8 @@ class PaCoTrainLora(io.ComfyNode):
                          "files_config": files_config},
         )  # fmt: skip
         store = jobs_bridge.job_store()
+        if dry_run:
+            return dry_run_output(node_id, config, store)
         before = {job.id for job in store.list()} if not new_run else set()
         try:
             job = runner.submit(store, config, name=name, reuse=not new_run, cwd=store.home,
@@ -496,6 +502,18 @@ class PaCoTrainLora(io.ComfyNode):
         )
         comfy_bridge.show_progress_text(node_id, text)
         return io.NodeOutput(job.id, ui=ui.PreviewText(text))
+
+
+def dry_run_output(node_id, config: dict, store) -> io.NodeOutput:
+    """PaCo Train LoRA with dry_run on: the estimate as the node's text; the job output blocks."""
+    from paco_core.jobs.dry_run import estimate_in_subprocess
+
+    comfy_bridge.show_progress_text(node_id, "estimating: loading the models and probing one prompt's group ...")
+    with_folder = {**config, "output_dir": str(store.runs_dir / "estimate-probe")}
+    estimate = estimate_in_subprocess(with_folder, env=jobs_bridge.env_for_jobs(), cwd=store.home)
+    text = "dry run (nothing queued)\n" + estimate["summary"]
+    comfy_bridge.show_progress_text(node_id, "\n".join(text.splitlines()[1:]))  # the estimate, under the node
+    return io.NodeOutput(comfy_bridge.execution_blocker(None), ui=ui.PreviewText(text))
 
 
 def find_job(job: str | None, pick: str):
@@ -529,7 +547,17 @@ def status_text(job) -> str:
     lines.append(
         f"LoRA files: {', '.join(files) if files else 'none yet (the first checkpoint exports one)'}"
     )
+    lines += announce_lines(job, files)
     return "\n".join(lines)
+
+
+def announce_lines(job, files: list[str]) -> list[str]:
+    """The lineage and, once the job ended, the toast's sentence (paco_core/jobs/announce.py)."""
+    from paco_core.jobs.announce import job_end_message, lineage_message
+
+    best = next((name for name in files if name.endswith("-best.safetensors")), None) or (files[-1] if files else None)
+    parent = jobs_bridge.job_store().find(job.parent_id) if job.parent_id else None
+    return [line for line in (lineage_message(job, parent), job_end_message(job, best)) if line]
 
 
 def latest_reward_means(job) -> dict[str, tuple[int, float]]:

@@ -53,6 +53,8 @@ LORA_FILE = "lora.safetensors"
 MANIFEST_FILE = "manifest.json"
 """Inside a checkpoint: size and sha256 of every other file, written last."""
 MANIFEST_FORMAT = 1
+KEPT_FILE = "kept.json"
+"""Inside a checkpoint, written after its manifest: saved on request ("save now"), never pruned."""
 
 PROGRESS_STATES = ("starting", "running", "paused", "finished", "stopped", "failed")
 """Values of ``progress.json``'s ``state``; finished, stopped and failed are final; paused
@@ -707,7 +709,8 @@ class RunFolder:
         """
         if keep <= 0:
             return []
-        found = [c for c in self.checkpoints() if protect is None or c.path != Path(protect)]
+        found = [c for c in self.checkpoints() if (protect is None or c.path != Path(protect))
+                 and not (c.path / KEPT_FILE).is_file()]  # fmt: skip
         excess = max(0, len(found) + (1 if protect is not None else 0) - keep)
         removed = []
         for checkpoint in found[:excess]:

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "base",
         {
             "paco_core", "errors", "io", "callbacks", "devices", "config", "prompts", "images", "run_folder",
-            "settings", "containment",
+            "settings", "containment", "run_requests",
         },  # fmt: skip
     ),
     ("models", {"models"}),

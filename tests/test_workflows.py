@@ -386,7 +386,7 @@ def test_train_lora_starts_a_job_watches_it_and_makes_a_set_with_its_lora(layout
     )
     assert train["new_run"] is False, "queueing again refreshes the same job"
     rows = set_rows_from_text(train["training_prompts"])
-    assert [row["layout"] for row in rows] == ["2x2", "2x2"]
+    assert [row["layout"] for row in rows] == ["2x2", "1x3"]
     watch = only(prompt, "PaCoTrainingJob")
     assert watch["job"] == [_id(prompt, "PaCoTrainLora"), 0] and watch["lora"] == "best"
     lora = only(prompt, "PaCoLora")

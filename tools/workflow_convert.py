@@ -912,10 +912,9 @@ The fox leaps over a frozen stream in the snow.
 The fox sleeps curled under a pine tree at dusk.
 The fox watches the full moon from a hilltop.
 
-[2x2] an old lighthouse keeper with a grey beard and a yellow raincoat, ink and wash
+[1x3] an old lighthouse keeper with a grey beard and a yellow raincoat, ink and wash
 He climbs the spiral stairs with a lantern.
 He lights the great lamp at the top of the tower.
-He writes in his logbook by candlelight.
 He waves at a passing ship in the morning fog."""
 """The training workflow's example prompts: one set per block (a theme line, one line per panel)."""
 TRAINED_LORA_NAME = "paco-sets"

@@ -9,6 +9,7 @@ import { api } from "../../scripts/api.js";
 import { ACTIVE, ENDED, bestLoraChoice, errorReason, rewardLines } from "./paco_jobs/format.js";
 import { installStyle } from "./paco_jobs/style.js";
 import { JobsPanel } from "./paco_jobs/view.js";
+import { installExtras } from "./paco_jobs/extras.js";
 
 const POLL_MS = 5000; // the fallback poll; the issue allows no faster loop
 const DETAIL_MIN_MS = 1000; // at most one detail refresh a second, however fast the steps
@@ -288,6 +289,7 @@ class JobsController {
 }
 
 const controller = new JobsController();
+installExtras(controller, JobsPanel, { api, toast }); // sample/save now, continue, queue, compare, notifications
 
 app.registerExtension({
   name: "PaCo.Jobs",

@@ -1,4 +1,5 @@
-"""``paco jobs``: training as background jobs (submit, list, show, logs, cancel, resume, wait, delete, worker).
+"""``paco jobs``: training as background jobs (submit, list, show, logs, cancel, resume, wait, delete,
+sample, save, continue, move, compare, worker).
 
 Examples::
 
@@ -10,6 +11,11 @@ Examples::
     paco jobs resume job-1a2b3c4d                         # continues from the last checkpoint
     paco jobs wait job-1a2b3c4d --timeout 3600
     paco jobs delete job-1a2b3c4d --files
+    paco jobs sample job-1a2b3c4d --prompt "a fox" --wait 600   # a sample grid at the next step
+    paco jobs save job-1a2b3c4d                           # a checkpoint at the next step
+    paco jobs continue job-1a2b3c4d --iterations 200      # a new job from its last checkpoint
+    paco jobs move job-5e6f7a8b front                     # queued jobs only
+    paco jobs compare job-1a2b3c4d job-5e6f7a8b
 
 The store lives in ``--home DIR``, else ``$PACO_HOME``, else ``~/.paco`` (see docs/jobs.md).
 
@@ -66,6 +72,11 @@ def register(subparsers) -> None:
     earlier.add_argument("--overwrite", action="store_true",
                          help="the run folder holds an earlier run: delete that run's files and start afresh")  # fmt: skip
     submit.add_argument("--json", action="store_true", help="print the job as JSON instead of its id")
+    submit.add_argument(
+        "--dry-run", action="store_true",
+        help="queue nothing: probe one prompt's group here and print s/iteration, total time and peak memory",
+    )  # fmt: skip
+    submit.add_argument("--summary", action="store_true", help=argparse.SUPPRESS)  # --dry-run --json: + summary
     submit.set_defaults(func=run_submit)
 
     listing = actions.add_parser("list", parents=[home], help="all jobs, oldest first")
@@ -106,12 +117,48 @@ def register(subparsers) -> None:
     delete.add_argument("--files", action="store_true", help="also delete what the job wrote into its run folder (other files there stay)")
     delete.set_defaults(func=run_delete)
 
+    register_ux(actions, home)
+
     worker = actions.add_parser(
         "worker", parents=[home], help="keep reconciling and starting queued jobs (optional; see docs)"
     )
     worker.add_argument("--interval", type=float, default=5.0, help="seconds between rounds (default 5)")
     worker.add_argument("--once", action="store_true", help="one round, then exit")
     worker.set_defaults(func=run_worker)
+
+
+def register_ux(actions, home) -> None:
+    """sample, save, continue, move, compare (docs/jobs.md, "Working with a job")."""
+    sample = actions.add_parser("sample", parents=[home], help="a running job samples at its next step")
+    sample.add_argument("id")
+    sample.add_argument("--prompt", help="a prompt to sample (default: the job's held-out prompts)")
+    sample.add_argument("--wait", type=float, metavar="S", help="wait up to S seconds and print the grid's path")
+    sample.set_defaults(func=run_request, kind="sample")
+
+    save = actions.add_parser("save", parents=[home], help="a running job saves a checkpoint at its next step")
+    save.add_argument("id")
+    save.add_argument("--wait", type=float, metavar="S", help="wait up to S seconds and print the checkpoint")
+    save.set_defaults(func=run_request, kind="save", prompt=None)
+
+    more = actions.add_parser(
+        "continue", parents=[home], help="train a completed or stopped job further, as a new job"
+    )
+    more.add_argument("id")
+    more.add_argument("--iterations", type=int, required=True, help="how many more iterations")
+    more.add_argument("--from", dest="start_from", choices=("last", "best"), default="last",
+                      help="start from the last checkpoint (default) or the best held-out one")  # fmt: skip
+    more.add_argument("--name", help="the new job's name (default: NAME-continued)")
+    more.set_defaults(func=run_continue)
+
+    move = actions.add_parser("move", parents=[home], help="move a queued job up, down or to the front")
+    move.add_argument("id")
+    move.add_argument("where", choices=("up", "down", "front"))
+    move.set_defaults(func=run_move)
+
+    compare = actions.add_parser("compare", parents=[home], help="two or more jobs side by side")
+    compare.add_argument("ids", nargs="+", metavar="ID")
+    compare.add_argument("--json", action="store_true", help="print JSON rows")
+    compare.set_defaults(func=run_compare)
 
 
 def _store(args):
@@ -133,6 +180,8 @@ def run_submit(args) -> int:
     if args.config:
         data = merge_dicts(data, read_config_file(args.config))
     data = apply_overrides(data, args.overrides)
+    if args.dry_run:
+        return run_estimate(data, args)
     store = _store(args)
     job = runner.submit(
         store, data, name=args.name, run_dir=args.run_dir, num_processes=args.processes,
@@ -146,6 +195,20 @@ def run_submit(args) -> int:
 LIST_WAIT_S = 2.0
 """How long ``list`` waits for the store's write lock to bring statuses up to date; then it
 lists what the store holds (reading needs no lock)."""
+
+
+def run_estimate(data: dict, args) -> int:
+    """``submit --dry-run``: the estimate of docs/jobs.md ("Estimate before you start"); nothing is queued."""
+    from paco_core.config import config_from_dict
+    from paco_core.jobs import runner
+    from paco_core.rl.config import TrainConfig
+    from paco_core.rl.estimate import estimate_run
+
+    config = config_from_dict(TrainConfig, runner.validate_config({**data, "output_dir": "estimate-probe"}))
+    estimate = estimate_run(config, num_processes=args.processes)
+    record = {**estimate.to_dict(), "summary": estimate.summary()} if args.summary else estimate.to_dict()
+    print(json.dumps(record, indent=2) if args.json else estimate.summary())
+    return 0
 
 
 def printable(text: object) -> str:
@@ -176,11 +239,15 @@ def run_list(args) -> int:
     if not jobs:
         print(f"no jobs in {store.path}")
         return 0
+    from paco_core.jobs.queue_order import positions
+
+    places = positions(store)
     print(f"{'ID':13s}  {'STATUS':11s}  {'STEP':>9s}  {'DEVICE':7s}  {'CREATED':16s}  NAME")
     for job in jobs:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created_at))
+        status = f"queued #{places[job.id]}" if job.id in places else job.status
         print(
-            f"{job.id:13s}  {job.status:11s}  {f'{job.step}/{job.total}':>9s}  {printable(job.device):7s}  "
+            f"{job.id:13s}  {status:11s}  {f'{job.step}/{job.total}':>9s}  {printable(job.device):7s}  "
             f"{created:16s}  {printable(job.name)}"
         )
     return 0
@@ -202,6 +269,15 @@ def run_show(args) -> int:
         elif value is not None:
             value = printable(value)
         print(f"{key}: {'' if value is None else value}")
+    from paco_core.jobs.lineage import children, lineage
+
+    chain = lineage(store, args.id)
+    if len(chain) > 1:
+        print("lineage: " + " -> ".join(f"{job.id} ({job.name}, from step {job.parent_step})"
+                                         if job.parent_id else f"{job.id} ({job.name})" for job in chain))  # fmt: skip
+    continued = children(store, args.id)
+    if continued:
+        print("continued by: " + ", ".join(f"{job.id} ({job.status})" for job in continued))
     return 0
 
 
@@ -231,6 +307,52 @@ def run_resume(args) -> int:
 
     job = runner.resume(_store(args), args.id, num_iterations=args.iterations)
     print(f"{job.id}: {job.status}")
+    return 0
+
+
+def run_request(args) -> int:
+    from paco_core.jobs import controls
+
+    store = _store(args)
+    asked = controls.request(store, args.id, args.kind, prompt=args.prompt)
+    if args.wait is None:
+        print(f"{args.id}: {args.kind} requested; it happens at the next step boundary")
+        return 0
+    done = controls.wait_done(store, args.id, args.kind, asked["requested"]["since"], timeout=args.wait)
+    if done is None:
+        print(f"{args.id}: the {args.kind} did not happen within {args.wait:g} s", file=sys.stderr)
+        return EXIT_TIMEOUT
+    if done.get("error"):
+        print(f"{args.id}: {done['error']}", file=sys.stderr)
+        return 1
+    print(f"{args.id}: {args.kind} at step {done['step']}: {done['path']}")
+    return 0
+
+
+def run_continue(args) -> int:
+    from paco_core.jobs import lineage
+
+    job = lineage.continue_job(
+        _store(args), args.id, iterations=args.iterations, start_from=args.start_from, name=args.name
+    )
+    print(f"{job.id}: {job.status}, continues {job.parent_id} from step {job.parent_step} to {job.total}")
+    return 0
+
+
+def run_move(args) -> int:
+    from paco_core.jobs import queue_order
+
+    store = _store(args)
+    job = queue_order.move(store, args.id, args.where)
+    print(f"{job.id}: position {queue_order.positions(store)[job.id]} in the {job.device} queue")
+    return 0
+
+
+def run_compare(args) -> int:
+    from paco_core.jobs import compare
+
+    rows = compare.compare(_store(args), args.ids)
+    print(json.dumps(rows, indent=2) if args.json else compare.format_table(rows))
     return 0
 
 

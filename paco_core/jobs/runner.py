@@ -347,7 +347,8 @@ def dispatch(store: JobStore) -> list[str]:
             "SELECT device FROM jobs WHERE status IN (?, ?)", st.ACTIVE_STATUSES
         )]  # fmt: skip
         rows = connection.execute(
-            "SELECT * FROM jobs WHERE status = ? ORDER BY created_at, id", (st.QUEUED,)
+            "SELECT * FROM jobs WHERE status = ? ORDER BY COALESCE(queue_rank, created_at), created_at, id",
+            (st.QUEUED,),
         ).fetchall()
         for row in rows:
             job = Job.from_row(row)

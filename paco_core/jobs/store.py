@@ -179,6 +179,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # v2: the GPU policy (exclusive now; yield with the GPU-sharing work)
     ("ALTER TABLE jobs ADD COLUMN gpu_policy TEXT NOT NULL DEFAULT 'exclusive'",),
+    # v3: lineage (a continued job names its parent and the step it starts from) and queue order
+    (
+        "ALTER TABLE jobs ADD COLUMN parent_id TEXT",
+        "ALTER TABLE jobs ADD COLUMN parent_step INTEGER",
+        "ALTER TABLE jobs ADD COLUMN queue_rank REAL",
+        "UPDATE jobs SET queue_rank = created_at",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -270,6 +277,12 @@ class Job:
     resume: bool = False
     attempts: int = 0
     gpu_policy: str = "exclusive"
+    parent_id: str | None = None
+    """A continued job: the job it continues (docs/jobs.md, "Continue training")."""
+    parent_step: int | None = None
+    """A continued job: the step of the parent's checkpoint it starts from."""
+    queue_rank: float | None = None
+    """Order in its device's queue (smaller starts first); the creation time unless moved."""
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -330,6 +343,8 @@ class Job:
             "error": self.error,
             "attempts": self.attempts,
             "launch": self.launch,
+            "parent_id": self.parent_id,
+            "parent_step": self.parent_step,
         }
 
 
@@ -440,6 +455,8 @@ class JobStore:
         launch: dict[str, Any] | None = None,
         gpu_policy: str = "exclusive",
         job_id: str | None = None,
+        parent_id: str | None = None,
+        parent_step: int | None = None,
     ) -> Job:
         """Insert a queued job and return it."""
         check_job_name(name)
@@ -450,6 +467,7 @@ class JobStore:
             id=job_id or new_job_id(), name=name, status=QUEUED, created_at=now, updated_at=now,
             config=config, run_dir=str(run_dir), device=device, launch=dict(launch or {}),
             total=int(config.get("num_iterations") or 0), gpu_policy=gpu_policy,
+            parent_id=parent_id, parent_step=parent_step, queue_rank=now,
         )  # fmt: skip
         row = _to_row(asdict(job))
         with self.transaction() as connection:

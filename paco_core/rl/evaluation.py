@@ -48,6 +48,8 @@ def evaluate_policy(
     scoring_phase: Any = contextlib.nullcontext,
     between_rows: Callable[[], Any] | None = None,
     image_metrics: Callable[[list, list, list], dict[str, Any]] | None = None,
+    collect_scores: list | None = None,
+    collect_images: list | None = None,
 ) -> dict[str, Any]:
     """Sample ``config.eval_group_size`` images per eval row, score them, save the sample grid.
 
@@ -65,6 +67,8 @@ def evaluate_policy(
             each row has its own seed, so a pause there changes nothing.
         image_metrics: more metrics from the eval images, prompts and metadata (the guardrail's
             image statistics and second judge), merged into the result.
+        collect_scores: when given, the RewardScores of all eval images are appended (per-prompt view).
+        collect_images: when given, the sampled images are appended ("sample now").
 
     Returns:
         ``eval/rewards/<name>/mean`` and ``/invalid`` for every eval reward.
@@ -88,10 +92,14 @@ def evaluate_policy(
             images.extend(rollout.images)
             prompts.extend([row.prompt] * len(rollout.images))
             metadata.extend([row.metadata()] * len(rollout.images))
+    if collect_images is not None:
+        collect_images.extend(images)
     if rewards is None:
         return {}
     with scoring_phase():
         scores = rewards.score(images, prompts, metadata)
+    if collect_scores is not None:
+        collect_scores.append(scores)
     metrics: dict[str, Any] = {}
     for k, name in enumerate(scores.names):
         column = scores.scores[:, k]

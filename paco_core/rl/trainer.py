@@ -37,9 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from paco_core import run_requests
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.config import config_to_dict, save_config
-from paco_core.errors import CancelledError, ConfigError, TrainingError
+from paco_core.errors import CancelledError, ConfigError, InputError, TrainingError
 from paco_core.rl import checkpoint as ckpt
 from paco_core.rl.advantages import compute_advantages
 from paco_core.rl.config import TrainConfig
@@ -64,6 +65,7 @@ from paco_core.rl.micro_batches import (
     plans_of_process,
     split_windows,
 )
+from paco_core.rl.on_request import group_stats, prompt_entries, requested_rows
 from paco_core.rl.rewards import RewardModels, RewardSet, check_invalid_share
 from paco_core.rl.rollout import Rollout, rollout_micro_batch, seeded_generator
 from paco_core.rl.rollout_adapters import ROW_KIND_OF_PIPELINE_KIND, RolloutAdapter, build_rollout_adapter
@@ -142,6 +144,7 @@ class GrpoTrainer:
         self.step = 0
         self.last_checkpoint: Path | None = None
         self.reward_history: dict[str, list[float]] = {}
+        self.prompt_rewards: dict[str, dict[str, Any]] = {"train": {}, "eval": {}}
         self.gpu_yield: GpuYield | None = None
         self.guardrail = Guardrail(config.held_out_metric, config.best_mode, config.guardrail_patience)
         self.sample_guardrail: SampleGuardrail | None = None
@@ -182,6 +185,7 @@ class GrpoTrainer:
                 self.setup()
                 if checkpoint is not None:
                     self.load(checkpoint)
+                    self.prompt_rewards = run_requests.read_prompt_rewards(self.output_dir)
                 if self.is_main:
                     self.metrics.truncate_after(self.step)
                 with stop_on_sigterm(self.request_stop):
@@ -392,6 +396,7 @@ class GrpoTrainer:
             self._after_evaluation(0, self.evaluate(0))
         last: dict[str, Any] = {}
         while self.step < total:
+            self._serve_requests()  # "sample now" / "save now" (docs/jobs.md): the run's result is unchanged
             # 0. give the GPU back while a pause is requested (gpu_policy yield); a stop while paused stops here
             if self._yield_gpu("between steps", collective=True) and self._should_stop():
                 if self.last_checkpoint is None or Checkpoint.from_path(self.last_checkpoint).step != self.step:
@@ -428,6 +433,7 @@ class GrpoTrainer:
             if stop:
                 self._progress("stopped", message="stopped on request; checkpoint saved")
                 return self._result("stopped", last)
+        self._serve_requests()  # a request that came during the last step
         self._progress("finished")
         return self._result("finished", last)
 
@@ -498,6 +504,8 @@ class GrpoTrainer:
         )
         for name in scores.names:
             self.reward_history.setdefault(name, []).append(metrics[f"rewards/{name}/mean"])
+        stats = group_stats(scores.scores, scores.names, config.sampling.group_size)
+        self.prompt_rewards["train"].update(prompt_entries(rows, stats, step + 1))
         metrics.update(update)
         metrics.update(teach_nothing)
         if ema_updates:
@@ -615,13 +623,18 @@ class GrpoTrainer:
                     rows=self.eval_rows, rewards=None, ema=self.ema, autocast=self.autocast, sample_path=None,
                 )  # fmt: skip
             return {}
-        return evaluate_policy(
+        scored: list = []
+        metrics = evaluate_policy(
             self.config, rollout_adapter=self.rollout_adapter, transformer=self.transformer, rows=self.eval_rows,
             rewards=self.eval_rewards, ema=self.ema, autocast=self.autocast,
             sample_path=self.run_folder.sample_path(step),
             scoring_phase=self.reward_models.scoring_phase, image_metrics=self.sample_guardrail.metrics,
-            between_rows=lambda: self._yield_gpu("between evaluation rows"),
+            between_rows=lambda: self._yield_gpu("between evaluation rows"), collect_scores=scored,
         )  # fmt: skip
+        if scored:
+            stats = group_stats(scored[0].scores, scored[0].names, self.config.eval_group_size)
+            self.prompt_rewards["eval"].update(prompt_entries(self.eval_rows, stats, step))
+        return metrics
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -721,6 +734,8 @@ class GrpoTrainer:
     def _progress(self, state: str, **extra: Any) -> None:
         if not getattr(self, "is_main", False):
             return
+        if self.prompt_rewards["train"] or self.prompt_rewards["eval"]:
+            run_requests.write_prompt_rewards(self.output_dir, self.prompt_rewards)
         self.run_folder.write_progress(
             state=state, step=self.step, total=self.config.num_iterations,
             last_checkpoint=str(self.last_checkpoint) if self.last_checkpoint else None,
@@ -802,6 +817,61 @@ class GrpoTrainer:
         return found
 
     # ------------------------------------------------------------------ the best checkpoint and the guardrail
+
+    def _serve_requests(self) -> None:
+        """Do what "sample now" / "save now" asked (:mod:`paco_core.run_requests`), at a step
+        boundary. The run's result does not change: the sample has its own seeded generators
+        and the global RNG states are put back after it; the save is the usual checkpoint."""
+        requests = run_requests.take_requests(self.output_dir) if self.is_main else []
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            holder = [requests]
+            broadcast_object_list(holder, from_process=0)
+            requests = holder[0]
+        for request in requests:
+            if request["kind"] == "save":
+                if self.last_checkpoint is None or Checkpoint.from_path(self.last_checkpoint).step != self.step:
+                    self.save()
+                if self.is_main:
+                    from paco_core.io import atomic_write_json
+                    from paco_core.run_folder import KEPT_FILE
+
+                    atomic_write_json(Path(self.last_checkpoint) / KEPT_FILE, {"reason": "save now", "step": self.step})
+                    run_requests.write_done(self.output_dir, "save", step=self.step, path=str(self.last_checkpoint))
+            else:
+                self._sample_now(request)
+
+    def _sample_now(self, request: dict[str, Any]) -> None:
+        try:
+            rows = requested_rows(request, self.eval_rows, self.sampler.rows)
+        except InputError as error:  # a row that does not parse
+            logger.warning("sample request ignored: %s", error)
+            if self.is_main:
+                run_requests.write_done(self.output_dir, "sample", step=self.step, error=str(error))
+            return
+        path = run_requests.requested_sample_path(self.output_dir, self.step)
+        images: list = []
+        rng_tensors, rng_meta = ckpt.capture_rng_state()
+        try:
+            if self.is_main or self.sharded:
+                evaluate_policy(
+                    self.config, rollout_adapter=self.rollout_adapter, transformer=self.transformer, rows=rows,
+                    rewards=None, ema=self.ema, autocast=self.autocast, sample_path=None, collect_images=images,
+                )  # fmt: skip
+        finally:
+            ckpt.restore_rng_state(rng_tensors, rng_meta)
+        if self.is_main:
+            from paco_core.io import atomic_write
+            from paco_core.rl.evaluation import sample_grid
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            grid = sample_grid(images)
+            atomic_write(path, lambda tmp: grid.save(tmp, format="PNG"))
+            run_requests.write_done(
+                self.output_dir, "sample", step=self.step, path=str(path), prompts=[row.prompt for row in rows]
+            )
+            logger.info("sample requested at step %d: %s", self.step, path)
 
     def _after_evaluation(self, step: int, metrics: dict[str, Any]) -> None:
         """Log the evaluation, keep the best one's LoRA in ``best/`` and warn when the reward
