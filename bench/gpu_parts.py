@@ -337,8 +337,8 @@ def one_gpu_preset(ctx: PartContext) -> dict:
     with_t5 = (peak + T5_XXL_BF16_BYTES) / 1e9
     return {
         "figures": [
-            ctx.figure("peak GPU memory of an iteration (policy, LoRA, optimizer, judge while scoring)",
-                       peak / 2**30, "GiB"),
+            ctx.figure(f"peak {'GPU ' if ctx.cuda else ''}memory of an iteration (policy, LoRA, optimizer, judge "
+                       "while scoring)", peak / 2**30, "GiB"),
             ctx.figure("the same + T5-XXL's weights (9.5 GB, not built here)", with_t5, "GB", goal=("<=", 80)),
             ctx.figure("fits a 48 GB GPU", with_t5, "GB", goal=("<=", 48)),
             ctx.figure(f"s/iteration, 1 prompt x G = {group_size} (rollout + judge + update)", seconds, "s"),
@@ -532,7 +532,9 @@ def comfy_files_vs_folder(ctx: PartContext) -> dict:
     from bench import comfy_files_vs_folder as files_vs_folder
 
     if ctx.tiny:
-        sources = files_vs_folder.tiny_sources(ctx.work / "comfy")
+        from paco_core.testing import default_cache_dir
+
+        sources = files_vs_folder.tiny_sources(default_cache_dir())  # the cached tiny models
         settings = {"panel_size": 32, "steps": 4, "repeats": 2}
     else:
         from paco_core.testing.comfy_layout import write_flux_files

@@ -53,11 +53,11 @@ class Part:
 
 
 PARTS: tuple[Part, ...] = (
-    Part("judge_pairs", "judge pairs/s, Qwen2.5-VL-7B dims, prefix sharing, N = 8, 512 px panels", 55, 45, 35),
+    Part("judge_pairs", "judge pairs/s, Qwen2.5-VL-7B dims, prefix sharing, N = 8, 512 px panels", 55, 45, 30),
     Part("one_gpu_preset", "t2is-flux-1gpu preset at FLUX.1-dev + 7B judge dims: peak memory, s/iteration",
          100, 80, 45),
-    Part("ppo_first_ratio", "first PPO ratio under the update's attention kernel, clip range 1e-4", 50, 45, 35),
-    Part("generation_while_yield", "generation while a training job yields: pause latency, set time", 80, None, 60),
+    Part("ppo_first_ratio", "first PPO ratio under the update's attention kernel, clip range 1e-4", 50, 45, 30),
+    Part("generation_while_yield", "generation while a training job yields: pause latency, set time", 80, None, 75),
     Part("edit_kontext", "FLUX.1-Kontext-dev training iteration at real dims", 50, None, 35),
     Part("edit_qwen", "Qwen-Image-Edit training iteration at real dims", 65, None, 35),
     Part("comfy_files_vs_folder", "ComfyUI-layout files vs diffusers folder: load, set time, pixels", 45, None, 35),
@@ -146,7 +146,7 @@ def run_suite(args: argparse.Namespace) -> dict:
         work = Path(tmp)
         for part in PARTS:
             budget = budget_of(part, mode)
-            budget = None if budget is None else round(budget * args.slack)
+            budget = None if budget is None else max(1, round(budget * args.slack))
             left = suite_budget - (time.monotonic() - started)
             base = {"name": part.name, "title": part.title, "budget_s": budget, "seconds": 0.0}
             if args.parts and part.name not in args.parts:

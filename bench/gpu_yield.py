@@ -168,9 +168,9 @@ def measure(args: argparse.Namespace) -> dict:
         folder = Path(tmp)
         model = args.model
         if not model:
-            from paco_core.testing import build_tiny_model
+            from paco_core.testing import build_tiny_model, default_cache_dir
 
-            model = str(build_tiny_model("flux", folder / "models"))
+            model = str(build_tiny_model("flux", default_cache_dir()))
         generator = Generator(args, model) if args.device.startswith("cuda") else None
         report: dict = {"device": args.device, "model": "tiny FLUX" if args.tiny else model}
         if generator is not None:
