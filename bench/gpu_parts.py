@@ -333,7 +333,7 @@ def one_gpu_preset(ctx: PartContext) -> dict:
     timings = timed_iterations(ctx, trainer, 1 if ctx.quick or ctx.tiny else 2)
     peak = ctx.peak.read()
     seconds = median_of(timings, "seconds")
-    preset = config_presets_samples("t2is-flux-1gpu")
+    preset = preset_samples("t2is-flux-1gpu")
     with_t5 = (peak + T5_XXL_BF16_BYTES) / 1e9
     return {
         "figures": [
@@ -354,7 +354,7 @@ def one_gpu_preset(ctx: PartContext) -> dict:
     }  # fmt: skip
 
 
-def config_presets_samples(preset: str) -> int:
+def preset_samples(preset: str) -> int:
     """Samples per iteration of a preset (prompts x group size)."""
     from paco_core.rl.presets import preset_config
 
@@ -365,9 +365,9 @@ def config_presets_samples(preset: str) -> int:
 OLD_LOG_PROB_MODES: list[tuple[str, dict]] = [
     ("stored", {}),  # the log-prob stored at rollout time (today's update)
 ]
-"""Where the PPO ratio's old log-prob comes from: (name, config settings applied for that mode).
-A recomputed-old option is one more line here, e.g. ``("recomputed", {"optim": {"old_log_prob":
-"recomputed"}})`` with the setting's real name."""
+"""Where the PPO ratio's old log-prob comes from: (name, config settings of that mode, merged into
+the run's config). A recomputed-old option is one more line, e.g. ``("recomputed", {"optim":
+{"old_log_prob": "recomputed"}})`` with the setting's real name."""
 
 
 def ppo_first_ratio(ctx: PartContext) -> dict:
@@ -375,44 +375,65 @@ def ppo_first_ratio(ctx: PartContext) -> dict:
     is still the rollout's and every ratio should be 1) through the update's own code path:
     ``PolicyUpdater.micro_batch_loss`` under ``training_attention``, bf16 autocast, gradients
     on, gradient checkpointing. Rollouts run under the default attention kernels; with
-    ``optim.clip_range`` 1e-4 (the presets') any bf16 difference above 1e-4 clips the sample."""
+    ``optim.clip_range`` 1e-4 (the presets') any bf16 difference above 1e-4 clips the sample.
+    Each mode of :data:`OLD_LOG_PROB_MODES` gets a fresh pipeline and trainer (same seeds, so
+    the same weights and rollouts)."""
+    import gc
+
+    from paco_core.config import merge_dicts
+    from paco_core.errors import ConfigError
     from paco_core.rl.trainer import GrpoTrainer
 
     group_size = 2 if ctx.tiny else 4
-    config = train_config(ctx, "t2is-flux", tiny_model("flux"), "ppo-first-ratio", {
-        "sampling": {"group_size": group_size},
-        "data": {"train_file": str(grid_prompt_file(ctx))},
-        "rewards": {"rewards": [{"name": BRIGHTNESS, "weight": 1.0}], "aggregation": "weighted_sum"},
-        # one window: every micro-batch of the iteration is re-scored before the first step
-        "optim": {"gradient_checkpointing": True, "optimizer_steps_per_iteration": 1},
-    })  # fmt: skip
-    clip_range = config.optim.clip_range
-    trainer = GrpoTrainer(config, pipeline=flux_pipeline(ctx), rewards=brightness_rewards())
-    trainer.setup()
-    figures, details = [], {"clip_range": clip_range}
+    figures, details, notes = [], {}, []
     for mode, settings in OLD_LOG_PROB_MODES:
-        apply_settings(trainer.config, settings)
+        overrides = merge_dicts({
+            "sampling": {"group_size": group_size},
+            "data": {"train_file": str(grid_prompt_file(ctx))},
+            "rewards": {"rewards": [{"name": BRIGHTNESS, "weight": 1.0}], "aggregation": "weighted_sum"},
+            # one window: every micro-batch of the iteration is re-scored before the first step
+            "optim": {"gradient_checkpointing": True, "optimizer_steps_per_iteration": 1},
+        }, settings)  # fmt: skip
+        unknown = [f"{section}.{key}" for section, values in settings.items() for key in values
+                   if not known_setting(section, key)]  # fmt: skip
+        if unknown:  # the config would ignore them (with a warning) and measure the stored mode again
+            notes.append(f"mode {mode} not measured: this build has no setting {', '.join(unknown)}")
+            continue
+        try:
+            config = train_config(ctx, "t2is-flux", tiny_model("flux"), f"ppo-first-ratio-{mode}", overrides)
+        except ConfigError as error:
+            notes.append(f"mode {mode} not measured: {error}")
+            continue
+        clip_range = config.optim.clip_range
+        torch.manual_seed(0)
+        trainer = GrpoTrainer(config, pipeline=flux_pipeline(ctx), rewards=brightness_rewards())
+        trainer.setup()
         ratios = first_window_ratios(trainer)
+        del trainer
+        gc.collect()
+        if ctx.cuda:
+            torch.cuda.empty_cache()
         deviation = (ratios - 1).abs()
         clipped = float((deviation > clip_range).float().mean())
-        details[mode] = {"ratios": [plain(r) for r in ratios.tolist()]}
+        details[mode] = {"ratios": [plain(r) for r in ratios.tolist()], "clip_range": clip_range}
         figures += [
             ctx.figure(f"{mode} old log-prob: largest |ratio - 1| of the first window", float(deviation.max()),
                        "", goal=("<=", clip_range)),
             ctx.figure(f"{mode} old log-prob: share of samples clipped at clip range {clip_range:g}", clipped, "",
                        goal=("==", 0)),
         ]  # fmt: skip
-    return {"figures": figures, "details": details}
+    return {"figures": figures, "details": details, "notes": notes}
 
 
-def apply_settings(config: Any, settings: dict) -> None:
-    """Set ``{"section": {"key": value}}`` on a loaded config (dataclass sections)."""
-    for section, values in settings.items():
-        target = getattr(config, section)
-        for key, value in values.items():
-            if not hasattr(target, key):
-                raise PartSkipped(f"this build has no setting {section}.{key}")
-            setattr(target, key, value)
+def known_setting(section: str, key: str) -> bool:
+    """Whether ``section.key`` is a setting of this build's ``TrainConfig``."""
+    import dataclasses
+
+    from paco_core.rl.config import TrainConfig
+
+    sections = {field.name: field for field in dataclasses.fields(TrainConfig)}
+    factory = sections[section].default_factory if section in sections else dataclasses.MISSING
+    return factory is not dataclasses.MISSING and key in {field.name for field in dataclasses.fields(factory)}
 
 
 def first_window_ratios(trainer) -> torch.Tensor:
