@@ -264,6 +264,10 @@ def main(argv=None) -> int:
         from bench.gpu_parts import run_in_this_process  # the child: torch and the pack from here on
 
         return run_in_this_process(args)
+    if args.write_docs and (args.tiny or not args.device.startswith("cuda")):
+        parser_error = "--write-docs puts GPU figures in the docs: run it with --device cuda and without --tiny"
+        raise SystemExit(parser_error)
+    args.out = args.out.resolve()
     report = run_suite(args)
     json_path, markdown_path = write_outputs(report, args.out)
     print(markdown_path.read_text())
