@@ -161,7 +161,8 @@ def environment(device: str) -> dict:
         info["device_memory_gib"] = round(properties.total_memory / 2**30, 1)
         info["cudnn"] = torch.backends.cudnn.version()
     else:
-        info["device"] = f"CPU ({platform.machine()}, {torch.get_num_threads()} torch threads)"
+        threads = torch.get_num_threads()
+        info["device"] = f"CPU ({platform.machine()}, {threads} torch thread{'' if threads == 1 else 's'})"
     return info
 
 

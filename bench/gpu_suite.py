@@ -219,20 +219,24 @@ def markdown_table(report: dict) -> str:
         figures = part.get("figures") or []
         if part["status"] != "ran" or not figures:
             reason = part.get("reason", "")
-            lines.append(f"| {part['name']} | {part['title']} | **{part['status']}**: {md_cell(reason)} | | | "
-                         f"{peak_text} | {time_text} |")  # fmt: skip
+            cells = [part["name"], part["title"], f"**{part['status']}**: {md_cell(reason)}", "", "", peak_text,
+                     time_text]  # fmt: skip
+            lines.append(table_row(cells))
             continue
         for index, figure in enumerate(figures):
             first = index == 0
-            lines.append(
-                f"| {part['name'] if first else ''} | {md_cell(figure['figure'])} | {md_cell(format_value(figure))} | "
-                f"{md_cell(figure.get('goal', ''))} | {verdict(figure)} | {peak_text if first else ''} | "
-                f"{time_text if first else ''} |"
-            )
+            cells = [part["name"] if first else "", md_cell(figure["figure"]), md_cell(format_value(figure)),
+                     md_cell(figure.get("goal", "")), verdict(figure), peak_text if first else "",
+                     time_text if first else ""]  # fmt: skip
+            lines.append(table_row(cells))
     notes = [f"- {part['name']}: {md_cell(note)}" for part in report["parts"] for note in part.get("notes", [])]
     if notes:
         lines += ["", "Notes:", "", *notes]
     return "\n".join(lines) + "\n"
+
+
+def table_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def md_cell(text) -> str:
@@ -265,8 +269,7 @@ def main(argv=None) -> int:
 
         return run_in_this_process(args)
     if args.write_docs and (args.tiny or not args.device.startswith("cuda")):
-        parser_error = "--write-docs puts GPU figures in the docs: run it with --device cuda and without --tiny"
-        raise SystemExit(parser_error)
+        raise SystemExit("--write-docs puts GPU figures in the docs: run it with --device cuda and without --tiny")
     args.out = args.out.resolve()
     report = run_suite(args)
     json_path, markdown_path = write_outputs(report, args.out)
