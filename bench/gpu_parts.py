@@ -625,6 +625,7 @@ def run_in_this_process(args: argparse.Namespace) -> int:
     ctx.work.mkdir(parents=True, exist_ok=True)
     if ctx.cuda and not torch.cuda.is_available():
         result: dict[str, Any] = {"status": "skipped", "reason": "no CUDA device (torch.cuda.is_available() is False)"}
+        # (the runner's NO_DEVICE: it skips the remaining parts with this reason)
         args.result.write_text(json.dumps(result))
         return 0
     torch.manual_seed(0)

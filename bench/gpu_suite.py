@@ -66,6 +66,9 @@ PARTS: tuple[Part, ...] = (
 """In order of value: when time runs short the last ones are skipped. A budget is the part's
 whole time limit, its process's start-up and imports included."""
 
+NO_DEVICE = "no CUDA device"
+"""How a part's skip reason starts when torch sees no GPU: the suite then skips the rest at once."""
+
 SUITE_BUDGET_S = {"full": 470, "quick": 175, "tiny": 300}
 """The suite's own limit per mode: a part starts only when its budget fits the time left, so the
 suite ends within this (plus the runner's own second or two)."""
@@ -149,7 +152,10 @@ def run_suite(args: argparse.Namespace) -> dict:
             budget = None if budget is None else max(1, round(budget * args.slack))
             left = suite_budget - (time.monotonic() - started)
             base = {"name": part.name, "title": part.title, "budget_s": budget, "seconds": 0.0}
-            if args.parts and part.name not in args.parts:
+            no_device = next((r["reason"] for r in results if r.get("reason", "").startswith(NO_DEVICE)), None)
+            if no_device:
+                results.append({**base, "status": "skipped", "reason": no_device})
+            elif args.parts and part.name not in args.parts:
                 results.append({**base, "status": "skipped", "reason": "not asked for (--parts)"})
             elif budget is None:
                 results.append({**base, "status": "skipped", "reason": f"not part of the {mode} mode"})
