@@ -474,7 +474,7 @@ def generation_while_yield(ctx: PartContext) -> dict:
     from bench import gpu_yield
 
     if ctx.tiny:
-        argv = ["--device", ctx.device, "--iterations", "3", "--pauses", "2", "--hold", "0.1"]
+        argv = ["--device", ctx.device, "--iterations", "6", "--pauses", "2", "--hold", "0.1"]
     else:
         folder = ctx.work / "flux-reduced"
         loaded = flux_pipeline(ctx, num_layers=4, num_single_layers=8)

@@ -217,6 +217,8 @@ def measure(args: argparse.Namespace) -> dict:
         if job.wait() != 0:
             raise SystemExit(f"the paused job failed: see {folder}/paused.log")
         report["job_paused_s"] = round(time.perf_counter() - started, 3)
+        if not latencies:
+            raise SystemExit("the job finished before any pause landed: give it more --iterations")
         step_times = {m["step"]: m["time/step_s"] for m in run.read_metrics() if "time/step_s" in m}
         steps = list(step_times.values())
         # a pause lands at the next pause point: never later than the end of the step the request fell into
