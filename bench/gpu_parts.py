@@ -593,18 +593,48 @@ def comfy_files_vs_folder(ctx: PartContext) -> dict:
     }  # fmt: skip
 
 
-CONSISTENCY_WORKLOADS: list[tuple[str, Callable[[PartContext, Any, Any], list[dict]]]] = []
+def pool_workload(ctx: PartContext, judge, pipeline) -> list[dict]:
+    """The most consistent set from a pool (``assemble_from_pool``): K = 4 candidate 2x2 sets of
+    512 px panels from one ``generate_sets`` call, every pair across candidates asked once, then
+    the search; the generation's time beside it."""
+    from paco_core.generate import SetRequest, generate_sets
+
+    # by name: the part only gets here when the build has the module (consistency_tools checks)
+    assemble_from_pool = importlib.import_module("paco_core.consistency").assemble_from_pool
+
+    candidates, theme = 4, "a red fox in a snowy forest"
+    side = 32 if ctx.tiny else 512
+    request = SetRequest(theme=theme, panels=("sits", "leaps", "sleeps", "watches"), layout="2x2", panel_width=side,
+                         panel_height=side, steps=2 if ctx.tiny else 4, seed=1,
+                         max_sequence_length=16 if ctx.tiny else 512)  # fmt: skip
+    synchronize(ctx)
+    started = time.perf_counter()
+    sets = generate_sets(pipeline, request, num_sets=candidates)
+    generation_s = time.perf_counter() - started
+    started = time.perf_counter()
+    result = assemble_from_pool(judge, [generated.panels for generated in sets], theme)
+    synchronize(ctx)
+    pool_s = time.perf_counter() - started
+    return [
+        ctx.figure(f"pool: assemble from K = {candidates} sets of 4 panels of {side} px "
+                   f"({result.num_questions} judge questions, {result.search} search)", pool_s, "s"),
+        ctx.figure("pool: judge questions/s", result.num_questions / pool_s, "questions/s"),
+        ctx.figure(f"pool: generating the K sets ({request.steps} steps) for comparison", generation_s, "s"),
+    ]  # fmt: skip
+
+
+CONSISTENCY_WORKLOADS: list[tuple[str, Callable[[PartContext, Any, Any], list[dict]]]] = [
+    ("pool", pool_workload),
+]
 """(name, function(ctx, judge, pipeline) -> figures) for each tool of ``paco_core.consistency`` to
-time at real size; empty until that module's tools are wired here."""
+time at real size. Repair, reference-anchored sets and guarded edit chains are one more
+function and one more line each."""
 
 
 def consistency_tools(ctx: PartContext) -> dict:
     """The consistency tools (``paco_core.consistency``) on the 7B-dims judge and FLUX.1-dev."""
     if importlib.util.find_spec("paco_core.consistency") is None:
         raise PartSkipped("not available in this build (no paco_core.consistency)")
-    if not CONSISTENCY_WORKLOADS:
-        raise PartSkipped("paco_core.consistency is here but no tool is wired in bench/gpu_parts.py "
-                          "(CONSISTENCY_WORKLOADS)")  # fmt: skip
     judge, pipeline = bench_judge(ctx), flux_pipeline(ctx)
     figures = []
     for _name, workload in CONSISTENCY_WORKLOADS:

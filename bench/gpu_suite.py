@@ -60,8 +60,8 @@ PARTS: tuple[Part, ...] = (
     Part("generation_while_yield", "generation while a training job yields: pause latency, set time", 80, None, 75),
     Part("edit_kontext", "FLUX.1-Kontext-dev training iteration at real dims", 50, None, 35),
     Part("edit_qwen", "Qwen-Image-Edit training iteration at real dims", 65, None, 35),
-    Part("comfy_files_vs_folder", "ComfyUI-layout files vs diffusers folder: load, set time, pixels", 45, None, 35),
-    Part("consistency_tools", "consistency tools at real size", 15, None, 15),
+    Part("comfy_files_vs_folder", "ComfyUI-layout files vs diffusers folder: load, set time, pixels", 40, None, 30),
+    Part("consistency_tools", "consistency tools at real size", 25, None, 20),
 )  # fmt: skip
 """In order of value: when time runs short the last ones are skipped. A budget is the part's
 whole time limit, its process's start-up and imports included."""
