@@ -633,7 +633,11 @@ function and one more line each."""
 
 def consistency_tools(ctx: PartContext) -> dict:
     """The consistency tools (``paco_core.consistency``) on the 7B-dims judge and FLUX.1-dev."""
-    if importlib.util.find_spec("paco_core.consistency") is None:
+    import paco_core
+
+    spec = importlib.util.find_spec("paco_core.consistency")
+    # only this build's own module (a package path may reach another checkout's copy)
+    if spec is None or spec.origin is None or Path(spec.origin).parent.parent != Path(paco_core.__file__).parent:
         raise PartSkipped("not available in this build (no paco_core.consistency)")
     judge, pipeline = bench_judge(ctx), flux_pipeline(ctx)
     figures = []
