@@ -61,12 +61,58 @@ def tiny_sources(cache: Path) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def compare(sources: dict, *, panel_size: int, steps: int, repeats: int, device: str = "auto",
+            dtype: str = "auto") -> dict:  # fmt: skip
+    """Load time, median seconds per 2x2 set and peak GPU memory (GiB, NaN on the CPU) of the
+    pipeline from each source ("folder", "files"), and its first set's grid as an array."""
     import numpy as np
     import torch
 
     from paco_core.generate import SetRequest, generate_sets
     from paco_core.models.pipelines import clear_pipeline_cache, open_pipeline
+
+    common = {"dtype": dtype, "device": device}
+    openers = {
+        "folder": lambda: open_pipeline(sources["folder"], **common),
+        "files": lambda: open_pipeline(
+            None, transformer_file=sources["transformer_file"], text_encoder_files=sources["text_encoder_files"],
+            vae_file=sources["vae_file"], config_folder=sources["config_folder"],
+            comfyui_dir=sources["comfyui_dir"], **common,
+        ),
+    }  # fmt: skip
+    request = SetRequest(
+        theme="a red fox", panels=("packs a map", "crosses a bridge", "climbs a hill", "sleeps in a tent"),
+        layout="2x2", panel_width=panel_size, panel_height=panel_size, steps=steps, seed=7,
+    )  # fmt: skip
+    cuda = torch.cuda.is_available() and device != "cpu"
+    results = {}
+    for name, opener in openers.items():
+        clear_pipeline_cache()
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        loaded = opener()
+        if cuda:
+            torch.cuda.synchronize()
+        load_s = time.perf_counter() - started
+        grid = np.asarray(generate_sets(loaded, request)[0].grid)  # warm-up, and the image compared
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            generate_sets(loaded, request)  # ends in PIL images: the GPU work is done when it returns
+            times.append(time.perf_counter() - started)
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+        results[name] = {"load_s": load_s, "set_s": statistics.median(times), "peak_gib": peak, "grid": grid}
+        del loaded
+        clear_pipeline_cache()
+    return results
+
+
+def main(argv=None) -> int:
+    import numpy as np
+    import torch
 
     args = parse_args(argv)
     torch.set_num_threads(1)
@@ -78,38 +124,8 @@ def main(argv=None) -> int:
         }  # fmt: skip
     else:
         sources = tiny_sources(Path(tempfile.mkdtemp(prefix="paco-bench-")))
-    common = {"dtype": args.dtype, "device": args.device}
-    openers = {
-        "folder": lambda: open_pipeline(sources["folder"], **common),
-        "files": lambda: open_pipeline(
-            None, transformer_file=sources["transformer_file"], text_encoder_files=sources["text_encoder_files"],
-            vae_file=sources["vae_file"], config_folder=sources["config_folder"],
-            comfyui_dir=sources["comfyui_dir"], **common,
-        ),
-    }  # fmt: skip
-    request = SetRequest(
-        theme="a red fox", panels=("packs a map", "crosses a bridge", "climbs a hill", "sleeps in a tent"),
-        layout="2x2", panel_width=args.panel_size, panel_height=args.panel_size, steps=args.steps, seed=7,
-    )  # fmt: skip
-    results = {}
-    for name, opener in openers.items():
-        clear_pipeline_cache()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        started = time.perf_counter()
-        loaded = opener()
-        load_s = time.perf_counter() - started
-        grid = np.asarray(generate_sets(loaded, request)[0].grid)  # warm-up, and the image compared
-        times = []
-        for _ in range(args.repeats):
-            started = time.perf_counter()
-            generate_sets(loaded, request)
-            times.append(time.perf_counter() - started)
-        peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
-        results[name] = {"load_s": load_s, "set_s": statistics.median(times), "peak_gib": peak, "grid": grid}
-        del loaded
-        clear_pipeline_cache()
+    results = compare(sources, panel_size=args.panel_size, steps=args.steps, repeats=args.repeats,
+                      device=args.device, dtype=args.dtype)  # fmt: skip
     folder, files = results["folder"], results["files"]
     print(f"{'':8} {'load s':>9} {'s / set':>9} {'peak GiB':>9}")
     for name, row in results.items():

@@ -142,7 +142,7 @@ class Generator:
         return result
 
 
-def main() -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--model", default="", help="FLUX diffusers folder (default: the tiny test FLUX)")
@@ -155,17 +155,22 @@ def main() -> int:
     parser.add_argument("--sets", type=int, default=1, help="sets per generation")
     parser.add_argument("--offload", action="store_true", help="yield_offload: move the job's models off while paused")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pause times")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.tiny = not args.model
+    return args
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Run the reference and the paused job (and the generations on CUDA); returns the report."""
     rng = random.Random(args.seed)
 
     with tempfile.TemporaryDirectory(prefix="paco-gpu-yield-") as tmp:
         folder = Path(tmp)
         model = args.model
         if not model:
-            from paco_core.testing import build_tiny_model
+            from paco_core.testing import build_tiny_model, default_cache_dir
 
-            model = str(build_tiny_model("flux", folder / "models"))
+            model = str(build_tiny_model("flux", default_cache_dir()))
         generator = Generator(args, model) if args.device.startswith("cuda") else None
         report: dict = {"device": args.device, "model": "tiny FLUX" if args.tiny else model}
         if generator is not None:
@@ -212,6 +217,8 @@ def main() -> int:
         if job.wait() != 0:
             raise SystemExit(f"the paused job failed: see {folder}/paused.log")
         report["job_paused_s"] = round(time.perf_counter() - started, 3)
+        if not latencies:
+            raise SystemExit("the job finished before any pause landed: give it more --iterations")
         step_times = {m["step"]: m["time/step_s"] for m in run.read_metrics() if "time/step_s" in m}
         steps = list(step_times.values())
         # a pause lands at the next pause point: never later than the end of the step the request fell into
@@ -236,7 +243,11 @@ def main() -> int:
                 for key in ("own_peak_gb", "device_peak_used_gb"):
                     entry[key] = max(r[key] for r in results)
                 report[f"generate_{case}"] = entry
-        print(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv=None) -> int:
+    print(json.dumps(measure(parse_args(argv)), indent=2))
     return 0
 
 

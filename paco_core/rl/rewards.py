@@ -156,6 +156,13 @@ class RewardModels:
                 self._judge.move_to(self.park_device)
                 _release_cached_memory(self.device)
 
+    def use_judge(self, judge) -> None:
+        """Score with this judge instead of opening ``rewards.judge_path`` (benchmarks with a
+        random-weight judge); with judge offload it is parked until the next scoring phase."""
+        self._judge = judge
+        if self.config.judge_offload and not self.config.judge_url and not self._scoring:
+            judge.move_to(self.park_device)
+
     @property
     def judge(self):
         if self._judge is None:

@@ -59,6 +59,19 @@ QWEN2_5_VL_7B_VISION: dict[str, Any] = {
 }
 """Qwen2.5-VL-7B-Instruct's vision tower."""
 
+QWEN_IMAGE_DIMS: dict[str, Any] = {
+    "patch_size": 2,
+    "in_channels": 64,
+    "out_channels": 16,
+    "num_layers": 60,
+    "attention_head_dim": 128,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 3584,
+    "guidance_embeds": False,
+    "axes_dims_rope": (16, 56, 56),
+}
+"""Qwen-Image's transformer (Qwen-Image-Edit has the same): about 20.4 B parameters."""
+
 QWEN2_5_VL_MIN_PIXELS, QWEN2_5_VL_MAX_PIXELS = 56 * 56, 28 * 28 * 16384
 """The stock Qwen2.5-VL image processor's pixel bounds (a 512 px panel -> 504 px, 324 tokens)."""
 
@@ -90,15 +103,8 @@ def random_flux_transformer(
     with torch.device("meta"):
         transformer = FluxTransformer2DModel(**dims).to(dtype)
     transformer = transformer.to_empty(device=device)  # materialised directly in `dtype` on the device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in transformer.named_parameters():
-            if name.endswith("bias"):
-                parameter.zero_()
-            elif parameter.dim() == 1:
-                parameter.fill_(1.0)
-            else:
-                parameter.normal_(0.0, 0.02, generator=generator)
+    _initialise(transformer, device, seed)
+    check_no_meta_tensors(transformer)
     return transformer  # FluxTransformer2DModel has no buffers: to_empty + this init is complete
 
 
@@ -109,15 +115,20 @@ def random_flux_pipeline(
     *,
     num_layers: int | None = None,
     num_single_layers: int | None = None,
+    kind: str = "flux",
 ):
     """A FLUX.1-dev-sized random transformer with one-layer text encoders of FLUX's output
     widths (4096, 768) and the tiny VAE and tokenizers of ``tiny_flux``: at this size the
     transformer is nearly all of the time and memory.
 
+    Args:
+        kind: "flux" (a FluxPipeline) or "flux-kontext" (a FluxKontextPipeline: FLUX.1-Kontext-dev
+            has FLUX.1-dev's transformer).
+
     Returns:
-        A ``LoadedPipeline`` (kind "flux") on ``device``.
+        A ``LoadedPipeline`` of ``kind`` on ``device``.
     """
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxPipeline
     from transformers import (
         CLIPTextConfig,
         CLIPTextModel,
@@ -142,7 +153,8 @@ def random_flux_pipeline(
     ))  # fmt: skip
     t5 = T5EncoderModel(T5Config(vocab_size=len(tokenizer_2), d_model=4096, d_kv=16, d_ff=64, num_layers=1,
                                  num_heads=2))  # fmt: skip
-    pipe = FluxPipeline(
+    pipeline_class = {"flux": FluxPipeline, "flux-kontext": FluxKontextPipeline}[kind]
+    pipe = pipeline_class(
         scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(tiny_flux / "scheduler"),
         vae=AutoencoderKL.from_pretrained(tiny_flux / "vae"),
         text_encoder=clip, tokenizer=tokenizer, text_encoder_2=t5, tokenizer_2=tokenizer_2, transformer=transformer,
@@ -151,8 +163,90 @@ def random_flux_pipeline(
     pipe.text_encoder.to(dtype)
     pipe.text_encoder_2.to(dtype)
     pipe.vae.to(dtype)
-    return LoadedPipeline(pipe=pipe, kind="flux", source="random FLUX.1-dev dims", dtype=dtype, device=device,
+    return LoadedPipeline(pipe=pipe, kind=kind, source="random FLUX.1-dev dims", dtype=dtype, device=device,
                           offload="none")  # fmt: skip
+
+
+def random_qwen_image_transformer(
+    device: str, dtype: Any, *, joint_attention_dim: int | None = None, num_layers: int | None = None, seed: int = 0
+):
+    """A ``QwenImageTransformer2DModel`` with Qwen-Image's dimensions and random weights.
+
+    Args:
+        device / dtype: where and in which torch dtype the weights are created.
+        joint_attention_dim: the text encoder's width (None: Qwen2.5-VL-7B's 3584); a
+            narrower one changes only the text input projection, not the cost of the blocks.
+        num_layers: fewer blocks (None: 60).
+        seed: of the weights (normal(0, 0.02); biases 0, norm scales 1).
+    """
+    import torch
+    from diffusers import QwenImageTransformer2DModel
+
+    dims = dict(QWEN_IMAGE_DIMS)
+    if joint_attention_dim is not None:
+        dims["joint_attention_dim"] = joint_attention_dim
+    if num_layers is not None:
+        dims["num_layers"] = num_layers
+    with torch.device("meta"):
+        transformer = QwenImageTransformer2DModel(**dims).to(dtype)
+    transformer = transformer.to_empty(device=device)
+    # the rotary embedding keeps its frequency tables as plain tensors (neither parameters nor
+    # buffers): to_empty leaves them on the meta device, so that module is built again for real
+    rope = transformer.pos_embed
+    transformer.pos_embed = type(rope)(theta=rope.theta, axes_dim=rope.axes_dim, scale_rope=rope.scale_rope)
+    _initialise(transformer, device, seed)
+    check_no_meta_tensors(transformer)
+    return transformer
+
+
+def random_qwen_image_edit_pipeline(tiny_qwen_image_edit: str | Path, device: str, dtype: Any, *,
+                                    num_layers: int | None = None):  # fmt: skip
+    """A Qwen-Image-sized random transformer with the tiny Qwen-Image-Edit's text encoder,
+    VAE, tokenizer and processor (``tiny_qwen_image_edit``): the transformer is nearly all of
+    the time and memory. Its text input projection takes the tiny encoder's width.
+
+    Returns:
+        A ``LoadedPipeline`` (kind "qwen-image-edit") on ``device``.
+    """
+    from paco_core.models.pipelines import LoadedPipeline, clear_pipeline_cache, load_pipeline
+
+    tiny = load_pipeline(tiny_qwen_image_edit, dtype=dtype, device=device)
+    clear_pipeline_cache()  # the pipe below is the caller's alone
+    components = dict(tiny.pipe.components)
+    components["transformer"] = random_qwen_image_transformer(
+        device, dtype, joint_attention_dim=components["text_encoder"].config.text_config.hidden_size,
+        num_layers=num_layers,
+    )  # fmt: skip
+    pipe = type(tiny.pipe)(**components)
+    return LoadedPipeline(pipe=pipe, kind="qwen-image-edit", source="random Qwen-Image dims", dtype=dtype,
+                          device=device, offload="none")  # fmt: skip
+
+
+def _initialise(module, device: str, seed: int) -> None:
+    """normal(0, 0.02) weights, zero biases, unit norm scales, from a seeded generator on ``device``."""
+    import torch
+
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if name.endswith("bias"):
+                parameter.zero_()
+            elif parameter.dim() == 1:
+                parameter.fill_(1.0)
+            else:
+                parameter.normal_(0.0, 0.02, generator=generator)
+
+
+def check_no_meta_tensors(module) -> None:
+    """Raise when a parameter, buffer or plain tensor attribute of ``module`` is still on the meta device."""
+    import torch
+
+    for name, submodule in module.named_modules():
+        tensors = [*submodule.named_parameters(recurse=False), *submodule.named_buffers(recurse=False)]
+        tensors += [(key, value) for key, value in vars(submodule).items() if isinstance(value, torch.Tensor)]
+        for key, tensor in tensors:
+            if tensor.is_meta:
+                raise RuntimeError(f"{name or 'the model'}.{key} is still on the meta device")
 
 
 def random_qwen2_5_vl_judge(
