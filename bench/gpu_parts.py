@@ -364,11 +364,11 @@ def preset_samples(preset: str) -> int:
 
 
 OLD_LOG_PROB_MODES: list[tuple[str, dict]] = [
-    ("stored", {}),  # the log-prob stored at rollout time (today's update)
+    ("rollout", {"optim": {"old_log_prob": "rollout"}}),  # stored at rollout time (Flow-GRPO)
+    ("recompute", {"optim": {"old_log_prob": "recompute"}}),  # recomputed at update time (released PaCo-RL)
 ]
-"""Where the PPO ratio's old log-prob comes from: (name, config settings of that mode, merged into
-the run's config). A recomputed-old option is one more line, e.g. ``("recomputed", {"optim":
-{"old_log_prob": "recomputed"}})`` with the setting's real name."""
+"""Where the PPO ratio's old log-prob comes from (``optim.old_log_prob``): (name, config settings
+of that mode, merged into the run's config). The presets recompute, as the released code does."""
 
 
 def ppo_first_ratio(ctx: PartContext) -> dict:
