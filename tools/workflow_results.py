@@ -2,8 +2,9 @@
 
 A card shows what a workflow makes, for its thumbnail in ComfyUI's Templates browser: the
 workflow's title, its result images (the set grid and the judge's pair heatmap, the
-candidate grids with the winner marked, the reference and its edits, the reward curve and
-sample grid of a training job), its scores, and a caption saying what made the picture.
+candidate grids with the winner marked, the reference and its edits, the set around your
+reference with who keeps its identity, the set before and after a repair, the reward curve
+and sample grid of a training job), its scores, and a caption saying what made the picture.
 Give the cards to ``tools/workflow_thumbnails.py --result NAME=CARD`` to write the shipped
 ``workflows/<name>.jpg``.
 
@@ -43,6 +44,12 @@ for folder in (REPO_ROOT, TOOLS_DIR):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))  # paco_core and workflow_convert, also when run as a script
 
+from workflow_specs_consistency import (  # noqa: E402
+    CHARACTER_SET_TITLE,
+    REPAIR_TITLE,
+    reference_set_card,
+    repair_card,
+)
 from workflow_specs_pool import POOL_TITLE, POOL_WORKFLOW, pool_card  # noqa: E402
 
 from paco_core.testing.training import TINY_TRAINING  # noqa: E402 - after the path set-up above
@@ -64,8 +71,8 @@ TITLES = {
 }
 """The title on each card (the thumbnail's headline); a workflow not listed gets its file name."""
 TITLES[POOL_WORKFLOW] = POOL_TITLE
-TITLES["paco-character-set"] = "A set of your character"
-TITLES["paco-repair-odd-panel"] = "Repair the odd panel"
+TITLES["paco-character-set"] = CHARACTER_SET_TITLE
+TITLES["paco-repair-odd-panel"] = REPAIR_TITLE
 
 # The tiny run: model names as --setup-tiny lays them out, small panels, few steps.
 TINY_PIPELINES = {"FLUX.1-dev": "tiny-flux", "FLUX.1-Kontext-dev": "tiny-flux-kontext"}
@@ -75,6 +82,8 @@ TINY_JUDGE = "tiny-judge"
 TINY_PANEL = 128
 TINY_STEPS = 4
 TINY_REFERENCE = "paco_thumbnail_reference.png"
+TINY_SET = "paco_thumbnail_set.png"
+"""The set PaCo Repair Odd Panel repairs in a tiny run: four takes of the drawn picture, one odd."""
 TINY_TRAINING_ITERATIONS = 3
 TINY_CAPTION = "tiny test models: images are noise"
 NATIVE_STAND_INS = {
@@ -176,8 +185,29 @@ def tiny_reference() -> bytes:
     return buffer.getvalue()
 
 
+def tiny_set() -> bytes:
+    """A 2x2 grid of the drawn picture (day, dusk, and a night panel that does not belong), for the
+    repair: the odd panel is the one a real judge would send back."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    day = open_image(tiny_reference())
+    takes = [
+        day,
+        ImageEnhance.Brightness(day).enhance(0.8),
+        ImageOps.mirror(day),
+        ImageOps.invert(day),
+    ]
+    grid = Image.new("RGB", (2 * TINY_PANEL, 2 * TINY_PANEL))
+    for index, take in enumerate(takes):
+        grid.paste(take, ((index % 2) * TINY_PANEL, (index // 2) * TINY_PANEL))
+    buffer = io.BytesIO()
+    grid.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def tiny_prompt(prompt: dict) -> dict:
-    """A shipped workflow's prompt on the tiny models (names from ``setup_tiny_models``)."""
+    """A shipped workflow's prompt on the tiny models (names from ``setup_tiny_models``); PaCo Repair
+    Odd Panel's set is ``TINY_SET``, every other loaded picture ``TINY_REFERENCE``."""
     overrides = {
         "PaCoPipelineLoader": lambda i: {"model": TINY_PIPELINES.get(i["model"], i["model"])},
         "PaCoLora": lambda i: {} if isinstance(i["lora_name"], list) else {"lora_name": TINY_LORA},
@@ -188,6 +218,12 @@ def tiny_prompt(prompt: dict) -> dict:
             "steps": TINY_STEPS,
         },
         "PaCoEditChain": lambda i: {"steps": TINY_STEPS, "max_area": 0},
+        "PaCoReferenceSet": lambda i: {
+            "panel_width": TINY_PANEL,
+            "panel_height": TINY_PANEL,
+            "steps": TINY_STEPS,
+        },
+        "PaCoRepairSet": lambda i: {"steps": TINY_STEPS},
         "PaCoTrainLora": lambda i: {
             "pipeline": TINY_PIPELINES["FLUX.1-dev"],
             "iterations": TINY_TRAINING_ITERATIONS,
@@ -200,6 +236,10 @@ def tiny_prompt(prompt: dict) -> dict:
     for node in prompt.values():
         if node["class_type"] in overrides:
             node["inputs"].update(overrides[node["class_type"]](node["inputs"]))
+    for node in prompt.values():
+        source = node["inputs"].get("images") if node["class_type"] == "PaCoRepairSet" else None
+        if isinstance(source, list) and prompt[source[0]]["class_type"] == "LoadImage":
+            prompt[source[0]]["inputs"]["image"] = TINY_SET
     return prompt
 
 
@@ -311,6 +351,7 @@ def run_workflows(url: str, names: list[str], tiny: bool, timeout_s: float) -> d
         prompts[name] = tiny_prompt(prompt) if tiny else prompt
     if tiny:
         upload_image(url, TINY_REFERENCE, tiny_reference())
+        upload_image(url, TINY_SET, tiny_set())
         if "paco-native-qwen-edit" in names:
             chain = tiny_prompt(
                 to_api_prompt(json.loads((WORKFLOWS_DIR / "paco-edit-chain.json").read_text()), layouts)
@@ -626,6 +667,10 @@ def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
         return edit_card(title, caption, saved, result.text_of("PreviewAny"), labels)
     if name == POOL_WORKFLOW:
         return pool_card(title, caption, result)
+    if name == "paco-character-set":
+        return reference_set_card(title, caption, result)
+    if name == "paco-repair-odd-panel":
+        return repair_card(title, caption, result)
     if name == "paco-train-lora":
         sample, curve = result.images_of("PaCoTrainingJob")[:2]
         pictures = [("latest sample grid", sample)]
