@@ -18,6 +18,7 @@ from workflow_results import (
     CARD_SIZE,
     LABEL_HEIGHT,
     NATIVE_STAND_INS,
+    TINY_CHARACTER,
     TINY_JUDGE,
     TINY_LORA,
     TINY_PANEL,
@@ -268,7 +269,7 @@ def test_the_tiny_prompt_uses_the_tiny_models_and_keeps_links(prompts):
     )
     assert inputs["PaCoJudgeLoader"]["judge_name"] == TINY_JUDGE
     assert (inputs["PaCoReferenceSet"]["panel_width"], inputs["PaCoReferenceSet"]["steps"]) == (TINY_PANEL, 4)
-    assert inputs["LoadImage"]["image"] == TINY_REFERENCE
+    assert inputs["LoadImage"]["image"] == TINY_CHARACTER, "the set is drawn around a character"
     repair = tiny_prompt(json.loads(json.dumps(prompts["paco-repair-odd-panel"])))
     inputs = {node["class_type"]: node["inputs"] for node in repair.values()}
     assert inputs["PaCoPipelineLoader"]["model"] == "tiny-flux" and inputs["PaCoRepairSet"]["steps"] == 4

@@ -83,7 +83,10 @@ TINY_PANEL = 128
 TINY_STEPS = 4
 TINY_REFERENCE = "paco_thumbnail_reference.png"
 TINY_SET = "paco_thumbnail_set.png"
-"""The set PaCo Repair Odd Panel repairs in a tiny run: four takes of the drawn picture, one odd."""
+TINY_CHARACTER = "paco_thumbnail_character.png"
+TINY_LOADED = {("PaCoRepairSet", "images"): TINY_SET, ("PaCoReferenceSet", "references"): TINY_CHARACTER}
+"""In a tiny run, the picture a LoadImage gives to these (node, input)s: the set to repair (four
+takes of the drawn scene, one odd) and a drawn character; every other LoadImage gives TINY_REFERENCE."""
 TINY_TRAINING_ITERATIONS = 3
 TINY_CAPTION = "tiny test models: images are noise"
 NATIVE_STAND_INS = {
@@ -205,9 +208,24 @@ def tiny_set() -> bytes:
     return buffer.getvalue()
 
 
+def tiny_character() -> bytes:
+    """A drawn character (a figure in a red coat and a yellow scarf) for the set around a reference."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (TINY_PANEL, TINY_PANEL), (70, 120, 190))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((46, 12, 82, 48), fill=(240, 200, 170))
+    draw.pieslice((42, 6, 86, 46), 180, 360, fill=(200, 60, 40))
+    draw.rounded_rectangle((36, 54, 92, 128), radius=12, fill=(210, 50, 45))
+    draw.rectangle((40, 48, 88, 60), fill=(250, 210, 60))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def tiny_prompt(prompt: dict) -> dict:
-    """A shipped workflow's prompt on the tiny models (names from ``setup_tiny_models``); PaCo Repair
-    Odd Panel's set is ``TINY_SET``, every other loaded picture ``TINY_REFERENCE``."""
+    """A shipped workflow's prompt on the tiny models (names from ``setup_tiny_models``); a LoadImage
+    gives the picture ``TINY_LOADED`` names for the input it feeds, else ``TINY_REFERENCE``."""
     overrides = {
         "PaCoPipelineLoader": lambda i: {"model": TINY_PIPELINES.get(i["model"], i["model"])},
         "PaCoLora": lambda i: {} if isinstance(i["lora_name"], list) else {"lora_name": TINY_LORA},
@@ -237,9 +255,10 @@ def tiny_prompt(prompt: dict) -> dict:
         if node["class_type"] in overrides:
             node["inputs"].update(overrides[node["class_type"]](node["inputs"]))
     for node in prompt.values():
-        source = node["inputs"].get("images") if node["class_type"] == "PaCoRepairSet" else None
-        if isinstance(source, list) and prompt[source[0]]["class_type"] == "LoadImage":
-            prompt[source[0]]["inputs"]["image"] = TINY_SET
+        for name, source in node["inputs"].items():
+            picture = TINY_LOADED.get((node["class_type"], name))
+            if picture and isinstance(source, list) and prompt[source[0]]["class_type"] == "LoadImage":
+                prompt[source[0]]["inputs"]["image"] = picture
     return prompt
 
 
@@ -352,6 +371,7 @@ def run_workflows(url: str, names: list[str], tiny: bool, timeout_s: float) -> d
     if tiny:
         upload_image(url, TINY_REFERENCE, tiny_reference())
         upload_image(url, TINY_SET, tiny_set())
+        upload_image(url, TINY_CHARACTER, tiny_character())
         if "paco-native-qwen-edit" in names:
             chain = tiny_prompt(
                 to_api_prompt(json.loads((WORKFLOWS_DIR / "paco-edit-chain.json").read_text()), layouts)
