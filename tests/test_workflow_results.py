@@ -285,3 +285,16 @@ def test_a_saved_run_composes_the_same_card(prompts, tmp_path):
     assert compose_card("paco-consistent-set", loaded, tiny=True).png() == first
     with pytest.raises(SystemExit, match="holds no saved run"):
         load_run(tmp_path / "nothing")
+
+
+def test_the_character_training_card_shows_the_reference_reward_and_your_references(prompts):
+    result = shown(prompts["paco-train-character"])
+    status = (
+        "job-80218e6f · my-character: completed, step 3/3\ntrain aggregated = 0.4177 (step 3)\n"
+        "eval consistency = 0.2509 (step 3)\neval reference = 0.3153 (step 3)"
+    )
+    (job,) = result.node_ids("PaCoTrainingJob")
+    result.texts[job] = [status]
+    card = compose_card("paco-train-character", result, tiny=True)
+    assert card.lines == [status.splitlines()[0], "eval reference = 0.3153 (step 3)"]
+    assert (120, 160, 200) in set(card.image.getdata()), "the references LoadImage read"

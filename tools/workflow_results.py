@@ -19,7 +19,7 @@ Give the cards to ``tools/workflow_thumbnails.py --result NAME=CARD`` to write t
 Each workflow is converted with ``tools/workflow_convert.py`` into the API prompt the
 frontend queues, posted to ``/prompt``, and its saved and previewed images and texts are
 read back over HTTP (``/history``, ``/view``), so the server may run anywhere. The training
-workflow is queued once (it starts a job), then again once the job has ended (the job's
+workflows are queued once (each starts a job), then again once the job has ended (the job's
 status, sample and reward curve, and a set with its best LoRA). Writes ``OUT/<name>.png``
 (the card) and ``OUT/<name>/`` (the images the run made), and prints the
 ``--result`` arguments for the thumbnail tool.
@@ -84,9 +84,14 @@ TINY_STEPS = 4
 TINY_REFERENCE = "paco_thumbnail_reference.png"
 TINY_SET = "paco_thumbnail_set.png"
 TINY_CHARACTER = "paco_thumbnail_character.png"
-TINY_LOADED = {("PaCoRepairSet", "images"): TINY_SET, ("PaCoReferenceSet", "references"): TINY_CHARACTER}
+TINY_LOADED = {
+    ("PaCoRepairSet", "images"): TINY_SET,
+    ("PaCoReferenceSet", "references"): TINY_CHARACTER,
+    ("PaCoTrainLora", "references"): TINY_CHARACTER,
+}
 """In a tiny run, the picture a LoadImage gives to these (node, input)s: the set to repair (four
-takes of the drawn scene, one odd) and a drawn character; every other LoadImage gives TINY_REFERENCE."""
+takes of the drawn scene, one odd) and a drawn character (to draw a set around, to train on);
+every other LoadImage gives TINY_REFERENCE."""
 TINY_TRAINING_ITERATIONS = 3
 TINY_CAPTION = "tiny test models: images are noise"
 NATIVE_STAND_INS = {
@@ -388,7 +393,7 @@ def run_workflows(url: str, names: list[str], tiny: bool, timeout_s: float) -> d
     for name, prompt in prompts.items():
         start = time.perf_counter()
         results[name] = run_prompt(url, prompt, timeout_s)
-        if name == "paco-train-lora":  # the first queue starts the job; the second shows what it made
+        if results[name].node_ids("PaCoTrainLora"):  # the first queue starts the job; the second shows it
             found = re.search(r"\bjob-[0-9a-f]+", results[name].text_of("PaCoTrainLora"))
             if not found:
                 raise SystemExit(f"PaCo Train LoRA named no job: {results[name].texts}")
@@ -624,12 +629,12 @@ def edit_card(title: str, caption: str, chain: list[bytes], report: str, labels:
 
 
 def training_card(
-    title: str, caption: str, curve: bytes, pictures: list[tuple[str, bytes]], status: str
+    title: str, caption: str, curve: bytes, pictures: list[tuple[str, bytes]], status: str, reward: str = ""
 ) -> Card:
     """The job's reward curve on top; its latest sample grid (and the set made with its LoRA)
-    below; the job's status and latest eval reward under them."""
+    below; the job's status and latest eval reward (``reward``'s when given) under them."""
     first, *rest = status.splitlines() or [""]
-    evaluated = next((line for line in rest if line.startswith("eval ")), "")
+    evaluated = next((line for line in rest if line.startswith(f"eval {reward}")), "")
     card = Card(title, caption, [line for line in (first, evaluated) if line])
     left, top, width, height = card.area
     gap = 24
@@ -703,7 +708,8 @@ def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
         references = result.images_of("LoadImage")
         pictures = [("your references", references[0])] if references else []
         pictures.append(("held-out set, trained LoRA", sample))
-        return training_card(title, caption, curve, pictures, result.text_of("PaCoTrainingJob"))
+        status = result.text_of("PaCoTrainingJob")
+        return training_card(title, caption, curve, pictures, status, reward="reference")
     raise SystemExit(f"no card layout for workflow {name}: add one to tools/workflow_results.py")
 
 
