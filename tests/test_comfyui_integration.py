@@ -642,6 +642,8 @@ def test_everything_the_comfy_double_offers_exists_in_real_comfyui_with_the_same
 
 TINY_PIPELINES = {"FLUX.1-dev": "tiny-flux", "FLUX.1-Kontext-dev": "tiny-flux-kontext"}
 REFERENCE_IMAGE = "paco_reference.png"
+SET_IMAGE = "paco_set.png"
+"""A 2x2 grid of PANEL_SIZE panels for PaCo Repair Odd Panel (three alike, one odd)."""
 
 
 def tiny_training() -> dict:
@@ -667,11 +669,17 @@ def tiny_prompt(prompt: dict) -> dict:
         "PaCoJudgeLoader": lambda i: {"judge_name": JUDGE_NAME},
         "PaCoGenerateSet": lambda i: {"panel_width": PANEL_SIZE, "panel_height": PANEL_SIZE, "steps": 2},
         "PaCoEditChain": lambda i: {"steps": 2, "max_area": 0},
+        "PaCoReferenceSet": lambda i: {"panel_width": PANEL_SIZE, "panel_height": PANEL_SIZE, "steps": 2},
+        "PaCoRepairSet": lambda i: {"steps": 2},
         "LoadImage": lambda i: {"image": REFERENCE_IMAGE},
     }
     for node in prompt.values():
         if node["class_type"] in overrides:
             node["inputs"].update(overrides[node["class_type"]](node["inputs"]))
+    for node in prompt.values():  # the repair cuts its picture into a 2x2 set: give it a grid
+        source = node["inputs"].get("images") if node["class_type"] == "PaCoRepairSet" else None
+        if source and prompt[source[0]]["class_type"] == "LoadImage":
+            prompt[source[0]]["inputs"]["image"] = SET_IMAGE
     return prompt
 
 
@@ -719,7 +727,10 @@ def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
         for name, workflow in shipped.items()
         if name not in NATIVE_WORKFLOWS and name != "paco-train-character"
     }
-    assert len(prompts) == len(shipped) - len(NATIVE_WORKFLOWS) - 1
+    assert sorted(prompts) == [
+        "paco-best-of-n", "paco-character-set", "paco-consistent-set", "paco-edit-chain", "paco-pool",
+        "paco-repair-odd-panel", "paco-train-lora",
+    ]  # fmt: skip
 
     with pack_linked_into(comfyui_dir) as link, comfyui_server(comfyui_dir, tmp_path, models_dir) as server:
         url, log_path = server
@@ -756,6 +767,9 @@ def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
             assert http_json(f"{url}/api/workflow_templates/{link.name}/{name}.json") == workflow, name
 
         Image.new("RGB", (PANEL_SIZE, PANEL_SIZE), (200, 90, 40)).save(tmp_path / "input" / REFERENCE_IMAGE)
+        odd_set = Image.new("RGB", (2 * PANEL_SIZE, 2 * PANEL_SIZE), (200, 90, 40))
+        odd_set.paste((30, 60, 200), (PANEL_SIZE, PANEL_SIZE, 2 * PANEL_SIZE, 2 * PANEL_SIZE))
+        odd_set.save(tmp_path / "input" / SET_IMAGE)
         results = {name: run_workflow(url, prompt) for name, prompt in prompts.items()}
         # the training job trains in the background; once it completed, the same graph makes a set with its LoRA
         (job,) = http_json(f"{url}/paco/jobs")["jobs"]
@@ -812,7 +826,28 @@ def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
     assert status["text"][0].startswith(f"{job['id']} · paco-sets: completed, step 2/2"), status["text"][0]
     (grid,) = saved_images(outputs_of(prompt, result, "SaveImage")[0], output_dir)
     assert grid.size == (2 * PANEL_SIZE, 2 * PANEL_SIZE), "a set made with the job's best LoRA"
-    assert (models_dir / "loras" / "paco" / "paco-sets" / "paco-sets-best.safetensors").is_file()
+    assert (models_dir / "loras" / "paco" / "paco-sets" / job["id"] / "paco-sets-best.safetensors").is_file()
+
+    prompt, result = prompts["paco-character-set"], results["paco-character-set"]
+    (grid,) = saved_images(outputs_of(prompt, result, "SaveImage")[0], output_dir)
+    assert grid.size == (2 * PANEL_SIZE, 2 * PANEL_SIZE)
+    assert grid.getpixel((5, 5)) == (200, 90, 40), "the reference sits in cell 1"
+    (report,) = outputs_of(prompt, result, "PreviewAny")
+    assert "reference cells #1" in report["text"][0] and "keep the identity" in report["text"][0]
+
+    prompt, result = prompts["paco-repair-odd-panel"], results["paco-repair-odd-panel"]
+    (grid,) = saved_images(outputs_of(prompt, result, "SaveImage")[0], output_dir)
+    assert grid.size == (2 * PANEL_SIZE, 2 * PANEL_SIZE)
+    (log,) = outputs_of(prompt, result, "PreviewAny")
+    before, after = re.search(r"set consistency (\d\.\d{3}) -> (\d\.\d{3})", log["text"][0]).groups()
+    assert float(after) >= float(before), log["text"][0]
+    assert len(outputs_of(prompt, result, "PreviewImage")) == 2, "the pair heatmaps before and after"
+
+    prompt, result = prompts["paco-pool"], results["paco-pool"]
+    (grid,) = saved_images(outputs_of(prompt, result, "SaveImage")[0], output_dir)
+    assert grid.size == (2 * PANEL_SIZE, 2 * PANEL_SIZE), "the assembled set"
+    (report,) = outputs_of(prompt, result, "PreviewAny")
+    assert report["text"][0].startswith("assembled set consistency"), report["text"][0]
 
     prompt, result = prompts["paco-edit-chain"], results["paco-edit-chain"]
     chain = saved_images(outputs_of(prompt, result, "SaveImage")[0], output_dir)

@@ -16,11 +16,14 @@ from workflow_convert import NATIVE_WORKFLOWS, WORKFLOWS_DIR, node_layouts, to_a
 from workflow_results import (
     ACCENT,
     CARD_SIZE,
+    LABEL_HEIGHT,
     NATIVE_STAND_INS,
+    TINY_CHARACTER,
     TINY_JUDGE,
     TINY_LORA,
     TINY_PANEL,
     TINY_REFERENCE,
+    TINY_SET,
     TITLES,
     RunResult,
     compose_card,
@@ -46,6 +49,23 @@ POOL_REPORT = (
     "choice: panel 1 from set 1, panel 2 from set 4, panel 3 from set 1, panel 4 from set 1\n"
     "best whole set (best-of-4): set 1, 0.378; assembled is +0.002"
 )
+REFERENCE_REPORT = (
+    "set of your character (FLUX grid, references held by masked denoising): set consistency 0.350 over 4 "
+    "cells (reference cells #1, pixel-identical to the references)\npanels among themselves: 0.348\n"
+    "panel #2: against the reference 0.336 -> drifts from the reference\n"
+    "panel #3: against the reference 0.371 -> keeps the reference's identity\n"
+    "panel #4: against the reference 0.346 -> drifts from the reference\n"
+    "keep the identity (score >= 0.35): #3 (1 of 3 panels)\ncost: 1.4 s, peak memory 1087 MiB (process RSS)"
+)
+REPAIR_REPORT = (
+    "repair of the odd panel (grid inpainting): set consistency 0.335 -> 0.358 (target 0.850; rounds used up)\n"
+    "round 1: panel #4 (mean 0.329), 2 tries: 0.338, 0.344 -> kept try 2; set 0.344\n"
+    "round 2: panel #2 (mean 0.342), 2 tries: 0.340, 0.339 -> no try raised the score, set kept; set 0.344\n"
+    "round 3: panel #2 (mean 0.342), 2 tries: 0.355, 0.358 -> kept try 2; set 0.358\n"
+    "changed panels: #2, #4; every other panel is pixel-identical to the input\n"
+    "cost: 6.4 s, peak memory 1095 MiB (process RSS); 24 denoising steps, 18 judge pairs"
+)
+"""The consistency nodes' reports (paco_core.consistency.report), as their ui text and report output."""
 JOB_STATUS = "job-4e93109c · paco-sets: completed, step 3/3\neval consistency = 0.235 (step 3)"
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
 
@@ -93,7 +113,13 @@ def shown(prompt: dict) -> RunResult:
             producer = prompt[source[0]]["class_type"]
             if producer == "PaCoGenerateSet" and source[1] == 0:
                 result.images[node_id] = [png(colour) for colour in COLOURS]
-            elif producer in ("PaCoComposeGrid", "VAEDecode", "PaCoPoolAssemble"):
+            elif producer in ("PaCoComposeGrid", "VAEDecode", "PaCoPoolAssemble") or [
+                producer,
+                source[1],
+            ] in (
+                ["PaCoReferenceSet", 0],
+                ["PaCoRepairSet", 0],
+            ):
                 result.images[node_id] = [quadrants()]
             elif producer == "PaCoEditChain":
                 result.images[node_id] = [png((120, 160, 200)), *(png(c) for c in COLOURS[:3])]
@@ -102,6 +128,8 @@ def shown(prompt: dict) -> RunResult:
         elif kind == "PaCoTrainingJob":
             result.images[node_id] = [png((100, 100, 100), (64, 64)), png((255, 255, 255), (320, 180))]
             result.texts[node_id] = [JOB_STATUS]
+        elif kind in ("PaCoReferenceSet", "PaCoRepairSet"):  # ui.PreviewText(report)
+            result.texts[node_id] = [REFERENCE_REPORT if kind == "PaCoReferenceSet" else REPAIR_REPORT]
         elif kind == "PreviewAny":
             producer = prompt[node["inputs"]["source"][0]]["class_type"]
             report = {
@@ -109,6 +137,8 @@ def shown(prompt: dict) -> RunResult:
                 "PaCoRankSets": RANKING,
                 "PaCoEditScore": EDIT_REPORT,
                 "PaCoPoolAssemble": POOL_REPORT,
+                "PaCoReferenceSet": REFERENCE_REPORT,
+                "PaCoRepairSet": REPAIR_REPORT,
             }
             result.texts[node_id] = [report[producer]]
     return result
@@ -163,6 +193,57 @@ def test_cards_carry_the_scores(prompts):
     assert training.lines == JOB_STATUS.splitlines()
 
 
+def accent_cells(card, picture_box: tuple[int, int, int, int]) -> set[int]:
+    """Which quarters (0..3, row-major) of ``picture_box`` hold accent-coloured pixels."""
+    left, top, right, bottom = picture_box
+    half_x, half_y = (left + right) / 2, (top + bottom) / 2
+    return {
+        (y >= half_y) * 2 + (x >= half_x)
+        for x in range(left, right)
+        for y in range(top, bottom)
+        if card.image.getpixel((x, y)) == ACCENT
+    }
+
+
+def test_the_character_set_card_outlines_the_reference_and_says_who_keeps_the_identity(prompts):
+    card = compose_card("paco-character-set", shown(prompts["paco-character-set"]), tiny=False)
+    assert card.lines == [
+        "set consistency 0.350 (4 cells, reference #1)",
+        "keep the identity (score >= 0.35): #3 (1 of 3 panels)",
+    ]
+    left, top, width, height = card.area
+    # the set is the top-left picture (at most 62% of the width), below its label; the reference is cell 1
+    side = min(height - LABEL_HEIGHT, round(width * 0.62))
+    assert accent_cells(card, (left, top + LABEL_HEIGHT, left + side, top + LABEL_HEIGHT + side)) == {0}
+    assert (90, 90, 90) in set(card.image.crop((left + side, top, left + width, card.bottom)).getdata()), (
+        "the heatmap beside the set"
+    )
+
+
+def test_the_repair_card_shows_before_and_after_with_the_redrawn_panels_outlined(prompts):
+    card = compose_card("paco-repair-odd-panel", shown(prompts["paco-repair-odd-panel"]), tiny=True)
+    assert card.lines == [
+        "set consistency 0.335 -> 0.358",
+        "round 1: #4 redrawn, set 0.344; round 2: #2 kept, set 0.344; round 3: #2 redrawn, set 0.358 "
+        "(rounds used up)",
+    ]
+    middle = card.image.width // 2
+    before = (0, card.top, middle, card.bottom)
+    assert accent_cells(card, before) == set(), "nothing is outlined in the set before"
+    # the after picture: the set's colours and the outline, in the right half; panels #2 and #4 are
+    # its right column
+    after = [
+        (x, y)
+        for x in range(middle, card.image.width)
+        for y in range(card.top, card.bottom)
+        if card.image.getpixel((x, y)) in (*COLOURS, ACCENT)
+    ]
+    xs, ys = [x for x, _ in after], [y for _, y in after]
+    assert accent_cells(card, (min(xs), min(ys), max(xs) + 1, max(ys) + 1)) == {1, 3}
+    pixels = set(card.image.getdata())
+    assert (120, 160, 200) in pixels and set(COLOURS) <= pixels, "the set before and the set after"
+
+
 def test_the_tiny_prompt_uses_the_tiny_models_and_keeps_links(prompts):
     prompt = tiny_prompt(json.loads(json.dumps(prompts["paco-train-lora"])))
     inputs = {node["class_type"]: node["inputs"] for node in prompt.values()}
@@ -181,6 +262,18 @@ def test_the_tiny_prompt_uses_the_tiny_models_and_keeps_links(prompts):
     (chain_inputs,) = [node["inputs"] for node in qwen.values() if node["class_type"] == "PaCoEditChain"]
     assert "\n" not in chain_inputs["instructions"], "one edit"
     assert set(NATIVE_STAND_INS) == set(NATIVE_WORKFLOWS)
+    character = tiny_prompt(json.loads(json.dumps(prompts["paco-character-set"])))
+    inputs = {node["class_type"]: node["inputs"] for node in character.values()}
+    assert (
+        inputs["PaCoPipelineLoader"]["model"] == "tiny-flux" and inputs["PaCoLora"]["lora_name"] == TINY_LORA
+    )
+    assert inputs["PaCoJudgeLoader"]["judge_name"] == TINY_JUDGE
+    assert (inputs["PaCoReferenceSet"]["panel_width"], inputs["PaCoReferenceSet"]["steps"]) == (TINY_PANEL, 4)
+    assert inputs["LoadImage"]["image"] == TINY_CHARACTER, "the set is drawn around a character"
+    repair = tiny_prompt(json.loads(json.dumps(prompts["paco-repair-odd-panel"])))
+    inputs = {node["class_type"]: node["inputs"] for node in repair.values()}
+    assert inputs["PaCoPipelineLoader"]["model"] == "tiny-flux" and inputs["PaCoRepairSet"]["steps"] == 4
+    assert inputs["LoadImage"]["image"] == TINY_SET, "the repair gets a set to repair, not the reference"
 
 
 def test_a_saved_run_composes_the_same_card(prompts, tmp_path):
@@ -192,3 +285,16 @@ def test_a_saved_run_composes_the_same_card(prompts, tmp_path):
     assert compose_card("paco-consistent-set", loaded, tiny=True).png() == first
     with pytest.raises(SystemExit, match="holds no saved run"):
         load_run(tmp_path / "nothing")
+
+
+def test_the_character_training_card_shows_the_reference_reward_and_your_references(prompts):
+    result = shown(prompts["paco-train-character"])
+    status = (
+        "job-80218e6f · my-character: completed, step 3/3\ntrain aggregated = 0.4177 (step 3)\n"
+        "eval consistency = 0.2509 (step 3)\neval reference = 0.3153 (step 3)"
+    )
+    (job,) = result.node_ids("PaCoTrainingJob")
+    result.texts[job] = [status]
+    card = compose_card("paco-train-character", result, tiny=True)
+    assert card.lines == [status.splitlines()[0], "eval reference = 0.3153 (step 3)"]
+    assert (120, 160, 200) in set(card.image.getdata()), "the references LoadImage read"

@@ -1,12 +1,13 @@
-"""The consistency tools' pictures: docs/images/consistency-*.png and the two workflows' thumbnails,
-made by running the tools on the tiny random-weight models (CPU, a few seconds).
+"""The consistency tools' pictures: docs/images/consistency-*.png and the reports beside them,
+made by running the tools on the tiny random-weight models (CPU, a few seconds). The two
+workflows' thumbnails are result cards from a ComfyUI run (tools/workflow_results.py).
 
 The tiny models draw coloured noise and their judge's scores mean nothing: the pictures show
 what the tools output (which cells stay, which panel was redrawn, the heatmaps before and
 after), not how good real models are.
 
 Run from the repository root:
-    python -m tools.consistency_pictures            # writes docs/images/ and workflows/*.jpg
+    python -m tools.consistency_pictures            # writes docs/images/consistency-*
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCS_IMAGES = REPO_ROOT / "docs" / "images"
-WORKFLOWS = REPO_ROOT / "workflows"
 PANEL = 64
 """Panel side the tiny models draw at; pictures are scaled up 3x (nearest) to be seen."""
 SCALE = 3
-THUMBNAIL = 768
 BACKGROUND = (245, 245, 245)
 
 
@@ -68,17 +67,7 @@ def side_by_side(images, gap: int = 16) -> Image.Image:
     return canvas
 
 
-def thumbnail(picture: Image.Image, path: Path) -> None:
-    scale = min(THUMBNAIL / picture.width, THUMBNAIL / picture.height)
-    fitted = picture.resize(
-        (int(picture.width * scale), int(picture.height * scale)), Image.Resampling.LANCZOS
-    )
-    card = Image.new("RGB", (THUMBNAIL, THUMBNAIL), BACKGROUND)
-    card.paste(fitted, ((THUMBNAIL - fitted.width) // 2, (THUMBNAIL - fitted.height) // 2))
-    card.save(path, format="JPEG", quality=85)
-
-
-def make_pictures(out_images: Path = DOCS_IMAGES, out_workflows: Path = WORKFLOWS) -> list[Path]:
+def make_pictures(out_images: Path = DOCS_IMAGES) -> list[Path]:
     import torch
 
     from paco_core.consistency.reference_sets import ReferenceSetRequest, generate_reference_set
@@ -140,9 +129,6 @@ def make_pictures(out_images: Path = DOCS_IMAGES, out_workflows: Path = WORKFLOW
     written.append(out_images / "consistency-repair.png")
     repair.save(written[-1])
 
-    thumbnail(character, out_workflows / "paco-character-set.jpg")
-    thumbnail(repair, out_workflows / "paco-repair-odd-panel.jpg")
-    written += [out_workflows / "paco-character-set.jpg", out_workflows / "paco-repair-odd-panel.jpg"]
     (out_images / "consistency-repair-log.txt").write_text(
         format_repair_report(result) + "\n", encoding="utf-8"
     )

@@ -2,8 +2,9 @@
 
 A card shows what a workflow makes, for its thumbnail in ComfyUI's Templates browser: the
 workflow's title, its result images (the set grid and the judge's pair heatmap, the
-candidate grids with the winner marked, the reference and its edits, the reward curve and
-sample grid of a training job), its scores, and a caption saying what made the picture.
+candidate grids with the winner marked, the reference and its edits, the set around your
+reference with who keeps its identity, the set before and after a repair, the reward curve
+and sample grid of a training job), its scores, and a caption saying what made the picture.
 Give the cards to ``tools/workflow_thumbnails.py --result NAME=CARD`` to write the shipped
 ``workflows/<name>.jpg``.
 
@@ -18,7 +19,7 @@ Give the cards to ``tools/workflow_thumbnails.py --result NAME=CARD`` to write t
 Each workflow is converted with ``tools/workflow_convert.py`` into the API prompt the
 frontend queues, posted to ``/prompt``, and its saved and previewed images and texts are
 read back over HTTP (``/history``, ``/view``), so the server may run anywhere. The training
-workflow is queued once (it starts a job), then again once the job has ended (the job's
+workflows are queued once (each starts a job), then again once the job has ended (the job's
 status, sample and reward curve, and a set with its best LoRA). Writes ``OUT/<name>.png``
 (the card) and ``OUT/<name>/`` (the images the run made), and prints the
 ``--result`` arguments for the thumbnail tool.
@@ -43,6 +44,12 @@ for folder in (REPO_ROOT, TOOLS_DIR):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))  # paco_core and workflow_convert, also when run as a script
 
+from workflow_specs_consistency import (  # noqa: E402
+    CHARACTER_SET_TITLE,
+    REPAIR_TITLE,
+    reference_set_card,
+    repair_card,
+)
 from workflow_specs_pool import POOL_TITLE, POOL_WORKFLOW, pool_card  # noqa: E402
 
 from paco_core.testing.comfyui_models import TINY_JUDGE_NAME, TINY_LORA_NAME, TINY_PIPELINE_NAMES  # noqa: E402
@@ -65,8 +72,8 @@ TITLES = {
 }
 """The title on each card (the thumbnail's headline); a workflow not listed gets its file name."""
 TITLES[POOL_WORKFLOW] = POOL_TITLE
-TITLES["paco-character-set"] = "A set of your character"
-TITLES["paco-repair-odd-panel"] = "Repair the odd panel"
+TITLES["paco-character-set"] = CHARACTER_SET_TITLE
+TITLES["paco-repair-odd-panel"] = REPAIR_TITLE
 
 # The tiny run: model names as --setup-tiny lays them out, small panels, few steps.
 TINY_PIPELINES = {"FLUX.1-dev": TINY_PIPELINE_NAMES["flux"], "FLUX.1-Kontext-dev": TINY_PIPELINE_NAMES["flux-kontext"]}
@@ -76,6 +83,16 @@ TINY_JUDGE = TINY_JUDGE_NAME
 TINY_PANEL = 128
 TINY_STEPS = 4
 TINY_REFERENCE = "paco_thumbnail_reference.png"
+TINY_SET = "paco_thumbnail_set.png"
+TINY_CHARACTER = "paco_thumbnail_character.png"
+TINY_LOADED = {
+    ("PaCoRepairSet", "images"): TINY_SET,
+    ("PaCoReferenceSet", "references"): TINY_CHARACTER,
+    ("PaCoTrainLora", "references"): TINY_CHARACTER,
+}
+"""In a tiny run, the picture a LoadImage gives to these (node, input)s: the set to repair (four
+takes of the drawn scene, one odd) and a drawn character (to draw a set around, to train on);
+every other LoadImage gives TINY_REFERENCE."""
 TINY_TRAINING_ITERATIONS = 3
 TINY_CAPTION = "tiny test models: images are noise"
 NATIVE_STAND_INS = {
@@ -149,8 +166,44 @@ def tiny_reference() -> bytes:
     return buffer.getvalue()
 
 
+def tiny_set() -> bytes:
+    """A 2x2 grid of the drawn picture (day, dusk, and a night panel that does not belong), for the
+    repair: the odd panel is the one a real judge would send back."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    day = open_image(tiny_reference())
+    takes = [
+        day,
+        ImageEnhance.Brightness(day).enhance(0.8),
+        ImageOps.mirror(day),
+        ImageOps.invert(day),
+    ]
+    grid = Image.new("RGB", (2 * TINY_PANEL, 2 * TINY_PANEL))
+    for index, take in enumerate(takes):
+        grid.paste(take, ((index % 2) * TINY_PANEL, (index // 2) * TINY_PANEL))
+    buffer = io.BytesIO()
+    grid.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def tiny_character() -> bytes:
+    """A drawn character (a figure in a red coat and a yellow scarf) for the set around a reference."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (TINY_PANEL, TINY_PANEL), (70, 120, 190))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((46, 12, 82, 48), fill=(240, 200, 170))
+    draw.pieslice((42, 6, 86, 46), 180, 360, fill=(200, 60, 40))
+    draw.rounded_rectangle((36, 54, 92, 128), radius=12, fill=(210, 50, 45))
+    draw.rectangle((40, 48, 88, 60), fill=(250, 210, 60))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def tiny_prompt(prompt: dict) -> dict:
-    """A shipped workflow's prompt on the tiny models (names from ``setup_tiny_models``)."""
+    """A shipped workflow's prompt on the tiny models (names from ``setup_tiny_models``); a LoadImage
+    gives the picture ``TINY_LOADED`` names for the input it feeds, else ``TINY_REFERENCE``."""
     overrides = {
         "PaCoPipelineLoader": lambda i: {"model": TINY_PIPELINES.get(i["model"], i["model"])},
         "PaCoLora": lambda i: {} if isinstance(i["lora_name"], list) else {"lora_name": TINY_LORA},
@@ -161,6 +214,12 @@ def tiny_prompt(prompt: dict) -> dict:
             "steps": TINY_STEPS,
         },
         "PaCoEditChain": lambda i: {"steps": TINY_STEPS, "max_area": 0},
+        "PaCoReferenceSet": lambda i: {
+            "panel_width": TINY_PANEL,
+            "panel_height": TINY_PANEL,
+            "steps": TINY_STEPS,
+        },
+        "PaCoRepairSet": lambda i: {"steps": TINY_STEPS},
         "PaCoTrainLora": lambda i: {
             "pipeline": TINY_PIPELINES["FLUX.1-dev"],
             "iterations": TINY_TRAINING_ITERATIONS,
@@ -173,6 +232,11 @@ def tiny_prompt(prompt: dict) -> dict:
     for node in prompt.values():
         if node["class_type"] in overrides:
             node["inputs"].update(overrides[node["class_type"]](node["inputs"]))
+    for node in prompt.values():
+        for name, source in node["inputs"].items():
+            picture = TINY_LOADED.get((node["class_type"], name))
+            if picture and isinstance(source, list) and prompt[source[0]]["class_type"] == "LoadImage":
+                prompt[source[0]]["inputs"]["image"] = picture
     return prompt
 
 
@@ -284,6 +348,8 @@ def run_workflows(url: str, names: list[str], tiny: bool, timeout_s: float) -> d
         prompts[name] = tiny_prompt(prompt) if tiny else prompt
     if tiny:
         upload_image(url, TINY_REFERENCE, tiny_reference())
+        upload_image(url, TINY_SET, tiny_set())
+        upload_image(url, TINY_CHARACTER, tiny_character())
         if "paco-native-qwen-edit" in names:
             chain = tiny_prompt(
                 to_api_prompt(json.loads((WORKFLOWS_DIR / "paco-edit-chain.json").read_text()), layouts)
@@ -300,7 +366,7 @@ def run_workflows(url: str, names: list[str], tiny: bool, timeout_s: float) -> d
     for name, prompt in prompts.items():
         start = time.perf_counter()
         results[name] = run_prompt(url, prompt, timeout_s)
-        if name == "paco-train-lora":  # the first queue starts the job; the second shows what it made
+        if results[name].node_ids("PaCoTrainLora"):  # the first queue starts the job; the second shows it
             found = re.search(r"\bjob-[0-9a-f]+", results[name].text_of("PaCoTrainLora"))
             if not found:
                 raise SystemExit(f"PaCo Train LoRA named no job: {results[name].texts}")
@@ -536,12 +602,12 @@ def edit_card(title: str, caption: str, chain: list[bytes], report: str, labels:
 
 
 def training_card(
-    title: str, caption: str, curve: bytes, pictures: list[tuple[str, bytes]], status: str
+    title: str, caption: str, curve: bytes, pictures: list[tuple[str, bytes]], status: str, reward: str = ""
 ) -> Card:
     """The job's reward curve on top; its latest sample grid (and the set made with its LoRA)
-    below; the job's status and latest eval reward under them."""
+    below; the job's status and latest eval reward (``reward``'s when given) under them."""
     first, *rest = status.splitlines() or [""]
-    evaluated = next((line for line in rest if line.startswith("eval ")), "")
+    evaluated = next((line for line in rest if line.startswith(f"eval {reward}")), "")
     card = Card(title, caption, [line for line in (first, evaluated) if line])
     left, top, width, height = card.area
     gap = 24
@@ -599,6 +665,10 @@ def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
         return edit_card(title, caption, saved, result.text_of("PreviewAny"), labels)
     if name == POOL_WORKFLOW:
         return pool_card(title, caption, result)
+    if name == "paco-character-set":
+        return reference_set_card(title, caption, result)
+    if name == "paco-repair-odd-panel":
+        return repair_card(title, caption, result)
     if name == "paco-train-lora":
         sample, curve = result.images_of("PaCoTrainingJob")[:2]
         pictures = [("latest sample grid", sample)]
@@ -611,7 +681,8 @@ def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
         references = result.images_of("LoadImage")
         pictures = [("your references", references[0])] if references else []
         pictures.append(("held-out set, trained LoRA", sample))
-        return training_card(title, caption, curve, pictures, result.text_of("PaCoTrainingJob"))
+        status = result.text_of("PaCoTrainingJob")
+        return training_card(title, caption, curve, pictures, status, reward="reference")
     raise SystemExit(f"no card layout for workflow {name}: add one to tools/workflow_results.py")
 
 

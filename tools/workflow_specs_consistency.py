@@ -103,3 +103,141 @@ CONSISTENCY_WORKFLOWS = {
     "paco-character-set": reference_set_workflow,
     "paco-repair-odd-panel": repair_workflow,
 }
+
+
+CHARACTER_SET_TITLE = "A set of your character"
+REPAIR_TITLE = "Repair the odd panel"
+"""The two workflows' thumbnail headlines (tools/workflow_results.py)."""
+
+
+def grid_cell_box(layout: str, cell: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of 0-based ``cell`` (row-major) in a ``layout`` ("rows x columns")
+    grid picture of ``size``."""
+    rows, columns = (int(part) for part in layout.split("x"))
+    row, column = divmod(cell, columns)
+    width, height = size[0] / columns, size[1] / rows
+    return (
+        round(column * width),
+        round(row * height),
+        round((column + 1) * width) - 1,
+        round((row + 1) * height) - 1,
+    )
+
+
+def node_layout(result, class_type: str) -> str:
+    (node_id,) = result.node_ids(class_type)
+    return result.prompt[node_id]["inputs"]["layout"]
+
+
+def cell_numbers_in(text: str) -> list[int]:
+    """``"#1, #3"`` -> [0, 2]."""
+    import re
+
+    return [int(number) - 1 for number in re.findall(r"#(\d+)", text)]
+
+
+def reference_set_card(title: str, caption: str, result):
+    """The set with the reference cell(s) outlined and each new panel's score against the reference
+    written on it (keeps / drifts), the judge's pair heatmap beside it; the set score and which
+    panels keep the identity under them."""
+    import re
+
+    from PIL import ImageDraw
+    from workflow_results import ACCENT, BACKGROUND, LABEL_HEIGHT, NOTE, TEXT, Card, fitted, font, open_image
+
+    report = (result.text_of("PaCoReferenceSet") or result.text_of("PreviewAny")).splitlines()
+    first = report[0] if report else ""
+    score = re.search(r"set consistency (\d\.\d{3}) over (\d+) cells", first)
+    references = re.search(r"reference cells (#\d+(?:, #\d+)*)", first)
+    headline = (
+        f"set consistency {score.group(1)} ({score.group(2)} cells, reference {references.group(1)})"
+        if score and references
+        else first
+    )
+    kept = next((line for line in report if line.startswith("keep the identity")), "")
+    card = Card(title, caption, [line for line in (headline, kept) if line])
+    left, top, width, height = card.area
+    grid = result.images_from("PaCoReferenceSet", 0)
+    heatmap = result.images_from("PaCoReferenceSet", 2)
+    if not grid:
+        return card
+    layout = node_layout(result, "PaCoReferenceSet")
+    side = min(height - LABEL_HEIGHT, round(width * (0.62 if heatmap else 1.0)))
+    picture = fitted(open_image(grid[0]), (side, side))
+    draw = ImageDraw.Draw(picture)
+    for cell in cell_numbers_in(references.group(1)) if references else []:
+        box = grid_cell_box(layout, cell, picture.size)
+        draw.rectangle(box, outline=ACCENT, width=5)
+        draw.text((box[0] + 10, box[1] + 8), "reference", font=font(22, bold=True), fill=ACCENT,
+                  stroke_width=3, stroke_fill=BACKGROUND)  # fmt: skip
+    for line in report:
+        panel = re.match(r"panel #(\d+): against the reference (\d\.\d{3}) -> (keeps|drifts)", line)
+        if panel:
+            box = grid_cell_box(layout, int(panel.group(1)) - 1, picture.size)
+            keeps = panel.group(3) == "keeps"
+            draw.text((box[0] + 10, box[1] + 8), f"{panel.group(3)} {panel.group(2)}", font=font(22, bold=True),
+                      fill=TEXT if keeps else NOTE, stroke_width=3, stroke_fill=BACKGROUND)  # fmt: skip
+    card.paste(picture, left, top, "the set (reference outlined)")
+    if heatmap:
+        right = left + picture.width + 24
+        heat = fitted(open_image(heatmap[0]), (left + width - right, height - LABEL_HEIGHT))
+        card.paste(heat, right, top, "judge: pair scores")
+    return card
+
+
+def repair_card(title: str, caption: str, result):
+    """Your set before and the repaired set after (the redrawn panels outlined), the judge's pair
+    heatmaps under them; the scores before -> after and the rounds (panel, score) from the log."""
+    import re
+
+    from PIL import ImageDraw
+    from workflow_results import ACCENT, LABEL_HEIGHT, Card, fitted, open_image
+
+    report = (result.text_of("PaCoRepairSet") or result.text_of("PreviewAny")).splitlines()
+    first = report[0] if report else ""
+    scores = re.search(r"set consistency (\d\.\d{3} -> \d\.\d{3}) \(target (\d\.\d{3}); (.*)\)$", first)
+    headline = f"set consistency {scores.group(1)}" if scores else first
+    rounds = [
+        re.match(
+            r"round (\d+): panel #(\d+) .* -> (kept try \d+|no try raised the score).*; set (\d\.\d{3})", line
+        )
+        for line in report
+    ]
+    rounds_line = "; ".join(
+        f"round {m.group(1)}: #{m.group(2)} " + ("redrawn" if m.group(3).startswith("kept") else "kept")
+        + f", set {m.group(4)}"
+        for m in rounds
+        if m
+    ) + (f" ({scores.group(3)})" if scores else "")  # fmt: skip
+    changed = next((line for line in report if line.startswith("changed panels: ")), "")
+    card = Card(title, caption, [line for line in (headline, rounds_line) if line])
+    left, top, width, height = card.area
+    before = result.images_of("LoadImage")
+    after = result.images_from("PaCoRepairSet", 0)
+    heatmaps = [result.images_from("PaCoRepairSet", 2), result.images_from("PaCoRepairSet", 3)]
+    gap = 24
+    cell = (width - gap) // 2
+    has_heatmaps = all(heatmaps)
+    grid_side = min(
+        cell, round((height - 2 * LABEL_HEIGHT - 12) * 0.64) if has_heatmaps else height - LABEL_HEIGHT
+    )
+    heat_side = height - 2 * LABEL_HEIGHT - 12 - grid_side
+    layout = node_layout(result, "PaCoRepairSet")
+    row_left = left + (width - 2 * grid_side - gap) // 2
+    for index, (label, images) in enumerate((("before", before), ("after (redrawn outlined)", after))):
+        if not images:
+            continue
+        picture = fitted(open_image(images[0]), (grid_side, grid_side))
+        if index == 1:
+            draw = ImageDraw.Draw(picture)
+            for panel in cell_numbers_in(changed.split(";")[0]):
+                draw.rectangle(grid_cell_box(layout, panel, picture.size), outline=ACCENT, width=5)
+        card.paste(picture, row_left + index * (grid_side + gap), top, label)
+    if has_heatmaps:
+        for index, (label, images) in enumerate(
+            (("pair scores before", heatmaps[0]), ("after", heatmaps[1]))
+        ):
+            heat = fitted(open_image(images[0]), (grid_side, heat_side))
+            x = row_left + index * (grid_side + gap) + (grid_side - heat.width) // 2
+            card.paste(heat, x, top + LABEL_HEIGHT + grid_side + 12, label)
+    return card
