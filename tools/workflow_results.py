@@ -65,6 +65,8 @@ TITLES = {
 }
 """The title on each card (the thumbnail's headline); a workflow not listed gets its file name."""
 TITLES[POOL_WORKFLOW] = POOL_TITLE
+TRAINING_WORKFLOWS = ("paco-train-lora", "paco-train-character")
+"""Queued twice: once to start the job, again when it has ended."""
 TITLES["paco-character-set"] = "A set of your character"
 TITLES["paco-repair-odd-panel"] = "Repair the odd panel"
 
@@ -300,7 +302,7 @@ def run_workflows(url: str, names: list[str], tiny: bool, timeout_s: float) -> d
     for name, prompt in prompts.items():
         start = time.perf_counter()
         results[name] = run_prompt(url, prompt, timeout_s)
-        if name == "paco-train-lora":  # the first queue starts the job; the second shows what it made
+        if name in TRAINING_WORKFLOWS:  # the first queue starts the job; the second shows what it made
             found = re.search(r"\bjob-[0-9a-f]+", results[name].text_of("PaCoTrainLora"))
             if not found:
                 raise SystemExit(f"PaCo Train LoRA named no job: {results[name].texts}")
@@ -610,7 +612,10 @@ def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
         sample, curve = result.images_of("PaCoTrainingJob")[:2]
         references = result.images_of("LoadImage")
         pictures = [("your references", references[0])] if references else []
-        pictures.append(("held-out set, trained LoRA", sample))
+        pictures.append(("held-out set", sample))
+        trained = result.images_from("PaCoGenerateSet", 1)
+        if trained:
+            pictures.append(("new set, trained LoRA", trained[0]))
         return training_card(title, caption, curve, pictures, result.text_of("PaCoTrainingJob"))
     raise SystemExit(f"no card layout for workflow {name}: add one to tools/workflow_results.py")
 
