@@ -77,7 +77,7 @@ class PaCoPromptSet(io.ComfyNode):
         )  # fmt: skip
         prompt_set = build_prompt_set(spec)
         digest = hashlib.sha256(json.dumps([prompt_set.train, prompt_set.eval], sort_keys=True).encode()).hexdigest()
-        files = write_prompt_set(prompt_set, jobs_bridge.jobs_home() / "prompt-sets" / digest[:16])
+        files = write_prompt_set(prompt_set, prompt_sets_folder() / digest[:16])
         report = (
             f"{len(prompt_set.train)} training sets, {len(prompt_set.eval)} held-out sets "
             f"(scenes: {', '.join(prompt_set.held_out_scenes) or 'none'}); {prompt_set.num_duplicates_removed} "
@@ -85,6 +85,11 @@ class PaCoPromptSet(io.ComfyNode):
         )
         value = {"train_file": str(files.train_file), "eval_file": str(files.eval_file or ""), "report": report}
         return io.NodeOutput(value, report, ui=ui.PreviewText(report))
+
+
+def prompt_sets_folder():
+    """Where PaCo Prompt Set writes its rows: a data folder of the containment rule, as the input folder."""
+    return jobs_bridge.jobs_home() / "prompt-sets"
 
 
 def save_references(images) -> list[str]:

@@ -328,7 +328,11 @@ def containment_rules():
 
     return ContainmentRules.from_settings(
         model_roots=comfy_bridge.all_model_roots(),
-        data_roots=[comfy_bridge.input_directory(), str(jobs_bridge.jobs_home() / "prompts")],
+        data_roots=[
+            comfy_bridge.input_directory(),
+            str(jobs_bridge.jobs_home() / "prompts"),
+            str(prompt_sets.prompt_sets_folder()),
+        ],
         reward_folders=jobs_bridge.reward_folders(),
         fixed_folders=[comfy_bridge.comfyui_package_dir()],
     )

@@ -30,13 +30,15 @@ def comfy(tmp_path_factory, tiny_models):
     reset_comfy_stub(base)
     (base / "models" / "diffusers").mkdir(parents=True)
     os.symlink(tiny_models["flux"], base / "models" / "diffusers" / "tiny-flux")
+    (base / "models" / "text_encoders").mkdir()  # advanced_json's judge_path: inside the models folders
+    os.symlink(tiny_models["judge"], base / "models" / "text_encoders" / "tiny-judge")
     patch = pytest.MonkeyPatch()
     patch.setenv("PYTHONPATH", str(REPO))
     patch.setenv("OMP_NUM_THREADS", "1")
     pack = load_pack()
     nodes = {cls.GET_SCHEMA().node_id: cls for cls in all_node_classes()}
     bridge = importlib.import_module(f"{pack.__name__}.nodes.jobs_bridge")
-    yield {"nodes": nodes, "bridge": bridge, "judge": str(tiny_models["judge"])}
+    yield {"nodes": nodes, "bridge": bridge, "judge": str(base / "models" / "text_encoders" / "tiny-judge")}
     kill_job_processes(bridge.job_store())
     patch.undo()
 

@@ -1,6 +1,7 @@
 """The shipped workflow "train a LoRA for my character" in a real ComfyUI on the tiny models:
-references -> PaCo Prompt Set -> PaCo Train LoRA -> PaCo Training Job -> the held-out set made with
-the trained LoRA, saved. Skipped unless COMFYUI_DIR names a ComfyUI checkout (as
+references -> PaCo Prompt Set -> PaCo Train LoRA -> PaCo Training Job (the held-out set made with
+the trained LoRA, saved) -> PaCo LoRA -> PaCo Generate Set: a set of new scenes with the trained LoRA,
+skipped on the first queue (no checkpoint yet), saved on a later one. Skipped unless COMFYUI_DIR names a ComfyUI checkout (as
 tests/test_comfyui_integration.py)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import time
 
 from PIL import Image
 from test_comfyui_integration import (
+    PANEL_SIZE,
     REFERENCE_IMAGE,
     comfyui_server,
     http_json,
@@ -25,7 +27,7 @@ from test_comfyui_integration import (
 NAME = "paco-train-character"
 
 
-def test_character_workflow_trains_on_the_references_and_saves_the_held_out_set(tmp_path, tiny_models):
+def test_character_workflow_trains_on_the_references_then_makes_a_set_with_the_lora(tmp_path, tiny_models):
     import os
     from pathlib import Path
 
@@ -55,7 +57,28 @@ def test_character_workflow_trains_on_the_references_and_saves_the_held_out_set(
     assert job["status"] == "completed", job.get("error")
     assert "Traceback" not in log, log[-4000:]
     assert "rewards/reference/mean" in json.dumps(metrics) and "eval/rewards/reference/mean" in json.dumps(metrics)
+    held_out_id, set_id = saved_from(prompt, "PaCoTrainingJob"), saved_from(prompt, "PaCoGenerateSet")
+    (status,) = outputs_of(prompt, first, "PaCoTrainingJob")
+    assert "has no checkpoint yet" in status["text"][0], "the first queue only starts the job"
+    assert held_out_id in first["outputs"], "the job's (grey) sample is saved at once"
+    assert set_id not in first["outputs"], "no LoRA yet: the set is skipped, not failed"
     (status,) = outputs_of(prompt, second, "PaCoTrainingJob")
     assert "my-character: completed, step 2/2" in status["text"][0], status["text"][0]
-    (grid,) = saved_images(outputs_of(prompt, second, "SaveImage")[0], tmp_path / "output")
-    assert len(set(grid.convert("L").getdata())) > 1, "the held-out sample made with the trained LoRA, not the grey placeholder"
+    (held_out,) = saved_images(second["outputs"][held_out_id], tmp_path / "output")
+    assert len(set(held_out.convert("L").getdata())) > 1, (
+        "the held-out sample made with the trained LoRA, not the grey placeholder"
+    )
+    lora = next(node["inputs"] for node in prompt.values() if node["class_type"] == "PaCoLora")
+    assert prompt[lora["lora_name"][0]]["class_type"] == "PaCoTrainingJob", "the job's LoRA, not a file"
+    (grid,) = saved_images(second["outputs"][set_id], tmp_path / "output")
+    assert grid.size == (2 * PANEL_SIZE, 2 * PANEL_SIZE), "a 2x2 set of new scenes made with the trained LoRA"
+    assert (models_dir / "loras" / "paco" / "my-character" / job["id"] / "my-character-best.safetensors").is_file()
+
+
+def saved_from(prompt: dict, producer: str) -> str:
+    """The id of the SaveImage node whose images come from the one ``producer`` node."""
+    (node_id,) = [
+        i for i, node in prompt.items()
+        if node["class_type"] == "SaveImage" and prompt[node["inputs"]["images"][0]]["class_type"] == producer
+    ]  # fmt: skip
+    return node_id

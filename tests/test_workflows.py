@@ -399,6 +399,37 @@ def test_train_lora_starts_a_job_watches_it_and_makes_a_set_with_its_lora(layout
     assert outputs == ["status", "sample", "reward_curve", "lora_name"]
 
 
+def link_source(prompt: dict, link: list) -> tuple[str, int]:
+    return prompt[link[0]]["class_type"], link[1]
+
+
+def test_train_character_references_and_prompt_set_train_and_the_jobs_lora_makes_a_set_of_new_scenes(layouts):
+    prompt = prompt_of("paco-train-character", layouts)
+    train = only(prompt, "PaCoTrainLora")
+    assert link_source(prompt, train["references"]) == ("LoadImage", 0)
+    assert link_source(prompt, train["prompt_set"]) == ("PaCoPromptSet", 0)
+    assert link_source(prompt, train["judge"]) == ("PaCoJudgeLoader", 0)
+    assert train["rewards"] == "reference=1, consistency=0.5" and train["new_run"] is False
+    watch = only(prompt, "PaCoTrainingJob")
+    assert link_source(prompt, watch["job"]) == ("PaCoTrainLora", 0) and watch["lora"] == "best"
+    lora = only(prompt, "PaCoLora")
+    assert link_source(prompt, lora["lora_name"]) == ("PaCoTrainingJob", 3), "the job's LoRA, not a file picked by hand"
+    loader = only(prompt, "PaCoPipelineLoader")
+    assert link_source(prompt, lora["pipeline"]) == ("PaCoPipelineLoader", 0)
+    assert loader["model"] == train["pipeline"], "the LoRA goes on the model it was trained on"
+    generate = only(prompt, "PaCoGenerateSet")
+    assert link_source(prompt, generate["pipeline"]) == ("PaCoLora", 0)
+    from workflow_specs_character import NEW_SCENES, SCENES
+
+    panels = generate["panels"].splitlines()
+    assert panels == list(NEW_SCENES) and generate["layout"] == "2x2"
+    assert not any(scene.split()[-1] in panel for scene in SCENES for panel in panels), "scenes it never trained on"
+    saved = sorted(
+        link_source(prompt, node["inputs"]["images"]) for node in prompt.values() if node["class_type"] == "SaveImage"
+    )
+    assert saved == [("PaCoGenerateSet", 1), ("PaCoTrainingJob", 1)], "the set's grid and the held-out sample"
+
+
 # --------------------------------------------------------------------------- bad workflows are caught
 
 

@@ -681,8 +681,10 @@ def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
         references = result.images_of("LoadImage")
         pictures = [("your references", references[0])] if references else []
         pictures.append(("held-out set, trained LoRA", sample))
-        status = result.text_of("PaCoTrainingJob")
-        return training_card(title, caption, curve, pictures, status, reward="reference")
+        trained = result.images_from("PaCoGenerateSet", 1)
+        if trained:
+            pictures.append(("new set, trained LoRA", trained[0]))
+        return training_card(title, caption, curve, pictures, result.text_of("PaCoTrainingJob"), reward="reference")
     raise SystemExit(f"no card layout for workflow {name}: add one to tools/workflow_results.py")
 
 

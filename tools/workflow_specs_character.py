@@ -1,8 +1,8 @@
 """The shipped workflow "train a LoRA for my character" (workflows/paco-train-character.json).
 
 References of the character -> PaCo Prompt Set -> PaCo Train LoRA (the reference reward judges
-every panel against the references) -> PaCo Training Job -> a held-out set made with the trained
-LoRA (its latest evaluation sample, saved), and the LoRA's name for PaCo LoRA.
+every panel against the references) -> PaCo Training Job (its latest held-out sample, saved) ->
+PaCo LoRA on FLUX.1-dev -> PaCo Generate Set: a set of new scenes made with the trained LoRA.
 Registered in ``workflow_convert.SHIPPED_WORKFLOWS``; the walk-through is
 docs/train-your-character.md.
 """
@@ -16,18 +16,28 @@ POSES = ("standing", "sitting", "walking")
 EXPRESSIONS = ("smiling", "thoughtful", "surprised")
 CAMERA_ANGLES = ("front view", "three-quarter view", "full-body shot")
 """Short lists keep the node small in the workflow; PaCo Prompt Set's own defaults are longer."""
+NEW_SCENES = (
+    "She reads a book under a tree in the rain.",
+    "She buys apples at a busy market stall.",
+    "She waves from a train window.",
+    "She sketches on a rooftop at night.",
+)
+"""The set made with the trained LoRA: scenes it never trained on."""
+NARROW_WIDTH = 330
+"""PaCo Generate Set's width here (600 elsewhere), so that four columns fit a laptop screen."""
 
 
 def character_training_workflow(layouts, convert) -> dict:
     """Reference images (LoadImage: a batch of views of the character works best) and a prompt set
     built from a one-line description train a LoRA with the reference reward weighted with the
     set-consistency reward; PaCo Training Job shows the job and saves the latest held-out set made
-    with the trained LoRA, and hands the LoRA on (``lora_name``) for PaCo LoRA -> PaCo Generate Set.
+    with the trained LoRA, and hands the LoRA on (``lora_name``) to PaCo LoRA -> PaCo Generate Set,
+    which makes a set of new scenes with it once the first checkpoint exists (until then the queue
+    skips those nodes).
 
     ``convert`` is the ``workflow_convert`` module that calls this (run as a script it is
-    ``__main__``): its builder, whose layout classes are the caller's. A PaCo LoRA -> PaCo Generate
-    Set pair does not fit the screen with these nodes (tests/test_workflows.py's readability rule);
-    paco-train-lora shows that part."""
+    ``__main__``): its builder, whose layout classes are the caller's. Four columns, the last two
+    narrow, keep the eleven nodes on a laptop screen (tests/test_workflows.py's readability rule)."""
     builder = convert.WorkflowBuilder(layouts)
     judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
     references = builder.add("LoadImage", 0, title="References of your character", image=convert.EXAMPLE_INPUT_IMAGE)
@@ -43,16 +53,30 @@ def character_training_workflow(layouts, convert) -> dict:
         train_resolution=512, lora_name=CHARACTER_LORA_NAME, new_run=False,
     )  # fmt: skip
     watch = builder.add("PaCoTrainingJob", 2, lora="best")
-    save = builder.add("SaveImage", 2, title="A held-out set with the trained LoRA", filename_prefix="PaCo/character")
+    held_out = builder.add("SaveImage", 2, title="Held-out set, trained LoRA", filename_prefix="PaCo/character")
+    loader = builder.add("PaCoPipelineLoader", 2, model="FLUX.1-dev")
+    lora = builder.add("PaCoLora", 2, lora_name=convert.SHIPPED_MODEL_NAMES["loras"][0], strength=1.0)
+    generate = builder.add(
+        "PaCoGenerateSet", 3, node_width=NARROW_WIDTH, theme=f"{CHARACTER}, watercolor illustration.",
+        description="", panels="\n".join(NEW_SCENES), layout="2x2", panel_width=512, panel_height=512,
+        steps=28, guidance=3.5, seed=42, num_sets=1,
+    )  # fmt: skip
+    save = builder.add("SaveImage", 3, title="A set with your LoRA", filename_prefix="PaCo/character_set")
 
     builder.connect(references, "IMAGE", train, "references")
     builder.connect(prompt_set, "prompt_set", train, "prompt_set")
     builder.connect(judge, "judge", train, "judge")
     builder.connect(train, "job", watch, "job")
-    builder.connect(watch, "sample", save, "images")
+    builder.connect(watch, "sample", held_out, "images")
+    builder.connect(loader, "pipeline", lora, "pipeline")
+    builder.connect(watch, "lora_name", lora, "lora_name")
+    builder.connect(lora, "pipeline", generate, "pipeline")
+    builder.connect(generate, "grids", save, "images")
 
     colors = convert.GROUP_COLORS
     builder.group("1. Judge and your references", [judge, references], colors["models"])
     builder.group("2. Prompts, then train (returns at once)", [prompt_set, train], colors["judge"])
-    builder.group("3. Watch (queue to refresh)", [watch, save], colors["generate"])
+    builder.group("3. Watch (queue again)", [watch, held_out], colors["output"])
+    builder.group("4. Its LoRA on FLUX.1-dev", [loader, lora], colors["models"])
+    builder.group("5. A set with your LoRA", [generate, save], colors["generate"])
     return builder.build("paco-train-character")
