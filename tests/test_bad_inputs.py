@@ -158,7 +158,7 @@ CLI_PROBES = {
     "demo --out is a file": (lambda f, out: demo_argv(f, f["a_file"]), "--out {a_file} is a file"),
     "generate --lora a folder that is not a LoRA": (
         lambda f, out: generate_argv(f, out, "--lora", str(f["not_a_lora"])),
-        "is not a peft adapter folder",
+        "holds no .safetensors file",
     ),
     # devices
     "generate --device cuda without a GPU": (

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("consistency", {"consistency"}),
     ("rl", {"rl"}),
     ("jobs", {"jobs"}),
-    ("commands", {"commands", "cli"}),
+    ("commands", {"commands", "cli", "__main__"}),
 ]
 """Layers from the bottom up, each with the paco_core sub-modules / sub-packages it holds."""
 TESTING_USERS = {"testing", "commands"}

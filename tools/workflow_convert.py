@@ -739,15 +739,10 @@ Where the models go (ComfyUI/models/...); then press R to refresh:
 diffusers/FLUX.1-dev/  the whole diffusers folder of
     black-forest-labs/FLUX.1-dev (the one holding model_index.json)
 diffusers/FLUX.1-Kontext-dev/  the same for FLUX.1-Kontext-dev
-loras/PaCo-FLUX.1-dev-Lora/  the PaCo LoRA, downloaded as a folder:
-    hf download X-GenGroup/PaCo-FLUX.1-dev-Lora
-      --local-dir models/loras/PaCo-FLUX.1-dev-Lora
-    (Kontext: PaCo-FLUX.1-Kontext-Lora). '(none)' runs the base model.
+loras/PaCo-FLUX.1-dev-Lora/  hf download X-GenGroup/PaCo-FLUX.1-dev-Lora
+    --local-dir models/loras/PaCo-FLUX.1-dev-Lora  ('(none)': base model)
 text_encoders/PaCo-Reward-7B/  the judge X-GenGroup/PaCo-Reward-7B
-    (hf download X-GenGroup/PaCo-Reward-7B --local-dir
-     models/text_encoders/PaCo-Reward-7B), or a server URL
-A hub id (owner/name) typed into a loader is downloaded once into
-the Hugging Face cache.
+    (downloaded the same way), or a judge server URL
 Memory: FLUX.1-dev in bf16 needs about 33 GB of GPU memory with
 offload 'none' (choose 'model' on smaller cards); the judge about
 16 GB more (keep_loaded off on both loaders to share one GPU)."""

@@ -39,14 +39,14 @@ def character_training_workflow(layouts, convert) -> dict:
     ``__main__``): its builder, whose layout classes are the caller's. Four columns, the last two
     narrow, keep the eleven nodes on a laptop screen (tests/test_workflows.py's readability rule)."""
     builder = convert.WorkflowBuilder(layouts)
-    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
-    references = builder.add("LoadImage", 0, title="References of your character", image=convert.EXAMPLE_INPUT_IMAGE)
-    convert._models_note(builder, 0)
     prompt_set = builder.add(
-        "PaCoPromptSet", 1, subject=CHARACTER, style="Watercolor illustration.", scenes="\n".join(SCENES),
+        "PaCoPromptSet", 0, subject=CHARACTER, style="Watercolor illustration.", scenes="\n".join(SCENES),
         poses="; ".join(POSES), expressions="; ".join(EXPRESSIONS), camera_angles="; ".join(CAMERA_ANGLES),
         layout="2x2", rows_per_scene=4, held_out_scenes=1, seed=0,
     )  # fmt: skip
+    references = builder.add("LoadImage", 0, title="References of your character", image=convert.EXAMPLE_INPUT_IMAGE)
+    convert._models_note(builder, 0)
+    judge = builder.add("PaCoJudgeLoader", 1, judge_name="PaCo-Reward-7B")
     train = builder.add(
         "PaCoTrainLora", 1, pipeline="FLUX.1-dev", preset="t2is-flux", training_prompts="",
         rewards="reference=1, consistency=0.5", iterations=300, learning_rate=3e-4, group_size=16,
@@ -74,8 +74,8 @@ def character_training_workflow(layouts, convert) -> dict:
     builder.connect(generate, "grids", save, "images")
 
     colors = convert.GROUP_COLORS
-    builder.group("1. Judge and your references", [judge, references], colors["models"])
-    builder.group("2. Prompts, then train (returns at once)", [prompt_set, train], colors["judge"])
+    builder.group("1. Your prompts and references", [prompt_set, references], colors["models"])
+    builder.group("2. The judge, then train (returns at once)", [judge, train], colors["judge"])
     builder.group("3. Watch (queue again)", [watch, held_out], colors["output"])
     builder.group("4. Its LoRA on FLUX.1-dev", [loader, lora], colors["models"])
     builder.group("5. A set with your LoRA", [generate, save], colors["generate"])
