@@ -393,6 +393,29 @@ class RunLock:
 # --- the folder ---------------------------------------------------------------------------------
 
 
+_RUN_CONTROL_NAME = re.compile(r"^(?:(?:sample|save)-now|done-(?:sample|save))\.json$")
+"""Files the run's requests leave in ``control/`` (``paco_core.run_requests``)."""
+_REQUESTED_SAMPLES = "requested"
+"""``samples/requested/``: the "sample now" grids."""
+
+
+def _remove_run_files_in(folder: Path) -> None:
+    """Delete the run's own files in ``samples/`` or ``control/`` (sample grids, pause and request
+    files, the "sample now" grids), never a user's."""
+    for child in os.listdir(folder):
+        path = folder / child
+        if path.is_symlink():
+            continue
+        if _SAMPLE_NAME.match(child) or child.startswith(PAUSE_PREFIX) or _RUN_CONTROL_NAME.match(child):
+            path.unlink()
+        elif child == _REQUESTED_SAMPLES and path.is_dir():
+            for grid in os.listdir(path):
+                if _SAMPLE_NAME.match(grid):
+                    (path / grid).unlink()
+            if not os.listdir(path):
+                path.rmdir()
+
+
 class RunFolder:
     """A training run's output folder (need not exist yet). Every method is torch-free."""
 
@@ -468,9 +491,7 @@ class RunFolder:
                 continue
             try:
                 if name in (SAMPLES_DIR, CONTROL_DIR) and path.is_dir() and not path.is_symlink():
-                    for child in os.listdir(path):  # only the run's own files inside
-                        if _SAMPLE_NAME.match(child) or child.startswith(PAUSE_PREFIX):
-                            (path / child).unlink()
+                    _remove_run_files_in(path)  # only the run's own files inside
                     if os.listdir(path):
                         continue
                     path.rmdir()

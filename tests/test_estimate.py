@@ -96,6 +96,7 @@ def test_train_lora_dry_run_shows_the_estimate_and_queues_nothing(tiny_models, t
     (tmp_path / "comfy" / "models" / "diffusers").mkdir(parents=True)
     os.symlink(tiny_models["flux"], tmp_path / "comfy" / "models" / "diffusers" / "tiny-flux")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FIXTURES / "jobs"), str(REPO)]))
+    monkeypatch.setenv("PACO_REWARD_FOLDERS", str(FIXTURES / "jobs"))  # rewards from ComfyUI: a reward folder
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     pack = load_pack()
     node = {cls.GET_SCHEMA().node_id: cls for cls in all_node_classes()}["PaCoTrainLora"]

@@ -48,6 +48,11 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--config", help="training config JSON (see --describe-config)")
     parser.add_argument(
+        "--log-file-mode",
+        action="store_true",
+        help="stderr is a log file (a job's train.log): no progress bars, each repeated warning once",
+    )
+    parser.add_argument(
         "--preset",
         choices=preset_names(),
         help="start from a released run (t2is-flux, edit-kontext, edit-qwen) or the paper's T2IS variant (t2is-flux-paper); see docs/presets.md; t2is-flux-1gpu: t2is-flux laid out for one GPU (docs/scaling.md)",
@@ -100,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(config_to_dict(config), indent=2, sort_keys=True))
         return 0
-    if not sys.stderr.isatty():  # a log file (a job's train.log): no progress bars, each warning once
+    if args.log_file_mode:  # a job's train.log: no progress bars, each warning once
         quiet_logs_for_a_file()
     from paco_core.callbacks import Hooks
     from paco_core.rl.trainer import EXIT_OK, EXIT_STOPPED, GrpoTrainer

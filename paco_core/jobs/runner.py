@@ -37,6 +37,7 @@ from paco_core.errors import ConfigError, InputError
 from paco_core.jobs import store as st
 from paco_core.jobs.store import Job, JobStateError, JobStore
 from paco_core.run_folder import RunFolder, is_process_alive, process_start_time
+from paco_core.run_requests import PROMPT_REWARDS_FILE
 
 LOG_FILE = "train.log"
 CONFIG_FILE = "job-config.json"
@@ -302,7 +303,7 @@ def owns_run_dir(job: Job) -> bool:
     return owner is None or owner == job.id
 
 
-RUN_FILES = (LOG_FILE, CONFIG_FILE)
+RUN_FILES = (LOG_FILE, CONFIG_FILE, PROMPT_REWARDS_FILE)
 """What the runner writes into a run folder besides the trainer's files (:meth:`RunFolder.used_entries`)."""
 
 
@@ -409,7 +410,7 @@ def trainer_command(job: Job) -> list[str]:
     """The command that runs the job's trainer (``--resume latest`` when resuming from a checkpoint)."""
     python = job_python(job)
     run_dir = Path(job.run_dir)
-    train = ["train", "--config", str(run_dir / CONFIG_FILE), "--set", f"output_dir={run_dir}"]
+    train = ["train", "--log-file-mode", "--config", str(run_dir / CONFIG_FILE), "--set", f"output_dir={run_dir}"]
     if job.resume and has_checkpoint(run_dir):
         train += ["--resume", "latest"]
     processes = int(job.launch.get("num_processes") or 1)
