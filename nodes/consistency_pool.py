@@ -11,7 +11,7 @@ from paco_core.prompts import prompt_lines
 
 from . import comfy_bridge
 from .generation import PacoPipeline, edit_option_inputs, edit_options, images_from_batch, pipeline_run
-from .judge import BATCH_CHOICE, both_orders_input, judge_input, layout_input, sets_from_images, theme_input
+from .judge import BATCH_CHOICE, candidate_sets_inputs, judge_input, sets_from_images
 
 CATEGORY = "PaCo/Consistency"
 
@@ -30,22 +30,10 @@ class PaCoPoolAssemble(io.ComfyNode):
             "panel so the assembled set is as consistent as possible. Same generation budget as best-of-N; "
             "the report says how much higher the assembled set scores than the best whole set.",
             inputs=[
-                judge_input(),
-                io.Image.Input(
-                    "images",
-                    tooltip="The candidates: one grid per batch item (with their layout), or every set's panels "
-                    "in order (layout 'batch' and panels_per_set), e.g. PaCo Generate Set's grids.",
+                *candidate_sets_inputs(
+                    "The candidates: one grid per batch item (with their layout), or every set's panels "
+                    "in order (layout 'batch' and panels_per_set), e.g. PaCo Generate Set's grids."
                 ),
-                theme_input(),
-                layout_input("A layout: each batch item is one candidate grid. batch: use panels_per_set."),
-                io.Int.Input(
-                    "panels_per_set",
-                    default=4,
-                    min=2,
-                    max=64,
-                    tooltip="With layout 'batch': how many consecutive batch items make one candidate set.",
-                ),
-                both_orders_input(),
                 io.Int.Input(
                     "beam_width",
                     default=64,
