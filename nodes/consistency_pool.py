@@ -10,8 +10,8 @@ from comfy_api.latest import io, ui
 from paco_core.prompts import prompt_lines
 
 from . import comfy_bridge
-from .generation import PacoPipeline, edit_option_inputs, edit_options, images_from_batch, pipeline_run
-from .judge import BATCH_CHOICE, both_orders_input, judge_input, layout_input, sets_from_images, theme_input
+from .generation import PacoPipeline, edit_option_inputs, edit_options, one_image_from_batch, pipeline_run
+from .judge import BATCH_CHOICE, candidate_sets_inputs, judge_input, sets_from_images
 
 CATEGORY = "PaCo/Consistency"
 
@@ -30,22 +30,10 @@ class PaCoPoolAssemble(io.ComfyNode):
             "panel so the assembled set is as consistent as possible. Same generation budget as best-of-N; "
             "the report says how much higher the assembled set scores than the best whole set.",
             inputs=[
-                judge_input(),
-                io.Image.Input(
-                    "images",
-                    tooltip="The candidates: one grid per batch item (with their layout), or every set's panels "
-                    "in order (layout 'batch' and panels_per_set), e.g. PaCo Generate Set's grids.",
+                *candidate_sets_inputs(
+                    "The candidates: one grid per batch item (with their layout), or every set's panels "
+                    "in order (layout 'batch' and panels_per_set), e.g. PaCo Generate Set's grids."
                 ),
-                theme_input(),
-                layout_input("A layout: each batch item is one candidate grid. batch: use panels_per_set."),
-                io.Int.Input(
-                    "panels_per_set",
-                    default=4,
-                    min=2,
-                    max=64,
-                    tooltip="With layout 'batch': how many consecutive batch items make one candidate set.",
-                ),
-                both_orders_input(),
                 io.Int.Input(
                     "beam_width",
                     default=64,
@@ -203,21 +191,15 @@ class PaCoGuardedEditChain(io.ComfyNode):
     ) -> io.NodeOutput:
         from paco_core.consistency.drift import GuardOptions, guarded_edit_chain
         from paco_core.consistency.pictures import render_chain_scores
-        from paco_core.errors import InputError
         from paco_core.images import pil_to_tensor
 
-        origins = images_from_batch(image)
-        if len(origins) != 1:
-            raise InputError(
-                f"PaCo Guarded Edit Chain takes one original image, got a batch of {len(origins)}; pick one first "
-                "(e.g. with ImageFromBatch)."
-            )
+        origin = one_image_from_batch(image, "PaCo Guarded Edit Chain", "original")
         lines = prompt_lines(instructions)
         guard = GuardOptions(threshold=threshold, tries=tries_per_step, reanchor=reanchor)
         options = edit_options(steps, model_guidance, guidance, seed, max_area, condition_area, auto_resize)
         tries = tries_per_step * (2 if reanchor else 1)
         with pipeline_run(pipeline, cls.hidden.unique_id, steps * tries * max(len(lines), 1)) as hooks:
-            chain = guarded_edit_chain(pipeline, judge, origins[0], lines, options, guard, hooks=hooks)
+            chain = guarded_edit_chain(pipeline, judge, origin, lines, options, guard, hooks=hooks)
         images = ([chain.origin] if include_reference else []) + chain.images
         report = chain.report()
         return io.NodeOutput(

@@ -61,6 +61,19 @@ def images_from_batch(image) -> list:
     return tensor_to_pil(image)
 
 
+def one_image_from_batch(image, node: str, role: str):
+    """The single image of a batch of one (the start of an edit chain); more is a one-line error."""
+    from paco_core.errors import InputError
+
+    images = images_from_batch(image)
+    if len(images) != 1:
+        raise InputError(
+            f"{node} takes one {role} image, got a batch of {len(images)}; pick one first "
+            "(e.g. with ImageFromBatch)."
+        )
+    return images[0]
+
+
 def steps_input(tooltip: str) -> io.Int.Input:
     return io.Int.Input("steps", default=28, min=1, max=200, tooltip=tooltip)
 
@@ -530,21 +543,15 @@ class PaCoEditChain(io.ComfyNode):
         condition_area,
         auto_resize,
     ) -> io.NodeOutput:
-        from paco_core.errors import InputError
         from paco_core.generate import edit_chain
         from paco_core.images import pil_to_tensor
 
-        references = images_from_batch(image)
-        if len(references) != 1:
-            raise InputError(
-                f"PaCo Edit Chain takes one reference image, got a batch of {len(references)}; pick one first "
-                "(e.g. with ImageFromBatch)."
-            )
+        reference = one_image_from_batch(image, "PaCo Edit Chain", "reference")
         lines = prompt_lines(instructions)
         options = edit_options(steps, model_guidance, guidance, seed, max_area, condition_area, auto_resize)
         with pipeline_run(pipeline, cls.hidden.unique_id, steps * max(len(lines), 1)) as hooks:
             chain = edit_chain(
-                pipeline, references[0], lines, options, from_reference=from_reference, hooks=hooks
+                pipeline, reference, lines, options, from_reference=from_reference, hooks=hooks
             )
         images = ([chain.reference] if include_reference else []) + chain.images
         return io.NodeOutput(pil_to_tensor(images), "\n".join(lines), lines[0] if lines else "")

@@ -105,6 +105,25 @@ def theme_input() -> io.String.Input:
     )
 
 
+def candidate_sets_inputs(images_tooltip: str) -> list:
+    """The inputs of the nodes that judge K candidate sets (PaCo Rank Sets, PaCo Most Consistent Set From a
+    Pool): judge, images, theme, layout, panels_per_set, both_orders, in that order."""
+    return [
+        judge_input(),
+        io.Image.Input("images", tooltip=images_tooltip),
+        theme_input(),
+        layout_input("A layout: each batch item is one candidate grid. batch: use panels_per_set."),
+        io.Int.Input(
+            "panels_per_set",
+            default=4,
+            min=2,
+            max=64,
+            tooltip="With layout 'batch': how many consecutive batch items make one candidate set.",
+        ),
+        both_orders_input(),
+    ]
+
+
 def sets_from_images(images, layout: str, panels_per_set: int | None = None) -> list[list]:
     """IMAGE tensor -> sets of PIL panels: one set per grid (layout), or per ``panels_per_set`` items."""
     from paco_core.errors import InputError
@@ -411,20 +430,7 @@ class PaCoRankSets(io.ComfyNode):
             description="Best-of-N: scores each candidate set's consistency and returns the best one. Give a "
             "batch of grid images with their layout, or all candidates' panels with panels_per_set.",
             inputs=[
-                judge_input(),
-                io.Image.Input(
-                    "images", tooltip="Candidate grids (one per batch item), or every set's panels in order."
-                ),
-                theme_input(),
-                layout_input("A layout: each batch item is one candidate grid. batch: use panels_per_set."),
-                io.Int.Input(
-                    "panels_per_set",
-                    default=4,
-                    min=2,
-                    max=64,
-                    tooltip="With layout 'batch': how many consecutive batch items make one candidate set.",
-                ),
-                both_orders_input(),
+                *candidate_sets_inputs("Candidate grids (one per batch item), or every set's panels in order."),
                 io.Int.Input(
                     "first_seed",
                     optional=True,

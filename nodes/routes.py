@@ -84,6 +84,19 @@ def _handler(function):
     return handle
 
 
+async def json_body(request: web.Request, example: str) -> dict:
+    """The request's JSON object body ({} when there is none); ``example`` shows a good body in the 400 answer."""
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise RouteError(400, f"the body should be JSON, e.g. {example}") from None
+    if body is not None and not isinstance(body, dict):
+        raise RouteError(400, f"the body should be a JSON object, e.g. {example}")
+    return body or {}
+
+
 def _int_query(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -132,9 +145,13 @@ def sample_bytes(job_id: str, step: int | None) -> bytes:
     if path is None or not Path(path).is_file():
         what = "no sample yet" if step is None else f"no sample of step {step}"
         raise RouteError(404, f"job {job_id} has {what}")
-    run_dir = Path(job.run_dir).resolve()
-    if run_dir not in Path(path).resolve().parents:  # a link out of the run folder
-        raise RouteError(404, f"job {job_id}'s sample is outside its run folder")
+    return sample_inside_run_folder(job, path)
+
+
+def sample_inside_run_folder(job, path) -> bytes:
+    """The sample's bytes; 404 when ``path`` leads out of the job's run folder (a link)."""
+    if Path(job.run_dir).resolve() not in Path(path).resolve().parents:
+        raise RouteError(404, f"job {job.id}'s sample is outside its run folder")
     return Path(path).read_bytes()
 
 
@@ -210,13 +227,7 @@ async def post_cancel(request: web.Request) -> web.Response:
 async def post_resume(request: web.Request) -> web.Response:
     iterations = None
     if request.can_read_body:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise RouteError(400, 'the body should be JSON, e.g. {"iterations": 500}') from None
-        if body is not None and not isinstance(body, dict):
-            raise RouteError(400, 'the body should be a JSON object, e.g. {"iterations": 500}')
-        iterations = (body or {}).get("iterations")
+        iterations = (await json_body(request, '{"iterations": 500}')).get("iterations")
         if iterations is not None and (not isinstance(iterations, int) or isinstance(iterations, bool)):
             raise RouteError(400, f"iterations should be a whole number, got {iterations!r}")
     return web.json_response(await _run(resume, request.match_info["job_id"], iterations))
@@ -248,14 +259,19 @@ ROUTES = (
 _registered: set[int] = set()
 
 
+def add_routes_once(server, routes, registered: set[int]) -> bool:
+    """Add ``routes`` to ``server.routes`` unless ``registered`` holds that route table; True when added now."""
+    if server is None or id(server.routes) in registered:
+        return False
+    for method, path, handler in routes:
+        server.routes.route(method, path)(handler)
+    registered.add(id(server.routes))
+    return True
+
+
 def register_routes(server) -> bool:
     """Add the routes to ``server.routes`` (once per route table); True when added now."""
-    if server is None or id(server.routes) in _registered:
-        return False
-    for method, path, handler in ROUTES:
-        server.routes.route(method, path)(handler)
-    _registered.add(id(server.routes))
-    return True
+    return add_routes_once(server, ROUTES, _registered)
 
 
 __all__ = ["ROUTES", "register_routes"]

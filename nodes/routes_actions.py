@@ -18,8 +18,6 @@ Errors as in :mod:`.routes`: 400 bad value, 404 unknown job, 409 the job's statu
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aiohttp import web
 
 from paco_core import run_requests
@@ -27,22 +25,10 @@ from paco_core.jobs import compare as compare_runs
 from paco_core.jobs import controls, lineage, queue_order, runner
 
 from . import jobs_bridge
-from .routes import RouteError, _handler, _run
+from .routes import RouteError, _handler, _run, add_routes_once, json_body, sample_inside_run_folder
 
 PREFIX = "/paco/jobs"
 MAX_COMPARED = 8
-
-
-async def _body(request: web.Request, example: str) -> dict:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except ValueError:
-        raise RouteError(400, f"the body should be JSON, e.g. {example}") from None
-    if body is not None and not isinstance(body, dict):
-        raise RouteError(400, f"the body should be a JSON object, e.g. {example}")
-    return body or {}
 
 
 # --- the work, run in the executor ------------------------------------------------------------
@@ -68,10 +54,7 @@ def requested_sample(job_id: str) -> bytes:
     found = run_requests.requested_samples(job.run_dir)
     if not found:
         raise RouteError(404, f"job {job_id} has no requested sample yet")
-    path = found[-1][1]
-    if Path(job.run_dir).resolve() not in path.resolve().parents:  # a link out of the run folder
-        raise RouteError(404, f"job {job_id}'s sample is outside its run folder")
-    return path.read_bytes()
+    return sample_inside_run_folder(job, found[-1][1])
 
 
 def continue_(job_id: str, iterations, start_from: str, name: str | None) -> dict:
@@ -132,7 +115,7 @@ def compare(ids: list[str]) -> dict:
 
 @_handler
 async def post_sample(request: web.Request) -> web.Response:
-    body = await _body(request, '{"prompt": "a red fox"}')
+    body = await json_body(request, '{"prompt": "a red fox"}')
     prompt = body.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
         raise RouteError(400, f"prompt should be text, got {prompt!r}")
@@ -157,7 +140,7 @@ async def get_requested_sample(request: web.Request) -> web.Response:
 
 @_handler
 async def post_continue(request: web.Request) -> web.Response:
-    body = await _body(request, '{"iterations": 200}')
+    body = await json_body(request, '{"iterations": 200}')
     iterations = body.get("iterations")
     if not isinstance(iterations, int) or isinstance(iterations, bool):
         raise RouteError(
@@ -175,7 +158,7 @@ async def post_continue(request: web.Request) -> web.Response:
 
 @_handler
 async def post_move(request: web.Request) -> web.Response:
-    body = await _body(request, '{"where": "front"}')
+    body = await json_body(request, '{"where": "front"}')
     return web.json_response(await _run(move, request.match_info["job_id"], body.get("where")))
 
 
@@ -220,12 +203,7 @@ _registered: set[int] = set()
 
 def register_action_routes(server) -> bool:
     """Add the routes to ``server.routes`` (once per route table); True when added now."""
-    if server is None or id(server.routes) in _registered:
-        return False
-    for method, path, handler in ROUTES:
-        server.routes.route(method, path)(handler)
-    _registered.add(id(server.routes))
-    return True
+    return add_routes_once(server, ROUTES, _registered)
 
 
 __all__ = ["ROUTES", "register_action_routes"]

@@ -17,6 +17,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from test_jobs_store import _config
 
 from paco_core.errors import ConfigError, InputError
 from paco_core.jobs import runner
@@ -25,18 +26,6 @@ from paco_core.jobs.store import JobStateError, JobStore, JobStoreBusyError, Job
 from paco_core.run_folder import RunFolder, process_start_time
 
 REPO = Path(__file__).parent.parent
-SETS = REPO / "tests" / "fixtures" / "rl" / "sets.jsonl"
-
-
-def _config(tmp_path: Path, **extra) -> dict:
-    data = {
-        "model": {"kind": "flux", "path": str(tmp_path / "no-model-needed"), "device": "cpu"},
-        "data": {"train_file": str(SETS)},
-        "rewards": {"rewards": [{"name": "toy_rewards:mean_brightness"}]},
-        "num_iterations": 3,
-    }
-    data.update(extra)
-    return data
 
 
 def _paco(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

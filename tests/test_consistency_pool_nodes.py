@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 from pack_loader import load_pack, reset_comfy_stub, run_node, widget_defaults
+from test_generate_nodes import EDIT_OPTIONS
 
 from paco_core.consistency.pool import assemble_from_pool
 from paco_core.errors import InputError
@@ -89,17 +90,6 @@ def test_comfy_cancel_stops_the_pool(comfy, judge):
     comfy["mm"].interrupt_current_processing()
     with pytest.raises(comfy["mm"].InterruptProcessingException):
         run_node(nodes.PaCoPoolAssemble, **pool_inputs(judge))
-
-
-EDIT_OPTIONS = {
-    "steps": 1,
-    "model_guidance": True,
-    "guidance": 2.5,
-    "seed": 0,
-    "max_area": 0,
-    "condition_area": 0,
-    "auto_resize": False,
-}
 
 
 def chain_inputs(kontext, judge, **changes) -> dict:

@@ -3,7 +3,6 @@ the ComfyUI test double's server: answers, and 4xx with one line for every bad i
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import io
 import json
@@ -11,10 +10,10 @@ import os
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from pack_loader import all_node_classes, load_pack, reset_comfy_stub
 from PIL import Image
 from test_jobs_ux import _finished_run, _job
+from test_training_nodes import call_routes
 
 from paco_core import run_requests
 
@@ -28,22 +27,6 @@ def comfy(tmp_path):
     import server
 
     return {"server": server.PromptServer.instance, "store": bridge.job_store(), "tmp": tmp_path}
-
-
-def call(server, requests):
-    async def go():
-        answers = []
-        async with TestServer(server.stub_app(), host="127.0.0.1") as test_server:
-            async with TestClient(test_server) as client:
-                for method, path, kwargs in requests:
-                    response = await client.request(method, path, **kwargs)
-                    if response.content_type == "application/json":
-                        answers.append((response.status, await response.json()))
-                    else:
-                        answers.append((response.status, await response.read()))
-        return answers
-
-    return asyncio.run(go())
 
 
 def test_action_routes_answer(comfy):
@@ -60,7 +43,7 @@ def test_action_routes_answer(comfy):
     grid.parent.mkdir(parents=True)
     Image.new("RGB", (8, 8), (200, 10, 10)).save(grid)
     queued = [_job(store, tmp, name, "queued") for name in ("q1", "q2")]
-    answers = call(comfy["server"], [
+    answers = call_routes(comfy["server"], [
         ("POST", f"/paco/jobs/{running.id}/sample", {"json": {"prompt": "a fox\nsits\nruns"}}),
         ("POST", f"/paco/jobs/{running.id}/save", {}),
         ("GET", f"/paco/jobs/{running.id}/requests", {}),
@@ -96,7 +79,7 @@ def test_action_routes_answer(comfy):
     assert queue["positions"][child["id"]] == 3
     assert [row["id"] for row in compared["rows"]] == [done.id, running.id]
     assert compared["curves"][0]["train"][-1][0] == 4
-    ((status, lineage),) = call(comfy["server"], [("GET", f"/paco/jobs/{child['id']}/lineage", {})])
+    ((status, lineage),) = call_routes(comfy["server"], [("GET", f"/paco/jobs/{child['id']}/lineage", {})])
     assert status == 200 and [r["id"] for r in lineage["lineage"]] == [done.id, child["id"]]
 
 
@@ -107,7 +90,7 @@ def test_action_routes_refuse_bad_input_and_change_nothing(comfy):
     _finished_run(Path(done.run_dir))
     edit = _job(store, tmp, "edit", "completed", kind="qwen-image-edit")
     before = [job.to_dict() for job in store.list()]
-    answers = call(comfy["server"], [
+    answers = call_routes(comfy["server"], [
         ("POST", f"/paco/jobs/{done.id}/sample", {}),
         ("POST", f"/paco/jobs/{done.id}/save", {}),
         ("POST", f"/paco/jobs/{running.id}/sample", {"json": {"prompt": 7}}),
@@ -148,7 +131,7 @@ def test_training_job_status_says_what_the_toast_says_and_names_the_parent(comfy
     assert "PaCo job failed: broken: TrainingError: the judge server is down" in training.status_text(
         store.get(failed.id)
     )
-    ((status, child),) = call(
+    ((status, child),) = call_routes(
         comfy["server"], [("POST", f"/paco/jobs/{done.id}/continue", {"json": {"iterations": 1}})]
     )
     assert status == 200

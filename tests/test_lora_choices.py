@@ -3,35 +3,19 @@ repository folder is a choice and loads, and a linked lora_name raises no warnin
 
 from __future__ import annotations
 
-import importlib
 import logging
-import os
 import shutil
 
 import pytest
-from pack_loader import load_pack, reset_comfy_stub, run_node, widget_defaults
+import test_generate_nodes
+from pack_loader import run_node, widget_defaults
 from test_generate_nodes import write_lora
 
 from paco_core.errors import LoraError
 from paco_core.models.lora_files import is_lora_folder, read_lora
 
-
-@pytest.fixture(scope="module")
-def generation():
-    pack = load_pack()
-    return importlib.import_module(f"{pack.__name__}.nodes.generation")
-
-
-@pytest.fixture()
-def comfy(tmp_path, tiny_models, generation):
-    reset_comfy_stub(tmp_path)
-    import comfy.model_management as mm
-
-    diffusers_dir = tmp_path / "models" / "diffusers"
-    diffusers_dir.mkdir(parents=True)
-    os.symlink(tiny_models["flux"], diffusers_dir / "tiny-flux")
-    yield tmp_path / "models"
-    mm.stub_reset()
+generation = test_generate_nodes.generation  # the generation nodes' module and ComfyUI folders
+comfy = test_generate_nodes.comfy  # with the tiny models (comfy["models"])
 
 
 def load(generation):
@@ -50,7 +34,7 @@ def test_none_is_the_first_choice_and_passes_the_pipeline_on(generation, comfy):
 
 
 def test_a_downloaded_lora_folder_is_a_choice_and_loads(generation, comfy, tiny_models):
-    repo = comfy / "loras" / "PaCo-FLUX.1-dev-Lora"
+    repo = comfy["models"] / "loras" / "PaCo-FLUX.1-dev-Lora"
     written = write_lora(repo, tiny_models)
     (repo / "README.md").write_text("model card")
     assert is_lora_folder(repo)

@@ -3,18 +3,7 @@
 // sample grids side by side, with the table `paco jobs compare` prints.
 
 import { rewardChart } from "./chart.js";
-
-function h(tag, attrs = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value == null || value === false) continue;
-    if (key.startsWith("on")) element.addEventListener(key.slice(2), value);
-    else if (key === "className") element.className = value;
-    else element.setAttribute(key, value === true ? "" : String(value));
-  }
-  element.append(...children.flat().filter((child) => child != null && child !== false));
-  return element;
-}
+import { h } from "./dom.js";
 
 function number(value) {
   return Number.isFinite(value) ? Number(value.toPrecision(3)).toString() : "–";

@@ -5,23 +5,12 @@
 // while the tab is in the background. Installed by wrapping the controller's and the
 // panel's methods, so the sidebar's own modules stay as they are. Routes: nodes/routes_actions.py.
 
+import { h } from "./dom.js";
 import { bestLoraChoice } from "./format.js";
 import { comparisonView } from "./compare.js";
 import { askPermission, endMessage, notificationPermission, notifyInBackground } from "./notify.js";
 
 const PROMPT_ROWS_SHOWN = 24;
-
-function h(tag, attrs = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value == null || value === false) continue;
-    if (key.startsWith("on")) element.addEventListener(key.slice(2), value);
-    else if (key === "className") element.className = value;
-    else element.setAttribute(key, value === true ? "" : String(value));
-  }
-  element.append(...children.flat().filter((child) => child != null && child !== false));
-  return element;
-}
 
 /** The spread with 2 significant digits (it is read next to the mean, not on its own). */
 function spread(value) {

@@ -2,6 +2,7 @@
 // controller (paco_jobs.js) keeps and calls its actions; it fetches nothing itself.
 
 import { rewardChart } from "./chart.js";
+import { h } from "./dom.js";
 import { guardrailSamples, guardrailTitle } from "./guardrail_samples.js";
 import {
   ACTIVE,
@@ -16,18 +17,6 @@ import {
   stepAndTotal,
   summaryLine,
 } from "./format.js";
-
-function h(tag, attrs = {}, ...children) {
-  const element = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value == null || value === false) continue;
-    if (key.startsWith("on")) element.addEventListener(key.slice(2), value);
-    else if (key === "className") element.className = value;
-    else element.setAttribute(key, value === true ? "" : String(value));
-  }
-  element.append(...children.flat().filter((child) => child != null && child !== false));
-  return element;
-}
 
 function statusChip(status) {
   return h("span", { className: `paco-status paco-tone-${statusTone(status)}`, "data-status": status }, status);
