@@ -309,7 +309,7 @@ def test_a_job_on_comfyuis_own_files_trains_in_real_comfyui(tmp_path, tiny_model
                 240, "the job to end",
             )  # fmt: skip
             assert done["status"] == "completed", done["error"]
-            lora = models / "loras" / "paco" / "filesfox" / "filesfox.safetensors"
+            lora = models / "loras" / "paco" / "filesfox" / job["id"] / "filesfox.safetensors"
             until(lora.is_file, 15, "the exported LoRA")
             assert (Path(done["last_checkpoint"]) / "lora.safetensors").read_bytes() == lora.read_bytes()
             # the same files through PaCo Pipeline Loader (ComfyUI files), with the job's LoRA

@@ -32,10 +32,18 @@ def test_first_run_in_the_real_frontend(tmp_path):
     comfyui_dir = Path(os.environ["COMFYUI_DIR"]).resolve()
     with pack_linked_into(comfyui_dir), comfyui_server(comfyui_dir, tmp_path) as (url, log_path):
         lora = http_json(f"{url}/object_info/PaCoLora")["PaCoLora"]["input"]["required"]["lora_name"]
-        assert lora[0][0] == "(none)", lora
+        assert combo_options(lora)[0] == "(none)", lora
         asyncio.run(_drive(url, tmp_path))
         log = log_path.read_text()
     assert "'NoneType' object has no attribute 'strip'" not in log
+
+
+def combo_options(spec: list) -> list:
+    """A combo input's options as /object_info serves them: ``['COMBO', {'options': [...]}]``
+    (ComfyUI 0.33) or ``[[...], {...}]`` (older ones)."""
+    if spec[0] == "COMBO":
+        return spec[1]["options"]
+    return spec[0]
 
 
 async def _drive(url: str, tmp_path: Path) -> None:

@@ -114,6 +114,17 @@ def test_row_size_scales_with_resolution_and_keeps_aspect():
     assert row_size(edit, 384, 512) == (384, 384)
 
 
+def test_a_set_row_without_a_size_splits_into_its_layouts_panels():
+    from paco_core.images import split_grid
+
+    for layout, resolution, size in (("1x3", 512, (512, 528)), ("1x3", 32, (32, 48)), ("2x2", 32, (32, 32))):
+        height, width = row_size(PromptRow("set", "p", 0, layout=layout), resolution, 1024)
+        assert (height, width) == size, layout
+        panels = split_grid(Image.new("RGB", (width, height)), layout)  # the judge scores panel by panel
+        assert {panel.size for panel in panels} == {(width // int(layout[2]), height // int(layout[0]))}
+        assert all(side % 16 == 0 for side in panels[0].size), "each panel fits the VAE's 16-pixel grid"
+
+
 # --- rewards -----------------------------------------------------------------------------
 
 

@@ -231,10 +231,14 @@ async def until(predicate, timeout: float, what: str, interval: float = 0.5):
     raise AssertionError(f"{what} (last seen: {value!r})")
 
 
-def test_the_jobs_sidebar_follows_cancels_and_announces_jobs_in_a_real_browser(tmp_path, tiny_models):
+def test_the_jobs_sidebar_follows_cancels_and_announces_jobs_in_a_real_browser(
+    tmp_path, tiny_models, monkeypatch
+):
     comfyui_dir = Path(os.environ["COMFYUI_DIR"]).resolve()
     model = tiny_models["flux"]
     env = job_env(tmp_path)
+    # jobs resumed from ComfyUI load web_rewards.py only from a reward folder (docs/security.md)
+    monkeypatch.setenv("PACO_REWARD_FOLDERS", str(FIXTURES / "web"))
     home = tmp_path / "user" / "paco"  # what ComfyUI's routes read: <user directory>/paco
     (tmp_path / "models" / "loras").mkdir(parents=True)  # the jobs' LoRAs go here, not into the checkout
     shots = screenshot_dir(tmp_path)

@@ -63,6 +63,8 @@ def test_sample_save_continue_queue_compare_and_estimate_in_a_real_browser(
     (models / "diffusers").mkdir()
     os.symlink(model, models / "diffusers" / "tiny-flux")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FIXTURES / "web"), env.get("PYTHONPATH", "")]))
+    # from ComfyUI, web_rewards.py loads only from a reward folder (docs/security.md)
+    monkeypatch.setenv("PACO_REWARD_FOLDERS", str(FIXTURES / "web"))
     shots = screenshot_dir(tmp_path)
     try:
         with pack_linked_into(comfyui_dir), comfyui_server(comfyui_dir, tmp_path, models) as (url, log_path):

@@ -10,7 +10,9 @@ const LIFE_MS = 12000;
 export function pacoErrorToast(detail) {
   if (!detail || !String(detail.node_type || "").startsWith("PaCo")) return null;
   const node = app.graph?.getNodeById?.(Number(detail.node_id));
-  const title = node?.title || detail.node_type;
+  // a prompt queued without this canvas (the API, another tab): the node's display name
+  const displayName = window.LiteGraph?.registered_node_types?.[detail.node_type]?.title;
+  const title = node?.title || displayName || detail.node_type;
   const line = String(detail.exception_message || "").split("\n").find((text) => text.trim()) || "failed";
   return { severity: "error", summary: `${title} (node ${detail.node_id})`, detail: line.trim(), life: LIFE_MS };
 }

@@ -225,14 +225,33 @@ class JobsController {
     }
   }
 
-  /** Put a PaCo LoRA node with the job's best LoRA in the middle of the visible canvas. */
+  /** Put a PaCo LoRA node with the job's best LoRA in the middle of the visible canvas. The
+   * node enters the graph with that LoRA already chosen: a combo keeps its first option
+   * ("(none)") when given a value it does not list, so a LoRA the job exported after the page
+   * loaded is fetched first (a refresh), and the node is made from the refreshed definition. */
   async addLoraNode(record) {
     const choice = bestLoraChoice(record);
     const LiteGraph = window.LiteGraph;
-    const node = choice && LiteGraph?.createNode(LORA_NODE);
+    let node = choice && LiteGraph?.createNode(LORA_NODE);
     if (!node) {
       toast("error", "Could not add a PaCo LoRA node", choice ? `the ${LORA_NODE} node is not loaded` : "the job has no LoRA yet");
       return null;
+    }
+    const loraWidget = () => node.widgets?.find((w) => w.name === LORA_WIDGET);
+    const listed = () => Boolean(loraWidget()?.options?.values?.includes?.(choice));
+    if (!listed()) {
+      try {
+        await app.refreshComboInNodes?.(); // the job may have exported it after the page loaded
+        node = LiteGraph.createNode(LORA_NODE) ?? node; // made again: the refresh re-registered the node
+      } catch (error) {
+        console.warn("[PaCo] could not refresh the LoRA list", error);
+      }
+    }
+    const known = listed();
+    const widget = loraWidget();
+    if (widget) {
+      widget.value = choice;
+      widget.callback?.(choice);
     }
     const canvas = app.canvas;
     const graph = canvas?.graph ?? app.graph;
@@ -245,21 +264,7 @@ class JobsController {
       ];
     }
     graph.add(node);
-    const loraWidget = () => node.widgets?.find((w) => w.name === LORA_WIDGET);
-    const listed = () => Boolean(loraWidget()?.options?.values?.includes?.(choice));
-    if (!listed()) {
-      try {
-        await app.refreshComboInNodes?.(); // the job may have exported it after the page loaded
-      } catch (error) {
-        console.warn("[PaCo] could not refresh the LoRA list", error);
-      }
-    }
-    const known = listed();
-    const widget = loraWidget(); // found again: a refresh may have rebuilt the widgets
-    if (widget) {
-      widget.value = choice;
-      widget.callback?.(choice);
-    }
+    if (widget && widget.value !== choice) widget.value = choice; // set again should graph.add reset it
     canvas?.selectNode?.(node);
     graph.setDirtyCanvas?.(true, true);
     if (known) toast("success", "PaCo LoRA node added", choice, 4000);

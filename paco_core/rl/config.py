@@ -156,7 +156,11 @@ class SamplingConfig:
     )
     train_resolution: int = field(
         default=512,
-        metadata=_help("rollout/training size: row sizes x train_resolution / reference_resolution"),
+        metadata=_help(
+            "rollout/training size: row sizes x train_resolution / reference_resolution; a set row "
+            "without a size: about train_resolution square, split into its layout's panels of 16-pixel "
+            "multiples (1x3 at 512: 512 x 528)"
+        ),
     )
     eval_resolution: int = field(default=1024, metadata=_help("evaluation size, scaled the same way"))
     reference_resolution: int = field(

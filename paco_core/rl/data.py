@@ -273,13 +273,15 @@ def row_size(
 ) -> tuple[int, int]:
     """(height, width) of a row at ``resolution``.
 
-    Rows with a size are scaled by resolution / reference_resolution; rows without
-    (edit rows) get the area resolution^2 at the image's aspect ratio (square if unknown),
-    or resolution x resolution with ``edit_size`` "square".
+    Rows with a size are scaled by resolution / reference_resolution; set rows without get
+    :func:`layout_size`; edit rows without get the area resolution^2 at the image's aspect
+    ratio (square if unknown), or resolution x resolution with ``edit_size`` "square".
     """
     if row.height and row.width:
         scale = resolution / reference_resolution
         return round_size(row.height * scale), round_size(row.width * scale)
+    if row.kind == "set" and row.layout:
+        return layout_size(row.layout, resolution)
     if edit_size == "square":
         return resolution, resolution
     if image_size is not None:
@@ -287,6 +289,16 @@ def row_size(
         aspect = width / height
         return round_size(resolution / math.sqrt(aspect)), round_size(resolution * math.sqrt(aspect))
     return resolution, resolution
+
+
+def layout_size(layout: str, resolution: int) -> tuple[int, int]:
+    """(height, width) near ``resolution`` x ``resolution`` that splits into the layout's equal
+    panels, each side a multiple of SIZE_MULTIPLE: a 1x3 set at 512 is 512x528 (512 does not
+    split into 3 columns, and the judge scores a set panel by panel)."""
+    from paco_core.prompts import parse_layout
+
+    grid = parse_layout(layout)
+    return grid.rows * round_size(resolution / grid.rows), grid.cols * round_size(resolution / grid.cols)
 
 
 def rollout_size(
