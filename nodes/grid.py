@@ -6,6 +6,11 @@ from comfy_api.latest import io
 
 from paco_core.prompts import DEFAULT_JUDGE_THEME_SOURCE, JUDGE_THEME_SOURCES, layout_choices
 
+ComboValue = io.Custom("COMBO")
+"""An output holding a dropdown's value, to wire into a dropdown input (type ``COMBO``). Not
+``io.Combo.Output``: ComfyUI 0.3.6x types that output by its list of options, and its prompt
+validation then refuses the link into a dropdown input."""
+
 LAYOUT_TOOLTIP = (
     "Rows x columns of equal panels, read row-major (2x2: top-left, top-right, bottom-left, "
     "bottom-right). The common PaCo layouts come first."
@@ -83,10 +88,9 @@ class PaCoGridPrompt(io.ComfyNode):
                     tooltip="The set's theme as the judge sees it (judge_theme_source; by default the text "
                     "before the first panel tag), for PaCo Set Consistency / Rank Sets.",
                 ),
-                io.Combo.Output(
+                ComboValue.Output(
                     "layout_out",  # an output id may not repeat an input id (ComfyUI 0.3.6x rejects it)
                     display_name="layout",
-                    options=layout_choices(),
                     tooltip="The chosen layout, to wire into the layout input of Split Grid or Generate Set.",
                 ),
             ],

@@ -23,6 +23,7 @@ from paco_core.jobs.store import check_job_name
 
 from . import comfy_bridge, jobs_bridge, model_files, prompt_sets
 from .generation import TYPED_PATH_CHOICE
+from .grid import ComboValue
 
 logger = logging.getLogger(__name__)
 
@@ -620,7 +621,6 @@ class PaCoTrainingJob(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         jobs = job_choices()
-        loras = comfy_bridge.model_choices("loras")
         return io.Schema(
             node_id="PaCoTrainingJob",
             display_name="PaCo Training Job",
@@ -641,8 +641,8 @@ class PaCoTrainingJob(io.ComfyNode):
                 io.String.Output("status", tooltip="Status, step, time left, latest rewards, warnings."),
                 io.Image.Output("sample", tooltip="The latest evaluation sample grid (grey before the first)."),
                 io.Image.Output("reward_curve", tooltip="Reward means per step: train solid, eval dashed."),
-                io.Combo.Output("lora_name", options=loras,
-                                tooltip="The LoRA file (paco/<name>/...), for PaCo LoRA or LoraLoader."),
+                ComboValue.Output("lora_name",
+                                  tooltip="The LoRA file (paco/<name>/...), for PaCo LoRA or LoraLoader."),
             ],
             hidden=[io.Hidden.unique_id],
         )  # fmt: skip
