@@ -119,7 +119,7 @@ def models_directory_args(comfyui_dir: Path, models_dir: Path, workdir: Path) ->
     where it exists (0.3.6x has none: there, an extra_model_paths file naming each folder)."""
     if "--models-directory" in (comfyui_dir / "comfy" / "cli_args.py").read_text(encoding="utf-8"):
         return ["--models-directory", str(models_dir)]
-    lines = ["paco_test:", f"    base_path: {models_dir}"]
+    lines = ["paco_test:", f"    base_path: {models_dir}", "    is_default: true"]  # first: exports go there
     lines += [f"    {folder}: {folder}" for folder in MODEL_FOLDERS]
     config = workdir / "extra_model_paths.yaml"
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -747,14 +747,14 @@ def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
             order = info["input_order"]
             names = [*order.get("required", []), *order.get("optional", [])]
             served = [item.name for item in layout.input_slots if getattr(item, "in_prompt", True)]
+            if comfyui_version(comfyui_dir) < (0, 33, 0):  # core nodes gained (optional) inputs since
+                served = [name for name in served if name in names]
             sockets = {slot.name for slot in layout.sockets}
             # The UI lists sockets before widgets; each kind keeps the server's order.
             assert [n for n in names if n in sockets] == [n for n in served if n in sockets], node_type
             assert [n for n in names if n not in sockets] == [n for n in served if n not in sockets], (
                 node_type
             )
-            if comfyui_version(comfyui_dir) < (0, 33, 0):  # core nodes gained inputs since (all optional)
-                served = [name for name in served if name in names]
             assert sorted(names) == sorted(served), node_type
             expected = [slot.io_type for slot in layout.outputs]
             linked = linked_output_slots(shipped.values(), node_type)
