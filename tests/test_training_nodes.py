@@ -359,9 +359,8 @@ def test_training_job_shows_status_sample_curves_and_the_exported_lora(comfy, fi
     import folder_paths
 
     assert f"paco/fox/{finished.id}/fox-step1.safetensors" in folder_paths.get_filename_list("loras")
-    assert (
-        f"paco/fox/{finished.id}/fox.safetensors" in [i for i in node.GET_SCHEMA().outputs if i.id == "lora_name"][0].options
-    )
+    lora_input = [i for i in comfy["nodes"]["PaCoLora"].GET_SCHEMA().inputs if i.id == "lora_name"][0]
+    assert f"paco/fox/{finished.id}/fox.safetensors" in lora_input.options  # where lora_name is wired
 
 
 def test_training_job_picks_from_the_dropdown_and_refreshes_when_the_job_changes(comfy, finished):
