@@ -118,25 +118,4 @@ def save_references(images) -> list[str]:
     return paths
 
 
-def apply_character_inputs(config: dict, *, references=None, prompt_set: dict | None = None) -> dict:
-    """Put PaCo Train LoRA's ``references`` and ``prompt_set`` inputs into a training config dict.
-
-    References are saved (:func:`save_references`) into ``rewards.references``; when the rewards
-    do not name the reference reward it is added with weight 1. A prompt set gives
-    ``data.train_file`` and (held-out scenes) ``data.eval_file``.
-    """
-    if references is not None:
-        rewards = config.setdefault("rewards", {})
-        rewards["references"] = save_references(references)
-        specs = list(rewards.get("rewards") or [])
-        if not any(spec.get("name") == "reference" for spec in specs):
-            rewards["rewards"] = [*specs, {"name": "reference", "weight": 1.0}]
-    if prompt_set is not None:
-        data = config.setdefault("data", {})
-        data["train_file"] = prompt_set["train_file"]
-        if prompt_set.get("eval_file"):
-            data["eval_file"] = prompt_set["eval_file"]
-    return config
-
-
 NODES = [PaCoPromptSet]

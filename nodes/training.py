@@ -9,8 +9,6 @@ status, latest sample, reward curves and exported LoRA. See docs/jobs.md.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
@@ -20,6 +18,7 @@ from comfy_api.latest import io, ui
 from paco_core.errors import ConfigError, InputError
 from paco_core.jobs.export import lora_name as lora_name_of
 from paco_core.jobs.store import check_job_name
+from paco_core.jobs.training_request import judge_settings  # noqa: F401  (the tests' and callers' name)
 
 from . import comfy_bridge, jobs_bridge, model_files, prompt_sets
 from .generation import TYPED_PATH_CHOICE
@@ -36,7 +35,6 @@ COMFY_FILES_CHOICE = "(ComfyUI files)"
 FILES_KIND_AUTO = "auto"
 LATEST_JOB_CHOICE = "(latest job)"
 LORA_CHOICES = {"best": "best", "latest checkpoint": "latest"}
-EDIT_KINDS = ("flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
 
 
 def prompt_file_choices() -> list[str]:
@@ -55,56 +53,6 @@ def job_choices() -> list[str]:
     except Exception:  # a broken store must not break the node list
         return [LATEST_JOB_CHOICE]
     return [LATEST_JOB_CHOICE, *(jobs_bridge.job_label(job) for job in reversed(jobs))]
-
-
-def parse_reward_weights(text: str) -> list[dict] | None:
-    """``"consistency=0.2, clip_t=1"`` -> ``[{"name": "consistency", "weight": 0.2}, ...]``; "" -> None."""
-    specs = []
-    for part in text.replace("\n", ",").split(","):
-        if not part.strip():
-            continue
-        name, sep, weight = part.partition("=")
-        name = name.strip()
-        try:
-            value = float(weight) if sep else 1.0
-        except ValueError:
-            raise InputError(
-                f"rewards: the weight of {name!r} should be a number, got {weight.strip()!r} "
-                "(write e.g. consistency=0.2, clip_t=1)"
-            ) from None
-        specs.append({"name": name, "weight": value})
-    return specs or None
-
-
-def judge_settings(judge) -> dict:
-    """The training config's judge keys for a PACO_JUDGE object (its source, never the object)."""
-    url = getattr(judge, "base_url", None)
-    if url:
-        model = getattr(judge, "_model", None) or ""
-        return {"judge_url": str(url), "judge_path": "", "judge_server_model": str(model)}
-    source = getattr(judge, "source", None)
-    if not source:
-        raise InputError(
-            "the judge input does not say where its model is (an older PaCo Judge Loader?): "
-            "re-run PaCo Judge Loader, or set rewards.judge_path in advanced_json"
-        )
-    if getattr(judge, "lora", None):
-        raise InputError(
-            f"the judge is a base model plus a LoRA ({judge.lora}); training loads a merged judge folder: "
-            "merge it once (paco judge merge) or serve it and give the server URL"
-        )
-    return {"judge_path": str(source), "judge_url": ""}
-
-
-def _content_path(folder, rows: list[dict]) -> str:
-    from paco_core.jobs.training_prompts import write_rows
-
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    path = folder / f"prompts-{digest}.jsonl"
-    if not path.is_file():
-        write_rows(path, rows)
-    return str(path)
 
 
 def files_kind_choices() -> list[str]:
@@ -141,12 +89,13 @@ def comfy_files_model(*, preset: str, preset_kind: str, files_kind: str, files_c
     if "diffusion_model" not in paths and "checkpoint" not in paths:
         raise InputError(
             f"diffusion_model: pipeline is {COMFY_FILES_CHOICE} but no diffusion model or checkpoint is chosen: "
-            "choose a diffusion model (with its text encoders and VAE) or an all-in-one checkpoint"
+            "choose a diffusion model (with its text encoders and VAE) or an all-in-one checkpoint",
+            field="diffusion_model",
         )
     try:
         config_folder = model_files.chosen_config_folder(files_config)
     except InputError as error:
-        raise InputError(f"files_config: {error}") from None
+        raise InputError(f"files_config: {error}", field="files_config") from None
     files = ComfyModelFiles(
         transformer=paths.get("diffusion_model"),
         text_encoders=tuple(paths[name] for name in ("text_encoder_1", "text_encoder_2") if name in paths),
@@ -159,20 +108,15 @@ def comfy_files_model(*, preset: str, preset_kind: str, files_kind: str, files_c
     try:
         kind = check_model_files(files)
     except (InputError, ModelLoadError) as error:
-        text = str(error)
-        if text.startswith("config folder") or "tokenizer" in text:
-            fields = ["files_config"]
-        else:
-            fields = model_files.fields_named(text, chosen)
-            if files_kind != FILES_KIND_AUTO and f"kind {files_kind}" in text:
-                fields.append("files_kind")
-        raise InputError(f"{', '.join(fields) or 'ComfyUI files'}: {text}") from None
+        fields = files_inputs(error.fields, chosen)
+        raise InputError(f"{', '.join(fields) or 'ComfyUI files'}: {error}", field=tuple(fields)) from None
     if kind != preset_kind:
         raise InputError(
             f"files_kind: preset {preset!r} trains a {preset_kind} model, but the ComfyUI files make a {kind} "
             f"pipeline ({files.describe()}, files_kind {files_kind}): choose files_kind {preset_kind} if the files "
             "are that model (auto takes a FLUX file as flux, a Qwen-Image file as qwen-image-edit), or a preset "
-            f"for {kind}"
+            f"for {kind}",
+            field="files_kind",
         )
     return {
         "path": "", "kind": kind, "transformer_file": files.transformer or "",
@@ -189,14 +133,17 @@ def folder_model(*, pipeline: str, model_path: str, preset: str, preset_kind: st
     if model_path.strip():
         source = comfy_bridge.resolve_model_path("diffusers", model_path.strip())
     elif pipeline == TYPED_PATH_CHOICE:
-        raise InputError("pipeline: the dropdown says to type a path, but model_path is empty: type one.")
+        raise InputError(
+            "pipeline: the dropdown says to type a path, but model_path is empty: type one.", field="pipeline"
+        )
     else:
         source = comfy_bridge.resolve_model_path("diffusers", pipeline)
     kind = detect_pipeline_kind(source)
     if preset_kind != kind and not (preset_kind.startswith("qwen") and kind.startswith("qwen")):
         raise InputError(
             f"preset {preset!r} trains a {preset_kind} model, but the pipeline {source!r} is {kind}: "
-            "pick a preset for that kind or another pipeline"
+            "pick a preset for that kind or another pipeline",
+            field="preset",
         )
     return {"path": str(source), "kind": kind}
 
@@ -208,7 +155,8 @@ def base_model(*, pipeline: str, model_path: str, preset: str, preset_kind: str,
         if model_path.strip():
             raise InputError(
                 f"model_path: {model_path.strip()!r} is typed, but pipeline is {COMFY_FILES_CHOICE}: clear "
-                "model_path to train on the chosen files, or choose a diffusers pipeline"
+                "model_path to train on the chosen files, or choose a diffusers pipeline",
+                field="model_path",
             )
         return comfy_files_model(
             preset=preset, preset_kind=preset_kind, files_kind=comfy_files["files_kind"],
@@ -220,7 +168,8 @@ def base_model(*, pipeline: str, model_path: str, preset: str, preset_kind: str,
         raise InputError(
             f"{field}: {chosen[field]!r} is chosen, but the pipeline is a diffusers folder "
             f"({model_path.strip() or pipeline!r}): choose pipeline {COMFY_FILES_CHOICE} to train on ComfyUI's "
-            f"files, or set {', '.join(chosen_files)} back to {model_files.NO_FILE} / {model_files.FROM_CHECKPOINT}"
+            f"files, or set {', '.join(chosen_files)} back to {model_files.NO_FILE} / {model_files.FROM_CHECKPOINT}",
+            field=tuple(chosen_files),
         )
     ignored = {
         name: comfy_files[name] for name, default in (("files_kind", FILES_KIND_AUTO),
@@ -239,88 +188,43 @@ def build_train_config(
     *, pipeline, model_path, preset, training_prompts, prompts_file, judge, rewards, iterations,
     learning_rate, group_size, train_resolution, advanced_json, comfy_files=None, references=None, prompt_set=None,
 ) -> dict:  # fmt: skip
-    """The training config a PaCo Train LoRA node asks for (not yet validated by TrainConfig).
+    """The training config a PaCo Train LoRA node asks for (not yet validated by TrainConfig): the
+    node's inputs resolved in ComfyUI's folders, then :func:`paco_core.jobs.training_request.build_training_config`.
 
     Args:
         comfy_files: the ComfyUI-files inputs (``default_comfy_files()``'s keys), used when
             ``pipeline`` is ``COMFY_FILES_CHOICE``; default: none chosen.
-        references / prompt_set: the reference images (IMAGE) and a PaCo Prompt Set
-            (``prompt_sets.apply_character_inputs``); the prompt set replaces the prompts.
+        references / prompt_set: the reference images (IMAGE) and a PaCo Prompt Set; the prompt
+            set replaces the prompts.
 
     Raises:
         InputError / ConfigError: a node value is wrong (the message names the input).
     """
-    from paco_core.config import merge_dicts
-    from paco_core.jobs import training_prompts as tp
-    from paco_core.rl.config import TrainConfig
+    from paco_core.jobs.training_request import TrainingRequest, build_training_config
     from paco_core.rl.presets import preset_dict
 
-    # 1. the base pipeline (a diffusers folder or ComfyUI's files) and its kind
-    config = preset_dict(preset)
     model = base_model(
-        pipeline=pipeline, model_path=model_path, preset=preset, preset_kind=config["model"]["kind"],
+        pipeline=pipeline, model_path=model_path, preset=preset, preset_kind=preset_dict(preset)["model"]["kind"],
         comfy_files={**default_comfy_files(), **(comfy_files or {})},
     )  # fmt: skip
-    config["model"].update(model, device=jobs_bridge.comfy_device_slot())
-    kind = model["kind"]
-
-    # 2. the prompts: a JSONL file from the input folder, or the text blocks
     input_dir = comfy_bridge.input_directory()
-    if prompt_set is not None:
-        pass  # the prompt set's files, below
-    elif prompts_file != TEXT_PROMPTS_CHOICE:
+    train_file = None
+    if prompt_set is None and prompts_file != TEXT_PROMPTS_CHOICE:
         if prompts_file not in prompt_file_choices():
             raise InputError(
-                f"prompts_file: {prompts_file!r} is not a .jsonl file in the input folder; refresh"
+                f"prompts_file: {prompts_file!r} is not a .jsonl file in the input folder; refresh",
+                field="prompts_file",
             )
-        config["data"]["train_file"] = os.path.join(input_dir, prompts_file)
-    else:
-        folder = jobs_bridge.jobs_home() / "prompts"
-        if kind in EDIT_KINDS:
-            rows = tp.edit_rows_from_text(training_prompts, input_dir)
-            config["data"]["image_root"] = str(input_dir)
-        else:
-            rows = tp.set_rows_from_text(training_prompts)
-        config["data"]["train_file"] = _content_path(folder, rows)
-
-    # 3. rewards and judge
-    weights = parse_reward_weights(rewards)
-    if weights is not None:
-        config["rewards"]["rewards"] = weights
-    if judge is not None:
-        config["rewards"].update(judge_settings(judge))
-    prompt_sets.apply_character_inputs(config, references=references, prompt_set=prompt_set)
-
-    # 4. the numbers
-    config["num_iterations"] = iterations
-    config["optim"]["lr"] = learning_rate
-    config["sampling"]["group_size"] = group_size
-    config["sampling"]["train_resolution"] = train_resolution
-    batch = config["sampling"].get("batch_size", 1)
-    if group_size % batch:  # images per transformer call: memory only, the same gradient
-        config["sampling"]["batch_size"] = _largest_divisor(group_size, batch)
-
-    # 5. GPU yield when the job shares ComfyUI's device (a trainer that knows the key)
-    if "gpu_policy" in TrainConfig.__dataclass_fields__:
-        config["gpu_policy"] = "yield"
-
-    # 6. the advanced override wins
-    if advanced_json.strip():
-        try:
-            override = json.loads(advanced_json)
-        except json.JSONDecodeError as error:
-            raise InputError(f"advanced_json is not valid JSON: {error.msg} (line {error.lineno})") from None
-        if not isinstance(override, dict):
-            raise InputError(f"advanced_json should be a JSON object {{...}}, got {type(override).__name__}")
-        config = merge_dicts(config, override)
-    if (
-        config.get("gpu_policy") == "yield"
-        and jobs_bridge.runner.device_slot(str(config["model"].get("device", "auto")))
-        != jobs_bridge.comfy_device_slot()
-    ):
-        config["gpu_policy"] = "exclusive"  # another device: nothing to share
-    config.pop("output_dir", None)  # the job's own run folder
-    return contained_train_config(config)
+        train_file = os.path.join(input_dir, prompts_file)
+    device = jobs_bridge.comfy_device_slot()
+    return build_training_config(TrainingRequest(
+        preset=preset, model={**model, "device": device}, train_file=train_file,
+        training_prompts=training_prompts, prompts_folder=jobs_bridge.jobs_home() / "prompts", image_root=input_dir,
+        prompt_set=prompt_set, references=None if references is None else prompt_sets.save_references(references),
+        rewards=rewards, judge=judge, iterations=iterations, learning_rate=learning_rate, group_size=group_size,
+        train_resolution=train_resolution, host_device=device, advanced_json=advanced_json, own_run_folder=True,
+        rules=containment_rules(),
+    ))  # fmt: skip
 
 
 def containment_rules():
@@ -339,29 +243,29 @@ def containment_rules():
     )
 
 
-def contained_train_config(config: dict) -> dict:
-    """``config`` with node values and ``advanced_json`` alike checked by the containment rule,
-    and each edit row's image inside the data folders too.
+FILES_INPUTS = {
+    "transformer": "diffusion_model", "checkpoint": "checkpoint", "vae": "vae", "kind": "files_kind",
+    "config_folder": "files_config",
+}  # fmt: skip
+"""The node input of each ComfyModelFiles field a files error names (``error.fields``); the text encoders,
+numbered among those chosen, are mapped by :func:`files_inputs`."""
 
-    Raises:
-        InputError: a path, URL or reward leaves what ComfyUI may reach (the message names the key).
-    """
-    from paco_core.containment import contained_config, contained_config_path
-    from paco_core.rl.data import read_prompt_rows
 
-    rules = containment_rules()
-    config = contained_config(config, rules)
-    data = config.get("data") or {}
-    for key in ("train_file", "eval_file"):
-        if not data.get(key):
-            continue
-        for row in read_prompt_rows(data[key], image_root=data.get("image_root") or None):
-            if row.image_path:
-                contained_config_path(
-                    row.image_path, rules.data_roots, key=f"data.{key} image", rules=rules,
-                    where="ComfyUI's input folder",
-                )  # fmt: skip
-    return config
+def files_inputs(fields: tuple[str, ...], chosen: dict[str, str]) -> list[str]:
+    """The node inputs a ComfyUI-files error is about, from its ``fields``: ``text_encoders.N`` is the
+    N-th chosen text encoder input, ``text_encoders`` (one is missing) the text encoder inputs left empty."""
+    encoders = [name for name in ("text_encoder_1", "text_encoder_2") if chosen.get(name, model_files.NO_FILE)
+                not in model_files.NOT_A_FILE]  # fmt: skip
+    inputs = []
+    for field in fields:
+        name, _, number = field.partition(".")
+        if name == "text_encoders" and number:
+            inputs.append(encoders[int(number)])
+        elif name == "text_encoders":
+            inputs += [n for n in ("text_encoder_1", "text_encoder_2") if n not in encoders]
+        elif name in FILES_INPUTS:
+            inputs.append(FILES_INPUTS[name])
+    return list(dict.fromkeys(inputs))
 
 
 NODE_WORDS = {
@@ -374,10 +278,6 @@ NODE_WORDS = {
 def in_the_nodes_words(error: ConfigError) -> str:
     """The error as the artist should read it on the node (its config key's node wording)."""
     return NODE_WORDS.get(error.field or "", str(error))
-
-
-def _largest_divisor(group_size: int, at_most: int) -> int:
-    return max(d for d in range(1, max(1, at_most) + 1) if group_size % d == 0)
 
 
 class PaCoTrainLora(io.ComfyNode):

@@ -6,7 +6,21 @@ user reading it in the UI knows what to change.
 
 
 class PaCoError(Exception):
-    """Base class of every error this project raises on purpose."""
+    """Base class of every error this project raises on purpose.
+
+    ``field`` names what the error is about where one thing (or a few) is: a config key
+    (``"rewards.judge_path"``), a request's input (``"advanced_json"``), a file's role
+    (``"vae"``). A caller says it in its own words through a table keyed by the field,
+    never by matching the message text. ``fields`` holds them all (``field`` is the first).
+    """
+
+    def __init__(self, *args: object, field: str | tuple[str, ...] | None = None) -> None:
+        super().__init__(*args)
+        self.fields: tuple[str, ...] = (field,) if isinstance(field, str) else tuple(field or ())
+
+    @property
+    def field(self) -> str | None:
+        return self.fields[0] if self.fields else None
 
 
 class InputError(PaCoError, ValueError):
@@ -14,14 +28,8 @@ class InputError(PaCoError, ValueError):
 
 
 class ConfigError(InputError):
-    """A configuration file or dataclass holds an invalid or contradictory value.
-
-    ``field`` names the config key the error is about (``"rewards.judge_path"``) where one
-    does, so a node can say it in its own words instead of matching the message text."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+    """A configuration file or dataclass holds an invalid or contradictory value (``field``:
+    the config key, e.g. ``"rewards.judge_path"``)."""
 
 
 class ModelLoadError(PaCoError):

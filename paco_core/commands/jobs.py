@@ -168,18 +168,12 @@ def _store(args):
 
 
 def run_submit(args) -> int:
-    from paco_core.config import apply_overrides, read_config_file
     from paco_core.jobs import runner
-    from paco_core.rl.presets import merge_dicts, preset_dict, preset_names
+    from paco_core.jobs.training_request import TrainingRequest, build_training_config
 
-    if not (args.config or args.preset):
-        raise ConfigError("give --config CONFIG.json or --preset NAME (or both)")
-    if args.preset and args.preset not in preset_names():
-        raise ConfigError(f"unknown preset {args.preset!r}; choose one of {', '.join(preset_names())}")
-    data: dict = preset_dict(args.preset) if args.preset else {}
-    if args.config:
-        data = merge_dicts(data, read_config_file(args.config))
-    data = apply_overrides(data, args.overrides)
+    data = build_training_config(
+        TrainingRequest(preset=args.preset, config_file=args.config, overrides=args.overrides)
+    )
     if args.dry_run:
         return run_estimate(data, args)
     store = _store(args)

@@ -23,16 +23,7 @@ import json
 import logging
 import sys
 
-from paco_core.config import (
-    apply_overrides,
-    check_override_keys,
-    config_from_dict,
-    config_to_dict,
-    describe_fields,
-    merge_dicts,
-    read_config_file,
-)
-from paco_core.errors import ConfigError
+from paco_core.config import config_from_dict, config_to_dict, describe_fields
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +72,11 @@ def register(subparsers) -> None:
 
 def resolve_config(args: argparse.Namespace):
     """Preset, then config file, then --set overrides -> a validated TrainConfig."""
+    from paco_core.jobs.training_request import TrainingRequest, build_training_config
     from paco_core.rl.config import TrainConfig
-    from paco_core.rl.presets import preset_dict
 
-    data: dict = preset_dict(args.preset) if args.preset else {}
-    if args.config:
-        data = merge_dicts(data, read_config_file(args.config))
-    check_override_keys(TrainConfig, args.overrides)
-    data = apply_overrides(data, args.overrides)
-    return config_from_dict(TrainConfig, data)
+    request = TrainingRequest(preset=args.preset, config_file=args.config, overrides=args.overrides)
+    return config_from_dict(TrainConfig, build_training_config(request))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,8 +86,6 @@ def run(args: argparse.Namespace) -> int:
         for name, _kind, default, text in describe_fields(TrainConfig):
             print(f"{name:40s} {json.dumps(default):32s} {text}")
         return 0
-    if not (args.config or args.preset):
-        raise ConfigError("give --config CONFIG.json or --preset NAME (or both)")
     config = resolve_config(args)
     if args.print_config:
         print(json.dumps(config_to_dict(config), indent=2, sort_keys=True))

@@ -116,20 +116,24 @@ class ComfyModelFiles:
 # ---- reading files --------------------------------------------------------------------
 
 
-def check_file(path: str | os.PathLike, what: str) -> Path:
-    """The path of an existing ``.safetensors`` file, or a ModelLoadError saying what to fix."""
+def check_file(path: str | os.PathLike, what: str, *, field: str | None = None) -> Path:
+    """The path of an existing ``.safetensors`` file, or a ModelLoadError saying what to fix
+    (``field``: the :class:`ComfyModelFiles` field that names the file, carried by the error)."""
     file = Path(path).expanduser()
     if not file.is_file():
-        raise ModelLoadError(f"{what} file {file} does not exist. Choose a file that is in that folder.")
+        raise ModelLoadError(
+            f"{what} file {file} does not exist. Choose a file that is in that folder.", field=field
+        )
     if file.suffix != ".safetensors":
         raise ModelLoadError(
             f"{what} file {file} is not a .safetensors file; only safetensors weights are loaded "
-            "(pickled .ckpt/.pt/.bin files can run code when opened). Use the .safetensors release."
+            "(pickled .ckpt/.pt/.bin files can run code when opened). Use the .safetensors release.",
+            field=field,
         )
     return file
 
 
-def read_keys(file: Path) -> set[str]:
+def read_keys(file: Path, *, field: str | None = None) -> set[str]:
     """The tensor names in the file's header, without reading tensors."""
     from safetensors import safe_open
 
@@ -139,7 +143,8 @@ def read_keys(file: Path) -> set[str]:
     except Exception as error:
         raise ModelLoadError(
             f"{file} cannot be read as safetensors ({type(error).__name__}: {error}). The file is truncated "
-            "or not a safetensors file: download it again."
+            "or not a safetensors file: download it again.",
+            field=field,
         ) from error
 
 
@@ -218,33 +223,35 @@ class _Part:
 
     file: Path
     prefix: str = ""
+    field: str = ""  # the ComfyModelFiles field that gave the file ("checkpoint", "text_encoders.1", ...)
 
 
 def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
     """Recognise every file; return the pipeline kind and role -> where its weights are."""
     if files.kind not in FILE_KINDS:
-        raise InputError(f"kind should be one of {', '.join(FILE_KINDS)}, got {files.kind!r}.")
+        raise InputError(f"kind should be one of {', '.join(FILE_KINDS)}, got {files.kind!r}.", field="kind")
     parts: dict[str, _Part] = {}
     if files.checkpoint:
-        file = check_file(files.checkpoint, "checkpoint")
-        keys = read_keys(file)
+        file = check_file(files.checkpoint, "checkpoint", field="checkpoint")
+        keys = read_keys(file, field="checkpoint")
         if not any(k.startswith(CHECKPOINT_PREFIXES["transformer"]) for k in keys):
             raise ModelLoadError(
                 f"checkpoint {file.name} is not an all-in-one checkpoint (no model.diffusion_model.* weights); it "
-                f"looks like {_describe_file(keys)}. Choose it in the matching field (transformer, text encoder, VAE)."
+                f"looks like {_describe_file(keys)}. Choose it in the matching field (transformer, text encoder, VAE).",
+                field="checkpoint",
             )
         for role, prefix in CHECKPOINT_PREFIXES.items():
             inner = {k[len(prefix) :] for k in keys if k.startswith(prefix)}
             if role in (CLIP_L, T5XXL) and any(k.startswith("transformer.") for k in inner):
                 prefix += "transformer."
             if inner:
-                parts[role] = _Part(file, prefix)
+                parts[role] = _Part(file, prefix, "checkpoint")
         if "vae" in parts:
             vae_keys = {k[len(parts["vae"].prefix) :] for k in keys if k.startswith(parts["vae"].prefix)}
             parts[vae_role(vae_keys) or FLUX_VAE] = parts.pop("vae")
     if files.transformer:
-        file = check_file(files.transformer, "transformer")
-        keys = read_keys(file)
+        file = check_file(files.transformer, "transformer", field="transformer")
+        keys = read_keys(file, field="transformer")
         prefix = (
             CHECKPOINT_PREFIXES["transformer"]
             if any(k.startswith(CHECKPOINT_PREFIXES["transformer"]) for k in keys)
@@ -253,38 +260,48 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         if transformer_architecture(keys) is None:
             raise ModelLoadError(
                 f"transformer file {file.name} is not a FLUX or Qwen-Image transformer: it looks like "
-                f"{_describe_file(keys)}. Choose flux1-dev / flux1-kontext-dev / qwen_image_edit in models/diffusion_models."
+                f"{_describe_file(keys)}. Choose flux1-dev / flux1-kontext-dev / qwen_image_edit in models/diffusion_models.",
+                field="transformer",
             )
-        parts["transformer"] = _Part(file, prefix)
-    for path in files.text_encoders:
-        file = check_file(path, "text encoder")
-        keys = read_keys(file)
+        parts["transformer"] = _Part(file, prefix, "transformer")
+    for index, path in enumerate(files.text_encoders):
+        field = f"text_encoders.{index}"
+        file = check_file(path, "text encoder", field=field)
+        keys = read_keys(file, field=field)
         role = text_encoder_role(keys)
         if role is None:
             raise ModelLoadError(
                 f"text encoder file {file.name} is not CLIP-L, T5-XXL or Qwen2.5-VL: it looks like "
                 f"{_describe_file(keys)}. Choose {ROLE_HELP[CLIP_L]} and {ROLE_HELP[T5XXL]} for FLUX, or "
-                f"{ROLE_HELP[QWEN25VL]} for Qwen-Image-Edit."
+                f"{ROLE_HELP[QWEN25VL]} for Qwen-Image-Edit.",
+                field=field,
             )
         if role in parts and parts[role].file != file and not files.checkpoint:
             raise InputError(
-                f"two {role} text encoders given ({parts[role].file.name} and {file.name}); give one of each kind."
+                f"two {role} text encoders given ({parts[role].file.name} and {file.name}); give one of each kind.",
+                field=(parts[role].field, field),
             )
-        parts[role] = _Part(file, "transformer." if any(k.startswith("transformer.") for k in keys) else "")
+        parts[role] = _Part(
+            file, "transformer." if any(k.startswith("transformer.") for k in keys) else "", field
+        )
     if files.vae:
-        file = check_file(files.vae, "VAE")
-        keys = read_keys(file)
+        file = check_file(files.vae, "VAE", field="vae")
+        keys = read_keys(file, field="vae")
         role = vae_role(keys)
         if role is None:
             raise ModelLoadError(
                 f"VAE file {file.name} is not FLUX's ae or Qwen-Image's VAE: it looks like {_describe_file(keys)}. "
-                f"Choose {ROLE_HELP[FLUX_VAE]} for FLUX or {ROLE_HELP[QWEN_VAE]} for Qwen-Image-Edit."
+                f"Choose {ROLE_HELP[FLUX_VAE]} for FLUX or {ROLE_HELP[QWEN_VAE]} for Qwen-Image-Edit.",
+                field="vae",
             )
         parts.pop(FLUX_VAE, None)
         parts.pop(QWEN_VAE, None)
-        parts[role] = _Part(file)
+        parts[role] = _Part(file, field="vae")
     if "transformer" not in parts:
-        raise InputError("no transformer given: choose a diffusion model file or an all-in-one checkpoint.")
+        raise InputError(
+            "no transformer given: choose a diffusion model file or an all-in-one checkpoint.",
+            field="transformer",
+        )
     transformer_keys = read_keys(parts["transformer"].file)
     architecture = transformer_architecture(
         k[len(parts["transformer"].prefix) :]
@@ -296,7 +313,8 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         raise InputError(
             f"transformer {parts['transformer'].file.name} is a {architecture} transformer, but kind {kind} needs a "
             f"{ARCHITECTURE_OF_KIND[kind]} one. Choose kind auto (or "
-            f"{', '.join(k for k, a in ARCHITECTURE_OF_KIND.items() if a == architecture)}), or the matching transformer file."
+            f"{', '.join(k for k, a in ARCHITECTURE_OF_KIND.items() if a == architecture)}), or the matching transformer file.",
+            field=(parts["transformer"].field, "kind"),
         )
     _check_roles(kind, architecture, parts)
     return kind, parts
@@ -311,7 +329,8 @@ def _check_roles(kind: str, architecture: str, parts: dict[str, _Part]) -> None:
         names = ", ".join(f"{parts[role].file.name} ({role})" for role in wrong)
         raise InputError(
             f"{names} belong to another model: a {kind} pipeline needs "
-            f"{' + '.join(ROLE_HELP[role] for role in needed)}. Replace them."
+            f"{' + '.join(ROLE_HELP[role] for role in needed)}. Replace them.",
+            field=tuple(dict.fromkeys(parts[role].field for role in wrong)),
         )
     missing = [role for role in needed if role not in parts]
     if missing:
@@ -322,7 +341,12 @@ def _check_roles(kind: str, architecture: str, parts: dict[str, _Part]) -> None:
         )
         raise InputError(
             f"a {kind} pipeline also needs {' and '.join(ROLE_HELP[role] for role in missing)}: choose "
-            f"{'them' if len(missing) > 1 else 'it'}" + (f" (given: {given})." if given else ".")
+            f"{'them' if len(missing) > 1 else 'it'}" + (f" (given: {given})." if given else "."),
+            field=tuple(
+                dict.fromkeys(
+                    "vae" if role == NEEDED_VAE[architecture] else "text_encoders" for role in missing
+                )
+            ),
         )
 
 
@@ -336,7 +360,8 @@ def resolve_config_folder(kind: str, configs: str | None) -> Path:
     if not index_file.is_file():
         raise ModelLoadError(
             f"config folder {folder} has no model_index.json: give a diffusers pipeline folder (its weights are "
-            "not used) or leave the config folder empty for the shipped one."
+            "not used) or leave the config folder empty for the shipped one.",
+            field="config_folder",
         )
     from paco_core.models.pipelines import KIND_OF_PIPELINE_CLASS
 
@@ -344,7 +369,8 @@ def resolve_config_folder(kind: str, configs: str | None) -> Path:
     if KIND_OF_PIPELINE_CLASS.get(class_name) != kind:
         raise InputError(
             f"config folder {folder} is for {KIND_OF_PIPELINE_CLASS.get(class_name, class_name)}, but the files make a "
-            f"{kind} pipeline. Choose the config folder of a {kind} model, or leave it empty."
+            f"{kind} pipeline. Choose the config folder of a {kind} model, or leave it empty.",
+            field="config_folder",
         )
     return folder
 
@@ -359,7 +385,8 @@ def comfy_package_dir(comfyui_dir: str | None) -> Path | None:
             return candidate
     raise ModelLoadError(
         f"{root} holds no ComfyUI tokenizers (sd1_tokenizer, text_encoders/...): give the ComfyUI folder or its "
-        "comfy/ sub-folder."
+        "comfy/ sub-folder.",
+        field="config_folder",
     )
 
 
@@ -374,18 +401,21 @@ def _tokenizer_folder(folder: Path, component: str, comfyui_dir: str | None) -> 
     mapping = json.loads(mapping_file.read_text(encoding="utf-8")) if mapping_file.is_file() else {}
     if component not in mapping:
         raise ModelLoadError(
-            f"config folder {folder} has no {component}/ tokenizer and names none in tokenizers.json."
+            f"config folder {folder} has no {component}/ tokenizer and names none in tokenizers.json.",
+            field="config_folder",
         )
     comfy_dir = comfy_package_dir(comfyui_dir)
     if comfy_dir is None:
         raise ModelLoadError(
             f"the {component} of this model comes from ComfyUI's own folder ({mapping[component]}), but no ComfyUI "
-            "folder was given: pass --comfyui-dir /path/to/ComfyUI (inside ComfyUI this is automatic)."
+            "folder was given: pass --comfyui-dir /path/to/ComfyUI (inside ComfyUI this is automatic).",
+            field="config_folder",
         )
     path = comfy_dir / mapping[component]
     if not path.is_dir():
         raise ModelLoadError(
-            f"ComfyUI's tokenizer folder {path} is missing: update ComfyUI or repair its checkout."
+            f"ComfyUI's tokenizer folder {path} is missing: update ComfyUI or repair its checkout.",
+            field="config_folder",
         )
     return path
 
