@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from paco_core.devices import DTYPE_CHOICES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--judge", default=None, help="judge folder (default: the tiny judge)")
     parser.add_argument(
@@ -52,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--dtype",
         default="auto",
-        choices=("auto", "bf16", "fp16", "fp32"),
+        choices=DTYPE_CHOICES,
         help="auto: bf16 on a GPU, fp32 on the CPU (--real-dims: bf16)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -11,9 +11,10 @@ from comfy_api.latest import io, ui
 from paco_core.prompts import prompt_lines
 
 from . import comfy_bridge
-from .generation import PacoPipeline, pipeline_run, seed_input, steps_input
+from .generation import pipeline_run, seed_input, steps_input
 from .grid import judge_theme_source_input
 from .judge import BATCH_CHOICE, judge_input
+from .sockets import PacoPipeline
 
 CATEGORY = "PaCo/Consistency"
 FIT_CHOICES = {"pad (whole reference)": "pad", "crop (fill the panel)": "crop"}

@@ -10,8 +10,9 @@ from comfy_api.latest import io, ui
 from paco_core.prompts import prompt_lines
 
 from . import comfy_bridge
-from .generation import PacoPipeline, edit_option_inputs, edit_options, one_image_from_batch, pipeline_run
+from .generation import edit_option_inputs, edit_options, one_image_from_batch, pipeline_run
 from .judge import BATCH_CHOICE, candidate_sets_inputs, judge_input, sets_from_images
+from .sockets import PacoPipeline
 
 CATEGORY = "PaCo/Consistency"
 

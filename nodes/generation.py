@@ -12,18 +12,16 @@ from contextlib import contextmanager
 from comfy_api.latest import io
 
 from paco_core.callbacks import Hooks
+from paco_core.devices import DTYPE_CHOICES, OFFLOAD_CHOICES
 from paco_core.prompts import DEFAULT_JUDGE_THEME_SOURCE, prompt_lines
 
 from . import comfy_bridge
 from .grid import judge_theme_source_input, layout_input
-
-PacoPipeline = io.Custom("PACO_PIPELINE")
+from .sockets import PacoPipeline
 
 # Short choices, so that a freshly added node shows its widget names; the tooltips explain them.
 TYPED_PATH_CHOICE = "(model_path)"
 FOLDER_TRANSFORMER_CHOICE = "(folder's own)"
-DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
-OFFLOAD_CHOICES = ("none", "model", "sequential")
 SEED_MAX = 2**63 - 1
 NO_LORA = "(none)"
 """PaCo LoRA's first choice: no LoRA, so a workflow runs on the base model too."""

@@ -6,10 +6,7 @@ from comfy_api.latest import io
 
 from paco_core.prompts import DEFAULT_JUDGE_THEME_SOURCE, JUDGE_THEME_SOURCES, layout_choices
 
-ComboValue = io.Custom("COMBO")
-"""An output holding a dropdown's value, to wire into a dropdown input (type ``COMBO``). Not
-``io.Combo.Output``: ComfyUI 0.3.6x types that output by its list of options, and its prompt
-validation then refuses the link into a dropdown input."""
+from .sockets import ComboValue
 
 LAYOUT_TOOLTIP = (
     "Rows x columns of equal panels, read row-major (2x2: top-left, top-right, bottom-left, "

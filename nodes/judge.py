@@ -8,11 +8,11 @@ import os
 
 from comfy_api.latest import io, ui
 
+from paco_core.devices import DTYPE_CHOICES
 from paco_core.prompts import layout_choices, prompt_lines
 
 from . import comfy_bridge
-
-PacoJudge = io.Custom("PACO_JUDGE")
+from .sockets import PacoJudge
 
 JUDGE_FOLDER = "text_encoders"
 """ComfyUI models folder searched for judge folders (e.g. models/text_encoders/PaCo-Reward-7B/)."""
@@ -22,7 +22,6 @@ TYPED_SOURCE_CHOICE = "(path_or_url)"
 BATCH_CHOICE = "batch"
 """Layout choice meaning: the IMAGE batch items are the panels (no grid to split)."""
 
-DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")
 ANSWER_CHOICES = {"exact Yes/No": "exact", "Yes/No + case variants": "case"}
 QUESTION_CHOICES = {
     "set consistency (text = theme)": "set",

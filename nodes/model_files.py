@@ -16,10 +16,11 @@ import re
 
 from comfy_api.latest import io
 
+from paco_core.devices import DTYPE_CHOICES, OFFLOAD_CHOICES
 from paco_core.models.comfy_files import FILE_KINDS
 
 from . import comfy_bridge
-from .generation import DTYPE_CHOICES, OFFLOAD_CHOICES, PacoPipeline
+from .sockets import PacoPipeline
 
 FROM_CHECKPOINT = "(checkpoint's)"
 NO_FILE = "(none)"

@@ -18,8 +18,8 @@ from comfy_api.latest import io, ui
 from paco_core.errors import InputError
 
 from . import jobs_bridge
+from .sockets import PacoPromptSet
 
-PacoPromptSet = io.Custom("PACO_PROMPT_SET")
 CATEGORY = "PaCo/Training"
 
 

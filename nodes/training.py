@@ -22,12 +22,10 @@ from paco_core.jobs.training_request import judge_settings  # noqa: F401  (the t
 
 from . import comfy_bridge, jobs_bridge, model_files, prompt_sets
 from .generation import TYPED_PATH_CHOICE
-from .grid import ComboValue
+from .sockets import ComboValue, PacoJob, PacoJudge
 
 logger = logging.getLogger(__name__)
 
-PacoJob = io.Custom("PACO_JOB")
-PacoJudge = io.Custom("PACO_JUDGE")
 
 CATEGORY = "PaCo/Training"
 TEXT_PROMPTS_CHOICE = "(training_prompts)"

@@ -11,13 +11,19 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from paco_core.errors import InputError
 
-DTYPE_NAMES = {"auto": None, "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+Dtype = Literal["auto", "bf16", "fp16", "fp32"]
+"""The dtype spellings every door offers: ``model.dtype``, the CLI's --dtype, the nodes' dtype dropdowns."""
+DTYPE_CHOICES: tuple[str, ...] = get_args(Dtype)
+DTYPE_NAMES = dict(zip(DTYPE_CHOICES, (None, "bfloat16", "float16", "float32"), strict=True))
 """dtype spelling -> torch dtype name; auto = bf16 on a GPU, fp32 on the CPU."""
-DTYPE_CHOICES = tuple(DTYPE_NAMES)
+Offload = Literal["none", "model", "sequential"]
+"""How much of a pipeline leaves the GPU between uses: none, model (whole models), sequential (layer by
+layer: least memory, slowest). The CLI's --offload and the loader nodes' offload dropdown."""
+OFFLOAD_CHOICES: tuple[str, ...] = get_args(Offload)
 
 
 def resolve_dtype(dtype: Any, device: str):

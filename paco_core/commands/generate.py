@@ -7,10 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from paco_core.devices import DTYPE_CHOICES
+from paco_core.devices import DTYPE_CHOICES, OFFLOAD_CHOICES
 from paco_core.errors import InputError
-
-OFFLOAD_CHOICES = ("none", "model", "sequential")
 
 
 def register(subparsers) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from paco_core.callbacks import NO_HOOKS, Hooks
-from paco_core.devices import resolve_device, resolve_dtype
+from paco_core.devices import OFFLOAD_CHOICES, resolve_device, resolve_dtype
 from paco_core.errors import InputError, ModelLoadError
 from paco_core.models.hub import hub_snapshot
 from paco_core.models.recent_cache import RecentCache
@@ -33,7 +33,6 @@ from paco_core.settings import PIPELINE_CACHE_SIZE, pipeline_cache_size
 logger = logging.getLogger(__name__)
 
 PipelineKind = Literal["flux", "flux-kontext", "qwen-image-edit", "qwen-image-edit-plus"]
-Offload = Literal["none", "model", "sequential"]
 
 KIND_OF_PIPELINE_CLASS: dict[str, str] = {
     "FluxPipeline": "flux",
@@ -46,7 +45,6 @@ PIPELINE_CLASS_OF_KIND = {kind: name for name, kind in KIND_OF_PIPELINE_CLASS.it
 TEXT_TO_IMAGE_KINDS = ("flux",)
 EDIT_KINDS = ("flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
 FLUX_KINDS = ("flux", "flux-kontext")
-OFFLOAD_MODES = ("none", "model", "sequential")
 
 # Files that prove a component sub-folder is complete enough to load.
 _COMPONENT_MARKERS = (
@@ -276,8 +274,8 @@ def load_pipeline(
 
 def _resolve_placement(dtype: Any, device: Any, offload: str) -> tuple[str, Any]:
     """(device name, torch dtype) for a load, or InputError for an unknown offload or offload on the CPU."""
-    if offload not in OFFLOAD_MODES:
-        raise InputError(f"offload should be one of {', '.join(OFFLOAD_MODES)}, got {offload!r}.")
+    if offload not in OFFLOAD_CHOICES:
+        raise InputError(f"offload should be one of {', '.join(OFFLOAD_CHOICES)}, got {offload!r}.")
     device_name = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device_name)
     if offload != "none" and device_name == "cpu":

@@ -21,6 +21,7 @@ from paco_core.config import (
     config_from_dict,
     literal_choices,
 )
+from paco_core.devices import Dtype
 from paco_core.errors import ConfigError
 from paco_core.models.lora_files import architecture_of_kind
 from paco_core.reward.judge_client import is_server_url
@@ -62,7 +63,7 @@ class ModelConfig:
     path: str = field(
         default="", metadata=_help("diffusers pipeline folder (or HF id / ComfyUI name the loader resolves)")
     )
-    dtype: Literal["auto", "bf16", "fp16", "fp32"] = field(
+    dtype: Dtype = field(
         default="auto", metadata=_help("weights dtype: auto (bf16 on a GPU, fp32 on the CPU), bf16, fp16 or fp32")
     )
     device: str = field(
