@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 from paco_core.commands.generate import (
-    add_model_arguments,
     cli_hooks,
     load_with_loras,
     parse_panel_size,
     save_png,
 )
+from paco_core.commands.model_arguments import add_model_arguments
 from paco_core.errors import InputError
 
 

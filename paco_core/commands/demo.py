@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from paco_core.commands.generate import cli_hooks, write_set
-from paco_core.devices import DTYPE_CHOICES
+from paco_core.commands.model_arguments import add_precision_arguments
 
 DEMO_THEME = "a red fox explorer, children's book watercolor"
 DEMO_DESCRIPTION = "The same fox with a green scarf in every panel, soft watercolor on paper."
@@ -44,8 +44,7 @@ def register(subparsers) -> None:
     parser.add_argument("--panel-size", type=int, help="panel size (default 32 tiny, 512 real)")
     parser.add_argument("--steps", type=int, help="denoising steps (default 2 tiny, 28 real)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="bf16 on GPU, fp32 on CPU")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    add_precision_arguments(parser)
     parser.set_defaults(func=run)
 
 

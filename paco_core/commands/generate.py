@@ -3,99 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from paco_core.devices import DTYPE_CHOICES, OFFLOAD_CHOICES
+from paco_core.commands.model_arguments import add_model_arguments, open_from_args
 from paco_core.errors import InputError
 
 
 def register(subparsers) -> None:
     register_generate(subparsers)
     register_edit(subparsers)
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model or ComfyUI's files (--transformer-file, --text-encoder-file, --vae-file,
-    --checkpoint-file, --kind, --config-folder, --comfyui-dir), --lora, --dtype, --device, --offload."""
-    add_model_source_arguments(parser)
-    parser.add_argument(
-        "--lora",
-        action="append",
-        default=[],
-        metavar="FILE[:STRENGTH]",
-        help="LoRA file or peft folder, optionally with a strength (default 1.0); repeat to stack",
-    )
-    parser.add_argument(
-        "--dtype", choices=DTYPE_CHOICES, default="auto", help="bf16 on GPU, fp32 on CPU by default"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    parser.add_argument(
-        "--offload", choices=OFFLOAD_CHOICES, default="none", help="GPU memory saving: model or sequential"
-    )
-
-
-def add_model_source_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where the pipeline comes from: a diffusers folder, or the files ComfyUI keeps."""
-    from paco_core.models.comfy_files import FILE_KINDS
-
-    group = parser.add_argument_group(
-        "model", "a diffusers folder (--model), or ComfyUI's files without --model (see docs/model-files.md)"
-    )
-    group.add_argument("--model", help="diffusers folder (with model_index.json) or hub id")
-    group.add_argument(
-        "--transformer-file",
-        help="diffusion model file (models/diffusion_models, e.g. flux1-dev.safetensors); with --model: "
-        "a FLUX transformer replacing the folder's",
-    )
-    group.add_argument(
-        "--text-encoder-file",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="text encoder file (models/text_encoders); repeat: clip_l and t5xxl for FLUX, qwen_2.5_vl_7b for Qwen",
-    )
-    group.add_argument(
-        "--vae-file", help="VAE file (models/vae): ae.safetensors or qwen_image_vae.safetensors"
-    )
-    group.add_argument(
-        "--checkpoint-file", help="all-in-one checkpoint (models/checkpoints) instead of split files"
-    )
-    group.add_argument(
-        "--kind",
-        choices=FILE_KINDS,
-        default="auto",
-        help="pipeline kind of the files (auto: flux for a FLUX transformer, qwen-image-edit for Qwen-Image; "
-        "Kontext and 2509 cannot be told from their weights: name them)",
-    )
-    group.add_argument(
-        "--config-folder", help="config folder for files of another size (default: the shipped one)"
-    )
-    group.add_argument(
-        "--comfyui-dir",
-        default=os.environ.get("COMFYUI_DIR"),
-        help="ComfyUI folder whose tokenizers the files use (default: $COMFYUI_DIR)",
-    )
-
-
-def open_from_args(args: argparse.Namespace):
-    """The pipeline the model arguments name (no LoRAs)."""
-    from paco_core.models.pipelines import open_pipeline
-
-    return open_pipeline(
-        args.model,
-        transformer_file=args.transformer_file,
-        text_encoder_files=args.text_encoder_file,
-        vae_file=args.vae_file,
-        checkpoint_file=args.checkpoint_file,
-        kind=args.kind,
-        config_folder=args.config_folder,
-        comfyui_dir=args.comfyui_dir,
-        dtype=args.dtype,
-        device=args.device,
-        offload=args.offload,
-    )
 
 
 def register_generate(subparsers) -> None:

@@ -17,8 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
-from paco_core.commands.generate import add_model_arguments, cli_hooks, load_with_loras, save_png
-from paco_core.devices import DTYPE_CHOICES
+from paco_core.commands.generate import cli_hooks, load_with_loras, save_png
+from paco_core.commands.model_arguments import add_model_arguments, add_precision_arguments
 from paco_core.errors import InputError
 
 
@@ -38,8 +38,7 @@ def register(subparsers) -> None:
     source.add_argument("--judge", metavar="DIR", help="judge folder or hub id (local judge)")
     source.add_argument("--judge-url", metavar="URL", help="OpenAI-compatible judge server URL")
     judge.add_argument("--judge-lora", metavar="DIR", help="peft adapter folder for a base judge")
-    judge.add_argument("--judge-dtype", choices=DTYPE_CHOICES, default="auto", help="local judge precision")
-    judge.add_argument("--judge-device", default=None, help="local judge device (default: the GPU if any)")
+    add_precision_arguments(judge, prefix="judge-", device_default=None, what="local judge ")
     parser.add_argument("--image", required=True, type=Path, help="the origin image")
     parser.add_argument("--instruction", action="append", required=True, help="one step; repeat in order")
     parser.add_argument(

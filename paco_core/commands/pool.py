@@ -11,7 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-from paco_core.commands.score import add_judge_arguments, judge_from_args, progress_printer, read_image
+from paco_core.commands.model_arguments import add_judge_arguments, judge_from_args
+from paco_core.commands.score import progress_printer, read_image
 from paco_core.errors import InputError
 
 

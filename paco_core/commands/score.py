@@ -14,11 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-from paco_core.devices import DTYPE_CHOICES
+from paco_core.commands.model_arguments import add_judge_arguments, add_precision_arguments, judge_from_args
 from paco_core.errors import InputError
 from paco_core.prompts import DEFAULT_JUDGE_THEME_SOURCE, JUDGE_THEME_SOURCES
-
-ANSWER_SETS = ("exact", "case")
 
 
 def register(subparsers) -> None:
@@ -83,13 +81,7 @@ def register(subparsers) -> None:
         help="judge folder or hub id (downloaded once into the hub cache)",
     )
     serve.add_argument("--lora", default=None, metavar="DIR", help="peft adapter folder for a base judge")
-    serve.add_argument(
-        "--dtype",
-        default="auto",
-        choices=DTYPE_CHOICES,
-        help="weights precision (auto: bf16 on a GPU, fp32 on the CPU)",
-    )
-    serve.add_argument("--device", default=None, help="cuda, cuda:N, cpu (default: the GPU if any)")
+    add_precision_arguments(serve, device_default=None)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     serve.add_argument("--model-name", default="paco-judge", help="the model name clients use")
@@ -139,61 +131,6 @@ def register(subparsers) -> None:
         help="seconds a request waits for the busy judge before a 503 with Retry-After (default 10)",
     )
     serve.set_defaults(func=run_serve_judge)
-
-
-def add_judge_arguments(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--judge",
-        metavar="DIR",
-        help="judge folder or hub id (downloaded once into the hub cache): local judge",
-    )
-    source.add_argument(
-        "--url", help="OpenAI-compatible server URL (vllm serve, paco serve-judge), checked before scoring"
-    )
-    parser.add_argument("--lora", default=None, metavar="DIR", help="peft adapter folder for a base judge")
-    parser.add_argument("--server-model", default=None, help="with --url: the served model name")
-    parser.add_argument(
-        "--top-logprobs",
-        type=int,
-        default=20,
-        help="with --url: log-probabilities asked per answer (default 20)",
-    )
-    parser.add_argument(
-        "--dtype",
-        default="auto",
-        choices=DTYPE_CHOICES,
-        help="local weights precision (auto: bf16 on a GPU, fp32 on the CPU)",
-    )
-    parser.add_argument(
-        "--device", default=None, help="local device: cuda, cuda:N, cpu (default: the GPU if any)"
-    )
-    parser.add_argument(
-        "--answers", default="exact", choices=ANSWER_SETS, help="count exact Yes/No or case variants"
-    )
-    parser.add_argument("--batch-size", type=int, default=8, help="local: image pairs per forward pass")
-
-
-def judge_from_args(args: argparse.Namespace):
-    """The judge the arguments ask for (``--url`` or ``--judge``), through the one opener."""
-    from paco_core.reward import is_server_url, open_judge
-
-    if args.url and not is_server_url(args.url):
-        raise InputError(
-            f"--url should start with http:// or https://, got {args.url!r}; give a folder as --judge."
-        )
-    if args.url and args.lora:
-        raise InputError("--lora applies to a local --judge; a server already serves its model.")
-    return open_judge(
-        args.url or args.judge,
-        lora=args.lora,
-        server_model=args.server_model,
-        dtype=args.dtype,
-        device=args.device,
-        answers=args.answers,
-        batch_size=args.batch_size,
-        top_logprobs=args.top_logprobs,
-    )
 
 
 def read_image(path: Path):
