@@ -268,7 +268,8 @@ def contained_config(config: dict[str, Any], rules) -> dict[str, Any]:
     inside the data folders too.
 
     Raises:
-        InputError: a path, URL or reward leaves what the rule lets the caller reach (the message names the key).
+        InputError: a path, URL or reward leaves what the rule lets the caller reach (the message
+            names the key).
     """
     from paco_core import containment
     from paco_core.rl.data import read_prompt_rows
