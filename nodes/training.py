@@ -70,6 +70,31 @@ def default_comfy_files() -> dict[str, str]:
     }
 
 
+FILES_INPUTS = {
+    "transformer": "diffusion_model", "checkpoint": "checkpoint", "vae": "vae", "kind": "files_kind",
+    "config_folder": "files_config",
+}  # fmt: skip
+"""The node input of each ComfyModelFiles field a files error names (``error.fields``); the text encoders,
+numbered among those chosen, are mapped by :func:`files_inputs`."""
+
+
+def files_inputs(fields: tuple[str, ...], chosen: dict[str, str]) -> list[str]:
+    """The node inputs a ComfyUI-files error is about, from its ``fields``: ``text_encoders.N`` is the
+    N-th chosen text encoder input, ``text_encoders`` (one is missing) the text encoder inputs left empty."""
+    encoders = [name for name in ("text_encoder_1", "text_encoder_2") if chosen.get(name, model_files.NO_FILE)
+                not in model_files.NOT_A_FILE]  # fmt: skip
+    inputs = []
+    for field in fields:
+        name, _, number = field.partition(".")
+        if name == "text_encoders" and number:
+            inputs.append(encoders[int(number)])
+        elif name == "text_encoders":
+            inputs += [n for n in ("text_encoder_1", "text_encoder_2") if n not in encoders]
+        elif name in FILES_INPUTS:
+            inputs.append(FILES_INPUTS[name])
+    return list(dict.fromkeys(inputs))
+
+
 def comfy_files_model(*, preset: str, preset_kind: str, files_kind: str, files_config: str, **chosen) -> dict:
     """The training config's ``model`` keys for ComfyUI's files, checked before any job exists.
 
@@ -239,31 +264,6 @@ def containment_rules():
         reward_folders=jobs_bridge.reward_folders(),
         fixed_folders=[comfy_bridge.comfyui_package_dir()],
     )
-
-
-FILES_INPUTS = {
-    "transformer": "diffusion_model", "checkpoint": "checkpoint", "vae": "vae", "kind": "files_kind",
-    "config_folder": "files_config",
-}  # fmt: skip
-"""The node input of each ComfyModelFiles field a files error names (``error.fields``); the text encoders,
-numbered among those chosen, are mapped by :func:`files_inputs`."""
-
-
-def files_inputs(fields: tuple[str, ...], chosen: dict[str, str]) -> list[str]:
-    """The node inputs a ComfyUI-files error is about, from its ``fields``: ``text_encoders.N`` is the
-    N-th chosen text encoder input, ``text_encoders`` (one is missing) the text encoder inputs left empty."""
-    encoders = [name for name in ("text_encoder_1", "text_encoder_2") if chosen.get(name, model_files.NO_FILE)
-                not in model_files.NOT_A_FILE]  # fmt: skip
-    inputs = []
-    for field in fields:
-        name, _, number = field.partition(".")
-        if name == "text_encoders" and number:
-            inputs.append(encoders[int(number)])
-        elif name == "text_encoders":
-            inputs += [n for n in ("text_encoder_1", "text_encoder_2") if n not in encoders]
-        elif name in FILES_INPUTS:
-            inputs.append(FILES_INPUTS[name])
-    return list(dict.fromkeys(inputs))
 
 
 NODE_WORDS = {
