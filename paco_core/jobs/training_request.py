@@ -24,9 +24,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paco_core.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from paco_core.containment import ContainmentRules
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ class TrainingRequest:
     advanced_json: str = ""
     overrides: Sequence[str] = field(default_factory=tuple)
     own_run_folder: bool = False
-    rules: Any = None
+    rules: ContainmentRules | None = None
 
 
 def build_training_config(request: TrainingRequest) -> dict[str, Any]:
