@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPT = "FOUR-PANEL Images with a 2x2 grid layout a red fox. [TOP]-[LEFT]:sits. [TOP]-[RIGHT]:leaps. [BOTTOM]-[LEFT]:sleeps. [BOTTOM]-[RIGHT]:watches."

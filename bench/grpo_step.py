@@ -32,7 +32,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from paco_core.config import config_from_dict  # noqa: E402
 from paco_core.rl.config import RewardSpec, TrainConfig  # noqa: E402

@@ -23,11 +23,8 @@ All the options of ``bench/judge_throughput.py`` (--real-dims, --text-layers, --
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import judge_throughput as base  # noqa: E402
+from bench import judge_throughput as base
 
 
 def tokens_computed(judge, score) -> int:

@@ -30,9 +30,6 @@ import time
 from itertools import combinations
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -73,8 +70,7 @@ def median_seconds(function, repeats: int) -> float:
 
 
 def judge_table(args: argparse.Namespace) -> dict:
-    import judge_throughput as base
-
+    from bench import judge_throughput as base
     from paco_core.reward.backend import PairRequest
     from paco_core.reward.prompts import set_consistency_prompt
 
@@ -128,8 +124,8 @@ def judge_table(args: argparse.Namespace) -> dict:
 
 def train_table(args: argparse.Namespace) -> dict:
     import torch
-    from grpo_step import PROMPT, mean_brightness
 
+    from bench.grpo_step import PROMPT, mean_brightness
     from paco_core.config import config_from_dict
     from paco_core.models.pipelines import load_pipeline
     from paco_core.rl.config import RewardSpec, TrainConfig

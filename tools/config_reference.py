@@ -20,14 +20,12 @@ import re
 import sys
 from pathlib import Path
 
+from paco_core.config import describe_fields, literal_choices
+from paco_core.errors import ConfigError
+from paco_core.rl.config import RewardSpec, TrainConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "config-reference.md"
-
-sys.path.insert(0, str(ROOT))
-
-from paco_core.config import describe_fields, literal_choices  # noqa: E402
-from paco_core.errors import ConfigError  # noqa: E402
-from paco_core.rl.config import RewardSpec, TrainConfig  # noqa: E402
 
 HEADER = """\
 # Training config reference
