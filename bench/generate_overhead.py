@@ -25,8 +25,8 @@ encoders are the tiny ones and the prompt embeddings are random tensors of the r
 memory.
 
 Run:
-    python bench/generate_overhead.py                # tiny, CPU
-    python bench/generate_overhead.py --real-dims    # GPU
+    python -m bench.generate_overhead                # tiny, CPU
+    python -m bench.generate_overhead --real-dims    # GPU
 """
 
 from __future__ import annotations

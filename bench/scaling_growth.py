@@ -14,9 +14,9 @@ is dominated by fixed per-call costs (b below 1); real dimensions on a GPU move 
 the compute's exponent.
 
 Usage:
-    python bench/scaling_growth.py                              # tiny judge + tiny FLUX, CPU
-    python bench/scaling_growth.py --device cuda --real-dims    # random Qwen2.5-VL-7B / FLUX.1-dev dims
-    python bench/scaling_growth.py --part judge --panels 2 4 8 16
+    python -m bench.scaling_growth                              # tiny judge + tiny FLUX, CPU
+    python -m bench.scaling_growth --device cuda --real-dims    # random Qwen2.5-VL-7B / FLUX.1-dev dims
+    python -m bench.scaling_growth --part judge --panels 2 4 8 16
 """
 
 from __future__ import annotations

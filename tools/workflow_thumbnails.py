@@ -24,10 +24,10 @@ outline is left out of the picture: a thumbnail shows the workflow with its mode
 Needs Playwright for Python and Pillow in the interpreter that runs it, a Chromium
 binary (``apt-get install chromium``; ``playwright install`` is not needed). Usage:
 
-    python tools/workflow_results.py --url http://127.0.0.1:8188 --out /tmp/results
-    python tools/workflow_thumbnails.py --url http://127.0.0.1:8188 \\
+    python -m tools.workflow_results --url http://127.0.0.1:8188 --out /tmp/results
+    python -m tools.workflow_thumbnails --url http://127.0.0.1:8188 \\
         --result paco-consistent-set=/tmp/results/paco-consistent-set.png ...
-    python tools/workflow_thumbnails.py --url http://127.0.0.1:8188 \\
+    python -m tools.workflow_thumbnails --url http://127.0.0.1:8188 \\
         --screenshots /tmp/shots --no-thumbnails      # full-size PNGs to look at only
 """
 
