@@ -13,6 +13,7 @@ from tools.workflows.format import NodeLayout
 from tools.workflows.specs.common import (
     EXAMPLE_INPUT_IMAGE,
     SHIPPED_MODEL_NAMES,
+    judge_loader,
     models_note,
 )
 
@@ -52,7 +53,7 @@ def character_training_workflow(layouts: dict[str, NodeLayout]) -> dict:
     )  # fmt: skip
     references = builder.add("LoadImage", 0, title="References of your character", image=EXAMPLE_INPUT_IMAGE)
     models_note(builder, 0)
-    judge = builder.add("PaCoJudgeLoader", 1, judge_name="PaCo-Reward-7B")
+    judge = judge_loader(builder, 1)
     train = builder.add(
         "PaCoTrainLora", 1, pipeline="FLUX.1-dev", preset="t2is-flux", training_prompts="",
         rewards="reference=1, consistency=0.5", iterations=300, learning_rate=3e-4, group_size=16,

@@ -24,6 +24,7 @@ SHIPPED_MODEL_NAMES = {
     "loras": ("PaCo-FLUX.1-dev-Lora",),  # the folder `hf download ... --local-dir` makes
     "text_encoders": ("PaCo-Reward-7B",),
 }
+JUDGE_NAME = SHIPPED_MODEL_NAMES["text_encoders"][0]
 EXAMPLE_INPUT_IMAGE = "example.png"
 """The picture ComfyUI ships in its input/ folder."""
 DARK_NOTE = ("#222", "#000")
@@ -57,3 +58,8 @@ def flux_with_paco_lora(builder: WorkflowBuilder) -> tuple[PlacedNode, PlacedNod
     lora = builder.add("PaCoLora", 0, lora_name=SHIPPED_MODEL_NAMES["loras"][0], strength=1.0)
     builder.connect(loader, "pipeline", lora, "pipeline")
     return loader, lora
+
+
+def judge_loader(builder: WorkflowBuilder, column: int) -> PlacedNode:
+    """PaCo Judge Loader with the PaCo-Reward-7B judge."""
+    return builder.add("PaCoJudgeLoader", column, judge_name=JUDGE_NAME)

@@ -7,6 +7,7 @@ from tools.workflows.format import NodeLayout
 from tools.workflows.specs.common import (
     EXAMPLE_INPUT_IMAGE,
     flux_with_paco_lora,
+    judge_loader,
     models_note,
 )
 
@@ -27,7 +28,7 @@ def reference_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
     around it; the judge says which panels keep the reference's identity."""
     builder = WorkflowBuilder(layouts)
     loader, lora = flux_with_paco_lora(builder)
-    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    judge = judge_loader(builder, 0)
     models_note(builder, 1)
     reference = builder.add("LoadImage", 1, title="Your reference", image=EXAMPLE_INPUT_IMAGE)
     make = builder.add(
@@ -59,7 +60,7 @@ def repair_workflow(layouts: dict[str, NodeLayout]) -> dict:
     of 2 tries) until the judge's set score reaches 0.85; the pair heatmaps before and after."""
     builder = WorkflowBuilder(layouts)
     loader, lora = flux_with_paco_lora(builder)
-    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    judge = judge_loader(builder, 0)
     models_note(builder, 1)
     your_set = builder.add("LoadImage", 1, title="Your set (one 2x2 grid image)", image=EXAMPLE_INPUT_IMAGE)
     heatmap_before = builder.add("PreviewImage", 1, title="Pair scores before", height=260)

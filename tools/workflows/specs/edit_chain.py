@@ -6,6 +6,7 @@ from tools.workflows.builder import GROUP_COLORS, WorkflowBuilder
 from tools.workflows.format import NodeLayout
 from tools.workflows.specs.common import (
     EXAMPLE_INPUT_IMAGE,
+    judge_loader,
     models_note,
 )
 
@@ -22,7 +23,7 @@ def edit_chain_workflow(layouts: dict[str, NodeLayout]) -> dict:
     edit against the chain's own first instruction."""
     builder = WorkflowBuilder(layouts)
     loader = builder.add("PaCoPipelineLoader", 0, model="FLUX.1-Kontext-dev")
-    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    judge = judge_loader(builder, 0)
     models_note(builder, 1)
     reference = builder.add("LoadImage", 1, title="Reference", image=EXAMPLE_INPUT_IMAGE)
     chain = builder.add(

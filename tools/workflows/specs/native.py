@@ -11,6 +11,7 @@ from tools.workflows.specs.common import (
     FOX_DESCRIPTION,
     FOX_PANELS,
     FOX_THEME,
+    judge_loader,
 )
 
 NATIVE_MODEL_NOTE = """\
@@ -70,7 +71,7 @@ def native_flux_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
     unet, clip, vae, with_lora = _native_flux_models(
         builder, "flux1-dev.safetensors", "paco_t2is.safetensors"
     )
-    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    judge = judge_loader(builder, 0)
     _native_note(builder, 1)
     grid_prompt = builder.add(
         "PaCoGridPrompt", 1, theme=FOX_THEME, shared_description=FOX_DESCRIPTION, panel_prompts=FOX_PANELS,
@@ -124,7 +125,7 @@ def native_kontext_edit_workflow(layouts: dict[str, NodeLayout]) -> dict:
     unet, clip, vae, with_lora = _native_flux_models(
         builder, "flux1-kontext-dev.safetensors", "paco_kontext_edit.safetensors"
     )
-    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    judge = judge_loader(builder, 0)
     _native_note(builder, 1)
     reference = builder.add("LoadImage", 1, title="Reference", image=EXAMPLE_INPUT_IMAGE)
     instruction = builder.add("PrimitiveStringMultiline", 1, title="Instruction", value=EDIT_INSTRUCTION)
@@ -195,7 +196,7 @@ def native_qwen_edit_workflow(layouts: dict[str, NodeLayout]) -> dict:
         strength_model=1.0,
     )
     shift = builder.add("ModelSamplingAuraFlow", 2, shift=3.1)
-    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    judge = judge_loader(builder, 0)
     _native_note(builder, 1)
     reference = builder.add("LoadImage", 1, title="Reference", image=EXAMPLE_INPUT_IMAGE)
     instruction = builder.add("PrimitiveStringMultiline", 1, title="Instruction", value=EDIT_INSTRUCTION)

@@ -17,6 +17,7 @@ from tools.workflows.specs.common import (
     FOX_PANELS,
     FOX_THEME,
     flux_with_paco_lora,
+    judge_loader,
     models_note,
 )
 
@@ -28,7 +29,7 @@ def pool_workflow(layouts: dict[str, NodeLayout]) -> dict:
     """Generate 4 candidate sets -> assemble the most consistent set -> save it, show the rest."""
     builder = WorkflowBuilder(layouts)
     loader, lora = flux_with_paco_lora(builder)
-    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    judge = judge_loader(builder, 0)
     models_note(builder, 1)
     generate = builder.add(
         "PaCoGenerateSet", 1, theme=FOX_THEME, description=FOX_DESCRIPTION, panels=FOX_PANELS, layout="2x2",

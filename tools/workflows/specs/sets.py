@@ -9,6 +9,7 @@ from tools.workflows.specs.common import (
     FOX_PANELS,
     FOX_THEME,
     flux_with_paco_lora,
+    judge_loader,
     models_note,
 )
 
@@ -32,7 +33,7 @@ def consistent_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
     panels against the set's judge theme (the grid prompt's preamble, as PaCo-RL trained)."""
     builder = WorkflowBuilder(layouts)
     loader, lora = flux_with_paco_lora(builder)
-    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    judge = judge_loader(builder, 0)
     models_note(builder, 1)
     generate = builder.add(
         "PaCoGenerateSet", 1, theme=FOX_THEME, description=FOX_DESCRIPTION, panels=FOX_PANELS, layout="2x2",
@@ -64,7 +65,7 @@ def best_of_n_workflow(layouts: dict[str, NodeLayout]) -> dict:
     """Four candidate sets (seeds 42..45) -> the judge ranks them -> the most consistent one is saved."""
     builder = WorkflowBuilder(layouts)
     loader, lora = flux_with_paco_lora(builder)
-    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    judge = judge_loader(builder, 0)
     models_note(builder, 1)
     generate = builder.add(
         "PaCoGenerateSet", 1, theme=SAMURAI_THEME, description=SAMURAI_DESCRIPTION, panels=SAMURAI_PANELS,

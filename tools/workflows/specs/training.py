@@ -7,6 +7,7 @@ from tools.workflows.format import NodeLayout
 from tools.workflows.specs.common import (
     FOX_THEME,
     SHIPPED_MODEL_NAMES,
+    judge_loader,
     models_note,
 )
 
@@ -39,7 +40,7 @@ def train_lora_workflow(layouts: dict[str, NodeLayout]) -> dict:
     exists (before that the LoRA's users are skipped)."""
     builder = WorkflowBuilder(layouts)
     loader = builder.add("PaCoPipelineLoader", 0, model="FLUX.1-dev")
-    judge = builder.add("PaCoJudgeLoader", 0, judge_name="PaCo-Reward-7B")
+    judge = judge_loader(builder, 0)
     lora = builder.add("PaCoLora", 0, lora_name=SHIPPED_MODEL_NAMES["loras"][0], strength=1.0)
     models_note(builder, 0)
     train = builder.add(
