@@ -7,7 +7,7 @@ the two sets are pixel-equal. Prints ratios files / folder.
 By default on the tiny FLUX (CPU is fine; the ComfyUI layout written by the tiny-model
 factory). With ``--folder`` and the file options it compares real models, e.g. on a GPU:
 
-    python bench/comfy_files_vs_folder.py --folder models/diffusers/FLUX.1-dev \\
+    python -m bench.comfy_files_vs_folder --folder models/diffusers/FLUX.1-dev \\
         --transformer-file models/diffusion_models/flux1-dev.safetensors \\
         --text-encoder-file models/text_encoders/clip_l.safetensors \\
         --text-encoder-file models/text_encoders/t5xxl_fp16.safetensors \\
@@ -22,8 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -25,8 +25,8 @@ encoders are the tiny ones and the prompt embeddings are random tensors of the r
 memory.
 
 Run:
-    python bench/generate_overhead.py                # tiny, CPU
-    python bench/generate_overhead.py --real-dims    # GPU
+    python -m bench.generate_overhead                # tiny, CPU
+    python -m bench.generate_overhead --real-dims    # GPU
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 GPU = "cuda"
 PANELS = ("a fox packs a map", "a fox crosses a bridge", "a fox climbs a hill", "a fox sleeps in a tent")

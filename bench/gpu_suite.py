@@ -11,7 +11,7 @@ ComfyUI.
     python -m bench.gpu_suite --out gpu-results --quick           # the first look, under 3 min
     python -m bench.gpu_suite --out gpu-results --write-docs      # and put the table in docs/performance.md
     python -m bench.gpu_suite --device cpu --tiny --out /tmp/suite  # the same parts on the tiny models (CI)
-    python bench/gpu_suite.py ...                                 # the same (the parts run as -m from the repo)
+    python -m bench.gpu_suite ...                                 # the same (the parts run as -m from the repo)
 
 Writes ``gpu_suite.json`` (every part: status, reason, seconds, peak memory, figures with
 their goals, details), ``gpu_suite.md`` (the table for docs/performance.md) and each part's

@@ -5,10 +5,10 @@ ComfyUI: it asks the run to pause at random moments (``RunFolder.request_pause``
 control file), measures the time until ``progress.json`` says ``paused``, holds the pause,
 releases it, and at the end compares the LoRA with an unpaused run of the same config.
 
-    python bench/gpu_yield.py                          # tiny FLUX on the CPU: pause latency vs step time
-    python bench/gpu_yield.py --device cuda            # also: a FLUX set generated on an idle GPU,
+    python -m bench.gpu_yield                          # tiny FLUX on the CPU: pause latency vs step time
+    python -m bench.gpu_yield --device cuda            # also: a FLUX set generated on an idle GPU,
                                                        # next to a training job, and during its pause
-    python bench/gpu_yield.py --device cuda --model models/diffusers/FLUX.1-dev --resolution 512 \\
+    python -m bench.gpu_yield --device cuda --model models/diffusers/FLUX.1-dev --resolution 512 \\
         --panel 512 --gen-steps 28 --offload           # the real model (weights moved off while paused)
 
 Printed: the step time of the job, the pause latency (request -> ``paused``; at most one
@@ -34,7 +34,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from paco_core.run_folder import RunFolder  # noqa: E402
 

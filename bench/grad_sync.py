@@ -7,8 +7,8 @@ same seed, counts DDP's all-reduces with a communication hook and prints per opt
 step: all-reduce rounds, bucket all-reduces, seconds per iteration, and the ratios.
 
 Usage:
-    python bench/grad_sync.py                                 # 2 CPU processes, tiny FLUX
-    python bench/grad_sync.py --device cuda --num-processes 8 # 8 GPUs
+    python -m bench.grad_sync                                 # 2 CPU processes, tiny FLUX
+    python -m bench.grad_sync --device cuda --num-processes 8 # 8 GPUs
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPT = "FOUR-PANEL Images with a 2x2 grid layout a red fox. [TOP]-[LEFT]:sits. [TOP]-[RIGHT]:leaps. [BOTTOM]-[LEFT]:sleeps. [BOTTOM]-[RIGHT]:watches."

@@ -3,8 +3,8 @@
 Measures the cost of resolution decoupling: the paper trains T2IS at 512 and evaluates
 at 1024, and reports about half the end-to-end time of training at 1024.
 
-    python bench/grpo_step.py                      # tiny FLUX, CPU or GPU, 256 vs 512
-    python bench/grpo_step.py --real-dims          # random-weight FLUX.1-dev-sized transformer (GPU), 512 vs 1024
+    python -m bench.grpo_step                      # tiny FLUX, CPU or GPU, 256 vs 512
+    python -m bench.grpo_step --real-dims          # random-weight FLUX.1-dev-sized transformer (GPU), 512 vs 1024
 
 ``--real-dims`` builds a FluxTransformer2DModel with FLUX.1-dev's dimensions (19 double +
 38 single blocks, 24 heads x 128, joint dim 4096, pooled dim 768; about 12B parameters)
@@ -32,7 +32,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 from paco_core.config import config_from_dict  # noqa: E402
 from paco_core.rl.config import RewardSpec, TrainConfig  # noqa: E402

@@ -12,9 +12,9 @@ For sets of N panels (default N = 4 and 8) every unordered pair is scored by the
 It prints pairs/s of both, the ratio and the largest score difference.
 
 Usage:
-    python bench/judge_prefix_sharing.py                          # tiny judge, CPU
-    python bench/judge_prefix_sharing.py --real-dims --device cuda  # random Qwen2.5-VL-7B dims, bf16, 512 px panels
-    python bench/judge_prefix_sharing.py --judge models/PaCo-Reward-7B --device cuda
+    python -m bench.judge_prefix_sharing                          # tiny judge, CPU
+    python -m bench.judge_prefix_sharing --real-dims --device cuda  # random Qwen2.5-VL-7B dims, bf16, 512 px panels
+    python -m bench.judge_prefix_sharing --judge models/PaCo-Reward-7B --device cuda
 
 All the options of ``bench/judge_throughput.py`` (--real-dims, --text-layers, --panel,
 --batch-size, --repeats, --dtype, --threads ...) are accepted.
@@ -23,11 +23,8 @@ All the options of ``bench/judge_throughput.py`` (--real-dims, --text-layers, --
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import judge_throughput as base  # noqa: E402
+from bench import judge_throughput as base
 
 
 def tokens_computed(judge, score) -> int:

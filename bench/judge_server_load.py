@@ -18,10 +18,10 @@ most ``--max-in-flight-mb`` of request bodies, so the peak follows those limits,
 number of connections.
 
 Usage:
-    python bench/judge_server_load.py                         # 32 clients, 1,000 requests, tiny judge
-    python bench/judge_server_load.py --big-images 4096 --clients 16   # memory with two 4096 px images
-    python bench/judge_server_load.py --clients 8 --requests 200
-    python bench/judge_server_load.py --judge models/PaCo-Reward-7B --device cuda
+    python -m bench.judge_server_load                         # 32 clients, 1,000 requests, tiny judge
+    python -m bench.judge_server_load --big-images 4096 --clients 16   # memory with two 4096 px images
+    python -m bench.judge_server_load --clients 8 --requests 200
+    python -m bench.judge_server_load --judge models/PaCo-Reward-7B --device cuda
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 

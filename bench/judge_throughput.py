@@ -11,9 +11,9 @@ For sets of N panels (default N = 4 and 8), every unordered pair is scored
 on the same model, and prints pairs/s of each, the ratio and the largest score difference.
 
 Usage:
-    python bench/judge_throughput.py                      # the tiny judge on the CPU
-    python bench/judge_throughput.py --judge models/PaCo-Reward-7B --device cuda
-    python bench/judge_throughput.py --real-dims          # random Qwen2.5-VL-7B dimensions, bf16, 512 px panels
+    python -m bench.judge_throughput                      # the tiny judge on the CPU
+    python -m bench.judge_throughput --judge models/PaCo-Reward-7B --device cuda
+    python -m bench.judge_throughput --real-dims          # random Qwen2.5-VL-7B dimensions, bf16, 512 px panels
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def parse_args(argv=None) -> argparse.Namespace:

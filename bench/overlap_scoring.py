@@ -8,9 +8,9 @@ alternating the two modes iteration by iteration (same trainer, so the same mode
 caches), and prints the median seconds per iteration of each and the ratio.
 
 Usage:
-    python bench/overlap_scoring.py                                   # CPU: tiny FLUX + paco serve-judge (tiny judge)
-    python bench/overlap_scoring.py --device cuda --judge-device cuda  # both on the GPU
-    python bench/overlap_scoring.py --device cuda --judge-url http://127.0.0.1:8000 --server-model PaCo-Reward-7B
+    python -m bench.overlap_scoring                                   # CPU: tiny FLUX + paco serve-judge (tiny judge)
+    python -m bench.overlap_scoring --device cuda --judge-device cuda  # both on the GPU
+    python -m bench.overlap_scoring --device cuda --judge-url http://127.0.0.1:8000 --server-model PaCo-Reward-7B
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPT = (

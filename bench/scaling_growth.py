@@ -14,9 +14,9 @@ is dominated by fixed per-call costs (b below 1); real dimensions on a GPU move 
 the compute's exponent.
 
 Usage:
-    python bench/scaling_growth.py                              # tiny judge + tiny FLUX, CPU
-    python bench/scaling_growth.py --device cuda --real-dims    # random Qwen2.5-VL-7B / FLUX.1-dev dims
-    python bench/scaling_growth.py --part judge --panels 2 4 8 16
+    python -m bench.scaling_growth                              # tiny judge + tiny FLUX, CPU
+    python -m bench.scaling_growth --device cuda --real-dims    # random Qwen2.5-VL-7B / FLUX.1-dev dims
+    python -m bench.scaling_growth --part judge --panels 2 4 8 16
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ import tempfile
 import time
 from itertools import combinations
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -73,8 +70,7 @@ def median_seconds(function, repeats: int) -> float:
 
 
 def judge_table(args: argparse.Namespace) -> dict:
-    import judge_throughput as base
-
+    from bench import judge_throughput as base
     from paco_core.reward.backend import PairRequest
     from paco_core.reward.prompts import set_consistency_prompt
 
@@ -128,8 +124,8 @@ def judge_table(args: argparse.Namespace) -> dict:
 
 def train_table(args: argparse.Namespace) -> dict:
     import torch
-    from grpo_step import PROMPT, mean_brightness
 
+    from bench.grpo_step import PROMPT, mean_brightness
     from paco_core.config import config_from_dict
     from paco_core.models.pipelines import load_pipeline
     from paco_core.rl.config import RewardSpec, TrainConfig

@@ -535,7 +535,9 @@ def test_a_rewritten_lora_replaces_its_adapter(comfy, tiny_models):
 
 
 def test_pipeline_cache_keeps_the_most_recently_used(tiny_models, monkeypatch):
-    from paco_core.models.pipelines import cached_pipelines, clear_pipeline_cache, load_pipeline
+    from helpers_pipeline_cache import cached_pipelines
+
+    from paco_core.models.pipelines import clear_pipeline_cache, load_pipeline
 
     clear_pipeline_cache()
     monkeypatch.setenv("PACO_PIPELINE_CACHE_SIZE", "1")
@@ -570,10 +572,10 @@ def test_comfyui_unload_models_releases_paco_pipelines_and_judges(comfy):
     import asyncio
 
     import comfy.model_management as mm
+    from helpers_pipeline_cache import cached_pipelines
     from pack_loader import load_pack
 
     from paco_core.models import judge as judge_models
-    from paco_core.models.pipelines import cached_pipelines
 
     extension = asyncio.run(load_pack().comfy_entrypoint())
     asyncio.run(extension.on_load())

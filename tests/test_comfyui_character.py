@@ -31,7 +31,9 @@ def test_character_workflow_trains_on_the_references_then_makes_a_set_with_the_l
     import os
     from pathlib import Path
 
-    from workflow_convert import WORKFLOWS_DIR, node_layouts, to_api_prompt
+    from tools.workflows.api_prompt import to_api_prompt
+    from tools.workflows.node_layouts import node_layouts
+    from tools.workflows.specs import WORKFLOWS_DIR
 
     comfyui_dir = Path(os.environ["COMFYUI_DIR"]).resolve()
     models_dir = models_folder_with_tiny_models(tmp_path / "models", tiny_models)

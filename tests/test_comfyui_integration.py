@@ -713,13 +713,10 @@ def outputs_of(prompt: dict, result: dict, class_type: str) -> list[dict]:
 def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
     """Every workflows/*.json, converted as the frontend queues it, runs on the tiny models;
     ComfyUI lists the files as the pack's templates and serves them unchanged."""
-    from workflow_convert import (
-        CORE_NODE_LAYOUTS,
-        NATIVE_WORKFLOWS,
-        WORKFLOWS_DIR,
-        node_layouts,
-        to_api_prompt,
-    )
+    from tools.workflows.api_prompt import to_api_prompt
+    from tools.workflows.core_nodes import CORE_NODE_LAYOUTS
+    from tools.workflows.node_layouts import node_layouts
+    from tools.workflows.specs import NATIVE_WORKFLOWS, WORKFLOWS_DIR
 
     comfyui_dir = Path(os.environ["COMFYUI_DIR"]).resolve()
     models_dir = models_folder_with_tiny_models(tmp_path / "models", tiny_models)

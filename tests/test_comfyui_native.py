@@ -32,7 +32,7 @@ pytestmark = [
 
 def place_native_files(base: Path) -> Path:
     """The files the native workflows' note names (empty files: enough for validation)."""
-    from workflow_convert import NATIVE_MODEL_NAMES
+    from tools.workflows.specs.native import NATIVE_MODEL_NAMES
 
     models = base / "models"
     for folder, names in NATIVE_MODEL_NAMES.items():
@@ -47,13 +47,10 @@ def place_native_files(base: Path) -> Path:
 
 
 def test_native_workflows_pass_comfyuis_prompt_validation(tmp_path):
-    from workflow_convert import (
-        EXAMPLE_INPUT_IMAGE,
-        NATIVE_WORKFLOWS,
-        WORKFLOWS_DIR,
-        node_layouts,
-        to_api_prompt,
-    )
+    from tools.workflows.api_prompt import to_api_prompt
+    from tools.workflows.node_layouts import node_layouts
+    from tools.workflows.specs import NATIVE_WORKFLOWS, WORKFLOWS_DIR
+    from tools.workflows.specs.common import EXAMPLE_INPUT_IMAGE
 
     comfyui_dir = Path(os.environ["COMFYUI_DIR"]).resolve()
     models = place_native_files(tmp_path / "base")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -14,10 +13,9 @@ LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|<img[^>]*\ssrc=\"([^\"]+)\
 
 
 def _load_generator():
-    spec = importlib.util.spec_from_file_location("config_reference", ROOT / "tools" / "config_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tools import config_reference
+
+    return config_reference
 
 
 def _doc_files() -> list[Path]:
@@ -54,10 +52,10 @@ def _github_anchors(path: Path) -> set[str]:
 def test_config_reference_page_is_current():
     generator = _load_generator()
     page = ROOT / "docs" / "config-reference.md"
-    assert page.is_file(), "docs/config-reference.md is missing: run `python tools/config_reference.py`"
+    assert page.is_file(), "docs/config-reference.md is missing: run `python -m tools.config_reference`"
     assert page.read_text(encoding="utf-8") == generator.render(), (
         "docs/config-reference.md is stale (the config's help texts changed): "
-        "run `python tools/config_reference.py` and commit the page"
+        "run `python -m tools.config_reference` and commit the page"
     )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import importlib.util
 import io
 import json
 import os
@@ -410,12 +409,8 @@ def test_server_options_are_checked(local_judge):
 
 
 def test_bounded_load_every_request_answered(local_judge):
-    spec = importlib.util.spec_from_file_location(
-        "judge_server_load", REPO / "bench" / "judge_server_load.py"
-    )
-    load = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = load  # its dataclasses look their module up
-    spec.loader.exec_module(load)
+    from bench import judge_server_load as load
+
     with JudgeHTTPServer(local_judge, model_name="tiny-judge") as server:  # default limits
         result = load.run_load(server.url, "tiny-judge", clients=8, requests=80, top_logprobs=5)
     assert result.answered == 80 and result.errors == {}

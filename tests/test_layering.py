@@ -5,6 +5,10 @@ Imports point down only: a module may import its own layer and the layers listed
 ``run_folder`` (the torch-free run-folder reader) imports only the standard library and
 ``paco_core.errors`` / ``paco_core.io``; ``jobs`` loads no heavy library when imported.
 No module of paco_core imports ComfyUI.
+
+In ``tools/``, the workflow format library (``tools/workflows/``) imports no workflow spec and
+no result card, the specs import no card, and no module imports in a circle; no file of
+``tools/`` or ``bench/`` edits ``sys.path``.
 """
 
 from __future__ import annotations
@@ -306,3 +310,61 @@ def test_the_checker_names_the_offending_import(fake_package, relative, text, me
     write(fake_package, relative, text)
     problems = layering_problems(fake_package)
     assert any(message in problem for problem in problems), problems
+
+
+REPO_ROOT = PACKAGE_ROOT.parent
+WORKFLOW_LIBRARY = {f"tools.workflows.{name}" for name in ("format", "core_nodes", "node_layouts", "builder", "api_prompt")}
+
+
+def tools_import_graph() -> dict[str, set[str]]:
+    """``tools`` module -> the ``tools`` modules it imports (at module level or in a function)."""
+    graph: dict[str, set[str]] = {}
+    for item in read_imports(REPO_ROOT / "tools"):
+        graph.setdefault(item.module, set())
+        if item.target.startswith("tools."):
+            graph[item.module].add(item.target)
+    return graph
+
+
+def test_the_workflow_tools_import_one_way():
+    """The workflow format library knows no workflow; the specs know no card; the cards know no
+    workflow; nothing in tools/ imports in a circle."""
+    graph = tools_import_graph()
+    problems = []
+    for module, targets in graph.items():
+        allowed = (
+            WORKFLOW_LIBRARY if module in WORKFLOW_LIBRARY
+            else WORKFLOW_LIBRARY | {t for t in targets if t.startswith("tools.workflows.specs")}
+            if module.startswith("tools.workflows") else None
+        )  # fmt: skip
+        if module == "tools.workflow_cards":
+            allowed = set()
+        if allowed is not None:
+            problems += [f"{module} imports {target}" for target in sorted(targets - allowed)]
+
+    def circle_from(start: str, path: list[str]) -> list[str] | None:
+        for target in sorted(graph.get(path[-1], ())):
+            if target == start:
+                return path + [target]
+            if target not in path:
+                found = circle_from(start, path + [target])
+                if found:
+                    return found
+        return None
+
+    problems += [" -> ".join(circle) for module in graph if (circle := circle_from(module, [module]))]
+    assert not problems, "\n".join(problems)
+
+
+def test_no_tool_or_bench_edits_sys_path():
+    """tools/ and bench/ run as ``python -m tools.x`` / ``python -m bench.x`` from the repository root."""
+    edits = []
+    for file in sorted([*(REPO_ROOT / "tools").rglob("*.py"), *(REPO_ROOT / "bench").rglob("*.py")]):
+        tree = ast.parse(file.read_text(encoding="utf-8"))
+        edits += [
+            f"{file.relative_to(REPO_ROOT)}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr == "path"
+            and isinstance(node.value, ast.Name) and node.value.id == "sys"
+        ]  # fmt: skip
+    assert not edits, f"sys.path used in {edits}: import the package instead"

@@ -243,7 +243,6 @@ def test_setup_errors_are_clear(tiny_models, tmp_path):
 def test_cancel_hook_stops_with_a_checkpoint_and_options_take_effect(tiny_models, tmp_path):
     from paco_core.callbacks import Hooks
     from paco_core.errors import CancelledError
-    from paco_core.rl.checkpoint import list_checkpoints
 
     seen: list[int] = []
 
@@ -262,7 +261,7 @@ def test_cancel_hook_stops_with_a_checkpoint_and_options_take_effect(tiny_models
     )
     result = trainer.train()
     assert result.state == "stopped" and result.step == 3 and seen == [1, 2, 3]
-    assert [step for step, _ in list_checkpoints(run)] == [2, 3]  # pruned to the limit
+    assert [checkpoint.step for checkpoint in RunFolder(run).checkpoints()] == [2, 3]  # pruned to the limit
     assert RunFolder(run).read_progress()["state"] == "stopped"
     assert trainer.transformer.is_gradient_checkpointing
     chosen = [tuple(m["sde_steps"]) for m in RunFolder(run).read_metrics()]

@@ -9,8 +9,10 @@ import json
 import pytest
 from pack_loader import all_node_classes, check_inputs
 from test_workflows import layouts, place_artist_models  # noqa: F401  (the fixture, with the artist's models)
-from workflow_convert import SHIPPED_WORKFLOWS, WORKFLOWS_DIR, to_api_prompt
-from workflow_specs_pool import NUM_CANDIDATES, POOL_WORKFLOW, pool_workflow
+
+from tools.workflows.api_prompt import to_api_prompt
+from tools.workflows.specs import SHIPPED_WORKFLOWS, WORKFLOWS_DIR
+from tools.workflows.specs.pool import NUM_CANDIDATES, POOL_WORKFLOW, pool_workflow
 
 
 def pool_prompt(layouts) -> dict[str, dict]:  # noqa: F811
@@ -26,7 +28,7 @@ def node_id(prompt: dict, class_type: str) -> str:
 def test_the_pool_workflow_is_registered_and_its_file_is_what_the_generator_writes(layouts):  # noqa: F811
     assert SHIPPED_WORKFLOWS[POOL_WORKFLOW] is pool_workflow
     shipped = json.loads((WORKFLOWS_DIR / f"{POOL_WORKFLOW}.json").read_text(encoding="utf-8"))
-    assert shipped == pool_workflow(layouts), "run python tools/workflow_convert.py"
+    assert shipped == pool_workflow(layouts), "run python -m tools.workflow_convert"
 
 
 def test_the_pool_assembles_the_candidates_of_one_prompt_and_saves_the_assembled_set(layouts):  # noqa: F811
@@ -60,8 +62,9 @@ def test_the_consistency_nodes_are_listed_in_the_pack(name):
 
 def test_the_pool_card_shows_the_choice_picture_and_the_score_against_best_of_4():
     from test_workflow_results import COLOURS, shown
-    from workflow_convert import node_layouts
-    from workflow_results import compose_card
+
+    from tools.workflow_results import compose_card
+    from tools.workflows.node_layouts import node_layouts
 
     workflow = json.loads((WORKFLOWS_DIR / f"{POOL_WORKFLOW}.json").read_text(encoding="utf-8"))
     card = compose_card(POOL_WORKFLOW, shown(to_api_prompt(workflow, node_layouts())), tiny=True)

@@ -12,11 +12,9 @@ import json
 
 import pytest
 from PIL import Image
-from workflow_convert import NATIVE_WORKFLOWS, WORKFLOWS_DIR, node_layouts, to_api_prompt
-from workflow_results import (
-    ACCENT,
-    CARD_SIZE,
-    LABEL_HEIGHT,
+
+from tools.workflow_cards import ACCENT, CARD_SIZE, LABEL_HEIGHT
+from tools.workflow_results import (
     NATIVE_STAND_INS,
     TINY_CHARACTER,
     TINY_JUDGE,
@@ -33,6 +31,9 @@ from workflow_results import (
     save_run,
     tiny_prompt,
 )
+from tools.workflows.api_prompt import to_api_prompt
+from tools.workflows.node_layouts import node_layouts
+from tools.workflows.specs import NATIVE_WORKFLOWS, WORKFLOWS_DIR
 
 NAMES = sorted(path.stem for path in WORKFLOWS_DIR.glob("*.json"))
 SET_REPORT = (

@@ -15,24 +15,15 @@ from pathlib import Path
 
 import pytest
 from pack_loader import NodeInputError, all_node_classes, check_inputs, load_pack, reset_comfy_stub
-from workflow_convert import (
-    CONTROL_VALUES,
-    CORE_NODE_LAYOUTS,
-    EXAMPLE_INPUT_IMAGE,
-    MODEL_FOLDER_NOTE,
-    NATIVE_MODEL_NAMES,
-    NATIVE_MODEL_NOTE,
-    NATIVE_WORKFLOWS,
-    NODE_TITLE_HEIGHT,
-    SHIPPED_MODEL_NAMES,
-    SHIPPED_WORKFLOWS,
-    WORKFLOWS_DIR,
-    Widget,
-    WorkflowBuilder,
-    WorkflowError,
-    node_layouts,
-    to_api_prompt,
-)
+
+from tools.workflows.api_prompt import to_api_prompt
+from tools.workflows.builder import NODE_TITLE_HEIGHT, WorkflowBuilder
+from tools.workflows.core_nodes import CORE_NODE_LAYOUTS
+from tools.workflows.format import CONTROL_VALUES, Widget, WorkflowError
+from tools.workflows.node_layouts import node_layouts
+from tools.workflows.specs import NATIVE_WORKFLOWS, SHIPPED_WORKFLOWS, WORKFLOWS_DIR
+from tools.workflows.specs.common import EXAMPLE_INPUT_IMAGE, MODEL_FOLDER_NOTE, SHIPPED_MODEL_NAMES
+from tools.workflows.specs.native import NATIVE_MODEL_NAMES, NATIVE_MODEL_NOTE
 
 WORKFLOW_FILES = sorted(WORKFLOWS_DIR.glob("*.json"))
 UI_FORMAT_KEYS = {"last_node_id", "last_link_id", "nodes", "links", "groups", "config", "extra", "version"}
@@ -165,7 +156,7 @@ def test_no_thumbnail_without_its_workflow():
 def test_the_shipped_files_are_what_the_generator_writes(layouts):
     for name, build in SHIPPED_WORKFLOWS.items():
         shipped = json.loads((WORKFLOWS_DIR / f"{name}.json").read_text(encoding="utf-8"))
-        assert shipped == build(layouts), f"{name}.json is stale: run python tools/workflow_convert.py"
+        assert shipped == build(layouts), f"{name}.json is stale: run python -m tools.workflow_convert"
 
 
 def test_a_workflow_is_in_the_ui_format(workflow):
@@ -419,7 +410,7 @@ def test_train_character_references_and_prompt_set_train_and_the_jobs_lora_makes
     assert loader["model"] == train["pipeline"], "the LoRA goes on the model it was trained on"
     generate = only(prompt, "PaCoGenerateSet")
     assert link_source(prompt, generate["pipeline"]) == ("PaCoLora", 0)
-    from workflow_specs_character import NEW_SCENES, SCENES
+    from tools.workflows.specs.character_training import NEW_SCENES, SCENES
 
     panels = generate["panels"].splitlines()
     assert panels == list(NEW_SCENES) and generate["layout"] == "2x2"

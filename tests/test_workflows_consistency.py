@@ -9,8 +9,10 @@ import json
 import pytest
 from pack_loader import check_inputs
 from test_workflows import layouts, node_classes, only  # noqa: F401  (layouts, node_classes: fixtures)
-from workflow_convert import SHIPPED_WORKFLOWS, WORKFLOWS_DIR, to_api_prompt
-from workflow_specs_consistency import CONSISTENCY_WORKFLOWS
+
+from tools.workflows.api_prompt import to_api_prompt
+from tools.workflows.specs import SHIPPED_WORKFLOWS, WORKFLOWS_DIR
+from tools.workflows.specs.consistency import WORKFLOWS as CONSISTENCY_WORKFLOWS
 
 
 def prompt_of(name: str, layouts) -> dict:  # noqa: F811  (the fixture's value)

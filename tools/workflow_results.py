@@ -5,18 +5,18 @@ workflow's title, its result images (the set grid and the judge's pair heatmap, 
 candidate grids with the winner marked, the reference and its edits, the set around your
 reference with who keeps its identity, the set before and after a repair, the reward curve
 and sample grid of a training job), its scores, and a caption saying what made the picture.
-Give the cards to ``tools/workflow_thumbnails.py --result NAME=CARD`` to write the shipped
+Give the cards to ``python -m tools.workflow_thumbnails --result NAME=CARD`` to write the shipped
 ``workflows/<name>.jpg``.
 
     # with real weights in the server's models folder (the files each workflow's note names):
-    python tools/workflow_results.py --url http://127.0.0.1:8188 --out /tmp/results
+    python -m tools.workflow_results --url http://127.0.0.1:8188 --out /tmp/results
     # offline, with the tiny test models (images are noise; the native workflows, which
     # need ComfyUI's own CLIP/T5/VAE files, get the matching PaCo-node result):
-    python tools/workflow_results.py --setup-tiny /tmp/tiny-models
+    python -m tools.workflow_results --setup-tiny /tmp/tiny-models
     python main.py --cpu --models-directory /tmp/tiny-models ...   # in ComfyUI, pack linked
-    python tools/workflow_results.py --url http://127.0.0.1:8188 --out /tmp/results --tiny
+    python -m tools.workflow_results --url http://127.0.0.1:8188 --out /tmp/results --tiny
 
-Each workflow is converted with ``tools/workflow_convert.py`` into the API prompt the
+Each workflow is converted with ``tools.workflows.api_prompt`` into the API prompt the
 frontend queues, posted to ``/prompt``, and its saved and previewed images and texts are
 read back over HTTP (``/history``, ``/view``), so the server may run anywhere. The training
 workflows are queued once (each starts a job), then again once the job has ended (the job's
@@ -38,28 +38,24 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TOOLS_DIR = Path(__file__).resolve().parent
-for folder in (REPO_ROOT, TOOLS_DIR):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))  # paco_core and workflow_convert, also when run as a script
-
-from workflow_specs_consistency import (  # noqa: E402
-    CHARACTER_SET_TITLE,
-    REPAIR_TITLE,
+from paco_core.testing.comfyui_models import TINY_JUDGE_NAME, TINY_LORA_NAME, TINY_PIPELINE_NAMES
+from paco_core.testing.training import TINY_TRAINING
+from tools.workflow_cards import (
+    Card,
+    best_of_n_card,
+    edit_card,
+    open_image,
+    pool_card,
     reference_set_card,
     repair_card,
+    set_card,
+    training_card,
 )
-from workflow_specs_pool import POOL_TITLE, POOL_WORKFLOW, pool_card  # noqa: E402
+from tools.workflows.api_prompt import to_api_prompt
+from tools.workflows.node_layouts import node_layouts
+from tools.workflows.specs import NATIVE_WORKFLOWS, WORKFLOWS_DIR
+from tools.workflows.specs.pool import POOL_WORKFLOW
 
-from paco_core.testing.comfyui_models import TINY_JUDGE_NAME, TINY_LORA_NAME, TINY_PIPELINE_NAMES  # noqa: E402
-from paco_core.testing.training import TINY_TRAINING  # noqa: E402 - after the path set-up above
-
-CARD_SIZE = (768, 768)
-"""The Templates browser shows thumbnails on square cards (264 x 264 px): a square fills one."""
-BACKGROUND, PANEL_BACKGROUND, TEXT, DIM_TEXT, ACCENT, NOTE = (
-    (24, 26, 31), (40, 43, 51), (235, 236, 240), (170, 174, 186), (255, 196, 0), (255, 170, 120),
-)  # fmt: skip
 TITLES = {
     "paco-consistent-set": "Consistent set + judge",
     "paco-best-of-n": "Best of 4 sets",
@@ -69,11 +65,11 @@ TITLES = {
     "paco-native-qwen-edit": "Native Qwen-Image edit + score",
     "paco-train-lora": "Train a PaCo LoRA",
     "paco-train-character": "Train a LoRA for your character",
+    POOL_WORKFLOW: "Most consistent set from a pool",
+    "paco-character-set": "A set of your character",
+    "paco-repair-odd-panel": "Repair the odd panel",
 }
 """The title on each card (the thumbnail's headline); a workflow not listed gets its file name."""
-TITLES[POOL_WORKFLOW] = POOL_TITLE
-TITLES["paco-character-set"] = CHARACTER_SET_TITLE
-TITLES["paco-repair-odd-panel"] = REPAIR_TITLE
 
 # The tiny run: model names as --setup-tiny lays them out, small panels, few steps.
 TINY_PIPELINES = {"FLUX.1-dev": TINY_PIPELINE_NAMES["flux"], "FLUX.1-Kontext-dev": TINY_PIPELINE_NAMES["flux-kontext"]}
@@ -338,8 +334,6 @@ def wait_for_job_end(url: str, job_id: str, timeout_s: float) -> dict:
 
 def run_workflows(url: str, names: list[str], tiny: bool, timeout_s: float) -> dict[str, RunResult]:
     """Queue each named workflow (in a tiny run: the native ones' stand-ins instead)."""
-    from workflow_convert import NATIVE_WORKFLOWS, WORKFLOWS_DIR, node_layouts, to_api_prompt
-
     layouts = node_layouts()
     prompts = {}
     for name in names:
@@ -375,255 +369,6 @@ def run_workflows(url: str, names: list[str], tiny: bool, timeout_s: float) -> d
             results[name] = run_prompt(url, prompt, timeout_s)
         print(f"ran {name} in {time.perf_counter() - start:.1f} s")
     return results
-
-
-# ---------------------------------------------------------------- cards
-
-
-def font(size: int, bold: bool = False):
-    from PIL import ImageFont
-
-    for name in (
-        ("DejaVuSans-Bold.ttf", "LiberationSans-Bold.ttf")
-        if bold
-        else ("DejaVuSans.ttf", "LiberationSans-Regular.ttf")
-    ):
-        try:
-            return ImageFont.truetype(name, size)
-        except OSError:
-            continue
-    return ImageFont.load_default(size=size)
-
-
-def open_image(data: bytes):
-    from PIL import Image
-
-    return Image.open(io.BytesIO(data)).convert("RGB")
-
-
-def fitted(image, box: tuple[int, int]):
-    """``image`` scaled to fit ``box``; blocky (nearest) when enlarged a lot, so tiny
-    pixels stay pixels rather than blur."""
-    from PIL import Image
-
-    scale = min(box[0] / image.width, box[1] / image.height)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    method = Image.Resampling.NEAREST if scale >= 2 else Image.Resampling.LANCZOS
-    return image.resize(size, method)
-
-
-def wrap(draw, text: str, text_font, width: int) -> list[str]:
-    lines = []
-    for paragraph in text.splitlines() or [""]:
-        line = ""
-        for word in paragraph.split(" "):
-            candidate = f"{line} {word}".strip()
-            if draw.textlength(candidate, font=text_font) <= width or not line:
-                line = candidate
-            else:
-                lines.append(line)
-                line = word
-        lines.append(line)
-    return lines
-
-
-LABEL_HEIGHT = 28
-"""Room for a label above a picture."""
-
-
-@dataclass
-class Card:
-    """A square result card: title on top, score lines and caption at the bottom, pictures
-    in between."""
-
-    title: str
-    caption: str
-    lines: list[str]
-    """Score lines under the pictures (the first in the accent colour)."""
-
-    def __post_init__(self):
-        from PIL import Image, ImageDraw
-
-        self.image = Image.new("RGB", CARD_SIZE, BACKGROUND)
-        self.draw = ImageDraw.Draw(self.image)
-        self.margin = 24
-        width = CARD_SIZE[0] - 2 * self.margin
-        size = 46
-        while size > 24 and self.draw.textlength(self.title, font=font(size, bold=True)) > width:
-            size -= 2
-        self.draw.text((self.margin, 16), self.title, font=font(size, bold=True), fill=TEXT)
-        self.top = 82
-        caption_font, line_font = font(25), font(27, bold=True)
-        caption_lines = wrap(self.draw, self.caption, caption_font, width)
-        y = CARD_SIZE[1] - 14 - 31 * len(caption_lines)
-        for line in caption_lines:
-            self.draw.text((self.margin, y), line, font=caption_font, fill=NOTE)
-            y += 31
-        score_lines = [
-            (line, index == 0)
-            for index, text in enumerate(self.lines)
-            for line in wrap(self.draw, text, line_font if index == 0 else font(23), width)
-        ]
-        y = CARD_SIZE[1] - 14 - 31 * len(caption_lines) - 12 - 34 * len(score_lines)
-        self.bottom = y - 12
-        for line, is_first in score_lines:
-            self.draw.text(
-                (self.margin, y),
-                line,
-                font=line_font if is_first else font(23),
-                fill=ACCENT if is_first else TEXT,
-            )
-            y += 34
-
-    @property
-    def area(self) -> tuple[int, int, int, int]:
-        """(left, top, width, height) left for the pictures."""
-        return self.margin, self.top, CARD_SIZE[0] - 2 * self.margin, self.bottom - self.top
-
-    def paste(self, image, left: int, top: int, label: str = "") -> None:
-        """Paste ``image`` at (left, top), below ``label`` when given (LABEL_HEIGHT more)."""
-        if label:
-            self.draw.text((left, top), label, font=font(22), fill=DIM_TEXT)
-            top += LABEL_HEIGHT
-        self.image.paste(image, (left, top))
-
-    def png(self) -> bytes:
-        buffer = io.BytesIO()
-        self.image.save(buffer, "PNG")
-        return buffer.getvalue()
-
-
-def tiled(images: list, columns: int, cell: int, gap: int):
-    """``images`` fitted into ``cell``-sized squares, ``columns`` a row, ``gap`` apart."""
-    from PIL import Image
-
-    rows = -(-len(images) // columns)
-    sheet = Image.new(
-        "RGB", (columns * cell + (columns - 1) * gap, rows * cell + (rows - 1) * gap), BACKGROUND
-    )
-    for index, image in enumerate(images):
-        fitted_image = fitted(image, (cell, cell))
-        x = (index % columns) * (cell + gap) + (cell - fitted_image.width) // 2
-        y = (index // columns) * (cell + gap) + (cell - fitted_image.height) // 2
-        sheet.paste(fitted_image, (x, y))
-    return sheet
-
-
-def set_card(title: str, caption: str, pictures: list[bytes], heatmap: bytes | None, report: str) -> Card:
-    """The set (its panels 2x2, or its grid), the judge's pair heatmap beside it, the set's
-    score under them and the report's details under the heatmap."""
-    first, *details = report.splitlines() or [""]
-    weakest = next((line for line in details if line.startswith("weakest pair")), "")
-    score = re.match(r"set consistency (\d\.\d{3})", first)
-    pairs = re.search(r"\((\d+ pairs of \d+ images)\)", first)
-    headline = (
-        f"set consistency {score.group(1)}" + (f" ({pairs.group(1)})" if pairs else "") if score else first
-    )
-    card = Card(title, caption, [line for line in (headline, weakest) if line])
-    left, top, width, height = card.area
-    images = [open_image(data) for data in pictures]
-    label = "the set (4 panels)" if len(images) == 4 else "the set"
-    if heatmap is None:
-        picture = (
-            tiled(images, 2, (height - LABEL_HEIGHT - 10) // 2, 10)
-            if len(images) == 4
-            else fitted(images[0], (width, height - LABEL_HEIGHT))
-        )
-        card.paste(
-            picture,
-            left + (width - picture.width) // 2,
-            top + (height - LABEL_HEIGHT - picture.height) // 2,
-            label,
-        )
-        return card
-    side = min(height - LABEL_HEIGHT, round(width * 0.52))
-    picture = tiled(images, 2, (side - 10) // 2, 10) if len(images) == 4 else fitted(images[0], (side, side))
-    y = top + (height - LABEL_HEIGHT - picture.height) // 2
-    card.paste(picture, left, y, label)
-    right = left + picture.width + 24
-    heat = fitted(open_image(heatmap), (left + width - right, height - LABEL_HEIGHT))
-    card.paste(heat, right, y, "judge: pair scores")
-    return card
-
-
-def best_of_n_card(title: str, caption: str, candidates: bytes, ranking: str) -> Card:
-    """The 4 candidate grids (2x2, set 1 top left) with the winner outlined, the ranking below."""
-    lines = ranking.splitlines()
-    winner = re.match(r"best: set (\d+)", lines[0]) if lines else None
-    places = [re.match(r"\d+\. set (\d+) \(seed \d+\): (\d\.\d{3})", line) for line in lines[1:]]
-    order = " > ".join(f"set {m.group(1)} {m.group(2)}" for m in places if m)
-    card = Card(title, caption, [lines[0], f"ranking: {order}"] if lines and order else lines[:1])
-    left, top, width, height = card.area
-    image = fitted(open_image(candidates), (width, height - LABEL_HEIGHT))
-    x, y = left + (width - image.width) // 2, top + (height - LABEL_HEIGHT - image.height) // 2
-    card.paste(image, x, y, "4 candidate sets (set 1 top left)")
-    y += LABEL_HEIGHT
-    half_w, half_h = image.width // 2, image.height // 2
-    card.draw.rectangle((x + half_w - 3, y, x + half_w + 2, y + image.height), fill=BACKGROUND)
-    card.draw.rectangle((x, y + half_h - 3, x + image.width, y + half_h + 2), fill=BACKGROUND)
-    if winner:
-        index = int(winner.group(1)) - 1
-        cx, cy = x + (index % 2) * half_w, y + (index // 2) * half_h
-        card.draw.rectangle((cx + 1, cy + 1, cx + half_w - 2, cy + half_h - 2), outline=ACCENT, width=6)
-        card.draw.text((cx + 14, cy + 10), f"best: set {index + 1}", font=font(30, bold=True), fill=ACCENT,
-                       stroke_width=4, stroke_fill=BACKGROUND)  # fmt: skip
-    return card
-
-
-def edit_card(title: str, caption: str, chain: list[bytes], report: str, labels: list[str]) -> Card:
-    """The reference and its edits (2x2 for four), the first edit's score and instruction below."""
-    found = re.fullmatch(
-        r'edit 1 "(.*)": overall (0\.\d{3}) \(consistency (0\.\d{3}), following (0\.\d{3})\)', report.strip()
-    )
-    lines = (
-        [
-            f"edit 1 score {found.group(2)} (consistency {found.group(3)}, following {found.group(4)})",
-            f'edit 1: "{found.group(1)}"',
-        ]
-        if found
-        else report.splitlines()[:1]
-    )
-    card = Card(title, caption, lines)
-    left, top, width, height = card.area
-    columns = 2 if len(chain) == 4 else len(chain)
-    rows = -(-len(chain) // columns)
-    gap = 20
-    cell = min(
-        (width - gap * (columns - 1)) // columns, (height - rows * LABEL_HEIGHT - gap * (rows - 1)) // rows
-    )
-    row_width = columns * cell + gap * (columns - 1)
-    used = rows * (cell + LABEL_HEIGHT) + (rows - 1) * gap
-    for index, (data, label) in enumerate(zip(chain, labels, strict=False)):
-        image = fitted(open_image(data), (cell, cell))
-        x = left + (width - row_width) // 2 + (index % columns) * (cell + gap)
-        y = top + (height - used) // 2 + (index // columns) * (cell + LABEL_HEIGHT + gap)
-        card.paste(image, x, y, label)
-    return card
-
-
-def training_card(
-    title: str, caption: str, curve: bytes, pictures: list[tuple[str, bytes]], status: str, reward: str = ""
-) -> Card:
-    """The job's reward curve on top; its latest sample grid (and the set made with its LoRA)
-    below; the job's status and latest eval reward (``reward``'s when given) under them."""
-    first, *rest = status.splitlines() or [""]
-    evaluated = next((line for line in rest if line.startswith(f"eval {reward}")), "")
-    card = Card(title, caption, [line for line in (first, evaluated) if line])
-    left, top, width, height = card.area
-    gap = 24
-    cell = (width - gap * (len(pictures) - 1)) // len(pictures)
-    curve_image = fitted(open_image(curve), (width, height - 2 * LABEL_HEIGHT - 12 - min(cell, 190)))
-    row_height = height - 2 * LABEL_HEIGHT - 12 - curve_image.height
-    card.paste(
-        curve_image, left + (width - curve_image.width) // 2, top, "reward per step (PaCo Training Job)"
-    )
-    y = top + LABEL_HEIGHT + curve_image.height + 12
-    row = [fitted(open_image(data), (cell, row_height)) for _, data in pictures]
-    x = left + (width - sum(image.width for image in row) - gap * (len(row) - 1)) // 2
-    for (label, _), image in zip(pictures, row, strict=True):
-        card.paste(image, x, y, label)
-        x += max(image.width, round(card.draw.textlength(label, font=font(22)))) + gap
-    return card
 
 
 def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
@@ -755,8 +500,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.out or not (args.url or args.compose_only):
         raise SystemExit("give --out and --url (or --compose-only, or --setup-tiny MODELS_DIR)")
-    from workflow_convert import WORKFLOWS_DIR
-
     from paco_core.io import atomic_write_bytes
 
     names = sorted(path.stem for path in WORKFLOWS_DIR.glob("*.json"))
@@ -773,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         card = atomic_write_bytes(args.out / f"{name}.png", compose_card(name, result, args.tiny).png())
         arguments.append(f"--result {name}={card}")
     print(
-        "cards written; thumbnails with:\n  python tools/workflow_thumbnails.py --url URL "
+        "cards written; thumbnails with:\n  python -m tools.workflow_thumbnails --url URL "
         + " ".join(arguments)
     )
     return 0

@@ -13,7 +13,7 @@ and serves it unchanged, loads each one as the Templates browser does (which fit
 view to the nodes) and screenshots the graph. It also prints what a person would
 notice on load: console warnings and errors, open dialogs and toasts, and every node that
 the frontend had to enlarge because its saved size was below the least size it draws
-(the estimate in ``tools/workflow_convert.py`` was too small).
+(the estimate in ``tools/workflows/builder.py`` was too small).
 
 It never installs or starts ComfyUI, and writes nothing to the server: the frontend's
 settings requests are answered in the browser (no minimap, no canvas info, no
@@ -24,10 +24,10 @@ outline is left out of the picture: a thumbnail shows the workflow with its mode
 Needs Playwright for Python and Pillow in the interpreter that runs it, a Chromium
 binary (``apt-get install chromium``; ``playwright install`` is not needed). Usage:
 
-    python tools/workflow_results.py --url http://127.0.0.1:8188 --out /tmp/results
-    python tools/workflow_thumbnails.py --url http://127.0.0.1:8188 \\
+    python -m tools.workflow_results --url http://127.0.0.1:8188 --out /tmp/results
+    python -m tools.workflow_thumbnails --url http://127.0.0.1:8188 \\
         --result paco-consistent-set=/tmp/results/paco-consistent-set.png ...
-    python tools/workflow_thumbnails.py --url http://127.0.0.1:8188 \\
+    python -m tools.workflow_thumbnails --url http://127.0.0.1:8188 \\
         --screenshots /tmp/shots --no-thumbnails      # full-size PNGs to look at only
 """
 
@@ -43,13 +43,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # paco_core, also when run as a script
+from paco_core.io import atomic_write_bytes
 
-from paco_core.io import atomic_write_bytes  # noqa: E402
-
-WORKFLOWS_DIR = REPO_ROOT / "workflows"
+WORKFLOWS_DIR = Path(__file__).resolve().parents[1] / "workflows"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

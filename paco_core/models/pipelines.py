@@ -138,11 +138,6 @@ def release_pipelines() -> int:
     return len(released)
 
 
-def cached_pipelines() -> list[LoadedPipeline]:
-    with _CACHE_LOCK:
-        return _CACHE.values()
-
-
 def read_model_index(source: str | os.PathLike) -> tuple[Path, dict]:
     """Find and parse ``model_index.json`` of a local folder or a hub id.
 

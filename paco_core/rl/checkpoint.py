@@ -181,11 +181,6 @@ def save_checkpoint(
     return final
 
 
-def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints as (step, path), oldest first (see :meth:`RunFolder.checkpoints`)."""
-    return [(checkpoint.step, checkpoint.path) for checkpoint in RunFolder(output_dir).checkpoints()]
-
-
 def resolve_resume(output_dir: str | os.PathLike, resume: str) -> Path:
     """The verified checkpoint folder for ``--resume``: a folder path, or ``latest`` in ``output_dir``.
 

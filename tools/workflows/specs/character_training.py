@@ -3,11 +3,19 @@
 References of the character -> PaCo Prompt Set -> PaCo Train LoRA (the reference reward judges
 every panel against the references) -> PaCo Training Job (its latest held-out sample, saved) ->
 PaCo LoRA on FLUX.1-dev -> PaCo Generate Set: a set of new scenes made with the trained LoRA.
-Registered in ``workflow_convert.SHIPPED_WORKFLOWS``; the walk-through is
-docs/train-your-character.md.
+The walk-through is docs/train-your-character.md.
 """
 
 from __future__ import annotations
+
+from tools.workflows.builder import GROUP_COLORS, WorkflowBuilder
+from tools.workflows.format import NodeLayout
+from tools.workflows.specs.common import (
+    EXAMPLE_INPUT_IMAGE,
+    SHIPPED_MODEL_NAMES,
+    judge_loader,
+    models_note,
+)
 
 CHARACTER = "a red-haired girl with a green scarf and round glasses"
 CHARACTER_LORA_NAME = "my-character"
@@ -27,7 +35,7 @@ NARROW_WIDTH = 330
 """PaCo Generate Set's width here (600 elsewhere), so that four columns fit a laptop screen."""
 
 
-def character_training_workflow(layouts, convert) -> dict:
+def character_training_workflow(layouts: dict[str, NodeLayout]) -> dict:
     """Reference images (LoadImage: a batch of views of the character works best) and a prompt set
     built from a one-line description train a LoRA with the reference reward weighted with the
     set-consistency reward; PaCo Training Job shows the job and saves the latest held-out set made
@@ -35,18 +43,17 @@ def character_training_workflow(layouts, convert) -> dict:
     which makes a set of new scenes with it once the first checkpoint exists (until then the queue
     skips those nodes).
 
-    ``convert`` is the ``workflow_convert`` module that calls this (run as a script it is
-    ``__main__``): its builder, whose layout classes are the caller's. Four columns, the last two
-    narrow, keep the eleven nodes on a laptop screen (tests/test_workflows.py's readability rule)."""
-    builder = convert.WorkflowBuilder(layouts)
+    Four columns, the last two narrow, keep the eleven nodes on a laptop screen
+    (tests/test_workflows.py's readability rule)."""
+    builder = WorkflowBuilder(layouts)
     prompt_set = builder.add(
         "PaCoPromptSet", 0, subject=CHARACTER, style="Watercolor illustration.", scenes="\n".join(SCENES),
         poses="; ".join(POSES), expressions="; ".join(EXPRESSIONS), camera_angles="; ".join(CAMERA_ANGLES),
         layout="2x2", rows_per_scene=4, held_out_scenes=1, seed=0,
     )  # fmt: skip
-    references = builder.add("LoadImage", 0, title="References of your character", image=convert.EXAMPLE_INPUT_IMAGE)
-    convert._models_note(builder, 0)
-    judge = builder.add("PaCoJudgeLoader", 1, judge_name="PaCo-Reward-7B")
+    references = builder.add("LoadImage", 0, title="References of your character", image=EXAMPLE_INPUT_IMAGE)
+    models_note(builder, 0)
+    judge = judge_loader(builder, 1)
     train = builder.add(
         "PaCoTrainLora", 1, pipeline="FLUX.1-dev", preset="t2is-flux", training_prompts="",
         rewards="reference=1, consistency=0.5", iterations=300, learning_rate=3e-4, group_size=16,
@@ -55,7 +62,7 @@ def character_training_workflow(layouts, convert) -> dict:
     watch = builder.add("PaCoTrainingJob", 2, lora="best")
     held_out = builder.add("SaveImage", 2, title="Held-out set, trained LoRA", filename_prefix="PaCo/character")
     loader = builder.add("PaCoPipelineLoader", 2, model="FLUX.1-dev")
-    lora = builder.add("PaCoLora", 2, lora_name=convert.SHIPPED_MODEL_NAMES["loras"][0], strength=1.0)
+    lora = builder.add("PaCoLora", 2, lora_name=SHIPPED_MODEL_NAMES["loras"][0], strength=1.0)
     generate = builder.add(
         "PaCoGenerateSet", 3, node_width=NARROW_WIDTH, theme=f"{CHARACTER}, watercolor illustration.",
         description="", panels="\n".join(NEW_SCENES), layout="2x2", panel_width=512, panel_height=512,
@@ -73,10 +80,13 @@ def character_training_workflow(layouts, convert) -> dict:
     builder.connect(lora, "pipeline", generate, "pipeline")
     builder.connect(generate, "grids", save, "images")
 
-    colors = convert.GROUP_COLORS
+    colors = GROUP_COLORS
     builder.group("1. Your prompts and references", [prompt_set, references], colors["models"])
     builder.group("2. The judge, then train (returns at once)", [judge, train], colors["judge"])
     builder.group("3. Watch (queue again)", [watch, held_out], colors["output"])
     builder.group("4. Its LoRA on FLUX.1-dev", [loader, lora], colors["models"])
     builder.group("5. A set with your LoRA", [generate, save], colors["generate"])
     return builder.build("paco-train-character")
+
+
+WORKFLOWS = {"paco-train-character": character_training_workflow}

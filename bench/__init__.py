@@ -1,0 +1,1 @@
+"""Measurements side by side: run from the repository root as ``python -m bench.<name>``."""
