@@ -62,8 +62,12 @@ FAMILY = Family(
         "t2is-flux": _T2IS,
         "t2is-flux-paper": {
             **_T2IS,
-            "rewards": {**_T2IS["rewards"], "aggregation": "log_tamed", "log_tame_threshold": 0.2,
-                        "log_tame_rewards": ["consistency", "clip_t"]},
+            "rewards": {
+                **_T2IS["rewards"],
+                "aggregation": "log_tamed",
+                "log_tame_threshold": 0.2,
+                "log_tame_rewards": ["consistency", "clip_t"],
+            },
         },
     },  # fmt: skip
     tiny_model="paco_core.testing.flux:save_tiny_flux",

@@ -29,12 +29,20 @@ FAMILY = Family(
     presets={
         "edit-kontext": {
             "lora": {"target_modules": list(FLUX_ARCHITECTURE.lora_targets)},
-            "sampling": {"num_steps": 8, "noise_steps": [1], "noise_level": 0.9, "guidance_scale": 2.5,
-                         "train_resolution": 384, "eval_resolution": 512, "reference_resolution": 512,
-                         "edit_size": "square"},
+            "sampling": {
+                "num_steps": 8,
+                "noise_steps": [1],
+                "noise_level": 0.9,
+                "guidance_scale": 2.5,
+                "train_resolution": 384,
+                "eval_resolution": 512,
+                "reference_resolution": 512,
+                "edit_size": "square",
+            },
             "advantages": {"global_std": False},
             "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
-            "checkpoint_every": 20, "eval_every": 20,
+            "checkpoint_every": 20,
+            "eval_every": 20,
         },
     },  # fmt: skip
     tiny_model="paco_core.testing.flux:save_tiny_flux_kontext",

@@ -47,12 +47,22 @@ FAMILY = Family(
     presets={
         "edit-qwen": {
             "lora": {"target_modules": list(QWEN_IMAGE_ARCHITECTURE.attention_targets)},
-            "sampling": {"num_steps": 10, "noise_steps": [1, 2, 3, 4], "trained_steps": [1], "noise_level": 1.0,
-                         "guidance_scale": 4.0, "true_cfg": False, "train_resolution": 384, "eval_resolution": 512,
-                         "reference_resolution": 512, "edit_size": "square"},
+            "sampling": {
+                "num_steps": 10,
+                "noise_steps": [1, 2, 3, 4],
+                "trained_steps": [1],
+                "noise_level": 1.0,
+                "guidance_scale": 4.0,
+                "true_cfg": False,
+                "train_resolution": 384,
+                "eval_resolution": 512,
+                "reference_resolution": 512,
+                "edit_size": "square",
+            },
             "advantages": {"global_std": False},
             "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
-            "checkpoint_every": 20, "eval_every": 20,
+            "checkpoint_every": 20,
+            "eval_every": 20,
         },
     },  # fmt: skip
     tiny_model="paco_core.testing.qwen_image:save_tiny_qwen_image_edit",

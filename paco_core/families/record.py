@@ -113,7 +113,9 @@ class Family:
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
-            raise ValueError(f"family {self.kind}: task should be one of {', '.join(TASKS)}, got {self.task!r}")
+            raise ValueError(
+                f"family {self.kind}: task should be one of {', '.join(TASKS)}, got {self.task!r}"
+            )
         if (self.task == EDIT) != (self.edit_call is not None):
             raise ValueError(f"family {self.kind}: an edit family needs an edit_call, a sets family none")
         if (self.task == EDIT) != (self.num_references > 0):
