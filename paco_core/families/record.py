@@ -26,6 +26,54 @@ EDIT = "edit"
 TASKS = (SETS, EDIT)
 
 
+TEXT_ENCODER_LAYOUTS = ("clip-l", "t5", "qwen2.5-vl", "transformers")
+"""How a text-encoder file's weights are laid out (what ``paco_core.models.comfy_files`` fixes
+when loading it); "transformers": already in transformers' names, loaded as they are."""
+VAE_LAYOUTS = ("ldm", "wan")
+"""How a VAE file's weights are laid out: "ldm" (FLUX's ae, original LDM names), "wan" (Qwen-Image's)."""
+
+
+@dataclass(frozen=True)
+class FileRole:
+    """A ComfyUI model file that is one component of a pipeline: a text encoder or a VAE.
+
+    Attributes:
+        name: the role's id ("clip_l"); an architecture names the roles it needs.
+        title: its display name in messages ("CLIP-L").
+        component: the diffusers pipeline component it loads into ("text_encoder", "vae").
+        help: which file to choose, and from which ComfyUI folder.
+        layout: how its weights are laid out (``TEXT_ENCODER_LAYOUTS`` or, for a VAE, ``VAE_LAYOUTS``).
+        key_markers: a file plays the role when it holds every key of one of these groups
+            (text encoders: a leading ``transformer.`` removed).
+        key_prefixes: ... or when one of its keys starts with one of these (VAE layouts).
+        checkpoint_prefix: where ComfyUI's all-in-one checkpoints keep it, or None.
+    """
+
+    name: str
+    title: str
+    component: str
+    help: str
+    layout: str
+    key_markers: tuple[tuple[str, ...], ...] = ()
+    key_prefixes: tuple[str, ...] = ()
+    checkpoint_prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        layouts = VAE_LAYOUTS if self.is_vae else TEXT_ENCODER_LAYOUTS
+        if self.layout not in layouts:
+            raise ValueError(f"file role {self.name}: layout should be one of {', '.join(layouts)}, got {self.layout!r}")
+
+    @property
+    def is_vae(self) -> bool:
+        return self.component == "vae"
+
+    def matches(self, keys: set[str]) -> bool:
+        """Whether a file with these keys plays this role."""
+        return any(all(key in keys for key in group) for group in self.key_markers) or any(
+            key.startswith(self.key_prefixes) for key in keys if self.key_prefixes
+        )
+
+
 @dataclass(frozen=True)
 class Architecture:
     """A transformer architecture several families may share.
@@ -44,6 +92,8 @@ class Architecture:
         lora_markers: fragments of LoRA module names only this architecture has.
         attention_targets: its attention projections (LoRA target module names).
         lora_targets: the paper's LoRA target modules (attention and feed-forward).
+        file_roles: the ComfyUI file roles its families' files introduce (``text_encoders`` and
+            ``vae`` may also name roles another architecture declares).
     """
 
     name: str
@@ -56,6 +106,7 @@ class Architecture:
     lora_markers: tuple[str, ...]
     attention_targets: tuple[str, ...]
     lora_targets: tuple[str, ...]
+    file_roles: tuple[FileRole, ...] = ()
 
 
 @dataclass(frozen=True)
