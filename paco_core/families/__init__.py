@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from pathlib import Path
 
 from paco_core.errors import InputError
@@ -48,7 +49,7 @@ QWEN_IMAGE_EDIT = qwen_image_edit.FAMILY
 QWEN_IMAGE_EDIT_PLUS = qwen_image_edit.PLUS_FAMILY
 
 FAMILIES: tuple[Family, ...] = (FLUX, FLUX_KONTEXT, QWEN_IMAGE_EDIT, QWEN_IMAGE_EDIT_PLUS)
-"""Every family, in the order choices are listed (sets first, then edits)."""
+"""Every family, in the order choices, presets and tiny models are listed."""
 
 DEFAULT_KIND = FLUX.kind
 """The kind a training config without one trains (``ModelConfig.kind``'s default)."""
@@ -57,11 +58,10 @@ _BY_KIND = {item.kind: item for item in FAMILIES}
 _BY_PIPELINE_CLASS = {item.pipeline_class: item for item in FAMILIES}
 
 __all__ = [
-    "DEFAULT_KIND", "EDIT", "FAMILIES", "FLUX", "FLUX_KONTEXT", "QWEN_IMAGE_EDIT", "QWEN_IMAGE_EDIT_PLUS", "SETS", "TASKS",
-    "Architecture", "Family", "FileRole", "all_families", "architecture", "architectures", "default_family",
-    "edit_kinds", "families_of_architecture", "family", "family_of_pipeline_class", "file_role", "file_roles",
-    "is_installed", "kinds",
-    "load_reference", "trainable_kinds",
+    "DEFAULT_KIND", "EDIT", "FAMILIES", "FLUX", "FLUX_KONTEXT", "QWEN_IMAGE_EDIT", "QWEN_IMAGE_EDIT_PLUS", "SETS",
+    "TASKS", "Architecture", "Family", "FileRole", "all_families", "architecture", "architectures",
+    "default_family", "edit_kinds", "families_of_architecture", "family", "family_of_pipeline_class", "file_role",
+    "file_roles", "is_installed", "kinds", "load_reference", "titles", "trainable_kinds",
 ]  # fmt: skip
 
 
@@ -144,6 +144,12 @@ def default_family(architecture_name: str) -> Family:
         if item.default_for_architecture:
             return item
     raise InputError(f"no family is the default for architecture {architecture_name!r}.")
+
+
+def titles(items: Iterable[Family]) -> str:
+    """The families' display names for a message: "A", "A or B", "A, B or C"."""
+    names = [item.title for item in items]
+    return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
 def is_installed(item: Family) -> bool:

@@ -86,9 +86,8 @@ class Architecture:
             at least one of these key groups (a ``model.diffusion_model.`` prefix removed).
         single_file_transformer: a Black Forest Labs single-file transformer (ComfyUI's
             ``models/diffusion_models``) may replace a diffusers folder's transformer.
-        text_encoders: the ComfyUI text-encoder file roles it needs, in component order
-            (role names of ``paco_core.models.comfy_files``: "clip_l", "t5xxl", ...).
-        vae: the ComfyUI VAE file role it needs ("ae", "qwen_image_vae").
+        text_encoders: the names of the text-encoder ``FileRole``s it needs, in component order.
+        vae: the name of the VAE ``FileRole`` it needs.
         lora_markers: fragments of LoRA module names only this architecture has.
         attention_targets: its attention projections (LoRA target module names).
         lora_targets: the paper's LoRA target modules (attention and feed-forward).
