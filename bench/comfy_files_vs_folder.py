@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from paco_core.families import FLUX
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -47,7 +48,7 @@ def tiny_sources(cache: Path) -> dict:
 
     models = build_tiny_model("comfyui", cache) / "models"
     return {
-        "folder": str(cache / "flux"),
+        "folder": str(cache / FLUX.kind),
         "transformer_file": str(models / "diffusion_models" / "tiny-flux.safetensors"),
         "text_encoder_files": [
             str(models / "text_encoders" / "tiny-flux-clip_l.safetensors"),

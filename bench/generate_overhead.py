@@ -38,6 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from paco_core.families import FLUX
 GPU = "cuda"
 PANELS = ("a fox packs a map", "a fox crosses a bridge", "a fox climbs a hill", "a fox sleeps in a tent")
 
@@ -71,7 +72,7 @@ def timed(function) -> float:
 def tiny_flux(cache: Path | None) -> Path:
     from paco_core.testing import build_tiny_models, default_cache_dir
 
-    return build_tiny_models(cache or default_cache_dir(), ["flux"])["flux"]
+    return build_tiny_models(cache or default_cache_dir(), [FLUX.kind])[FLUX.kind]
 
 
 # --------------------------------------------------------------------------- tiny mode

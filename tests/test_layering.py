@@ -1,6 +1,8 @@
 """The layering of paco_core, read from the import statements of every module (ast, no import).
 
 Imports point down only: a module may import its own layer and the layers listed before it.
+``families`` (the model-family records and registry) sits under ``models``, which asks it; it
+names the code of higher layers by ``"module:attribute"`` references, imported when used.
 ``testing`` (the tiny model factory) may use ``models`` and is used only by ``commands``.
 ``run_folder`` (the torch-free run-folder reader) imports only the standard library and
 ``paco_core.errors`` / ``paco_core.io``; ``jobs`` loads no heavy library when imported.
@@ -30,6 +32,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "settings", "containment", "run_requests",
         },  # fmt: skip
     ),
+    ("families", {"families"}),
     ("models", {"models"}),
     ("testing", {"testing"}),
     ("reward", {"reward"}),

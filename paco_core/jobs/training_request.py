@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paco_core.errors import ConfigError, InputError
+from paco_core.families import edit_kinds
 
 if TYPE_CHECKING:
     from paco_core.containment import ContainmentRules
 
 logger = logging.getLogger(__name__)
 
-EDIT_KINDS = ("flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
 
 
 @dataclass
@@ -145,7 +145,7 @@ def set_prompts(config: dict[str, Any], request: TrainingRequest) -> None:
         data["train_file"] = request.train_file
     elif request.training_prompts is not None:
         kind = (config.get("model") or {}).get("kind")
-        if kind in EDIT_KINDS:
+        if kind in edit_kinds():
             rows = tp.edit_rows_from_text(request.training_prompts, request.image_root or ".")
             data["image_root"] = str(request.image_root or ".")
         else:

@@ -36,39 +36,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paco_core.errors import InputError, ModelLoadError
+from paco_core.families import (
+    architectures,
+    default_family,
+    families_of_architecture,
+    family,
+    family_of_pipeline_class,
+    file_role,
+    file_roles,
+    kinds,
+)
 
 logger = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 """The shipped config folders, one per pipeline kind."""
 
-FILE_KINDS = ("auto", "flux", "flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
-ARCHITECTURE_OF_KIND = {
-    "flux": "flux",
-    "flux-kontext": "flux",
-    "qwen-image-edit": "qwen-image",
-    "qwen-image-edit-plus": "qwen-image",
-}
-DEFAULT_KIND = {"flux": "flux", "qwen-image": "qwen-image-edit"}
+AUTO_KIND = "auto"
+"""The kind that lets the transformer file decide (its architecture's default family)."""
+FILE_KINDS = (AUTO_KIND, *kinds())
+"""The kinds ComfyUI files can be loaded as: "auto" and every family's."""
 
-# Roles a file can play, and how to recognise them from their keys.
-CLIP_L, T5XXL, QWEN25VL = "clip_l", "t5xxl", "qwen_2.5_vl_7b"
-FLUX_VAE, QWEN_VAE = "ae", "qwen_image_vae"
-NEEDED_TEXT_ENCODERS = {"flux": (CLIP_L, T5XXL), "qwen-image": (QWEN25VL,)}
-NEEDED_VAE = {"flux": FLUX_VAE, "qwen-image": QWEN_VAE}
-COMPONENT_OF_ROLE = {CLIP_L: "text_encoder", T5XXL: "text_encoder_2", QWEN25VL: "text_encoder"}
-ROLE_HELP = {
-    CLIP_L: "clip_l.safetensors (models/text_encoders)",
-    T5XXL: "t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn(_scaled).safetensors (models/text_encoders)",
-    QWEN25VL: "qwen_2.5_vl_7b.safetensors or qwen_2.5_vl_7b_fp8_scaled.safetensors (models/text_encoders)",
-    FLUX_VAE: "ae.safetensors (models/vae)",
-    QWEN_VAE: "qwen_image_vae.safetensors (models/vae)",
-}
 
 CHECKPOINT_PREFIXES = {
     "transformer": "model.diffusion_model.",
-    CLIP_L: "text_encoders.clip_l.",
-    T5XXL: "text_encoders.t5xxl.",
+    **{role.name: role.checkpoint_prefix for role in file_roles() if role.checkpoint_prefix},
     "vae": "vae.",
 }
 """Where a ComfyUI all-in-one FLUX checkpoint keeps each part."""
@@ -83,7 +75,7 @@ class ComfyModelFiles:
         text_encoders: text encoder files in any order (``models/text_encoders``).
         vae: the VAE file (``models/vae``).
         checkpoint: an all-in-one file (``models/checkpoints``); split files given too replace its parts.
-        kind: "auto", "flux", "flux-kontext", "qwen-image-edit" or "qwen-image-edit-plus".
+        kind: "auto" or a family's kind (see ``paco_core.families``).
         config_folder: a config folder (a diffusers pipeline folder; weights unused); default:
             the shipped one for the kind.
         comfyui_dir: the ComfyUI folder (or its ``comfy`` package folder), for the tokenizers a
@@ -168,38 +160,40 @@ def read_tensors(file: Path, prefix: str = "") -> dict:
 
 
 def transformer_architecture(keys) -> str | None:
-    """ "flux" (original or diffusers names), "qwen-image", or None."""
+    """The name of the architecture whose transformer markers the keys hold (see
+    ``paco_core.families.Architecture``), or None."""
     keys = {k.removeprefix(CHECKPOINT_PREFIXES["transformer"]) for k in keys}
-    if "transformer_blocks.0.img_mod.1.weight" in keys and "txt_norm.weight" in keys:
-        return "qwen-image"
-    if "double_blocks.0.img_attn.qkv.weight" in keys:
-        return "flux"
-    if "single_transformer_blocks.0.attn.to_q.weight" in keys and "x_embedder.weight" in keys:
-        return "flux"
+    for architecture in architectures():
+        if any(all(marker in keys for marker in group) for group in architecture.transformer_markers):
+            return architecture.name
     return None
 
 
 def text_encoder_role(keys) -> str | None:
-    """CLIP_L, T5XXL, QWEN25VL or None, from the key names."""
+    """The name of the text-encoder role (``paco_core.families.FileRole``) the key names fit, or None."""
     keys = {k.removeprefix("transformer.") for k in keys}
-    if "text_model.encoder.layers.0.mlp.fc1.weight" in keys or "encoder.layers.0.mlp.fc1.weight" in keys:
-        return CLIP_L
-    if "encoder.block.0.layer.0.SelfAttention.q.weight" in keys:
-        return T5XXL
-    if (
-        "model.layers.0.self_attn.q_proj.weight" in keys
-        or "model.language_model.layers.0.self_attn.q_proj.weight" in keys
-    ):
-        return QWEN25VL
-    return None
+    return next((role.name for role in file_roles() if not role.is_vae and role.matches(keys)), None)
 
 
 def vae_role(keys) -> str | None:
-    if any(k.startswith("encoder.down.") for k in keys):
-        return FLUX_VAE
-    if any(k.startswith("encoder.downsamples.") for k in keys):
-        return QWEN_VAE
-    return None
+    """The name of the VAE role the key names fit, or None."""
+    keys = set(keys)
+    return next((role.name for role in file_roles() if role.is_vae and role.matches(keys)), None)
+
+
+def _or(titles) -> str:
+    """ "a, b or c"."""
+    items = list(titles)
+    return " or ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
+
+
+def _roles_text(vae: bool) -> str:
+    """What to choose for each architecture, e.g. "clip_l... and t5xxl... for FLUX, or ... for Qwen-Image"."""
+    choices = []
+    for architecture in architectures():
+        names = (architecture.vae,) if vae else architecture.text_encoders
+        choices.append(f"{' and '.join(file_role(name).help for name in names)} for {architecture.title}")
+    return ", or ".join(choices)
 
 
 def _describe_file(keys) -> str:
@@ -240,15 +234,18 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
                 f"looks like {_describe_file(keys)}. Choose it in the matching field (transformer, text encoder, VAE).",
                 field="checkpoint",
             )
+        file_roles_by_name = {role.name for role in file_roles() if role.checkpoint_prefix}
         for role, prefix in CHECKPOINT_PREFIXES.items():
             inner = {k[len(prefix) :] for k in keys if k.startswith(prefix)}
-            if role in (CLIP_L, T5XXL) and any(k.startswith("transformer.") for k in inner):
+            if role in file_roles_by_name and any(k.startswith("transformer.") for k in inner):
                 prefix += "transformer."
             if inner:
                 parts[role] = _Part(file, prefix, "checkpoint")
         if "vae" in parts:
             vae_keys = {k[len(parts["vae"].prefix) :] for k in keys if k.startswith(parts["vae"].prefix)}
-            parts[vae_role(vae_keys) or FLUX_VAE] = parts.pop("vae")
+            checkpoint_architecture = transformer_architecture(keys)
+            assumed = default_family(checkpoint_architecture).architecture.vae if checkpoint_architecture else "vae"
+            parts[vae_role(vae_keys) or assumed] = parts.pop("vae")
     if files.transformer:
         file = check_file(files.transformer, "transformer", field="transformer")
         keys = read_keys(file, field="transformer")
@@ -271,9 +268,9 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         role = text_encoder_role(keys)
         if role is None:
             raise ModelLoadError(
-                f"text encoder file {file.name} is not CLIP-L, T5-XXL or Qwen2.5-VL: it looks like "
-                f"{_describe_file(keys)}. Choose {ROLE_HELP[CLIP_L]} and {ROLE_HELP[T5XXL]} for FLUX, or "
-                f"{ROLE_HELP[QWEN25VL]} for Qwen-Image-Edit.",
+                f"text encoder file {file.name} is not "
+                f"{_or(role.title for role in file_roles() if not role.is_vae)}: it looks like "
+                f"{_describe_file(keys)}. Choose {_roles_text(vae=False)}.",
                 field=field,
             )
         if role in parts and parts[role].file != file and not files.checkpoint:
@@ -290,12 +287,13 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         role = vae_role(keys)
         if role is None:
             raise ModelLoadError(
-                f"VAE file {file.name} is not FLUX's ae or Qwen-Image's VAE: it looks like {_describe_file(keys)}. "
-                f"Choose {ROLE_HELP[FLUX_VAE]} for FLUX or {ROLE_HELP[QWEN_VAE]} for Qwen-Image-Edit.",
+                f"VAE file {file.name} is not {_or(role.title for role in file_roles() if role.is_vae)}: it looks "
+                f"like {_describe_file(keys)}. Choose {_roles_text(vae=True)}.",
                 field="vae",
             )
-        parts.pop(FLUX_VAE, None)
-        parts.pop(QWEN_VAE, None)
+        for other in file_roles():
+            if other.is_vae:
+                parts.pop(other.name, None)
         parts[role] = _Part(file, field="vae")
     if "transformer" not in parts:
         raise InputError(
@@ -308,28 +306,32 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         for k in transformer_keys
         if k.startswith(parts["transformer"].prefix)
     )
-    kind = DEFAULT_KIND[architecture] if files.kind == "auto" else files.kind
-    if ARCHITECTURE_OF_KIND[kind] != architecture:
+    kind = default_family(architecture).kind if files.kind == AUTO_KIND else files.kind
+    if family(kind).architecture.name != architecture:
         raise InputError(
             f"transformer {parts['transformer'].file.name} is a {architecture} transformer, but kind {kind} needs a "
-            f"{ARCHITECTURE_OF_KIND[kind]} one. Choose kind auto (or "
-            f"{', '.join(k for k, a in ARCHITECTURE_OF_KIND.items() if a == architecture)}), or the matching transformer file.",
+            f"{family(kind).architecture.name} one. Choose kind auto (or "
+            f"{', '.join(item.kind for item in families_of_architecture(architecture))}), or the matching transformer file.",
             field=(parts["transformer"].field, "kind"),
         )
     _check_roles(kind, architecture, parts)
     return kind, parts
 
 
+def _needed_roles(kind: str) -> tuple[str, ...]:
+    """The text-encoder roles and the VAE role the family's architecture needs."""
+    architecture = family(kind).architecture
+    return (*architecture.text_encoders, architecture.vae)
+
+
 def _check_roles(kind: str, architecture: str, parts: dict[str, _Part]) -> None:
-    needed = (*NEEDED_TEXT_ENCODERS[architecture], NEEDED_VAE[architecture])
-    wrong = [
-        role for role in (CLIP_L, T5XXL, QWEN25VL, FLUX_VAE, QWEN_VAE) if role in parts and role not in needed
-    ]
+    needed = _needed_roles(kind)
+    wrong = [role.name for role in file_roles() if role.name in parts and role.name not in needed]
     if wrong:
         names = ", ".join(f"{parts[role].file.name} ({role})" for role in wrong)
         raise InputError(
             f"{names} belong to another model: a {kind} pipeline needs "
-            f"{' + '.join(ROLE_HELP[role] for role in needed)}. Replace them.",
+            f"{' + '.join(file_role(role).help for role in needed)}. Replace them.",
             field=tuple(dict.fromkeys(parts[role].field for role in wrong)),
         )
     missing = [role for role in needed if role not in parts]
@@ -340,12 +342,10 @@ def _check_roles(kind: str, architecture: str, parts: dict[str, _Part]) -> None:
             if role in needed and role != "transformer"
         )
         raise InputError(
-            f"a {kind} pipeline also needs {' and '.join(ROLE_HELP[role] for role in missing)}: choose "
+            f"a {kind} pipeline also needs {' and '.join(file_role(role).help for role in missing)}: choose "
             f"{'them' if len(missing) > 1 else 'it'}" + (f" (given: {given})." if given else "."),
             field=tuple(
-                dict.fromkeys(
-                    "vae" if role == NEEDED_VAE[architecture] else "text_encoders" for role in missing
-                )
+                dict.fromkeys("vae" if file_role(role).is_vae else "text_encoders" for role in missing)
             ),
         )
 
@@ -355,7 +355,7 @@ def _check_roles(kind: str, architecture: str, parts: dict[str, _Part]) -> None:
 
 def resolve_config_folder(kind: str, configs: str | None) -> Path:
     """The config folder to use for ``kind``: the given one, or the shipped one."""
-    folder = Path(configs).expanduser() if configs else CONFIGS_DIR / kind
+    folder = Path(configs).expanduser() if configs else CONFIGS_DIR / family(kind).config_folder
     index_file = folder / "model_index.json"
     if not index_file.is_file():
         raise ModelLoadError(
@@ -363,12 +363,11 @@ def resolve_config_folder(kind: str, configs: str | None) -> Path:
             "not used) or leave the config folder empty for the shipped one.",
             field="config_folder",
         )
-    from paco_core.models.pipelines import KIND_OF_PIPELINE_CLASS
-
     class_name = json.loads(index_file.read_text(encoding="utf-8")).get("_class_name")
-    if KIND_OF_PIPELINE_CLASS.get(class_name) != kind:
+    found = family_of_pipeline_class(class_name)
+    if found is None or found.kind != kind:
         raise InputError(
-            f"config folder {folder} is for {KIND_OF_PIPELINE_CLASS.get(class_name, class_name)}, but the files make a "
+            f"config folder {folder} is for {found.kind if found else class_name}, but the files make a "
             f"{kind} pipeline. Choose the config folder of a {kind} model, or leave it empty.",
             field="config_folder",
         )
@@ -495,7 +494,7 @@ def _vae(role: str, part: _Part, folder: Path, torch_dtype):
     cls = getattr(diffusers, config["_class_name"])
     model = _empty(lambda: cls.from_config(config))
     state_dict = _weights(part, torch_dtype)
-    if role == FLUX_VAE:
+    if file_role(role).layout == "ldm":
         state_dict = ldm_vae_to_diffusers(state_dict, model.config, part.file.name)
     else:
         state_dict = wan_vae_to_diffusers(
@@ -514,7 +513,8 @@ def _text_encoder(role: str, part: _Part, folder: Path, component: str, torch_dt
     model = _empty(lambda: cls(config))
     state_dict = _weights(part, torch_dtype)
     allowed_missing: tuple = ()
-    if role == T5XXL:
+    layout = file_role(role).layout
+    if layout == "t5":
         shared = state_dict.get("shared.weight", state_dict.get("encoder.embed_tokens.weight"))
         if shared is not None:
             state_dict.setdefault("shared.weight", shared)
@@ -525,7 +525,7 @@ def _text_encoder(role: str, part: _Part, folder: Path, component: str, torch_dt
             for k, v in state_dict.items()
             if k in expected or not k.startswith(("encoder.embed_tokens", "shared"))
         }
-    elif role == CLIP_L:
+    elif layout == "clip-l":
         allowed_missing = ("position_ids",)
         # Buffers and the projection head some releases carry; the text model has none of them.
         for key in [
@@ -534,7 +534,7 @@ def _text_encoder(role: str, part: _Part, folder: Path, component: str, torch_dt
             del state_dict[key]
         if not any(key.startswith("text_model.") for key in model.state_dict()):
             state_dict = {key.removeprefix("text_model."): value for key, value in state_dict.items()}
-    elif role == QWEN25VL:
+    elif layout == "qwen2.5-vl":
         state_dict = _qwen_vl_names(state_dict)
         if "lm_head.weight" not in state_dict:
             # ComfyUI's text-encoder files leave the language-model head out: the pipeline
@@ -542,7 +542,7 @@ def _text_encoder(role: str, part: _Part, folder: Path, component: str, torch_dt
             allowed_missing = ("lm_head.weight",)
     model = _load_into(model, state_dict, f"{component} ({role})", part, folder, allowed_missing)
     model.tie_weights()  # assign=True loaded tied tensors (T5's shared embedding) as two copies
-    if role == QWEN25VL and "lm_head.weight" not in state_dict:
+    if layout == "qwen2.5-vl" and "lm_head.weight" not in state_dict:
         import torch
 
         model.lm_head.weight = torch.nn.Parameter(torch.zeros(model.lm_head.weight.shape, dtype=torch_dtype))
@@ -610,7 +610,7 @@ def check_model_files(files: ComfyModelFiles) -> str:
     wrong combination is found before a job (or a long load) starts.
 
     Returns:
-        The kind ("flux", "flux-kontext", "qwen-image-edit" or "qwen-image-edit-plus").
+        The kind of the family the files make (see ``paco_core.families``).
 
     Raises:
         ModelLoadError / InputError: as ``build_pipeline_from_files`` (a missing, truncated or
@@ -644,15 +644,15 @@ def build_pipeline_from_files(files: ComfyModelFiles, torch_dtype):
     import diffusers
 
     kind, parts = _plan(files)
-    architecture = ARCHITECTURE_OF_KIND[kind]
+    architecture = family(kind).architecture
     folder = resolve_config_folder(kind, files.config_folder)
     index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     components = {"transformer": _transformer(kind, parts["transformer"], folder, torch_dtype)}
     components.update(_tokenizers(folder, index, files.comfyui_dir))
-    for role in NEEDED_TEXT_ENCODERS[architecture]:
-        component = COMPONENT_OF_ROLE[role]
+    for role in architecture.text_encoders:
+        component = file_role(role).component
         components[component] = _text_encoder(role, parts[role], folder, component, torch_dtype)
-    vae_role_name = NEEDED_VAE[architecture]
+    vae_role_name = architecture.vae
     components["vae"] = _vae(vae_role_name, parts[vae_role_name], folder, torch_dtype)
     scheduler_class = getattr(diffusers, index["scheduler"][1])
     components["scheduler"] = scheduler_class.from_pretrained(str(folder), subfolder="scheduler")
