@@ -316,7 +316,11 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> None:
 
 
 def literal_choices(cls: type, field_name: str) -> tuple[Any, ...]:
-    """The allowed values of a ``Literal[...]`` field (for messages and CLI choices)."""
+    """The allowed values of a choice field (for messages and CLI choices): its ``choices``
+    metadata (choices a registry holds, e.g. the model kinds), else its ``Literal[...]`` values."""
+    declared = {item.name: item for item in dataclasses.fields(cls)}.get(field_name)
+    if declared is not None and "choices" in declared.metadata:
+        return tuple(declared.metadata["choices"])
     hint = typing.get_type_hints(cls)[field_name]
     if typing.get_origin(hint) is typing.Literal:
         return typing.get_args(hint)

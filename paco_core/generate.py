@@ -32,13 +32,19 @@ from paco_core import __version__
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.devices import dtype_name
 from paco_core.errors import InputError
+from paco_core.families import EDIT, SETS, all_families, family, kinds, load_reference
 from paco_core.models.edit_sizes import SIZE_MULTIPLE, qwen_condition_area, working_size
-from paco_core.models.pipelines import EDIT_KINDS, TEXT_TO_IMAGE_KINDS, LoadedPipeline, execution_device
+from paco_core.models.pipelines import LoadedPipeline, execution_device
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EDIT_GUIDANCE = {"flux-kontext": 2.5, "qwen-image-edit": 4.0, "qwen-image-edit-plus": 4.0}
-"""Kontext: distilled guidance; Qwen-Image-Edit: true CFG scale (PaCo-RL's settings)."""
+
+
+def default_guidance(kind: str) -> float:
+    """The family's guidance when none is given (Kontext: distilled guidance; Qwen-Image-Edit: true
+    CFG scale; PaCo-RL's settings)."""
+    return family(kind).default_guidance
+
 
 MAX_PANEL_SIDE = 2048
 """Largest panel width/height in pixels (the nodes' limit too): larger grids exhaust memory."""
@@ -220,12 +226,12 @@ def check_model_task(loaded: LoadedPipeline, allowed: Sequence[str], task: str) 
     """Refuse a pipeline of the wrong kind for a task, saying which kinds fit."""
     if loaded.kind in allowed:
         return
+    sets = " or ".join(item.title for item in all_families() if item.task == SETS)
+    edits = " or ".join(item.title for item in all_families() if item.task == EDIT)
     if task == "generate a set":
-        hint = (
-            "Load a FLUX.1-dev (text-to-image) model for sets; Kontext and Qwen-Image-Edit are edit models."
-        )
+        hint = f"Load a {sets} (text-to-image) model for sets; {edits} are edit models."
     else:
-        hint = "Load FLUX.1-Kontext-dev or Qwen-Image-Edit for edits; FLUX.1-dev only makes images from text."
+        hint = f"Load {edits} for edits; {sets} only makes images from text."
     raise InputError(f"cannot {task} with a {loaded.kind} pipeline ({loaded.source}). {hint}")
 
 
@@ -289,7 +295,7 @@ def generate_sets(
     from paco_core.prompts import build_grid_prompt, parse_layout
 
     # 1. check
-    check_model_task(loaded, TEXT_TO_IMAGE_KINDS, "generate a set")
+    check_model_task(loaded, kinds(SETS), "generate a set")
     check_num_sets(num_sets)
     layout = parse_layout(request.layout)
     prompt = build_grid_prompt(request.theme, request.description, request.panels, layout)
@@ -378,7 +384,7 @@ def edit_images(
     """
     from paco_core.models.lora import lora_scope
 
-    check_model_task(loaded, EDIT_KINDS, "edit an image")
+    check_model_task(loaded, kinds(EDIT), "edit an image")
     [instruction] = check_instructions([instruction])
     sources = [as_rgb(image) for image in images]
     total = options.steps * len(sources)
@@ -413,7 +419,7 @@ def edit_chain(
     """
     from paco_core.models.lora import lora_scope
 
-    check_model_task(loaded, EDIT_KINDS, "edit an image")
+    check_model_task(loaded, kinds(EDIT), "edit an image")
     instructions = check_instructions(instructions)
     reference = as_rgb(reference)
     total = options.steps * len(instructions)
@@ -440,7 +446,7 @@ def _edit_step(
     total,
 ) -> EditedImage:
     """One edit: working size, model call (progress from ``index * steps``), back to the input size."""
-    guidance = options.guidance if options.guidance is not None else DEFAULT_EDIT_GUIDANCE[loaded.kind]
+    guidance = options.guidance if options.guidance is not None else default_guidance(loaded.kind)
     # 1. pick the working size and bring the input onto it
     work_w, work_h = working_size(*source.size, options.max_area)
     work_input = source if source.size == (work_w, work_h) else source.resize((work_w, work_h), _lanczos())
@@ -493,10 +499,17 @@ def _lanczos():
 def run_edit(
     pipe, kind: str, image, instruction: str, options: EditOptions, guidance: float, seed: int, callback
 ):
-    """One edit model call at the size of ``image`` (a list of images for Qwen-Image-Edit-Plus, which
-    takes several; the output has the first one's size). Returns the PIL result."""
+    """One edit model call at the size of ``image`` (a list of images for a family taking several
+    references; the output has the first one's size), through the family's ``edit_call``. Returns the
+    PIL result."""
+    edit_call = load_reference(family(kind).edit_call or "")
+    return edit_call(pipe, kind, image, instruction, options, guidance, seed, callback)
+
+
+def _edit_arguments(image, instruction: str, options: EditOptions, seed: int, callback) -> dict[str, Any]:
+    """The pipeline arguments every edit family takes."""
     width, height = (image[0] if isinstance(image, list) else image).size
-    common = {
+    return {
         "image": image,
         "prompt": instruction,
         "height": height,
@@ -506,14 +519,23 @@ def run_edit(
         "callback_on_step_end": callback,
         "max_sequence_length": options.max_sequence_length,
     }
-    if kind == "flux-kontext":
-        return pipe(
-            **common,
-            guidance_scale=float(guidance),
-            max_area=width * height,  # the working size is already chosen: no further rescale
-            _auto_resize=options.auto_resize,
-        ).images[0]
-    condition_area = options.condition_area or width * height
+
+
+def kontext_edit_call(pipe, kind: str, image, instruction, options: EditOptions, guidance, seed, callback):
+    """FLUX.1-Kontext-dev's edit call: distilled guidance, at the working size already chosen."""
+    common = _edit_arguments(image, instruction, options, seed, callback)
+    return pipe(
+        **common,
+        guidance_scale=float(guidance),
+        max_area=common["width"] * common["height"],  # the working size is already chosen: no further rescale
+        _auto_resize=options.auto_resize,
+    ).images[0]
+
+
+def qwen_edit_call(pipe, kind: str, image, instruction, options: EditOptions, guidance, seed, callback):
+    """Qwen-Image-Edit's (and Edit-Plus's) edit call: true CFG, the condition sized to ``condition_area``."""
+    common = _edit_arguments(image, instruction, options, seed, callback)
+    condition_area = options.condition_area or common["width"] * common["height"]
     with qwen_condition_area(kind, condition_area):
         return pipe(
             **common,

@@ -67,9 +67,10 @@ def _table(cls: type, prefix: str) -> list[str]:
     for name, type_name, default, text in describe_fields(cls):
         if "." in name:  # a sub-section: it gets its own table
             continue
+        choices = _choices(cls, name)
+        type_text = "choice" if choices else _type_text(type_name)
         lines.append(
-            f"| `{prefix}{name}` | {_cell(_type_text(type_name))} | `{_cell(json.dumps(default))}` "
-            f"| {_choices(cls, name)} | {_cell(text)} |"
+            f"| `{prefix}{name}` | {_cell(type_text)} | `{_cell(json.dumps(default))}` | {choices} | {_cell(text)} |"
         )
     return lines
 

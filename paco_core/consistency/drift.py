@@ -271,10 +271,11 @@ def guarded_edit_chain(
         ``GuardedChainResult``: each step's tries, the kept image and its scores.
     """
     from paco_core.consistency.usage import measure_usage
-    from paco_core.generate import EDIT_KINDS, check_model_task
+    from paco_core.families import edit_kinds
+    from paco_core.generate import check_model_task
 
     # 1. check before anything runs
-    check_model_task(loaded, EDIT_KINDS, "edit an image")
+    check_model_task(loaded, edit_kinds(), "edit an image")
     instructions = check_instructions(instructions)
     if not isinstance(guard, GuardOptions):
         raise InputError(f"`guard` should be GuardOptions, got {type(guard).__name__}.")

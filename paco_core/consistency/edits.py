@@ -11,17 +11,17 @@ from collections.abc import Sequence
 
 from paco_core.callbacks import Hooks
 from paco_core.errors import InputError
-
-MULTI_REFERENCE_KINDS = ("qwen-image-edit-plus",)
-"""Edit pipelines that take several input images in one edit."""
+from paco_core.families import all_families, family
 
 
 def check_reference_count(kind: str, count: int, what: str = "references") -> None:
-    """Refuse more references than the edit model takes (one, except Edit-Plus)."""
-    if count > 1 and kind not in MULTI_REFERENCE_KINDS:
+    """Refuse more references than the edit model takes (one, except families taking several)."""
+    if count > 1 and not family(kind).takes_several_references:
+        several = " or ".join(item.title for item in all_families() if item.takes_several_references)
+        sets = " or ".join(item.title for item in all_families() if not item.is_edit)
         raise InputError(
             f"`{what}`: a {kind} edit takes one input image, got {count}; give one, or load "
-            "Qwen-Image-Edit-Plus (several references) or FLUX.1-dev (references as grid cells)."
+            f"{several} (several references) or {sets} (references as grid cells)."
         )
 
 
@@ -52,12 +52,12 @@ def edit_from_references(
     Returns:
         The PIL panel, the size of ``references[0]``.
     """
-    from paco_core.generate import DEFAULT_EDIT_GUIDANCE, EditOptions, run_edit, step_callback
+    from paco_core.generate import EditOptions, default_guidance, run_edit, step_callback
 
     options = EditOptions(steps=steps, guidance=guidance, seed=seed, max_sequence_length=max_sequence_length)
-    used = list(references) if kind in MULTI_REFERENCE_KINDS and len(references) > 1 else references[0]
+    used = list(references) if family(kind).takes_several_references and len(references) > 1 else references[0]
     callback = step_callback(hooks, done_before, total)
-    scale = guidance if guidance is not None else DEFAULT_EDIT_GUIDANCE[kind]
+    scale = guidance if guidance is not None else default_guidance(kind)
     edited = run_edit(pipe, kind, used, instruction, options, scale, seed, callback)
     size = references[0].size
     return edited if edited.size == size else edited.resize(size)

@@ -36,14 +36,20 @@ from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.consistency.cells import REFERENCE_FITS, check_cells, fit_reference
 from paco_core.consistency.measure import Usage, measure
 from paco_core.errors import InputError
+from paco_core.families import family, kinds
 from paco_core.prompts import DEFAULT_JUDGE_THEME_SOURCE, JUDGE_THEME_SOURCES, Layout, parse_layout
 from paco_core.reward.backend import JudgeBackend
 from paco_core.reward.results import SetScore
 
 FLUX_GUIDANCE = 3.5
 """FLUX.1-dev's guidance for the grid path when ``guidance`` is None (as PaCo Generate Set)."""
-PATHS = {"flux": "grid", "flux-kontext": "edit", "qwen-image-edit": "edit", "qwen-image-edit-plus": "edit"}
-"""Pipeline kind -> how the panels are made."""
+
+
+def panel_path(kind: str) -> str | None:
+    """How a pipeline kind's panels are made: "grid" (a sets family) or "edit"; None for an unknown kind."""
+    if kind not in kinds():
+        return None
+    return "edit" if family(kind).is_edit else "grid"
 
 
 @dataclass(frozen=True)
@@ -231,7 +237,7 @@ def generate_reference_set(
     from paco_core.models.lora import lora_scope
 
     # 1. check and fit the inputs, before any model runs
-    path = PATHS.get(loaded.kind)
+    path = panel_path(loaded.kind)
     if path is None:
         raise InputError(f"cannot make a reference set with a {loaded.kind} pipeline.")
     fitted = prepare_references(references, request)

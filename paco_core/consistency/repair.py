@@ -32,8 +32,9 @@ from typing import Any
 
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.consistency.measure import Usage, measure
-from paco_core.consistency.reference_sets import FLUX_GUIDANCE, PATHS, check_score
+from paco_core.consistency.reference_sets import FLUX_GUIDANCE, check_score, panel_path
 from paco_core.errors import InputError
+from paco_core.families import family
 from paco_core.reward.backend import JudgeBackend
 from paco_core.reward.results import SetScore
 
@@ -41,8 +42,6 @@ logger = logging.getLogger(__name__)
 
 MAX_TRIES = 64
 MAX_ROUNDS = 64
-EDIT_REFERENCES = {"qwen-image-edit-plus": 2}
-"""How many of the best panels an edit repair shows the model (default 1)."""
 
 
 @dataclass(frozen=True)
@@ -236,7 +235,7 @@ def repair_set(
     from paco_core.prompts import parse_layout
 
     # 1. check everything before any model runs
-    path = PATHS.get(loaded.kind)
+    path = panel_path(loaded.kind)
     if path is None:
         raise InputError(f"cannot repair a set with a {loaded.kind} pipeline.")
     grid_layout = parse_layout(layout)
@@ -389,7 +388,7 @@ class _Regenerator:
             return split_grid(grid, self.layout)[weakest]
         from paco_core.consistency.edits import edit_from_references
 
-        count = EDIT_REFERENCES.get(self.loaded.kind, 1)
+        count = family(self.loaded.kind).num_references  # the best panels an edit repair shows the model
         best = sorted((i for i in range(len(panels)) if i != weakest), key=lambda i: -score.per_image[i])[
             :count
         ]

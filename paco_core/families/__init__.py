@@ -48,11 +48,14 @@ QWEN_IMAGE_EDIT_PLUS = qwen_image_edit.PLUS_FAMILY
 FAMILIES: tuple[Family, ...] = (FLUX, FLUX_KONTEXT, QWEN_IMAGE_EDIT, QWEN_IMAGE_EDIT_PLUS)
 """Every family, in the order choices are listed (sets first, then edits)."""
 
+DEFAULT_KIND = FLUX.kind
+"""The kind a training config without one trains (``ModelConfig.kind``'s default)."""
+
 _BY_KIND = {item.kind: item for item in FAMILIES}
 _BY_PIPELINE_CLASS = {item.pipeline_class: item for item in FAMILIES}
 
 __all__ = [
-    "EDIT", "FAMILIES", "FLUX", "FLUX_KONTEXT", "QWEN_IMAGE_EDIT", "QWEN_IMAGE_EDIT_PLUS", "SETS", "TASKS",
+    "DEFAULT_KIND", "EDIT", "FAMILIES", "FLUX", "FLUX_KONTEXT", "QWEN_IMAGE_EDIT", "QWEN_IMAGE_EDIT_PLUS", "SETS", "TASKS",
     "Architecture", "Family", "all_families", "architecture", "architectures", "default_family",
     "edit_kinds", "families_of_architecture", "family", "family_of_pipeline_class", "is_installed", "kinds",
     "load_reference", "trainable_kinds",

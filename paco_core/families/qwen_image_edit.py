@@ -71,7 +71,7 @@ FAMILY = Family(
 
 PLUS_FAMILY = Family(
     kind=PLUS_KIND,
-    title="Qwen-Image-Edit-2509",
+    title="Qwen-Image-Edit-Plus",
     task=EDIT,
     pipeline_class="QwenImageEditPlusPipeline",
     diffusers_module="diffusers.pipelines.qwenimage.pipeline_qwenimage_edit_plus",

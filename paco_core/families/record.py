@@ -81,7 +81,7 @@ class Family:
         default_guidance: guidance when none is given (FLUX's distilled guidance, or true CFG).
         num_references: images one edit call takes (0 for a sets family; more than 1: the
             family accepts several reference images and repairs give it this many).
-        edit_call: ``module:function`` running one edit call, ``(pipe, image, instruction,
+        edit_call: ``module:function`` running one edit call, ``(pipe, kind, image, instruction,
             options, guidance, seed, callback) -> PIL image`` (None for a sets family).
         rollout_adapter: ``module:class`` of its PaCo-GRPO rollout adapter (``rl``), or None
             when training does not support it.

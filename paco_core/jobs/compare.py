@@ -12,6 +12,7 @@ import statistics
 from typing import Any
 
 from paco_core.errors import InputError
+from paco_core.families import DEFAULT_KIND
 from paco_core.jobs.curves import _finite
 from paco_core.jobs.store import Job, JobStore
 from paco_core.run_folder import RunFolder
@@ -40,7 +41,7 @@ def comparable_jobs(store: JobStore, job_ids: list[str]) -> list[Job]:
 
 
 def kind_of(job: Job) -> str:
-    return str((job.config.get("model") or {}).get("kind") or "flux")
+    return str((job.config.get("model") or {}).get("kind") or DEFAULT_KIND)
 
 
 def held_out_metric(job: Job, folder: RunFolder) -> str | None:

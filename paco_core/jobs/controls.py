@@ -15,11 +15,10 @@ from typing import Any
 
 from paco_core import run_requests
 from paco_core.errors import InputError
+from paco_core.families import edit_kinds
 from paco_core.jobs import runner
 from paco_core.jobs import store as st
 from paco_core.jobs.store import JobStateError, JobStore
-
-EDIT_KINDS = ("flux-kontext", "qwen-image-edit")
 
 
 def request(store: JobStore, job_id: str, kind: str, *, prompt: str | None = None) -> dict[str, Any]:
@@ -55,7 +54,7 @@ def _prompt_fields(config: dict[str, Any], prompt: str | None) -> dict[str, Any]
         raise InputError("the prompt is empty: type a prompt, or leave it out to sample the held-out prompts")
     if len(prompt) > run_requests.MAX_PROMPT_CHARS:
         raise InputError(f"the prompt has {len(prompt)} characters; at most {run_requests.MAX_PROMPT_CHARS}")
-    if (config.get("model") or {}).get("kind") in EDIT_KINDS:
+    if (config.get("model") or {}).get("kind") in edit_kinds():
         return {"instruction": prompt.strip()}
     from paco_core.jobs.training_prompts import set_rows_from_text
 

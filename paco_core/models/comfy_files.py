@@ -36,26 +36,32 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paco_core.errors import InputError, ModelLoadError
+from paco_core.families import (
+    architectures,
+    default_family,
+    families_of_architecture,
+    family,
+    family_of_pipeline_class,
+    kinds,
+)
 
 logger = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 """The shipped config folders, one per pipeline kind."""
 
-FILE_KINDS = ("auto", "flux", "flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
-ARCHITECTURE_OF_KIND = {
-    "flux": "flux",
-    "flux-kontext": "flux",
-    "qwen-image-edit": "qwen-image",
-    "qwen-image-edit-plus": "qwen-image",
-}
-DEFAULT_KIND = {"flux": "flux", "qwen-image": "qwen-image-edit"}
+AUTO_KIND = "auto"
+"""The kind that lets the transformer file decide (its architecture's default family)."""
+FILE_KINDS = (AUTO_KIND, *kinds())
+"""The kinds ComfyUI files can be loaded as: "auto" and every family's."""
+
 
 # Roles a file can play, and how to recognise them from their keys.
 CLIP_L, T5XXL, QWEN25VL = "clip_l", "t5xxl", "qwen_2.5_vl_7b"
 FLUX_VAE, QWEN_VAE = "ae", "qwen_image_vae"
-NEEDED_TEXT_ENCODERS = {"flux": (CLIP_L, T5XXL), "qwen-image": (QWEN25VL,)}
-NEEDED_VAE = {"flux": FLUX_VAE, "qwen-image": QWEN_VAE}
+TEXT_ENCODER_ROLES = (CLIP_L, T5XXL, QWEN25VL)
+VAE_ROLES = (FLUX_VAE, QWEN_VAE)
+"""The file roles this module reads; a family's architecture names those it needs."""
 COMPONENT_OF_ROLE = {CLIP_L: "text_encoder", T5XXL: "text_encoder_2", QWEN25VL: "text_encoder"}
 ROLE_HELP = {
     CLIP_L: "clip_l.safetensors (models/text_encoders)",
@@ -83,7 +89,7 @@ class ComfyModelFiles:
         text_encoders: text encoder files in any order (``models/text_encoders``).
         vae: the VAE file (``models/vae``).
         checkpoint: an all-in-one file (``models/checkpoints``); split files given too replace its parts.
-        kind: "auto", "flux", "flux-kontext", "qwen-image-edit" or "qwen-image-edit-plus".
+        kind: "auto" or a family's kind (see ``paco_core.families``).
         config_folder: a config folder (a diffusers pipeline folder; weights unused); default:
             the shipped one for the kind.
         comfyui_dir: the ComfyUI folder (or its ``comfy`` package folder), for the tokenizers a
@@ -163,14 +169,12 @@ def read_tensors(file: Path, prefix: str = "") -> dict:
 
 
 def transformer_architecture(keys) -> str | None:
-    """ "flux" (original or diffusers names), "qwen-image", or None."""
+    """The name of the architecture whose transformer markers the keys hold (see
+    ``paco_core.families.Architecture``), or None."""
     keys = {k.removeprefix(CHECKPOINT_PREFIXES["transformer"]) for k in keys}
-    if "transformer_blocks.0.img_mod.1.weight" in keys and "txt_norm.weight" in keys:
-        return "qwen-image"
-    if "double_blocks.0.img_attn.qkv.weight" in keys:
-        return "flux"
-    if "single_transformer_blocks.0.attn.to_q.weight" in keys and "x_embedder.weight" in keys:
-        return "flux"
+    for architecture in architectures():
+        if any(all(marker in keys for marker in group) for group in architecture.transformer_markers):
+            return architecture.name
     return None
 
 
@@ -291,22 +295,26 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         for k in transformer_keys
         if k.startswith(parts["transformer"].prefix)
     )
-    kind = DEFAULT_KIND[architecture] if files.kind == "auto" else files.kind
-    if ARCHITECTURE_OF_KIND[kind] != architecture:
+    kind = default_family(architecture).kind if files.kind == AUTO_KIND else files.kind
+    if family(kind).architecture.name != architecture:
         raise InputError(
             f"transformer {parts['transformer'].file.name} is a {architecture} transformer, but kind {kind} needs a "
-            f"{ARCHITECTURE_OF_KIND[kind]} one. Choose kind auto (or "
-            f"{', '.join(k for k, a in ARCHITECTURE_OF_KIND.items() if a == architecture)}), or the matching transformer file."
+            f"{family(kind).architecture.name} one. Choose kind auto (or "
+            f"{', '.join(item.kind for item in families_of_architecture(architecture))}), or the matching transformer file."
         )
     _check_roles(kind, architecture, parts)
     return kind, parts
 
 
+def _needed_roles(kind: str) -> tuple[str, ...]:
+    """The text-encoder roles and the VAE role the family's architecture needs."""
+    architecture = family(kind).architecture
+    return (*architecture.text_encoders, architecture.vae)
+
+
 def _check_roles(kind: str, architecture: str, parts: dict[str, _Part]) -> None:
-    needed = (*NEEDED_TEXT_ENCODERS[architecture], NEEDED_VAE[architecture])
-    wrong = [
-        role for role in (CLIP_L, T5XXL, QWEN25VL, FLUX_VAE, QWEN_VAE) if role in parts and role not in needed
-    ]
+    needed = _needed_roles(kind)
+    wrong = [role for role in (*TEXT_ENCODER_ROLES, *VAE_ROLES) if role in parts and role not in needed]
     if wrong:
         names = ", ".join(f"{parts[role].file.name} ({role})" for role in wrong)
         raise InputError(
@@ -331,19 +339,18 @@ def _check_roles(kind: str, architecture: str, parts: dict[str, _Part]) -> None:
 
 def resolve_config_folder(kind: str, configs: str | None) -> Path:
     """The config folder to use for ``kind``: the given one, or the shipped one."""
-    folder = Path(configs).expanduser() if configs else CONFIGS_DIR / kind
+    folder = Path(configs).expanduser() if configs else CONFIGS_DIR / family(kind).config_folder
     index_file = folder / "model_index.json"
     if not index_file.is_file():
         raise ModelLoadError(
             f"config folder {folder} has no model_index.json: give a diffusers pipeline folder (its weights are "
             "not used) or leave the config folder empty for the shipped one."
         )
-    from paco_core.models.pipelines import KIND_OF_PIPELINE_CLASS
-
     class_name = json.loads(index_file.read_text(encoding="utf-8")).get("_class_name")
-    if KIND_OF_PIPELINE_CLASS.get(class_name) != kind:
+    found = family_of_pipeline_class(class_name)
+    if found is None or found.kind != kind:
         raise InputError(
-            f"config folder {folder} is for {KIND_OF_PIPELINE_CLASS.get(class_name, class_name)}, but the files make a "
+            f"config folder {folder} is for {found.kind if found else class_name}, but the files make a "
             f"{kind} pipeline. Choose the config folder of a {kind} model, or leave it empty."
         )
     return folder
@@ -580,7 +587,7 @@ def check_model_files(files: ComfyModelFiles) -> str:
     wrong combination is found before a job (or a long load) starts.
 
     Returns:
-        The kind ("flux", "flux-kontext", "qwen-image-edit" or "qwen-image-edit-plus").
+        The kind of the family the files make (see ``paco_core.families``).
 
     Raises:
         ModelLoadError / InputError: as ``build_pipeline_from_files`` (a missing, truncated or
@@ -614,15 +621,15 @@ def build_pipeline_from_files(files: ComfyModelFiles, torch_dtype):
     import diffusers
 
     kind, parts = _plan(files)
-    architecture = ARCHITECTURE_OF_KIND[kind]
+    architecture = family(kind).architecture
     folder = resolve_config_folder(kind, files.config_folder)
     index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     components = {"transformer": _transformer(kind, parts["transformer"], folder, torch_dtype)}
     components.update(_tokenizers(folder, index, files.comfyui_dir))
-    for role in NEEDED_TEXT_ENCODERS[architecture]:
+    for role in architecture.text_encoders:
         component = COMPONENT_OF_ROLE[role]
         components[component] = _text_encoder(role, parts[role], folder, component, torch_dtype)
-    vae_role_name = NEEDED_VAE[architecture]
+    vae_role_name = architecture.vae
     components["vae"] = _vae(vae_role_name, parts[vae_role_name], folder, torch_dtype)
     scheduler_class = getattr(diffusers, index["scheduler"][1])
     components["scheduler"] = scheduler_class.from_pretrained(str(folder), subfolder="scheduler")

@@ -12,12 +12,15 @@ restores them in ``finally``.
 
 from __future__ import annotations
 
+import importlib
 import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from paco_core.errors import InputError
+from paco_core.families import family
+from paco_core.families.qwen_image_edit import QWEN_IMAGE_ARCHITECTURE
 
 SIZE_MULTIPLE = 16
 """Every side the FLUX / Qwen-Image pipelines take is a multiple of this (VAE 8 x packing 2)."""
@@ -47,24 +50,23 @@ def qwen_condition_area(kind: str, area: int) -> Iterator[None]:
     snapped to 16 (diffusers snaps to 32) so a condition of the working size lines up
     pixel for pixel with the output.
     """
-    if kind == "qwen-image-edit":
-        from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as module
-
-        def condition_size(target_area, ratio):
-            width, height = _size_for_area(area, ratio)
-            return width, height, None
-
-        patches = {"calculate_dimensions": condition_size}
-    elif kind == "qwen-image-edit-plus":
-        from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit_plus as module
-
+    item = family(kind)
+    if item.architecture.name != QWEN_IMAGE_ARCHITECTURE.name:
+        raise InputError(f"condition_area applies to Qwen-Image-Edit pipelines, not {kind}.")
+    module = importlib.import_module(item.diffusers_module)
+    if hasattr(module, "VAE_IMAGE_SIZE"):  # Edit-Plus: several condition images, sized by module constants
         patches = {
             "calculate_dimensions": _size_for_area,
             "VAE_IMAGE_SIZE": area,
             "CONDITION_IMAGE_SIZE": min(module.CONDITION_IMAGE_SIZE, area),
         }
     else:
-        raise InputError(f"condition_area applies to Qwen-Image-Edit pipelines, not {kind}.")
+
+        def condition_size(target_area, ratio):
+            width, height = _size_for_area(area, ratio)
+            return width, height, None
+
+        patches = {"calculate_dimensions": condition_size}
     with _QWEN_PATCH_LOCK:
         saved = {name: getattr(module, name) for name in patches}
         try:

@@ -34,9 +34,9 @@ from typing import Any
 
 from paco_core.errors import InputError, LoraError
 from paco_core.models.lora_files import (
-    ARCHITECTURE_NAMES,
     LoraFile,
     architecture_of_kind,
+    architecture_title,
     lora_weights_file,
     read_lora,
 )
@@ -242,7 +242,7 @@ def _fitting_state_dict(loaded: LoadedPipeline, lora: LoraFile) -> dict:
     match = match_keys(loaded.pipe, lora.state_dict)
     if lora.architecture is not None and lora.architecture != target:
         raise LoraError(
-            f"LoRA file {lora.path} targets {ARCHITECTURE_NAMES[lora.architecture]} but the pipeline is {loaded.kind}: "
+            f"LoRA file {lora.path} targets {architecture_title(lora.architecture)} but the pipeline is {loaded.kind}: "
             f"{match.num_matched} of {match.num_keys} keys matched. Use a LoRA trained for {loaded.kind}."
         )
     if match.num_matched == 0:

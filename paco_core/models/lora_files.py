@@ -18,19 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from paco_core.errors import LoraError
-from paco_core.models.pipelines import FLUX_KINDS
+from paco_core.families import architectures, family
 
 logger = logging.getLogger(__name__)
 
 COMPONENT_PREFIXES = ("transformer.", "text_encoder.", "text_encoder_2.")
 PEFT_PREFIX = "base_model.model."
-ARCHITECTURE_NAMES = {"flux": "FLUX", "qwen-image": "Qwen-Image"}
-"""Transformer architectures (what a LoRA's module names fit) and their display names."""
-# Module names only one of the two transformer architectures has.
-ARCHITECTURE_MARKERS = {
-    "flux": ("single_transformer_blocks.", ".ff.net.", ".ff_context.net.", ".norm1_context.", "x_embedder"),
-    "qwen-image": (".img_mlp.", ".txt_mlp.", ".img_mod.", ".txt_mod.", "img_in", "txt_in"),
-}
 LORA_SUFFIXES = (".lora_A.weight", ".lora_B.weight")
 ARCHITECTURE_METADATA_KEYS = ("paco.architecture", "paco.family")
 """Metadata keys naming the architecture in files this pack saved (``paco.family``: files saved before the rename to "architecture")."""
@@ -47,7 +40,8 @@ class LoraFile:
             scale folded into lora_B.
         rank: largest LoRA rank found.
         alpha: the alpha the file declared (None when it declared none).
-        architecture: "flux", "qwen-image" or None when neither the keys nor the metadata tell.
+        architecture: the transformer architecture's name (``paco_core.families.Architecture``), or
+            None when neither the keys nor the metadata tell.
     """
 
     path: str
@@ -314,21 +308,27 @@ def check_finite(path: Path | str, state_dict: dict) -> None:
         )
 
 
+def architecture_title(name: str) -> str:
+    """The display name of an architecture ("FLUX")."""
+    return next((item.title for item in architectures() if item.name == name), name)
+
+
 def detect_architecture(keys) -> str | None:
-    """The architecture a LoRA's module names reveal ("flux": ``ff.net``, "qwen-image": ``img_mlp``), else None."""
+    """The architecture whose LoRA markers a LoRA's module names hold (FLUX: ``ff.net``, Qwen-Image:
+    ``img_mlp``), else None (none, or several)."""
     keys = list(keys)
-    found = [name for name, markers in ARCHITECTURE_MARKERS.items() if any(m in k for k in keys for m in markers)]
+    found = [item.name for item in architectures() if any(m in k for k in keys for m in item.lora_markers)]
     return found[0] if len(found) == 1 else None
 
 
 def _architecture_in_metadata(metadata: dict[str, str]) -> str | None:
     """The architecture a file saved by this pack declares (new or old metadata key), else None."""
     for key in ARCHITECTURE_METADATA_KEYS:
-        if metadata.get(key) in ARCHITECTURE_NAMES:
+        if metadata.get(key) in {item.name for item in architectures()}:
             return metadata[key]
     return None
 
 
 def architecture_of_kind(kind: str) -> str:
-    """The transformer architecture of a pipeline kind: "flux" (flux, flux-kontext) or "qwen-image"."""
-    return "flux" if kind in FLUX_KINDS else "qwen-image"
+    """The name of a pipeline kind's transformer architecture (FLUX.1-dev and Kontext share one)."""
+    return family(kind).architecture.name

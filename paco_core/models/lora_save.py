@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from paco_core.errors import InputError, LoraError
+from paco_core.families import architectures
 from paco_core.io import atomic_save_safetensors
 from paco_core.models.lora_files import (
-    ARCHITECTURE_NAMES,
     LORA_SUFFIXES,
     PEFT_PREFIX,
     architecture_of_kind,
+    architecture_title,
     detect_architecture,
 )
 
@@ -86,7 +87,7 @@ def save_lora(
             holding *unscaled* weights (as peft stores them).
         alpha: the LoRA alpha used in training.
         rank: the LoRA rank used in training.
-        kind: the pipeline kind the LoRA is for ("flux", "flux-kontext", "qwen-image-edit", ...).
+        kind: the pipeline kind the LoRA is for (a family's kind, see ``paco_core.families``).
         metadata: extra string metadata.
 
     Returns:
@@ -114,7 +115,7 @@ def save_lora(
     architecture = detect_architecture(state_dict)
     if architecture is not None and architecture != architecture_of_kind(kind):
         raise LoraError(
-            f"save_lora: the weights are {ARCHITECTURE_NAMES[architecture]} module names but kind is {kind!r}."
+            f"save_lora: the weights are {architecture_title(architecture)} module names but kind is {kind!r}."
         )
     return _write(
         path, state_dict, architecture_of_kind(kind), rank, {"paco.alpha": str(alpha), **(metadata or {})}
@@ -123,7 +124,11 @@ def save_lora(
 
 def _architecture_of_transformer(transformer) -> str:
     name = type(getattr(transformer, "base_model", transformer)).__name__
-    return "qwen-image" if "Qwen" in name else "flux"
+    for architecture in architectures():
+        if architecture.transformer_class == name:
+            return architecture.name
+    known = ", ".join(item.transformer_class for item in architectures())
+    raise LoraError(f"save_lora: a {name} transformer is none of the architectures this pack knows ({known}).")
 
 
 def _write(path, state_dict: dict, architecture: str, rank: int, metadata: dict[str, str] | None) -> Path:

@@ -26,26 +26,16 @@ from typing import Any, Literal
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.devices import resolve_device, resolve_dtype
 from paco_core.errors import InputError, ModelLoadError
+from paco_core.families import all_families, family, family_of_pipeline_class
+from paco_core.models.comfy_files import ComfyModelFiles, build_pipeline_from_files
 from paco_core.models.hub import hub_snapshot
 from paco_core.models.recent_cache import RecentCache
 from paco_core.settings import PIPELINE_CACHE_SIZE, pipeline_cache_size
 
 logger = logging.getLogger(__name__)
 
-PipelineKind = Literal["flux", "flux-kontext", "qwen-image-edit", "qwen-image-edit-plus"]
 Offload = Literal["none", "model", "sequential"]
 
-KIND_OF_PIPELINE_CLASS: dict[str, str] = {
-    "FluxPipeline": "flux",
-    "FluxKontextPipeline": "flux-kontext",
-    "QwenImageEditPipeline": "qwen-image-edit",
-    "QwenImageEditPlusPipeline": "qwen-image-edit-plus",
-}
-PIPELINE_CLASS_OF_KIND = {kind: name for name, kind in KIND_OF_PIPELINE_CLASS.items()}
-
-TEXT_TO_IMAGE_KINDS = ("flux",)
-EDIT_KINDS = ("flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
-FLUX_KINDS = ("flux", "flux-kontext")
 OFFLOAD_MODES = ("none", "model", "sequential")
 
 # Files that prove a component sub-folder is complete enough to load.
@@ -100,7 +90,7 @@ class LoadedPipeline:
 
     @property
     def is_edit_model(self) -> bool:
-        return self.kind in EDIT_KINDS
+        return family(self.kind).is_edit
 
     def with_loras(self, loras: tuple[AppliedLora, ...]) -> LoadedPipeline:
         """The same pipeline seen with another set of LoRAs (the pipe is shared)."""
@@ -187,19 +177,20 @@ def detect_pipeline_kind(source: str | os.PathLike) -> str:
         source: a local diffusers folder or a hub id in the local cache.
 
     Returns:
-        "flux", "flux-kontext", "qwen-image-edit" or "qwen-image-edit-plus".
+        The kind of the family whose pipeline class it is (see ``paco_core.families``).
     """
     folder, index = read_model_index(source)
     class_name = index.get("_class_name")
-    if class_name not in KIND_OF_PIPELINE_CLASS:
-        allowed = ", ".join(f"{name} ({kind})" for name, kind in KIND_OF_PIPELINE_CLASS.items())
+    found = family_of_pipeline_class(class_name)
+    if found is None:
+        allowed = ", ".join(f"{item.pipeline_class} ({item.kind})" for item in all_families())
         raise ModelLoadError(
             f"{folder}/model_index.json names pipeline class {class_name!r}, which this pack does not "
             f"run. Supported: {allowed}."
         )
     if (folder / "model_index.json").is_file() and Path(source).expanduser().is_dir():
         check_components(folder, index)
-    return KIND_OF_PIPELINE_CLASS[class_name]
+    return found.kind
 
 
 def check_components(folder: Path, index: dict) -> None:
@@ -338,8 +329,6 @@ def open_pipeline(
     Raises:
         InputError: both or neither of the two ways were given.
     """
-    from paco_core.models.comfy_files import ComfyModelFiles
-
     split_files = [str(p) for p in (*text_encoder_files, vae_file, checkpoint_file) if p]
     if model:
         if split_files:
@@ -385,8 +374,6 @@ def load_pipeline_from_files(
     Returns:
         LoadedPipeline whose ``source`` names the files; cached while the files are unchanged.
     """
-    from paco_core.models.comfy_files import build_pipeline_from_files
-
     device_name, torch_dtype = _resolve_placement(dtype, device, offload)
     key = (files.cache_key(), str(torch_dtype), device_name, offload)
     hooks.step(1, LOAD_STEPS)
@@ -406,9 +393,12 @@ def _check_transformer_file(transformer_file: str | os.PathLike | None, kind: st
     if transformer_file is None or str(transformer_file) == "":
         return None
     path = Path(transformer_file).expanduser()
-    if kind not in FLUX_KINDS:
+    if not family(kind).architecture.single_file_transformer:
+        supported = " and ".join(
+            sorted({item.architecture.title for item in all_families() if item.architecture.single_file_transformer})
+        )
         raise InputError(
-            f"a single-file transformer is supported for FLUX pipelines only, but the folder holds a {kind} "
+            f"a single-file transformer is supported for {supported} pipelines only, but the folder holds a {kind} "
             "pipeline. Leave the transformer file empty."
         )
     if not path.is_file():
@@ -424,7 +414,7 @@ def _check_transformer_file(transformer_file: str | os.PathLike | None, kind: st
 def _pipeline_class(kind: str):
     import diffusers
 
-    class_name = PIPELINE_CLASS_OF_KIND[kind]
+    class_name = family(kind).pipeline_class
     cls = getattr(diffusers, class_name, None)
     if cls is None:
         raise ModelLoadError(

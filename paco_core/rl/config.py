@@ -22,23 +22,16 @@ from paco_core.config import (
     literal_choices,
 )
 from paco_core.errors import ConfigError
-from paco_core.models.lora_files import architecture_of_kind
+from paco_core.families import DEFAULT_KIND, architectures, family, trainable_kinds
+from paco_core.families.flux import DUAL_STREAM_ATTENTION_TARGETS
 from paco_core.reward.judge_client import is_server_url
 
-TrainableKind = Literal["flux", "flux-kontext", "qwen-image-edit"]
-"""The pipeline kinds training supports."""
 Aggregation = Literal["weighted_sum", "log_tamed", "log_tamed_released", "geometric_mean", "advantage_sum"]
 
-ATTENTION_TARGETS: tuple[str, ...] = (
-    "to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
-)  # fmt: skip
+ATTENTION_TARGETS: tuple[str, ...] = DUAL_STREAM_ATTENTION_TARGETS
 """The attention projections of a dual-stream block (FLUX and Qwen-Image use the same names)."""
-LORA_TARGETS: dict[str, tuple[str, ...]] = {
-    "flux": (*ATTENTION_TARGETS, "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"),
-    "qwen-image": (*ATTENTION_TARGETS, "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2"),
-}  # fmt: skip
-"""LoRA target modules per transformer architecture (FLUX and Kontext share the FLUX names;
-Qwen-Image names its feed-forward layers img_mlp / txt_mlp)."""
+LORA_TARGETS: dict[str, tuple[str, ...]] = {item.name: item.lora_targets for item in architectures()}
+"""LoRA target modules per transformer architecture (declared by the families, ``paco_core.families``)."""
 
 BUILTIN_REWARDS = ("consistency", "edit", "clip_t", "pickscore", "reference")
 JUDGE_REWARDS = ("consistency", "edit", "reference")
@@ -47,7 +40,7 @@ JUDGE_REWARDS = ("consistency", "edit", "reference")
 
 def default_lora_targets(kind: str) -> tuple[str, ...]:
     """The paper's LoRA target modules for a pipeline kind (by its transformer architecture)."""
-    return LORA_TARGETS[architecture_of_kind(kind)]
+    return family(kind).architecture.lora_targets
 
 
 def _help(text: str) -> dict[str, str]:
@@ -56,8 +49,9 @@ def _help(text: str) -> dict[str, str]:
 
 @dataclass
 class ModelConfig:
-    kind: TrainableKind = field(
-        default="flux", metadata=_help("pipeline kind of the base model: flux, flux-kontext or qwen-image-edit")
+    kind: str = field(
+        default=DEFAULT_KIND,
+        metadata={**_help("pipeline kind of the base model (a model family training supports)"), "choices": trainable_kinds()},
     )
     path: str = field(
         default="", metadata=_help("diffusers pipeline folder (or HF id / ComfyUI name the loader resolves)")
@@ -95,7 +89,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         self.text_encoder_files = tuple(self.text_encoder_files)
-        check_choice("model.kind", self.kind, literal_choices(ModelConfig, "kind"))
+        check_choice("model.kind", self.kind, trainable_kinds())
         split = [
             name for name in ("text_encoder_files", "vae_file", "checkpoint_file") if getattr(self, name)
         ]

@@ -31,6 +31,7 @@ from typing import Any
 
 from paco_core.config import config_from_dict, config_to_dict
 from paco_core.rl.config import TrainConfig
+from paco_core.rl.presets import preset_dict
 
 logger = logging.getLogger(__name__)
 
@@ -183,11 +184,16 @@ def memory_suggestions(config: TrainConfig) -> list[str]:
         found.append(
             "a judge server: rewards.judge_url=http://HOST:PORT/v1 (`paco serve-judge` on another GPU)"
         )
-    if config.model.kind == "flux" and config.sampling.batch_size > 1:
+    if config.model.kind == _one_gpu_preset_kind() and config.sampling.batch_size > 1:
         found.append(f"the one-GPU preset: --preset {ONE_GPU_PRESET} (smaller micro-batches)")
     elif config.sampling.batch_size > 1:
         found.append("sampling.batch_size=1 (smaller micro-batches)")
     return found
+
+
+def _one_gpu_preset_kind() -> str:
+    """The kind the one-GPU preset trains."""
+    return preset_dict(ONE_GPU_PRESET)["model"]["kind"]
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

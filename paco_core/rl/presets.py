@@ -36,7 +36,8 @@ from typing import Any
 
 from paco_core.config import config_from_dict, merge_dicts
 from paco_core.errors import ConfigError
-from paco_core.rl.config import ATTENTION_TARGETS, LORA_TARGETS, TrainConfig
+from paco_core.families import all_families
+from paco_core.rl.config import TrainConfig
 
 _COMMON: dict[str, Any] = {
     "lora": {"rank": 64, "alpha": 128.0, "init": "gaussian"},
@@ -51,45 +52,19 @@ _COMMON: dict[str, Any] = {
     "seed": 42, "eval_group_size": 1,
 }  # fmt: skip
 
-_T2IS_FLUX: dict[str, Any] = {
-    "model": {"kind": "flux", "path": "black-forest-labs/FLUX.1-dev"},
-    "lora": {"target_modules": list(LORA_TARGETS["flux"])},
-    "sampling": {"num_steps": 10, "noise_steps": [1], "noise_level": 0.7, "guidance_scale": 3.5,
-                 "train_resolution": 512, "eval_resolution": 1024, "reference_resolution": 1024},
-    "advantages": {"global_std": True},
-    "rewards": {"rewards": [{"name": "consistency", "weight": 0.2}, {"name": "clip_t", "weight": 1.0},
-                            {"name": "pickscore", "weight": 1.0}], "aggregation": "weighted_sum"},
-    "checkpoint_every": 10, "eval_every": 10,
-}  # fmt: skip
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "t2is-flux": _T2IS_FLUX,
-    "t2is-flux-paper": {
-        **_T2IS_FLUX,
-        "rewards": {**_T2IS_FLUX["rewards"], "aggregation": "log_tamed", "log_tame_threshold": 0.2,
-                    "log_tame_rewards": ["consistency", "clip_t"]},
-    },
-    "edit-kontext": {
-        "model": {"kind": "flux-kontext", "path": "black-forest-labs/FLUX.1-Kontext-dev"},
-        "lora": {"target_modules": list(LORA_TARGETS["flux"])},
-        "sampling": {"num_steps": 8, "noise_steps": [1], "noise_level": 0.9, "guidance_scale": 2.5,
-                     "train_resolution": 384, "eval_resolution": 512, "reference_resolution": 512,
-                     "edit_size": "square"},
-        "advantages": {"global_std": False},
-        "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
-        "checkpoint_every": 20, "eval_every": 20,
-    },
-    "edit-qwen": {
-        "model": {"kind": "qwen-image-edit", "path": "Qwen/Qwen-Image-Edit"},
-        "lora": {"target_modules": list(ATTENTION_TARGETS)},
-        "sampling": {"num_steps": 10, "noise_steps": [1, 2, 3, 4], "trained_steps": [1], "noise_level": 1.0,
-                     "guidance_scale": 4.0, "true_cfg": False, "train_resolution": 384, "eval_resolution": 512,
-                     "reference_resolution": 512, "edit_size": "square"},
-        "advantages": {"global_std": False},
-        "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
-        "checkpoint_every": 20, "eval_every": 20,
-    },
-}  # fmt: skip
+
+def _family_presets() -> dict[str, dict[str, Any]]:
+    """The released runs the families declare (``Family.presets``), each with its family's model."""
+    return {
+        name: {"model": {"kind": item.kind, "path": item.hub_id}, **settings}
+        for item in all_families()
+        for name, settings in item.presets.items()
+    }
+
+
+PRESETS: dict[str, dict[str, Any]] = _family_presets()
+"""Preset name -> its settings over ``_COMMON`` (from the family records, in family order)."""
 
 
 VARIANT_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {

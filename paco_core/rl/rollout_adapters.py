@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from paco_core.errors import ConfigError
+from paco_core.families import family, load_reference, trainable_kinds
 from paco_core.rl.data import PromptRow
 
 
@@ -327,16 +328,9 @@ def load_condition_image(row: PromptRow, height: int, width: int):
     return image.resize((width, height), Image.Resampling.LANCZOS)
 
 
-ADAPTERS: dict[str, type[RolloutAdapter]] = {
-    "flux": FluxAdapter,
-    "flux-kontext": FluxKontextAdapter,
-    "qwen-image-edit": QwenImageEditAdapter,
-}
-ROW_KIND_OF_PIPELINE_KIND = {"flux": "set", "flux-kontext": "edit", "qwen-image-edit": "edit"}
-
-
 def build_rollout_adapter(kind: str, pipe: Any, **options: Any) -> RolloutAdapter:
-    """The adapter for a pipeline kind ("flux", "flux-kontext", "qwen-image-edit")."""
-    if kind not in ADAPTERS:
-        raise ConfigError(f"training supports the pipeline kinds {', '.join(ADAPTERS)}, got {kind!r}")
-    return ADAPTERS[kind](pipe, **options)
+    """The adapter of a pipeline kind's family (its ``rollout_adapter``), built on ``pipe``."""
+    if kind not in trainable_kinds():
+        raise ConfigError(f"training supports the pipeline kinds {', '.join(trainable_kinds())}, got {kind!r}")
+    adapter_class = load_reference(family(kind).rollout_adapter or "")
+    return adapter_class(pipe, **options)

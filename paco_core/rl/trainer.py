@@ -41,6 +41,7 @@ from paco_core import run_requests
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.config import config_to_dict, save_config
 from paco_core.errors import CancelledError, ConfigError, InputError, TrainingError
+from paco_core.families import family
 from paco_core.rl import checkpoint as ckpt
 from paco_core.rl.advantages import compute_advantages
 from paco_core.rl.config import TrainConfig
@@ -68,7 +69,7 @@ from paco_core.rl.micro_batches import (
 from paco_core.rl.on_request import group_stats, prompt_entries, requested_rows
 from paco_core.rl.rewards import RewardModels, RewardSet, check_invalid_share
 from paco_core.rl.rollout import Rollout, rollout_micro_batch, seeded_generator
-from paco_core.rl.rollout_adapters import ROW_KIND_OF_PIPELINE_KIND, RolloutAdapter, build_rollout_adapter
+from paco_core.rl.rollout_adapters import RolloutAdapter, build_rollout_adapter
 from paco_core.rl.rollout_rewards import score_micro_batch, score_rollouts
 from paco_core.rl.sample_guardrail import SampleGuardrail
 from paco_core.rl.sharding import (
@@ -375,7 +376,7 @@ class GrpoTrainer:
             config.data.train_file, config.data.eval_file, eval_fraction=config.data.eval_fraction,
             seed=config.seed, image_root=config.data.image_root,
         )  # fmt: skip
-        check_row_kinds(splits, kind=config.model.kind, wanted=ROW_KIND_OF_PIPELINE_KIND[config.model.kind])
+        check_row_kinds(splits, kind=config.model.kind, wanted=family(config.model.kind).row_kind)
         check_held_out(splits, eval_file=config.data.eval_file)
         self.sampler = PromptSampler(splits.train, config.seed)
         limit = config.data.num_eval_prompts or len(splits.eval)

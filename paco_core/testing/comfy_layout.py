@@ -29,7 +29,6 @@ import shutil
 from pathlib import Path
 
 FP8_NAMES = ("fp8_e4m3fn", "fp8_scaled")
-SOURCES = ("flux", "flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
 
 
 def _load(folder: Path) -> dict:
@@ -189,18 +188,35 @@ def write_comfy_sized_flux(source: Path, models: Path) -> None:
 def save_tiny_comfyui_layout(folder: Path) -> None:
     """Write ``folder/models/...`` from the tiny diffusers folders in ``folder``'s parent
     (building those first when missing)."""
+    from paco_core.families import all_families, load_reference
     from paco_core.testing.factory import TINY_MODEL_NAMES, build_tiny_model
 
     models = folder / "models"
-    for source_name in SOURCES:
-        if source_name not in TINY_MODEL_NAMES:
+    for item in all_families():
+        if item.tiny_comfy_files is None or item.kind not in TINY_MODEL_NAMES:
             continue
-        source = build_tiny_model(source_name, folder.parent)
-        name = f"tiny-{source_name}"
-        if source_name.startswith("flux"):
-            write_flux_files(source, models, name, with_checkpoint=source_name == "flux")
-            if source_name == "flux":
-                write_comfy_sized_flux(source, models)
-        else:
-            write_qwen_image_files(source, models, name, with_fp8=source_name == "qwen-image-edit")
+        source = build_tiny_model(item.kind, folder.parent)
+        name = f"tiny-{item.kind}"
+        load_reference(item.tiny_comfy_files)(source, models, name)
         _config_folder(source, models / "paco_configs" / name)
+
+
+def write_flux_dev_files(source: Path, models: Path, name: str) -> None:
+    """FLUX.1-dev's files: split files, an all-in-one checkpoint and the ComfyUI-sized transformer."""
+    write_flux_files(source, models, name, with_checkpoint=True)
+    write_comfy_sized_flux(source, models)
+
+
+def write_flux_kontext_files(source: Path, models: Path, name: str) -> None:
+    """FLUX.1-Kontext-dev's split files."""
+    write_flux_files(source, models, name, with_checkpoint=False)
+
+
+def write_qwen_image_edit_files(source: Path, models: Path, name: str) -> None:
+    """Qwen-Image-Edit's split files, with fp8 variants."""
+    write_qwen_image_files(source, models, name, with_fp8=True)
+
+
+def write_qwen_image_edit_plus_files(source: Path, models: Path, name: str) -> None:
+    """Qwen-Image-Edit-Plus's split files."""
+    write_qwen_image_files(source, models, name, with_fp8=False)

@@ -16,8 +16,10 @@ import shutil
 from pathlib import Path
 
 from paco_core.errors import InputError
+from paco_core.families import FLUX, trainable_kinds
 
-TINY_PIPELINE_NAMES = {"flux": "tiny-flux", "flux-kontext": "tiny-flux-kontext", "qwen-image-edit": "tiny-qwen-image-edit"}
+TINY_PIPELINE_NAMES = {kind: f"tiny-{kind}" for kind in trainable_kinds()}
+"""Kind -> the tiny diffusers folder placed in ``models/diffusers`` (the families training supports)."""
 TINY_JUDGE_NAME = "tiny-judge"
 TINY_LORA_NAME = "paco_tiny.safetensors"
 BUILD_FOLDER = ".paco-tiny"
@@ -47,7 +49,7 @@ def install_tiny_models(models_dir: str | os.PathLike) -> dict[str, Path]:
     lora = models / "loras" / TINY_LORA_NAME
     if not lora.exists():
         lora.parent.mkdir(parents=True, exist_ok=True)
-        save_tiny_flux_lora(models / "diffusers" / TINY_PIPELINE_NAMES["flux"], lora)
+        save_tiny_flux_lora(models / "diffusers" / TINY_PIPELINE_NAMES[FLUX.kind], lora)
     placed[TINY_LORA_NAME] = lora
     return placed
 

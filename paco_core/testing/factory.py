@@ -19,6 +19,7 @@ from pathlib import Path
 
 from paco_core import __version__
 from paco_core.errors import InputError
+from paco_core.families import all_families, family, is_installed
 from paco_core.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -28,38 +29,18 @@ FACTORY_VERSION = 1
 
 MARKER_FILE = "paco_tiny_model.json"
 
-BUILDERS = {
+OTHER_BUILDERS = {
     "judge": "paco_core.testing.judge:save_tiny_judge",
-    "flux": "paco_core.testing.flux:save_tiny_flux",
-    "flux-kontext": "paco_core.testing.flux:save_tiny_flux_kontext",
     "clip": "paco_core.testing.clip:save_tiny_clip",
-    "qwen-image-edit": "paco_core.testing.qwen_image:save_tiny_qwen_image_edit",
-    "qwen-image-edit-plus": "paco_core.testing.qwen_image:save_tiny_qwen_image_edit_plus",
     "comfyui": "paco_core.testing.comfy_layout:save_tiny_comfyui_layout",
 }
-"""Model name -> ``module:function`` that writes the folder (imported only when built)."""
+BUILDERS = {**{item.kind: item.tiny_model for item in all_families()}, **OTHER_BUILDERS}
+"""Model name (a family's kind, or judge / clip / comfyui) -> ``module:function`` that writes the
+folder (imported only when built)."""
 
 
-def _diffusers_has_edit_plus() -> bool:
-    """Whether the installed diffusers ships QwenImageEditPlusPipeline.
-
-    Looks for its module file instead of importing diffusers, which would import torch and
-    make ``paco --help`` (and ComfyUI startup) slow.
-    """
-    spec = importlib.util.find_spec("diffusers")
-    if spec is None or spec.origin is None:
-        return False
-    return (
-        Path(spec.origin).parent / "pipelines" / "qwenimage" / "pipeline_qwenimage_edit_plus.py"
-    ).is_file()
-
-
-TINY_MODEL_NAMES = (
-    ("flux", "flux-kontext", "qwen-image-edit", "judge", "clip")
-    + (("qwen-image-edit-plus",) if _diffusers_has_edit_plus() else ())
-    + ("comfyui",)
-)
-"""Every tiny model this install can build (Edit-Plus only where diffusers has its pipeline).
+TINY_MODEL_NAMES = (*(item.kind for item in all_families() if is_installed(item)), *OTHER_BUILDERS)
+"""Every tiny model this install can build (a family only where diffusers has its pipeline).
 "comfyui" is the others' files in ComfyUI's ``models/`` layout (``paco_core.testing.comfy_layout``);
 it builds the diffusers folders it comes from beside itself."""
 
@@ -69,7 +50,7 @@ def _check_name(name: str) -> None:
         return
     reason = ""
     if name in BUILDERS:  # known, but this install cannot build it
-        reason = " (qwen-image-edit-plus needs a diffusers that has QwenImageEditPlusPipeline)"
+        reason = f" ({name} needs a diffusers that has {family(name).pipeline_class})"
     raise InputError(f"unknown tiny model {name!r}: choose one of {', '.join(TINY_MODEL_NAMES)}{reason}")
 
 

@@ -17,6 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from paco_core.errors import InputError
+from paco_core.families import FLUX, QWEN_IMAGE_EDIT, family
+
 FLUX_DEV_DIMS: dict[str, Any] = {
     "patch_size": 1,
     "in_channels": 64,
@@ -115,20 +118,21 @@ def random_flux_pipeline(
     *,
     num_layers: int | None = None,
     num_single_layers: int | None = None,
-    kind: str = "flux",
+    kind: str = FLUX.kind,
 ):
     """A FLUX.1-dev-sized random transformer with one-layer text encoders of FLUX's output
     widths (4096, 768) and the tiny VAE and tokenizers of ``tiny_flux``: at this size the
     transformer is nearly all of the time and memory.
 
     Args:
-        kind: "flux" (a FluxPipeline) or "flux-kontext" (a FluxKontextPipeline: FLUX.1-Kontext-dev
-            has FLUX.1-dev's transformer).
+        kind: a family of the FLUX architecture (FLUX.1-dev's FluxPipeline, or Kontext's
+            FluxKontextPipeline: FLUX.1-Kontext-dev has FLUX.1-dev's transformer).
 
     Returns:
         A ``LoadedPipeline`` of ``kind`` on ``device``.
     """
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxPipeline
+    import diffusers
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
     from transformers import (
         CLIPTextConfig,
         CLIPTextModel,
@@ -153,7 +157,9 @@ def random_flux_pipeline(
     ))  # fmt: skip
     t5 = T5EncoderModel(T5Config(vocab_size=len(tokenizer_2), d_model=4096, d_kv=16, d_ff=64, num_layers=1,
                                  num_heads=2))  # fmt: skip
-    pipeline_class = {"flux": FluxPipeline, "flux-kontext": FluxKontextPipeline}[kind]
+    if family(kind).architecture is not FLUX.architecture:
+        raise InputError(f"random_flux_pipeline builds FLUX-architecture pipelines, not {kind}.")
+    pipeline_class = getattr(diffusers, family(kind).pipeline_class)
     pipe = pipeline_class(
         scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(tiny_flux / "scheduler"),
         vae=AutoencoderKL.from_pretrained(tiny_flux / "vae"),
@@ -218,7 +224,7 @@ def random_qwen_image_edit_pipeline(tiny_qwen_image_edit: str | Path, device: st
         num_layers=num_layers,
     )  # fmt: skip
     pipe = type(tiny.pipe)(**components)
-    return LoadedPipeline(pipe=pipe, kind="qwen-image-edit", source="random Qwen-Image dims", dtype=dtype,
+    return LoadedPipeline(pipe=pipe, kind=QWEN_IMAGE_EDIT.kind, source="random Qwen-Image dims", dtype=dtype,
                           device=device, offload="none")  # fmt: skip
 
 
