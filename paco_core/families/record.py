@@ -27,6 +27,28 @@ TASKS = (SETS, EDIT)
 
 
 @dataclass(frozen=True)
+class TextEncoderFile:
+    """A ComfyUI text-encoder file role an architecture brings itself (beyond the roles
+    ``paco_core.models.comfy_files`` knows: clip_l, t5xxl, qwen_2.5_vl_7b).
+
+    Attributes:
+        role: the role name, also the usual file stem ("qwen_3_4b").
+        component: the pipeline component it loads into ("text_encoder").
+        help: the file and folder to choose, for messages.
+        markers: files of this role hold every key of at least one of these key groups
+            (checked before the built-in roles, whose markers may match too).
+        to_diffusers: ``module:function(state_dict) -> state_dict`` renaming the file's keys
+            into those of the config folder's transformers class.
+    """
+
+    role: str
+    component: str
+    help: str
+    markers: tuple[tuple[str, ...], ...]
+    to_diffusers: str
+
+
+@dataclass(frozen=True)
 class Architecture:
     """A transformer architecture several families may share.
 
@@ -44,6 +66,10 @@ class Architecture:
         lora_markers: fragments of LoRA module names only this architecture has.
         attention_targets: its attention projections (LoRA target module names).
         lora_targets: the paper's LoRA target modules (attention and feed-forward).
+        transformer_from_comfy: ``module:function(state_dict, config) -> state_dict`` renaming a
+            ComfyUI transformer file in its original layout into diffusers names (None: the
+            files use diffusers names, or Black Forest Labs' layout, read by ``single_file_transformer``).
+        text_encoder_files: text-encoder file roles the architecture defines itself.
     """
 
     name: str
@@ -56,6 +82,8 @@ class Architecture:
     lora_markers: tuple[str, ...]
     attention_targets: tuple[str, ...]
     lora_targets: tuple[str, ...]
+    transformer_from_comfy: str | None = None
+    text_encoder_files: tuple[TextEncoderFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +118,11 @@ class Family:
         tiny_model: ``module:function(folder)`` writing its tiny random-weight diffusers folder.
         tiny_comfy_files: ``module:function(source, models, name)`` writing that tiny model as
             ComfyUI split files under ``models/`` (None: no ComfyUI layout).
+        encode_set_prompt: ``module:function(pipe, prompt, *, device, max_sequence_length,
+            guidance) -> dict`` giving a sets family's pipeline call its encoded prompt arguments
+            (None: FLUX's ``prompt_embeds`` + ``pooled_prompt_embeds``).
+        chat_template: the tokenizer's chat template when the tokenizer comes from ComfyUI's
+            folder, whose own template belongs to another model (None: keep it).
     """
 
     kind: str
@@ -110,6 +143,8 @@ class Family:
     rollout_adapter: str | None = None
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     tiny_comfy_files: str | None = None
+    encode_set_prompt: str | None = None
+    chat_template: str | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

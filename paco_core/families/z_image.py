@@ -31,7 +31,7 @@ rollout adapter lives in ``paco_core.rl.rollout_adapter_z_image`` and the tiny m
 
 from __future__ import annotations
 
-from paco_core.families.record import SETS, Architecture, Family
+from paco_core.families.record import SETS, Architecture, Family, TextEncoderFile
 
 KIND = "z-image"
 
@@ -55,6 +55,16 @@ Z_IMAGE_ARCHITECTURE = Architecture(
     lora_markers=(".attention.to_q", ".feed_forward.w", "noise_refiner.", "context_refiner.", "cap_embedder"),
     attention_targets=ATTENTION_TARGETS,
     lora_targets=(*ATTENTION_TARGETS, *FEED_FORWARD_TARGETS),
+    transformer_from_comfy=f"{__name__}:comfy_to_diffusers",
+    text_encoder_files=(
+        TextEncoderFile(
+            role=QWEN3_4B,
+            component="text_encoder",
+            help="qwen_3_4b.safetensors (models/text_encoders)",
+            markers=(("model.layers.0.self_attn.q_norm.weight",), ("layers.0.self_attn.q_norm.weight",)),
+            to_diffusers=f"{__name__}:text_encoder_to_diffusers",
+        ),
+    ),
 )
 """One stream of blocks over image and text tokens; refiner blocks before it for each."""
 
@@ -73,7 +83,6 @@ BEYOND_THE_PAPER = (T2IS_PRESET,)
 """Presets of this family that no released run backs: their values are reasoned, not copied."""
 
 _T2IS: dict = {
-    "model": {"kind": KIND, "path": "Tongyi-MAI/Z-Image"},
     "lora": {"target_modules": list(Z_IMAGE_ARCHITECTURE.lora_targets)},
     "sampling": {"num_steps": 10, "noise_steps": [1], "noise_level": 0.68, "guidance_scale": 4.0,
                  "true_cfg": True, "negative_prompt": "", "train_resolution": 512, "eval_resolution": 1024,
@@ -195,12 +204,6 @@ def comfy_to_diffusers(state_dict: dict, config: dict) -> dict:
 # ---- ComfyUI's text encoder file --------------------------------------------------------------
 
 
-def is_qwen3_text_encoder(keys) -> bool:
-    """Qwen3 has per-head query/key norms, which Qwen2.5(-VL) lacks."""
-    keys = set(keys)
-    return "model.layers.0.self_attn.q_norm.weight" in keys or "layers.0.self_attn.q_norm.weight" in keys
-
-
 def text_encoder_to_diffusers(state_dict: dict) -> dict:
     """``qwen_3_4b.safetensors`` (release names, ``model.`` prefix, no LM head) in ``Qwen3Model`` names."""
     return {key.removeprefix("model."): tensor for key, tensor in state_dict.items() if key != "lm_head.weight"}
@@ -217,7 +220,6 @@ FAMILY = Family(
     task=SETS,
     pipeline_class="ZImagePipeline",
     diffusers_module="diffusers.pipelines.z_image.pipeline_z_image",
-    inpaint_pipeline_class="ZImageInpaintPipeline",
     architecture=Z_IMAGE_ARCHITECTURE,
     hub_id="Tongyi-MAI/Z-Image",
     config_folder=KIND,
@@ -228,4 +230,6 @@ FAMILY = Family(
     presets={T2IS_PRESET: _T2IS},
     tiny_model="paco_core.testing.z_image:save_tiny_z_image",
     tiny_comfy_files="paco_core.testing.z_image:write_z_image_files",
+    encode_set_prompt=f"{__name__}:encode_set_prompt",
+    chat_template=CHAT_TEMPLATE,
 )

@@ -43,6 +43,7 @@ from paco_core.families import (
     family,
     family_of_pipeline_class,
     kinds,
+    load_reference,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,16 +60,24 @@ FILE_KINDS = (AUTO_KIND, *kinds())
 # Roles a file can play, and how to recognise them from their keys.
 CLIP_L, T5XXL, QWEN25VL = "clip_l", "t5xxl", "qwen_2.5_vl_7b"
 FLUX_VAE, QWEN_VAE = "ae", "qwen_image_vae"
-TEXT_ENCODER_ROLES = (CLIP_L, T5XXL, QWEN25VL)
+FAMILY_TEXT_ENCODERS = {file.role: file for item in architectures() for file in item.text_encoder_files}
+"""Text-encoder roles the architectures define themselves (``Architecture.text_encoder_files``)."""
+TEXT_ENCODER_ROLES = (CLIP_L, T5XXL, QWEN25VL, *FAMILY_TEXT_ENCODERS)
 VAE_ROLES = (FLUX_VAE, QWEN_VAE)
 """The file roles this module reads; a family's architecture names those it needs."""
-COMPONENT_OF_ROLE = {CLIP_L: "text_encoder", T5XXL: "text_encoder_2", QWEN25VL: "text_encoder"}
+COMPONENT_OF_ROLE = {
+    CLIP_L: "text_encoder",
+    T5XXL: "text_encoder_2",
+    QWEN25VL: "text_encoder",
+    **{role: file.component for role, file in FAMILY_TEXT_ENCODERS.items()},
+}
 ROLE_HELP = {
     CLIP_L: "clip_l.safetensors (models/text_encoders)",
     T5XXL: "t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn(_scaled).safetensors (models/text_encoders)",
     QWEN25VL: "qwen_2.5_vl_7b.safetensors or qwen_2.5_vl_7b_fp8_scaled.safetensors (models/text_encoders)",
     FLUX_VAE: "ae.safetensors (models/vae)",
     QWEN_VAE: "qwen_image_vae.safetensors (models/vae)",
+    **{role: file.help for role, file in FAMILY_TEXT_ENCODERS.items()},
 }
 
 CHECKPOINT_PREFIXES = {
@@ -179,8 +188,11 @@ def transformer_architecture(keys) -> str | None:
 
 
 def text_encoder_role(keys) -> str | None:
-    """CLIP_L, T5XXL, QWEN25VL or None, from the key names."""
+    """CLIP_L, T5XXL, QWEN25VL, a role of ``FAMILY_TEXT_ENCODERS`` or None, from the key names."""
     keys = {k.removeprefix("transformer.") for k in keys}
+    for role, file in FAMILY_TEXT_ENCODERS.items():
+        if any(all(marker in keys for marker in group) for group in file.markers):
+            return role
     if "text_model.encoder.layers.0.mlp.fc1.weight" in keys or "encoder.layers.0.mlp.fc1.weight" in keys:
         return CLIP_L
     if "encoder.block.0.layer.0.SelfAttention.q.weight" in keys:
@@ -266,9 +278,12 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         role = text_encoder_role(keys)
         if role is None:
             raise ModelLoadError(
-                f"text encoder file {file.name} is not CLIP-L, T5-XXL or Qwen2.5-VL: it looks like "
+                f"text encoder file {file.name} is not CLIP-L, T5-XXL, Qwen2.5-VL"
+                f"{''.join(f' or {role}' for role in FAMILY_TEXT_ENCODERS)}: it looks like "
                 f"{_describe_file(keys)}. Choose {ROLE_HELP[CLIP_L]} and {ROLE_HELP[T5XXL]} for FLUX, or "
-                f"{ROLE_HELP[QWEN25VL]} for Qwen-Image-Edit."
+                f"{ROLE_HELP[QWEN25VL]} for Qwen-Image-Edit"
+                + "".join(f", or {file.help}" for file in FAMILY_TEXT_ENCODERS.values())
+                + "."
             )
         if role in parts and parts[role].file != file and not files.checkpoint:
             raise InputError(
@@ -459,6 +474,8 @@ def _transformer(kind: str, part: _Part, folder: Path, torch_dtype):
                 "matching file (or kind / config folder)."
             )
         state_dict = flux_bfl_to_diffusers(state_dict, inner_dim, part.file.name)
+    elif family(kind).architecture.transformer_from_comfy:
+        state_dict = load_reference(family(kind).architecture.transformer_from_comfy)(state_dict, config)
     model = _empty(lambda: cls.from_config(config))
     return _load_into(model, state_dict, "transformer", part, folder).to(torch_dtype)
 
@@ -517,6 +534,8 @@ def _text_encoder(role: str, part: _Part, folder: Path, component: str, torch_dt
             # ComfyUI's text-encoder files leave the language-model head out: the pipeline
             # reads hidden states only, so the head is never used.
             allowed_missing = ("lm_head.weight",)
+    elif role in FAMILY_TEXT_ENCODERS:
+        state_dict = load_reference(FAMILY_TEXT_ENCODERS[role].to_diffusers)(state_dict)
     model = _load_into(model, state_dict, f"{component} ({role})", part, folder, allowed_missing)
     model.tie_weights()  # assign=True loaded tied tensors (T5's shared embedding) as two copies
     if role == QWEN25VL and "lm_head.weight" not in state_dict:
@@ -626,6 +645,8 @@ def build_pipeline_from_files(files: ComfyModelFiles, torch_dtype):
     index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     components = {"transformer": _transformer(kind, parts["transformer"], folder, torch_dtype)}
     components.update(_tokenizers(folder, index, files.comfyui_dir))
+    if family(kind).chat_template:  # ComfyUI's tokenizer folder may carry another model's template
+        components["tokenizer"].chat_template = family(kind).chat_template
     for role in architecture.text_encoders:
         component = COMPONENT_OF_ROLE[role]
         components[component] = _text_encoder(role, parts[role], folder, component, torch_dtype)
