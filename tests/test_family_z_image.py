@@ -8,28 +8,26 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import merge_sections
 
+from paco_core.families import family, load_reference
 from paco_core.families.z_image import KIND, T2IS_PRESET, comfy_to_diffusers, diffusers_to_comfy
 
 RL_FIXTURES = Path(__file__).parent / "fixtures" / "rl"
 
 
 @pytest.fixture(scope="module")
-def tiny_z_image(tmp_path_factory) -> Path:  # TEMP until the factory reads the registry
-    from paco_core.testing.z_image import save_tiny_z_image
-
-    folder = tmp_path_factory.mktemp("z") / KIND
-    save_tiny_z_image(folder)
-    return folder
+def tiny_z_image(tiny_models) -> Path:
+    return tiny_models[KIND]
 
 
 @pytest.fixture(scope="module")
-def tiny_comfy(tiny_z_image) -> Path:  # TEMP
-    from paco_core.testing.z_image import write_z_image_files
+def tiny_comfy(tiny_z_image, tmp_path_factory) -> Path:
+    """The family's own tiny ComfyUI files (what the "comfyui" tiny model writes for it), alone."""
+    from paco_core.testing.comfy_layout import _config_folder
 
-    models = tiny_z_image.parent / "comfyui" / "models"
-    write_z_image_files(tiny_z_image, models, f"tiny-{KIND}")
+    models = tmp_path_factory.mktemp("comfyui") / "models"
+    load_reference(family(KIND).tiny_comfy_files)(tiny_z_image, models, f"tiny-{KIND}")
+    _config_folder(tiny_z_image, models / "paco_configs" / f"tiny-{KIND}")
     return models
 
 
@@ -58,7 +56,9 @@ def test_comfy_layout_round_trips_and_agrees_with_diffusers_own_converter(tiny_z
     ours = comfy_to_diffusers(written, config)
     theirs = convert_z_image_transformer_checkpoint_to_diffusers(dict(written))
     assert ours.keys() == weights.keys() == theirs.keys()
-    assert all(torch.equal(ours[key], weights[key]) and torch.equal(theirs[key], weights[key]) for key in weights)
+    assert all(
+        torch.equal(ours[key], weights[key]) and torch.equal(theirs[key], weights[key]) for key in weights
+    )
 
 
 def _original_file(models: Path) -> dict:
@@ -80,7 +80,14 @@ def test_rollout_adapter_samples_what_the_pipeline_samples(pipe, guidance):
     schedule = adapter.schedule(3, 32, 64)
     noise = adapter.initial_noise(2, 32, 64, torch.Generator().manual_seed(7))
     ours = sample_with_log_probs(
-        adapter, pipe.transformer, cond, schedule, noise, sde_steps=(), noise_level=0.7, generator=torch.Generator()
+        adapter,
+        pipe.transformer,
+        cond,
+        schedule,
+        noise,
+        sde_steps=(),
+        noise_level=0.7,
+        generator=torch.Generator(),
     ).final_latents
     theirs = pipe(
         prompt=row.prompt, height=32, width=64, num_inference_steps=3, guidance_scale=guidance,
@@ -88,3 +95,169 @@ def test_rollout_adapter_samples_what_the_pipeline_samples(pipe, guidance):
     ).images  # fmt: skip
     torch.testing.assert_close(ours.float(), theirs.float(), atol=1e-5, rtol=1e-5)
     assert len(adapter.decode(ours, 32, 64)) == 2
+
+
+def comfy_files(models: Path):
+    from paco_core.models.comfy_files import ComfyModelFiles
+
+    return ComfyModelFiles(
+        transformer=str(models / "diffusion_models" / f"tiny-{KIND}.safetensors"),
+        text_encoders=(str(models / "text_encoders" / f"tiny-{KIND}-qwen_3_4b.safetensors"),),
+        vae=str(models / "vae" / f"tiny-{KIND}-ae.safetensors"),
+        config_folder=str(models / "paco_configs" / f"tiny-{KIND}"),
+    )
+
+
+def test_the_pipeline_builds_from_the_folder_and_from_comfyui_files_alike(tiny_z_image, tiny_comfy):
+    from paco_core.models.comfy_files import check_model_files
+    from paco_core.models.pipelines import load_pipeline, load_pipeline_from_files
+
+    folder = load_pipeline(tiny_z_image, device="cpu")
+    files = comfy_files(tiny_comfy)
+    assert check_model_files(files) == KIND  # kind "auto": the Z-Image transformer decides
+    assembled = load_pipeline_from_files(files, device="cpu")
+    assert folder.kind == assembled.kind == KIND
+    for component in ("transformer", "text_encoder", "vae"):
+        ours, theirs = (
+            getattr(folder.pipe, component).state_dict(),
+            getattr(assembled.pipe, component).state_dict(),
+        )
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), component
+    assert assembled.pipe.tokenizer.chat_template == folder.pipe.tokenizer.chat_template
+
+
+def test_a_comfyui_qwen3_file_is_told_apart_from_qwen_2_5_vl(tiny_comfy, tiny_models):
+    from paco_core.models.comfy_files import read_keys, text_encoder_role
+
+    assert (
+        text_encoder_role(read_keys(tiny_comfy / "text_encoders" / f"tiny-{KIND}-qwen_3_4b.safetensors"))
+        == "qwen_3_4b"
+    )
+    qwen_vl = tiny_models["judge"]  # a Qwen2.5-VL: no q_norm
+    assert text_encoder_role(read_keys(next(qwen_vl.glob("*.safetensors")))) != "qwen_3_4b"
+
+
+def _random_lora(transformer, path: Path) -> Path:
+    """A rank-2 LoRA on every training target of the tiny transformer, saved as the pack saves LoRAs."""
+    from paco_core.models.lora_save import save_lora
+
+    generator = torch.Generator().manual_seed(3)
+    state_dict = {}
+    for name, module in transformer.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.endswith(family(KIND).architecture.lora_targets):
+            state_dict[f"{name}.lora_A.weight"] = (
+                torch.randn(2, module.in_features, generator=generator) * 0.5
+            )
+            state_dict[f"{name}.lora_B.weight"] = (
+                torch.randn(module.out_features, 2, generator=generator) * 0.5
+            )
+    return save_lora(path, state_dict, alpha=2, rank=2, kind=KIND)
+
+
+@pytest.fixture(scope="module")
+def sets_and_loras(tiny_z_image, tmp_path_factory):
+    """A 1x2 set without, with and at strength 0 of a LoRA (guidance on: true CFG)."""
+    from paco_core.generate import SetRequest, generate_sets
+    from paco_core.models.lora import LoraSpec, apply_loras
+    from paco_core.models.pipelines import load_pipeline
+
+    loaded = load_pipeline(tiny_z_image, device="cpu")
+    lora = _random_lora(loaded.pipe.transformer, tmp_path_factory.mktemp("lora") / "z.safetensors")
+    request = SetRequest(theme="a red cat", panels=["on the left", "on the right"], layout="1x2",
+                         panel_width=32, panel_height=32, steps=2, guidance=2.0, max_sequence_length=32)  # fmt: skip
+    base = generate_sets(loaded, request, num_sets=2)
+    with_lora = generate_sets(apply_loras(loaded, [LoraSpec(str(lora), 1.0)]), request)
+    off = generate_sets(apply_loras(loaded, [LoraSpec(str(lora), 0.0)]), request)
+    return base, with_lora, off, lora
+
+
+def test_sets_generate_as_a_grid_and_a_lora_changes_them(sets_and_loras):
+    import numpy as np
+
+    from paco_core.models.lora_files import read_lora
+
+    base, with_lora, off, lora = sets_and_loras
+    assert [s.seed for s in base] == [0, 1] and base[0].grid.size == (64, 32)
+    assert [p.size for p in base[0].panels] == [(32, 32), (32, 32)] and base[0].settings["model_kind"] == KIND
+    pixels = [np.asarray(s.grid, dtype=np.int16) for s in (base[0], with_lora[0], off[0])]
+    assert np.abs(pixels[0] - pixels[1]).mean() > 1.0  # the LoRA changes the image
+    np.testing.assert_array_equal(pixels[0], pixels[2])  # strength 0 is the base model
+    assert read_lora(lora).architecture == "z-image" and with_lora[0].settings["loras"][0]["path"] == str(
+        lora
+    )
+
+
+def test_the_judge_scores_a_z_image_set(sets_and_loras, tiny_models):
+    from paco_core.reward.opener import open_judge
+    from paco_core.reward.scoring import score_set
+
+    base = sets_and_loras[0]
+    score = score_set(open_judge(tiny_models["judge"]), base[0].panels, "a red cat")
+    assert 0.0 < score.score < 1.0 and len(score.pairs) == 1
+
+
+def test_one_grpo_step_trains_the_lora_on_policy(tiny_z_image, tmp_path, monkeypatch):
+    from paco_core.config import config_from_dict
+    from paco_core.rl.config import TrainConfig
+    from paco_core.rl.trainer import GrpoTrainer
+
+    config = config_from_dict(TrainConfig, {
+        "model": {"kind": KIND, "path": str(tiny_z_image), "device": "cpu"},
+        "lora": {"rank": 4, "alpha": 8},
+        "sampling": {"num_steps": 2, "noise_steps": [0, 1], "train_resolution": 32, "eval_resolution": 32,
+                     "reference_resolution": 1024, "group_size": 2, "batch_size": 2, "prompts_per_iteration": 1,
+                     "max_sequence_length": 16, "guidance_scale": 2.0, "negative_prompt": ""},
+        "data": {"train_file": str(RL_FIXTURES / "sets.jsonl"), "num_eval_prompts": 1},
+        "rewards": {"rewards": [{"name": "toy_rewards:mean_brightness", "weight": 1.0}], "aggregation": "weighted_sum"},
+        "optim": {"lr": 1e-2, "clip_range": 0.2}, "ema": {"use_ema": False},
+        "num_iterations": 1, "output_dir": str(tmp_path / "run"), "checkpoint_every": 1, "eval_every": 0,
+    })  # fmt: skip
+    monkeypatch.syspath_prepend(str(RL_FIXTURES))  # toy_rewards
+    trainer = GrpoTrainer(config)
+    trainer.check_config()
+    trainer.setup()
+    assert trainer.rollout_adapter.use_cfg  # guidance 2 with true CFG: two transformer passes per step
+    base_before = {
+        n: p.detach().clone() for n, p in trainer.transformer.named_parameters() if "lora_" not in n
+    }
+    lora_before = {n: p.detach().clone() for n, p in trainer.named_trainable}
+    assert any("feed_forward.w3" in n for n in lora_before) and any(
+        "context_refiner" in n for n in lora_before
+    )
+
+    metrics = trainer.run_iteration(0)
+    assert metrics["policy/ratio_first"] == 1.0
+    assert all(
+        torch.equal(p.detach(), base_before[n])
+        for n, p in trainer.transformer.named_parameters()
+        if n in base_before
+    )
+    assert any(
+        not torch.equal(lora_before[n], p.detach()) for n, p in trainer.named_trainable if "lora_B" in n
+    )
+
+
+def test_the_preset_beyond_the_paper_validates():
+    from paco_core.rl.presets import preset_config, preset_names
+
+    assert T2IS_PRESET in preset_names()
+    config = preset_config(T2IS_PRESET)
+    assert config.model.kind == KIND and config.model.path == family(KIND).hub_id
+    assert (
+        config.sampling.true_cfg
+        and config.sampling.guidance_scale == 4.0
+        and config.sampling.noise_level == 0.68
+    )
+    assert tuple(config.lora.target_modules) == family(KIND).architecture.lora_targets
+    assert config.rewards.aggregation == "log_tamed"
+
+
+def test_the_train_lora_node_offers_the_family(tmp_path):
+    from pack_loader import all_node_classes, load_pack, reset_comfy_stub
+
+    reset_comfy_stub(tmp_path)
+    load_pack()
+    node = next(cls for cls in all_node_classes() if cls.GET_SCHEMA().node_id == "PaCoTrainLora")
+    inputs = {item.id: item for item in node.GET_SCHEMA().inputs}
+    assert T2IS_PRESET in inputs["preset"].options
+    assert KIND in inputs["files_kind"].options

@@ -38,7 +38,12 @@ KIND = "z-image"
 QWEN3_4B = "qwen_3_4b"
 """ComfyUI's role name of the Qwen3-4B text encoder file (``qwen_3_4b.safetensors``)."""
 
-ATTENTION_TARGETS: tuple[str, ...] = ("attention.to_q", "attention.to_k", "attention.to_v", "attention.to_out.0")
+ATTENTION_TARGETS: tuple[str, ...] = (
+    "attention.to_q",
+    "attention.to_k",
+    "attention.to_v",
+    "attention.to_out.0",
+)
 FEED_FORWARD_TARGETS: tuple[str, ...] = ("feed_forward.w1", "feed_forward.w2", "feed_forward.w3")
 
 Z_IMAGE_ARCHITECTURE = Architecture(
@@ -168,7 +173,9 @@ def diffusers_to_comfy(state_dict: dict, config: dict) -> dict:
             parts = [state_dict[key.replace(".to_q.", f".to_{name}.")] for name in "qkv"]
             out[key.replace(".attention.to_q.", ".attention.qkv.")] = torch.cat(parts, dim=0)
             continue
-        new = key.replace(f"all_x_embedder.{patch}.", "x_embedder.").replace(f"all_final_layer.{patch}.", "final_layer.")
+        new = key.replace(f"all_x_embedder.{patch}.", "x_embedder.").replace(
+            f"all_final_layer.{patch}.", "final_layer."
+        )
         for old, replacement in _RENAMES:
             new = new.replace(old, replacement)
         out[new] = tensor
@@ -206,7 +213,9 @@ def comfy_to_diffusers(state_dict: dict, config: dict) -> dict:
 
 def text_encoder_to_diffusers(state_dict: dict) -> dict:
     """``qwen_3_4b.safetensors`` (release names, ``model.`` prefix, no LM head) in ``Qwen3Model`` names."""
-    return {key.removeprefix("model."): tensor for key, tensor in state_dict.items() if key != "lm_head.weight"}
+    return {
+        key.removeprefix("model."): tensor for key, tensor in state_dict.items() if key != "lm_head.weight"
+    }
 
 
 def text_encoder_to_comfy(state_dict: dict) -> dict:

@@ -66,7 +66,9 @@ class ZImageAdapter(RolloutAdapter):
         texts = [cond.tensors["prompt_embeds"]] * batch
         if self.use_cfg:
             images, texts = images * 2, texts + [cond.tensors["negative_embeds"]] * batch
-        t = torch.full((len(images),), (1000.0 - timestep) / 1000.0, device=latents.device, dtype=torch.float32)
+        t = torch.full(
+            (len(images),), (1000.0 - timestep) / 1000.0, device=latents.device, dtype=torch.float32
+        )
         output = torch.stack(transformer(images, t, texts, return_dict=False)[0]).squeeze(2)
         if self.use_cfg:
             positive, negative = output[:batch].float(), output[batch:].float()

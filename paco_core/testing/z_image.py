@@ -94,8 +94,14 @@ def write_z_image_files(source: Path, models: Path, name: str) -> None:
 
     config = json.loads((source / "transformer" / "config.json").read_text())
     vae_config = json.loads((source / "vae" / "config.json").read_text())
-    _save(diffusers_to_comfy(_load(source / "transformer"), config), models / "diffusion_models" / f"{name}.safetensors")
-    _save(text_encoder_to_comfy(_load(source / "text_encoder")), models / "text_encoders" / f"{name}-qwen_3_4b.safetensors")
+    _save(
+        diffusers_to_comfy(_load(source / "transformer"), config),
+        models / "diffusion_models" / f"{name}.safetensors",
+    )
+    _save(
+        text_encoder_to_comfy(_load(source / "text_encoder")),
+        models / "text_encoders" / f"{name}-qwen_3_4b.safetensors",
+    )
     _save(
         ldm_vae_from_diffusers(_load(source / "vae"), len(vae_config["block_out_channels"])),
         models / "vae" / f"{name}-ae.safetensors",
