@@ -32,6 +32,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from paco_core.families import FLUX
+
 TEACHING_WORDS = ("fox", "cat")
 SETS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "rl" / "sets.jsonl"
 
@@ -48,7 +50,7 @@ def brightness_on_some_prompts(images, prompts, metadata):
 def _tiny(cache: Path) -> dict:
     from paco_core.testing import build_tiny_models
 
-    return build_tiny_models(cache, ["flux", "judge", "clip"])
+    return build_tiny_models(cache, [FLUX.kind, "judge", "clip"])
 
 
 def _reference_image() -> Image.Image:
@@ -129,7 +131,7 @@ def _train(config: dict):
 
 def _tiny_run(models: dict, output_dir: Path, **sections) -> dict:
     config = {
-        "model": {"kind": "flux", "path": str(models["flux"]), "device": "cpu"},
+        "model": {"kind": FLUX.kind, "path": str(models[FLUX.kind]), "device": "cpu"},
         "lora": {"rank": 4, "alpha": 8},
         "sampling": {"num_steps": 2, "noise_steps": [0, 1], "train_resolution": 32, "eval_resolution": 32,
                      "group_size": 4, "batch_size": 4, "prompts_per_iteration": 1, "max_sequence_length": 16,

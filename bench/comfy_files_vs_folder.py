@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from paco_core.families import FLUX  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,7 +50,7 @@ def tiny_sources(cache: Path) -> dict:
 
     models = build_tiny_model("comfyui", cache) / "models"
     return {
-        "folder": str(cache / "flux"),
+        "folder": str(cache / FLUX.kind),
         "transformer_file": str(models / "diffusion_models" / "tiny-flux.safetensors"),
         "text_encoder_files": [
             str(models / "text_encoders" / "tiny-flux-clip_l.safetensors"),

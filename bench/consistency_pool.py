@@ -26,6 +26,8 @@ import argparse
 import statistics
 import time
 
+from paco_core.families import FLUX
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     tiny = ensure_tiny_models() if not (args.flux and args.judge) else {}
-    flux = load_pipeline(args.flux or tiny["flux"], device=args.device)
+    flux = load_pipeline(args.flux or tiny[FLUX.kind], device=args.device)
     judge = open_judge(args.judge or tiny["judge"], device=args.device)
     layout = parse_layout(args.layout)
     panels = tuple(f"scene {index + 1}" for index in range(layout.num_panels))

@@ -16,6 +16,8 @@ import argparse
 import statistics
 import time
 
+from paco_core.families import FLUX
+
 
 class TimedJudge:
     """A judge that adds up the seconds spent in ``score_pairs`` (everything else passes through)."""
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     models = ensure_tiny_models()
-    flux = load_pipeline(models["flux"])
+    flux = load_pipeline(models[FLUX.kind])
     prompts = ("in snow", "in a forest", "by a fence", "on a hill")
     num_panels = len(prompts)
     naive_pairs = args.tries * num_panels * (num_panels - 1) // 2

@@ -27,6 +27,8 @@ import argparse
 import statistics
 import time
 
+from paco_core.families import FLUX_KONTEXT
+
 INSTRUCTIONS = (
     "Change the season to winter and cover the ground with fresh snow.",
     "Make it night, lit by warm lantern light.",
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     tiny = ensure_tiny_models() if not (args.kontext and args.judge) else {}
-    kontext = load_pipeline(args.kontext or tiny["flux-kontext"], device=args.device)
+    kontext = load_pipeline(args.kontext or tiny[FLUX_KONTEXT.kind], device=args.device)
     judge = open_judge(args.judge or tiny["judge"], device=args.device)
     instructions = list(INSTRUCTIONS[: args.instructions])
 

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from paco_core.families import FLUX
+
 SETTINGS = (
     {"label": "G=2, 1 prompt/iteration", "group_size": 2, "prompts": 1, "eval_every": 0},
     {"label": "G=4, 2 prompts/iteration", "group_size": 4, "prompts": 2, "eval_every": 0},
@@ -46,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run_config(model: Path, setting: dict, args, output_dir: str) -> dict:
     return {
-        "model": {"kind": "flux", "path": str(model), "device": args.device},
+        "model": {"kind": FLUX.kind, "path": str(model), "device": args.device},
         "lora": {"rank": 4, "alpha": 8},
         "sampling": {"num_steps": args.steps, "noise_steps": [0], "train_resolution": args.resolution,
                      "eval_resolution": args.resolution, "group_size": setting["group_size"], "batch_size": 2,
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
     from paco_core.rl.estimate import estimate_run
     from paco_core.testing import build_tiny_model, default_cache_dir
 
-    model = build_tiny_model("flux", default_cache_dir())
+    model = build_tiny_model(FLUX.kind, default_cache_dir())
     results = []
     print(f"estimate vs real runs: tiny FLUX on {args.device}, {args.resolution} px, {args.steps} steps, "
           f"{args.iterations} iterations per run")  # fmt: skip

@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from paco_core.families import FLUX  # noqa: E402
 
 GPU = "cuda"
 PANELS = ("a fox packs a map", "a fox crosses a bridge", "a fox climbs a hill", "a fox sleeps in a tent")
@@ -73,7 +74,7 @@ def timed(function) -> float:
 def tiny_flux(cache: Path | None) -> Path:
     from paco_core.testing import build_tiny_models, default_cache_dir
 
-    return build_tiny_models(cache or default_cache_dir(), ["flux"])["flux"]
+    return build_tiny_models(cache or default_cache_dir(), [FLUX.kind])[FLUX.kind]
 
 
 # --------------------------------------------------------------------------- tiny mode

@@ -39,6 +39,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from paco_core.families import FLUX, FLUX_KONTEXT, QWEN_IMAGE_EDIT
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "rl"
 T5_XXL_BF16_BYTES = 9.5e9
@@ -175,7 +177,7 @@ def tiny_model(name: str) -> Path:
     return build_tiny_model(name, default_cache_dir())
 
 
-def flux_pipeline(ctx: PartContext, kind: str = "flux", *, num_layers: int | None = None,
+def flux_pipeline(ctx: PartContext, kind: str = FLUX.kind, *, num_layers: int | None = None,
                   num_single_layers: int | None = None):  # fmt: skip
     """FLUX (kind "flux" or "flux-kontext"): FLUX.1-dev's transformer with random weights
     (fewer blocks when asked), or the tiny model with ``--tiny``."""
@@ -187,7 +189,7 @@ def flux_pipeline(ctx: PartContext, kind: str = "flux", *, num_layers: int | Non
         return loaded
     from paco_core.testing.real_size import random_flux_pipeline
 
-    loaded = random_flux_pipeline(tiny_model("flux"), ctx.device, ctx.dtype, kind=kind, num_layers=num_layers,
+    loaded = random_flux_pipeline(tiny_model(FLUX.kind), ctx.device, ctx.dtype, kind=kind, num_layers=num_layers,
                                   num_single_layers=num_single_layers)  # fmt: skip
     synchronize(ctx)
     return loaded
@@ -198,12 +200,12 @@ def qwen_image_edit_pipeline(ctx: PartContext):
     if ctx.tiny:
         from paco_core.models.pipelines import clear_pipeline_cache, load_pipeline
 
-        loaded = load_pipeline(tiny_model("qwen-image-edit"), dtype=ctx.dtype, device=ctx.device)
+        loaded = load_pipeline(tiny_model(QWEN_IMAGE_EDIT.kind), dtype=ctx.dtype, device=ctx.device)
         clear_pipeline_cache()
         return loaded
     from paco_core.testing.real_size import random_qwen_image_edit_pipeline
 
-    loaded = random_qwen_image_edit_pipeline(tiny_model("qwen-image-edit"), ctx.device, ctx.dtype)
+    loaded = random_qwen_image_edit_pipeline(tiny_model(QWEN_IMAGE_EDIT.kind), ctx.device, ctx.dtype)
     synchronize(ctx)
     return loaded
 
@@ -320,7 +322,7 @@ def one_gpu_preset(ctx: PartContext) -> dict:
     group_size = 2 if ctx.tiny else 4
     pipeline = flux_pipeline(ctx)
     judge = bench_judge(ctx)
-    config = train_config(ctx, "t2is-flux-1gpu", tiny_model("flux"), "one-gpu-preset", {
+    config = train_config(ctx, "t2is-flux-1gpu", tiny_model(FLUX.kind), "one-gpu-preset", {
         "sampling": {"group_size": group_size},
         "data": {"train_file": str(grid_prompt_file(ctx))},
         # the consistency reward only: CLIP-T and PickScore (two ViT-H CLIPs, ~2 GB) are not built
@@ -401,7 +403,7 @@ def ppo_first_ratio(ctx: PartContext) -> dict:
             notes.append(f"mode {mode} not measured: this build has no setting {', '.join(unknown)}")
             continue
         try:
-            config = train_config(ctx, "t2is-flux", tiny_model("flux"), f"ppo-first-ratio-{mode}", overrides)
+            config = train_config(ctx, "t2is-flux", tiny_model(FLUX.kind), f"ppo-first-ratio-{mode}", overrides)
         except ConfigError as error:
             notes.append(f"mode {mode} not measured: {error}")
             continue
@@ -507,9 +509,9 @@ def edit_training(ctx: PartContext, kind: str) -> dict:
     checkpointing, LoRA rank 64) on the real transformer dimensions: seconds and peak memory."""
     from paco_core.rl.trainer import GrpoTrainer
 
-    preset, model = {"flux-kontext": ("edit-kontext", "flux-kontext"),
-                     "qwen-image-edit": ("edit-qwen", "qwen-image-edit")}[kind]  # fmt: skip
-    pipeline = flux_pipeline(ctx, "flux-kontext") if kind == "flux-kontext" else qwen_image_edit_pipeline(ctx)
+    preset, model = {FLUX_KONTEXT.kind: ("edit-kontext", FLUX_KONTEXT.kind),
+                     QWEN_IMAGE_EDIT.kind: ("edit-qwen", QWEN_IMAGE_EDIT.kind)}[kind]  # fmt: skip
+    pipeline = flux_pipeline(ctx, FLUX_KONTEXT.kind) if kind == FLUX_KONTEXT.kind else qwen_image_edit_pipeline(ctx)
     group_size = 2 if ctx.tiny else 4
     config = train_config(ctx, preset, tiny_model(model), f"edit-{kind}", {
         "sampling": {"group_size": group_size},
@@ -539,12 +541,12 @@ def edit_training(ctx: PartContext, kind: str) -> dict:
 
 def edit_kontext(ctx: PartContext) -> dict:
     """FLUX.1-Kontext-dev (FLUX.1-dev's transformer), the ``edit-kontext`` preset."""
-    return edit_training(ctx, "flux-kontext")
+    return edit_training(ctx, FLUX_KONTEXT.kind)
 
 
 def edit_qwen(ctx: PartContext) -> dict:
     """Qwen-Image-Edit (Qwen-Image's 20 B transformer), the ``edit-qwen`` preset."""
-    return edit_training(ctx, "qwen-image-edit")
+    return edit_training(ctx, QWEN_IMAGE_EDIT.kind)
 
 
 def comfy_files_vs_folder(ctx: PartContext) -> dict:

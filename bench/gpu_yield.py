@@ -36,6 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from paco_core.families import FLUX  # noqa: E402
 from paco_core.run_folder import RunFolder  # noqa: E402
 
 REWARD = "gpu_yield:brightness"
@@ -52,7 +53,7 @@ def brightness(images, prompts, metadata):
 def job_config(args, model: str, output_dir: Path, *, policy: str) -> dict:
     train_file = REPO / "tests" / "fixtures" / "rl" / "sets.jsonl"
     return {
-        "model": {"kind": "flux", "path": model, "device": args.device},
+        "model": {"kind": FLUX.kind, "path": model, "device": args.device},
         "lora": {"rank": 4 if args.tiny else 64, "alpha": 8 if args.tiny else 128},
         "sampling": {"num_steps": 2 if args.tiny else 10, "noise_steps": [0, 1], "train_resolution": args.resolution,
                      "eval_resolution": args.resolution, "group_size": 2 if args.tiny else 4, "batch_size": 2,
@@ -170,7 +171,7 @@ def measure(args: argparse.Namespace) -> dict:
         if not model:
             from paco_core.testing import build_tiny_model, default_cache_dir
 
-            model = str(build_tiny_model("flux", default_cache_dir()))
+            model = str(build_tiny_model(FLUX.kind, default_cache_dir()))
         generator = Generator(args, model) if args.device.startswith("cuda") else None
         report: dict = {"device": args.device, "model": "tiny FLUX" if args.tiny else model}
         if generator is not None:

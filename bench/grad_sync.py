@@ -25,6 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from paco_core.families import FLUX  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPT = "FOUR-PANEL Images with a 2x2 grid layout a red fox. [TOP]-[LEFT]:sits. [TOP]-[RIGHT]:leaps. [BOTTOM]-[LEFT]:sleeps. [BOTTOM]-[RIGHT]:watches."
@@ -67,7 +69,7 @@ def worker(args: argparse.Namespace) -> None:
     results = {}
     for mode in ("every", "step"):
         config = config_from_dict(TrainConfig, {
-            "model": {"kind": "flux", "path": args.model, "device": args.device},
+            "model": {"kind": FLUX.kind, "path": args.model, "device": args.device},
             "lora": {"rank": 8, "alpha": 16},
             "sampling": {"num_steps": 4, "noise_steps": [1], "train_resolution": args.resolution,
                          "group_size": args.group_size, "batch_size": args.batch_size, "prompts_per_iteration": 1,
@@ -119,7 +121,7 @@ def main(argv=None) -> int:
     if args.model is None:
         from paco_core.testing import build_tiny_model, default_cache_dir
 
-        args.model = str(build_tiny_model("flux", default_cache_dir()))
+        args.model = str(build_tiny_model(FLUX.kind, default_cache_dir()))
     work = Path(tempfile.mkdtemp(prefix="paco-grad-sync-"))
     (work / "prompts.jsonl").write_text(json.dumps({"prompt": PROMPT, "layout": "2x2"}) + "\n")
     out = work / "results.json"

@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from paco_core.config import config_from_dict  # noqa: E402
+from paco_core.families import FLUX  # noqa: E402
 from paco_core.rl.config import RewardSpec, TrainConfig  # noqa: E402
 from paco_core.rl.rewards import RewardSet  # noqa: E402
 from paco_core.rl.trainer import GrpoTrainer  # noqa: E402
@@ -50,7 +51,7 @@ def mean_brightness(images, prompts, metadata):
 
 def make_config(args, model_path: str, data_file: Path, output_dir: Path, device: str) -> TrainConfig:
     return config_from_dict(TrainConfig, {
-        "model": {"kind": "flux", "path": model_path, "device": device},
+        "model": {"kind": FLUX.kind, "path": model_path, "device": device},
         "lora": {"rank": args.lora_rank, "alpha": 2 * args.lora_rank},
         "sampling": {"num_steps": args.steps, "noise_steps": [1], "noise_level": 0.7, "guidance_scale": 3.5,
                      "train_resolution": args.resolutions[0], "eval_resolution": args.resolutions[1],
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from paco_core.testing import build_tiny_model, default_cache_dir
 
-        tiny_flux = build_tiny_model("flux", default_cache_dir())
+        tiny_flux = build_tiny_model(FLUX.kind, default_cache_dir())
     work = Path(tempfile.mkdtemp(prefix="paco-bench-"))
     data_file = work / "prompts.jsonl"
     data_file.write_text(

@@ -29,6 +29,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from paco_core.families import FLUX  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPT = (
@@ -86,7 +88,7 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = args.model or str(build_tiny_model("flux", default_cache_dir()))
+    model = args.model or str(build_tiny_model(FLUX.kind, default_cache_dir()))
     server = None
     url = args.judge_url
     top_logprobs = args.top_logprobs or 20
@@ -109,7 +111,7 @@ def main(argv=None) -> int:
         work = Path(tempfile.mkdtemp(prefix="paco-overlap-"))
         (work / "prompts.jsonl").write_text(json.dumps({"prompt": PROMPT, "layout": "2x2"}) + "\n")
         config = config_from_dict(TrainConfig, {
-            "model": {"kind": "flux", "path": model, "device": args.device},
+            "model": {"kind": FLUX.kind, "path": model, "device": args.device},
             "lora": {"rank": 8, "alpha": 16},
             "sampling": {"num_steps": args.steps, "noise_steps": [1], "train_resolution": args.resolution,
                          "group_size": args.group_size, "batch_size": args.batch_size, "prompts_per_iteration": 1,

@@ -22,6 +22,8 @@ import argparse
 import statistics
 import time
 
+from paco_core.families import FLUX
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     models = ensure_tiny_models()
-    flux = load_pipeline(models["flux"])
+    flux = load_pipeline(models[FLUX.kind])
     theme, prompts = "Mia, a courier.", ("she runs", "she eats", "she sleeps")
     reference = Image.fromarray((np.random.default_rng(0).random((90, 70, 3)) * 255).astype(np.uint8))
     common = {

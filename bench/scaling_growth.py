@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from paco_core.families import FLUX  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -141,7 +142,7 @@ def train_table(args: argparse.Namespace) -> dict:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     group_sizes = args.group_sizes or ([2, 4, 8] if not args.real_dims else [2, 4, 8])
     resolutions = args.resolutions or ([32, 64, 128] if not args.real_dims else [256, 512, 768])
-    tiny_flux = build_tiny_model("flux", default_cache_dir())
+    tiny_flux = build_tiny_model(FLUX.kind, default_cache_dir())
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     if args.real_dims:
         pipeline = random_flux_pipeline(tiny_flux, device, dtype)
@@ -153,7 +154,7 @@ def train_table(args: argparse.Namespace) -> dict:
         json.dumps({"prompt": PROMPT, "height": 1024, "width": 1024, "layout": "2x2"}) + "\n"
     )
     config = config_from_dict(TrainConfig, {
-        "model": {"kind": "flux", "path": str(tiny_flux), "device": device},
+        "model": {"kind": FLUX.kind, "path": str(tiny_flux), "device": device},
         "lora": {"rank": 8 if not args.real_dims else 64, "alpha": 16 if not args.real_dims else 128},
         "sampling": {"num_steps": args.steps, "noise_steps": [1], "train_resolution": resolutions[0],
                      "group_size": max(group_sizes), "batch_size": 1 if args.real_dims else 2,

@@ -18,6 +18,7 @@ import time
 from comfy_api.latest import io, ui
 
 from paco_core.errors import ConfigError, InputError
+from paco_core.families import edit_kinds
 from paco_core.jobs.export import lora_name as lora_name_of
 from paco_core.jobs.store import check_job_name
 
@@ -36,7 +37,7 @@ COMFY_FILES_CHOICE = "(ComfyUI files)"
 FILES_KIND_AUTO = "auto"
 LATEST_JOB_CHOICE = "(latest job)"
 LORA_CHOICES = {"best": "best", "latest checkpoint": "latest"}
-EDIT_KINDS = ("flux-kontext", "qwen-image-edit", "qwen-image-edit-plus")
+EDIT_KINDS = edit_kinds()
 
 
 def prompt_file_choices() -> list[str]:

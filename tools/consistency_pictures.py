@@ -17,6 +17,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from paco_core.families import FLUX
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOCS_IMAGES = REPO_ROOT / "docs" / "images"
 PANEL = 64
@@ -81,7 +83,7 @@ def make_pictures(out_images: Path = DOCS_IMAGES) -> list[Path]:
 
     torch.set_num_threads(1)
     models = ensure_tiny_models()
-    flux, judge = load_pipeline(models["flux"]), open_judge(models["judge"])
+    flux, judge = load_pipeline(models[FLUX.kind]), open_judge(models["judge"])
     written = []
 
     # a set of your character: the reference in cell 1, three panels around it

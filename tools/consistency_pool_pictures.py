@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from paco_core.families import FLUX, FLUX_KONTEXT
+
 IMAGES_DIR = Path(__file__).resolve().parents[1] / "docs" / "images"
 INSTRUCTIONS = ["make it winter", "make it night", "add a red scarf"]
 
@@ -60,7 +62,7 @@ def pool_pictures(folder: Path, models: dict) -> list[Path]:
     from paco_core.reward import open_judge
     from paco_core.reward.report import render_pair_matrix
 
-    flux, judge = load_pipeline(models["flux"]), open_judge(models["judge"])
+    flux, judge = load_pipeline(models[FLUX.kind]), open_judge(models["judge"])
     request = SetRequest(
         theme="a red fox", panels=("winter", "autumn", "meadow", "night"), layout="2x2",
         panel_width=64, panel_height=64, steps=4, seed=40,
@@ -88,7 +90,7 @@ def chain_pictures(folder: Path, models: dict) -> list[Path]:
     from paco_core.models.pipelines import load_pipeline
     from paco_core.reward import open_judge
 
-    kontext, judge = load_pipeline(models["flux-kontext"]), open_judge(models["judge"])
+    kontext, judge = load_pipeline(models[FLUX_KONTEXT.kind]), open_judge(models["judge"])
     origin = drawn_origin(3, 96)
     options = EditOptions(steps=4, seed=300)
     plain = guarded_edit_chain(kontext, judge, origin, INSTRUCTIONS, options, GuardOptions(threshold=0.0))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from paco_core.commands.generate import cli_hooks, write_set
 from paco_core.devices import DTYPE_CHOICES
+from paco_core.families import FLUX
 
 DEMO_THEME = "a red fox explorer, children's book watercolor"
 DEMO_DESCRIPTION = "The same fox with a green scarf in every panel, soft watercolor on paper."
@@ -56,9 +57,9 @@ def model_folders(args: argparse.Namespace) -> tuple[str, str | None, bool]:
     from paco_core.testing import build_tiny_models, default_cache_dir
 
     started = time.perf_counter()
-    folders = build_tiny_models(args.cache or default_cache_dir(), ["flux", "judge"])
-    print(f"tiny models ready in {time.perf_counter() - started:.1f} s: {Path(folders['flux']).parent}")
-    return str(folders["flux"]), args.judge or str(folders["judge"]), True
+    folders = build_tiny_models(args.cache or default_cache_dir(), [FLUX.kind, "judge"])
+    print(f"tiny models ready in {time.perf_counter() - started:.1f} s: {Path(folders[FLUX.kind]).parent}")
+    return str(folders[FLUX.kind]), args.judge or str(folders["judge"]), True
 
 
 def run(args: argparse.Namespace) -> int:

@@ -212,7 +212,7 @@ def random_qwen_image_edit_pipeline(tiny_qwen_image_edit: str | Path, device: st
     the time and memory. Its text input projection takes the tiny encoder's width.
 
     Returns:
-        A ``LoadedPipeline`` (kind "qwen-image-edit") on ``device``.
+        A ``LoadedPipeline`` (Qwen-Image-Edit's kind) on ``device``.
     """
     from paco_core.models.pipelines import LoadedPipeline, clear_pipeline_cache, load_pipeline
 
