@@ -110,7 +110,7 @@ def test_edit_plus_is_listed_exactly_when_diffusers_has_its_pipeline():
     import diffusers
 
     assert ("qwen-image-edit-plus" in TINY_MODEL_NAMES) == hasattr(diffusers, "QwenImageEditPlusPipeline")
-    assert TINY_MODEL_NAMES[:4] == ("flux", "z-image", "flux-kontext", "qwen-image-edit")
+    assert TINY_MODEL_NAMES[:3] == ("flux", "flux-kontext", "qwen-image-edit")
     assert TINY_MODEL_NAMES[-3:] == ("judge", "clip", "comfyui")
 
 

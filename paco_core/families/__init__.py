@@ -45,8 +45,8 @@ FLUX_KONTEXT = flux_kontext.FAMILY
 QWEN_IMAGE_EDIT = qwen_image_edit.FAMILY
 QWEN_IMAGE_EDIT_PLUS = qwen_image_edit.PLUS_FAMILY
 
-FAMILIES: tuple[Family, ...] = (FLUX, z_image.FAMILY, FLUX_KONTEXT, QWEN_IMAGE_EDIT, QWEN_IMAGE_EDIT_PLUS)
-"""Every family, in the order choices are listed (sets first, then edits)."""
+FAMILIES: tuple[Family, ...] = (FLUX, FLUX_KONTEXT, QWEN_IMAGE_EDIT, QWEN_IMAGE_EDIT_PLUS, z_image.FAMILY)
+"""Every family, in the order choices are listed (the paper's, sets first, then edits; then those beyond it)."""
 
 DEFAULT_KIND = FLUX.kind
 """The kind a training config without one trains (``ModelConfig.kind``'s default)."""
