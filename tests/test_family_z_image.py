@@ -238,9 +238,10 @@ def test_one_grpo_step_trains_the_lora_on_policy(tiny_z_image, tmp_path, monkeyp
 
 
 def test_the_preset_beyond_the_paper_validates():
-    from paco_core.rl.presets import preset_config, preset_names
+    from paco_core.rl.presets import BEYOND_THE_PAPER_PRESETS, PRESETS, preset_config, preset_names
 
-    assert T2IS_PRESET in preset_names()
+    assert T2IS_PRESET in preset_names() and T2IS_PRESET in BEYOND_THE_PAPER_PRESETS
+    assert T2IS_PRESET not in PRESETS  # the released runs only
     config = preset_config(T2IS_PRESET)
     assert config.model.kind == KIND and config.model.path == family(KIND).hub_id
     assert (

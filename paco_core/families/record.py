@@ -123,6 +123,9 @@ class Family:
             (None: FLUX's ``prompt_embeds`` + ``pooled_prompt_embeds``).
         chat_template: the tokenizer's chat template when the tokenizer comes from ComfyUI's
             folder, whose own template belongs to another model (None: keep it).
+        presets_beyond_the_paper: training presets no released run backs (a family beyond the
+            paper): name -> settings as in ``presets``, their values reasoned from a released
+            run (the family's module and docs/families.md say why).
     """
 
     kind: str
@@ -145,6 +148,7 @@ class Family:
     tiny_comfy_files: str | None = None
     encode_set_prompt: str | None = None
     chat_template: str | None = None
+    presets_beyond_the_paper: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -156,6 +160,7 @@ class Family:
         if (self.task == EDIT) != (self.num_references > 0):
             raise ValueError(f"family {self.kind}: an edit family takes references (num_references > 0)")
         object.__setattr__(self, "presets", MappingProxyType(dict(self.presets)))
+        object.__setattr__(self, "presets_beyond_the_paper", MappingProxyType(dict(self.presets_beyond_the_paper)))
 
     @property
     def is_edit(self) -> bool:

@@ -84,8 +84,6 @@ ComfyUI's own Z-Image text encoder builds)."""
 # ---- the preset ----------------------------------------------------------------------------
 
 T2IS_PRESET = "t2is-z-image"
-BEYOND_THE_PAPER = (T2IS_PRESET,)
-"""Presets of this family that no released run backs: their values are reasoned, not copied."""
 
 _T2IS: dict = {
     "lora": {"target_modules": list(Z_IMAGE_ARCHITECTURE.lora_targets)},
@@ -236,7 +234,7 @@ FAMILY = Family(
     default_steps=28,
     default_guidance=4.0,
     rollout_adapter="paco_core.rl.rollout_adapter_z_image:ZImageAdapter",
-    presets={T2IS_PRESET: _T2IS},
+    presets_beyond_the_paper={T2IS_PRESET: _T2IS},
     tiny_model="paco_core.testing.z_image:save_tiny_z_image",
     tiny_comfy_files="paco_core.testing.z_image:write_z_image_files",
     encode_set_prompt=f"{__name__}:encode_set_prompt",

@@ -278,11 +278,10 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         role = text_encoder_role(keys)
         if role is None:
             raise ModelLoadError(
-                f"text encoder file {file.name} is not CLIP-L, T5-XXL, Qwen2.5-VL"
-                f"{''.join(f' or {role}' for role in FAMILY_TEXT_ENCODERS)}: it looks like "
+                f"text encoder file {file.name} is not CLIP-L, T5-XXL or Qwen2.5-VL: it looks like "
                 f"{_describe_file(keys)}. Choose {ROLE_HELP[CLIP_L]} and {ROLE_HELP[T5XXL]} for FLUX, or "
                 f"{ROLE_HELP[QWEN25VL]} for Qwen-Image-Edit"
-                + "".join(f", or {file.help}" for file in FAMILY_TEXT_ENCODERS.values())
+                + "".join(f", or {te.help} for {a.title}" for a in architectures() for te in a.text_encoder_files)
                 + "."
             )
         if role in parts and parts[role].file != file and not files.checkpoint:
