@@ -32,7 +32,7 @@ from paco_core import __version__
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.devices import dtype_name
 from paco_core.errors import InputError
-from paco_core.families import EDIT, SETS, all_families, family, kinds, load_reference
+from paco_core.families import EDIT, SETS, all_families, family, kinds, load_reference, titles
 from paco_core.models.edit_sizes import SIZE_MULTIPLE, qwen_condition_area, working_size
 from paco_core.models.pipelines import LoadedPipeline, execution_device
 
@@ -226,8 +226,8 @@ def check_model_task(loaded: LoadedPipeline, allowed: Sequence[str], task: str) 
     """Refuse a pipeline of the wrong kind for a task, saying which kinds fit."""
     if loaded.kind in allowed:
         return
-    sets = " or ".join(item.title for item in all_families() if item.task == SETS)
-    edits = " or ".join(item.title for item in all_families() if item.task == EDIT)
+    sets = titles(item for item in all_families() if item.task == SETS)
+    edits = titles(item for item in all_families() if item.task == EDIT)
     if task == "generate a set":
         hint = f"Load a {sets} (text-to-image) model for sets; {edits} are edit models."
     else:

@@ -25,6 +25,8 @@ from paco_core.families import (
     families_of_architecture,
     family,
     family_of_pipeline_class,
+    file_role,
+    file_roles,
     is_installed,
     kinds,
     load_reference,
@@ -153,15 +155,31 @@ def test_the_shipped_config_folder_makes_the_family(item: Family):
 
 
 def test_architectures_are_shared_records_with_one_default_family_each():
-    from paco_core.models.comfy_files import TEXT_ENCODER_ROLES, VAE_ROLES
-
     names = [item.name for item in architectures()]
     assert len(set(names)) == len(names)
     for item in architectures():
         members = families_of_architecture(item.name)
         assert all(member.architecture is item for member in members)
         assert [member for member in members if member.default_for_architecture] == [default_family(item.name)]
-        assert set(item.text_encoders) <= set(TEXT_ENCODER_ROLES) and item.vae in VAE_ROLES
+        assert [file_role(name).is_vae for name in (*item.text_encoders, item.vae)] == [
+            *(False for _ in item.text_encoders),
+            True,
+        ]
+        components = [file_role(name).component for name in item.text_encoders]
+        assert len(set(components)) == len(components), f"{item.name}: two text encoders load into one component"
+
+
+def test_file_roles_are_unique_and_recognised_from_their_keys():
+    from paco_core.models.comfy_files import text_encoder_role, vae_role
+
+    roles = file_roles()
+    assert len({role.name for role in roles}) == len(roles)
+    for role in roles:
+        keys = set(role.key_markers[0]) if role.key_markers else {role.key_prefixes[0] + "0.weight"}
+        found = vae_role(keys) if role.is_vae else text_encoder_role({f"transformer.{key}" for key in keys})
+        assert found == role.name
+    with pytest.raises(InputError, match="unknown model file role 'clip_g'; known: clip_l"):
+        file_role("clip_g")
 
 
 def test_presets_are_valid_training_configs_of_their_family():
@@ -206,6 +224,7 @@ def test_a_record_refuses_an_edit_family_without_an_edit_call():
         replace(item, task=EDIT, edit_call=None, num_references=1)
 
 
+@pytest.mark.slow  # builds every family's tiny model
 def test_the_tiny_models_are_recognised_as_their_family(tiny_models):
     from paco_core.models.pipelines import detect_pipeline_kind
     from paco_core.testing import TINY_MODEL_NAMES

@@ -11,14 +11,14 @@ from collections.abc import Sequence
 
 from paco_core.callbacks import Hooks
 from paco_core.errors import InputError
-from paco_core.families import all_families, family
+from paco_core.families import all_families, family, titles
 
 
 def check_reference_count(kind: str, count: int, what: str = "references") -> None:
     """Refuse more references than the edit model takes (one, except families taking several)."""
     if count > 1 and not family(kind).takes_several_references:
-        several = " or ".join(item.title for item in all_families() if item.takes_several_references)
-        sets = " or ".join(item.title for item in all_families() if not item.is_edit)
+        several = titles(item for item in all_families() if item.takes_several_references)
+        sets = titles(item for item in all_families() if not item.is_edit)
         raise InputError(
             f"`{what}`: a {kind} edit takes one input image, got {count}; give one, or load "
             f"{several} (several references) or {sets} (references as grid cells)."

@@ -2,16 +2,18 @@
 
 A family's module (``flux.py``, ``flux_kontext.py``, ``qwen_image_edit.py``) declares one
 frozen :class:`Family` record (see ``record.py`` for every field): its kind id, task (sets or
-edit), diffusers pipeline classes, transformer :class:`Architecture` (ComfyUI file roles,
-LoRA key markers and training targets), default steps and guidance, references per edit,
+edit), diffusers pipeline classes, transformer :class:`Architecture` (ComfyUI transformer
+markers, the :class:`FileRole` text encoders and VAE it needs, LoRA key markers and training
+targets), default steps and guidance, references per edit,
 edit call, rollout adapter, training presets and tiny-model builders. Pipelines, ComfyUI
 files, LoRAs, training, consistency tools, nodes and the CLI ask this registry; no other
 module writes a kind id (``tests/test_families.py`` fails on one).
 
 Adding a family:
     1. Write ``paco_core/families/<name>.py`` with ``KIND = "<kind id>"`` and ``FAMILY =
-       Family(...)`` (a new transformer design also declares its ``Architecture`` there;
-       a family sharing one imports it from its sibling, as ``flux_kontext`` does).
+       Family(...)`` (a new transformer design also declares its ``Architecture`` there, with
+       the ``FileRole``s of text encoders / VAEs no other architecture declares; a family
+       sharing one imports it from its sibling, as ``flux_kontext`` does).
     2. Add the module's ``FAMILY`` to ``FAMILIES`` below (and a name for it if other code
        needs the record by name).
     3. Code a record names by reference (``"module:attribute"``: rollout adapter, edit call,
@@ -34,11 +36,12 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from pathlib import Path
 
 from paco_core.errors import InputError
 from paco_core.families import flux, flux_kontext, qwen_image_edit, z_image
-from paco_core.families.record import EDIT, SETS, TASKS, Architecture, Family, load_reference
+from paco_core.families.record import EDIT, SETS, TASKS, Architecture, Family, FileRole, load_reference
 
 FLUX = flux.FAMILY
 FLUX_KONTEXT = flux_kontext.FAMILY
@@ -46,7 +49,7 @@ QWEN_IMAGE_EDIT = qwen_image_edit.FAMILY
 QWEN_IMAGE_EDIT_PLUS = qwen_image_edit.PLUS_FAMILY
 
 FAMILIES: tuple[Family, ...] = (FLUX, FLUX_KONTEXT, QWEN_IMAGE_EDIT, QWEN_IMAGE_EDIT_PLUS, z_image.FAMILY)
-"""Every family, in the order choices are listed (the paper's, sets first, then edits; then those beyond it)."""
+"""Every family, in the order choices, presets and tiny models are listed."""
 
 DEFAULT_KIND = FLUX.kind
 """The kind a training config without one trains (``ModelConfig.kind``'s default)."""
@@ -55,10 +58,10 @@ _BY_KIND = {item.kind: item for item in FAMILIES}
 _BY_PIPELINE_CLASS = {item.pipeline_class: item for item in FAMILIES}
 
 __all__ = [
-    "DEFAULT_KIND", "EDIT", "FAMILIES", "FLUX", "FLUX_KONTEXT", "QWEN_IMAGE_EDIT", "QWEN_IMAGE_EDIT_PLUS", "SETS", "TASKS",
-    "Architecture", "Family", "all_families", "architecture", "architectures", "default_family",
-    "edit_kinds", "families_of_architecture", "family", "family_of_pipeline_class", "is_installed", "kinds",
-    "load_reference", "trainable_kinds",
+    "DEFAULT_KIND", "EDIT", "FAMILIES", "FLUX", "FLUX_KONTEXT", "QWEN_IMAGE_EDIT", "QWEN_IMAGE_EDIT_PLUS", "SETS",
+    "TASKS", "Architecture", "Family", "FileRole", "all_families", "architecture", "architectures",
+    "default_family", "edit_kinds", "families_of_architecture", "family", "family_of_pipeline_class", "file_role",
+    "file_roles", "is_installed", "kinds", "load_reference", "titles", "trainable_kinds",
 ]  # fmt: skip
 
 
@@ -116,6 +119,20 @@ def architecture(name: str) -> Architecture:
     )
 
 
+def file_roles() -> tuple[FileRole, ...]:
+    """Every ComfyUI file role an architecture declares, text encoders first, once each."""
+    roles = {role.name: role for item in architectures() for role in item.file_roles}
+    return tuple(sorted(roles.values(), key=lambda role: role.is_vae))
+
+
+def file_role(name: str) -> FileRole:
+    """The ComfyUI file role named ``name`` ("clip_l"), or an InputError naming the known ones."""
+    for role in file_roles():
+        if role.name == name:
+            return role
+    raise InputError(f"unknown model file role {name!r}; known: {', '.join(role.name for role in file_roles())}.")
+
+
 def families_of_architecture(name: str) -> tuple[Family, ...]:
     """The families built on the architecture named ``name``."""
     return tuple(item for item in FAMILIES if item.architecture.name == name)
@@ -127,6 +144,12 @@ def default_family(architecture_name: str) -> Family:
         if item.default_for_architecture:
             return item
     raise InputError(f"no family is the default for architecture {architecture_name!r}.")
+
+
+def titles(items: Iterable[Family]) -> str:
+    """The families' display names for a message: "A", "A or B", "A, B or C"."""
+    names = [item.title for item in items]
+    return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
 def is_installed(item: Family) -> bool:

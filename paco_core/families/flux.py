@@ -6,7 +6,7 @@ FLUX.1-Kontext-dev (``flux_kontext``) shares its architecture.
 
 from __future__ import annotations
 
-from paco_core.families.record import SETS, Architecture, Family
+from paco_core.families.record import SETS, Architecture, Family, FileRole
 
 KIND = "flux"
 
@@ -14,6 +14,33 @@ DUAL_STREAM_ATTENTION_TARGETS: tuple[str, ...] = (
     "to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out",
 )  # fmt: skip
 """The attention projections of a dual-stream block (FLUX and Qwen-Image use the same names)."""
+
+CLIP_L = FileRole(
+    name="clip_l",
+    title="CLIP-L",
+    component="text_encoder",
+    help="clip_l.safetensors (models/text_encoders)",
+    layout="clip-l",
+    key_markers=(("text_model.encoder.layers.0.mlp.fc1.weight",), ("encoder.layers.0.mlp.fc1.weight",)),
+    checkpoint_prefix="text_encoders.clip_l.",
+)
+T5XXL = FileRole(
+    name="t5xxl",
+    title="T5-XXL",
+    component="text_encoder_2",
+    help="t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn(_scaled).safetensors (models/text_encoders)",
+    layout="t5",
+    key_markers=(("encoder.block.0.layer.0.SelfAttention.q.weight",),),
+    checkpoint_prefix="text_encoders.t5xxl.",
+)
+AE = FileRole(
+    name="ae",
+    title="FLUX's ae",
+    component="vae",
+    help="ae.safetensors (models/vae)",
+    layout="ldm",
+    key_prefixes=("encoder.down.",),
+)
 
 FLUX_ARCHITECTURE = Architecture(
     name="flux",
@@ -24,13 +51,14 @@ FLUX_ARCHITECTURE = Architecture(
         ("single_transformer_blocks.0.attn.to_q.weight", "x_embedder.weight"),  # diffusers names
     ),
     single_file_transformer=True,
-    text_encoders=("clip_l", "t5xxl"),
-    vae="ae",
+    text_encoders=(CLIP_L.name, T5XXL.name),
+    vae=AE.name,
     lora_markers=("single_transformer_blocks.", ".ff.net.", ".ff_context.net.", ".norm1_context.", "x_embedder"),
     attention_targets=DUAL_STREAM_ATTENTION_TARGETS,
     lora_targets=(
         *DUAL_STREAM_ATTENTION_TARGETS, "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
     ),
+    file_roles=(CLIP_L, T5XXL, AE),
 )  # fmt: skip
 
 _T2IS: dict = {

@@ -8,10 +8,30 @@ text encoder. The released ``edit-qwen`` PaCo-GRPO run trains Qwen-Image-Edit; E
 from __future__ import annotations
 
 from paco_core.families.flux import DUAL_STREAM_ATTENTION_TARGETS
-from paco_core.families.record import EDIT, Architecture, Family
+from paco_core.families.record import EDIT, Architecture, Family, FileRole
 
 KIND = "qwen-image-edit"
 PLUS_KIND = "qwen-image-edit-plus"
+
+QWEN25VL = FileRole(
+    name="qwen_2.5_vl_7b",
+    title="Qwen2.5-VL",
+    component="text_encoder",
+    help="qwen_2.5_vl_7b.safetensors or qwen_2.5_vl_7b_fp8_scaled.safetensors (models/text_encoders)",
+    layout="qwen2.5-vl",
+    key_markers=(
+        ("model.layers.0.self_attn.q_proj.weight",),  # the original release's names
+        ("model.language_model.layers.0.self_attn.q_proj.weight",),  # transformers' current names
+    ),
+)
+QWEN_IMAGE_VAE = FileRole(
+    name="qwen_image_vae",
+    title="Qwen-Image's VAE",
+    component="vae",
+    help="qwen_image_vae.safetensors (models/vae)",
+    layout="wan",
+    key_prefixes=("encoder.downsamples.",),
+)
 
 QWEN_IMAGE_ARCHITECTURE = Architecture(
     name="qwen-image",
@@ -19,13 +39,14 @@ QWEN_IMAGE_ARCHITECTURE = Architecture(
     transformer_class="QwenImageTransformer2DModel",
     transformer_markers=(("transformer_blocks.0.img_mod.1.weight", "txt_norm.weight"),),
     single_file_transformer=False,
-    text_encoders=("qwen_2.5_vl_7b",),
-    vae="qwen_image_vae",
+    text_encoders=(QWEN25VL.name,),
+    vae=QWEN_IMAGE_VAE.name,
     lora_markers=(".img_mlp.", ".txt_mlp.", ".img_mod.", ".txt_mod.", "img_in", "txt_in"),
     attention_targets=DUAL_STREAM_ATTENTION_TARGETS,
     lora_targets=(
         *DUAL_STREAM_ATTENTION_TARGETS, "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2",
     ),
+    file_roles=(QWEN25VL, QWEN_IMAGE_VAE),
 )  # fmt: skip
 """Qwen-Image names its feed-forward layers img_mlp / txt_mlp."""
 

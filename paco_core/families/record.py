@@ -26,26 +26,58 @@ EDIT = "edit"
 TASKS = (SETS, EDIT)
 
 
+TEXT_ENCODER_LAYOUTS = ("clip-l", "t5", "qwen2.5-vl", "transformers")
+"""How a text-encoder file's weights are laid out (what ``paco_core.models.comfy_files`` fixes
+when loading it); "transformers": already in transformers' names, loaded as they are."""
+VAE_LAYOUTS = ("ldm", "wan")
+"""How a VAE file's weights are laid out: "ldm" (FLUX's ae, original LDM names), "wan" (Qwen-Image's)."""
+
+
 @dataclass(frozen=True)
-class TextEncoderFile:
-    """A ComfyUI text-encoder file role an architecture brings itself (beyond the roles
-    ``paco_core.models.comfy_files`` knows: clip_l, t5xxl, qwen_2.5_vl_7b).
+class FileRole:
+    """A ComfyUI model file that is one component of a pipeline: a text encoder or a VAE.
 
     Attributes:
-        role: the role name, also the usual file stem ("qwen_3_4b").
-        component: the pipeline component it loads into ("text_encoder").
-        help: the file and folder to choose, for messages.
-        markers: files of this role hold every key of at least one of these key groups
-            (checked before the built-in roles, whose markers may match too).
-        to_diffusers: ``module:function(state_dict) -> state_dict`` renaming the file's keys
-            into those of the config folder's transformers class.
+        name: the role's id ("clip_l"); an architecture names the roles it needs.
+        title: its display name in messages ("CLIP-L").
+        component: the diffusers pipeline component it loads into ("text_encoder", "vae").
+        help: which file to choose, and from which ComfyUI folder.
+        layout: how its weights are laid out (``TEXT_ENCODER_LAYOUTS`` or, for a VAE, ``VAE_LAYOUTS``).
+        key_markers: a file plays the role when it holds every key of one of these groups
+            (text encoders: a leading ``transformer.`` removed).
+        key_prefixes: ... or when one of its keys starts with one of these (VAE layouts).
+        checkpoint_prefix: where ComfyUI's all-in-one checkpoints keep it, or None.
+        convert: ``module:function(state_dict) -> state_dict`` renaming a file of a layout this
+            pack does not know into the ``layout``'s names first (its family brings it), or None.
+        specificity: a file matching several roles plays the one with the highest (a newer
+            model's file may hold an older role's markers too: Qwen3 has Qwen2.5's names).
     """
 
-    role: str
+    name: str
+    title: str
     component: str
     help: str
-    markers: tuple[tuple[str, ...], ...]
-    to_diffusers: str
+    layout: str
+    key_markers: tuple[tuple[str, ...], ...] = ()
+    key_prefixes: tuple[str, ...] = ()
+    checkpoint_prefix: str | None = None
+    convert: str | None = None
+    specificity: int = 0
+
+    def __post_init__(self) -> None:
+        layouts = VAE_LAYOUTS if self.is_vae else TEXT_ENCODER_LAYOUTS
+        if self.layout not in layouts:
+            raise ValueError(f"file role {self.name}: layout should be one of {', '.join(layouts)}, got {self.layout!r}")
+
+    @property
+    def is_vae(self) -> bool:
+        return self.component == "vae"
+
+    def matches(self, keys: set[str]) -> bool:
+        """Whether a file with these keys plays this role."""
+        return any(all(key in keys for key in group) for group in self.key_markers) or any(
+            key.startswith(self.key_prefixes) for key in keys if self.key_prefixes
+        )
 
 
 @dataclass(frozen=True)
@@ -60,16 +92,16 @@ class Architecture:
             at least one of these key groups (a ``model.diffusion_model.`` prefix removed).
         single_file_transformer: a Black Forest Labs single-file transformer (ComfyUI's
             ``models/diffusion_models``) may replace a diffusers folder's transformer.
-        text_encoders: the ComfyUI text-encoder file roles it needs, in component order
-            (role names of ``paco_core.models.comfy_files``: "clip_l", "t5xxl", ...).
-        vae: the ComfyUI VAE file role it needs ("ae", "qwen_image_vae").
+        text_encoders: the names of the text-encoder ``FileRole``s it needs, in component order.
+        vae: the name of the VAE ``FileRole`` it needs.
         lora_markers: fragments of LoRA module names only this architecture has.
         attention_targets: its attention projections (LoRA target module names).
         lora_targets: the paper's LoRA target modules (attention and feed-forward).
+        file_roles: the ComfyUI file roles its families' files introduce (``text_encoders`` and
+            ``vae`` may also name roles another architecture declares).
         transformer_from_comfy: ``module:function(state_dict, config) -> state_dict`` renaming a
             ComfyUI transformer file in its original layout into diffusers names (None: the
             files use diffusers names, or Black Forest Labs' layout, read by ``single_file_transformer``).
-        text_encoder_files: text-encoder file roles the architecture defines itself.
     """
 
     name: str
@@ -82,8 +114,8 @@ class Architecture:
     lora_markers: tuple[str, ...]
     attention_targets: tuple[str, ...]
     lora_targets: tuple[str, ...]
+    file_roles: tuple[FileRole, ...] = ()
     transformer_from_comfy: str | None = None
-    text_encoder_files: tuple[TextEncoderFile, ...] = ()
 
 
 @dataclass(frozen=True)

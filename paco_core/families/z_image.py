@@ -31,12 +31,23 @@ rollout adapter lives in ``paco_core.rl.rollout_adapter_z_image`` and the tiny m
 
 from __future__ import annotations
 
-from paco_core.families.record import SETS, Architecture, Family, TextEncoderFile
+from paco_core.families.flux import AE
+from paco_core.families.record import SETS, Architecture, Family, FileRole
 
 KIND = "z-image"
 
-QWEN3_4B = "qwen_3_4b"
-"""ComfyUI's role name of the Qwen3-4B text encoder file (``qwen_3_4b.safetensors``)."""
+QWEN3_4B = FileRole(
+    name="qwen_3_4b",
+    title="Qwen3-4B",
+    component="text_encoder",
+    help="qwen_3_4b.safetensors (models/text_encoders)",
+    layout="transformers",
+    key_markers=(("model.layers.0.self_attn.q_norm.weight",), ("layers.0.self_attn.q_norm.weight",)),
+    convert=f"{__name__}:text_encoder_to_diffusers",
+    specificity=1,
+)
+"""ComfyUI's Qwen3-4B text encoder file: Qwen3 has per-head query/key norms (``q_norm``), which
+Qwen2.5-VL lacks; both have ``model.layers.0.self_attn.q_proj``, so this role is the more specific."""
 
 ATTENTION_TARGETS: tuple[str, ...] = (
     "attention.to_q",
@@ -55,21 +66,13 @@ Z_IMAGE_ARCHITECTURE = Architecture(
         ("noise_refiner.0.attention.to_q.weight", "cap_embedder.1.weight"),  # diffusers names
     ),
     single_file_transformer=False,
-    text_encoders=(QWEN3_4B,),
-    vae="ae",
+    text_encoders=(QWEN3_4B.name,),
+    vae=AE.name,
     lora_markers=(".attention.to_q", ".feed_forward.w", "noise_refiner.", "context_refiner.", "cap_embedder"),
     attention_targets=ATTENTION_TARGETS,
     lora_targets=(*ATTENTION_TARGETS, *FEED_FORWARD_TARGETS),
+    file_roles=(QWEN3_4B,),
     transformer_from_comfy=f"{__name__}:comfy_to_diffusers",
-    text_encoder_files=(
-        TextEncoderFile(
-            role=QWEN3_4B,
-            component="text_encoder",
-            help="qwen_3_4b.safetensors (models/text_encoders)",
-            markers=(("model.layers.0.self_attn.q_norm.weight",), ("layers.0.self_attn.q_norm.weight",)),
-            to_diffusers=f"{__name__}:text_encoder_to_diffusers",
-        ),
-    ),
 )
 """One stream of blocks over image and text tokens; refiner blocks before it for each."""
 

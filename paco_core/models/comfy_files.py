@@ -42,6 +42,8 @@ from paco_core.families import (
     families_of_architecture,
     family,
     family_of_pipeline_class,
+    file_role,
+    file_roles,
     kinds,
     load_reference,
 )
@@ -57,33 +59,9 @@ FILE_KINDS = (AUTO_KIND, *kinds())
 """The kinds ComfyUI files can be loaded as: "auto" and every family's."""
 
 
-# Roles a file can play, and how to recognise them from their keys.
-CLIP_L, T5XXL, QWEN25VL = "clip_l", "t5xxl", "qwen_2.5_vl_7b"
-FLUX_VAE, QWEN_VAE = "ae", "qwen_image_vae"
-FAMILY_TEXT_ENCODERS = {file.role: file for item in architectures() for file in item.text_encoder_files}
-"""Text-encoder roles the architectures define themselves (``Architecture.text_encoder_files``)."""
-TEXT_ENCODER_ROLES = (CLIP_L, T5XXL, QWEN25VL, *FAMILY_TEXT_ENCODERS)
-VAE_ROLES = (FLUX_VAE, QWEN_VAE)
-"""The file roles this module reads; a family's architecture names those it needs."""
-COMPONENT_OF_ROLE = {
-    CLIP_L: "text_encoder",
-    T5XXL: "text_encoder_2",
-    QWEN25VL: "text_encoder",
-    **{role: file.component for role, file in FAMILY_TEXT_ENCODERS.items()},
-}
-ROLE_HELP = {
-    CLIP_L: "clip_l.safetensors (models/text_encoders)",
-    T5XXL: "t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn(_scaled).safetensors (models/text_encoders)",
-    QWEN25VL: "qwen_2.5_vl_7b.safetensors or qwen_2.5_vl_7b_fp8_scaled.safetensors (models/text_encoders)",
-    FLUX_VAE: "ae.safetensors (models/vae)",
-    QWEN_VAE: "qwen_image_vae.safetensors (models/vae)",
-    **{role: file.help for role, file in FAMILY_TEXT_ENCODERS.items()},
-}
-
 CHECKPOINT_PREFIXES = {
     "transformer": "model.diffusion_model.",
-    CLIP_L: "text_encoders.clip_l.",
-    T5XXL: "text_encoders.t5xxl.",
+    **{role.name: role.checkpoint_prefix for role in file_roles() if role.checkpoint_prefix},
     "vae": "vae.",
 }
 """Where a ComfyUI all-in-one FLUX checkpoint keeps each part."""
@@ -188,29 +166,31 @@ def transformer_architecture(keys) -> str | None:
 
 
 def text_encoder_role(keys) -> str | None:
-    """CLIP_L, T5XXL, QWEN25VL, a role of ``FAMILY_TEXT_ENCODERS`` or None, from the key names."""
+    """The name of the text-encoder role (``paco_core.families.FileRole``) the key names fit, or None."""
     keys = {k.removeprefix("transformer.") for k in keys}
-    for role, file in FAMILY_TEXT_ENCODERS.items():
-        if any(all(marker in keys for marker in group) for group in file.markers):
-            return role
-    if "text_model.encoder.layers.0.mlp.fc1.weight" in keys or "encoder.layers.0.mlp.fc1.weight" in keys:
-        return CLIP_L
-    if "encoder.block.0.layer.0.SelfAttention.q.weight" in keys:
-        return T5XXL
-    if (
-        "model.layers.0.self_attn.q_proj.weight" in keys
-        or "model.language_model.layers.0.self_attn.q_proj.weight" in keys
-    ):
-        return QWEN25VL
-    return None
+    fitting = [role for role in file_roles() if not role.is_vae and role.matches(keys)]
+    return max(fitting, key=lambda role: role.specificity).name if fitting else None
 
 
 def vae_role(keys) -> str | None:
-    if any(k.startswith("encoder.down.") for k in keys):
-        return FLUX_VAE
-    if any(k.startswith("encoder.downsamples.") for k in keys):
-        return QWEN_VAE
-    return None
+    """The name of the VAE role the key names fit, or None."""
+    keys = set(keys)
+    return next((role.name for role in file_roles() if role.is_vae and role.matches(keys)), None)
+
+
+def _or(titles) -> str:
+    """ "a, b or c"."""
+    items = list(titles)
+    return " or ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
+
+
+def _roles_text(vae: bool) -> str:
+    """What to choose for each architecture, e.g. "clip_l... and t5xxl... for FLUX, or ... for Qwen-Image"."""
+    choices = []
+    for architecture in architectures():
+        names = (architecture.vae,) if vae else architecture.text_encoders
+        choices.append(f"{' and '.join(file_role(name).help for name in names)} for {architecture.title}")
+    return ", or ".join(choices)
 
 
 def _describe_file(keys) -> str:
@@ -249,15 +229,18 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
                 f"checkpoint {file.name} is not an all-in-one checkpoint (no model.diffusion_model.* weights); it "
                 f"looks like {_describe_file(keys)}. Choose it in the matching field (transformer, text encoder, VAE)."
             )
+        file_roles_by_name = {role.name for role in file_roles() if role.checkpoint_prefix}
         for role, prefix in CHECKPOINT_PREFIXES.items():
             inner = {k[len(prefix) :] for k in keys if k.startswith(prefix)}
-            if role in (CLIP_L, T5XXL) and any(k.startswith("transformer.") for k in inner):
+            if role in file_roles_by_name and any(k.startswith("transformer.") for k in inner):
                 prefix += "transformer."
             if inner:
                 parts[role] = _Part(file, prefix)
         if "vae" in parts:
             vae_keys = {k[len(parts["vae"].prefix) :] for k in keys if k.startswith(parts["vae"].prefix)}
-            parts[vae_role(vae_keys) or FLUX_VAE] = parts.pop("vae")
+            checkpoint_architecture = transformer_architecture(keys)
+            assumed = default_family(checkpoint_architecture).architecture.vae if checkpoint_architecture else "vae"
+            parts[vae_role(vae_keys) or assumed] = parts.pop("vae")
     if files.transformer:
         file = check_file(files.transformer, "transformer")
         keys = read_keys(file)
@@ -278,11 +261,9 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         role = text_encoder_role(keys)
         if role is None:
             raise ModelLoadError(
-                f"text encoder file {file.name} is not CLIP-L, T5-XXL or Qwen2.5-VL: it looks like "
-                f"{_describe_file(keys)}. Choose {ROLE_HELP[CLIP_L]} and {ROLE_HELP[T5XXL]} for FLUX, or "
-                f"{ROLE_HELP[QWEN25VL]} for Qwen-Image-Edit"
-                + "".join(f", or {te.help} for {a.title}" for a in architectures() for te in a.text_encoder_files)
-                + "."
+                f"text encoder file {file.name} is not "
+                f"{_or(role.title for role in file_roles() if not role.is_vae)}: it looks like "
+                f"{_describe_file(keys)}. Choose {_roles_text(vae=False)}."
             )
         if role in parts and parts[role].file != file and not files.checkpoint:
             raise InputError(
@@ -295,11 +276,12 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         role = vae_role(keys)
         if role is None:
             raise ModelLoadError(
-                f"VAE file {file.name} is not FLUX's ae or Qwen-Image's VAE: it looks like {_describe_file(keys)}. "
-                f"Choose {ROLE_HELP[FLUX_VAE]} for FLUX or {ROLE_HELP[QWEN_VAE]} for Qwen-Image-Edit."
+                f"VAE file {file.name} is not {_or(role.title for role in file_roles() if role.is_vae)}: it looks "
+                f"like {_describe_file(keys)}. Choose {_roles_text(vae=True)}."
             )
-        parts.pop(FLUX_VAE, None)
-        parts.pop(QWEN_VAE, None)
+        for other in file_roles():
+            if other.is_vae:
+                parts.pop(other.name, None)
         parts[role] = _Part(file)
     if "transformer" not in parts:
         raise InputError("no transformer given: choose a diffusion model file or an all-in-one checkpoint.")
@@ -328,12 +310,12 @@ def _needed_roles(kind: str) -> tuple[str, ...]:
 
 def _check_roles(kind: str, architecture: str, parts: dict[str, _Part]) -> None:
     needed = _needed_roles(kind)
-    wrong = [role for role in (*TEXT_ENCODER_ROLES, *VAE_ROLES) if role in parts and role not in needed]
+    wrong = [role.name for role in file_roles() if role.name in parts and role.name not in needed]
     if wrong:
         names = ", ".join(f"{parts[role].file.name} ({role})" for role in wrong)
         raise InputError(
             f"{names} belong to another model: a {kind} pipeline needs "
-            f"{' + '.join(ROLE_HELP[role] for role in needed)}. Replace them."
+            f"{' + '.join(file_role(role).help for role in needed)}. Replace them."
         )
     missing = [role for role in needed if role not in parts]
     if missing:
@@ -343,7 +325,7 @@ def _check_roles(kind: str, architecture: str, parts: dict[str, _Part]) -> None:
             if role in needed and role != "transformer"
         )
         raise InputError(
-            f"a {kind} pipeline also needs {' and '.join(ROLE_HELP[role] for role in missing)}: choose "
+            f"a {kind} pipeline also needs {' and '.join(file_role(role).help for role in missing)}: choose "
             f"{'them' if len(missing) > 1 else 'it'}" + (f" (given: {given})." if given else ".")
         )
 
@@ -488,7 +470,7 @@ def _vae(role: str, part: _Part, folder: Path, torch_dtype):
     cls = getattr(diffusers, config["_class_name"])
     model = _empty(lambda: cls.from_config(config))
     state_dict = _weights(part, torch_dtype)
-    if role == FLUX_VAE:
+    if file_role(role).layout == "ldm":
         state_dict = ldm_vae_to_diffusers(state_dict, model.config, part.file.name)
     else:
         state_dict = wan_vae_to_diffusers(
@@ -507,7 +489,10 @@ def _text_encoder(role: str, part: _Part, folder: Path, component: str, torch_dt
     model = _empty(lambda: cls(config))
     state_dict = _weights(part, torch_dtype)
     allowed_missing: tuple = ()
-    if role == T5XXL:
+    layout = file_role(role).layout
+    if file_role(role).convert:
+        state_dict = load_reference(file_role(role).convert)(state_dict)
+    if layout == "t5":
         shared = state_dict.get("shared.weight", state_dict.get("encoder.embed_tokens.weight"))
         if shared is not None:
             state_dict.setdefault("shared.weight", shared)
@@ -518,7 +503,7 @@ def _text_encoder(role: str, part: _Part, folder: Path, component: str, torch_dt
             for k, v in state_dict.items()
             if k in expected or not k.startswith(("encoder.embed_tokens", "shared"))
         }
-    elif role == CLIP_L:
+    elif layout == "clip-l":
         allowed_missing = ("position_ids",)
         # Buffers and the projection head some releases carry; the text model has none of them.
         for key in [
@@ -527,17 +512,15 @@ def _text_encoder(role: str, part: _Part, folder: Path, component: str, torch_dt
             del state_dict[key]
         if not any(key.startswith("text_model.") for key in model.state_dict()):
             state_dict = {key.removeprefix("text_model."): value for key, value in state_dict.items()}
-    elif role == QWEN25VL:
+    elif layout == "qwen2.5-vl":
         state_dict = _qwen_vl_names(state_dict)
         if "lm_head.weight" not in state_dict:
             # ComfyUI's text-encoder files leave the language-model head out: the pipeline
             # reads hidden states only, so the head is never used.
             allowed_missing = ("lm_head.weight",)
-    elif role in FAMILY_TEXT_ENCODERS:
-        state_dict = load_reference(FAMILY_TEXT_ENCODERS[role].to_diffusers)(state_dict)
     model = _load_into(model, state_dict, f"{component} ({role})", part, folder, allowed_missing)
     model.tie_weights()  # assign=True loaded tied tensors (T5's shared embedding) as two copies
-    if role == QWEN25VL and "lm_head.weight" not in state_dict:
+    if layout == "qwen2.5-vl" and "lm_head.weight" not in state_dict:
         import torch
 
         model.lm_head.weight = torch.nn.Parameter(torch.zeros(model.lm_head.weight.shape, dtype=torch_dtype))
@@ -647,7 +630,7 @@ def build_pipeline_from_files(files: ComfyModelFiles, torch_dtype):
     if family(kind).chat_template:  # ComfyUI's tokenizer folder may carry another model's template
         components["tokenizer"].chat_template = family(kind).chat_template
     for role in architecture.text_encoders:
-        component = COMPONENT_OF_ROLE[role]
+        component = file_role(role).component
         components[component] = _text_encoder(role, parts[role], folder, component, torch_dtype)
     vae_role_name = architecture.vae
     components["vae"] = _vae(vae_role_name, parts[vae_role_name], folder, torch_dtype)
