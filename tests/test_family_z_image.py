@@ -262,3 +262,20 @@ def test_the_train_lora_node_offers_the_family(tmp_path):
     inputs = {item.id: item for item in node.GET_SCHEMA().inputs}
     assert T2IS_PRESET in inputs["preset"].options
     assert KIND in inputs["files_kind"].options
+
+
+def test_panel_repair_and_reference_sets_refuse_it_clearly(tiny_z_image, tiny_models):
+    """The consistency tools' grid path inpaints with FLUX's inpaint pipeline: Z-Image declares none."""
+    from PIL import Image
+
+    from paco_core.consistency.repair import repair_set
+    from paco_core.errors import InputError
+    from paco_core.models.pipelines import load_pipeline
+    from paco_core.reward.opener import open_judge
+
+    loaded = load_pipeline(tiny_z_image, device="cpu")
+    panels = [Image.new("RGB", (32, 32), color) for color in ("red", "blue")]
+    with pytest.raises(InputError, match="cannot repair a set with a z-image pipeline"):
+        repair_set(
+            loaded, open_judge(tiny_models["judge"]), panels, "a cat", layout="1x2", panel_prompts=["a", "b"]
+        )
