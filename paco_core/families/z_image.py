@@ -1,7 +1,7 @@
 """Z-Image (kind "z-image"): consistent multi-image sets as one grid image, beyond the paper.
 
 Tongyi-MAI's Z-Image is a 6B single-stream flow-matching transformer (``ZImagePipeline`` in
-diffusers >= 0.36) with a Qwen3-4B text encoder and FLUX.1's own 16-channel VAE. Two
+diffusers >= 0.36) with a Qwen3-4B text encoder and FLUX.1's 16-channel VAE design. Two
 releases share the architecture: **Z-Image** (the non-distilled base: true classifier-free
 guidance, 28-50 steps) and **Z-Image-Turbo** (step-distilled: 8 steps, no guidance). PaCo-GRPO
 needs the base (its policy is the guided velocity it samples with); sets generate with
@@ -14,7 +14,8 @@ What this module declares, beyond the :class:`Family` record:
   ``x_embedder`` / ``final_layer``), converted here both ways (:func:`comfy_to_diffusers`,
   :func:`diffusers_to_comfy`); the text encoder ``qwen_3_4b.safetensors`` in
   ``models/text_encoders`` (Qwen3 in the release names, ``model.layers...``, no LM head);
-  the VAE is FLUX.1's ``ae.safetensors``. ComfyUI's tokenizer folder for Qwen3 is
+  the VAE file in ``models/vae`` has FLUX.1's ``ae`` layout and is read as FLUX's (the ``ae``
+  file role). ComfyUI's tokenizer folder for Qwen3 is
   ``text_encoders/qwen25_tokenizer`` (the same vocabulary), whose Qwen2.5 chat template
   would add a system prompt Z-Image never saw: :data:`CHAT_TEMPLATE` replaces it.
 - Sets: the prompt is encoded once per grid prompt (:func:`encode_set_prompt`), with the

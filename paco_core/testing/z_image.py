@@ -3,7 +3,7 @@
 The real classes at tiny sizes: ``ZImageTransformer2DModel`` (2 blocks and 1 refiner block
 per stream, 2 heads of 16 with rope axes 4 + 6 + 6 = 16), a tiny ``Qwen3Model`` text encoder
 whose hidden size is the transformer's ``cap_feat_dim``, FLUX.1's 16-channel autoencoder
-(Z-Image uses FLUX.1's VAE) and the flow-matching scheduler with Z-Image's fixed shift 3.
+(Z-Image's VAE is FLUX.1's design) and the flow-matching scheduler with Z-Image's fixed shift 3.
 The tokenizer is the tiny byte-level Qwen2 one with Z-Image's chat template.
 """
 
@@ -88,7 +88,7 @@ def save_tiny_z_image(folder: Path) -> None:
 
 def write_z_image_files(source: Path, models: Path, name: str) -> None:
     """The tiny Z-Image as ComfyUI keeps it: the transformer in the original layout, the
-    Qwen3 text encoder in release names without an LM head, FLUX.1's VAE in the LDM layout."""
+    Qwen3 text encoder in release names without an LM head, the VAE in FLUX.1's LDM layout."""
     from paco_core.models.vae_layouts import ldm_vae_from_diffusers
     from paco_core.testing.comfy_layout import _load, _save
 
