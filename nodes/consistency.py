@@ -8,7 +8,6 @@ import json
 
 from comfy_api.latest import io, ui
 
-from paco_core.families import family
 from paco_core.prompts import prompt_lines
 
 from . import comfy_bridge
@@ -162,7 +161,7 @@ class PaCoReferenceSet(io.ComfyNode):
             steps=steps, guidance=None if model_guidance else guidance, seed=seed,
             identity_threshold=identity_threshold, judge_theme_source=judge_theme_source,
         )  # fmt: skip
-        total = steps * len(request.panels) if family(pipeline.kind).is_edit else steps
+        total = steps * len(request.panels) if pipeline.is_edit_model else steps
         with pipeline_run(pipeline, cls.hidden.unique_id, total) as hooks:
             result = generate_reference_set(pipeline, judge, tensor_to_pil(references), request, hooks=hooks)
         report = format_reference_report(result)
@@ -282,7 +281,7 @@ class PaCoRepairSet(io.ComfyNode):
             guidance=None if model_guidance else guidance, strength=strength, seed=seed,
             locked=cell_numbers(locked_panels, "locked_panels"),
         )  # fmt: skip
-        per_try = steps if family(pipeline.kind).is_edit else denoising_steps(steps, strength)
+        per_try = steps if pipeline.is_edit_model else denoising_steps(steps, strength)
         with pipeline_run(pipeline, cls.hidden.unique_id, max_rounds * tries_per_round * per_try) as hooks:
             result = repair_set(
                 pipeline, judge, panels, theme, layout=layout, panel_prompts=prompt_lines(panel_prompts),
