@@ -196,13 +196,20 @@ def test_the_judge_scores_a_z_image_set(sets_and_loras, tiny_models):
     assert 0.0 < score.score < 1.0 and len(score.pairs) == 1
 
 
-def test_one_grpo_step_trains_the_lora_on_policy(tiny_z_image, tmp_path, monkeypatch):
+@pytest.mark.parametrize("source", ["folder", "comfyui files"])
+def test_one_grpo_step_trains_the_lora_on_policy(source, tiny_z_image, tiny_comfy, tmp_path, monkeypatch):
     from paco_core.config import config_from_dict
     from paco_core.rl.config import TrainConfig
     from paco_core.rl.trainer import GrpoTrainer
 
+    if source == "folder":
+        model = {"path": str(tiny_z_image)}
+    else:  # what PaCo Train LoRA's "(ComfyUI files)" choice submits
+        files = comfy_files(tiny_comfy)
+        model = {"transformer_file": files.transformer, "text_encoder_files": list(files.text_encoders),
+                 "vae_file": files.vae, "config_folder": files.config_folder}  # fmt: skip
     config = config_from_dict(TrainConfig, {
-        "model": {"kind": KIND, "path": str(tiny_z_image), "device": "cpu"},
+        "model": {"kind": KIND, "device": "cpu", **model},
         "lora": {"rank": 4, "alpha": 8},
         "sampling": {"num_steps": 2, "noise_steps": [0, 1], "train_resolution": 32, "eval_resolution": 32,
                      "reference_resolution": 1024, "group_size": 2, "batch_size": 2, "prompts_per_iteration": 1,
