@@ -4,6 +4,9 @@ and from ComfyUI's files, sets with a LoRA, the judge, one PaCo-GRPO step, the p
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -286,3 +289,58 @@ def test_panel_repair_and_reference_sets_refuse_it_clearly(tiny_z_image, tiny_mo
         repair_set(
             loaded, open_judge(tiny_models["judge"]), panels, "a cat", layout="1x2", panel_prompts=["a", "b"]
         )
+
+
+COMFY_LORA_CHECK = """
+import json, sys
+from comfy.cli_args import args
+args.cpu = True  # as `main.py --cpu`: no GPU needed to build the key map
+import comfy.lora, comfy.utils, safetensors.torch
+lora = safetensors.torch.load_file(sys.argv[1])
+# The key map ComfyUI's LoRA loader builds for a Z-Image (Lumina2) model (comfy/lora.py)
+diffusers_keys = comfy.utils.z_image_to_diffusers(json.loads(sys.argv[2]), output_prefix="diffusion_model.")
+key_map = {"transformer." + k[: -len(".weight")]: v for k, v in diffusers_keys.items() if k.endswith(".weight")}
+patches = comfy.lora.load_lora(lora, key_map, log_missing=True)
+print(json.dumps({"patched": len(patches), "modules": len({k.rsplit(".lora_", 1)[0] for k in lora})}))
+"""
+
+
+@pytest.mark.comfyui
+@pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="set COMFYUI_DIR to a ComfyUI checkout")
+def test_comfyuis_lora_loader_maps_every_key_of_a_saved_lora(sets_and_loras, tiny_z_image):
+    """The LoRA file the pack writes loads onto every targeted module of ComfyUI's Z-Image model,
+    fused qkv included (ComfyUI's own key map, run in ComfyUI's environment)."""
+    config = json.loads((tiny_z_image / "transformer" / "config.json").read_text())
+    sizes = {
+        "n_layers": config["n_layers"],
+        "dim": config["dim"],
+        "n_refiner_layers": config["n_refiner_layers"],
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", COMFY_LORA_CHECK, str(sets_and_loras[3]), json.dumps(sizes)],
+        cwd=os.environ["COMFYUI_DIR"], env={**os.environ, "PYTHONPATH": os.environ["COMFYUI_DIR"]},
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counts["patched"] == counts["modules"] > 0, done.stderr[-2000:]
+
+
+@pytest.mark.comfyui
+@pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="set COMFYUI_DIR to a ComfyUI checkout")
+def test_the_shipped_config_folder_takes_comfyuis_tokenizer_with_z_images_template():
+    """ComfyUI's Qwen3 tokenizer folder, with the family's template, gives the text ComfyUI's own
+    Z-Image text encoder builds (comfy/text_encoders/z_image.py: user turn, then the assistant's)."""
+    from paco_core.models.comfy_files import CONFIGS_DIR, _tokenizers
+
+    folder = CONFIGS_DIR / family(KIND).config_folder
+    index = json.loads((folder / "model_index.json").read_text())
+    tokenizer = _tokenizers(folder, index, os.environ["COMFYUI_DIR"])["tokenizer"]
+    tokenizer.chat_template = family(KIND).chat_template
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "a red fox"}],
+        tokenize=False,
+        add_generation_prompt=True,
+        enable_thinking=True,
+    )
+    assert text == "<|im_start|>user\na red fox<|im_end|>\n<|im_start|>assistant\n"
+    assert tokenizer(text).input_ids[:3] == [151644, 872, 198]  # <|im_start|> user \n: Qwen's real ids
