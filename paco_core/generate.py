@@ -288,7 +288,6 @@ def generate_sets(
     Returns:
         One GeneratedSet per seed, in seed order.
     """
-
     from paco_core.images import split_grid
     from paco_core.models.lora import lora_scope
     from paco_core.prompts import build_grid_prompt, parse_layout

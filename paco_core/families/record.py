@@ -192,7 +192,9 @@ class Family:
         if (self.task == EDIT) != (self.num_references > 0):
             raise ValueError(f"family {self.kind}: an edit family takes references (num_references > 0)")
         object.__setattr__(self, "presets", MappingProxyType(dict(self.presets)))
-        object.__setattr__(self, "presets_beyond_the_paper", MappingProxyType(dict(self.presets_beyond_the_paper)))
+        object.__setattr__(
+            self, "presets_beyond_the_paper", MappingProxyType(dict(self.presets_beyond_the_paper))
+        )
 
     @property
     def is_edit(self) -> bool:
