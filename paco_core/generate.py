@@ -288,8 +288,6 @@ def generate_sets(
     Returns:
         One GeneratedSet per seed, in seed order.
     """
-    import torch
-
     from paco_core.images import split_grid
     from paco_core.models.lora import lora_scope
     from paco_core.prompts import build_grid_prompt, parse_layout
@@ -312,19 +310,19 @@ def generate_sets(
     results: list[GeneratedSet] = []
     with lora_scope(loaded) as pipe:
         # 2. encode the prompt once for every set (no autograd graph, as inside the pipeline)
-        with torch.no_grad():
-            prompt_embeds, pooled_prompt_embeds, _ = pipe.encode_prompt(
-                prompt=prompt,
-                prompt_2=None,
-                device=execution_device(loaded),
-                max_sequence_length=request.max_sequence_length,
-            )
+        encode = load_reference(family(loaded.kind).encode_set_prompt or f"{__name__}:flux_set_prompt")
+        prompt_arguments = encode(
+            pipe,
+            prompt,
+            device=execution_device(loaded),
+            max_sequence_length=request.max_sequence_length,
+            guidance=float(request.guidance),
+        )
         # 3. denoise and decode one grid per seed
         for index in range(num_sets):
             seed = request.seed + index
             grid = pipe(
-                prompt_embeds=prompt_embeds,
-                pooled_prompt_embeds=pooled_prompt_embeds,
+                **prompt_arguments,
                 height=height,
                 width=width,
                 num_inference_steps=request.steps,
@@ -494,6 +492,17 @@ def _lanczos():
     from PIL import Image
 
     return Image.Resampling.LANCZOS
+
+
+def flux_set_prompt(pipe, prompt: str, *, device, max_sequence_length: int, guidance: float) -> dict:
+    """FLUX's encoded prompt arguments (``Family.encode_set_prompt`` of a family that names none)."""
+    import torch
+
+    with torch.no_grad():
+        prompt_embeds, pooled_prompt_embeds, _ = pipe.encode_prompt(
+            prompt=prompt, prompt_2=None, device=device, max_sequence_length=max_sequence_length
+        )
+    return {"prompt_embeds": prompt_embeds, "pooled_prompt_embeds": pooled_prompt_embeds}
 
 
 def run_edit(

@@ -192,7 +192,7 @@ def test_the_pipeline_dropdown_offers_comfyuis_files_after_the_existing_widgets(
     assert "tiny-flux-ae.safetensors" in inputs["vae"].options
     assert "tiny-flux-aio.safetensors" in inputs["checkpoint"].options
     assert "tiny-flux" in inputs["files_config"].options
-    assert inputs["files_kind"].options == ["auto", "flux", "flux-kontext", "qwen-image-edit"]
+    assert inputs["files_kind"].options == ["auto", "flux", "flux-kontext", "qwen-image-edit", "z-image"]
     # optional and after every existing input: saved workflows keep their widget positions
     names = list(inputs)
     new = [

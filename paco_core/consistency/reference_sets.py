@@ -46,8 +46,9 @@ FLUX_GUIDANCE = 3.5
 
 
 def panel_path(kind: str) -> str | None:
-    """How a pipeline kind's panels are made: "grid" (a sets family) or "edit"; None for an unknown kind."""
-    if kind not in kinds():
+    """How a pipeline kind's panels are made: "grid" (a sets family with an inpaint pipeline) or "edit";
+    None for an unknown kind or a sets family without one (the grid path inpaints cells)."""
+    if kind not in kinds() or not (family(kind).is_edit or family(kind).inpaint_pipeline_class):
         return None
     return "edit" if family(kind).is_edit else "grid"
 

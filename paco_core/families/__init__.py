@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from paco_core.errors import InputError
-from paco_core.families import flux, flux_kontext, qwen_image_edit
+from paco_core.families import flux, flux_kontext, qwen_image_edit, z_image
 from paco_core.families.record import EDIT, SETS, TASKS, Architecture, Family, FileRole, load_reference
 
 FLUX = flux.FAMILY
@@ -48,7 +48,7 @@ FLUX_KONTEXT = flux_kontext.FAMILY
 QWEN_IMAGE_EDIT = qwen_image_edit.FAMILY
 QWEN_IMAGE_EDIT_PLUS = qwen_image_edit.PLUS_FAMILY
 
-FAMILIES: tuple[Family, ...] = (FLUX, FLUX_KONTEXT, QWEN_IMAGE_EDIT, QWEN_IMAGE_EDIT_PLUS)
+FAMILIES: tuple[Family, ...] = (FLUX, FLUX_KONTEXT, QWEN_IMAGE_EDIT, QWEN_IMAGE_EDIT_PLUS, z_image.FAMILY)
 """Every family, in the order choices, presets and tiny models are listed."""
 
 DEFAULT_KIND = FLUX.kind

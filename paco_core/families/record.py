@@ -47,6 +47,10 @@ class FileRole:
             (text encoders: a leading ``transformer.`` removed).
         key_prefixes: ... or when one of its keys starts with one of these (VAE layouts).
         checkpoint_prefix: where ComfyUI's all-in-one checkpoints keep it, or None.
+        convert: ``module:function(state_dict) -> state_dict`` renaming a file of a layout this
+            pack does not know into the ``layout``'s names first (its family brings it), or None.
+        specificity: a file matching several roles plays the one with the highest (a newer
+            model's file may hold an older role's markers too: Qwen3 has Qwen2.5's names).
     """
 
     name: str
@@ -57,6 +61,8 @@ class FileRole:
     key_markers: tuple[tuple[str, ...], ...] = ()
     key_prefixes: tuple[str, ...] = ()
     checkpoint_prefix: str | None = None
+    convert: str | None = None
+    specificity: int = 0
 
     def __post_init__(self) -> None:
         layouts = VAE_LAYOUTS if self.is_vae else TEXT_ENCODER_LAYOUTS
@@ -93,6 +99,9 @@ class Architecture:
         lora_targets: the paper's LoRA target modules (attention and feed-forward).
         file_roles: the ComfyUI file roles its families' files introduce (``text_encoders`` and
             ``vae`` may also name roles another architecture declares).
+        transformer_from_comfy: ``module:function(state_dict, config) -> state_dict`` renaming a
+            ComfyUI transformer file in its original layout into diffusers names (None: the
+            files use diffusers names, or Black Forest Labs' layout, read by ``single_file_transformer``).
     """
 
     name: str
@@ -106,6 +115,7 @@ class Architecture:
     attention_targets: tuple[str, ...]
     lora_targets: tuple[str, ...]
     file_roles: tuple[FileRole, ...] = ()
+    transformer_from_comfy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,14 @@ class Family:
         tiny_model: ``module:function(folder)`` writing its tiny random-weight diffusers folder.
         tiny_comfy_files: ``module:function(source, models, name)`` writing that tiny model as
             ComfyUI split files under ``models/`` (None: no ComfyUI layout).
+        encode_set_prompt: ``module:function(pipe, prompt, *, device, max_sequence_length,
+            guidance) -> dict`` giving a sets family's pipeline call its encoded prompt arguments
+            (None: FLUX's ``prompt_embeds`` + ``pooled_prompt_embeds``).
+        chat_template: the tokenizer's chat template when the tokenizer comes from ComfyUI's
+            folder, whose own template belongs to another model (None: keep it).
+        presets_beyond_the_paper: training presets no released run backs (a family beyond the
+            paper): name -> settings as in ``presets``, their values reasoned from a released
+            run (the family's module and docs/families.md say why).
     """
 
     kind: str
@@ -160,6 +178,9 @@ class Family:
     rollout_adapter: str | None = None
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     tiny_comfy_files: str | None = None
+    encode_set_prompt: str | None = None
+    chat_template: str | None = None
+    presets_beyond_the_paper: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -171,6 +192,9 @@ class Family:
         if (self.task == EDIT) != (self.num_references > 0):
             raise ValueError(f"family {self.kind}: an edit family takes references (num_references > 0)")
         object.__setattr__(self, "presets", MappingProxyType(dict(self.presets)))
+        object.__setattr__(
+            self, "presets_beyond_the_paper", MappingProxyType(dict(self.presets_beyond_the_paper))
+        )
 
     @property
     def is_edit(self) -> bool:

@@ -45,6 +45,7 @@ from paco_core.families import (
     file_role,
     file_roles,
     kinds,
+    load_reference,
 )
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,8 @@ def transformer_architecture(keys) -> str | None:
 def text_encoder_role(keys) -> str | None:
     """The name of the text-encoder role (``paco_core.families.FileRole``) the key names fit, or None."""
     keys = {k.removeprefix("transformer.") for k in keys}
-    return next((role.name for role in file_roles() if not role.is_vae and role.matches(keys)), None)
+    fitting = [role for role in file_roles() if not role.is_vae and role.matches(keys)]
+    return max(fitting, key=lambda role: role.specificity).name if fitting else None
 
 
 def vae_role(keys) -> str | None:
@@ -481,6 +483,8 @@ def _transformer(kind: str, part: _Part, folder: Path, torch_dtype):
                 "matching file (or kind / config folder)."
             )
         state_dict = flux_bfl_to_diffusers(state_dict, inner_dim, part.file.name)
+    elif family(kind).architecture.transformer_from_comfy:
+        state_dict = load_reference(family(kind).architecture.transformer_from_comfy)(state_dict, config)
     model = _empty(lambda: cls.from_config(config))
     return _load_into(model, state_dict, "transformer", part, folder).to(torch_dtype)
 
@@ -514,6 +518,8 @@ def _text_encoder(role: str, part: _Part, folder: Path, component: str, torch_dt
     state_dict = _weights(part, torch_dtype)
     allowed_missing: tuple = ()
     layout = file_role(role).layout
+    if file_role(role).convert:
+        state_dict = load_reference(file_role(role).convert)(state_dict)
     if layout == "t5":
         shared = state_dict.get("shared.weight", state_dict.get("encoder.embed_tokens.weight"))
         if shared is not None:
@@ -649,6 +655,8 @@ def build_pipeline_from_files(files: ComfyModelFiles, torch_dtype):
     index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
     components = {"transformer": _transformer(kind, parts["transformer"], folder, torch_dtype)}
     components.update(_tokenizers(folder, index, files.comfyui_dir))
+    if family(kind).chat_template:  # ComfyUI's tokenizer folder may carry another model's template
+        components["tokenizer"].chat_template = family(kind).chat_template
     for role in architecture.text_encoders:
         component = file_role(role).component
         components[component] = _text_encoder(role, parts[role], folder, component, torch_dtype)

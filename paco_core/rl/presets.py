@@ -54,12 +54,13 @@ _COMMON: dict[str, Any] = {
 
 
 
-def _family_presets() -> dict[str, dict[str, Any]]:
-    """The released runs the families declare (``Family.presets``), each with its family's model."""
+def _family_presets(beyond_the_paper: bool = False) -> dict[str, dict[str, Any]]:
+    """The released runs the families declare (``Family.presets``; or, with ``beyond_the_paper``,
+    ``Family.presets_beyond_the_paper``), each with its family's model."""
     return {
         name: {"model": {"kind": item.kind, "path": item.hub_id}, **settings}
         for item in all_families()
-        for name, settings in item.presets.items()
+        for name, settings in (item.presets_beyond_the_paper if beyond_the_paper else item.presets).items()
     }
 
 
@@ -95,8 +96,13 @@ says what to change for a vLLM judge on the same GPU instead.
 """
 
 
+BEYOND_THE_PAPER_PRESETS: dict[str, dict[str, Any]] = _family_presets(beyond_the_paper=True)
+"""Presets of families beyond the paper (no released run backs them): name -> settings over
+``_COMMON``, values reasoned from a released run (docs/families.md)."""
+
+
 def preset_names() -> tuple[str, ...]:
-    return (*PRESETS, *VARIANT_PRESETS, *ONE_GPU_PRESETS)
+    return (*PRESETS, *VARIANT_PRESETS, *ONE_GPU_PRESETS, *BEYOND_THE_PAPER_PRESETS)
 
 
 def preset_dict(name: str) -> dict[str, Any]:
@@ -105,9 +111,10 @@ def preset_dict(name: str) -> dict[str, Any]:
     if derived is not None:
         base, changes = derived
         return copy.deepcopy(merge_dicts(preset_dict(base), changes))
-    if name not in PRESETS:
+    settings = PRESETS.get(name) or BEYOND_THE_PAPER_PRESETS.get(name)
+    if settings is None:
         raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
-    return copy.deepcopy(merge_dicts(_COMMON, PRESETS[name]))
+    return copy.deepcopy(merge_dicts(_COMMON, settings))
 
 
 def preset_config(name: str) -> TrainConfig:
