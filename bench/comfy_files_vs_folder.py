@@ -25,6 +25,7 @@ from pathlib import Path
 
 from paco_core.families import FLUX
 
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from paco_core.families import FLUX
+
 GPU = "cuda"
 PANELS = ("a fox packs a map", "a fox crosses a bridge", "a fox climbs a hill", "a fox sleeps in a tent")
 

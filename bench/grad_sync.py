@@ -23,8 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
 from paco_core.families import FLUX
+
+REPO = Path(__file__).resolve().parent.parent
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPT = "FOUR-PANEL Images with a 2x2 grid layout a red fox. [TOP]-[LEFT]:sits. [TOP]-[RIGHT]:leaps. [BOTTOM]-[LEFT]:sleeps. [BOTTOM]-[RIGHT]:watches."

@@ -27,8 +27,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
 from paco_core.families import FLUX
+
+REPO = Path(__file__).resolve().parent.parent
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PROMPT = (

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from paco_core.families import FLUX
 
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=("judge", "train", "both"), default="both")

@@ -21,7 +21,7 @@ import os
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from paco_core.callbacks import NO_HOOKS, Hooks
 from paco_core.devices import OFFLOAD_CHOICES, resolve_device, resolve_dtype
