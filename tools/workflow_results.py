@@ -38,6 +38,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paco_core.families import FLUX, FLUX_KONTEXT, QWEN_IMAGE_EDIT
 from paco_core.testing.comfyui_models import TINY_JUDGE_NAME, TINY_LORA_NAME, TINY_PIPELINE_NAMES
 from paco_core.testing.training import TINY_TRAINING
 from tools.workflow_cards import (
@@ -72,8 +73,8 @@ TITLES = {
 """The title on each card (the thumbnail's headline); a workflow not listed gets its file name."""
 
 # The tiny run: model names as --setup-tiny lays them out, small panels, few steps.
-TINY_PIPELINES = {"FLUX.1-dev": TINY_PIPELINE_NAMES["flux"], "FLUX.1-Kontext-dev": TINY_PIPELINE_NAMES["flux-kontext"]}
-TINY_QWEN_EDIT = TINY_PIPELINE_NAMES["qwen-image-edit"]
+TINY_PIPELINES = {FLUX.title: TINY_PIPELINE_NAMES[FLUX.kind], FLUX_KONTEXT.title: TINY_PIPELINE_NAMES[FLUX_KONTEXT.kind]}
+TINY_QWEN_EDIT = TINY_PIPELINE_NAMES[QWEN_IMAGE_EDIT.kind]
 TINY_LORA = TINY_LORA_NAME
 TINY_JUDGE = TINY_JUDGE_NAME
 TINY_PANEL = 128

@@ -59,6 +59,7 @@ FLUX_ARCHITECTURE = Architecture(
         *DUAL_STREAM_ATTENTION_TARGETS, "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
     ),
     file_roles=(CLIP_L, T5XXL, AE),
+    comfy_clip_type="flux",
 )  # fmt: skip
 
 _T2IS: dict = {

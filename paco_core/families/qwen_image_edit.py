@@ -47,6 +47,7 @@ QWEN_IMAGE_ARCHITECTURE = Architecture(
         *DUAL_STREAM_ATTENTION_TARGETS, "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2",
     ),
     file_roles=(QWEN25VL, QWEN_IMAGE_VAE),
+    comfy_clip_type="qwen_image",
 )  # fmt: skip
 """Qwen-Image names its feed-forward layers img_mlp / txt_mlp."""
 

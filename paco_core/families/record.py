@@ -102,6 +102,8 @@ class Architecture:
         transformer_from_comfy: ``module:function(state_dict, config) -> state_dict`` renaming a
             ComfyUI transformer file in its original layout into diffusers names (None: the
             files use diffusers names, or Black Forest Labs' layout, read by ``single_file_transformer``).
+        comfy_clip_type: the ``type`` ComfyUI's CLIPLoader / DualCLIPLoader takes for its text
+            encoders ("flux", "qwen_image", "lumina2"), used by the native workflows.
     """
 
     name: str
@@ -116,6 +118,7 @@ class Architecture:
     lora_targets: tuple[str, ...]
     file_roles: tuple[FileRole, ...] = ()
     transformer_from_comfy: str | None = None
+    comfy_clip_type: str | None = None
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ Z_IMAGE_ARCHITECTURE = Architecture(
     lora_targets=(*ATTENTION_TARGETS, *FEED_FORWARD_TARGETS),
     file_roles=(QWEN3_4B,),
     transformer_from_comfy=f"{__name__}:comfy_to_diffusers",
+    comfy_clip_type="lumina2",
 )
 """One stream of blocks over image and text tokens; refiner blocks before it for each."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from paco_core.families import FLUX
 from tools.workflows.format import NodeLayout, Slot, Widget
 
 CORE_NODE_LAYOUTS: dict[str, NodeLayout] = {
@@ -46,7 +47,7 @@ CORE_NODE_LAYOUTS: dict[str, NodeLayout] = {
             widgets=(
                 Widget("clip_name1", "COMBO"),
                 Widget("clip_name2", "COMBO"),
-                Widget("type", "COMBO", "flux"),
+                Widget("type", "COMBO", FLUX.architecture.comfy_clip_type),
                 Widget("device", "COMBO", "default", optional=True),
             ),
             outputs=(Slot("CLIP", "CLIP"),),

@@ -3,6 +3,7 @@ and the judge."""
 
 from __future__ import annotations
 
+from paco_core.families import FLUX, QWEN_IMAGE_EDIT
 from tools.workflows.builder import GROUP_COLORS, PlacedNode, WorkflowBuilder
 from tools.workflows.format import NodeLayout
 from tools.workflows.specs.common import (
@@ -56,7 +57,11 @@ def _native_note(builder: WorkflowBuilder, column: int) -> PlacedNode:
 def _native_flux_models(builder: WorkflowBuilder, transformer: str, lora: str) -> tuple[PlacedNode, ...]:
     unet = builder.add("UNETLoader", 0, title="Load Diffusion Model", unet_name=transformer)
     clip = builder.add(
-        "DualCLIPLoader", 0, clip_name1="clip_l.safetensors", clip_name2="t5xxl_fp16.safetensors", type="flux"
+        "DualCLIPLoader",
+        0,
+        clip_name1="clip_l.safetensors",
+        clip_name2="t5xxl_fp16.safetensors",
+        type=FLUX.architecture.comfy_clip_type,
     )
     vae = builder.add("VAELoader", 0, title="Load VAE", vae_name="ae.safetensors")
     with_lora = builder.add("LoraLoaderModelOnly", 0, title="PaCo LoRA", lora_name=lora, strength_model=1.0)
@@ -186,7 +191,12 @@ def native_qwen_edit_workflow(layouts: dict[str, NodeLayout]) -> dict:
     unet = builder.add(
         "UNETLoader", 0, title="Load Diffusion Model", unet_name="qwen_image_edit_fp8_e4m3fn.safetensors"
     )
-    clip = builder.add("CLIPLoader", 0, clip_name="qwen_2.5_vl_7b_fp8_scaled.safetensors", type="qwen_image")
+    clip = builder.add(
+        "CLIPLoader",
+        0,
+        clip_name="qwen_2.5_vl_7b_fp8_scaled.safetensors",
+        type=QWEN_IMAGE_EDIT.architecture.comfy_clip_type,
+    )
     vae = builder.add("VAELoader", 0, title="Load VAE", vae_name="qwen_image_vae.safetensors")
     with_lora = builder.add(
         "LoraLoaderModelOnly",
@@ -245,7 +255,6 @@ def native_qwen_edit_workflow(layouts: dict[str, NodeLayout]) -> dict:
     )
     builder.group("4. Save and score the edit", [save, score, report], GROUP_COLORS["judge"])
     return builder.build("paco-native-qwen-edit")
-
 
 
 WORKFLOWS = {
