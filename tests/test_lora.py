@@ -210,6 +210,20 @@ def test_diffusers_alpha_tensors_are_folded_like_diffusers_applies_them(trained,
         pipe.delete_adapters("folded")
 
 
+def test_a_lora_keyed_for_comfyui_reads_as_the_transformer_lora(trained, tmp_path):
+    """Other trainers write ComfyUI LoRAs as ``diffusion_model.<diffusers name>``: the same weights."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(trained["first"]))
+    renamed = {"diffusion_model." + key.removeprefix("transformer."): value for key, value in tensors.items()}
+    comfy_keyed = tmp_path / "comfy_keyed.safetensors"
+    save_file(renamed, str(comfy_keyed))
+    expected = read_lora(trained["first"]).state_dict
+    read = read_lora(comfy_keyed).state_dict
+    assert sorted(read) == sorted(expected)
+    assert all(key.startswith("transformer.") for key in read)
+
+
 def test_kohya_file_is_converted_with_alpha_folded(tmp_path):
     import torch
     from safetensors.torch import save_file

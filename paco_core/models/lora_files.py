@@ -258,8 +258,14 @@ def _normalise_kohya(path: Path, tensors: dict, metadata: dict[str, str]) -> Lor
     return _finish(path, "kohya", state_dict, alpha_values[0] if alpha_values else None, metadata)
 
 
+COMFY_TRANSFORMER_PREFIX = "diffusion_model."
+"""The transformer prefix of LoRAs written for ComfyUI by other trainers (diffusers names below it)."""
+
+
 def _with_component(key: str) -> str:
-    return key if key.startswith(COMPONENT_PREFIXES) else "transformer." + key
+    if key.startswith(COMPONENT_PREFIXES):
+        return key
+    return "transformer." + key.removeprefix(COMFY_TRANSFORMER_PREFIX)
 
 
 def _fold_scales(weights: dict, scale_of) -> dict:
