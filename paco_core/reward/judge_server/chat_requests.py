@@ -7,7 +7,7 @@ Every mistake raises :class:`RequestError` with a message that says what to fix;
 transport (:mod:`paco_core.reward.judge_server.http_handler`) answers it as a 4xx.
 
 Example:
-    >>> request = parse_chat_request(json_from_body(data), model_name="paco-judge", max_tokens=512,
+    >>> request = parse_chat_request(json_from_body(data), model_name="paco-judge", max_tokens_limit=512,
     ...                              max_logprobs=20, max_image_pixels=4096 * 4096)  # doctest: +SKIP
     >>> request.pair.prompt, request.top_logprobs  # doctest: +SKIP
 """
@@ -64,10 +64,11 @@ def json_from_body(data: bytes) -> Any:
 
 
 def parse_chat_request(
-    body: Any, *, model_name: str, max_tokens: int, max_logprobs: int, max_image_pixels: int
+    body: Any, *, model_name: str, max_tokens_limit: int, max_logprobs: int, max_image_pixels: int
 ) -> ChatRequest:
-    """Validate a request body for a server that serves ``model_name`` within these limits
-    (raises RequestError with a message saying what to fix)."""
+    """Validate a request body for a server that serves ``model_name``, answers at most
+    ``max_tokens_limit`` tokens and ``max_logprobs`` top log-probs, and takes images of at most
+    ``max_image_pixels`` (raises RequestError with a message saying what to fix)."""
     if not isinstance(body, dict):
         raise RequestError(f"the request body should be a JSON object, got {json_type(body)}.")
     model = body.get("model", model_name)
@@ -83,7 +84,7 @@ def parse_chat_request(
         ("max_tokens", "max_completion_tokens"),
         default=16,
         low=1,
-        high=max_tokens,
+        high=max_tokens_limit,
         hint=" (ask for fewer, or start the server with a larger --max-tokens)",
     )
     top_logprobs = whole_number(

@@ -161,7 +161,7 @@ class JudgeHTTPServer:
         return parse_chat_request(
             body,
             model_name=self.model_name,
-            max_tokens=self.limits.max_tokens,
+            max_tokens_limit=self.limits.max_tokens,
             max_logprobs=self.max_logprobs,
             max_image_pixels=self.limits.max_image_pixels,
         )
