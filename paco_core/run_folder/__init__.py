@@ -7,7 +7,7 @@ only). One module per part:
     layout.py       the names of the folder's files (config.json, progress.json, checkpoint-<step>/ ...)
     processes.py    whether a process still runs (pid + start time)
     manifests.py    size and sha256 of every checkpoint file, written last, verified on resume
-    checkpoints.py  one checkpoint-<step> folder
+    checkpoints.py  checkpoint-<step> folders: one checkpoint, and the run's list (latest, intact, pruning)
     lock.py         run.lock: one trainer at a time
     metrics.py      metrics.jsonl
     pause.py        the pause protocol: control/pause-<holder>.json (docs/gpu-sharing.md)
