@@ -11,6 +11,7 @@ import functools
 import inspect
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,15 +41,20 @@ STATUS_WIDTH = 64
 runs over the next node."""
 
 
+MODEL_LABEL_WIDTH = 64
+"""Characters of a model's name in a status line (a long file name is cut with an ellipsis)."""
+
+
 def model_label(source: str) -> str:
-    """How a status line names a model: the folder or file name, a hub id or a server
-    address as given; never the machine path."""
+    """How a status line names a model: the last part of a path or hub id (the folder or file
+    name, whether or not it exists), or a server's host and port; never the machine path or
+    a URL's credentials, and at most ``MODEL_LABEL_WIDTH`` characters."""
     text = str(source).strip().rstrip("/\\")
     if "://" in text:
-        return text.split("://", 1)[1].split("/", 1)[0]
-    if os.path.isabs(text) or os.sep in text or (os.altsep and os.altsep in text):
-        return os.path.basename(text) if os.path.exists(text) else text
-    return text
+        label = text.split("://", 1)[1].split("/", 1)[0].rpartition("@")[2]
+    else:
+        label = re.split(r"[/\\]", text)[-1]  # both separators: a Windows path typed on Linux too
+    return short_status(label, MODEL_LABEL_WIDTH)
 
 
 def short_status(text: str, width: int = STATUS_WIDTH) -> str:

@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 
 from paco_core.errors import JudgeError
-from paco_core.reward import judge_server as js
 from paco_core.reward import open_judge
 from paco_core.reward.judge_client import JudgeClient
 from paco_core.reward.judge_server import JudgeHTTPServer, ServerLimits
+from paco_core.reward.judge_server import chat_requests as js
 
 LIMITS = ServerLimits(max_body_bytes=1024 * 1024, read_timeout=2.0, busy_wait=0.5)
 

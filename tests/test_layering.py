@@ -4,8 +4,9 @@ Imports point down only: a module may import its own layer and the layers listed
 ``families`` (the model-family records and registry) sits under ``models``, which asks it; it
 names the code of higher layers by ``"module:attribute"`` references, imported when used.
 ``testing`` (the tiny model factory) may use ``models`` and is used only by ``commands``.
-``run_folder`` (the torch-free run-folder reader) imports only the standard library and
-``paco_core.errors`` / ``paco_core.io``; ``jobs`` loads no heavy library when imported.
+``run_folder`` (the torch-free run-folder package) imports only the standard library,
+``paco_core.errors`` / ``paco_core.io`` and its own modules; ``jobs`` loads no heavy library
+when imported.
 No module of paco_core imports ComfyUI.
 
 In ``tools/``, the workflow format library (``tools/workflows/``) imports no workflow spec and
@@ -162,9 +163,11 @@ def layering_problems(root: Path) -> list[str]:
             top_name in sys.stdlib_module_names
             or top_name == "__future__"
             or item.target in RUN_FOLDER_IMPORTS
+            or part_of(item.target) == "run_folder" and item.target.startswith("paco_core.")
         ):
             problems.append(
-                f"{item}: run_folder imports only the standard library, paco_core.errors and paco_core.io"
+                f"{item}: run_folder imports only the standard library, paco_core.errors, paco_core.io "
+                "and its own modules"
             )
         if top_name != "paco_core" or item.target == "paco_core":
             continue
@@ -371,3 +374,56 @@ def test_no_tool_or_bench_edits_sys_path():
             and isinstance(node.value, ast.Name) and node.value.id == "sys"
         ]  # fmt: skip
     assert not edits, f"sys.path used in {edits}: import the package instead"
+
+
+@pytest.fixture
+def run_folder_package(fake_package):
+    """The fake package with run_folder as a package of parts, like paco_core's."""
+    (fake_package / "run_folder.py").unlink()
+    write(fake_package, "run_folder/__init__.py", "from paco_core.run_folder.folder import RunFolder\n")
+    write(fake_package, "run_folder/layout.py", "import re\n")
+    write(
+        fake_package,
+        "run_folder/folder.py",
+        "import os\nfrom paco_core.errors import PaCoError\nfrom paco_core.run_folder.layout import X\n"
+        "from .lock import RunLock\n",
+    )
+    write(fake_package, "run_folder/lock.py", "import json\nfrom paco_core.io import write\n")
+    return fake_package
+
+
+def test_the_run_folder_package_may_import_its_own_modules(run_folder_package):
+    assert layering_problems(run_folder_package) == []
+
+
+@pytest.mark.parametrize(
+    ("relative", "text", "message"),
+    [
+        (
+            "run_folder/lock.py",
+            "from paco_core.config import load\n",
+            "run_folder/lock.py:1 imports paco_core.config: run_folder imports only",
+        ),
+        (
+            "run_folder/pause.py",
+            "import numpy\n",
+            "run_folder/pause.py:1 imports numpy: run_folder imports only",
+        ),
+        (
+            "run_folder/layout.py",
+            "from paco_core.rl.trainer import Trainer\n",
+            "importing paco_core.run_folder.layout loads torch",
+        ),
+    ],
+)
+def test_every_module_of_the_run_folder_package_is_checked(run_folder_package, relative, text, message):
+    write(run_folder_package, relative, text)
+    problems = layering_problems(run_folder_package)
+    assert any(message in problem for problem in problems), problems
+
+
+def test_paco_cores_run_folder_is_a_package_of_torch_free_parts():
+    modules = {module_name(file, PACKAGE_ROOT) for file in (PACKAGE_ROOT / "run_folder").glob("*.py")}
+    assert {"paco_core.run_folder", "paco_core.run_folder.folder", "paco_core.run_folder.lock"} <= modules
+    checked = {item.module for item in read_imports(PACKAGE_ROOT) if part_of(item.module) == "run_folder"}
+    assert checked == modules  # every part's imports are read (and so held to the rules above)

@@ -36,7 +36,8 @@ from typing import Any
 from paco_core.errors import ConfigError, InputError
 from paco_core.jobs import store as st
 from paco_core.jobs.store import Job, JobStateError, JobStore
-from paco_core.run_folder import RunFolder, is_process_alive, process_start_time
+from paco_core.run_folder import RunFolder
+from paco_core.run_folder.processes import is_process_alive, process_start_time
 from paco_core.run_requests import PROMPT_REWARDS_FILE
 
 LOG_FILE = "train.log"

@@ -22,7 +22,8 @@ import time
 from paco_core.errors import PaCoError
 from paco_core.jobs import runner
 from paco_core.jobs import store as st
-from paco_core.run_folder import RunFolder, process_start_time
+from paco_core.run_folder import RunFolder
+from paco_core.run_folder.processes import process_start_time
 
 REFRESH_S = 2.0
 

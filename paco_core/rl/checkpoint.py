@@ -12,7 +12,7 @@
   reward statistics, package version.
 
 - ``manifest.json``: size and sha256 of every other file, written last
-  (:func:`paco_core.run_folder.write_manifest`); resume verifies it.
+  (:func:`paco_core.run_folder.manifests.write_manifest`); resume verifies it.
 
 Nothing is pickled. The folder is written under a temporary name and renamed into place,
 so a crash never leaves a half-written checkpoint. Listing, verifying and pruning
@@ -36,15 +36,9 @@ import torch
 from paco_core import __version__
 from paco_core.errors import TrainingError
 from paco_core.io import atomic_save_safetensors, atomic_write_json
-from paco_core.run_folder import (
-    LORA_FILE,
-    MANIFEST_FILE,
-    STATE_FILE,
-    Checkpoint,
-    CheckpointDamagedError,
-    RunFolder,
-    write_manifest,
-)
+from paco_core.run_folder import Checkpoint, RunFolder
+from paco_core.run_folder.layout import LORA_FILE, MANIFEST_FILE, STATE_FILE
+from paco_core.run_folder.manifests import CheckpointDamagedError, write_manifest
 
 logger = logging.getLogger(__name__)
 

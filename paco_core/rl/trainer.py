@@ -836,7 +836,7 @@ class GrpoTrainer:
                     self.save()
                 if self.is_main:
                     from paco_core.io import atomic_write_json
-                    from paco_core.run_folder import KEPT_FILE
+                    from paco_core.run_folder.layout import KEPT_FILE
 
                     atomic_write_json(Path(self.last_checkpoint) / KEPT_FILE, {"reason": "save now", "step": self.step})
                     run_requests.write_done(self.output_dir, "save", step=self.step, path=str(self.last_checkpoint))
