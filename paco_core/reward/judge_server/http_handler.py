@@ -11,13 +11,23 @@ import logging
 import socket
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from paco_core.reward.judge_server.chat_requests import RequestError, json_from_body
-from paco_core.reward.judge_server.limits import busy_error
+from paco_core.reward.judge_server.limits import ByteBudget, ServerLimits, busy_error
 
-if TYPE_CHECKING:
-    from paco_core.reward.judge_server.server import JudgeHTTPServer
+
+class JudgeService(Protocol):
+    """What the transport asks of the server behind it (``server.JudgeHTTPServer``)."""
+
+    limits: ServerLimits
+    body_budget: ByteBudget
+
+    def check_api_key(self, authorization: str | None) -> None: ...
+
+    def models_listing(self) -> dict: ...
+
+    def chat_completion(self, body: Any) -> dict: ...
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +42,13 @@ class QuietThreadingHTTPServer(ThreadingHTTPServer):
 
 
 class JudgeRequestHandler(BaseHTTPRequestHandler):
-    """HTTP glue: JSON in, JSON out; the work is done by ``server_state`` (a JudgeHTTPServer).
+    """HTTP glue: JSON in, JSON out; the work is done by ``server_state`` (a ``JudgeService``).
 
     ``timeout`` (set from ``ServerLimits.read_timeout``) bounds every socket read, so a
     body shorter than its ``Content-Length`` or an idle connection frees its thread.
     """
 
-    server_state: JudgeHTTPServer
+    server_state: JudgeService
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
