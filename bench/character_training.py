@@ -42,9 +42,10 @@ def brightness_on_some_prompts(images, prompts, metadata):
     """The brightness for prompts with a fox or a cat, 0.5 for the others (their groups teach nothing)."""
     return [
         float(np.asarray(image.convert("L"), dtype=np.float64).mean() / 255.0)
-        if any(word in prompt for word in TEACHING_WORDS) else 0.5
+        if any(word in prompt for word in TEACHING_WORDS)
+        else 0.5
         for image, prompt in zip(images, prompts, strict=True)
-    ]  # fmt: skip
+    ]
 
 
 def _tiny(cache: Path) -> dict:
@@ -72,8 +73,10 @@ def bench_reuse(models: dict, iterations: int = 3, micro_batches: int = 4, batch
 
     references = [_reference_image(), _reference_image().rotate(90, expand=True)]
     rng = np.random.default_rng(0)
-    grids = [[Image.fromarray(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)) for _ in range(batch)]
-             for _ in range(iterations * micro_batches)]  # fmt: skip
+    grids = [
+        [Image.fromarray(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)) for _ in range(batch)]
+        for _ in range(iterations * micro_batches)
+    ]
     metadata = [{"kind": "set", "layout": "1x2", "theme": "a girl"}] * batch
     results = {}
     for pinned in (True, False):
@@ -95,7 +98,9 @@ def bench_reuse(models: dict, iterations: int = 3, micro_batches: int = 4, batch
         judge.score_pairs = score
 
         class Models:
-            config = RewardConfig(rewards=[{"name": "reference"}], references=("in-memory.png",), judge_theme="theme")
+            config = RewardConfig(
+                rewards=[{"name": "reference"}], references=("in-memory.png",), judge_theme="theme"
+            )
 
         Models.judge = judge
         reward = ReferenceReward(Models(), references)
@@ -110,7 +115,9 @@ def bench_reuse(models: dict, iterations: int = 3, micro_batches: int = 4, batch
             "images_encoded_per_iteration": sum(encoded) / iterations, "seconds_per_iteration": seconds / iterations,
         }  # fmt: skip
     pinned, plain = results["pinned"], results["not pinned"]
-    results["ratio_images_encoded"] = plain["images_encoded_per_iteration"] / pinned["images_encoded_per_iteration"]
+    results["ratio_images_encoded"] = (
+        plain["images_encoded_per_iteration"] / pinned["images_encoded_per_iteration"]
+    )
     results["ratio_seconds"] = plain["seconds_per_iteration"] / pinned["seconds_per_iteration"]
     return results
 
@@ -148,11 +155,15 @@ def bench_drop(models: dict, folder: Path, iterations: int = 12) -> dict:
     results = {}
     for drop in (False, True):
         config = _tiny_run(
-            models, folder / f"drop-{drop}", num_iterations=iterations,
+            models,
+            folder / f"drop-{drop}",
+            num_iterations=iterations,
             data={"train_file": str(SETS), "eval_fraction": 0.0, "drop_zero_spread_prompts": drop},
-            rewards={"rewards": [{"name": "bench.character_training:brightness_on_some_prompts"}],
-                     "aggregation": "weighted_sum"},
-        )  # fmt: skip
+            rewards={
+                "rewards": [{"name": "bench.character_training:brightness_on_some_prompts"}],
+                "aggregation": "weighted_sum",
+            },
+        )
         seconds, run = _train(config)
         wasted = int(sum(v for _, v in run.metric_series("groups/zero_spread")))
         rollout = sum(v for _, v in run.metric_series("time/step_s"))
@@ -175,8 +186,14 @@ def bench_drop(models: dict, folder: Path, iterations: int = 12) -> dict:
 
 def _colour_distance(images: list, reference: Image.Image) -> float:
     target = np.asarray(reference.resize((16, 16)), dtype=np.float64).mean(axis=(0, 1))
-    return float(np.mean([np.linalg.norm(np.asarray(i.convert("RGB"), dtype=np.float64).mean(axis=(0, 1)) - target)
-                          for i in images]))  # fmt: skip
+    return float(
+        np.mean(
+            [
+                np.linalg.norm(np.asarray(i.convert("RGB"), dtype=np.float64).mean(axis=(0, 1)) - target)
+                for i in images
+            ]
+        )
+    )
 
 
 def bench_reference(models: dict, folder: Path, iterations: int = 20, pictures: Path | None = None) -> dict:
@@ -185,17 +202,32 @@ def bench_reference(models: dict, folder: Path, iterations: int = 20, pictures: 
 
     reference_path = folder / "reference.png"
     _reference_image().save(reference_path)
-    spec = PromptSetSpec("a girl with an orange scarf", scenes=("a park", "a kitchen", "a beach"), layout="1x2",
-                         rows_per_scene=2, held_out_scenes=1, seed=0)  # fmt: skip
+    spec = PromptSetSpec(
+        "a girl with an orange scarf",
+        scenes=("a park", "a kitchen", "a beach"),
+        layout="1x2",
+        rows_per_scene=2,
+        held_out_scenes=1,
+        seed=0,
+    )
     files = write_prompt_set(build_prompt_set(spec), folder / "prompts")
     config = _tiny_run(
-        models, folder / "reference-run", num_iterations=iterations, eval_every=max(1, iterations // 2),
-        eval_group_size=2, optim={"lr": 1e-1, "clip_range": 0.2},
+        models,
+        folder / "reference-run",
+        num_iterations=iterations,
+        eval_every=max(1, iterations // 2),
+        eval_group_size=2,
+        optim={"lr": 1e-1, "clip_range": 0.2},
         data={"train_file": str(files.train_file), "eval_file": str(files.eval_file), "num_eval_prompts": 2},
-        rewards={"rewards": [{"name": "reference"}], "references": [str(reference_path)],
-                 "judge_path": str(models["judge"]), "aggregation": "weighted_sum"},
-        guardrail_second_judge=f"clip:{models['clip']}", best_metric="eval/rewards/reference/mean",
-    )  # fmt: skip
+        rewards={
+            "rewards": [{"name": "reference"}],
+            "references": [str(reference_path)],
+            "judge_path": str(models["judge"]),
+            "aggregation": "weighted_sum",
+        },
+        guardrail_second_judge=f"clip:{models['clip']}",
+        best_metric="eval/rewards/reference/mean",
+    )
     _, run = _train(config)
     train = [v for _, v in run.metric_series("rewards/reference/mean")]
     held = dict(run.metric_series("eval/rewards/reference/mean"))
@@ -238,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part", choices=("reuse", "drop", "reference", "all"), default="all")
     parser.add_argument("--cache", type=Path, help="where the tiny models are kept (default ~/.cache/paco)")
     parser.add_argument("--iterations", type=int, default=20, help="steps of the reference run (default 20)")
-    parser.add_argument("--pictures", type=Path, help="also save the docs' pictures of the reference run here")
+    parser.add_argument(
+        "--pictures", type=Path, help="also save the docs' pictures of the reference run here"
+    )
     args = parser.parse_args(argv)
     from paco_core.testing import default_cache_dir
 

@@ -61,8 +61,9 @@ def tiny_sources(cache: Path) -> dict:
     }
 
 
-def compare(sources: dict, *, panel_size: int, steps: int, repeats: int, device: str = "auto",
-            dtype: str = "auto") -> dict:  # fmt: skip
+def compare(
+    sources: dict, *, panel_size: int, steps: int, repeats: int, device: str = "auto", dtype: str = "auto"
+) -> dict:
     """Load time, median seconds per 2x2 set and peak GPU memory (GiB, NaN on the CPU) of the
     pipeline from each source ("folder", "files"), and its first set's grid as an array."""
     import numpy as np
@@ -81,9 +82,14 @@ def compare(sources: dict, *, panel_size: int, steps: int, repeats: int, device:
         ),
     }  # fmt: skip
     request = SetRequest(
-        theme="a red fox", panels=("packs a map", "crosses a bridge", "climbs a hill", "sleeps in a tent"),
-        layout="2x2", panel_width=panel_size, panel_height=panel_size, steps=steps, seed=7,
-    )  # fmt: skip
+        theme="a red fox",
+        panels=("packs a map", "crosses a bridge", "climbs a hill", "sleeps in a tent"),
+        layout="2x2",
+        panel_width=panel_size,
+        panel_height=panel_size,
+        steps=steps,
+        seed=7,
+    )
     cuda = torch.cuda.is_available() and device != "cpu"
     results = {}
     for name, opener in openers.items():
@@ -124,8 +130,14 @@ def main(argv=None) -> int:
         }  # fmt: skip
     else:
         sources = tiny_sources(Path(tempfile.mkdtemp(prefix="paco-bench-")))
-    results = compare(sources, panel_size=args.panel_size, steps=args.steps, repeats=args.repeats,
-                      device=args.device, dtype=args.dtype)  # fmt: skip
+    results = compare(
+        sources,
+        panel_size=args.panel_size,
+        steps=args.steps,
+        repeats=args.repeats,
+        device=args.device,
+        dtype=args.dtype,
+    )
     folder, files = results["folder"], results["files"]
     print(f"{'':8} {'load s':>9} {'s / set':>9} {'peak GiB':>9}")
     for name, row in results.items():

@@ -65,9 +65,14 @@ def main(argv=None) -> int:
     )
     for seed in range(args.seeds):
         request = SetRequest(
-            theme=theme, panels=panels, layout=args.layout, panel_width=args.panel, panel_height=args.panel,
-            steps=args.steps, seed=seed * args.candidates,
-        )  # fmt: skip
+            theme=theme,
+            panels=panels,
+            layout=args.layout,
+            panel_width=args.panel,
+            panel_height=args.panel,
+            steps=args.steps,
+            seed=seed * args.candidates,
+        )
         candidates = [item.panels for item in generate_sets(flux, request, num_sets=args.candidates)]
         judge.cache.clear()
         start = time.perf_counter()

@@ -64,19 +64,32 @@ def main(argv: list[str] | None = None) -> int:
     pairs, steps, generation_s, judge_s, gains = [], [], [], [], []
     for seed in range(args.seeds):
         request = SetRequest(
-            theme="a red fox.", panels=prompts, panel_width=args.panel, panel_height=args.panel, steps=args.steps,
+            theme="a red fox.",
+            panels=prompts,
+            panel_width=args.panel,
+            panel_height=args.panel,
+            steps=args.steps,
             seed=seed,
-        )  # fmt: skip
+        )
         [made] = generate_sets(flux, request)
         judge = TimedJudge(open_judge(models["judge"]))
         started = time.perf_counter()
         result = repair_set(
-            flux, judge, made.panels, "a red fox.", layout="2x2", panel_prompts=prompts,
+            flux,
+            judge,
+            made.panels,
+            "a red fox.",
+            layout="2x2",
+            panel_prompts=prompts,
             options=RepairOptions(
-                target_score=0.99, tries_per_round=args.tries, max_rounds=args.rounds, steps=args.steps,
-                strength=args.strength, seed=100 * seed,
+                target_score=0.99,
+                tries_per_round=args.tries,
+                max_rounds=args.rounds,
+                steps=args.steps,
+                strength=args.strength,
+                seed=100 * seed,
             ),
-        )  # fmt: skip
+        )
         total = time.perf_counter() - started
         for log in result.rounds:
             pairs.append(log.judge_pairs)
@@ -88,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         f"tiny FLUX + tiny judge, 2x2 of {args.panel}px, K={args.tries} tries, {args.rounds} rounds, "
         f"{args.steps} steps x strength {args.strength}, {args.seeds} seeds"
     )
-    print(f"judge pairs per round: {statistics.mean(pairs):.1f} (whole sets: {naive_pairs}); "
-          f"ratio {statistics.mean(pairs) / naive_pairs:.2f}")  # fmt: skip
+    print(
+        f"judge pairs per round: {statistics.mean(pairs):.1f} (whole sets: {naive_pairs}); "
+        f"ratio {statistics.mean(pairs) / naive_pairs:.2f}"
+    )
     print(f"denoising steps per round: {statistics.mean(steps):.1f} (K x steps x strength)")
     print(
         f"seconds per round (median): judge {statistics.median(judge_s):.3f}, generation and the rest "

@@ -88,8 +88,10 @@ def main(argv=None) -> int:
 
     model = build_tiny_model(FLUX.kind, default_cache_dir())
     results = []
-    print(f"estimate vs real runs: tiny FLUX on {args.device}, {args.resolution} px, {args.steps} steps, "
-          f"{args.iterations} iterations per run")  # fmt: skip
+    print(
+        f"estimate vs real runs: tiny FLUX on {args.device}, {args.resolution} px, {args.steps} steps, "
+        f"{args.iterations} iterations per run"
+    )
     print(
         f"{'setting':42s} {'estimate s/it':>13s} {'actual s/it':>11s} {'ratio':>6s} {'peak est/act GB':>16s}"
     )
@@ -99,8 +101,16 @@ def main(argv=None) -> int:
             estimate = estimate_run(config)
             actual, peak = actual_seconds_per_iteration(config)
         ratio = estimate.s_per_iteration / actual
-        results.append({**setting, "estimate_s": estimate.s_per_iteration, "actual_s": actual, "ratio": ratio,
-                        "estimate_peak_gb": estimate.peak_memory_gb, "actual_peak_gb": peak})  # fmt: skip
+        results.append(
+            {
+                **setting,
+                "estimate_s": estimate.s_per_iteration,
+                "actual_s": actual,
+                "ratio": ratio,
+                "estimate_peak_gb": estimate.peak_memory_gb,
+                "actual_peak_gb": peak,
+            }
+        )
         peaks = f"{estimate.peak_memory_gb or 0:.2f}/{peak or 0:.2f}"
         print(
             f"{setting['label']:42s} {estimate.s_per_iteration:13.3f} {actual:11.3f} {ratio:6.2f} {peaks:>16s}"

@@ -177,8 +177,13 @@ def tiny_model(name: str) -> Path:
     return build_tiny_model(name, default_cache_dir())
 
 
-def flux_pipeline(ctx: PartContext, kind: str = FLUX.kind, *, num_layers: int | None = None,
-                  num_single_layers: int | None = None):  # fmt: skip
+def flux_pipeline(
+    ctx: PartContext,
+    kind: str = FLUX.kind,
+    *,
+    num_layers: int | None = None,
+    num_single_layers: int | None = None,
+):
     """FLUX (kind "flux" or "flux-kontext"): FLUX.1-dev's transformer with random weights
     (fewer blocks when asked), or the tiny model with ``--tiny``."""
     if ctx.tiny:
@@ -189,8 +194,14 @@ def flux_pipeline(ctx: PartContext, kind: str = FLUX.kind, *, num_layers: int | 
         return loaded
     from paco_core.testing.real_size import random_flux_pipeline
 
-    loaded = random_flux_pipeline(tiny_model(FLUX.kind), ctx.device, ctx.dtype, kind=kind, num_layers=num_layers,
-                                  num_single_layers=num_single_layers)  # fmt: skip
+    loaded = random_flux_pipeline(
+        tiny_model(FLUX.kind),
+        ctx.device,
+        ctx.dtype,
+        kind=kind,
+        num_layers=num_layers,
+        num_single_layers=num_single_layers,
+    )
     synchronize(ctx)
     return loaded
 
@@ -240,7 +251,9 @@ def brightness_rewards():
 
 def grid_prompt_file(ctx: PartContext) -> Path:
     path = ctx.work / "t2is-prompt.jsonl"
-    path.write_text(json.dumps({"prompt": GRID_PROMPT, "height": 1024, "width": 1024, "layout": "2x2"}) + "\n")
+    path.write_text(
+        json.dumps({"prompt": GRID_PROMPT, "height": 1024, "width": 1024, "layout": "2x2"}) + "\n"
+    )
     return path
 
 
@@ -256,13 +269,18 @@ def train_config(ctx: PartContext, preset: str, model_path: Path, run: str, over
     from paco_core.rl.config import TrainConfig
     from paco_core.rl.presets import preset_dict
 
-    settings = merge_dicts(preset_dict(preset), {
-        "model": {"path": str(model_path), "device": ctx.device},
-        "sampling": {"prompts_per_iteration": 1, "batch_size": 1},
-        "data": {"eval_fraction": 0.0, "num_eval_prompts": 0},
-        "num_iterations": 1_000_000, "eval_every": 0, "checkpoint_every": 1_000_000,
-        "output_dir": str(ctx.work / run),
-    })  # fmt: skip
+    settings = merge_dicts(
+        preset_dict(preset),
+        {
+            "model": {"path": str(model_path), "device": ctx.device},
+            "sampling": {"prompts_per_iteration": 1, "batch_size": 1},
+            "data": {"eval_fraction": 0.0, "num_eval_prompts": 0},
+            "num_iterations": 1_000_000,
+            "eval_every": 0,
+            "checkpoint_every": 1_000_000,
+            "output_dir": str(ctx.work / run),
+        },
+    )
     if ctx.tiny:
         settings = merge_dicts(settings, {"sampling": TINY_SAMPLING, "lora": {"rank": 4, "alpha": 8}})
     return config_from_dict(TrainConfig, merge_dicts(settings, overrides))
@@ -279,8 +297,14 @@ def timed_iterations(ctx: PartContext, trainer, count: int) -> list[dict]:
         started = time.perf_counter()
         metrics = trainer.run_iteration(step)
         synchronize(ctx)
-        timings.append({"seconds": time.perf_counter() - started, "rollout_s": metrics["time/rollout_s"],
-                        "reward_s": metrics["time/reward_s"], "update_s": metrics["time/update_s"]})  # fmt: skip
+        timings.append(
+            {
+                "seconds": time.perf_counter() - started,
+                "rollout_s": metrics["time/rollout_s"],
+                "reward_s": metrics["time/reward_s"],
+                "update_s": metrics["time/update_s"],
+            }
+        )
     return timings
 
 
@@ -322,12 +346,18 @@ def one_gpu_preset(ctx: PartContext) -> dict:
     group_size = 2 if ctx.tiny else 4
     pipeline = flux_pipeline(ctx)
     judge = bench_judge(ctx)
-    config = train_config(ctx, "t2is-flux-1gpu", tiny_model(FLUX.kind), "one-gpu-preset", {
-        "sampling": {"group_size": group_size},
-        "data": {"train_file": str(grid_prompt_file(ctx))},
-        # the consistency reward only: CLIP-T and PickScore (two ViT-H CLIPs, ~2 GB) are not built
-        "rewards": {"rewards": [{"name": "consistency", "weight": 1.0}], "judge_path": judge.name},
-    })  # fmt: skip
+    config = train_config(
+        ctx,
+        "t2is-flux-1gpu",
+        tiny_model(FLUX.kind),
+        "one-gpu-preset",
+        {
+            "sampling": {"group_size": group_size},
+            "data": {"train_file": str(grid_prompt_file(ctx))},
+            # the consistency reward only: CLIP-T and PickScore (two ViT-H CLIPs, ~2 GB) are not built
+            "rewards": {"rewards": [{"name": "consistency", "weight": 1.0}], "judge_path": judge.name},
+        },
+    )
     from paco_core.rl.trainer import GrpoTrainer
 
     trainer = GrpoTrainer(config, pipeline=pipeline)
@@ -390,20 +420,29 @@ def ppo_first_ratio(ctx: PartContext) -> dict:
     group_size = 2 if ctx.tiny else 4
     figures, details, notes = [], {}, []
     for mode, settings in OLD_LOG_PROB_MODES:
-        overrides = merge_dicts({
-            "sampling": {"group_size": group_size},
-            "data": {"train_file": str(grid_prompt_file(ctx))},
-            "rewards": {"rewards": [{"name": BRIGHTNESS, "weight": 1.0}], "aggregation": "weighted_sum"},
-            # one window: every micro-batch of the iteration is re-scored before the first step
-            "optim": {"gradient_checkpointing": True, "optimizer_steps_per_iteration": 1},
-        }, settings)  # fmt: skip
-        unknown = [f"{section}.{key}" for section, values in settings.items() for key in values
-                   if not known_setting(section, key)]  # fmt: skip
+        overrides = merge_dicts(
+            {
+                "sampling": {"group_size": group_size},
+                "data": {"train_file": str(grid_prompt_file(ctx))},
+                "rewards": {"rewards": [{"name": BRIGHTNESS, "weight": 1.0}], "aggregation": "weighted_sum"},
+                # one window: every micro-batch of the iteration is re-scored before the first step
+                "optim": {"gradient_checkpointing": True, "optimizer_steps_per_iteration": 1},
+            },
+            settings,
+        )
+        unknown = [
+            f"{section}.{key}"
+            for section, values in settings.items()
+            for key in values
+            if not known_setting(section, key)
+        ]
         if unknown:  # the config would ignore them (with a warning) and measure the stored mode again
             notes.append(f"mode {mode} not measured: this build has no setting {', '.join(unknown)}")
             continue
         try:
-            config = train_config(ctx, "t2is-flux", tiny_model(FLUX.kind), f"ppo-first-ratio-{mode}", overrides)
+            config = train_config(
+                ctx, "t2is-flux", tiny_model(FLUX.kind), f"ppo-first-ratio-{mode}", overrides
+            )
         except ConfigError as error:
             notes.append(f"mode {mode} not measured: {error}")
             continue
@@ -420,11 +459,19 @@ def ppo_first_ratio(ctx: PartContext) -> dict:
         clipped = float((deviation > clip_range).float().mean())
         details[mode] = {"ratios": [plain(r) for r in ratios.tolist()], "clip_range": clip_range}
         figures += [
-            ctx.figure(f"{mode} old log-prob: largest |ratio - 1| of the first window", float(deviation.max()),
-                       "", goal=("<=", clip_range)),
-            ctx.figure(f"{mode} old log-prob: share of samples clipped at clip range {clip_range:g}", clipped, "",
-                       goal=("==", 0)),
-        ]  # fmt: skip
+            ctx.figure(
+                f"{mode} old log-prob: largest |ratio - 1| of the first window",
+                float(deviation.max()),
+                "",
+                goal=("<=", clip_range),
+            ),
+            ctx.figure(
+                f"{mode} old log-prob: share of samples clipped at clip range {clip_range:g}",
+                clipped,
+                "",
+                goal=("==", 0),
+            ),
+        ]
     return {"figures": figures, "details": details, "notes": notes}
 
 
@@ -498,9 +545,13 @@ def generation_while_yield(ctx: PartContext) -> dict:
         pause, beside = report["generate_during_pause"], report.get("generate_next_to_job", {})
         figures += [
             ctx.figure("set time during a pause / idle GPU", pause["time_vs_idle"], "x", goal=("<=", 1.1)),
-            ctx.figure("set time next to the running job / idle GPU", beside.get("time_vs_idle", float("nan")), "x"),
-            ctx.figure("device memory used during a pause (the job's included)", pause["device_peak_used_gb"], "GiB"),
-        ]  # fmt: skip
+            ctx.figure(
+                "set time next to the running job / idle GPU", beside.get("time_vs_idle", float("nan")), "x"
+            ),
+            ctx.figure(
+                "device memory used during a pause (the job's included)", pause["device_peak_used_gb"], "GiB"
+            ),
+        ]
     return {"figures": figures, "details": report}
 
 
@@ -509,18 +560,28 @@ def edit_training(ctx: PartContext, kind: str) -> dict:
     checkpointing, LoRA rank 64) on the real transformer dimensions: seconds and peak memory."""
     from paco_core.rl.trainer import GrpoTrainer
 
-    preset, model = {FLUX_KONTEXT.kind: ("edit-kontext", FLUX_KONTEXT.kind),
-                     QWEN_IMAGE_EDIT.kind: ("edit-qwen", QWEN_IMAGE_EDIT.kind)}[kind]  # fmt: skip
-    pipeline = flux_pipeline(ctx, FLUX_KONTEXT.kind) if kind == FLUX_KONTEXT.kind else qwen_image_edit_pipeline(ctx)
+    preset, model = {
+        FLUX_KONTEXT.kind: ("edit-kontext", FLUX_KONTEXT.kind),
+        QWEN_IMAGE_EDIT.kind: ("edit-qwen", QWEN_IMAGE_EDIT.kind),
+    }[kind]
+    pipeline = (
+        flux_pipeline(ctx, FLUX_KONTEXT.kind) if kind == FLUX_KONTEXT.kind else qwen_image_edit_pipeline(ctx)
+    )
     group_size = 2 if ctx.tiny else 4
-    config = train_config(ctx, preset, tiny_model(model), f"edit-{kind}", {
-        "sampling": {"group_size": group_size},
-        "data": {"train_file": str(FIXTURES / "edits.jsonl")},
-        "rewards": {"rewards": [{"name": BRIGHTNESS, "weight": 1.0}]},
-        "optim": {"gradient_checkpointing": True},
-        # tiny: the edit size from the 32 px train resolution (the preset's 512 would shrink the fixture's images)
-        **({"sampling": {"group_size": group_size, "reference_resolution": 32}} if ctx.tiny else {}),
-    })  # fmt: skip
+    config = train_config(
+        ctx,
+        preset,
+        tiny_model(model),
+        f"edit-{kind}",
+        {
+            "sampling": {"group_size": group_size},
+            "data": {"train_file": str(FIXTURES / "edits.jsonl")},
+            "rewards": {"rewards": [{"name": BRIGHTNESS, "weight": 1.0}]},
+            "optim": {"gradient_checkpointing": True},
+            # tiny: the edit size from the 32 px train resolution (the preset's 512 would shrink the fixture's images)
+            **({"sampling": {"group_size": group_size, "reference_resolution": 32}} if ctx.tiny else {}),
+        },
+    )
     trainer = GrpoTrainer(config, pipeline=pipeline, rewards=brightness_rewards())
     trainer.setup()
     timings = timed_iterations(ctx, trainer, 1)
@@ -606,9 +667,16 @@ def pool_workload(ctx: PartContext, judge, pipeline) -> list[dict]:
 
     candidates, theme = 4, "a red fox in a snowy forest"
     side = 32 if ctx.tiny else 512
-    request = SetRequest(theme=theme, panels=("sits", "leaps", "sleeps", "watches"), layout="2x2", panel_width=side,
-                         panel_height=side, steps=2 if ctx.tiny else 4, seed=1,
-                         max_sequence_length=16 if ctx.tiny else 512)  # fmt: skip
+    request = SetRequest(
+        theme=theme,
+        panels=("sits", "leaps", "sleeps", "watches"),
+        layout="2x2",
+        panel_width=side,
+        panel_height=side,
+        steps=2 if ctx.tiny else 4,
+        seed=1,
+        max_sequence_length=16 if ctx.tiny else 512,
+    )
     synchronize(ctx)
     started = time.perf_counter()
     sets = generate_sets(pipeline, request, num_sets=candidates)
@@ -639,7 +707,11 @@ def consistency_tools(ctx: PartContext) -> dict:
 
     spec = importlib.util.find_spec("paco_core.consistency")
     # only this build's own module (a package path may reach another checkout's copy)
-    if spec is None or spec.origin is None or Path(spec.origin).parent.parent != Path(paco_core.__file__).parent:
+    if (
+        spec is None
+        or spec.origin is None
+        or Path(spec.origin).parent.parent != Path(paco_core.__file__).parent
+    ):
         raise PartSkipped("not available in this build (no paco_core.consistency)")
     judge, pipeline = bench_judge(ctx), flux_pipeline(ctx)
     figures = []
@@ -650,9 +722,17 @@ def consistency_tools(ctx: PartContext) -> dict:
 
 PART_FUNCTIONS: dict[str, Callable[[PartContext], dict]] = {
     function.__name__: function
-    for function in (judge_pairs, one_gpu_preset, ppo_first_ratio, generation_while_yield, edit_kontext, edit_qwen,
-                     comfy_files_vs_folder, consistency_tools)
-}  # fmt: skip
+    for function in (
+        judge_pairs,
+        one_gpu_preset,
+        ppo_first_ratio,
+        generation_while_yield,
+        edit_kontext,
+        edit_qwen,
+        comfy_files_vs_folder,
+        consistency_tools,
+    )
+}
 
 
 def run_in_this_process(args: argparse.Namespace) -> int:
@@ -660,7 +740,10 @@ def run_in_this_process(args: argparse.Namespace) -> int:
     ctx = PartContext(device=args.device, tiny=args.tiny, quick=args.quick, work=args.work / args.part)
     ctx.work.mkdir(parents=True, exist_ok=True)
     if ctx.cuda and not torch.cuda.is_available():
-        result: dict[str, Any] = {"status": "skipped", "reason": "no CUDA device (torch.cuda.is_available() is False)"}
+        result: dict[str, Any] = {
+            "status": "skipped",
+            "reason": "no CUDA device (torch.cuda.is_available() is False)",
+        }
         # (the runner's NO_DEVICE: it skips the remaining parts with this reason)
         args.result.write_text(json.dumps(result))
         return 0

@@ -88,13 +88,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu_suite.json and gpu_suite.md")
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
-    parser.add_argument("--tiny", action="store_true", help="the tiny test models instead of the real dimensions")
+    parser.add_argument(
+        "--tiny", action="store_true", help="the tiny test models instead of the real dimensions"
+    )
     parser.add_argument("--quick", action="store_true", help="the most valuable parts only, under 3 minutes")
     parser.add_argument("--parts", nargs="+", choices=[p.name for p in PARTS], help="only these parts")
-    parser.add_argument("--budget", type=float, default=None, help="the suite's limit in s (default: per mode)")
-    parser.add_argument("--slack", type=float, default=1.0,
-                        help="multiply every budget and the suite's limit (a slower or shared machine)")
-    parser.add_argument("--write-docs", action="store_true", help="replace the GPU figures table in docs/performance.md")
+    parser.add_argument(
+        "--budget", type=float, default=None, help="the suite's limit in s (default: per mode)"
+    )
+    parser.add_argument(
+        "--slack",
+        type=float,
+        default=1.0,
+        help="multiply every budget and the suite's limit (a slower or shared machine)",
+    )
+    parser.add_argument(
+        "--write-docs", action="store_true", help="replace the GPU figures table in docs/performance.md"
+    )
     parser.add_argument("--part", help=argparse.SUPPRESS)  # internal: run one part in this process
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)  # internal: where that part writes
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)  # internal: the suite's scratch folder
@@ -117,8 +127,9 @@ def run_part(part: Part, args: argparse.Namespace, budget_s: float, work: Path) 
     started = time.monotonic()
     with open(log_path, "w") as log:
         # a session of its own: a timeout ends the part and every process it started (training jobs)
-        child = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)  # fmt: skip
+        child = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             returncode = child.wait(timeout=budget_s)
         except subprocess.TimeoutExpired:
@@ -131,7 +142,12 @@ def run_part(part: Part, args: argparse.Namespace, budget_s: float, work: Path) 
         return {**base, "status": "timed out", "reason": f"killed after {seconds} s (budget {budget_s} s)",
                 "log_tail": log_tail(log_path)}  # fmt: skip
     if returncode != 0 or not result_path.is_file():
-        return {**base, "status": "failed", "reason": f"exit code {returncode}", "log_tail": log_tail(log_path)}
+        return {
+            **base,
+            "status": "failed",
+            "reason": f"exit code {returncode}",
+            "log_tail": log_tail(log_path),
+        }
     return {**base, **json.loads(result_path.read_text()), "seconds": seconds}
 
 
@@ -152,7 +168,9 @@ def run_suite(args: argparse.Namespace) -> dict:
             budget = None if budget is None else max(1, round(budget * args.slack))
             left = suite_budget - (time.monotonic() - started)
             base = {"name": part.name, "title": part.title, "budget_s": budget, "seconds": 0.0}
-            no_device = next((r["reason"] for r in results if r.get("reason", "").startswith(NO_DEVICE)), None)
+            no_device = next(
+                (r["reason"] for r in results if r.get("reason", "").startswith(NO_DEVICE)), None
+            )
             if no_device:
                 results.append({**base, "status": "skipped", "reason": no_device})
             elif args.parts and part.name not in args.parts:
@@ -160,12 +178,20 @@ def run_suite(args: argparse.Namespace) -> dict:
             elif budget is None:
                 results.append({**base, "status": "skipped", "reason": f"not part of the {mode} mode"})
             elif budget > left:
-                results.append({**base, "status": "skipped",
-                                "reason": f"would not fit the time left ({budget} s needed, {left:.0f} s left)"})  # fmt: skip
+                results.append(
+                    {
+                        **base,
+                        "status": "skipped",
+                        "reason": f"would not fit the time left ({budget} s needed, {left:.0f} s left)",
+                    }
+                )
             else:
                 print(f"[gpu-suite] {part.name} (budget {budget} s, {left:.0f} s left) ...", flush=True)
                 results.append(run_part(part, args, budget, work))
-                print(f"[gpu-suite] {part.name}: {results[-1]['status']} in {results[-1]['seconds']} s", flush=True)
+                print(
+                    f"[gpu-suite] {part.name}: {results[-1]['status']} in {results[-1]['seconds']} s",
+                    flush=True,
+                )
     environment = next((r["environment"] for r in results if r.get("environment")), {})
     return {
         "suite": "bench/gpu_suite.py",
@@ -201,7 +227,11 @@ def format_value(figure: dict) -> str:
     if isinstance(value, bool):
         text = "yes" if value else "no"
     elif isinstance(value, float):
-        text = f"{value:.3g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.3f}".rstrip("0").rstrip(".")
+        text = (
+            f"{value:.3g}"
+            if abs(value) < 1e-2 or abs(value) >= 1e4
+            else f"{value:.3f}".rstrip("0").rstrip(".")
+        )
     else:
         text = str(value)
     return f"{text} {figure.get('unit', '')}".strip()
@@ -235,7 +265,9 @@ def markdown_table(report: dict) -> str:
                      md_cell(figure.get("goal", "")), verdict(figure), peak_text if first else "",
                      time_text if first else ""]  # fmt: skip
             lines.append(table_row(cells))
-    notes = [f"- {part['name']}: {md_cell(note)}" for part in report["parts"] for note in part.get("notes", [])]
+    notes = [
+        f"- {part['name']}: {md_cell(note)}" for part in report["parts"] for note in part.get("notes", [])
+    ]
     if notes:
         lines += ["", "Notes:", "", *notes]
     return "\n".join(lines) + "\n"
@@ -275,7 +307,9 @@ def main(argv=None) -> int:
 
         return run_in_this_process(args)
     if args.write_docs and (args.tiny or not args.device.startswith("cuda")):
-        raise SystemExit("--write-docs puts GPU figures in the docs: run it with --device cuda and without --tiny")
+        raise SystemExit(
+            "--write-docs puts GPU figures in the docs: run it with --device cuda and without --tiny"
+        )
     args.out = args.out.resolve()
     report = run_suite(args)
     json_path, markdown_path = write_outputs(report, args.out)

@@ -72,7 +72,10 @@ def start_job(config: dict, folder: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "bench")])}
     log = open(folder / f"{Path(config['output_dir']).name}.log", "w")  # noqa: SIM115 - the job's log
     return subprocess.Popen(
-        [sys.executable, "-m", "paco_core.cli", "train", "--config", str(path)], stdout=log, stderr=log, env=env
+        [sys.executable, "-m", "paco_core.cli", "train", "--config", str(path)],
+        stdout=log,
+        stderr=log,
+        env=env,
     )
 
 
@@ -104,10 +107,15 @@ class Generator:
         self.args = args
         self.loaded = load_pipeline(model, device=args.device)
         self.request = SetRequest(
-            theme="a red fox in a snowy forest", panels=("sits", "leaps", "sleeps", "watches"), layout="2x2",
-            panel_width=args.panel, panel_height=args.panel, steps=args.gen_steps, seed=3,
+            theme="a red fox in a snowy forest",
+            panels=("sits", "leaps", "sleeps", "watches"),
+            layout="2x2",
+            panel_width=args.panel,
+            panel_height=args.panel,
+            steps=args.gen_steps,
+            seed=3,
             max_sequence_length=16 if args.tiny else 512,
-        )  # fmt: skip
+        )
 
     def run(self) -> dict:
         import torch
@@ -153,7 +161,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--panel", type=int, default=16, help="panel size of the generated set")
     parser.add_argument("--gen-steps", type=int, default=2, help="sampling steps of the generated set")
     parser.add_argument("--sets", type=int, default=1, help="sets per generation")
-    parser.add_argument("--offload", action="store_true", help="yield_offload: move the job's models off while paused")
+    parser.add_argument(
+        "--offload", action="store_true", help="yield_offload: move the job's models off while paused"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the pause times")
     args = parser.parse_args(argv)
     args.tiny = not args.model
@@ -222,17 +232,25 @@ def measure(args: argparse.Namespace) -> dict:
         step_times = {m["step"]: m["time/step_s"] for m in run.read_metrics() if "time/step_s" in m}
         steps = list(step_times.values())
         # a pause lands at the next pause point: never later than the end of the step the request fell into
-        of_step = [lat / step_times[s] for lat, s in zip(latencies, steps_of_requests, strict=True) if s in step_times]
+        of_step = [
+            lat / step_times[s]
+            for lat, s in zip(latencies, steps_of_requests, strict=True)
+            if s in step_times
+        ]
         last = f"checkpoint-{args.iterations}/lora.safetensors"
         report.update(
-            step_s_median=round(statistics.median(steps), 4), step_s_max=round(max(steps), 4),
+            step_s_median=round(statistics.median(steps), 4),
+            step_s_max=round(max(steps), 4),
             pauses=len(latencies),
-            pause_latency_s={"mean": round(statistics.mean(latencies), 4), "max": round(max(latencies), 4),
-                             "reported_by_trainer_max": round(max(reported), 4)},
+            pause_latency_s={
+                "mean": round(statistics.mean(latencies), 4),
+                "max": round(max(latencies), 4),
+                "reported_by_trainer_max": round(max(reported), 4),
+            },
             latency_over_its_step_max=round(max(of_step), 3),
             latency_max_over_step_median=round(max(latencies) / statistics.median(steps), 3),
             same_lora_as_unpaused=lora_equal(reference.path / last, run.path / last),
-        )  # fmt: skip
+        )
         if generator is not None:
             idle = report["generate_idle_gpu"]
             for case, results in generations.items():

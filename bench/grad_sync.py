@@ -68,18 +68,29 @@ def worker(args: argparse.Namespace) -> None:
     work = args.worker.parent
     results = {}
     for mode in ("every", "step"):
-        config = config_from_dict(TrainConfig, {
-            "model": {"kind": FLUX.kind, "path": args.model, "device": args.device},
-            "lora": {"rank": 8, "alpha": 16},
-            "sampling": {"num_steps": 4, "noise_steps": [1], "train_resolution": args.resolution,
-                         "group_size": args.group_size, "batch_size": args.batch_size, "prompts_per_iteration": 1,
-                         "max_sequence_length": 32},
-            "data": {"train_file": str(work / "prompts.jsonl"), "eval_fraction": 0.0},
-            "rewards": {"rewards": [{"name": "bench:brightness"}], "aggregation": "weighted_sum"},
-            "optim": {"gradient_accumulation_steps": args.accumulation, "clip_range": 1e-4},
-            "output_dir": str(work / f"run-{mode}"), "eval_every": 0, "num_iterations": 10**6,
-            "checkpoint_every": 10**6,
-        })  # fmt: skip
+        config = config_from_dict(
+            TrainConfig,
+            {
+                "model": {"kind": FLUX.kind, "path": args.model, "device": args.device},
+                "lora": {"rank": 8, "alpha": 16},
+                "sampling": {
+                    "num_steps": 4,
+                    "noise_steps": [1],
+                    "train_resolution": args.resolution,
+                    "group_size": args.group_size,
+                    "batch_size": args.batch_size,
+                    "prompts_per_iteration": 1,
+                    "max_sequence_length": 32,
+                },
+                "data": {"train_file": str(work / "prompts.jsonl"), "eval_fraction": 0.0},
+                "rewards": {"rewards": [{"name": "bench:brightness"}], "aggregation": "weighted_sum"},
+                "optim": {"gradient_accumulation_steps": args.accumulation, "clip_range": 1e-4},
+                "output_dir": str(work / f"run-{mode}"),
+                "eval_every": 0,
+                "num_iterations": 10**6,
+                "checkpoint_every": 10**6,
+            },
+        )
         rewards = RewardSet([RewardSpec("bench:brightness")], {"bench:brightness": mean_brightness})
         trainer = GrpoTrainer(config, rewards=rewards, eval_rewards=rewards)
         trainer.check_config()

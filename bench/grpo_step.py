@@ -44,25 +44,44 @@ PROMPT = (
     "watercolor style. [TOP]-[LEFT]:The fox sits on a log. [TOP]-[RIGHT]:The fox leaps over a stream. "
     "[BOTTOM]-[LEFT]:The fox sleeps under a pine. [BOTTOM]-[RIGHT]:The fox watches the moon."
 )
+
+
 def mean_brightness(images, prompts, metadata):
     return [float(np.asarray(image.convert("L"), dtype=np.float64).mean() / 255.0) for image in images]
 
 
 def make_config(args, model_path: str, data_file: Path, output_dir: Path, device: str) -> TrainConfig:
-    return config_from_dict(TrainConfig, {
-        "model": {"kind": FLUX.kind, "path": model_path, "device": device},
-        "lora": {"rank": args.lora_rank, "alpha": 2 * args.lora_rank},
-        "sampling": {"num_steps": args.steps, "noise_steps": [1], "noise_level": 0.7, "guidance_scale": 3.5,
-                     "train_resolution": args.resolutions[0], "eval_resolution": args.resolutions[1],
-                     "reference_resolution": 1024, "group_size": args.group_size, "batch_size": args.batch_size,
-                     "prompts_per_iteration": 1, "max_sequence_length": args.max_sequence_length},
-        "data": {"train_file": str(data_file), "eval_fraction": 0.0},
-        "rewards": {"rewards": [{"name": "bench:mean_brightness"}], "aggregation": "weighted_sum"},
-        "optim": {"gradient_checkpointing": args.gradient_checkpointing, "clip_range": 1e-4,
-                  "mixed_precision": args.mixed_precision},
-        "num_iterations": 1_000_000, "output_dir": str(output_dir), "eval_every": 0,
-        "checkpoint_every": 1_000_000,
-    })  # fmt: skip
+    return config_from_dict(
+        TrainConfig,
+        {
+            "model": {"kind": FLUX.kind, "path": model_path, "device": device},
+            "lora": {"rank": args.lora_rank, "alpha": 2 * args.lora_rank},
+            "sampling": {
+                "num_steps": args.steps,
+                "noise_steps": [1],
+                "noise_level": 0.7,
+                "guidance_scale": 3.5,
+                "train_resolution": args.resolutions[0],
+                "eval_resolution": args.resolutions[1],
+                "reference_resolution": 1024,
+                "group_size": args.group_size,
+                "batch_size": args.batch_size,
+                "prompts_per_iteration": 1,
+                "max_sequence_length": args.max_sequence_length,
+            },
+            "data": {"train_file": str(data_file), "eval_fraction": 0.0},
+            "rewards": {"rewards": [{"name": "bench:mean_brightness"}], "aggregation": "weighted_sum"},
+            "optim": {
+                "gradient_checkpointing": args.gradient_checkpointing,
+                "clip_range": 1e-4,
+                "mixed_precision": args.mixed_precision,
+            },
+            "num_iterations": 1_000_000,
+            "output_dir": str(output_dir),
+            "eval_every": 0,
+            "checkpoint_every": 1_000_000,
+        },
+    )
 
 
 def time_resolution(trainer: GrpoTrainer, resolution: int, iterations: int, device: str) -> dict:
@@ -142,7 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         from paco_core.testing.real_size import random_flux_pipeline
 
         pipeline = random_flux_pipeline(
-            tiny_flux, args.device, dtype, num_layers=args.num_layers, num_single_layers=args.num_single_layers
+            tiny_flux,
+            args.device,
+            dtype,
+            num_layers=args.num_layers,
+            num_single_layers=args.num_single_layers,
         )
     else:
         from paco_core.models.pipelines import load_pipeline
@@ -159,22 +182,39 @@ def main(argv: list[str] | None = None) -> int:
     results = [time_resolution(trainer, res, args.iterations, args.device) for res in args.resolutions]
 
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
-    print(f"device: {device_name}; transformer: {'FLUX.1-dev dims' if args.real_dims else 'tiny FLUX'} "
-          f"({num_params / 1e9:.3f}B params, built in {build_s:.1f}s); LoRA {num_lora / 1e6:.1f}M params")  # fmt: skip
-    print(f"G={args.group_size}, micro-batch {args.batch_size}, {args.steps} steps, noise step [1], "
-          f"gradient checkpointing {args.gradient_checkpointing}, median of {args.iterations} iterations")  # fmt: skip
-    print(f"{'train res':>9} {'s/iter':>8} {'cpu s/iter':>10} {'rollout s':>10} {'update s':>9} {'peak GB':>8}")
+    print(
+        f"device: {device_name}; transformer: {'FLUX.1-dev dims' if args.real_dims else 'tiny FLUX'} "
+        f"({num_params / 1e9:.3f}B params, built in {build_s:.1f}s); LoRA {num_lora / 1e6:.1f}M params"
+    )
+    print(
+        f"G={args.group_size}, micro-batch {args.batch_size}, {args.steps} steps, noise step [1], "
+        f"gradient checkpointing {args.gradient_checkpointing}, median of {args.iterations} iterations"
+    )
+    print(
+        f"{'train res':>9} {'s/iter':>8} {'cpu s/iter':>10} {'rollout s':>10} {'update s':>9} {'peak GB':>8}"
+    )
     for r in results:
-        print(f"{r['resolution']:>9} {r['seconds_per_iteration']:>8.2f} {r['cpu_seconds_per_iteration']:>10.2f} "
-              f"{r['rollout_s']:>10.2f} {r['update_s']:>9.2f} {r['peak_gpu_gb']:>8.1f}")  # fmt: skip
+        print(
+            f"{r['resolution']:>9} {r['seconds_per_iteration']:>8.2f} {r['cpu_seconds_per_iteration']:>10.2f} "
+            f"{r['rollout_s']:>10.2f} {r['update_s']:>9.2f} {r['peak_gpu_gb']:>8.1f}"
+        )
     ratio = results[0]["seconds_per_iteration"] / results[1]["seconds_per_iteration"]
     print(
         f"ratio {args.resolutions[0]}/{args.resolutions[1]}: {ratio:.2f} (paper, 8xH100 end to end: 6.0 h / 12.0 h = 0.50)"
     )
     if args.json:
-        args.json.write_text(json.dumps({"device": device_name, "real_dims": args.real_dims, "results": results,
-                                         "ratio": ratio, "args": {k: str(v) for k, v in vars(args).items()}},
-                                        indent=2))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": device_name,
+                    "real_dims": args.real_dims,
+                    "results": results,
+                    "ratio": ratio,
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

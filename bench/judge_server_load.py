@@ -214,16 +214,24 @@ def big_image_bodies(model: str, side: int, count: int) -> list[bytes]:
         Image.fromarray(noisy).save(buffer, format="PNG", compress_level=1)
         urls.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
     return [
-        json.dumps({
-            "model": model, "max_tokens": 1,
-            "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": urls[0]}},
-                {"type": "image_url", "image_url": {"url": urls[1]}},
-                {"type": "text", "text": f"Are these two images consistent? ({number})"},
-            ]}],
-        }).encode("utf-8")
+        json.dumps(
+            {
+                "model": model,
+                "max_tokens": 1,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": urls[0]}},
+                            {"type": "image_url", "image_url": {"url": urls[1]}},
+                            {"type": "text", "text": f"Are these two images consistent? ({number})"},
+                        ],
+                    }
+                ],
+            }
+        ).encode("utf-8")
         for number in range(count)
-    ]  # fmt: skip
+    ]
 
 
 class PeakSampler:
@@ -257,8 +265,9 @@ def post_all(url: str, bodies: list[bytes], timeout: float = 600.0) -> Counter[i
     def send(body: bytes) -> None:
         connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
         try:
-            connection.request("POST", "/v1/chat/completions", body=body,
-                               headers={"Content-Type": "application/json"})  # fmt: skip
+            connection.request(
+                "POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"}
+            )
             response = connection.getresponse()
             response.read()
             status = response.status
@@ -277,7 +286,9 @@ def post_all(url: str, bodies: list[bytes], timeout: float = 600.0) -> Counter[i
     return statuses
 
 
-def run_big_images(judge: str, device: str | None, side: int, clients: int, in_flight_mb: float | None) -> int:
+def run_big_images(
+    judge: str, device: str | None, side: int, clients: int, in_flight_mb: float | None
+) -> int:
     """The memory run (``--big-images``): RSS before, peaks with 1 and ``clients`` requests, after."""
     bodies = big_image_bodies("load-judge", side, clients + 1)
     extra = ("--busy-wait", "3600", "--read-timeout", "120")
@@ -302,7 +313,9 @@ def run_big_images(judge: str, device: str | None, side: int, clients: int, in_f
         process.terminate()
         process.wait(timeout=30)
     body_mib = len(bodies[0]) / 2**20
-    print(f"judge server memory: two {side}x{side} images per request ({body_mib:.1f} MiB body), judge {judge}")
+    print(
+        f"judge server memory: two {side}x{side} images per request ({body_mib:.1f} MiB body), judge {judge}"
+    )
     print(f"answers: 1 alone {dict(single)}; {clients} at once {dict(concurrent)} in {seconds:.1f} s")
     print(
         f"server RSS: before {before:.1f} MiB, peak with 1 request {peak_single:.1f} MiB "
@@ -327,9 +340,12 @@ def main() -> int:
         "--checkpoints", default="500,1000", help="request counts at which the server RSS is read"
     )
     parser.add_argument(
-        "--big-images", type=int, default=0, metavar="SIDE",
+        "--big-images",
+        type=int,
+        default=0,
+        metavar="SIDE",
         help="measure memory with --clients requests of two SIDE x SIDE images at once (e.g. 4096)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--max-in-flight-mb", type=float, default=None, help="with --big-images: the server's body bound"
     )

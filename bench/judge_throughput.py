@@ -29,6 +29,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+
 def parse_args(argv=None) -> argparse.Namespace:
     from paco_core.devices import DTYPE_CHOICES
 
@@ -94,7 +95,9 @@ def build_real_dims_judge(args: argparse.Namespace):
     device = resolve_device(args.device)
     dtype = resolve_dtype("bf16" if args.dtype == "auto" else args.dtype, device)
     started = time.perf_counter()
-    weights = random_qwen2_5_vl_judge(device, dtype, text_layers=args.text_layers, vision_depth=args.vision_depth)
+    weights = random_qwen2_5_vl_judge(
+        device, dtype, text_layers=args.text_layers, vision_depth=args.vision_depth
+    )
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     num_params = sum(parameter.numel() for parameter in weights.model.parameters())

@@ -44,8 +44,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="training device")
     parser.add_argument("--judge-device", default="cpu", help="device of the started paco serve-judge")
     parser.add_argument("--judge-url", default=None, help="use this judge server instead of starting one")
-    parser.add_argument("--server-model", default="tiny-judge", help="with --judge-url: the served model name")
-    parser.add_argument("--top-logprobs", type=int, default=None, help="default: the tiny judge's vocabulary; 20 for a URL")
+    parser.add_argument(
+        "--server-model", default="tiny-judge", help="with --judge-url: the served model name"
+    )
+    parser.add_argument(
+        "--top-logprobs", type=int, default=None, help="default: the tiny judge's vocabulary; 20 for a URL"
+    )
     parser.add_argument("--model", default=None, help="FLUX pipeline folder (default: the tiny FLUX)")
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=2)
@@ -53,7 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations per mode")
     parser.add_argument(
-        "--threads", type=int, default=1, help="CPU threads of the trainer and of the started server (CPU runs)"
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads of the trainer and of the started server (CPU runs)",
     )
     parser.add_argument("--json-out", type=Path, default=None)
     return parser.parse_args(argv)
@@ -102,26 +109,59 @@ def main(argv=None) -> int:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
         env["OMP_NUM_THREADS"] = str(args.threads)
         server = subprocess.Popen(
-            [sys.executable, "-m", "paco_core.cli", "serve-judge", "--judge", str(judge), "--port", str(port),
-             "--device", args.judge_device, "--model-name", args.server_model, "--max-logprobs", str(top_logprobs)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "paco_core.cli",
+                "serve-judge",
+                "--judge",
+                str(judge),
+                "--port",
+                str(port),
+                "--device",
+                args.judge_device,
+                "--model-name",
+                args.server_model,
+                "--max-logprobs",
+                str(top_logprobs),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         wait_for_server(url, server)
         work = Path(tempfile.mkdtemp(prefix="paco-overlap-"))
         (work / "prompts.jsonl").write_text(json.dumps({"prompt": PROMPT, "layout": "2x2"}) + "\n")
-        config = config_from_dict(TrainConfig, {
-            "model": {"kind": FLUX.kind, "path": model, "device": args.device},
-            "lora": {"rank": 8, "alpha": 16},
-            "sampling": {"num_steps": args.steps, "noise_steps": [1], "train_resolution": args.resolution,
-                         "group_size": args.group_size, "batch_size": args.batch_size, "prompts_per_iteration": 1,
-                         "max_sequence_length": 64},
-            "data": {"train_file": str(work / "prompts.jsonl"), "eval_fraction": 0.0},
-            "rewards": {"rewards": [{"name": "consistency"}], "aggregation": "weighted_sum", "judge_url": url,
-                        "judge_server_model": args.server_model, "judge_top_logprobs": top_logprobs},
-            "ema": {"use_ema": False},
-            "output_dir": str(work / "run"), "eval_every": 0, "num_iterations": 10**6, "checkpoint_every": 10**6,
-        })  # fmt: skip
+        config = config_from_dict(
+            TrainConfig,
+            {
+                "model": {"kind": FLUX.kind, "path": model, "device": args.device},
+                "lora": {"rank": 8, "alpha": 16},
+                "sampling": {
+                    "num_steps": args.steps,
+                    "noise_steps": [1],
+                    "train_resolution": args.resolution,
+                    "group_size": args.group_size,
+                    "batch_size": args.batch_size,
+                    "prompts_per_iteration": 1,
+                    "max_sequence_length": 64,
+                },
+                "data": {"train_file": str(work / "prompts.jsonl"), "eval_fraction": 0.0},
+                "rewards": {
+                    "rewards": [{"name": "consistency"}],
+                    "aggregation": "weighted_sum",
+                    "judge_url": url,
+                    "judge_server_model": args.server_model,
+                    "judge_top_logprobs": top_logprobs,
+                },
+                "ema": {"use_ema": False},
+                "output_dir": str(work / "run"),
+                "eval_every": 0,
+                "num_iterations": 10**6,
+                "checkpoint_every": 10**6,
+            },
+        )
         trainer = GrpoTrainer(config)
         trainer.check_config()
         trainer.setup()
@@ -158,7 +198,9 @@ def main(argv=None) -> int:
         result[name] = {"seconds_per_iteration": seconds, "rollout_s": rollout, "reward_wait_s": reward}
         print(f"{name:>10} {seconds:>8.3f} {rollout:>10.3f} {reward:>19.3f}")
     ratio = result["sequential"]["seconds_per_iteration"] / result["overlapped"]["seconds_per_iteration"]
-    print(f"ratio sequential/overlapped: {ratio:.2f} (median of {args.iterations} iterations each, interleaved)")
+    print(
+        f"ratio sequential/overlapped: {ratio:.2f} (median of {args.iterations} iterations each, interleaved)"
+    )
     if args.json_out:
         args.json_out.write_text(json.dumps({"ratio": ratio, **result}, indent=2) + "\n")
     return 0

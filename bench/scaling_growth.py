@@ -150,17 +150,29 @@ def train_table(args: argparse.Namespace) -> dict:
     data_file.write_text(
         json.dumps({"prompt": PROMPT, "height": 1024, "width": 1024, "layout": "2x2"}) + "\n"
     )
-    config = config_from_dict(TrainConfig, {
-        "model": {"kind": FLUX.kind, "path": str(tiny_flux), "device": device},
-        "lora": {"rank": 8 if not args.real_dims else 64, "alpha": 16 if not args.real_dims else 128},
-        "sampling": {"num_steps": args.steps, "noise_steps": [1], "train_resolution": resolutions[0],
-                     "group_size": max(group_sizes), "batch_size": 1 if args.real_dims else 2,
-                     "prompts_per_iteration": 1, "max_sequence_length": 64},
-        "data": {"train_file": str(data_file), "eval_fraction": 0.0},
-        "rewards": {"rewards": [{"name": "bench:mean_brightness"}], "aggregation": "weighted_sum"},
-        "optim": {"gradient_checkpointing": args.real_dims, "clip_range": 1e-4},
-        "output_dir": str(work / "run"), "eval_every": 0, "num_iterations": 10**6, "checkpoint_every": 10**6,
-    })  # fmt: skip
+    config = config_from_dict(
+        TrainConfig,
+        {
+            "model": {"kind": FLUX.kind, "path": str(tiny_flux), "device": device},
+            "lora": {"rank": 8 if not args.real_dims else 64, "alpha": 16 if not args.real_dims else 128},
+            "sampling": {
+                "num_steps": args.steps,
+                "noise_steps": [1],
+                "train_resolution": resolutions[0],
+                "group_size": max(group_sizes),
+                "batch_size": 1 if args.real_dims else 2,
+                "prompts_per_iteration": 1,
+                "max_sequence_length": 64,
+            },
+            "data": {"train_file": str(data_file), "eval_fraction": 0.0},
+            "rewards": {"rewards": [{"name": "bench:mean_brightness"}], "aggregation": "weighted_sum"},
+            "optim": {"gradient_checkpointing": args.real_dims, "clip_range": 1e-4},
+            "output_dir": str(work / "run"),
+            "eval_every": 0,
+            "num_iterations": 10**6,
+            "checkpoint_every": 10**6,
+        },
+    )
     rewards = RewardSet([RewardSpec("bench:mean_brightness")], {"bench:mean_brightness": mean_brightness})
     trainer = GrpoTrainer(config, pipeline=pipeline, rewards=rewards, eval_rewards=rewards)
     trainer.check_config()

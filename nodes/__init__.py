@@ -13,7 +13,14 @@ import importlib
 from comfy_api.latest import ComfyExtension, io
 
 NODE_MODULES = (
-    "grid", "judge", "generation", "consistency", "consistency_pool", "model_files", "training", "prompt_sets",
+    "grid",
+    "judge",
+    "generation",
+    "consistency",
+    "consistency_pool",
+    "model_files",
+    "training",
+    "prompt_sets",
 )
 
 

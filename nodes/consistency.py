@@ -132,7 +132,11 @@ class PaCoReferenceSet(io.ComfyNode):
                 io.Image.Output(
                     "grid", tooltip="The set as one grid; the reference cells are the references."
                 ),
-                io.Image.Output("panels_out", display_name="panels", tooltip="Every cell (references included), row-major."),
+                io.Image.Output(
+                    "panels_out",
+                    display_name="panels",
+                    tooltip="Every cell (references included), row-major.",
+                ),
                 io.Image.Output("heatmap", tooltip="The judge's pair matrix over all cells."),
                 io.String.Output(
                     "identity",
@@ -147,21 +151,43 @@ class PaCoReferenceSet(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, pipeline, judge, references, theme, description, panels, layout, panel_width, panel_height,
-        reference_fit, steps, model_guidance, guidance, seed, identity_threshold,
+        cls,
+        pipeline,
+        judge,
+        references,
+        theme,
+        description,
+        panels,
+        layout,
+        panel_width,
+        panel_height,
+        reference_fit,
+        steps,
+        model_guidance,
+        guidance,
+        seed,
+        identity_threshold,
         judge_theme_source="preamble",
-    ) -> io.NodeOutput:  # fmt: skip
+    ) -> io.NodeOutput:
         from paco_core.consistency.reference_sets import ReferenceSetRequest, generate_reference_set
         from paco_core.consistency.report import format_reference_report, reference_json
         from paco_core.images import pil_to_tensor, tensor_to_pil
         from paco_core.reward.report import render_pair_matrix
 
         request = ReferenceSetRequest(
-            theme=theme, panels=tuple(prompt_lines(panels)), layout=layout, description=description,
-            reference_fit=FIT_CHOICES[reference_fit], panel_width=panel_width, panel_height=panel_height,
-            steps=steps, guidance=None if model_guidance else guidance, seed=seed,
-            identity_threshold=identity_threshold, judge_theme_source=judge_theme_source,
-        )  # fmt: skip
+            theme=theme,
+            panels=tuple(prompt_lines(panels)),
+            layout=layout,
+            description=description,
+            reference_fit=FIT_CHOICES[reference_fit],
+            panel_width=panel_width,
+            panel_height=panel_height,
+            steps=steps,
+            guidance=None if model_guidance else guidance,
+            seed=seed,
+            identity_threshold=identity_threshold,
+            judge_theme_source=judge_theme_source,
+        )
         total = steps * len(request.panels) if pipeline.is_edit_model else steps
         with pipeline_run(pipeline, cls.hidden.unique_id, total) as hooks:
             result = generate_reference_set(pipeline, judge, tensor_to_pil(references), request, hooks=hooks)
@@ -265,9 +291,23 @@ class PaCoRepairSet(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, pipeline, judge, images, theme, layout, panel_prompts, target_score, tries_per_round, max_rounds,
-        steps, model_guidance, guidance, strength, seed, locked_panels,
-    ) -> io.NodeOutput:  # fmt: skip
+        cls,
+        pipeline,
+        judge,
+        images,
+        theme,
+        layout,
+        panel_prompts,
+        target_score,
+        tries_per_round,
+        max_rounds,
+        steps,
+        model_guidance,
+        guidance,
+        strength,
+        seed,
+        locked_panels,
+    ) -> io.NodeOutput:
         from paco_core.consistency.inpaint import denoising_steps
         from paco_core.consistency.repair import RepairOptions, repair_set
         from paco_core.consistency.report import format_repair_report, repair_log_json
@@ -278,16 +318,27 @@ class PaCoRepairSet(io.ComfyNode):
 
         panels = sets_from_images(images, layout if len(images) == 1 else BATCH_CHOICE)[0]
         options = RepairOptions(
-            target_score=target_score, tries_per_round=tries_per_round, max_rounds=max_rounds, steps=steps,
-            guidance=None if model_guidance else guidance, strength=strength, seed=seed,
+            target_score=target_score,
+            tries_per_round=tries_per_round,
+            max_rounds=max_rounds,
+            steps=steps,
+            guidance=None if model_guidance else guidance,
+            strength=strength,
+            seed=seed,
             locked=cell_numbers(locked_panels, "locked_panels"),
-        )  # fmt: skip
+        )
         per_try = steps if pipeline.is_edit_model else denoising_steps(steps, strength)
         with pipeline_run(pipeline, cls.hidden.unique_id, max_rounds * tries_per_round * per_try) as hooks:
             result = repair_set(
-                pipeline, judge, panels, theme, layout=layout, panel_prompts=prompt_lines(panel_prompts),
-                options=options, hooks=hooks,
-            )  # fmt: skip
+                pipeline,
+                judge,
+                panels,
+                theme,
+                layout=layout,
+                panel_prompts=prompt_lines(panel_prompts),
+                options=options,
+                hooks=hooks,
+            )
         report = format_repair_report(result)
         if result.cancelled:
             keep_cancelled(cls.hidden.unique_id, result, report)

@@ -267,7 +267,9 @@ class PaCoPipelineLoader(io.ComfyNode):
         device = str(comfy_bridge.comfy_device())
         if device != "cpu":
             comfy_bridge.free_comfy_memory()
-        with comfy_bridge.loading_progress(cls.hidden.unique_id, f"pipeline {comfy_bridge.model_label(source)}", LOAD_STEPS) as hooks:
+        with comfy_bridge.loading_progress(
+            cls.hidden.unique_id, f"pipeline {comfy_bridge.model_label(source)}", LOAD_STEPS
+        ) as hooks:
             loaded = load_pipeline(
                 source,
                 dtype=dtype,
@@ -307,7 +309,11 @@ class PaCoLora(io.ComfyNode):
                 ),
             ],
             outputs=[
-                PacoPipeline.Output("pipeline_out", display_name="pipeline", tooltip="The pipeline with this LoRA stacked on its LoRAs."),
+                PacoPipeline.Output(
+                    "pipeline_out",
+                    display_name="pipeline",
+                    tooltip="The pipeline with this LoRA stacked on its LoRAs.",
+                ),
                 io.String.Output(
                     "lora_info", tooltip="Format and how many of the file's keys matched the model."
                 ),
@@ -390,7 +396,11 @@ class PaCoGenerateSet(io.ComfyNode):
                 judge_theme_source_input(),
             ],
             outputs=[
-                io.Image.Output("panels_out", display_name="panels", tooltip="All panels: set 1's (row-major), then set 2's, ..."),
+                io.Image.Output(
+                    "panels_out",
+                    display_name="panels",
+                    tooltip="All panels: set 1's (row-major), then set 2's, ...",
+                ),
                 io.Image.Output("grids", tooltip="One grid image per set."),
                 io.String.Output("prompt", tooltip="The grid prompt the model saw."),
                 io.String.Output(
@@ -459,7 +469,9 @@ class PaCoEdit(io.ComfyNode):
             "each input's size.",
             image_tooltip="The image(s) to edit; image k of a batch uses seed + k.",
             inputs=[io.String.Input("instruction", multiline=True, default="", tooltip="What to change.")],
-            output=io.Image.Output("image_out", display_name="image", tooltip="The edited image(s), same size as the input."),
+            output=io.Image.Output(
+                "image_out", display_name="image", tooltip="The edited image(s), same size as the input."
+            ),
         )
 
     @classmethod

@@ -112,10 +112,12 @@ def job_detail(job: Job) -> dict[str, Any]:
     progress = folder.read_progress()
     warnings: list[dict[str, Any]] = []
     if not Path(job.run_dir).is_dir():
-        warnings.append({
-            "code": "run_folder_missing",
-            "message": f"the run folder {job.run_dir} is gone: no metrics, samples or checkpoints",
-        })  # fmt: skip
+        warnings.append(
+            {
+                "code": "run_folder_missing",
+                "message": f"the run folder {job.run_dir} is gone: no metrics, samples or checkpoints",
+            }
+        )
     listed = progress.get("warnings")
     if isinstance(listed, list):  # the trainer's guardrail warnings ({"code", "message", ...})
         warnings.extend(w if isinstance(w, dict) else {"code": "trainer", "message": str(w)} for w in listed)

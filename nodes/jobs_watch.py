@@ -163,7 +163,9 @@ class JobsWatcher:
     def _yield_gpu(self, job, busy: bool, slot: str) -> None:
         shares = job.is_active and jobs_bridge.gpu_policy(job) == "yield" and job.device == slot
         if shares and busy:
-            if job.id not in self._paused and request_pause(job.run_dir, "ComfyUI is running a prompt", self.holder):
+            if job.id not in self._paused and request_pause(
+                job.run_dir, "ComfyUI is running a prompt", self.holder
+            ):
                 self._paused.add(job.id)
                 self.pause_log.append((time.time(), job.id, "pause"))
         elif job.id in self._paused or (self._first and job.is_active):

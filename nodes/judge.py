@@ -223,13 +223,17 @@ class PaCoJudgeLoader(io.ComfyNode):
         source = judge_source(source) if source else judge_folder_path(judge_name)
         lora = lora_path.strip()
         if lora:
-            lora = comfy_bridge.resolve_model_path("loras", lora, what="judge LoRA", hub=True, also=[JUDGE_FOLDER])
+            lora = comfy_bridge.resolve_model_path(
+                "loras", lora, what="judge LoRA", hub=True, also=[JUDGE_FOLDER]
+            )
         device = None
         if not is_server_url(source):  # a local judge runs on ComfyUI's device
             device = str(comfy_bridge.comfy_device())
             if device != "cpu":
                 comfy_bridge.free_comfy_memory()
-        with comfy_bridge.loading_progress(cls.hidden.unique_id, f"judge {comfy_bridge.model_label(source)}", 1) as hooks:
+        with comfy_bridge.loading_progress(
+            cls.hidden.unique_id, f"judge {comfy_bridge.model_label(source)}", 1
+        ) as hooks:
             judge = open_judge(
                 source,
                 lora=lora or None,
@@ -429,7 +433,9 @@ class PaCoRankSets(io.ComfyNode):
             description="Best-of-N: scores each candidate set's consistency and returns the best one. Give a "
             "batch of grid images with their layout, or all candidates' panels with panels_per_set.",
             inputs=[
-                *candidate_sets_inputs("Candidate grids (one per batch item), or every set's panels in order."),
+                *candidate_sets_inputs(
+                    "Candidate grids (one per batch item), or every set's panels in order."
+                ),
                 io.Int.Input(
                     "first_seed",
                     optional=True,

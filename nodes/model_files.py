@@ -95,9 +95,11 @@ def fields_named(message: str, chosen: dict[str, str]) -> list[str]:
     "(given: ...)" aside), else the empty text encoder and VAE fields (a missing file)."""
     head = message.split("(given:")[0]
     named = [
-        field for field, name in chosen.items()
-        if name not in NOT_A_FILE and re.search(rf"(?<![\w.-]){re.escape(os.path.basename(name))}(?![\w-])", head)
-    ]  # fmt: skip
+        field
+        for field, name in chosen.items()
+        if name not in NOT_A_FILE
+        and re.search(rf"(?<![\w.-]){re.escape(os.path.basename(name))}(?![\w-])", head)
+    ]
     return named or [
         f for f in ("text_encoder_1", "text_encoder_2", "vae") if chosen.get(f, NO_FILE) in NOT_A_FILE
     ]
@@ -180,9 +182,12 @@ class PaCoPipelineFromFiles(io.ComfyNode):
         from paco_core.models.pipelines import LOAD_STEPS, open_pipeline
 
         files = chosen_files(
-            diffusion_model=diffusion_model, text_encoder_1=text_encoder_1, text_encoder_2=text_encoder_2,
-            vae=vae, checkpoint=checkpoint,
-        )  # fmt: skip
+            diffusion_model=diffusion_model,
+            text_encoder_1=text_encoder_1,
+            text_encoder_2=text_encoder_2,
+            vae=vae,
+            checkpoint=checkpoint,
+        )
         device = str(comfy_bridge.comfy_device())
         if device != "cpu":
             comfy_bridge.free_comfy_memory()

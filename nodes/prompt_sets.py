@@ -40,50 +40,105 @@ class PaCoPromptSet(io.ComfyNode):
             "panels combine camera angles, poses and expressions. Whole scenes are held out for evaluation, so "
             "the held-out score shows the LoRA in places it never trained in. Connect it to PaCo Train LoRA.",
             inputs=[
-                io.String.Input("subject", default="", tooltip="The character every panel shows, e.g. 'a "
-                                "red-haired girl with a green scarf and round glasses'."),
-                io.String.Input("style", default="", optional=True,
-                                tooltip="What every panel shares besides the subject, e.g. 'Watercolor illustration.'"),
-                io.String.Input("scenes", multiline=True, default=_lines(ps.DEFAULT_SCENES),
-                                tooltip="One scene per line (or separated by ;)."),
-                io.String.Input("poses", default="; ".join(ps.DEFAULT_POSES), tooltip="Poses, separated by ;"),
-                io.String.Input("expressions", default="; ".join(ps.DEFAULT_EXPRESSIONS),
-                                tooltip="Expressions, separated by ;"),
-                io.String.Input("camera_angles", default="; ".join(ps.DEFAULT_CAMERA_ANGLES),
-                                tooltip="Camera angles, separated by ;"),
+                io.String.Input(
+                    "subject",
+                    default="",
+                    tooltip="The character every panel shows, e.g. 'a "
+                    "red-haired girl with a green scarf and round glasses'.",
+                ),
+                io.String.Input(
+                    "style",
+                    default="",
+                    optional=True,
+                    tooltip="What every panel shares besides the subject, e.g. 'Watercolor illustration.'",
+                ),
+                io.String.Input(
+                    "scenes",
+                    multiline=True,
+                    default=_lines(ps.DEFAULT_SCENES),
+                    tooltip="One scene per line (or separated by ;).",
+                ),
+                io.String.Input(
+                    "poses", default="; ".join(ps.DEFAULT_POSES), tooltip="Poses, separated by ;"
+                ),
+                io.String.Input(
+                    "expressions",
+                    default="; ".join(ps.DEFAULT_EXPRESSIONS),
+                    tooltip="Expressions, separated by ;",
+                ),
+                io.String.Input(
+                    "camera_angles",
+                    default="; ".join(ps.DEFAULT_CAMERA_ANGLES),
+                    tooltip="Camera angles, separated by ;",
+                ),
                 io.String.Input("layout", default="2x2", tooltip="Panels per set, e.g. 2x2 or 1x3."),
                 io.Int.Input("rows_per_scene", default=4, min=1, max=100, tooltip="Sets per scene."),
-                io.Int.Input("held_out_scenes", default=1, min=0, max=100,
-                             tooltip="Scenes kept for evaluation only (0: no held-out rows)."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seed of the panel order and the "
-                             "held-out scenes."),
+                io.Int.Input(
+                    "held_out_scenes",
+                    default=1,
+                    min=0,
+                    max=100,
+                    tooltip="Scenes kept for evaluation only (0: no held-out rows).",
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=2**31 - 1,
+                    tooltip="Seed of the panel order and the held-out scenes.",
+                ),
             ],
             outputs=[
-                PacoPromptSet.Output("prompt_set", tooltip="The rows' files, for PaCo Train LoRA's prompt_set input."),
+                PacoPromptSet.Output(
+                    "prompt_set", tooltip="The rows' files, for PaCo Train LoRA's prompt_set input."
+                ),
                 io.String.Output("report", tooltip="Row counts, held-out scenes and near-duplicate rows."),
             ],
-        )  # fmt: skip
+        )
 
     @classmethod
     def execute(
-        cls, subject, scenes, poses, expressions, camera_angles, layout, rows_per_scene, held_out_scenes, seed,
+        cls,
+        subject,
+        scenes,
+        poses,
+        expressions,
+        camera_angles,
+        layout,
+        rows_per_scene,
+        held_out_scenes,
+        seed,
         style="",
-    ) -> io.NodeOutput:  # fmt: skip
+    ) -> io.NodeOutput:
         from paco_core.jobs.prompt_sets import PromptSetSpec, build_prompt_set, write_prompt_set
 
         spec = PromptSetSpec(
-            subject, style=style, scenes=scenes, poses=poses, expressions=expressions, camera_angles=camera_angles,
-            layout=layout, rows_per_scene=rows_per_scene, held_out_scenes=held_out_scenes, seed=seed,
-        )  # fmt: skip
+            subject,
+            style=style,
+            scenes=scenes,
+            poses=poses,
+            expressions=expressions,
+            camera_angles=camera_angles,
+            layout=layout,
+            rows_per_scene=rows_per_scene,
+            held_out_scenes=held_out_scenes,
+            seed=seed,
+        )
         prompt_set = build_prompt_set(spec)
-        digest = hashlib.sha256(json.dumps([prompt_set.train, prompt_set.eval], sort_keys=True).encode()).hexdigest()
+        digest = hashlib.sha256(
+            json.dumps([prompt_set.train, prompt_set.eval], sort_keys=True).encode()
+        ).hexdigest()
         files = write_prompt_set(prompt_set, prompt_sets_folder() / digest[:16])
         report = (
             f"{len(prompt_set.train)} training sets, {len(prompt_set.eval)} held-out sets "
             f"(scenes: {', '.join(prompt_set.held_out_scenes) or 'none'}); {prompt_set.num_duplicates_removed} "
             f"repeated list entries dropped; {len(prompt_set.near_duplicates)} near-duplicate pairs"
         )
-        value = {"train_file": str(files.train_file), "eval_file": str(files.eval_file or ""), "report": report}
+        value = {
+            "train_file": str(files.train_file),
+            "eval_file": str(files.eval_file or ""),
+            "report": report,
+        }
         return io.NodeOutput(value, report, ui=ui.PreviewText(report))
 
 

@@ -81,8 +81,11 @@ numbered among those chosen, are mapped by :func:`files_inputs`."""
 def files_inputs(fields: tuple[str, ...], chosen: dict[str, str]) -> list[str]:
     """The node inputs a ComfyUI-files error is about, from its ``fields``: ``text_encoders.N`` is the
     N-th chosen text encoder input, ``text_encoders`` (one is missing) the text encoder inputs left empty."""
-    encoders = [name for name in ("text_encoder_1", "text_encoder_2") if chosen.get(name, model_files.NO_FILE)
-                not in model_files.NOT_A_FILE]  # fmt: skip
+    encoders = [
+        name
+        for name in ("text_encoder_1", "text_encoder_2")
+        if chosen.get(name, model_files.NO_FILE) not in model_files.NOT_A_FILE
+    ]
     inputs = []
     for field in fields:
         name, _, number = field.partition(".")
@@ -182,9 +185,12 @@ def base_model(*, pipeline: str, model_path: str, preset: str, preset_kind: str,
                 field="model_path",
             )
         return comfy_files_model(
-            preset=preset, preset_kind=preset_kind, files_kind=comfy_files["files_kind"],
-            files_config=comfy_files["files_config"], **chosen,
-        )  # fmt: skip
+            preset=preset,
+            preset_kind=preset_kind,
+            files_kind=comfy_files["files_kind"],
+            files_config=comfy_files["files_config"],
+            **chosen,
+        )
     chosen_files = [name for name, value in chosen.items() if value not in model_files.NOT_A_FILE]
     if chosen_files:
         field = chosen_files[0]
@@ -195,22 +201,37 @@ def base_model(*, pipeline: str, model_path: str, preset: str, preset_kind: str,
             field=tuple(chosen_files),
         )
     ignored = {
-        name: comfy_files[name] for name, default in (("files_kind", FILES_KIND_AUTO),
-                                                      ("files_config", model_files.SHIPPED_CONFIG))
+        name: comfy_files[name]
+        for name, default in (("files_kind", FILES_KIND_AUTO), ("files_config", model_files.SHIPPED_CONFIG))
         if comfy_files[name] != default
-    }  # fmt: skip
+    }
     if ignored:
         logger.warning(
             "PaCo Train LoRA: %s only apply to pipeline %s; ignored for a diffusers folder",
-            ", ".join(f"{name}={value!r}" for name, value in ignored.items()), COMFY_FILES_CHOICE,
-        )  # fmt: skip
+            ", ".join(f"{name}={value!r}" for name, value in ignored.items()),
+            COMFY_FILES_CHOICE,
+        )
     return folder_model(pipeline=pipeline, model_path=model_path, preset=preset, preset_kind=preset_kind)
 
 
 def build_train_config(
-    *, pipeline, model_path, preset, training_prompts, prompts_file, judge, rewards, iterations,
-    learning_rate, group_size, train_resolution, advanced_json, comfy_files=None, references=None, prompt_set=None,
-) -> dict:  # fmt: skip
+    *,
+    pipeline,
+    model_path,
+    preset,
+    training_prompts,
+    prompts_file,
+    judge,
+    rewards,
+    iterations,
+    learning_rate,
+    group_size,
+    train_resolution,
+    advanced_json,
+    comfy_files=None,
+    references=None,
+    prompt_set=None,
+) -> dict:
     """The training config a PaCo Train LoRA node asks for (not yet validated by TrainConfig): the
     node's inputs resolved in ComfyUI's folders, then :func:`paco_core.jobs.training_request.build_training_config`.
 
@@ -227,9 +248,12 @@ def build_train_config(
     from paco_core.rl.presets import preset_dict
 
     model = base_model(
-        pipeline=pipeline, model_path=model_path, preset=preset, preset_kind=preset_dict(preset)["model"]["kind"],
+        pipeline=pipeline,
+        model_path=model_path,
+        preset=preset,
+        preset_kind=preset_dict(preset)["model"]["kind"],
         comfy_files={**default_comfy_files(), **(comfy_files or {})},
-    )  # fmt: skip
+    )
     input_dir = comfy_bridge.input_directory()
     train_file = None
     if prompt_set is None and prompts_file != TEXT_PROMPTS_CHOICE:
@@ -240,14 +264,28 @@ def build_train_config(
             )
         train_file = os.path.join(input_dir, prompts_file)
     device = jobs_bridge.comfy_device_slot()
-    return build_training_config(TrainingRequest(
-        preset=preset, model={**model, "device": device}, train_file=train_file,
-        training_prompts=training_prompts, prompts_folder=jobs_bridge.jobs_home() / "prompts", image_root=input_dir,
-        prompt_set=prompt_set, references=None if references is None else prompt_sets.save_references(references),
-        rewards=rewards, judge=judge, iterations=iterations, learning_rate=learning_rate, group_size=group_size,
-        train_resolution=train_resolution, host_device=device, advanced_json=advanced_json, own_run_folder=True,
-        rules=containment_rules(),
-    ))  # fmt: skip
+    return build_training_config(
+        TrainingRequest(
+            preset=preset,
+            model={**model, "device": device},
+            train_file=train_file,
+            training_prompts=training_prompts,
+            prompts_folder=jobs_bridge.jobs_home() / "prompts",
+            image_root=input_dir,
+            prompt_set=prompt_set,
+            references=None if references is None else prompt_sets.save_references(references),
+            rewards=rewards,
+            judge=judge,
+            iterations=iterations,
+            learning_rate=learning_rate,
+            group_size=group_size,
+            train_resolution=train_resolution,
+            host_device=device,
+            advanced_json=advanced_json,
+            own_run_folder=True,
+            rules=containment_rules(),
+        )
+    )
 
 
 def containment_rules():
@@ -295,67 +333,142 @@ class PaCoTrainLora(io.ComfyNode):
             "generate while it trains). Queueing the same graph again returns the same job unless new_run is on. "
             "Watch it with PaCo Training Job or the PaCo Jobs sidebar.",
             inputs=[
-                io.Combo.Input("pipeline", options=pipelines, default=pipelines[0],
-                               tooltip="The base diffusers pipeline (models/diffusers), as in PaCo Pipeline Loader; "
-                               f"{COMFY_FILES_CHOICE}: ComfyUI's own model files chosen below (diffusion_model, "
-                               f"text encoders, vae or checkpoint); {TYPED_PATH_CHOICE}: the model_path typed below."),
-                io.String.Input("model_path", default="", optional=True,
-                                tooltip="A local diffusers folder, used instead of the dropdown."),
-                io.Combo.Input("preset", options=presets, default=presets[0],
-                               tooltip="The released PaCo-GRPO run the job starts from (docs/presets.md): t2is-* "
-                               "for FLUX sets, edit-* for Kontext / Qwen-Image-Edit."),
-                io.String.Input("training_prompts", multiline=True, default="",
-                                tooltip="One block per prompt, blocks separated by a blank line. Sets: a theme line "
-                                "(optionally starting with [2x2]), then one line per panel. Edits: an image name from "
-                                "the input folder, then one instruction per line."),
-                io.Combo.Input("prompts_file", options=[TEXT_PROMPTS_CHOICE, *prompt_file_choices()],
-                               default=TEXT_PROMPTS_CHOICE,
-                               tooltip="A JSONL file of prompt rows in the input folder (set rows or edit rows), "
-                               f"used instead of the text; {TEXT_PROMPTS_CHOICE}: the text above."),
-                io.Image.Input("references", optional=True,
-                               tooltip="Reference images of your character (any size): the reference reward "
-                               "judges every generated panel against them (added with weight 1 unless rewards "
-                               "names it). Saved with the job, so it resumes on its own."),
-                prompt_sets.PacoPromptSet.Input("prompt_set", optional=True,
-                                                tooltip="Rows from PaCo Prompt Set, used instead of the prompts "
-                                                "above; its held-out scenes become the eval rows."),
-                PacoJudge.Input("judge", optional=True,
-                                tooltip="The judge (PaCo Judge Loader): a local judge folder or a judge server URL. "
-                                "The job loads its own copy (or calls the server)."),
-                io.String.Input("rewards", default="",
-                                tooltip="Reward weights, e.g. 'consistency=1' or 'consistency=0.2, clip_t=1'. Empty: "
-                                "the preset's (t2is presets also use clip_t and pickscore, which need "
-                                "rewards.clip_path / pickscore_path in advanced_json)."),
-                io.Int.Input("iterations", default=300, min=1, max=100000, tooltip="Training iterations (steps)."),
-                io.Float.Input("learning_rate", default=3e-4, min=1e-7, max=1.0, step=1e-5, round=False,
-                               tooltip="AdamW learning rate (the presets: 3e-4)."),
-                io.Int.Input("group_size", default=16, min=2, max=256,
-                             tooltip="Images per prompt compared with each other (the presets: 16)."),
-                io.Int.Input("train_resolution", default=512, min=32, max=2048, step=16,
-                             tooltip="Side of the training rollouts (grids are scaled to this area)."),
-                io.String.Input("lora_name", default="paco-lora",
-                                tooltip="The job's name and its LoRA files' name: models/loras/paco/<lora_name>/<job id>/ "
-                                "(at most 100 characters)."),
-                io.String.Input("advanced_json", multiline=True, default="",
-                                tooltip='Any training config keys as JSON, merged last, e.g. {"eval_every": 10, '
-                                '"rewards": {"clip_path": "/models/clip"}} (paco train --describe-config lists them).'),
-                io.Boolean.Input("new_run", default=False,
-                                 tooltip="On: every queue starts a new job. Off: the same settings return the "
-                                 "existing job."),
-                io.Combo.Input("files_kind", options=files_kind_choices(), default=FILES_KIND_AUTO, optional=True,
-                               tooltip=f"With pipeline {COMFY_FILES_CHOICE}: the files' kind, which must be the "
-                               f"preset's. {model_files.TOOLTIPS['kind']}"),
+                io.Combo.Input(
+                    "pipeline",
+                    options=pipelines,
+                    default=pipelines[0],
+                    tooltip="The base diffusers pipeline (models/diffusers), as in PaCo Pipeline Loader; "
+                    f"{COMFY_FILES_CHOICE}: ComfyUI's own model files chosen below (diffusion_model, "
+                    f"text encoders, vae or checkpoint); {TYPED_PATH_CHOICE}: the model_path typed below.",
+                ),
+                io.String.Input(
+                    "model_path",
+                    default="",
+                    optional=True,
+                    tooltip="A local diffusers folder, used instead of the dropdown.",
+                ),
+                io.Combo.Input(
+                    "preset",
+                    options=presets,
+                    default=presets[0],
+                    tooltip="The released PaCo-GRPO run the job starts from (docs/presets.md): t2is-* "
+                    "for FLUX sets, edit-* for Kontext / Qwen-Image-Edit.",
+                ),
+                io.String.Input(
+                    "training_prompts",
+                    multiline=True,
+                    default="",
+                    tooltip="One block per prompt, blocks separated by a blank line. Sets: a theme line "
+                    "(optionally starting with [2x2]), then one line per panel. Edits: an image name from "
+                    "the input folder, then one instruction per line.",
+                ),
+                io.Combo.Input(
+                    "prompts_file",
+                    options=[TEXT_PROMPTS_CHOICE, *prompt_file_choices()],
+                    default=TEXT_PROMPTS_CHOICE,
+                    tooltip="A JSONL file of prompt rows in the input folder (set rows or edit rows), "
+                    f"used instead of the text; {TEXT_PROMPTS_CHOICE}: the text above.",
+                ),
+                io.Image.Input(
+                    "references",
+                    optional=True,
+                    tooltip="Reference images of your character (any size): the reference reward "
+                    "judges every generated panel against them (added with weight 1 unless rewards "
+                    "names it). Saved with the job, so it resumes on its own.",
+                ),
+                prompt_sets.PacoPromptSet.Input(
+                    "prompt_set",
+                    optional=True,
+                    tooltip="Rows from PaCo Prompt Set, used instead of the prompts "
+                    "above; its held-out scenes become the eval rows.",
+                ),
+                PacoJudge.Input(
+                    "judge",
+                    optional=True,
+                    tooltip="The judge (PaCo Judge Loader): a local judge folder or a judge server URL. "
+                    "The job loads its own copy (or calls the server).",
+                ),
+                io.String.Input(
+                    "rewards",
+                    default="",
+                    tooltip="Reward weights, e.g. 'consistency=1' or 'consistency=0.2, clip_t=1'. Empty: "
+                    "the preset's (t2is presets also use clip_t and pickscore, which need "
+                    "rewards.clip_path / pickscore_path in advanced_json).",
+                ),
+                io.Int.Input(
+                    "iterations", default=300, min=1, max=100000, tooltip="Training iterations (steps)."
+                ),
+                io.Float.Input(
+                    "learning_rate",
+                    default=3e-4,
+                    min=1e-7,
+                    max=1.0,
+                    step=1e-5,
+                    round=False,
+                    tooltip="AdamW learning rate (the presets: 3e-4).",
+                ),
+                io.Int.Input(
+                    "group_size",
+                    default=16,
+                    min=2,
+                    max=256,
+                    tooltip="Images per prompt compared with each other (the presets: 16).",
+                ),
+                io.Int.Input(
+                    "train_resolution",
+                    default=512,
+                    min=32,
+                    max=2048,
+                    step=16,
+                    tooltip="Side of the training rollouts (grids are scaled to this area).",
+                ),
+                io.String.Input(
+                    "lora_name",
+                    default="paco-lora",
+                    tooltip="The job's name and its LoRA files' name: models/loras/paco/<lora_name>/<job id>/ "
+                    "(at most 100 characters).",
+                ),
+                io.String.Input(
+                    "advanced_json",
+                    multiline=True,
+                    default="",
+                    tooltip='Any training config keys as JSON, merged last, e.g. {"eval_every": 10, '
+                    '"rewards": {"clip_path": "/models/clip"}} (paco train --describe-config lists them).',
+                ),
+                io.Boolean.Input(
+                    "new_run",
+                    default=False,
+                    tooltip="On: every queue starts a new job. Off: the same settings return the "
+                    "existing job.",
+                ),
+                io.Combo.Input(
+                    "files_kind",
+                    options=files_kind_choices(),
+                    default=FILES_KIND_AUTO,
+                    optional=True,
+                    tooltip=f"With pipeline {COMFY_FILES_CHOICE}: the files' kind, which must be the "
+                    f"preset's. {model_files.TOOLTIPS['kind']}",
+                ),
                 *model_files.file_inputs(files, optional=True),
-                io.Combo.Input("files_config", options=files["config"], default=model_files.SHIPPED_CONFIG,
-                               optional=True, tooltip=model_files.TOOLTIPS["config"]),
-                io.Boolean.Input("dry_run", default=False, optional=True,
-                                 tooltip="On: queue nothing; probe one prompt's group on the run's device (in a "
-                                 "separate process) and show the expected s/iteration, total time and peak memory, "
-                                 "with the settings that make it fit when it would not (docs/jobs.md)."),
+                io.Combo.Input(
+                    "files_config",
+                    options=files["config"],
+                    default=model_files.SHIPPED_CONFIG,
+                    optional=True,
+                    tooltip=model_files.TOOLTIPS["config"],
+                ),
+                io.Boolean.Input(
+                    "dry_run",
+                    default=False,
+                    optional=True,
+                    tooltip="On: queue nothing; probe one prompt's group on the run's device (in a "
+                    "separate process) and show the expected s/iteration, total time and peak memory, "
+                    "with the settings that make it fit when it would not (docs/jobs.md).",
+                ),
             ],
             outputs=[PacoJob.Output("job", tooltip="The job, for PaCo Training Job.")],
             hidden=[io.Hidden.unique_id],
-        )  # fmt: skip
+        )
 
     @classmethod
     def fingerprint_inputs(cls, **kwargs):
@@ -363,12 +476,32 @@ class PaCoTrainLora(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, pipeline, preset, training_prompts, prompts_file, rewards, iterations, learning_rate,
-        group_size, train_resolution, lora_name, advanced_json, new_run, model_path="", judge=None,
-        files_kind=FILES_KIND_AUTO, diffusion_model=model_files.FROM_CHECKPOINT, text_encoder_1=model_files.NO_FILE,
-        text_encoder_2=model_files.NO_FILE, vae=model_files.FROM_CHECKPOINT, checkpoint=model_files.NO_FILE,
-        files_config=model_files.SHIPPED_CONFIG, references=None, prompt_set=None, dry_run=False,
-    ) -> io.NodeOutput:  # fmt: skip
+        cls,
+        pipeline,
+        preset,
+        training_prompts,
+        prompts_file,
+        rewards,
+        iterations,
+        learning_rate,
+        group_size,
+        train_resolution,
+        lora_name,
+        advanced_json,
+        new_run,
+        model_path="",
+        judge=None,
+        files_kind=FILES_KIND_AUTO,
+        diffusion_model=model_files.FROM_CHECKPOINT,
+        text_encoder_1=model_files.NO_FILE,
+        text_encoder_2=model_files.NO_FILE,
+        vae=model_files.FROM_CHECKPOINT,
+        checkpoint=model_files.NO_FILE,
+        files_config=model_files.SHIPPED_CONFIG,
+        references=None,
+        prompt_set=None,
+        dry_run=False,
+    ) -> io.NodeOutput:
         from paco_core.jobs import runner
 
         node_id = cls.hidden.unique_id
@@ -380,21 +513,38 @@ class PaCoTrainLora(io.ComfyNode):
         check_job_name(name, field="lora_name")
         comfy_bridge.show_progress_text(node_id, "checking the training settings ...")
         config = build_train_config(
-            pipeline=pipeline, model_path=model_path, preset=preset, training_prompts=training_prompts,
-            prompts_file=prompts_file, judge=judge, rewards=rewards, iterations=iterations,
-            learning_rate=learning_rate, group_size=group_size, train_resolution=train_resolution,
-            advanced_json=advanced_json, references=references, prompt_set=prompt_set,
-            comfy_files={"files_kind": files_kind, "diffusion_model": diffusion_model, "text_encoder_1": text_encoder_1,
-                         "text_encoder_2": text_encoder_2, "vae": vae, "checkpoint": checkpoint,
-                         "files_config": files_config},
-        )  # fmt: skip
+            pipeline=pipeline,
+            model_path=model_path,
+            preset=preset,
+            training_prompts=training_prompts,
+            prompts_file=prompts_file,
+            judge=judge,
+            rewards=rewards,
+            iterations=iterations,
+            learning_rate=learning_rate,
+            group_size=group_size,
+            train_resolution=train_resolution,
+            advanced_json=advanced_json,
+            references=references,
+            prompt_set=prompt_set,
+            comfy_files={
+                "files_kind": files_kind,
+                "diffusion_model": diffusion_model,
+                "text_encoder_1": text_encoder_1,
+                "text_encoder_2": text_encoder_2,
+                "vae": vae,
+                "checkpoint": checkpoint,
+                "files_config": files_config,
+            },
+        )
         store = jobs_bridge.job_store()
         if dry_run:
             return dry_run_output(node_id, config, store)
         before = {job.id for job in store.list()} if not new_run else set()
         try:
-            job = runner.submit(store, config, name=name, reuse=not new_run, cwd=store.home,
-                                env=jobs_bridge.env_for_jobs())  # fmt: skip
+            job = runner.submit(
+                store, config, name=name, reuse=not new_run, cwd=store.home, env=jobs_bridge.env_for_jobs()
+            )
         except ConfigError as error:
             raise ConfigError(f"PaCo Train LoRA: {in_the_nodes_words(error)}", field=error.field) from None
         reused = job.id in before
@@ -411,7 +561,9 @@ def dry_run_output(node_id, config: dict, store) -> io.NodeOutput:
     """PaCo Train LoRA with dry_run on: the estimate as the node's text; the job output blocks."""
     from paco_core.jobs.dry_run import estimate_in_subprocess
 
-    comfy_bridge.show_progress_text(node_id, "estimating: loading the models and probing one prompt's group ...")
+    comfy_bridge.show_progress_text(
+        node_id, "estimating: loading the models and probing one prompt's group ..."
+    )
     with_folder = {**config, "output_dir": str(store.runs_dir / "estimate-probe")}
     estimate = estimate_in_subprocess(with_folder, env=jobs_bridge.env_for_jobs(), cwd=store.home)
     text = "dry run (nothing queued)\n" + estimate["summary"]
@@ -458,7 +610,9 @@ def announce_lines(job, files: list[str]) -> list[str]:
     """The lineage and, once the job ended, the toast's sentence (paco_core/jobs/announce.py)."""
     from paco_core.jobs.announce import job_end_message, lineage_message
 
-    best = next((name for name in files if name.endswith("-best.safetensors")), None) or (files[-1] if files else None)
+    best = next((name for name in files if name.endswith("-best.safetensors")), None) or (
+        files[-1] if files else None
+    )
     parent = jobs_bridge.job_store().find(job.parent_id) if job.parent_id else None
     return [line for line in (lineage_message(job, parent), job_end_message(job, best)) if line]
 
@@ -490,9 +644,10 @@ def chosen_lora(job, which: str) -> str:
     files = {p.name: p for p in jobs_bridge.exported(job)}
     name = lora_name(job)
     steps = sorted(
-        (int(n[len(name) + 5 : -12]), p) for n, p in files.items()
+        (int(n[len(name) + 5 : -12]), p)
+        for n, p in files.items()
         if n.startswith(f"{name}-step") and n[len(name) + 5 : -12].isdigit()
-    )  # fmt: skip
+    )
     order = []
     if which == "best":
         order.append(files.get(f"{name}-best.safetensors"))
@@ -528,22 +683,35 @@ class PaCoTrainingJob(io.ComfyNode):
             "LoRA (exported to models/loras/paco/). Refreshes on every queue; before the first checkpoint the "
             "nodes that use the LoRA are skipped.",
             inputs=[
-                PacoJob.Input("job", optional=True, tooltip="The job from PaCo Train LoRA; else the dropdown."),
-                io.Combo.Input("pick", options=jobs, default=jobs[0],
-                               tooltip="Used when no job is wired: a job of this ComfyUI's store."),
-                io.Combo.Input("lora", options=list(LORA_CHOICES), default="best",
-                               tooltip="best: the best LoRA by the held-out evaluation (else the final, else the "
-                               "latest checkpoint). latest checkpoint: the final or newest checkpoint's."),
+                PacoJob.Input(
+                    "job", optional=True, tooltip="The job from PaCo Train LoRA; else the dropdown."
+                ),
+                io.Combo.Input(
+                    "pick",
+                    options=jobs,
+                    default=jobs[0],
+                    tooltip="Used when no job is wired: a job of this ComfyUI's store.",
+                ),
+                io.Combo.Input(
+                    "lora",
+                    options=list(LORA_CHOICES),
+                    default="best",
+                    tooltip="best: the best LoRA by the held-out evaluation (else the final, else the "
+                    "latest checkpoint). latest checkpoint: the final or newest checkpoint's.",
+                ),
             ],
             outputs=[
                 io.String.Output("status", tooltip="Status, step, time left, latest rewards, warnings."),
-                io.Image.Output("sample", tooltip="The latest evaluation sample grid (grey before the first)."),
+                io.Image.Output(
+                    "sample", tooltip="The latest evaluation sample grid (grey before the first)."
+                ),
                 io.Image.Output("reward_curve", tooltip="Reward means per step: train solid, eval dashed."),
-                ComboValue.Output("lora_name",
-                                  tooltip="The LoRA file (paco/<name>/...), for PaCo LoRA or LoraLoader."),
+                ComboValue.Output(
+                    "lora_name", tooltip="The LoRA file (paco/<name>/...), for PaCo LoRA or LoraLoader."
+                ),
             ],
             hidden=[io.Hidden.unique_id],
-        )  # fmt: skip
+        )
 
     @classmethod
     def fingerprint_inputs(cls, pick=LATEST_JOB_CHOICE, lora="best", job=None):
@@ -584,13 +752,18 @@ class PaCoTrainingJob(io.ComfyNode):
             text += f"\n{error}"
             comfy_bridge.show_progress_text(
                 cls.hidden.unique_id,
-                comfy_bridge.short_status(f"no LoRA yet (step {found.step}/{found.total}): LoRA nodes skipped, queue again later"),
+                comfy_bridge.short_status(
+                    f"no LoRA yet (step {found.step}/{found.total}): LoRA nodes skipped, queue again later"
+                ),
             )
         previews = [preview_file(found.id, "sample", sample), preview_file(found.id, "curve", curve)]
         return io.NodeOutput(
-            text, pil_to_tensor([sample]), pil_to_tensor([curve]), lora_file,
+            text,
+            pil_to_tensor([sample]),
+            pil_to_tensor([curve]),
+            lora_file,
             ui={"text": (text,), "images": previews},
-        )  # fmt: skip
+        )
 
 
 NODES = [PaCoTrainLora, PaCoTrainingJob]

@@ -40,7 +40,12 @@ def is_inside(path: str, root: str) -> bool:
 
 
 def contained_path(
-    name: str, roots: Sequence[str], *, what: str, setting: str, allow_outside: bool = False,
+    name: str,
+    roots: Sequence[str],
+    *,
+    what: str,
+    setting: str,
+    allow_outside: bool = False,
     where: str = "ComfyUI's models folders",
 ) -> str | None:
     """The existing file or folder ``name`` names inside one of ``roots``.
@@ -148,15 +153,20 @@ class ContainmentRules:
     allow_reward_imports: bool = False
 
     @classmethod
-    def from_settings(cls, *, model_roots, data_roots, reward_folders=(), fixed_folders=()) -> ContainmentRules:
+    def from_settings(
+        cls, *, model_roots, data_roots, reward_folders=(), fixed_folders=()
+    ) -> ContainmentRules:
         """The rules with the opt-in settings read from the environment now."""
         return cls(
-            model_roots=tuple(model_roots), data_roots=tuple(data_roots),
+            model_roots=tuple(model_roots),
+            data_roots=tuple(data_roots),
             reward_folders=tuple(dict.fromkeys([*reward_folders, *settings.reward_folders()])),
-            fixed_folders=tuple(fixed_folders), allow_outside_paths=settings.allow_outside_paths(),
-            allow_remote_judge=settings.allow_remote_judge(), allow_hub_downloads=settings.allow_hub_downloads(),
+            fixed_folders=tuple(fixed_folders),
+            allow_outside_paths=settings.allow_outside_paths(),
+            allow_remote_judge=settings.allow_remote_judge(),
+            allow_hub_downloads=settings.allow_hub_downloads(),
             allow_reward_imports=settings.allow_reward_imports(default=False),
-        )  # fmt: skip
+        )
 
 
 MODEL_PATH_KEYS = (
@@ -188,23 +198,48 @@ def contained_config(config: dict, rules: ContainmentRules) -> dict:
     """
     checked = {key: dict(value) if isinstance(value, dict) else value for key, value in config.items()}
     for dotted in MODEL_PATH_KEYS:
-        _replace(checked, dotted, lambda value, key: contained_config_path(
-            value, rules.model_roots, key=key, rules=rules, hub=key in HUB_KEYS, where="ComfyUI's models folders"))
+        _replace(
+            checked,
+            dotted,
+            lambda value, key: contained_config_path(
+                value,
+                rules.model_roots,
+                key=key,
+                rules=rules,
+                hub=key in HUB_KEYS,
+                where="ComfyUI's models folders",
+            ),
+        )
     for dotted in DATA_PATH_KEYS:
-        _replace(checked, dotted, lambda value, key: contained_config_path(
-            value, rules.data_roots, key=key, rules=rules, where="ComfyUI's input folder"))
+        _replace(
+            checked,
+            dotted,
+            lambda value, key: contained_config_path(
+                value, rules.data_roots, key=key, rules=rules, where="ComfyUI's input folder"
+            ),
+        )
     for dotted in FIXED_PATH_KEYS:
-        _replace(checked, dotted, lambda value, key: contained_config_path(
-            value, rules.fixed_folders, key=key, rules=rules, where="the ComfyUI it runs in"))
-    _replace(checked, "rewards.judge_url", lambda value, key: check_judge_url(
-        value, setting=settings.ALLOW_REMOTE_JUDGE, allow_remote=rules.allow_remote_judge, key=key))
+        _replace(
+            checked,
+            dotted,
+            lambda value, key: contained_config_path(
+                value, rules.fixed_folders, key=key, rules=rules, where="the ComfyUI it runs in"
+            ),
+        )
+    _replace(
+        checked,
+        "rewards.judge_url",
+        lambda value, key: check_judge_url(
+            value, setting=settings.ALLOW_REMOTE_JUDGE, allow_remote=rules.allow_remote_judge, key=key
+        ),
+    )
     for dotted in REWARD_LIST_KEYS:
         section, _, name = dotted.partition(".")
         for spec in (checked.get(section) or {}).get(name) or ():
             reward = spec.get("name") if isinstance(spec, dict) else spec
             if isinstance(reward, str):
                 check_reward_name(reward, rules)
-    return checked  # fmt: skip
+    return checked
 
 
 def contained_config_path(
@@ -212,9 +247,13 @@ def contained_config_path(
 ) -> str:
     """A config path ``value`` (``key`` names it) as a full path inside ``roots``, or a hub id."""
     found = contained_path(
-        value, roots, what=f"`{key}`", setting=settings.ALLOW_OUTSIDE_PATHS,
-        allow_outside=rules.allow_outside_paths, where=where,
-    )  # fmt: skip
+        value,
+        roots,
+        what=f"`{key}`",
+        setting=settings.ALLOW_OUTSIDE_PATHS,
+        allow_outside=rules.allow_outside_paths,
+        where=where,
+    )
     if found is not None:
         return found
     text = value.strip()
@@ -225,7 +264,9 @@ def contained_config_path(
             f"`{key}` {text!r} is a hub id, and hub downloads from ComfyUI are switched off "
             f"({settings.ALLOW_HUB_DOWNLOADS}=0): download it into ComfyUI's models folders first."
         )
-    raise InputError(f"`{key}` {text!r} does not exist in {where} ({', '.join(roots) or 'none'}): put it there.")
+    raise InputError(
+        f"`{key}` {text!r} does not exist in {where} ({', '.join(roots) or 'none'}): put it there."
+    )
 
 
 def check_reward_name(name: str, rules: ContainmentRules) -> None:
@@ -263,7 +304,8 @@ def _replace(config: dict, dotted: str, check) -> None:
     if isinstance(value, str) and value.strip():
         block[name] = check(value, dotted)
     elif isinstance(value, (list, tuple)):
-        block[name] = [check(item, dotted) if isinstance(item, str) and item.strip() else item for item in value]
+        block[name] = [
+            check(item, dotted) if isinstance(item, str) and item.strip() else item for item in value
+        ]
     elif value not in (None, "", [], ()) and not isinstance(value, str):
         raise InputError(f"`{dotted}` should be text, got {type(value).__name__} {value!r}")
-

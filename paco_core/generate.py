@@ -39,7 +39,6 @@ from paco_core.models.pipelines import LoadedPipeline, execution_device
 logger = logging.getLogger(__name__)
 
 
-
 def default_guidance(kind: str) -> float:
     """The family's guidance when none is given (Kontext: distilled guidance; Qwen-Image-Edit: true
     CFG scale; PaCo-RL's settings)."""

@@ -44,7 +44,9 @@ def bomb_png(path: Path, side: int = 100_000) -> Path:
 
     header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
     body = zlib.compress(b"\x00" * 64)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -76,7 +78,11 @@ def truncate(path: Path, keep: float = 0.5) -> None:
 def files(tiny_models, tmp_path_factory):
     """Every file a CLI probe needs, made once."""
     root = tmp_path_factory.mktemp("bad-inputs")
-    made = {"flux": tiny_models["flux"], "kontext": tiny_models["flux-kontext"], "judge": tiny_models["judge"]}
+    made = {
+        "flux": tiny_models["flux"],
+        "kontext": tiny_models["flux-kontext"],
+        "judge": tiny_models["judge"],
+    }
     Image.new("RGB", (32, 32), (120, 30, 200)).save(root / "small.png")
     made["png"] = root / "small.png"
     made["bomb"] = bomb_png(root / "bomb.png")
@@ -504,7 +510,9 @@ def test_links_inside_models_and_the_opt_in_settings_are_honoured(comfy, monkeyp
 
 def test_judge_loader_options_take_effect_on_cached_weights(comfy):
     first = judge_loader_node(comfy, path_or_url="tiny-judge")
-    second = judge_loader_node(comfy, path_or_url="tiny-judge", answers="Yes/No + case variants", batch_size=3)
+    second = judge_loader_node(
+        comfy, path_or_url="tiny-judge", answers="Yes/No + case variants", batch_size=3
+    )
     assert first.model is second.model  # the weights are cached ...
     assert (first.batch_size, second.batch_size) == (8, 3)  # ... every other option takes effect
     assert (first.answers, second.answers) == ("exact", "case")

@@ -50,15 +50,27 @@ def comfy(tmp_path, tiny_models, monkeypatch):
         f"open({str(marker)!r}, 'w').write('imported')\n{REWARD_CODE}"
     )
     monkeypatch.syspath_prepend(str(outside))
-    for name in ("PACO_ALLOW_OUTSIDE_PATHS", "PACO_ALLOW_REMOTE_JUDGE", "PACO_ALLOW_HUB_DOWNLOADS",
-                 "PACO_ALLOW_REWARD_IMPORTS", "PACO_REWARD_FOLDERS"):  # fmt: skip
+    for name in (
+        "PACO_ALLOW_OUTSIDE_PATHS",
+        "PACO_ALLOW_REMOTE_JUDGE",
+        "PACO_ALLOW_HUB_DOWNLOADS",
+        "PACO_ALLOW_REWARD_IMPORTS",
+        "PACO_REWARD_FOLDERS",
+    ):
         monkeypatch.delenv(name, raising=False)
     load_pack()
     nodes = {cls.GET_SCHEMA().node_id: cls for cls in all_node_classes()}
     training = sys.modules["comfyui_paco.nodes.training"]
     bridge = sys.modules["comfyui_paco.nodes.jobs_bridge"]
-    yield {"base": base, "outside": outside, "secret": secret, "marker": marker, "node": nodes["PaCoTrainLora"],
-           "training": training, "bridge": bridge}  # fmt: skip
+    yield {
+        "base": base,
+        "outside": outside,
+        "secret": secret,
+        "marker": marker,
+        "node": nodes["PaCoTrainLora"],
+        "training": training,
+        "bridge": bridge,
+    }
     sys.modules.pop(SENTINEL_MODULE, None)
 
 
@@ -71,10 +83,24 @@ def build(comfy, override: dict | None = None, **changes) -> dict:
         "advanced_json": json.dumps(merge(TINY_TRAINING, override or {})), **changes,
     }  # fmt: skip
     return comfy["training"].build_train_config(
-        **{key: inputs.get(key) for key in (
-            "pipeline", "model_path", "preset", "training_prompts", "prompts_file", "judge", "rewards",
-            "iterations", "learning_rate", "group_size", "train_resolution", "advanced_json")}
-    )  # fmt: skip
+        **{
+            key: inputs.get(key)
+            for key in (
+                "pipeline",
+                "model_path",
+                "preset",
+                "training_prompts",
+                "prompts_file",
+                "judge",
+                "rewards",
+                "iterations",
+                "learning_rate",
+                "group_size",
+                "train_resolution",
+                "advanced_json",
+            )
+        }
+    )
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -106,7 +132,9 @@ def test_the_node_values_alone_pass_and_name_full_paths_inside_comfyui(comfy):
 
 def test_a_model_folder_outside_the_models_folders_is_refused(comfy):
     outside = str(comfy["outside"] / "flux-outside")
-    message = refused(comfy, {"model": {"path": outside}}, r"`model.path` .* is outside ComfyUI's models folders")
+    message = refused(
+        comfy, {"model": {"path": outside}}, r"`model.path` .* is outside ComfyUI's models folders"
+    )
     assert "PACO_ALLOW_OUTSIDE_PATHS=1" in message
     refused(comfy, {"model": {"path": "../../outside/flux-outside"}}, r"`model.path` .* climbs out")
 
@@ -186,7 +214,9 @@ def listening_server():
 def test_a_judge_url_off_this_machine_is_refused_and_never_contacted(comfy, listening_server, host):
     port, received = listening_server
     url = f"http://{host}:{port}"
-    message = refused(comfy, {"rewards": {"judge_url": url}}, r"`rewards.judge_url` judge server .* not on this")
+    message = refused(
+        comfy, {"rewards": {"judge_url": url}}, r"`rewards.judge_url` judge server .* not on this"
+    )
     assert "PACO_ALLOW_REMOTE_JUDGE=1" in message
     assert received == []
 
@@ -203,8 +233,11 @@ def test_a_loopback_judge_url_passes_and_others_with_the_setting(comfy, monkeypa
 @pytest.mark.parametrize("rewards_key", ["rewards", "eval_rewards"])
 def test_a_reward_module_outside_the_reward_folders_is_never_imported(comfy, rewards_key):
     for name in (f"{SENTINEL_MODULE}:score", "os:system", "subprocess:run"):
-        message = refused(comfy, {"rewards": {rewards_key: [{"name": name, "weight": 1.0}]}},
-                          r"is not in the reward folders")  # fmt: skip
+        message = refused(
+            comfy,
+            {"rewards": {rewards_key: [{"name": name, "weight": 1.0}]}},
+            r"is not in the reward folders",
+        )
         assert "PACO_ALLOW_REWARD_IMPORTS=1" in message and "paco/rewards" in message
     assert not comfy["marker"].exists() and SENTINEL_MODULE not in sys.modules
 
@@ -227,7 +260,8 @@ def test_jobs_from_comfyui_carry_the_reward_folders_and_no_imports(comfy, monkey
     env = comfy["bridge"].env_for_jobs()
     assert env["PACO_ALLOW_REWARD_IMPORTS"] == "0"
     assert env["PACO_REWARD_FOLDERS"].split(os.pathsep) == [
-        str(comfy["base"] / "user" / "paco" / "rewards"), str(comfy["outside"])
+        str(comfy["base"] / "user" / "paco" / "rewards"),
+        str(comfy["outside"]),
     ]
     # a folder the user chose (the setting) is a reward folder for the node too
     assert build(comfy, rewards=f"{SENTINEL_MODULE}:score=1")["rewards"]["rewards"]
@@ -238,11 +272,18 @@ def test_a_refused_config_creates_no_job(comfy):
     store = comfy["bridge"].job_store()
     before = store.ids()
     with pytest.raises(InputError, match="`data.train_file`"):
-        run_node(node, **{
-            **widget_defaults(node), "pipeline": "tiny-flux", "training_prompts": SETS_TEXT,
-            "rewards": "my_reward:score=1", "lora_name": "probe", "new_run": True,
-            "advanced_json": json.dumps(merge(TINY_TRAINING, {"data": {"train_file": "/etc/passwd"}})),
-        })  # fmt: skip
+        run_node(
+            node,
+            **{
+                **widget_defaults(node),
+                "pipeline": "tiny-flux",
+                "training_prompts": SETS_TEXT,
+                "rewards": "my_reward:score=1",
+                "lora_name": "probe",
+                "new_run": True,
+                "advanced_json": json.dumps(merge(TINY_TRAINING, {"data": {"train_file": "/etc/passwd"}})),
+            },
+        )
     assert store.ids() == before
 
 
@@ -263,4 +304,3 @@ def test_the_trainer_loads_a_reward_folder_module_from_its_file_and_refuses_impo
     monkeypatch.setenv("PACO_ALLOW_REWARD_IMPORTS", "1")  # the command line's default
     assert load_user_reward(f"{SENTINEL_MODULE}:score")([1], ["a"], [{}]) == [0.5]
     assert comfy["marker"].exists()
-

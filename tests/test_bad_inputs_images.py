@@ -146,8 +146,14 @@ def test_the_set_consistency_node_reports_an_elongated_batch(tmp_path, judge):
     reset_comfy_stub(tmp_path)
     strips = torch.rand(2, 4, 2000, 3, generator=torch.Generator().manual_seed(0))
     with pytest.raises(InputError, match=r"aspect ratio above the judge's limit"):
-        run_node(judge_nodes.PaCoSetConsistency, judge=judge, images=strips, theme="", layout="batch",
-                 both_orders=False)  # fmt: skip
+        run_node(
+            judge_nodes.PaCoSetConsistency,
+            judge=judge,
+            images=strips,
+            theme="",
+            layout="batch",
+            both_orders=False,
+        )
 
 
 def test_the_judge_client_refuses_before_sending(judge):

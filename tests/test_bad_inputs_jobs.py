@@ -31,9 +31,12 @@ REPO = Path(__file__).parent.parent
 def _paco(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, "-m", "paco_core.cli", "jobs", *args], capture_output=True, text=True,
-        env=env, timeout=timeout,
-    )  # fmt: skip
+        [sys.executable, "-m", "paco_core.cli", "jobs", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def _one_line_error(result: subprocess.CompletedProcess, *parts: str) -> None:
@@ -59,7 +62,9 @@ def _write_results(run_dir: Path, steps=(1, 2), state: str = "finished") -> None
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 # =============================================================== 1. nothing lost on delete
@@ -80,8 +85,10 @@ def test_delete_files_removes_only_what_the_job_wrote_in_a_users_folder(tmp_path
     assert result.returncode == 0, result.stderr
     assert "other files there are kept" in result.stdout
     assert _files(mine) == {
-        "notes.txt": b"my notes", "refs/face.png": b"my reference", "samples/my-sketch.png": b"mine too",
-    }  # fmt: skip
+        "notes.txt": b"my notes",
+        "refs/face.png": b"my reference",
+        "samples/my-sketch.png": b"mine too",
+    }
 
 
 def test_delete_files_of_a_folder_the_job_created_removes_the_folder(tmp_path):
@@ -264,7 +271,9 @@ def test_an_export_that_cannot_be_written_is_one_line_and_the_checkpoints_stay(t
     root = tmp_path / "loras-is-a-file"
     root.write_text("not a folder")
     before = _files(Path(job.run_dir))
-    with pytest.raises(ExportError, match=f"cannot export the LoRA of job {job.id} to .*checkpoints are untouched"):
+    with pytest.raises(
+        ExportError, match=f"cannot export the LoRA of job {job.id} to .*checkpoints are untouched"
+    ):
         export_job(store.get(job.id), root)
     assert _files(Path(job.run_dir)) == before
 
@@ -289,8 +298,9 @@ def test_two_comfyuis_each_hold_their_own_pause_and_the_job_waits_for_both(comfy
     bridge = comfy_routes["bridge"]
     assert bridge.comfy_pause_holder() == f"comfyui-{os.getpid()}"
     store = bridge.job_store()
-    job = store.create(name="y", config={"gpu_policy": "yield"}, run_dir=tmp_path / "run", device="cpu",
-                       gpu_policy="yield")  # fmt: skip
+    job = store.create(
+        name="y", config={"gpu_policy": "yield"}, run_dir=tmp_path / "run", device="cpu", gpu_policy="yield"
+    )
     me = os.getpid()
     store.update(job.id, status="running", supervisor_pid=me, supervisor_start=process_start_time(me))
     job = store.get(job.id)
@@ -312,7 +322,9 @@ def test_two_comfyuis_each_hold_their_own_pause_and_the_job_waits_for_both(comfy
 def _store_with_jobs(home: Path, count: int) -> JobStore:
     store = JobStore(home)
     for number in range(count):
-        store.create(name=f"job {number}", config={"pad": "x" * 500}, run_dir=home / f"r{number}", device="cpu")
+        store.create(
+            name=f"job {number}", config={"pad": "x" * 500}, run_dir=home / f"r{number}", device="cpu"
+        )
     with store.connect() as connection:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return store
@@ -366,12 +378,19 @@ def test_a_write_lock_held_by_another_process_never_blocks_list_and_a_write_wait
     store = JobStore(home)
     job = store.create(name="kept", config={}, run_dir=tmp_path / "r", device="cpu")
     holder = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
-            "c.execute('BEGIN IMMEDIATE'); c.execute(\"UPDATE jobs SET name = 'x' WHERE 0\");"
-            "print('locked', flush=True); time.sleep(35)"
-        ), str(store.path)], stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
+                "c.execute('BEGIN IMMEDIATE'); c.execute(\"UPDATE jobs SET name = 'x' WHERE 0\");"
+                "print('locked', flush=True); time.sleep(35)"
+            ),
+            str(store.path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
@@ -406,14 +425,23 @@ def test_a_clock_stepping_back_does_not_mark_a_normal_finish_interrupted(tmp_pat
     trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         store.update(
-            job.id, status="running", started_at=time.time() + 3600,  # then the clock went back an hour
-            pid=trainer.pid, pid_start=process_start_time(trainer.pid),
-        )  # fmt: skip
+            job.id,
+            status="running",
+            started_at=time.time() + 3600,  # then the clock went back an hour
+            pid=trainer.pid,
+            pid_start=process_start_time(trainer.pid),
+        )
         subprocess.run(  # the trainer's last word, written after it started
-            [sys.executable, "-c", "import sys; from paco_core.run_folder import RunFolder; "
-             "RunFolder(sys.argv[1]).write_progress(state='finished', step=3, total=3)", str(run)],
-            check=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                "import sys; from paco_core.run_folder import RunFolder; "
+                "RunFolder(sys.argv[1]).write_progress(state='finished', step=3, total=3)",
+                str(run),
+            ],
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
         assert runner.final_status(store.get(job.id), 0) == ("completed", None)
     finally:
         trainer.kill()
@@ -431,9 +459,12 @@ def test_the_supervisor_survives_a_store_it_cannot_write_and_records_the_end_lat
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     supervisor = subprocess.Popen(  # its trainer fails after its imports: the model folder does not exist
-        [sys.executable, "-m", "paco_core.jobs.supervise", job.id, "--home", str(home)], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "paco_core.jobs.supervise", job.id, "--home", str(home)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while store.get(job.id).pid is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -461,15 +492,19 @@ def test_the_supervisor_survives_a_store_it_cannot_write_and_records_the_end_lat
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"rewards": {"rewards": [{"name": "toy_rewards:mean_brightness", "weight": float("nan")}]}},
-         r"rewards.rewards\[0\].weight` should be a finite number, got nan"),
-        ({"rewards": {"rewards": [{"name": "toy_rewards:mean_brightness", "weight": float("inf")}]}},
-         r"rewards.rewards\[0\].weight` should be a finite number, got inf"),
+        (
+            {"rewards": {"rewards": [{"name": "toy_rewards:mean_brightness", "weight": float("nan")}]}},
+            r"rewards.rewards\[0\].weight` should be a finite number, got nan",
+        ),
+        (
+            {"rewards": {"rewards": [{"name": "toy_rewards:mean_brightness", "weight": float("inf")}]}},
+            r"rewards.rewards\[0\].weight` should be a finite number, got inf",
+        ),
         ({"num_iterations": 10**20}, "`num_iterations` is too large"),
         ({"seed": 2**70}, "`seed` is too large"),
         ({"optim": {"lr": float("inf")}}, "`optim.lr` should be a finite number"),
     ],
-)  # fmt: skip
+)
 def test_numbers_no_store_or_tensor_holds_are_refused_at_submit_naming_the_field(tmp_path, changes, field):
     store = JobStore(tmp_path / "home")
     with pytest.raises(ConfigError, match=field):
@@ -481,15 +516,24 @@ def test_the_cli_refuses_huge_iterations_in_one_line_and_resume_refuses_them_too
     home = tmp_path / "home"
     config = tmp_path / "c.json"
     config.write_text(json.dumps(_config(tmp_path)))
-    result = _paco("submit", "--config", str(config), "--set", "num_iterations=100000000000000000000",
-                   "--home", str(home))  # fmt: skip
+    result = _paco(
+        "submit",
+        "--config",
+        str(config),
+        "--set",
+        "num_iterations=100000000000000000000",
+        "--home",
+        str(home),
+    )
     _one_line_error(result, "num_iterations")
     store = JobStore(home)
     job = runner.submit(store, _config(tmp_path), start=False)
     runner.cancel(store, job.id)
     with pytest.raises(ConfigError, match="num_iterations should be a whole number from 1 to"):
         runner.resume(store, job.id, num_iterations=10**20, start=False)
-    _one_line_error(_paco("resume", job.id, "--iterations", str(2**70), "--home", str(home)), "num_iterations")
+    _one_line_error(
+        _paco("resume", job.id, "--iterations", str(2**70), "--home", str(home)), "num_iterations"
+    )
     assert store.get(job.id).total == 3
 
 
@@ -497,7 +541,9 @@ def test_the_resume_route_answers_400_for_huge_iterations(comfy_routes, tmp_path
     store = comfy_routes["store"]()
     job = runner.submit(store, _config(tmp_path), start=False)
     runner.cancel(store, job.id)
-    [(status, body)] = comfy_routes["call"]([("POST", f"/paco/jobs/{job.id}/resume", {"json": {"iterations": 10**20}})])
+    [(status, body)] = comfy_routes["call"](
+        [("POST", f"/paco/jobs/{job.id}/resume", {"json": {"iterations": 10**20}})]
+    )
     assert status == 400 and "num_iterations" in body["error"]
     assert store.get(job.id).status == "stopped"
 
@@ -549,7 +595,9 @@ def test_a_log_that_links_out_of_the_run_folder_is_never_read(comfy_routes, tmp_
     Path(job.run_dir).mkdir(parents=True, exist_ok=True)
     os.symlink(secret, Path(job.run_dir) / runner.LOG_FILE)
     [(status, body)] = comfy_routes["call"]([("GET", f"/paco/jobs/{job.id}/log", {})])
-    assert status == 404 and "leads out of its run folder" in body["error"] and "secret" not in json.dumps(body)
+    assert (
+        status == 404 and "leads out of its run folder" in body["error"] and "secret" not in json.dumps(body)
+    )
     home = store.home
     result = _paco("logs", job.id, "--home", str(home))
     _one_line_error(result, "leads out of its run folder")
@@ -585,8 +633,13 @@ def test_a_log_file_gets_each_warning_once_and_no_progress_bars(tmp_path):
     )
     log = tmp_path / "train.log"
     with open(log, "wb") as handle:
-        subprocess.run([sys.executable, "-c", code], stdout=handle, stderr=handle, check=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", code],
+            stdout=handle,
+            stderr=handle,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
     text = log.read_text()
     assert "\r" not in text, text[:500]
     assert text.count("truncated because CLIP") == 1, text
@@ -628,8 +681,14 @@ def comfy_routes(tmp_path):
         return asyncio.run(go())
 
     nodes = {cls.GET_SCHEMA().node_id: cls for cls in all_node_classes()}
-    yield {"call": call, "store": bridge.job_store, "bridge": bridge, "pack": pack, "server": instance,
-           "nodes": nodes}  # fmt: skip
+    yield {
+        "call": call,
+        "store": bridge.job_store,
+        "bridge": bridge,
+        "pack": pack,
+        "server": instance,
+        "nodes": nodes,
+    }
     shutil.rmtree(base, ignore_errors=True)
 
 

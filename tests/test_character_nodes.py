@@ -67,14 +67,17 @@ def test_prompt_set_and_references_make_a_self_contained_job_that_logs_the_refer
     prompt_set = _prompt_set(comfy).args[0]
     assert Path(prompt_set["train_file"]).is_file() and Path(prompt_set["eval_file"]).is_file()
     node = comfy["nodes"]["PaCoTrainLora"]
-    output = run_node(node, **_train_inputs(comfy, references=_references(), prompt_set=prompt_set,
-                                            rewards="reference=1"))  # fmt: skip
+    output = run_node(
+        node, **_train_inputs(comfy, references=_references(), prompt_set=prompt_set, rewards="reference=1")
+    )
     store = comfy["bridge"].job_store()
     job = runner.wait(store, output.args[0], timeout=300, poll=0.2)
     assert job.status == "completed", (job.error, (Path(job.run_dir) / "train.log").read_text()[-3000:])
     rewards = job.config["rewards"]
     assert [r["name"] for r in rewards["rewards"]] == ["reference"] and len(rewards["references"]) == 2
-    assert all(Path(p).is_file() and Path(p).parent.parent.name == "references" for p in rewards["references"])
+    assert all(
+        Path(p).is_file() and Path(p).parent.parent.name == "references" for p in rewards["references"]
+    )
     assert job.config["data"]["eval_file"] == prompt_set["eval_file"]
     run = RunFolder(job.run_dir)
     train = [v for _, v in run.metric_series("rewards/reference/mean")]

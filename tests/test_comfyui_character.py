@@ -58,7 +58,9 @@ def test_character_workflow_trains_on_the_references_then_makes_a_set_with_the_l
     assert second["status"]["status_str"] == "success", json.dumps(second["status"])[-3000:]
     assert job["status"] == "completed", job.get("error")
     assert "Traceback" not in log, log[-4000:]
-    assert "rewards/reference/mean" in json.dumps(metrics) and "eval/rewards/reference/mean" in json.dumps(metrics)
+    assert "rewards/reference/mean" in json.dumps(metrics) and "eval/rewards/reference/mean" in json.dumps(
+        metrics
+    )
     held_out_id, set_id = saved_from(prompt, "PaCoTrainingJob"), saved_from(prompt, "PaCoGenerateSet")
     (status,) = outputs_of(prompt, first, "PaCoTrainingJob")
     assert "has no checkpoint yet" in status["text"][0], "the first queue only starts the job"
@@ -74,13 +76,16 @@ def test_character_workflow_trains_on_the_references_then_makes_a_set_with_the_l
     assert prompt[lora["lora_name"][0]]["class_type"] == "PaCoTrainingJob", "the job's LoRA, not a file"
     (grid,) = saved_images(second["outputs"][set_id], tmp_path / "output")
     assert grid.size == (2 * PANEL_SIZE, 2 * PANEL_SIZE), "a 2x2 set of new scenes made with the trained LoRA"
-    assert (models_dir / "loras" / "paco" / "my-character" / job["id"] / "my-character-best.safetensors").is_file()
+    assert (
+        models_dir / "loras" / "paco" / "my-character" / job["id"] / "my-character-best.safetensors"
+    ).is_file()
 
 
 def saved_from(prompt: dict, producer: str) -> str:
     """The id of the SaveImage node whose images come from the one ``producer`` node."""
     (node_id,) = [
-        i for i, node in prompt.items()
+        i
+        for i, node in prompt.items()
         if node["class_type"] == "SaveImage" and prompt[node["inputs"]["images"][0]]["class_type"] == producer
-    ]  # fmt: skip
+    ]
     return node_id

@@ -69,9 +69,17 @@ def test_free_releases_paco_models_and_outside_paths_are_refused(tmp_path, tiny_
     node_classes = {cls.GET_SCHEMA().node_id: cls for cls in all_node_classes()}
     models_dir = models_folder_with_tiny_models(tmp_path / "models", tiny_models)
     workflow = pipeline_and_judge_workflow(node_classes)
-    outside = dict(workflow, **{"1": node_inputs(
-        node_classes, "PaCoPipelineLoader", model=typed_path_choice(node_classes), model_path=str(tiny_models["flux"])
-    )})  # fmt: skip
+    outside = dict(
+        workflow,
+        **{
+            "1": node_inputs(
+                node_classes,
+                "PaCoPipelineLoader",
+                model=typed_path_choice(node_classes),
+                model_path=str(tiny_models["flux"]),
+            )
+        },
+    )
 
     with pack_linked_into(comfyui_dir), comfyui_server(comfyui_dir, tmp_path, models_dir) as (url, log_path):
         first = run_workflow(url, workflow)

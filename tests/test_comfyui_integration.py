@@ -291,13 +291,18 @@ def test_pack_loads_and_runs_a_grid_workflow_in_real_comfyui(tmp_path):
         object_info = http_json(f"{url}/object_info", timeout=60)
         assert [n for n in node_ids if n not in object_info] == [], "PaCo nodes missing from /object_info"
         for node_id, node_class in node_classes.items():
-            served, ours = comparable_info(object_info[node_id]), comparable_info(node_class.GET_NODE_INFO_V1())
+            served, ours = (
+                comparable_info(object_info[node_id]),
+                comparable_info(node_class.GET_NODE_INFO_V1()),
+            )
             if "output_name" not in served:  # ComfyUI 0.3.6x names outputs by their types
                 ours.pop("output_name", None)
             elif served.get("output_name") != ours.get("output_name"):  # ... where no display name is given
                 ours["output_name"] = [
                     kind if name == kind else mine
-                    for name, kind, mine in zip(served["output_name"], served["output"], ours["output_name"], strict=True)
+                    for name, kind, mine in zip(
+                        served["output_name"], served["output"], ours["output_name"], strict=True
+                    )
                 ]
             assert served == ours, node_id
 
@@ -730,9 +735,14 @@ def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
         if name not in NATIVE_WORKFLOWS and name != "paco-train-character"
     }
     assert sorted(prompts) == [
-        "paco-best-of-n", "paco-character-set", "paco-consistent-set", "paco-edit-chain", "paco-pool",
-        "paco-repair-odd-panel", "paco-train-lora",
-    ]  # fmt: skip
+        "paco-best-of-n",
+        "paco-character-set",
+        "paco-consistent-set",
+        "paco-edit-chain",
+        "paco-pool",
+        "paco-repair-odd-panel",
+        "paco-train-lora",
+    ]
 
     with pack_linked_into(comfyui_dir) as link, comfyui_server(comfyui_dir, tmp_path, models_dir) as server:
         url, log_path = server
@@ -758,7 +768,8 @@ def test_shipped_workflows_run_in_real_comfyui(tmp_path, tiny_models):
             # ComfyUI 0.3.6x lists fewer outputs for some core nodes (SaveImage: none): those
             # the shipped workflows link from must be there, with the table's types
             assert info["output"] == expected or (
-                info["output"] == expected[: len(info["output"])] and max(linked, default=-1) < len(info["output"])
+                info["output"] == expected[: len(info["output"])]
+                and max(linked, default=-1) < len(info["output"])
             ), node_type
 
         extensions = http_json(f"{url}/extensions")

@@ -200,8 +200,11 @@ def test_a_job_trains_in_the_background_of_real_comfyui_and_survives_its_kill_9(
             assert list((workdir / "output").glob("during_*.png"))
             # 3. routes and the websocket event
             eval_name = "eval/rewards/job_rewards:held_brightness/mean"  # step 0's evaluation; then held
-            until(lambda: eval_name in http_json(f"{url}/paco/jobs/{job_id}/metrics")["series"], 180,
-                  "the evaluation of step 0")  # fmt: skip
+            until(
+                lambda: eval_name in http_json(f"{url}/paco/jobs/{job_id}/metrics")["series"],
+                180,
+                "the evaluation of step 0",
+            )
             detail = http_json(f"{url}/api/paco/jobs/{job_id}")
             assert detail["status"] == "running" and detail["warnings"] == []
             log = http_json(f"{url}/paco/jobs/{job_id}/log?lines=50")["lines"]
@@ -223,9 +226,14 @@ def test_a_job_trains_in_the_background_of_real_comfyui_and_survives_its_kill_9(
             assert [j["id"] for j in listed] == [job_id] and listed[0]["status"] == "running"
             hold.unlink()
             done = until(
-                lambda: (j := http_json(f"{url}/paco/jobs/{job_id}"))["status"] in ("completed", "failed", "interrupted")
-                and j, 240, "the job to end",
-            )  # fmt: skip
+                lambda: (
+                    (j := http_json(f"{url}/paco/jobs/{job_id}"))["status"]
+                    in ("completed", "failed", "interrupted")
+                    and j
+                ),
+                240,
+                "the job to end",
+            )
             assert done["status"] == "completed", done["error"]
             lora = models / "loras" / "paco" / "tinyfox" / job_id / "tinyfox.safetensors"
             until(lora.is_file, 15, "the exported LoRA")
@@ -254,12 +262,20 @@ def test_a_job_trains_in_the_background_of_real_comfyui_and_survives_its_kill_9(
 def files_train_graph(node_classes: dict, **changes) -> dict:
     """PaCo Train LoRA on the tiny FLUX as ComfyUI's split files (pipeline "(ComfyUI files)")."""
     graph = train_graph(node_classes)
-    graph["1"]["inputs"].update({
-        "pipeline": "(ComfyUI files)", "iterations": 2, "lora_name": "filesfox",
-        "diffusion_model": "tiny-flux-fp8_scaled.safetensors", "text_encoder_1": "tiny-flux-clip_l.safetensors",
-        "text_encoder_2": "tiny-flux-t5xxl.safetensors", "vae": "tiny-flux-ae.safetensors",
-        "files_config": "tiny-flux", "advanced_json": json.dumps({**TINY_TRAINING, "eval_every": 1}), **changes,
-    })  # fmt: skip
+    graph["1"]["inputs"].update(
+        {
+            "pipeline": "(ComfyUI files)",
+            "iterations": 2,
+            "lora_name": "filesfox",
+            "diffusion_model": "tiny-flux-fp8_scaled.safetensors",
+            "text_encoder_1": "tiny-flux-clip_l.safetensors",
+            "text_encoder_2": "tiny-flux-t5xxl.safetensors",
+            "vae": "tiny-flux-ae.safetensors",
+            "files_config": "tiny-flux",
+            "advanced_json": json.dumps({**TINY_TRAINING, "eval_every": 1}),
+            **changes,
+        }
+    )
     return graph
 
 
@@ -305,9 +321,13 @@ def test_a_job_on_comfyuis_own_files_trains_in_real_comfyui(tmp_path, tiny_model
             )
             assert Path(model["comfyui_dir"]) == (comfyui_dir / "comfy").resolve()  # ComfyUI's tokenizers
             done = until(
-                lambda: (j := http_json(f"{url}/paco/jobs/{job['id']}"))["status"] in ("completed", "failed") and j,
-                240, "the job to end",
-            )  # fmt: skip
+                lambda: (
+                    (j := http_json(f"{url}/paco/jobs/{job['id']}"))["status"] in ("completed", "failed")
+                    and j
+                ),
+                240,
+                "the job to end",
+            )
             assert done["status"] == "completed", done["error"]
             lora = models / "loras" / "paco" / "filesfox" / job["id"] / "filesfox.safetensors"
             until(lora.is_file, 15, "the exported LoRA")
@@ -315,8 +335,11 @@ def test_a_job_on_comfyuis_own_files_trains_in_real_comfyui(tmp_path, tiny_model
             # the same files through PaCo Pipeline Loader (ComfyUI files), with the job's LoRA
             from test_comfyui_integration import node_inputs
 
-            files = {k: v for k, v in files_train_graph(node_classes)["1"]["inputs"].items()
-                     if k in ("diffusion_model", "text_encoder_1", "text_encoder_2", "vae")}  # fmt: skip
+            files = {
+                k: v
+                for k, v in files_train_graph(node_classes)["1"]["inputs"].items()
+                if k in ("diffusion_model", "text_encoder_1", "text_encoder_2", "vae")
+            }
             graph = generation_graph(node_classes, "files", lora_from_job=job["id"])
             graph["1"] = node_inputs(node_classes, "PaCoPipelineFromFiles", config="tiny-flux", **files)
             entry, _ = wait_for_prompt(url, queue_prompt(url, graph), 180)

@@ -115,8 +115,10 @@ def test_comfyuis_own_loaders_take_the_tiny_flux_file_and_a_paco_lora(tmp_path, 
     from test_comfyui_integration import comfyui_version
 
     if comfyui_version(Path(os.environ["COMFYUI_DIR"]).resolve()) < (0, 33, 0):
-        pytest.skip("ComfyUI 0.3.6x builds FLUX with the released widths whatever the file holds: the tiny file "
-                    "cannot load in its UNETLoader (real files do)")
+        pytest.skip(
+            "ComfyUI 0.3.6x builds FLUX with the released widths whatever the file holds: the tiny file "
+            "cannot load in its UNETLoader (real files do)"
+        )
     import torch
     from safetensors.torch import load_file
 
@@ -153,10 +155,14 @@ def test_comfyuis_own_loaders_take_the_tiny_flux_file_and_a_paco_lora(tmp_path, 
     base = flux_diffusers_to_bfl(load_base(layout))
     changed = [k for k in expected if not torch.equal(expected[k], base[k])]
     assert sorted(changed) == [  # every targeted layer, in ComfyUI's fused FLUX layout
-        "double_blocks.0.img_attn.proj.weight", "double_blocks.0.img_attn.qkv.weight",
-        "double_blocks.0.txt_attn.proj.weight", "double_blocks.0.txt_attn.qkv.weight",
-        "final_layer.linear.weight", "single_blocks.0.linear1.weight", "single_blocks.0.linear2.weight",
-    ]  # fmt: skip
+        "double_blocks.0.img_attn.proj.weight",
+        "double_blocks.0.img_attn.qkv.weight",
+        "double_blocks.0.txt_attn.proj.weight",
+        "double_blocks.0.txt_attn.qkv.weight",
+        "final_layer.linear.weight",
+        "single_blocks.0.linear1.weight",
+        "single_blocks.0.linear2.weight",
+    ]
     worst = max((saved[k] - expected[k]).abs().max().item() for k in expected)
     assert worst < 1e-5
 

@@ -72,8 +72,14 @@ def test_set_of_your_character_keeps_the_reference_and_reports_identity(consiste
 
     node = consistency.PaCoReferenceSet
     references = reference_tensor()
-    output = run_node(node, hidden={"unique_id": "4"}, pipeline=flux, judge=judge, references=references,
-                      **reference_inputs(node))  # fmt: skip
+    output = run_node(
+        node,
+        hidden={"unique_id": "4"},
+        pipeline=flux,
+        judge=judge,
+        references=references,
+        **reference_inputs(node),
+    )
     grid, cells, heatmap, identity, report = output.args
     assert tuple(grid.shape) == (1, 64, 64, 3) and tuple(cells.shape) == (4, 32, 32, 3)
     fitted = np.asarray(fit_reference(tensor_to_pil(references)[0], 32, 32))
@@ -94,8 +100,13 @@ def test_set_of_your_character_bad_inputs_are_one_line(consistency, comfy, flux,
     with pytest.raises(
         InputError, match=r"^`panels`: layout 2x2 has 4 cells; with 1 reference\(s\) it needs 3"
     ):
-        run_node(node, pipeline=flux, judge=judge, references=reference_tensor(),
-                 **reference_inputs(node, panels="only one"))  # fmt: skip
+        run_node(
+            node,
+            pipeline=flux,
+            judge=judge,
+            references=reference_tensor(),
+            **reference_inputs(node, panels="only one"),
+        )
 
 
 def repair_inputs(node, **changes):
@@ -127,8 +138,9 @@ def test_repair_node_outputs_before_after_heatmaps_and_a_round_log(consistency, 
     from paco_core.images import split_grid, tensor_to_pil
 
     node = consistency.PaCoRepairSet
-    output = run_node(node, hidden={"unique_id": "9"}, pipeline=flux, judge=judge, images=grid,
-                      **repair_inputs(node))  # fmt: skip
+    output = run_node(
+        node, hidden={"unique_id": "9"}, pipeline=flux, judge=judge, images=grid, **repair_inputs(node)
+    )
     new_grid, panels, before_map, after_map, before, after, report, log = output.args
     assert after >= before and tuple(panels.shape) == (4, 32, 32, 3)
     assert before_map.shape == after_map.shape

@@ -177,9 +177,14 @@ def test_each_panel_is_encoded_once_and_prefixes_are_shared(judge, monkeypatch):
 def test_a_pool_of_generated_sets_keeps_the_chosen_panels_pixel_for_pixel(tiny_models, judge):
     flux = load_pipeline(tiny_models["flux"])
     request = SetRequest(
-        theme=THEME, panels=("packs a map", "crosses a bridge", "climbs", "sleeps"), layout="2x2",
-        panel_width=32, panel_height=16, steps=2, seed=4,
-    )  # fmt: skip
+        theme=THEME,
+        panels=("packs a map", "crosses a bridge", "climbs", "sleeps"),
+        layout="2x2",
+        panel_width=32,
+        panel_height=16,
+        steps=2,
+        seed=4,
+    )
     sets = generate_sets(flux, request, num_sets=3)
     result = assemble_from_pool(judge, [item.panels for item in sets], THEME)
     for panel, candidate in enumerate(result.choice):

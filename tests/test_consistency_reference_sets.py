@@ -187,9 +187,12 @@ def test_edit_plus_takes_several_references_and_single_image_editors_refuse_them
 def test_progress_counts_the_steps_and_cancel_stops_within_one_step(flux, judge):
     calls = []
     generate_reference_set(
-        flux, judge, [noise_image(PANEL, PANEL, 1)], request(steps=3),
+        flux,
+        judge,
+        [noise_image(PANEL, PANEL, 1)],
+        request(steps=3),
         hooks=Hooks(progress=lambda done, total: calls.append((done, total))),
-    )  # fmt: skip
+    )
     assert calls == [(1, 3), (2, 3), (3, 3)]
 
     class Stop(Exception):

@@ -83,9 +83,14 @@ def test_each_round_regenerates_the_panel_with_the_lowest_mean(flux, panels, jud
     assert log.panel == result.score_before.odd_one_out
     assert log.panel_score == min(result.score_before.per_image)
     locked = repair_set(
-        flux, judge, panels, THEME, layout="2x2", panel_prompts=PROMPTS,
+        flux,
+        judge,
+        panels,
+        THEME,
+        layout="2x2",
+        panel_prompts=PROMPTS,
         options=options(max_rounds=1, locked=(log.panel,)),
-    )  # fmt: skip
+    )
     others = [i for i in range(4) if i != log.panel]
     assert locked.rounds[0].panel == min(others, key=lambda i: result.score_before.per_image[i])
     np.testing.assert_array_equal(pixels(locked.panels[log.panel]), pixels(panels[log.panel]))
@@ -93,9 +98,14 @@ def test_each_round_regenerates_the_panel_with_the_lowest_mean(flux, panels, jud
 
 def test_a_round_asks_the_judge_only_the_new_panels_pairs_and_runs_k_tries_of_steps(flux, panels, judge):
     result = repair_set(
-        flux, judge, panels, THEME, layout="2x2", panel_prompts=PROMPTS,
+        flux,
+        judge,
+        panels,
+        THEME,
+        layout="2x2",
+        panel_prompts=PROMPTS,
         options=options(max_rounds=2, tries_per_round=3, steps=4, strength=0.5),
-    )  # fmt: skip
+    )
     for log in result.rounds:
         assert log.judge_pairs == 3 * (4 - 1)
         assert log.generation_steps == 3 * 2  # 4 steps at strength 0.5 run 2
@@ -115,9 +125,14 @@ def test_no_try_runs_when_the_set_is_already_at_the_target(flux, panels, judge):
 def test_rounds_stop_once_the_target_is_reached(flux, panels, repaired, judge):
     first_gain = next(log for log in repaired.rounds if log.kept_try is not None)
     result = repair_set(
-        flux, judge, panels, THEME, layout="2x2", panel_prompts=PROMPTS,
+        flux,
+        judge,
+        panels,
+        THEME,
+        layout="2x2",
+        panel_prompts=PROMPTS,
         options=options(target_score=first_gain.score_after),
-    )  # fmt: skip
+    )
     assert result.stop_reason == "target reached"
     assert len(result.rounds) == first_gain.number
     assert result.score_after.score >= first_gain.score_after
@@ -138,9 +153,15 @@ def test_cancel_mid_repair_keeps_the_best_set_so_far(flux, panels, repaired, jud
             raise Stop
 
     result = repair_set(
-        flux, judge, panels, THEME, layout="2x2", panel_prompts=PROMPTS, options=options(),
+        flux,
+        judge,
+        panels,
+        THEME,
+        layout="2x2",
+        panel_prompts=PROMPTS,
+        options=options(),
         hooks=Hooks(progress=progress, check_cancel=cancel),
-    )  # fmt: skip
+    )
     assert result.cancelled and isinstance(result.cancel_error, Stop) and result.stop_reason == "cancelled"
     assert result.score_after.score == pytest.approx(repaired.rounds[0].score_after)
     assert result.score_after.score >= result.score_before.score

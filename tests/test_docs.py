@@ -80,7 +80,9 @@ def test_readme_test_command_is_the_one_ci_runs():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     command = "python -m pytest -q"
     assert f"\n{command}\n" in ci, ".ci/run no longer runs `python -m pytest -q`: update the README too"
-    assert f"\n{command}\n" in readme, f"README.md must show CI's test command `{command}` on a line of its own"
+    assert f"\n{command}\n" in readme, (
+        f"README.md must show CI's test command `{command}` on a line of its own"
+    )
 
 
 def test_relative_links_in_readme_and_docs_point_to_files_and_headings():
@@ -98,7 +100,9 @@ def test_relative_links_in_readme_and_docs_point_to_files_and_headings():
 
 def test_every_test_file_is_in_the_development_pages_test_table():
     page = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
-    missing = [path.name for path in sorted((ROOT / "tests").glob("test_*.py")) if f"`{path.name}`" not in page]
+    missing = [
+        path.name for path in sorted((ROOT / "tests").glob("test_*.py")) if f"`{path.name}`" not in page
+    ]
     assert not missing, f"add these to docs/development.md's test layout table: {missing}"
 
 

@@ -29,9 +29,20 @@ def _config(model, **extra) -> TrainConfig:
 
 def test_the_probe_measures_one_group_and_scales_to_the_run(tiny_models, monkeypatch):
     monkeypatch.syspath_prepend(str(FIXTURES / "rl"))
-    config = _config(tiny_models["flux"], num_iterations=50, sampling={
-        "num_steps": 2, "noise_steps": [0], "train_resolution": 32, "eval_resolution": 32, "group_size": 2,
-        "batch_size": 2, "prompts_per_iteration": 3, "max_sequence_length": 16})  # fmt: skip
+    config = _config(
+        tiny_models["flux"],
+        num_iterations=50,
+        sampling={
+            "num_steps": 2,
+            "noise_steps": [0],
+            "train_resolution": 32,
+            "eval_resolution": 32,
+            "group_size": 2,
+            "batch_size": 2,
+            "prompts_per_iteration": 3,
+            "max_sequence_length": 16,
+        },
+    )
     found = est.estimate_run(config, num_processes=1, done_steps=10)
     assert found.fits and found.suggestions == [] and found.iterations == 40
     assert found.probe["step_s"] > 0 and found.probe["prompts"] == 1
@@ -58,9 +69,15 @@ def test_a_run_that_does_not_fit_names_the_settings_that_reduce_memory(tiny_mode
     assert not found.fits and found.s_per_iteration > 0
     assert found.suggestions[0].startswith("optim.gradient_checkpointing=true")
     assert "does not fit in memory; try: optim.gradient_checkpointing=true" in found.summary()
-    judged = config_from_dict(TrainConfig, {**tiny_flux_run(tiny_models["flux"]), "output_dir": "x",
-                              "optim": {"gradient_checkpointing": True},
-                              "rewards": {"rewards": [{"name": "consistency"}], "judge_path": "/models/judge"}})  # fmt: skip
+    judged = config_from_dict(
+        TrainConfig,
+        {
+            **tiny_flux_run(tiny_models["flux"]),
+            "output_dir": "x",
+            "optim": {"gradient_checkpointing": True},
+            "rewards": {"rewards": [{"name": "consistency"}], "judge_path": "/models/judge"},
+        },
+    )
     hints = est.memory_suggestions(judged)
     assert hints[0].startswith("rewards.judge_offload=true") and "judge server" in hints[1]
     assert "t2is-flux-1gpu" in hints[2]
@@ -77,9 +94,24 @@ def test_submit_dry_run_prints_the_estimate_and_queues_nothing(tiny_models, tmp_
     }
     home = tmp_path / "home"
     done = subprocess.run(
-        [sys.executable, "-m", "paco_core.cli", "jobs", "submit", "--config", str(config), "--dry-run", "--json",
-         "--home", str(home)], capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "paco_core.cli",
+            "jobs",
+            "submit",
+            "--config",
+            str(config),
+            "--dry-run",
+            "--json",
+            "--home",
+            str(home),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     found = json.loads(done.stdout)
     assert found["iterations"] == 20 and found["s_per_iteration"] > 0 and found["fits"] is True

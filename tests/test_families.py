@@ -81,7 +81,12 @@ def test_no_kind_literal_outside_the_families_package():
 
 def test_the_scan_covers_the_product_code():
     names = {str(path.relative_to(REPO)) for path in scanned_files()}
-    assert {"paco_core/models/pipelines.py", "nodes/training.py", "__init__.py", "bench/gpu_parts.py"} <= names
+    assert {
+        "paco_core/models/pipelines.py",
+        "nodes/training.py",
+        "__init__.py",
+        "bench/gpu_parts.py",
+    } <= names
     assert "tools/consistency_pictures.py" in names
     assert not any(name.startswith("paco_core/families/") for name in names)
 
@@ -110,7 +115,15 @@ def test_kinds_pipeline_classes_and_presets_are_unique():
 
 @pytest.mark.parametrize("item", all_families(), ids=lambda item: item.kind)
 def test_every_family_is_complete(item: Family):
-    for name in ("kind", "title", "pipeline_class", "diffusers_module", "hub_id", "config_folder", "tiny_model"):
+    for name in (
+        "kind",
+        "title",
+        "pipeline_class",
+        "diffusers_module",
+        "hub_id",
+        "config_folder",
+        "tiny_model",
+    ):
         assert getattr(item, name), f"{item.kind}: {name} is empty"
     assert item.task in (SETS, EDIT)
     assert item.default_steps > 0 and item.default_guidance > 0
@@ -158,13 +171,17 @@ def test_architectures_are_shared_records_with_one_default_family_each():
     for item in architectures():
         members = families_of_architecture(item.name)
         assert all(member.architecture is item for member in members)
-        assert [member for member in members if member.default_for_architecture] == [default_family(item.name)]
+        assert [member for member in members if member.default_for_architecture] == [
+            default_family(item.name)
+        ]
         assert [file_role(name).is_vae for name in (*item.text_encoders, item.vae)] == [
             *(False for _ in item.text_encoders),
             True,
         ]
         components = [file_role(name).component for name in item.text_encoders]
-        assert len(set(components)) == len(components), f"{item.name}: two text encoders load into one component"
+        assert len(set(components)) == len(components), (
+            f"{item.name}: two text encoders load into one component"
+        )
 
 
 def test_file_roles_are_unique_and_recognised_from_their_keys():
@@ -187,7 +204,10 @@ def test_presets_are_valid_training_configs_of_their_family():
         for name in item.presets:
             config = preset_config(name)
             assert config.model.kind == item.kind and config.model.path == item.hub_id
-            assert tuple(config.lora.target_modules) in (item.architecture.lora_targets, item.architecture.attention_targets)
+            assert tuple(config.lora.target_modules) in (
+                item.architecture.lora_targets,
+                item.architecture.attention_targets,
+            )
 
 
 # ---- lookups ----------------------------------------------------------------------------

@@ -93,9 +93,16 @@ def test_rollout_adapter_samples_what_the_pipeline_samples(pipe, guidance):
         generator=torch.Generator(),
     ).final_latents
     theirs = pipe(
-        prompt=row.prompt, height=32, width=64, num_inference_steps=3, guidance_scale=guidance,
-        latents=noise.float(), num_images_per_prompt=2, max_sequence_length=32, output_type="latent",
-    ).images  # fmt: skip
+        prompt=row.prompt,
+        height=32,
+        width=64,
+        num_inference_steps=3,
+        guidance_scale=guidance,
+        latents=noise.float(),
+        num_images_per_prompt=2,
+        max_sequence_length=32,
+        output_type="latent",
+    ).images
     torch.testing.assert_close(ours.float(), theirs.float(), atol=1e-5, rtol=1e-5)
     assert len(adapter.decode(ours, 32, 64)) == 2
 
@@ -166,8 +173,16 @@ def sets_and_loras(tiny_z_image, tmp_path_factory):
 
     loaded = load_pipeline(tiny_z_image, device="cpu")
     lora = _random_lora(loaded.pipe.transformer, tmp_path_factory.mktemp("lora") / "z.safetensors")
-    request = SetRequest(theme="a red cat", panels=["on the left", "on the right"], layout="1x2",
-                         panel_width=32, panel_height=32, steps=2, guidance=2.0, max_sequence_length=32)  # fmt: skip
+    request = SetRequest(
+        theme="a red cat",
+        panels=["on the left", "on the right"],
+        layout="1x2",
+        panel_width=32,
+        panel_height=32,
+        steps=2,
+        guidance=2.0,
+        max_sequence_length=32,
+    )
     base = generate_sets(loaded, request, num_sets=2)
     with_lora = generate_sets(apply_loras(loaded, [LoraSpec(str(lora), 1.0)]), request)
     off = generate_sets(apply_loras(loaded, [LoraSpec(str(lora), 0.0)]), request)
@@ -211,17 +226,37 @@ def test_one_grpo_step_trains_the_lora_on_policy(source, tiny_z_image, tiny_comf
         files = comfy_files(tiny_comfy)
         model = {"transformer_file": files.transformer, "text_encoder_files": list(files.text_encoders),
                  "vae_file": files.vae, "config_folder": files.config_folder}  # fmt: skip
-    config = config_from_dict(TrainConfig, {
-        "model": {"kind": KIND, "device": "cpu", **model},
-        "lora": {"rank": 4, "alpha": 8},
-        "sampling": {"num_steps": 2, "noise_steps": [0, 1], "train_resolution": 32, "eval_resolution": 32,
-                     "reference_resolution": 1024, "group_size": 2, "batch_size": 2, "prompts_per_iteration": 1,
-                     "max_sequence_length": 16, "guidance_scale": 2.0, "negative_prompt": ""},
-        "data": {"train_file": str(RL_FIXTURES / "sets.jsonl"), "num_eval_prompts": 1},
-        "rewards": {"rewards": [{"name": "toy_rewards:mean_brightness", "weight": 1.0}], "aggregation": "weighted_sum"},
-        "optim": {"lr": 1e-2, "clip_range": 0.2}, "ema": {"use_ema": False},
-        "num_iterations": 1, "output_dir": str(tmp_path / "run"), "checkpoint_every": 1, "eval_every": 0,
-    })  # fmt: skip
+    config = config_from_dict(
+        TrainConfig,
+        {
+            "model": {"kind": KIND, "device": "cpu", **model},
+            "lora": {"rank": 4, "alpha": 8},
+            "sampling": {
+                "num_steps": 2,
+                "noise_steps": [0, 1],
+                "train_resolution": 32,
+                "eval_resolution": 32,
+                "reference_resolution": 1024,
+                "group_size": 2,
+                "batch_size": 2,
+                "prompts_per_iteration": 1,
+                "max_sequence_length": 16,
+                "guidance_scale": 2.0,
+                "negative_prompt": "",
+            },
+            "data": {"train_file": str(RL_FIXTURES / "sets.jsonl"), "num_eval_prompts": 1},
+            "rewards": {
+                "rewards": [{"name": "toy_rewards:mean_brightness", "weight": 1.0}],
+                "aggregation": "weighted_sum",
+            },
+            "optim": {"lr": 1e-2, "clip_range": 0.2},
+            "ema": {"use_ema": False},
+            "num_iterations": 1,
+            "output_dir": str(tmp_path / "run"),
+            "checkpoint_every": 1,
+            "eval_every": 0,
+        },
+    )
     monkeypatch.syspath_prepend(str(RL_FIXTURES))  # toy_rewards
     trainer = GrpoTrainer(config)
     trainer.check_config()
@@ -318,9 +353,13 @@ def test_comfyuis_lora_loader_maps_every_key_of_a_saved_lora(sets_and_loras, tin
     }
     done = subprocess.run(
         [sys.executable, "-c", COMFY_LORA_CHECK, str(sets_and_loras[3]), json.dumps(sizes)],
-        cwd=os.environ["COMFYUI_DIR"], env={**os.environ, "PYTHONPATH": os.environ["COMFYUI_DIR"]},
-        capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+        cwd=os.environ["COMFYUI_DIR"],
+        env={**os.environ, "PYTHONPATH": os.environ["COMFYUI_DIR"]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     counts = json.loads(done.stdout.strip().splitlines()[-1])
     assert counts["patched"] == counts["modules"] > 0, done.stderr[-2000:]
 

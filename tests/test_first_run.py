@@ -15,9 +15,13 @@ from paco_core.models.lora_files import is_lora_folder, read_lora
 
 def paco(tmp_path, *args, cwd=REPO):
     return subprocess.run(
-        [sys.executable, "-m", "paco_core", *args], cwd=cwd, env=offline_env(tmp_path),
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "paco_core", *args],
+        cwd=cwd,
+        env=offline_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def fake_comfyui(tmp_path):

@@ -128,7 +128,8 @@ def test_models_are_refused_for_the_wrong_task(flux, kontext, reference):
     ):
         generate_sets(kontext, small_request())
     with pytest.raises(
-        InputError, match="cannot edit an image with a flux pipeline.*Kontext-dev, Qwen-Image-Edit or Qwen-Image-Edit-Plus for edits"
+        InputError,
+        match="cannot edit an image with a flux pipeline.*Kontext-dev, Qwen-Image-Edit or Qwen-Image-Edit-Plus for edits",
     ):
         edit_image(flux, reference, "make it blue")
 

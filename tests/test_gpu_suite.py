@@ -20,10 +20,23 @@ def run_suite(tmp_path, *options: str) -> subprocess.CompletedProcess:
     env = offline_env(tmp_path)
     env["PACO_CACHE"] = str(tmp_path / "cache")  # the tiny models the parts build
     return subprocess.run(
-        [sys.executable, "-m", "bench.gpu_suite", "--device", "cpu", "--tiny", "--out", str(tmp_path / "out"),
-         *options],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.gpu_suite",
+            "--device",
+            "cpu",
+            "--tiny",
+            "--out",
+            str(tmp_path / "out"),
+            *options,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
 
 
 def table_rows(markdown: str) -> list[list[str]]:
@@ -42,7 +55,7 @@ def test_every_part_runs_or_is_skipped_with_a_reason_on_the_tiny_models(tmp_path
     assert report["environment"]["torch"] and report["environment"]["device"].startswith("CPU")
     assert [part["name"] for part in report["parts"]] == [part.name for part in gpu_suite.PARTS]
     for part in report["parts"]:
-        logs = (tmp_path / "out" / "logs" / f"{part['name']}.log")
+        logs = tmp_path / "out" / "logs" / f"{part['name']}.log"
         assert part["status"] in STATUSES_OF_A_HEALTHY_RUN, (part, logs.read_text()[-3000:])
         if part["status"] == "skipped":
             assert part["reason"]
@@ -55,7 +68,10 @@ def test_every_part_runs_or_is_skipped_with_a_reason_on_the_tiny_models(tmp_path
     ran = {part["name"]: part for part in report["parts"] if part["status"] == "ran"}
     # every part that needs nothing outside this build ran (only the consistency tools may be missing)
     assert {part.name for part in gpu_suite.PARTS} - set(ran) <= {"consistency_tools"}
-    for mode in ("rollout", "recompute"):  # on the CPU the update matches the rollout; recomputed is 1 by design
+    for mode in (
+        "rollout",
+        "recompute",
+    ):  # on the CPU the update matches the rollout; recomputed is 1 by design
         first_ratio = ran["ppo_first_ratio"]["details"][mode]["ratios"]
         assert first_ratio and all(ratio == 1.0 for ratio in first_ratio), mode
     assert ran["generation_while_yield"]["details"]["same_lora_as_unpaused"] is True
@@ -72,10 +88,13 @@ def test_every_part_runs_or_is_skipped_with_a_reason_on_the_tiny_models(tmp_path
 
 def test_a_part_that_overruns_its_budget_is_ended_and_the_suite_goes_on(tmp_path):
     # a budget of 1 s ends the part while it still imports torch; the next part does not fit
-    completed = run_suite(tmp_path, "--parts", "judge_pairs", "ppo_first_ratio", "--slack", "0.03",
-                          "--budget", "1.5")  # fmt: skip
+    completed = run_suite(
+        tmp_path, "--parts", "judge_pairs", "ppo_first_ratio", "--slack", "0.03", "--budget", "1.5"
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    parts = {part["name"]: part for part in json.loads((tmp_path / "out" / "gpu_suite.json").read_text())["parts"]}
+    parts = {
+        part["name"]: part for part in json.loads((tmp_path / "out" / "gpu_suite.json").read_text())["parts"]
+    }
     assert parts["judge_pairs"]["status"] == "timed out" and parts["judge_pairs"]["seconds"] < 10
     assert parts["ppo_first_ratio"]["status"] == "skipped"
     assert parts["ppo_first_ratio"]["reason"].startswith("would not fit the time left")

@@ -48,9 +48,13 @@ def test_pause_helpers_need_no_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'torch was imported'; print(r.pause_requests()[0]['holder'])"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True,
-    ).stdout  # fmt: skip
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    ).stdout
     assert out.strip() == "comfyui"
 
 
@@ -62,7 +66,9 @@ def test_a_request_while_alive_lapses_with_its_process(tmp_path):
         "print('asked', flush=True); time.sleep(float(sys.argv[2]))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    holder = subprocess.Popen([sys.executable, "-c", code, str(run.path), "30"], stdout=subprocess.PIPE, env=env)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(run.path), "30"], stdout=subprocess.PIPE, env=env
+    )
     try:
         assert holder.stdout.readline().strip() == b"asked"
         assert run.pause_requested() and run.pause_requests()[0]["holder"] == "comfyui"
@@ -72,8 +78,12 @@ def test_a_request_while_alive_lapses_with_its_process(tmp_path):
     assert not run.pause_requested(), "a crashed requester must not keep the job paused"
     assert run.pause_path("comfyui").exists()
     # a plain request (a CLI call that exits at once) stays until released
-    subprocess.run([sys.executable, "-c", code.replace(", while_alive=True", ""), str(run.path), "0"],
-                   env=env, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-c", code.replace(", while_alive=True", ""), str(run.path), "0"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     assert run.pause_requested()
 
 
@@ -123,7 +133,9 @@ def test_a_paused_and_continued_run_ends_with_the_same_lora(tiny_models, tmp_pat
 
     thread = threading.Thread(target=pauser, daemon=True)
     thread.start()
-    result = GrpoTrainer(_yield_config(tiny_models["flux"], run.path), hooks=Hooks(progress=on_progress)).train()
+    result = GrpoTrainer(
+        _yield_config(tiny_models["flux"], run.path), hooks=Hooks(progress=on_progress)
+    ).train()
     thread.join(timeout=60)
     assert result.state == "finished" and result.step == 3
     assert seen["states"] == ["paused", "paused"]
@@ -133,7 +145,10 @@ def test_a_paused_and_continued_run_ends_with_the_same_lora(tiny_models, tmp_pat
     assert expected.keys() == actual.keys()
     assert all(torch.equal(expected[k], actual[k]) for k in expected), "a pause changed the LoRA"
     for name in ("policy.safetensors", "ema.safetensors", "optimizer.safetensors"):
-        a, b = load_file(tmp_path / "straight" / "checkpoint-3" / name), load_file(run.path / "checkpoint-3" / name)
+        a, b = (
+            load_file(tmp_path / "straight" / "checkpoint-3" / name),
+            load_file(run.path / "checkpoint-3" / name),
+        )
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
     progress = run.read_progress()

@@ -30,18 +30,30 @@ def _smooth(size=64) -> Image.Image:
 
 def test_each_statistic_moves_with_the_artefact_it_names():
     base = _smooth()
-    noisy = Image.fromarray(np.clip(np.asarray(base, dtype=np.int16) + np.random.default_rng(0).integers(
-        -60, 60, (64, 64, 3)), 0, 255).astype(np.uint8))  # fmt: skip
+    noisy = Image.fromarray(
+        np.clip(
+            np.asarray(base, dtype=np.int16) + np.random.default_rng(0).integers(-60, 60, (64, 64, 3)), 0, 255
+        ).astype(np.uint8)
+    )
     gridded = np.asarray(base).copy()
     gridded[::8, :, :] = 0
     gridded[:, ::8, :] = 0
     blurred = base.filter(ImageFilter.GaussianBlur(3))
     saturated = Image.fromarray(np.where(np.asarray(base) > 128, 255, 0).astype(np.uint8))
-    stats = {name: image_statistics([image]) for name, image in
-             (("base", base), ("noisy", noisy), ("grid", Image.fromarray(gridded)), ("blur", blurred),
-              ("saturated", saturated))}  # fmt: skip
+    stats = {
+        name: image_statistics([image])
+        for name, image in (
+            ("base", base),
+            ("noisy", noisy),
+            ("grid", Image.fromarray(gridded)),
+            ("blur", blurred),
+            ("saturated", saturated),
+        )
+    }
     assert stats["noisy"]["high_frequency"] > 5 * stats["base"]["high_frequency"]
-    assert stats["grid"]["grid"] > 5 * stats["base"]["grid"] and stats["grid"]["grid"] > stats["noisy"]["grid"]
+    assert (
+        stats["grid"]["grid"] > 5 * stats["base"]["grid"] and stats["grid"]["grid"] > stats["noisy"]["grid"]
+    )
     assert stats["blur"]["sharpness"] < 0.5 * stats["base"]["sharpness"]
     assert stats["saturated"]["saturation"] > 1.5 * stats["base"]["saturation"]
 
@@ -55,23 +67,39 @@ def test_checks_fire_against_the_first_evaluation_and_name_both_samples():
     warnings = checks.observe(10, blurred)
     assert [w["code"] for w in warnings] == ["image_sharpness"]
     warning = warnings[0]
-    assert warning["samples"] == [0, 10] and warning["baseline"] == base["sharpness"] and warning["change"] < -0.5
-    assert "sharpness" in warning["message"] and "step 0" in warning["message"] and "\n" not in warning["message"]
+    assert (
+        warning["samples"] == [0, 10]
+        and warning["baseline"] == base["sharpness"]
+        and warning["change"] < -0.5
+    )
+    assert (
+        "sharpness" in warning["message"]
+        and "step 0" in warning["message"]
+        and "\n" not in warning["message"]
+    )
     resumed = ImageChecks(0.5)
     resumed.load_state_dict(checks.state_dict())
     assert resumed.observe(15, blurred)[0]["since_step"] == 10
 
 
 def test_stop_on_an_image_warning_stops_the_run_with_the_warning_in_progress(tiny_models, tmp_path):
-    config = tiny_config(tiny_models["flux"], tmp_path / "run", num_iterations=4, eval_every=1,
-                         guardrail_image_tolerance=1e-9, guardrail_action="stop",
-                         optim={"lr": 5e-2, "clip_range": 0.2})  # fmt: skip
+    config = tiny_config(
+        tiny_models["flux"],
+        tmp_path / "run",
+        num_iterations=4,
+        eval_every=1,
+        guardrail_image_tolerance=1e-9,
+        guardrail_action="stop",
+        optim={"lr": 5e-2, "clip_range": 0.2},
+    )
     result = GrpoTrainer(config).train()
     assert result.state == "stopped" and result.step == 1
     run = RunFolder(config.output_dir)
     warnings = [w for w in run.read_progress()["warnings"] if w["code"].startswith("image_")]
     assert warnings and all(w["samples"] == [0, 1] and w["action"] == "stopped" for w in warnings[:1])
-    assert run.sample_path(0).is_file() and run.sample_path(1).is_file()  # what the sidebar shows side by side
+    assert (
+        run.sample_path(0).is_file() and run.sample_path(1).is_file()
+    )  # what the sidebar shows side by side
     assert [name for name in run.metric_names() if name.startswith("eval/image/")]
 
 
@@ -80,14 +108,27 @@ def test_rollback_restores_the_best_checkpoints_lora_or_stops_without_one(tiny_m
 
     from paco_core.rl.guardrail_rollback import roll_back_to_best
 
-    settings = dict(eval_every=1, checkpoint_every=1, checkpoints_total_limit=0, guardrail_image_tolerance=1e-9,
-                    guardrail_action="rollback", optim={"lr": 5e-2, "clip_range": 0.2})  # fmt: skip
+    settings = dict(
+        eval_every=1,
+        checkpoint_every=1,
+        checkpoints_total_limit=0,
+        guardrail_image_tolerance=1e-9,
+        guardrail_action="rollback",
+        optim={"lr": 5e-2, "clip_range": 0.2},
+    )
     # the held-out metric (darkness) is best before training: step 0 has no checkpoint -> stop
-    stopped = tiny_config(tiny_models["flux"], tmp_path / "stopped", num_iterations=3,
-                          best_metric="eval/rewards/toy_rewards:darkness/mean",
-                          rewards={"eval_rewards": [{"name": "toy_rewards:darkness"}]}, **settings)  # fmt: skip
+    stopped = tiny_config(
+        tiny_models["flux"],
+        tmp_path / "stopped",
+        num_iterations=3,
+        best_metric="eval/rewards/toy_rewards:darkness/mean",
+        rewards={"eval_rewards": [{"name": "toy_rewards:darkness"}]},
+        **settings,
+    )
     result = GrpoTrainer(stopped).train()
-    warnings = [w for w in RunFolder(stopped.output_dir).read_progress()["warnings"] if w["code"].startswith("image_")]
+    warnings = [
+        w for w in RunFolder(stopped.output_dir).read_progress()["warnings"] if w["code"].startswith("image_")
+    ]
     assert result.state == "stopped" and result.step == 1 and {w["action"] for w in warnings} == {"stopped"}
     # with the best step's checkpoint on disk the live LoRA goes back to it, and training can go on
     trainer = GrpoTrainer(tiny_config(tiny_models["flux"], tmp_path / "rolled", num_iterations=2, **settings))
@@ -96,8 +137,12 @@ def test_rollback_restores_the_best_checkpoints_lora_or_stops_without_one(tiny_m
     assert roll_back_to_best(trainer) == "rolled back to step 1"
     saved = load_file(RunFolder(trainer.output_dir).checkpoint(1).path / "policy.safetensors")
     assert all(torch.equal(saved[name], param.detach()) for name, param in trainer.named_trainable)
-    assert not all(torch.equal(saved[name], value) for name, value in load_file(
-        RunFolder(trainer.output_dir).checkpoint(2).path / "policy.safetensors").items())  # fmt: skip
+    assert not all(
+        torch.equal(saved[name], value)
+        for name, value in load_file(
+            RunFolder(trainer.output_dir).checkpoint(2).path / "policy.safetensors"
+        ).items()
+    )
     trainer.guardrail.best_step = trainer.step
     assert roll_back_to_best(trainer) == "kept: this evaluation is the best so far"
 
@@ -113,7 +158,9 @@ def test_bad_second_judges_fail_before_any_model_loads(tiny_models, tmp_path):
         check_second_judge(f"clip:{tiny_models['clip']}")
     check_second_judge(str(tiny_models["judge"]))
     check_second_judge(f"clip:{tiny_models['clip']}", references=("ref.png",))
-    config = tiny_config(tiny_models["flux"], tmp_path / "run", guardrail_second_judge=str(tmp_path / "missing"))
+    config = tiny_config(
+        tiny_models["flux"], tmp_path / "run", guardrail_second_judge=str(tmp_path / "missing")
+    )
     assert config.held_out_metric == METRIC
     with pytest.raises(ConfigError, match="guardrail_second_judge"):
         GrpoTrainer(config).train()

@@ -43,17 +43,30 @@ def _config(model: Path, **extra) -> dict:
 
 def _paco(env: dict, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "paco_core.cli", "jobs", *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "paco_core.cli", "jobs", *args],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
-    )  # fmt: skip
+    )
 
 
 def _submit(env: dict, home: Path, config: dict, run_dir: Path, name: str) -> str:
     config_path = run_dir.parent / f"{name}.json"
     config_path.write_text(json.dumps(config))
     started = time.monotonic()
-    result = _paco(env, "submit", "--config", str(config_path), "--home", str(home), "--name", name,
-                   "--run-dir", str(run_dir))  # fmt: skip
+    result = _paco(
+        env,
+        "submit",
+        "--config",
+        str(config_path),
+        "--home",
+        str(home),
+        "--name",
+        name,
+        "--run-dir",
+        str(run_dir),
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert time.monotonic() - started < 20, "submit must return at once"
     return result.stdout.strip()
@@ -132,12 +145,22 @@ def test_kill_9_interrupts_a_job_that_resumes_to_the_lora_of_an_uninterrupted_ru
 def test_a_queued_job_starts_when_the_first_completes_and_cancel_stops_it_with_a_checkpoint(
     tiny_models, tmp_path, jobs_home
 ):
-    first = _submit(_env(tmp_path, hold=False), jobs_home, _config(tiny_models["flux"], num_iterations=2),
-                    tmp_path / "first", "first")  # fmt: skip
+    first = _submit(
+        _env(tmp_path, hold=False),
+        jobs_home,
+        _config(tiny_models["flux"], num_iterations=2),
+        tmp_path / "first",
+        "first",
+    )
     env = _env(tmp_path)
     (tmp_path / "hold").touch()
-    long = _submit(env, jobs_home, _config(tiny_models["flux"], num_iterations=200, checkpoint_every=1000),
-                   tmp_path / "long", "long")  # fmt: skip
+    long = _submit(
+        env,
+        jobs_home,
+        _config(tiny_models["flux"], num_iterations=200, checkpoint_every=1000),
+        tmp_path / "long",
+        "long",
+    )
     store = JobStore(jobs_home)
     assert store.get(long).status == "queued"  # one job per device: it waits
 
@@ -172,8 +195,13 @@ def test_a_job_whose_supervisor_and_trainer_are_killed_is_reconciled_as_interrup
 ):
     env = _env(tmp_path)
     (tmp_path / "hold").touch()
-    job_id = _submit(env, jobs_home, _config(tiny_models["flux"], num_iterations=200, checkpoint_every=1000),
-                     tmp_path / "run", "victim")  # fmt: skip
+    job_id = _submit(
+        env,
+        jobs_home,
+        _config(tiny_models["flux"], num_iterations=200, checkpoint_every=1000),
+        tmp_path / "run",
+        "victim",
+    )
     store = JobStore(jobs_home)
     job = _until(store, job_id, lambda j: j.step >= 1, 120, "past step 1")
     os.kill(job.supervisor_pid, signal.SIGKILL)

@@ -36,9 +36,13 @@ def _config(tmp_path: Path, **extra) -> dict:
 def _paco(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, "-m", "paco_core.cli", "jobs", *args], capture_output=True, text=True,
-        env=env, cwd=cwd, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-m", "paco_core.cli", "jobs", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
+    )
 
 
 def test_importing_the_jobs_package_loads_neither_torch_nor_numpy_nor_comfyui():
@@ -91,8 +95,12 @@ def test_a_version_1_store_is_migrated_in_place_and_keeps_its_jobs(tmp_path):
     assert versions == list(range(1, st.SCHEMA_VERSION + 1))
     job = store.get("job-0000abcd")
     assert (job.name, job.status, job.step, job.gpu_policy, job.config) == (
-        "old", "completed", 5, "exclusive", {"num_iterations": 5}
-    )  # fmt: skip
+        "old",
+        "completed",
+        5,
+        "exclusive",
+        {"num_iterations": 5},
+    )
     JobStore(home)  # opening again applies nothing twice
     with store.connect() as connection:
         assert connection.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == st.SCHEMA_VERSION
@@ -162,10 +170,15 @@ def test_two_processes_writing_one_store_never_corrupt_it(tmp_path):
     JobStore(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), f"w{k}", "200"], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), f"w{k}", "200"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for k in range(2)
-    ]  # fmt: skip
+    ]
     ids = []
     for writer in writers:
         out, err = writer.communicate(timeout=120)
@@ -224,8 +237,12 @@ def test_trainer_command_uses_accelerate_for_several_processes_or_a_config_file(
     accel.write_text("distributed_type: FSDP\n")
     one = runner.submit(store, _config(tmp_path), start=False)
     assert runner.trainer_command(one)[1:4] == ["-m", "paco_core.cli", "train"]
-    two = runner.submit(store, _config(tmp_path, model={"kind": "flux", "path": "m", "device": "cuda"}),
-                        num_processes=2, start=False)  # fmt: skip
+    two = runner.submit(
+        store,
+        _config(tmp_path, model={"kind": "flux", "path": "m", "device": "cuda"}),
+        num_processes=2,
+        start=False,
+    )
     command = runner.trainer_command(two)
     assert command[1:3] == ["-m", "accelerate.commands.launch"] and "--num_processes" in command
     assert command[command.index("-m", 3) : command.index("-m", 3) + 3] == ["-m", "paco_core.cli", "train"]
@@ -325,8 +342,11 @@ def test_delete_is_refused_while_running_and_resume_only_for_resumable_jobs(tmp_
     store.update(job.id, status="interrupted")
     resumed = runner.resume(store, job.id, num_iterations=9, start=False)
     assert (resumed.status, resumed.resume, resumed.total, resumed.config["num_iterations"]) == (
-        "queued", True, 9, 9
-    )  # fmt: skip
+        "queued",
+        True,
+        9,
+        9,
+    )
 
 
 # --- the command line's errors ---------------------------------------------------------------

@@ -287,8 +287,14 @@ def test_a_continued_job_ends_with_the_lora_of_one_longer_run(tiny_models, tmp_p
 
     straight = train(tmp_path / "straight", 3)
     store = JobStore(tmp_path / "home")
-    parent = store.create(name="p", config=runner.validate_config({**config, "num_iterations": 2,
-                          "output_dir": str(tmp_path / "parent")}), run_dir=tmp_path / "parent", device="cpu")  # fmt: skip
+    parent = store.create(
+        name="p",
+        config=runner.validate_config(
+            {**config, "num_iterations": 2, "output_dir": str(tmp_path / "parent")}
+        ),
+        run_dir=tmp_path / "parent",
+        device="cpu",
+    )
     assert train(tmp_path / "parent", 2).state == "finished"
     store.update(parent.id, status="completed")
     child = lineage.continue_job(store, parent.id, iterations=1, start=False)

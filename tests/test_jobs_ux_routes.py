@@ -34,26 +34,34 @@ def test_action_routes_answer(comfy):
     running = _job(store, tmp, "live", "running")
     done = _job(store, tmp, "done", "completed")
     _finished_run(Path(done.run_dir))
-    run_requests.write_prompt_rewards(done.run_dir, {
-        "train": {"0": {"prompt": "a fox", "step": 4, "rewards": {"toy": {"mean": 0.9, "std": 0.1, "n": 2}}},
-                  "1": {"prompt": "a boat", "step": 3, "rewards": {"toy": {"mean": 0.2, "std": 0.3, "n": 2}}}},
-        "eval": {},
-    })  # fmt: skip
+    run_requests.write_prompt_rewards(
+        done.run_dir,
+        {
+            "train": {
+                "0": {"prompt": "a fox", "step": 4, "rewards": {"toy": {"mean": 0.9, "std": 0.1, "n": 2}}},
+                "1": {"prompt": "a boat", "step": 3, "rewards": {"toy": {"mean": 0.2, "std": 0.3, "n": 2}}},
+            },
+            "eval": {},
+        },
+    )
     grid = run_requests.requested_sample_path(running.run_dir, 3)
     grid.parent.mkdir(parents=True)
     Image.new("RGB", (8, 8), (200, 10, 10)).save(grid)
     queued = [_job(store, tmp, name, "queued") for name in ("q1", "q2")]
-    answers = call_routes(comfy["server"], [
-        ("POST", f"/paco/jobs/{running.id}/sample", {"json": {"prompt": "a fox\nsits\nruns"}}),
-        ("POST", f"/paco/jobs/{running.id}/save", {}),
-        ("GET", f"/paco/jobs/{running.id}/requests", {}),
-        ("GET", f"/paco/jobs/{running.id}/requested-sample", {}),
-        ("POST", f"/paco/jobs/{done.id}/continue", {"json": {"iterations": 2, "name": "more"}}),
-        ("POST", f"/paco/jobs/{queued[1].id}/move", {"json": {"where": "front"}}),
-        ("GET", f"/paco/jobs/{done.id}/prompts", {}),
-        ("GET", "/paco/job-queue", {}),
-        ("GET", f"/paco/job-compare?ids={done.id},{running.id}", {}),
-    ])  # fmt: skip
+    answers = call_routes(
+        comfy["server"],
+        [
+            ("POST", f"/paco/jobs/{running.id}/sample", {"json": {"prompt": "a fox\nsits\nruns"}}),
+            ("POST", f"/paco/jobs/{running.id}/save", {}),
+            ("GET", f"/paco/jobs/{running.id}/requests", {}),
+            ("GET", f"/paco/jobs/{running.id}/requested-sample", {}),
+            ("POST", f"/paco/jobs/{done.id}/continue", {"json": {"iterations": 2, "name": "more"}}),
+            ("POST", f"/paco/jobs/{queued[1].id}/move", {"json": {"where": "front"}}),
+            ("GET", f"/paco/jobs/{done.id}/prompts", {}),
+            ("GET", "/paco/job-queue", {}),
+            ("GET", f"/paco/job-compare?ids={done.id},{running.id}", {}),
+        ],
+    )
     assert [status for status, _ in answers] == [200] * 9, answers
     (
         (_, sample),
@@ -90,22 +98,25 @@ def test_action_routes_refuse_bad_input_and_change_nothing(comfy):
     _finished_run(Path(done.run_dir))
     edit = _job(store, tmp, "edit", "completed", kind="qwen-image-edit")
     before = [job.to_dict() for job in store.list()]
-    answers = call_routes(comfy["server"], [
-        ("POST", f"/paco/jobs/{done.id}/sample", {}),
-        ("POST", f"/paco/jobs/{done.id}/save", {}),
-        ("POST", f"/paco/jobs/{running.id}/sample", {"json": {"prompt": 7}}),
-        ("POST", f"/paco/jobs/{running.id}/sample", {"data": "not json"}),
-        ("POST", f"/paco/jobs/{running.id}/continue", {"json": {"iterations": 5}}),
-        ("POST", f"/paco/jobs/{done.id}/continue", {"json": {"iterations": 0}}),
-        ("POST", f"/paco/jobs/{done.id}/continue", {"json": {"iterations": "5"}}),
-        ("POST", f"/paco/jobs/{done.id}/continue", {"json": {"iterations": 5, "from": "middle"}}),
-        ("POST", f"/paco/jobs/{running.id}/move", {"json": {"where": "up"}}),
-        ("GET", f"/paco/job-compare?ids={done.id}", {}),
-        ("GET", f"/paco/job-compare?ids={done.id},{edit.id}", {}),
-        ("GET", "/paco/job-compare?ids=job-00000000,job-11111111", {}),
-        ("GET", "/paco/jobs/job-00000000/requested-sample", {}),
-        ("GET", f"/paco/jobs/{running.id}/requested-sample", {}),
-    ])  # fmt: skip
+    answers = call_routes(
+        comfy["server"],
+        [
+            ("POST", f"/paco/jobs/{done.id}/sample", {}),
+            ("POST", f"/paco/jobs/{done.id}/save", {}),
+            ("POST", f"/paco/jobs/{running.id}/sample", {"json": {"prompt": 7}}),
+            ("POST", f"/paco/jobs/{running.id}/sample", {"data": "not json"}),
+            ("POST", f"/paco/jobs/{running.id}/continue", {"json": {"iterations": 5}}),
+            ("POST", f"/paco/jobs/{done.id}/continue", {"json": {"iterations": 0}}),
+            ("POST", f"/paco/jobs/{done.id}/continue", {"json": {"iterations": "5"}}),
+            ("POST", f"/paco/jobs/{done.id}/continue", {"json": {"iterations": 5, "from": "middle"}}),
+            ("POST", f"/paco/jobs/{running.id}/move", {"json": {"where": "up"}}),
+            ("GET", f"/paco/job-compare?ids={done.id}", {}),
+            ("GET", f"/paco/job-compare?ids={done.id},{edit.id}", {}),
+            ("GET", "/paco/job-compare?ids=job-00000000,job-11111111", {}),
+            ("GET", "/paco/jobs/job-00000000/requested-sample", {}),
+            ("GET", f"/paco/jobs/{running.id}/requested-sample", {}),
+        ],
+    )
     statuses = [status for status, _ in answers]
     assert statuses == [409, 409, 400, 400, 409, 400, 400, 400, 409, 400, 400, 404, 404, 404], answers
     for _, body in answers:

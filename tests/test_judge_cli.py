@@ -123,7 +123,10 @@ def test_paco_score_reports_bad_input(tiny_models, image_files, capsys):
             ["score", *judge_args, "--layout", "2x2", str(image_files["a"]), str(image_files["b"])],
             "--layout splits one grid image into panels; got 2 images",
         ),
-        (["score", *judge_args, str(image_files["a"]), str(image_files["text"])], "cannot be read as an image"),
+        (
+            ["score", *judge_args, str(image_files["a"]), str(image_files["text"])],
+            "cannot be read as an image",
+        ),
         (
             [
                 "score",
@@ -139,7 +142,8 @@ def test_paco_score_reports_bad_input(tiny_models, image_files, capsys):
         (
             ["score", "--judge", str(image_files["a"].parent), str(image_files["a"]), str(image_files["b"])],
             "is not a Qwen2.5-VL judge folder",
-        ),        (
+        ),
+        (
             ["score", "--url", closed_port_url(), str(image_files["a"]), str(image_files["b"])],
             "/v1/models did not answer",
         ),

@@ -246,7 +246,10 @@ def test_kept_judges_share_their_weights_until_released(tiny_models):
     assert open_judge(tiny_models["judge"], dtype="fp32", device="cpu").model is not first.model  # uncached
     taken = open_judge(tiny_models["judge"], dtype="fp32", device="cpu", keep_loaded=False)
     assert taken.model is first.model
-    assert open_judge(tiny_models["judge"], dtype="fp32", device="cpu", keep_loaded=False).model is not first.model
+    assert (
+        open_judge(tiny_models["judge"], dtype="fp32", device="cpu", keep_loaded=False).model
+        is not first.model
+    )
     assert release_judges() == 0
 
 

@@ -93,7 +93,9 @@ def test_loader_lists_judge_folders_from_text_encoders(tiny_models, tmp_path):
     from server import PromptServer
 
     texts = [text for node_id, text in PromptServer.instance.stub_progress_texts() if node_id == "3"]
-    assert texts[-2] == "loading judge PaCo-Reward-tiny ..." and texts[-1].startswith("loaded judge PaCo-Reward-tiny in ")
+    assert texts[-2] == "loading judge PaCo-Reward-tiny ..." and texts[-1].startswith(
+        "loaded judge PaCo-Reward-tiny in "
+    )
     assert progress_updates()[-1] == (1, 1), "the loader's progress bar ends full"
 
 
@@ -105,7 +107,8 @@ def test_loader_needs_a_typed_source_when_the_dropdown_says_so():
 def test_loader_gives_a_server_judge_for_a_url(judge):
     with JudgeHTTPServer(judge, model_name="m") as server:
         client = run_node(
-            judge_nodes.PaCoJudgeLoader, **{**LOADER_DEFAULTS, "path_or_url": f"{server.url}/v1", "server_model": ""}
+            judge_nodes.PaCoJudgeLoader,
+            **{**LOADER_DEFAULTS, "path_or_url": f"{server.url}/v1", "server_model": ""},
         )[0]
         assert isinstance(client, JudgeClient)
         assert client.completions_url == f"{server.url}/v1/chat/completions" and client.model == "m"

@@ -124,9 +124,7 @@ def test_judge_absent_from_top_logprobs_is_an_error_not_a_score(judge_server, pa
 
 def test_request_above_the_servers_logprob_limit_fails_without_retries(judge_server, pairs, vocab_size):
     client = JudgeClient(judge_server.url, "tiny-judge", top_logprobs=vocab_size + 1, retries=3, backoff=5.0)
-    with pytest.raises(
-        JudgeError, match=r"refused the request \(HTTP 400\): .*above this server's maximum"
-    ):
+    with pytest.raises(JudgeError, match=r"refused the request \(HTTP 400\): .*above this server's maximum"):
         client.score_pairs(pairs[:1])
 
 

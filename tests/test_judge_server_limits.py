@@ -362,9 +362,7 @@ def test_the_api_key_is_required_and_sent_by_the_client(local_judge, monkeypatch
         monkeypatch.delenv(API_KEY_ENV, raising=False)
         without = JudgeClient(locked.url, "tiny-judge", retries=3, backoff=5.0, cache_size=0)
         started = time.monotonic()
-        with pytest.raises(
-            JudgeError, match=r"refused the request \(HTTP 401\): .*needs an API key"
-        ):
+        with pytest.raises(JudgeError, match=r"refused the request \(HTTP 401\): .*needs an API key"):
             without.explain(pair, max_new_tokens=1)
         assert time.monotonic() - started < 5.0  # a 401 is not retried
         with pytest.raises(JudgeError, match=r"/v1/models answered HTTP 401"):

@@ -29,9 +29,19 @@ LAYERS: list[tuple[str, set[str]]] = [
     (
         "base",
         {
-            "paco_core", "errors", "io", "callbacks", "devices", "config", "prompts", "images", "run_folder",
-            "settings", "containment", "run_requests",
-        },  # fmt: skip
+            "paco_core",
+            "errors",
+            "io",
+            "callbacks",
+            "devices",
+            "config",
+            "prompts",
+            "images",
+            "run_folder",
+            "settings",
+            "containment",
+            "run_requests",
+        },
     ),
     ("families", {"families"}),
     ("models", {"models"}),
@@ -163,7 +173,8 @@ def layering_problems(root: Path) -> list[str]:
             top_name in sys.stdlib_module_names
             or top_name == "__future__"
             or item.target in RUN_FOLDER_IMPORTS
-            or part_of(item.target) == "run_folder" and item.target.startswith("paco_core.")
+            or part_of(item.target) == "run_folder"
+            and item.target.startswith("paco_core.")
         ):
             problems.append(
                 f"{item}: run_folder imports only the standard library, paco_core.errors, paco_core.io "
@@ -319,7 +330,9 @@ def test_the_checker_names_the_offending_import(fake_package, relative, text, me
 
 
 REPO_ROOT = PACKAGE_ROOT.parent
-WORKFLOW_LIBRARY = {f"tools.workflows.{name}" for name in ("format", "core_nodes", "node_layouts", "builder", "api_prompt")}
+WORKFLOW_LIBRARY = {
+    f"tools.workflows.{name}" for name in ("format", "core_nodes", "node_layouts", "builder", "api_prompt")
+}
 
 
 def tools_import_graph() -> dict[str, set[str]]:
@@ -339,10 +352,12 @@ def test_the_workflow_tools_import_one_way():
     problems = []
     for module, targets in graph.items():
         allowed = (
-            WORKFLOW_LIBRARY if module in WORKFLOW_LIBRARY
+            WORKFLOW_LIBRARY
+            if module in WORKFLOW_LIBRARY
             else WORKFLOW_LIBRARY | {t for t in targets if t.startswith("tools.workflows.specs")}
-            if module.startswith("tools.workflows") else None
-        )  # fmt: skip
+            if module.startswith("tools.workflows")
+            else None
+        )
         if module == "tools.workflow_cards":
             allowed = set()
         if allowed is not None:
@@ -370,9 +385,11 @@ def test_no_tool_or_bench_edits_sys_path():
         edits += [
             f"{file.relative_to(REPO_ROOT)}:{node.lineno}"
             for node in ast.walk(tree)
-            if isinstance(node, ast.Attribute) and node.attr == "path"
-            and isinstance(node.value, ast.Name) and node.value.id == "sys"
-        ]  # fmt: skip
+            if isinstance(node, ast.Attribute)
+            and node.attr == "path"
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "sys"
+        ]
     assert not edits, f"sys.path used in {edits}: import the package instead"
 
 

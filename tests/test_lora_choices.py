@@ -43,7 +43,9 @@ def test_a_downloaded_lora_folder_is_a_choice_and_loads(generation, comfy, tiny_
     assert "PaCo-FLUX.1-dev-Lora" in lora_input.options
     assert read_lora(repo).state_dict.keys() == read_lora(written).state_dict.keys()
     pipeline = load(generation)
-    out, info = run_node(generation.PaCoLora, pipeline=pipeline, lora_name="PaCo-FLUX.1-dev-Lora", strength=1.0)
+    out, info = run_node(
+        generation.PaCoLora, pipeline=pipeline, lora_name="PaCo-FLUX.1-dev-Lora", strength=1.0
+    )
     assert len(out.loras) == 1 and "8 of 8 keys matched" in info
 
 

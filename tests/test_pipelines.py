@@ -136,7 +136,9 @@ def test_single_file_transformer_must_be_safetensors_and_flux(tiny_models, tmp_p
 def test_hub_id_not_in_the_offline_cache_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(ModelLoadError, match="'nobody/not-a-model': no local folder .*hf download nobody/not-a-model"):
+    with pytest.raises(
+        ModelLoadError, match="'nobody/not-a-model': no local folder .*hf download nobody/not-a-model"
+    ):
         detect_pipeline_kind("nobody/not-a-model")
 
 
@@ -152,7 +154,9 @@ def missing_hub_model_message(tmp_path, **env) -> str:
     )
     base = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     base.update(HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(Path(__file__).resolve().parent.parent), **env)
-    done = subprocess.run([sys.executable, "-c", script], env=base, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=base, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 

@@ -22,7 +22,11 @@ def test_one_gpu_preset_is_the_released_run_with_a_one_gpu_memory_layout():
         "rewards.judge_offload": (False, True),
     }
     # the same samples per optimizer step as the released run
-    for key in ("sampling.group_size", "sampling.prompts_per_iteration", "optim.optimizer_steps_per_iteration"):
+    for key in (
+        "sampling.group_size",
+        "sampling.prompts_per_iteration",
+        "optim.optimizer_steps_per_iteration",
+    ):
         assert one_gpu[key] == released[key]
 
 

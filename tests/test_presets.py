@@ -29,11 +29,17 @@ def test_every_preset_has_its_released_values():
 
 
 def test_qwen_trains_step_one_as_released_and_the_variant_every_noise_step():
-    released, variant = preset_config("edit-qwen").sampling, preset_config("edit-qwen-all-noise-steps").sampling
+    released, variant = (
+        preset_config("edit-qwen").sampling,
+        preset_config("edit-qwen-all-noise-steps").sampling,
+    )
     assert (released.noise_steps, released.trained_steps) == ((1, 2, 3, 4), (1,))
     assert (variant.noise_steps, variant.trained_steps) == ((1, 2, 3, 4), (1, 2, 3, 4))
-    changed = {k for k, v in flatten(preset_dict("edit-qwen-all-noise-steps")).items()
-               if flatten(preset_dict("edit-qwen")).get(k) != v}  # fmt: skip
+    changed = {
+        k
+        for k, v in flatten(preset_dict("edit-qwen-all-noise-steps")).items()
+        if flatten(preset_dict("edit-qwen")).get(k) != v
+    }
     assert changed == {"sampling.trained_steps"}
 
 
@@ -84,9 +90,10 @@ def test_released_qwen_targets_adapt_the_same_modules_as_the_preset(tiny_models)
     def matched(targets):  # peft's rule for a list of names: the module name ends with ".target"
         return {n for n in names if any(n == t or n.endswith(f".{t}") for t in targets)}
 
-    released = [f"attn.{t}" for t in ("to_k", "to_q", "to_v", "to_out.0", "add_k_proj", "add_q_proj",
-                                      "add_v_proj", "to_add_out")] + ["ff.net.0.proj", "ff.net.2",
-                                                                      "ff_context.net.0.proj", "ff_context.net.2"]  # fmt: skip
+    released = [
+        f"attn.{t}"
+        for t in ("to_k", "to_q", "to_v", "to_out.0", "add_k_proj", "add_q_proj", "add_v_proj", "to_add_out")
+    ] + ["ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"]
     preset = preset_config("edit-qwen").lora.target_modules
     assert matched(released) == matched(preset) and matched(preset)
     assert not matched(["img_mlp.net.0.proj"]) & matched(preset)  # feed-forward layers stay frozen

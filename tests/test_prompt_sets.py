@@ -18,8 +18,14 @@ SUBJECT = "a red-haired girl with a green scarf"
 
 
 def test_rows_are_grid_rows_of_distinct_panels_and_the_trainer_reads_them(tmp_path):
-    spec = PromptSetSpec(SUBJECT, style="watercolor illustration", scenes=("a park", "a kitchen", "a beach"),
-                         rows_per_scene=3, held_out_scenes=1, seed=5)  # fmt: skip
+    spec = PromptSetSpec(
+        SUBJECT,
+        style="watercolor illustration",
+        scenes=("a park", "a kitchen", "a beach"),
+        rows_per_scene=3,
+        held_out_scenes=1,
+        seed=5,
+    )
     prompt_set = build_prompt_set(spec)
     assert len(prompt_set.train) == 6 and len(prompt_set.eval) == 3
     for row in prompt_set.train + prompt_set.eval:
@@ -47,9 +53,15 @@ def test_held_out_rows_share_no_scene_with_training_and_follow_the_seed():
 
 
 def test_repeated_list_entries_are_dropped_and_counted():
-    spec = PromptSetSpec(SUBJECT, scenes="a park\nA  Park\n\na beach", poses="sitting; Sitting ;running",
-                         expressions=("calm", "happy"), camera_angles=("front view",), layout="1x2",
-                         held_out_scenes=0)  # fmt: skip
+    spec = PromptSetSpec(
+        SUBJECT,
+        scenes="a park\nA  Park\n\na beach",
+        poses="sitting; Sitting ;running",
+        expressions=("calm", "happy"),
+        camera_angles=("front view",),
+        layout="1x2",
+        held_out_scenes=0,
+    )
     assert spec.scenes == ("a park", "a beach") and spec.poses == ("sitting", "running")
     prompt_set = build_prompt_set(spec)
     assert prompt_set.num_duplicates_removed == 2 and prompt_set.eval == []
@@ -74,12 +86,14 @@ def test_near_duplicate_rows_are_reported_most_similar_first():
     [
         ({"subject": "  "}, "the prompt set's subject is empty"),
         ({"poses": ()}, "the prompt set yields no rows: poses is empty"),
-        ({"poses": ("sit",), "expressions": ("calm",), "camera_angles": ("front",)},
-         "a 2x2 set needs 4 different panels but the lists make only 1"),
+        (
+            {"poses": ("sit",), "expressions": ("calm",), "camera_angles": ("front",)},
+            "a 2x2 set needs 4 different panels but the lists make only 1",
+        ),
         ({"scenes": ("a park",)}, "held_out_scenes is 1 but there are only 1 scene"),
         ({"layout": "0x3"}, "layout"),
     ],
-)  # fmt: skip
+)
 def test_a_description_that_yields_no_rows_is_one_line_error(settings, message):
     settings = {"subject": SUBJECT, **settings}
     with pytest.raises(InputError, match=message) as error:
@@ -93,7 +107,10 @@ def test_cli_writes_the_files_and_refuses_bad_input_in_one_line(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     assert "4 training rows" in done.stdout and "2 held-out rows" in done.stdout
     assert (tmp_path / "prompt-set.train.jsonl").read_text().count("\n") == 4
-    bad = subprocess.run([*command[:8], "--pose", "sitting", "--expression", "calm", "--camera-angle", "front"],
-                         capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        [*command[:8], "--pose", "sitting", "--expression", "calm", "--camera-angle", "front"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0
     assert "yields no rows" in bad.stderr

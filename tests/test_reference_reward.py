@@ -40,7 +40,9 @@ class _Models:
 
     def __init__(self, judge, references=("given-as-images.png",)):
         self.judge = judge
-        self.config = RewardConfig(rewards=[{"name": "reference"}], references=references, judge_theme="theme")
+        self.config = RewardConfig(
+            rewards=[{"name": "reference"}], references=references, judge_theme="theme"
+        )
 
 
 def _count_encoded_images(judge, monkeypatch) -> list[int]:
@@ -68,7 +70,9 @@ def test_scores_are_the_judge_mean_over_panels_and_references(tiny_models):
     for grid, score in zip(grids, scores, strict=True):
         panels = [grid.crop((0, 0, 32, 32)), grid.crop((32, 0, 64, 32))]
         expected = [
-            fresh.score_pairs([PairRequest(reference_image(r), p, question)])[0] for p in panels for r in references
+            fresh.score_pairs([PairRequest(reference_image(r), p, question)])[0]
+            for p in panels
+            for r in references
         ]
         assert score == pytest.approx(float(np.mean(expected)), abs=1e-5)
     assert 0.0 <= min(scores) <= max(scores) <= 1.0 and scores[0] != scores[1]
@@ -120,8 +124,10 @@ def test_server_client_encodes_each_reference_data_url_once(monkeypatch):
     reference = _image(1)
     client.pin_images([reference])
     panels = [_image(seed) for seed in range(4)]
-    bodies = [client._request_body("judge", PairRequest(reference, p, "q?"), max_tokens=1, logprobs=True)
-              for p in panels]  # fmt: skip
+    bodies = [
+        client._request_body("judge", PairRequest(reference, p, "q?"), max_tokens=1, logprobs=True)
+        for p in panels
+    ]
     assert sum(image is reference for image in encoded) == 1 and len(encoded) == 1 + len(panels)
     assert len({body["messages"][0]["content"][0]["image_url"]["url"] for body in bodies}) == 1
 
@@ -149,7 +155,9 @@ def test_references_of_any_size_and_mode_become_rgb_within_the_limit(mode_image,
 
 
 def test_reference_reward_without_references_is_refused():
-    with pytest.raises(ConfigError, match=r"reward reference needs reference images: set `rewards.references`"):
+    with pytest.raises(
+        ConfigError, match=r"reward reference needs reference images: set `rewards.references`"
+    ):
         RewardConfig(rewards=[{"name": "consistency"}, {"name": "reference", "weight": 0.5}])
     with pytest.raises(ConfigError, match="reward reference needs reference images"):
         RewardConfig(rewards=[{"name": "consistency"}], eval_rewards=[{"name": "reference"}])
@@ -158,12 +166,19 @@ def test_reference_reward_without_references_is_refused():
 def _ready_config(tiny_models, tmp_path: Path, references) -> TrainConfig:
     train = tmp_path / "rows.jsonl"
     train.write_text('{"prompt": "a fox"}\n')
-    return config_from_dict(TrainConfig, {
-        "model": {"path": str(tiny_models["flux"]), "device": "cpu"}, "data": {"train_file": str(train)},
-        "rewards": {"rewards": [{"name": "reference"}], "references": references,
-                    "judge_path": str(tiny_models["judge"])},
-        "output_dir": str(tmp_path / "run"),
-    })  # fmt: skip
+    return config_from_dict(
+        TrainConfig,
+        {
+            "model": {"path": str(tiny_models["flux"]), "device": "cpu"},
+            "data": {"train_file": str(train)},
+            "rewards": {
+                "rewards": [{"name": "reference"}],
+                "references": references,
+                "judge_path": str(tiny_models["judge"]),
+            },
+            "output_dir": str(tmp_path / "run"),
+        },
+    )
 
 
 def test_missing_or_unreadable_references_fail_before_any_model_loads(tiny_models, tmp_path):
@@ -179,7 +194,9 @@ def test_missing_or_unreadable_references_fail_before_any_model_loads(tiny_model
 def test_reward_set_builds_the_reference_reward_by_name(tiny_models, tmp_path):
     _image(1).save(tmp_path / "ref.png")
     config = RewardConfig(
-        rewards=[{"name": "reference"}], references=[str(tmp_path / "ref.png")], judge_path=str(tiny_models["judge"])
+        rewards=[{"name": "reference"}],
+        references=[str(tmp_path / "ref.png")],
+        judge_path=str(tiny_models["judge"]),
     )
     rewards = RewardSet.from_config(config.rewards, RewardModels(config, "cpu"))
     scores = rewards.score([_grid(1)], ["a fox"], [{"kind": "set", "layout": "1x2", "theme": THEME}])

@@ -48,8 +48,13 @@ def test_every_config_round_trips_through_dict_json_and_pickle(cls, tmp_path):
 
 
 def test_nested_sections_accept_plain_dicts_and_lists_become_tuples():
-    config = config_from_dict(TrainConfig, {"sampling": {"noise_steps": [1, 2], "num_steps": 4},
-                                            "rewards": {"rewards": [{"name": "edit", "weight": 2}]}})  # fmt: skip
+    config = config_from_dict(
+        TrainConfig,
+        {
+            "sampling": {"noise_steps": [1, 2], "num_steps": 4},
+            "rewards": {"rewards": [{"name": "edit", "weight": 2}]},
+        },
+    )
     assert config.sampling.noise_steps == (1, 2)
     assert config.rewards.rewards == (RewardSpec("edit", 2),)
     assert config.lora.target_modules[-1] == "ff_context.net.2"
@@ -115,14 +120,21 @@ def test_check_ready_names_missing_paths(tmp_path):
     with pytest.raises(ConfigError, match="need the judge"):
         config.check_ready()
     ready = {"model": {"path": "x"}, "data": {"train_file": str(tmp_path / "p.jsonl")}}
-    clip_only = config_from_dict(TrainConfig, {**ready, "rewards": {
-        "rewards": [{"name": "clip_t"}, {"name": "pickscore"}], "clip_path": "models/clip"}})  # fmt: skip
+    clip_only = config_from_dict(
+        TrainConfig,
+        {
+            **ready,
+            "rewards": {"rewards": [{"name": "clip_t"}, {"name": "pickscore"}], "clip_path": "models/clip"},
+        },
+    )
     with pytest.raises(
         ConfigError, match="pickscore needs the PickScore model: set `rewards.pickscore_path`"
     ):
         clip_only.check_ready()  # no silent fallback to the CLIP model
-    pick_only = config_from_dict(TrainConfig, {**ready, "rewards": {
-        "rewards": [{"name": "clip_t"}], "pickscore_path": "models/pickscore"}})  # fmt: skip
+    pick_only = config_from_dict(
+        TrainConfig,
+        {**ready, "rewards": {"rewards": [{"name": "clip_t"}], "pickscore_path": "models/pickscore"}},
+    )
     with pytest.raises(ConfigError, match="clip_t needs a CLIP model: set `rewards.clip_path`"):
         pick_only.check_ready()
 
@@ -151,11 +163,20 @@ def test_resume_config_changes_ignore_the_keys_that_may_change():
     base = {"model": {"path": "m"}, "data": {"train_file": "t.jsonl"}, "optim": {"lr": 0.01}}
     saved = config_to_dict(config_from_dict(TrainConfig, base))
     saved["paco_version"] = "0.0.1"
-    same = config_from_dict(TrainConfig, {**base, "num_iterations": 999, "output_dir": "elsewhere",
-                                          "model": {"path": "m", "device": "cpu"}, "eval_every": 3})  # fmt: skip
+    same = config_from_dict(
+        TrainConfig,
+        {
+            **base,
+            "num_iterations": 999,
+            "output_dir": "elsewhere",
+            "model": {"path": "m", "device": "cpu"},
+            "eval_every": 3,
+        },
+    )
     assert resume_config_changes(saved, same) == []
-    changed = config_from_dict(TrainConfig, {**base, "optim": {"lr": 0.02}, "seed": 1,
-                                             "rewards": {"rewards": [{"name": "clip_t"}]}})  # fmt: skip
+    changed = config_from_dict(
+        TrainConfig, {**base, "optim": {"lr": 0.02}, "seed": 1, "rewards": {"rewards": [{"name": "clip_t"}]}}
+    )
     assert [key for key, _, _ in resume_config_changes(saved, changed)] == [
         "optim.lr",
         "rewards.rewards",

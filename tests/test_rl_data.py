@@ -170,9 +170,12 @@ def test_reward_returning_the_wrong_count_is_an_error():
 
 @pytest.mark.parametrize(
     ("name", "message"),
-    [("no_such_module_xyz:f", "cannot import module"), ("json:no_such_function", "has no function"),
-     ("json:", "should look like")],
-)  # fmt: skip
+    [
+        ("no_such_module_xyz:f", "cannot import module"),
+        ("json:no_such_function", "has no function"),
+        ("json:", "should look like"),
+    ],
+)
 def test_bad_user_reward_names_raise(name, message):
     with pytest.raises(ConfigError, match=message):
         load_user_reward(name)
@@ -187,9 +190,10 @@ def test_builtin_rewards_score_grids_and_edits(tiny_models):
 
     config = RewardConfig(
         rewards=(RewardSpec("consistency", 1.0), RewardSpec("clip_t", 1.0), RewardSpec("pickscore", 1.0)),
-        judge_path=str(tiny_models["judge"]), clip_path=str(tiny_models["clip"]),
+        judge_path=str(tiny_models["judge"]),
+        clip_path=str(tiny_models["clip"]),
         pickscore_path=str(tiny_models["clip"]),  # the tiny CLIP stands in for PickScore
-    )  # fmt: skip
+    )
     models = RewardModels(config, "cpu")
     rows = read_prompt_rows(FIXTURES / "sets.jsonl")[:2]
     rng = np.random.default_rng(0)

@@ -24,10 +24,12 @@ def test_released_cadence_applies_the_ema_per_micro_batch_of_two_optimizer_steps
 ):
     # 2 prompts x 2 images, one image per micro-batch: 4 micro-batches, 2 optimizer steps.
     config = tiny_config(
-        tiny_models["flux"], tmp_path / "run", sampling={"prompts_per_iteration": 2, "batch_size": 1},
+        tiny_models["flux"],
+        tmp_path / "run",
+        sampling={"prompts_per_iteration": 2, "batch_size": 1},
         optim={"lr": 1e-2, "clip_range": 0.2, "optimizer_steps_per_iteration": 2},
         ema={"use_ema": True, "update_every": 2, "cadence": "released"},
-    )  # fmt: skip
+    )
     trainer = _trainer(config)
     initial = {name: shadow.clone() for name, shadow in trainer.ema.shadow.items()}
     after_steps: list[dict[str, torch.Tensor]] = []
@@ -61,10 +63,12 @@ def test_released_cadence_applies_the_ema_per_micro_batch_of_two_optimizer_steps
 
 def test_optimizer_step_count_survives_a_resume(tiny_models, tmp_path):
     config = tiny_config(
-        tiny_models["flux"], tmp_path / "run", num_iterations=2,
+        tiny_models["flux"],
+        tmp_path / "run",
+        num_iterations=2,
         optim={"lr": 1e-2, "clip_range": 0.2, "optimizer_steps_per_iteration": 1},
         ema={"use_ema": True, "update_every": 2, "cadence": "released"},
-    )  # fmt: skip
+    )
     first = GrpoTrainer(config)
     first.train()
     assert first.updater.optimizer_steps == 2
@@ -113,9 +117,11 @@ def test_qwen_without_true_cfg_calls_the_transformer_once_per_step(tiny_models, 
     counts = {}
     for true_cfg in (True, False):
         config = tiny_config(
-            tiny_models["qwen-image-edit"], tmp_path / str(true_cfg), kind="qwen-image-edit",
+            tiny_models["qwen-image-edit"],
+            tmp_path / str(true_cfg),
+            kind="qwen-image-edit",
             sampling={"guidance_scale": 4.0, "true_cfg": true_cfg},
-        )  # fmt: skip
+        )
         trainer = _trainer(config)
         assert trainer.rollout_adapter.use_true_cfg is true_cfg
         rollout = functools.partial(trainer.collect_rollouts, trainer.sampler.next_rows(1), 0, (0, 1))

@@ -78,9 +78,16 @@ def test_a_noise_step_that_is_not_trained_is_sampled_but_not_trained(tiny_models
 
 def test_recomputed_old_log_prob_makes_the_first_ratio_exactly_one(tiny_models, tmp_path):
     config = tiny_config(
-        tiny_models["flux"], tmp_path / "run", sampling={"prompts_per_iteration": 2, "batch_size": 1},
-        optim={"lr": 5e-2, "clip_range": 1e-4, "old_log_prob": "recompute", "optimizer_steps_per_iteration": 2},
-    )  # fmt: skip
+        tiny_models["flux"],
+        tmp_path / "run",
+        sampling={"prompts_per_iteration": 2, "batch_size": 1},
+        optim={
+            "lr": 5e-2,
+            "clip_range": 1e-4,
+            "old_log_prob": "recompute",
+            "optimizer_steps_per_iteration": 2,
+        },
+    )
     trainer = _trainer(config)
     rollouts = trainer.collect_rollouts(trainer.sampler.next_rows(2), step=0, sde_steps=(0, 1))
     stored = [r.log_probs.clone() for r in rollouts]
@@ -154,17 +161,30 @@ def released_log_tame_reference(grouped: dict[str, dict[str, np.ndarray]], weigh
         limit = threshold
     tamed = {name: (h[name] > limit) for name in grouped}
     return {
-        p: sum(weights.get(name, 1.0) * (np.log(1 + grouped[name][p]) if tamed[name] else grouped[name][p])
-               for name in grouped)
+        p: sum(
+            weights.get(name, 1.0) * (np.log(1 + grouped[name][p]) if tamed[name] else grouped[name][p])
+            for name in grouped
+        )
         for p in prompts
-    }  # fmt: skip
+    }
 
 
-REWARDS = np.array([
-    [0.91, 0.31, 1.8], [0.95, 0.28, 0.2], [0.89, 0.33, 2.9], [0.97, 0.30, 0.9],
-    [0.62, 0.25, 1.1], [0.70, 0.29, 3.4], [0.58, 0.27, 0.4], [0.66, 0.24, 2.2],
-    [0.80, 0.35, -0.3], [0.84, 0.26, 1.5], [0.79, 0.32, 0.7], [0.83, 0.30, 2.6],
-])  # fmt: skip
+REWARDS = np.array(
+    [
+        [0.91, 0.31, 1.8],
+        [0.95, 0.28, 0.2],
+        [0.89, 0.33, 2.9],
+        [0.97, 0.30, 0.9],
+        [0.62, 0.25, 1.1],
+        [0.70, 0.29, 3.4],
+        [0.58, 0.27, 0.4],
+        [0.66, 0.24, 2.2],
+        [0.80, 0.35, -0.3],
+        [0.84, 0.26, 1.5],
+        [0.79, 0.32, 0.7],
+        [0.83, 0.30, 2.6],
+    ]
+)
 """Fixed rewards: 3 prompts x 4 images; a judge-like score, a CLIP-T-like score, a spread-out one."""
 
 
@@ -192,8 +212,9 @@ def test_released_log_tame_taming_choices_and_the_difference_to_ours():
     groups = np.repeat(np.arange(3), 4)
     weights = [0.2, 1.0, 1.0]
     by_mean = compute_advantages(REWARDS, weights, groups, aggregation="log_tamed_released")
-    by_median = compute_advantages(REWARDS, weights, groups, aggregation="log_tamed_released",
-                                   released_threshold="median")  # fmt: skip
+    by_median = compute_advantages(
+        REWARDS, weights, groups, aggregation="log_tamed_released", released_threshold="median"
+    )
     assert by_mean.tamed.tolist() == [False, False, True]  # only the spread-out reward is above the mean h
     assert by_median.tamed.tolist() == [False, False, True]
     assert by_mean.cv_ratios[2] == pytest.approx(
@@ -239,9 +260,12 @@ def _wide_edit_rows(tmp_path):
 def test_square_edits_squash_the_original_and_the_judge_sees_it_squashed(edit_size, tiny_models, tmp_path):
     rows = _wide_edit_rows(tmp_path)
     config = tiny_config(
-        tiny_models["flux-kontext"], tmp_path / "run", kind="flux-kontext",
-        sampling={"edit_size": edit_size}, data={"train_file": str(rows), "eval_fraction": 0.0},
-    )  # fmt: skip
+        tiny_models["flux-kontext"],
+        tmp_path / "run",
+        kind="flux-kontext",
+        sampling={"edit_size": edit_size},
+        data={"train_file": str(rows), "eval_fraction": 0.0},
+    )
     trainer = _trainer(config)
     rollout = trainer.collect_rollouts(trainer.sampler.next_rows(1), step=0, sde_steps=(0, 1))[0]
     from paco_core.rl.rollout_rewards import score_micro_batch
@@ -268,8 +292,13 @@ def test_the_edit_reward_squashes_the_original_when_asked(tiny_models, tmp_path,
 
     seen = []
     real = scoring.score_edits
-    monkeypatch.setattr(scoring, "score_edits", lambda judge, originals, *a, **k: seen.append(
-        [o.size for o in originals]) or real(judge, originals, *a, **k))  # fmt: skip
+    monkeypatch.setattr(
+        scoring,
+        "score_edits",
+        lambda judge, originals, *a, **k: (
+            seen.append([o.size for o in originals]) or real(judge, originals, *a, **k)
+        ),
+    )
     models = RewardModels(
         RewardConfig(rewards=(RewardSpec("edit"),), judge_path=str(tiny_models["judge"])), "cpu"
     )

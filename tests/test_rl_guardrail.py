@@ -67,10 +67,14 @@ def test_best_follows_the_best_eval_value_and_survives_resume(tiny_models, tmp_p
     assert best_step > 0, "the test needs a run whose best evaluation is not the first"
     progress = run.read_progress()
     assert (progress["best_step"], progress["best_value"], progress["best_metric"]) == (
-        best_step, series[best_step], metric,
-    )  # fmt: skip
+        best_step,
+        series[best_step],
+        metric,
+    )
     assert progress["best_lora"] == str(run.best_lora_path)
-    assert progress["best_checkpoint"] == str(run.best_dir)  # the job store's best LoRA: <it>/lora.safetensors
+    assert progress["best_checkpoint"] == str(
+        run.best_dir
+    )  # the job store's best LoRA: <it>/lora.safetensors
     info = json.loads((run.best_dir / "best.json").read_text())
     assert info["step"] == best_step and info["metric"] == metric and info["mode"] == "max"
     # best/ holds the LoRA of that step: the same tensors as that step's checkpoint LoRA
@@ -79,7 +83,9 @@ def test_best_follows_the_best_eval_value_and_survives_resume(tiny_models, tmp_p
 
     # resumed from a checkpoint before the best step: the same best, warnings and best/ file
     split = RunFolder(tmp_path / "split")
-    GrpoTrainer(_learning_config(tiny_models["flux"], split.path, best_metric=metric, num_iterations=2)).train()
+    GrpoTrainer(
+        _learning_config(tiny_models["flux"], split.path, best_metric=metric, num_iterations=2)
+    ).train()
     GrpoTrainer(_learning_config(tiny_models["flux"], split.path, best_metric=metric)).train(resume="latest")
     resumed = split.read_progress()
     for key in ("best_step", "best_value", "warnings"):

@@ -18,17 +18,35 @@ PARK = "cpu:0"
 
 
 def judged_config(tiny_models, output_dir: Path, offload: bool) -> TrainConfig:
-    return config_from_dict(TrainConfig, {
-        "model": {"kind": "flux", "path": str(tiny_models["flux"]), "device": "cpu"},
-        "lora": {"rank": 4, "alpha": 8},
-        "sampling": {"num_steps": 2, "noise_steps": [0], "train_resolution": 64, "eval_resolution": 64,
-                     "group_size": 2, "batch_size": 2, "prompts_per_iteration": 1, "max_sequence_length": 16},
-        "data": {"train_file": str(FIXTURES / "sets.jsonl")},
-        "rewards": {"rewards": [{"name": "consistency"}], "aggregation": "weighted_sum",
-                    "judge_path": str(tiny_models["judge"]), "judge_offload": offload},
-        "ema": {"use_ema": False},
-        "num_iterations": 2, "output_dir": str(output_dir), "checkpoint_every": 100, "eval_every": 0,
-    })  # fmt: skip
+    return config_from_dict(
+        TrainConfig,
+        {
+            "model": {"kind": "flux", "path": str(tiny_models["flux"]), "device": "cpu"},
+            "lora": {"rank": 4, "alpha": 8},
+            "sampling": {
+                "num_steps": 2,
+                "noise_steps": [0],
+                "train_resolution": 64,
+                "eval_resolution": 64,
+                "group_size": 2,
+                "batch_size": 2,
+                "prompts_per_iteration": 1,
+                "max_sequence_length": 16,
+            },
+            "data": {"train_file": str(FIXTURES / "sets.jsonl")},
+            "rewards": {
+                "rewards": [{"name": "consistency"}],
+                "aggregation": "weighted_sum",
+                "judge_path": str(tiny_models["judge"]),
+                "judge_offload": offload,
+            },
+            "ema": {"use_ema": False},
+            "num_iterations": 2,
+            "output_dir": str(output_dir),
+            "checkpoint_every": 100,
+            "eval_every": 0,
+        },
+    )
 
 
 def run_two_iterations(config: TrainConfig, events: list[str]) -> list[float]:

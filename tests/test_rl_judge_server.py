@@ -23,16 +23,30 @@ FIXTURES = Path(__file__).parent / "fixtures" / "rl"
 
 def judged_config(model_path: Path, output_dir: Path, **judge) -> TrainConfig:
     """One iteration on the tiny FLUX, rewarded by the consistency judge only."""
-    return config_from_dict(TrainConfig, {
-        "model": {"kind": "flux", "path": str(model_path), "device": "cpu"},
-        "lora": {"rank": 4, "alpha": 8},
-        "sampling": {"num_steps": 2, "noise_steps": [0, 1], "train_resolution": 64, "eval_resolution": 64,
-                     "group_size": 2, "batch_size": 2, "prompts_per_iteration": 1, "max_sequence_length": 16},
-        "data": {"train_file": str(FIXTURES / "sets.jsonl"), "num_eval_prompts": 1},
-        "rewards": {"rewards": [{"name": "consistency"}], "aggregation": "weighted_sum", **judge},
-        "ema": {"use_ema": False},
-        "num_iterations": 1, "output_dir": str(output_dir), "checkpoint_every": 1, "eval_every": 0,
-    })  # fmt: skip
+    return config_from_dict(
+        TrainConfig,
+        {
+            "model": {"kind": "flux", "path": str(model_path), "device": "cpu"},
+            "lora": {"rank": 4, "alpha": 8},
+            "sampling": {
+                "num_steps": 2,
+                "noise_steps": [0, 1],
+                "train_resolution": 64,
+                "eval_resolution": 64,
+                "group_size": 2,
+                "batch_size": 2,
+                "prompts_per_iteration": 1,
+                "max_sequence_length": 16,
+            },
+            "data": {"train_file": str(FIXTURES / "sets.jsonl"), "num_eval_prompts": 1},
+            "rewards": {"rewards": [{"name": "consistency"}], "aggregation": "weighted_sum", **judge},
+            "ema": {"use_ema": False},
+            "num_iterations": 1,
+            "output_dir": str(output_dir),
+            "checkpoint_every": 1,
+            "eval_every": 0,
+        },
+    )
 
 
 def test_training_scores_through_a_judge_server(tiny_models, tmp_path):
@@ -52,9 +66,12 @@ def test_training_scores_through_a_judge_server(tiny_models, tmp_path):
     judge.first_token_logprobs = counted
     with JudgeHTTPServer(judge, model_name="tiny-judge", max_logprobs=vocab_size) as server:
         remote = judged_config(
-            tiny_models["flux"], tmp_path / "remote", judge_url=server.url,
-            judge_server_model="tiny-judge", judge_top_logprobs=vocab_size,
-        )  # fmt: skip
+            tiny_models["flux"],
+            tmp_path / "remote",
+            judge_url=server.url,
+            judge_server_model="tiny-judge",
+            judge_top_logprobs=vocab_size,
+        )
         result = GrpoTrainer(remote).train()
     assert result.state == "finished"
     got = RunFolder(tmp_path / "remote").read_metrics()[-1]

@@ -213,8 +213,16 @@ def test_kl_matches_gaussian_kl_of_equal_std():
         torch.distributions.Normal(mean, std), torch.distributions.Normal(reference, std)
     ).mean(dim=(1, 2))
     torch.testing.assert_close(kl_to_reference(mean, reference, std), direct)
-    terms = policy_loss(torch.zeros(2), torch.zeros(2), torch.zeros(2), clip_range=0.1, kl_beta=0.5,
-                        mean=mean, reference_mean=reference, std=std)  # fmt: skip
+    terms = policy_loss(
+        torch.zeros(2),
+        torch.zeros(2),
+        torch.zeros(2),
+        clip_range=0.1,
+        kl_beta=0.5,
+        mean=mean,
+        reference_mean=reference,
+        std=std,
+    )
     assert terms.total.item() == pytest.approx(0.5 * direct.mean().item(), rel=1e-5)
 
 
@@ -247,8 +255,11 @@ def test_ema_decay_rule_interval_and_swap():
 def test_micro_batches_cover_each_group_and_are_dealt_round_robin():
     plans = plan_micro_batches(num_rows=2, group_size=4, batch_size=2)
     assert [(p.index, p.group, p.sample_ids) for p in plans] == [
-        (0, 0, [0, 1]), (1, 0, [2, 3]), (2, 1, [4, 5]), (3, 1, [6, 7]),
-    ]  # fmt: skip
+        (0, 0, [0, 1]),
+        (1, 0, [2, 3]),
+        (2, 1, [4, 5]),
+        (3, 1, [6, 7]),
+    ]
     assert [p.index for p in plans_of_process(plans, num_processes=2, process_index=1)] == [1, 3]
     check_processes_share_equally(4, 2)
     with pytest.raises(

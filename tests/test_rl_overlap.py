@@ -23,18 +23,36 @@ FIXTURES = Path(__file__).parent / "fixtures" / "rl"
 def served_config(
     model_path: Path, output_dir: Path, url: str, vocab_size: int, overlap: bool
 ) -> TrainConfig:
-    return config_from_dict(TrainConfig, {
-        "model": {"kind": "flux", "path": str(model_path), "device": "cpu"},
-        "lora": {"rank": 4, "alpha": 8},
-        "sampling": {"num_steps": 2, "noise_steps": [0], "train_resolution": 64, "group_size": 4, "batch_size": 1,
-                     "prompts_per_iteration": 1, "max_sequence_length": 16},
-        "data": {"train_file": str(FIXTURES / "sets.jsonl")},
-        "rewards": {"rewards": [{"name": "consistency"}, {"name": "toy_rewards:mean_brightness", "weight": 0.5}],
-                    "aggregation": "weighted_sum", "judge_url": url, "judge_server_model": "tiny-judge",
-                    "judge_top_logprobs": vocab_size, "overlap_scoring": overlap},
-        "ema": {"use_ema": False},
-        "num_iterations": 2, "output_dir": str(output_dir), "checkpoint_every": 100, "eval_every": 0,
-    })  # fmt: skip
+    return config_from_dict(
+        TrainConfig,
+        {
+            "model": {"kind": "flux", "path": str(model_path), "device": "cpu"},
+            "lora": {"rank": 4, "alpha": 8},
+            "sampling": {
+                "num_steps": 2,
+                "noise_steps": [0],
+                "train_resolution": 64,
+                "group_size": 4,
+                "batch_size": 1,
+                "prompts_per_iteration": 1,
+                "max_sequence_length": 16,
+            },
+            "data": {"train_file": str(FIXTURES / "sets.jsonl")},
+            "rewards": {
+                "rewards": [{"name": "consistency"}, {"name": "toy_rewards:mean_brightness", "weight": 0.5}],
+                "aggregation": "weighted_sum",
+                "judge_url": url,
+                "judge_server_model": "tiny-judge",
+                "judge_top_logprobs": vocab_size,
+                "overlap_scoring": overlap,
+            },
+            "ema": {"use_ema": False},
+            "num_iterations": 2,
+            "output_dir": str(output_dir),
+            "checkpoint_every": 100,
+            "eval_every": 0,
+        },
+    )
 
 
 def run_iterations(config: TrainConfig, monkeypatch, rollout_hook=None) -> list[tuple]:

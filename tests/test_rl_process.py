@@ -34,12 +34,19 @@ def _config(model: Path, output_dir: Path, **extra) -> dict:
 def test_sigterm_saves_a_checkpoint_and_exits_with_the_stopped_code(tiny_models, tmp_path):
     run = tmp_path / "run"
     config_path = tmp_path / "config.json"
-    save_config(config_from_dict(TrainConfig, _config(tiny_models["flux"], run, num_iterations=500,
-                                                      checkpoint_every=1000)), config_path)  # fmt: skip
+    save_config(
+        config_from_dict(
+            TrainConfig, _config(tiny_models["flux"], run, num_iterations=500, checkpoint_every=1000)
+        ),
+        config_path,
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "paco_core.cli", "train", "--config", str(config_path)],
-        env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and RunFolder(run).read_progress().get("step", 0) < 1:
@@ -60,10 +67,23 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_the_stopped_code(tiny_models,
     assert "stopped at step" in stderr
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "paco_core.cli", "train", "--config", str(config_path), "--resume", "latest",
-         "--set", f"num_iterations={progress['step'] + 1}"],
-        env=_env(tmp_path), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "paco_core.cli",
+            "train",
+            "--config",
+            str(config_path),
+            "--resume",
+            "latest",
+            "--set",
+            f"num_iterations={progress['step'] + 1}",
+        ],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert RunFolder(run).read_progress()["state"] == "finished"
     assert [m["step"] for m in RunFolder(run).read_metrics()] == list(range(1, progress["step"] + 2))
@@ -77,18 +97,51 @@ def test_two_processes_keep_identical_lora_weights(tiny_models, tmp_path, device
     if device == "auto" and torch.cuda.is_available():
         pytest.skip("auto means the GPU here")
     run = tmp_path / "run"
-    config = _config(tiny_models["flux"], run, num_iterations=1, checkpoint_every=1,
-                     sampling={"num_steps": 2, "noise_steps": [0], "train_resolution": 32, "group_size": 4,
-                               "batch_size": 2, "prompts_per_iteration": 1, "max_sequence_length": 16})  # fmt: skip
+    config = _config(
+        tiny_models["flux"],
+        run,
+        num_iterations=1,
+        checkpoint_every=1,
+        sampling={
+            "num_steps": 2,
+            "noise_steps": [0],
+            "train_resolution": 32,
+            "group_size": 4,
+            "batch_size": 2,
+            "prompts_per_iteration": 1,
+            "max_sequence_length": 16,
+        },
+    )
     config["model"]["device"] = device
     config_path = tmp_path / "config.json"
     save_config(config_from_dict(TrainConfig, config), config_path)
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
-         str(FIXTURES / "two_process_train.py"), str(config_path), str(tmp_path)],
-        env=_env(tmp_path), capture_output=True, text=True, timeout=170,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_ip",
+            "127.0.0.1",
+            "--main_process_port",
+            str(free_port()),
+            str(FIXTURES / "two_process_train.py"),
+            str(config_path),
+            str(tmp_path),
+        ],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     infos = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [i["world"] for i in infos] == [2, 2] and [i["micro_batches"] for i in infos] == [[0], [1]]

@@ -43,10 +43,21 @@ def _config(model: Path, output_dir: Path, **extra) -> dict:
 
 def _launch(args: list[str], env: dict[str, str], timeout: int = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--mixed_precision", "no", "--dynamo_backend", "no",
-         *args],
-        env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
@@ -61,10 +72,22 @@ def test_gradients_sync_once_per_optimizer_step_with_the_same_lora(tiny_models, 
         )
         paths.append(str(path))
     result = _launch(
-        ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_ip", "127.0.0.1",
-         "--main_process_port", str(free_port()), str(FIXTURES / "grad_sync_train.py"), *paths, str(tmp_path)],
+        [
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--main_process_ip",
+            "127.0.0.1",
+            "--main_process_port",
+            str(free_port()),
+            str(FIXTURES / "grad_sync_train.py"),
+            *paths,
+            str(tmp_path),
+        ],
         _env(tmp_path),
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in (0, 1):
         step = json.loads((tmp_path / f"step-rank{rank}.json").read_text())
@@ -115,7 +138,7 @@ def test_two_machine_ranks_over_the_loopback_train_one_run(tiny_models, tmp_path
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for rank in (0, 1)
     ]
     outputs = []
@@ -160,29 +183,52 @@ def test_fsdp2_on_cpu_processes_trains_the_ddp_lora_and_resumes(tiny_models, tmp
     optim = {"lr": 1e-2, "clip_range": 0.2, "gradient_accumulation_steps": 2, "kl_beta": 0.1}
     extra = {"eval_every": 1, "ema": {"use_ema": True, "update_every": 1}, "optim": optim}
     paths = {}
-    for name, run, iterations in (("ddp", "run-ddp", 2), ("first", "run-fsdp", 1), ("resumed", "run-fsdp", 2)):
+    for name, run, iterations in (
+        ("ddp", "run-ddp", 2),
+        ("first", "run-fsdp", 1),
+        ("resumed", "run-fsdp", 2),
+    ):
         paths[name] = tmp_path / f"{name}.json"
         data = _config(tiny_models["flux"], tmp_path / run, **extra)
         data["num_iterations"] = iterations
         save_config(config_from_dict(TrainConfig, data), paths[name])
     common = ["--num_processes", "2", "--num_machines", "1", "--main_process_ip", "127.0.0.1"]
     ddp = _launch(
-        ["--multi_gpu", *common, "--main_process_port", str(free_port()), str(FIXTURES / "two_process_train.py"),
-         str(paths["ddp"]), str(tmp_path)],
+        [
+            "--multi_gpu",
+            *common,
+            "--main_process_port",
+            str(free_port()),
+            str(FIXTURES / "two_process_train.py"),
+            str(paths["ddp"]),
+            str(tmp_path),
+        ],
         _env(tmp_path),
-    )  # fmt: skip
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     fsdp = _launch(
-        ["--config_file", str(ACCELERATE_CONFIGS / "fsdp.yaml"), "--num_processes", "2",
-         "--main_process_port", str(free_port()), str(FIXTURES / "fsdp_train.py"), str(paths["first"]), str(paths["resumed"]), str(tmp_path)],
+        [
+            "--config_file",
+            str(ACCELERATE_CONFIGS / "fsdp.yaml"),
+            "--num_processes",
+            "2",
+            "--main_process_port",
+            str(free_port()),
+            str(FIXTURES / "fsdp_train.py"),
+            str(paths["first"]),
+            str(paths["resumed"]),
+            str(tmp_path),
+        ],
         _env(tmp_path),
-    )  # fmt: skip
+    )
     assert fsdp.returncode == 0, fsdp.stderr[-12000:]
     for rank in (0, 1):
         info = json.loads((tmp_path / f"fsdp-rank{rank}.json").read_text())
         assert info["state"] == "finished" and info["sharded"] and info["dtensor_params"], info
         assert info["last_checkpoint"].endswith("checkpoint-2"), info
-        assert info["fsdp_units"] > 1 and "transformer_auto_wrap_policy" in info["wrap_policy"], info  # per block
+        assert info["fsdp_units"] > 1 and "transformer_auto_wrap_policy" in info["wrap_policy"], (
+            info
+        )  # per block
     # the same live LoRA on every process and as DDP's, to fp32 rounding (the shards add the
     # same gradients in another order: reduce-scatter instead of all-reduce)
     ddp_live = load_file(tmp_path / "rank0.safetensors")
@@ -203,18 +249,24 @@ def test_fsdp2_on_cpu_processes_trains_the_ddp_lora_and_resumes(tiny_models, tmp
             expected, actual = load_file(ddp_ckpt.path / name), load_file(fsdp_ckpt.path / name)
             assert actual.keys() == expected.keys(), name
             for key in expected:
-                torch.testing.assert_close(actual[key], expected[key], rtol=1e-5, atol=1e-6, msg=f"{name} {key}")
+                torch.testing.assert_close(
+                    actual[key], expected[key], rtol=1e-5, atol=1e-6, msg=f"{name} {key}"
+                )
     # the same rewards and evaluations (every process sampled the eval rows, the main one scored)
     ddp_scores, fsdp_scores = (
-        [{k: v for k, v in m.items() if k == "step" or k.startswith(("rewards/", "eval/rewards/"))}
-         for m in RunFolder(tmp_path / run).read_metrics()]
+        [
+            {k: v for k, v in m.items() if k == "step" or k.startswith(("rewards/", "eval/rewards/"))}
+            for m in RunFolder(tmp_path / run).read_metrics()
+        ]
         for run in ("run-ddp", "run-fsdp")
-    )  # fmt: skip
+    )
     assert [m["step"] for m in fsdp_scores] == [0, 1, 1, 2, 2]  # evaluations at 0, 1 and 2
     for expected, actual in zip(ddp_scores, fsdp_scores, strict=True):
         assert actual == pytest.approx(expected, rel=1e-5)
     assert RunFolder(tmp_path / "run-fsdp").sample_path(2).is_file()
-    expected, actual = (load_file(RunFolder(tmp_path / run).best_lora_path) for run in ("run-ddp", "run-fsdp"))
+    expected, actual = (
+        load_file(RunFolder(tmp_path / run).best_lora_path) for run in ("run-ddp", "run-fsdp")
+    )
     assert actual.keys() == expected.keys()
     for key in expected:
         torch.testing.assert_close(actual[key], expected[key], rtol=1e-5, atol=1e-6, msg=f"best/ {key}")
@@ -270,11 +322,24 @@ def test_use_fsdp_on_cpu_processes_is_ddp_though_torch_fsdp2_runs_on_gloo(tmp_pa
     if torch.cuda.is_available():
         pytest.skip("pins the behaviour on machines without an accelerator")
     result = _launch(
-        ["--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
-         "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port()),
-         str(FIXTURES / "fsdp_selection_probe.py"), str(tmp_path)],
-        _env(tmp_path), timeout=180,
-    )  # fmt: skip
+        [
+            "--use_fsdp",
+            "--fsdp_version",
+            "2",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--main_process_ip",
+            "127.0.0.1",
+            "--main_process_port",
+            str(free_port()),
+            str(FIXTURES / "fsdp_selection_probe.py"),
+            str(tmp_path),
+        ],
+        _env(tmp_path),
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     reports = [json.loads((tmp_path / f"probe-{rank}.json").read_text()) for rank in (0, 1)]
     assert sorted(r["rank"] for r in reports) == [0, 1]

@@ -169,10 +169,15 @@ def test_learning_raises_brightness_and_the_lora_reproduces_it(tiny_models, tmp_
 
     run = tmp_path / "learn"
     config = tiny_config(
-        tiny_models["flux"], run, num_iterations=10, checkpoint_every=10, eval_every=10, eval_group_size=4,
+        tiny_models["flux"],
+        run,
+        num_iterations=10,
+        checkpoint_every=10,
+        eval_every=10,
+        eval_group_size=4,
         sampling={"prompts_per_iteration": 2, "group_size": 4, "batch_size": 4, "noise_level": 1.0},
         optim={"lr": 5e-2, "clip_range": 0.2},
-    )  # fmt: skip
+    )
     GrpoTrainer(config).train()
     metrics = RunFolder(run).read_metrics()
     evals = [m[f"eval/rewards/{BRIGHTNESS}/mean"] for m in metrics if f"eval/rewards/{BRIGHTNESS}/mean" in m]
@@ -184,9 +189,17 @@ def test_learning_raises_brightness_and_the_lora_reproduces_it(tiny_models, tmp_
         assert grid.size == (64, 64)  # 4 eval images of 32x32 in a 2x2 grid
 
     def brightness(loaded) -> float:
-        request = SetRequest(theme="a red fox in a snowy forest", panels=("sits", "leaps", "sleeps", "watches"),
-                             layout="2x2", panel_width=16, panel_height=16, steps=2, guidance=2.0, seed=11,
-                             max_sequence_length=16)  # fmt: skip
+        request = SetRequest(
+            theme="a red fox in a snowy forest",
+            panels=("sits", "leaps", "sleeps", "watches"),
+            layout="2x2",
+            panel_width=16,
+            panel_height=16,
+            steps=2,
+            guidance=2.0,
+            seed=11,
+            max_sequence_length=16,
+        )
         grids = [generated.grid for generated in generate_sets(loaded, request, num_sets=4)]
         return float(np.mean([np.asarray(g.convert("L"), dtype=np.float64).mean() / 255 for g in grids]))
 
@@ -233,8 +246,11 @@ def test_setup_errors_are_clear(tiny_models, tmp_path):
     no_targets = tiny_config(tiny_models["flux"], tmp_path / "c", lora={"target_modules": ["nothing_here"]})
     with pytest.raises(ConfigError, match="match no layer"):
         GrpoTrainer(no_targets).train()
-    failing = tiny_config(tiny_models["flux"], tmp_path / "e",
-                          rewards={"rewards": [{"name": "toy_rewards:none_for_all"}], "max_invalid_share": 0.5})  # fmt: skip
+    failing = tiny_config(
+        tiny_models["flux"],
+        tmp_path / "e",
+        rewards={"rewards": [{"name": "toy_rewards:none_for_all"}], "max_invalid_share": 0.5},
+    )
     with pytest.raises(RewardError, match="2 of 2 images could not be scored"):
         GrpoTrainer(failing).train()
     assert RunFolder(tmp_path / "e").read_progress()["state"] == "failed"
@@ -252,10 +268,15 @@ def test_cancel_hook_stops_with_a_checkpoint_and_options_take_effect(tiny_models
 
     run = tmp_path / "run"
     config = tiny_config(
-        tiny_models["flux"], run, num_iterations=10, checkpoint_every=1, checkpoints_total_limit=2,
-        use_tensorboard=True, sampling={"noise_steps": [0, 1], "num_noise_steps_per_iteration": 1},
+        tiny_models["flux"],
+        run,
+        num_iterations=10,
+        checkpoint_every=1,
+        checkpoints_total_limit=2,
+        use_tensorboard=True,
+        sampling={"noise_steps": [0, 1], "num_noise_steps_per_iteration": 1},
         optim={"gradient_checkpointing": True},
-    )  # fmt: skip
+    )
     trainer = GrpoTrainer(
         config, hooks=Hooks(progress=lambda done, total: seen.append(done), check_cancel=check_cancel)
     )
@@ -281,9 +302,11 @@ def test_each_optimizer_step_averages_the_micro_batches_it_accumulated(tiny_mode
     from paco_core.rl.advantages import compute_advantages
 
     config = tiny_config(
-        tiny_models["flux"], tmp_path / "run", sampling={"prompts_per_iteration": 3},
+        tiny_models["flux"],
+        tmp_path / "run",
+        sampling={"prompts_per_iteration": 3},
         optim={"lr": 1e-2, "clip_range": 0.2, "gradient_accumulation_steps": 2},
-    )  # fmt: skip
+    )
     trainer = GrpoTrainer(config)
     trainer.check_config()
     trainer.setup()

@@ -68,8 +68,10 @@ def test_metrics_append_read_series_and_truncate(tmp_path):
     assert [m["step"] for m in run.read_metrics()] == [1, 2, 3, 2]
     run.truncate_metrics_after(2)
     assert [(m["step"], sorted(m)) for m in run.read_metrics()] == [
-        (1, ["loss", "lr", "step"]), (2, ["loss", "lr", "step"]), (2, ["eval/score", "step"]),
-    ]  # fmt: skip
+        (1, ["loss", "lr", "step"]),
+        (2, ["loss", "lr", "step"]),
+        (2, ["eval/score", "step"]),
+    ]
     assert run.metrics_path.read_text().endswith("\n")
 
 

@@ -18,10 +18,16 @@ from paco_core.run_folder import RunFolder
 
 def _config(model, run):
     return tiny_config(
-        model, run, num_iterations=3, checkpoint_every=10, eval_every=3, checkpoints_total_limit=1,
+        model,
+        run,
+        num_iterations=3,
+        checkpoint_every=10,
+        eval_every=3,
+        checkpoints_total_limit=1,
         sampling={"prompts_per_iteration": 2, "group_size": 2, "batch_size": 2},
-        optim={"lr": 1e-2, "clip_range": 0.2, "kl_beta": 0.05}, ema={"use_ema": True, "update_every": 1},
-    )  # fmt: skip
+        optim={"lr": 1e-2, "clip_range": 0.2, "kl_beta": 0.05},
+        ema={"use_ema": True, "update_every": 1},
+    )
 
 
 def test_request_files(tmp_path):
@@ -31,7 +37,10 @@ def test_request_files(tmp_path):
     assert run_requests.pending_request(tmp_path, "save")["kind"] == "save"
     taken = run_requests.take_requests(tmp_path)
     assert [r["kind"] for r in taken] == ["save", "sample"] and taken[1]["instruction"] == "make it blue"
-    assert run_requests.take_requests(tmp_path) == [] and run_requests.pending_request(tmp_path, "sample") is None
+    assert (
+        run_requests.take_requests(tmp_path) == []
+        and run_requests.pending_request(tmp_path, "sample") is None
+    )
     with pytest.raises(InputError, match="request kind 'stop'"):
         run_requests.write_request(tmp_path, "stop")
     assert run_requests.read_prompt_rewards(tmp_path) == {"train": {}, "eval": {}}

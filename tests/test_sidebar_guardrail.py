@@ -23,7 +23,9 @@ def run_module(expression: str):
         "const h = (tag, attrs, ...kids) => ({ tag, attrs, kids: kids.flat().filter((k) => k != null) });\n"
         f"console.log(JSON.stringify({expression}));"
     )
-    done = subprocess.run([NODE, "--input-type=module", "-e", script], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [NODE, "--input-type=module", "-e", script], capture_output=True, text=True, check=True
+    )
     return json.loads(done.stdout)
 
 
@@ -34,7 +36,9 @@ def test_every_image_check_has_a_title():
 
 def test_an_image_warning_shows_both_samples_and_the_action():
     warning = {"code": "image_grid", "check": "grid", "samples": [0, 5], "action": "stopped"}
-    element = run_module(f"m.guardrailSamples(h, {json.dumps(warning)}, (s) => '/paco/jobs/j/sample?step=' + s)")
+    element = run_module(
+        f"m.guardrailSamples(h, {json.dumps(warning)}, (s) => '/paco/jobs/j/sample?step=' + s)"
+    )
     pair, action = element["kids"]
     sources = [figure["kids"][0]["attrs"]["src"] for figure in pair["kids"]]
     assert sources == ["/paco/jobs/j/sample?step=0", "/paco/jobs/j/sample?step=5"]

@@ -17,9 +17,20 @@ pytestmark = pytest.mark.skipif(NODE is None, reason="needs Node.js to run the s
 NOTIFY_JS = REPO_ROOT / "web" / "paco_jobs" / "notify.js"
 
 RECORDS = [
-    ({"id": "job-1", "name": "faces", "status": "completed", "total": 200, "step": 200}, "paco/faces/faces-best.safetensors"),
+    (
+        {"id": "job-1", "name": "faces", "status": "completed", "total": 200, "step": 200},
+        "paco/faces/faces-best.safetensors",
+    ),
     ({"id": "job-2", "name": "", "status": "completed", "total": 3, "step": 3}, None),
-    ({"id": "job-3", "name": "boat", "status": "failed", "error": "Traceback\n  ...\nTrainingError: judge down"}, None),
+    (
+        {
+            "id": "job-3",
+            "name": "boat",
+            "status": "failed",
+            "error": "Traceback\n  ...\nTrainingError: judge down",
+        },
+        None,
+    ),
     ({"id": "job-4", "name": "x", "status": "interrupted", "error": ""}, None),
     ({"id": "job-5", "name": "y", "status": "stopped", "step": 7}, None),
     ({"id": "job-6", "name": "z", "status": "running", "step": 2}, None),
@@ -32,12 +43,19 @@ def test_notify_js_words_a_job_end_as_the_python_side_does():
         f"const records = {json.dumps(RECORDS)};\n"
         "console.log(JSON.stringify(records.map(([r, lora]) => endMessage(r, lora))));"
     )
-    done = subprocess.run([NODE, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [NODE, "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     from_js = json.loads(done.stdout)
     from_python = [
-        end_message(r["status"], name=r["name"] or r["id"], steps=r.get("total") if r["status"] == "completed"
-                    else r.get("step", 0), best_lora=lora, error=r.get("error"))  # fmt: skip
+        end_message(
+            r["status"],
+            name=r["name"] or r["id"],
+            steps=r.get("total") if r["status"] == "completed" else r.get("step", 0),
+            best_lora=lora,
+            error=r.get("error"),
+        )
         for r, lora in RECORDS
     ]
     assert from_js == from_python

@@ -27,7 +27,12 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _write_config(tmp_path: Path, model: Path, run: Path, **extra) -> Path:
-    settings = {"output_dir": str(run), "checkpoint_every": 1, "checkpoints_total_limit": 0, "num_iterations": 1}
+    settings = {
+        "output_dir": str(run),
+        "checkpoint_every": 1,
+        "checkpoints_total_limit": 0,
+        "num_iterations": 1,
+    }
     data = tiny_flux_run(model, **{**settings, **extra})
     path = tmp_path / "config.json"
     path.write_text(json.dumps(data))
@@ -37,8 +42,11 @@ def _write_config(tmp_path: Path, model: Path, run: Path, **extra) -> Path:
 def _train(tmp_path: Path, config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "paco_core.cli", "train", "--config", str(config), *args],
-        env=_env(tmp_path), capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _refused(result: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -93,8 +101,10 @@ def test_used_folder_resume_config_damaged_checkpoints_fallback_and_overwrite(
     # resuming with a changed key that may not change: refused, naming the key
     _refused(
         in_process(config, "--resume", "latest", "--set", "optim.lr=0.05", "--set", "seed=7"),
-        "optim.lr: 0.01 -> 0.05", "seed: 42 -> 7", "checkpoint-3",
-    )  # fmt: skip
+        "optim.lr: 0.01 -> 0.05",
+        "seed: 42 -> 7",
+        "checkpoint-3",
+    )
 
     # flip one byte of the newest checkpoint; damage the oldest one's state file
     original = {
@@ -108,14 +118,22 @@ def test_used_folder_resume_config_damaged_checkpoints_fallback_and_overwrite(
     (run / "checkpoint-1" / "trainer_state.json").write_text('{"step": 1, "trunc')
     _refused(
         in_process(config, "--resume", str(run / "checkpoint-3")),
-        "checkpoint-3", "policy.safetensors does not match its sha256",
-    )  # fmt: skip
+        "checkpoint-3",
+        "policy.safetensors does not match its sha256",
+    )
 
     # latest falls back to the newest intact checkpoint with a warning, and continues exactly;
     # pruning (now 2 kept) removes the damaged oldest checkpoint without failing the run
     resumed = _train(
-        tmp_path, config, "--resume", "latest", "--set", "num_iterations=4", "--set", "checkpoints_total_limit=2"
-    )  # fmt: skip
+        tmp_path,
+        config,
+        "--resume",
+        "latest",
+        "--set",
+        "num_iterations=4",
+        "--set",
+        "checkpoints_total_limit=2",
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "skipping a damaged checkpoint" in resumed.stderr and "policy.safetensors" in resumed.stderr
     assert "resuming from checkpoint-2, the newest intact checkpoint" in resumed.stderr
@@ -163,8 +181,11 @@ def test_a_second_trainer_is_refused_and_a_killed_ones_lock_is_taken_over(
     config = _write_config(tmp_path, tiny_models["flux"], run, num_iterations=1000, checkpoints_total_limit=2)
     first = subprocess.Popen(
         [sys.executable, "-m", "paco_core.cli", "train", "--config", str(config)],
-        env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_for(lambda: RunFolder(run).latest_checkpoint() is not None, first)
         # even --overwrite cannot touch a folder in use

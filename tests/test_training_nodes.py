@@ -95,8 +95,14 @@ def comfy(tmp_path_factory, tiny_models):
     bridge = importlib.import_module(f"{pack.__name__}.nodes.jobs_bridge")
     import server
 
-    yield {"base": base, "nodes": nodes, "bridge": bridge, "server": server.PromptServer.instance,
-           "pack": pack, "patch": patch}  # fmt: skip
+    yield {
+        "base": base,
+        "nodes": nodes,
+        "bridge": bridge,
+        "server": server.PromptServer.instance,
+        "pack": pack,
+        "patch": patch,
+    }
     kill_job_processes(bridge.job_store())
     patch.undo()
 
@@ -211,35 +217,69 @@ def test_the_pipeline_dropdown_offers_comfyuis_files_after_the_existing_widgets(
     assert widgets[-len(new) - 1 : -1] == new and all(inputs[name].optional for name in new)
     assert widgets[-1] == "dry_run" and inputs["dry_run"].optional
     assert widgets[: -len(new) - 1] == [
-        "pipeline", "model_path", "preset", "training_prompts", "prompts_file", "rewards", "iterations",
-        "learning_rate", "group_size", "train_resolution", "lora_name", "advanced_json", "new_run",
-    ]  # fmt: skip
+        "pipeline",
+        "model_path",
+        "preset",
+        "training_prompts",
+        "prompts_file",
+        "rewards",
+        "iterations",
+        "learning_rate",
+        "group_size",
+        "train_resolution",
+        "lora_name",
+        "advanced_json",
+        "new_run",
+    ]
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"diffusion_model": "(checkpoint's)"}, "diffusion_model: pipeline is .* no diffusion model or checkpoint"),
-        ({"text_encoder_2": "ae-here.safetensors"}, "text_encoder_2: text encoder file ae-here.safetensors is "
-         "not CLIP-L, T5-XXL or Qwen2.5-VL: it looks like the ae VAE"),
-        ({"text_encoder_2": "t5xxl-truncated.safetensors"}, "text_encoder_2: .*t5xxl-truncated.safetensors .*"
-         "truncated"),
+        (
+            {"diffusion_model": "(checkpoint's)"},
+            "diffusion_model: pipeline is .* no diffusion model or checkpoint",
+        ),
+        (
+            {"text_encoder_2": "ae-here.safetensors"},
+            "text_encoder_2: text encoder file ae-here.safetensors is "
+            "not CLIP-L, T5-XXL or Qwen2.5-VL: it looks like the ae VAE",
+        ),
+        (
+            {"text_encoder_2": "t5xxl-truncated.safetensors"},
+            "text_encoder_2: .*t5xxl-truncated.safetensors .*truncated",
+        ),
         ({"text_encoder_2": "(none)"}, "text_encoder_2: a flux pipeline also needs t5xxl"),
         ({"vae": "(checkpoint's)"}, "^vae: a flux pipeline also needs ae"),
         ({"vae": "tiny-qwen-image-edit-qwen_image_vae.safetensors"}, "vae: .* belong to another model"),
-        ({"diffusion_model": "tiny-flux-kontext.safetensors", "files_kind": "flux-kontext",
-          "text_encoder_1": "tiny-qwen-image-edit-qwen_2.5_vl.safetensors", "preset": "edit-kontext"},
-         "text_encoder_1: tiny-qwen-image-edit-qwen_2.5_vl.safetensors .* belong to another model: "
-         "a flux-kontext pipeline needs"),
-        ({"files_kind": "qwen-image-edit"}, "diffusion_model, files_kind: transformer .* needs a qwen-image one"),
-        ({"preset": "edit-kontext"}, "files_kind: preset 'edit-kontext' trains a flux-kontext model, but the "
-         "ComfyUI files make a flux pipeline"),
+        (
+            {
+                "diffusion_model": "tiny-flux-kontext.safetensors",
+                "files_kind": "flux-kontext",
+                "text_encoder_1": "tiny-qwen-image-edit-qwen_2.5_vl.safetensors",
+                "preset": "edit-kontext",
+            },
+            "text_encoder_1: tiny-qwen-image-edit-qwen_2.5_vl.safetensors .* belong to another model: "
+            "a flux-kontext pipeline needs",
+        ),
+        (
+            {"files_kind": "qwen-image-edit"},
+            "diffusion_model, files_kind: transformer .* needs a qwen-image one",
+        ),
+        (
+            {"preset": "edit-kontext"},
+            "files_kind: preset 'edit-kontext' trains a flux-kontext model, but the "
+            "ComfyUI files make a flux pipeline",
+        ),
         ({"files_config": "tiny-qwen-image-edit"}, "files_config: config folder .* is for qwen-image-edit"),
         ({"model_path": "tiny-flux"}, "model_path: 'tiny-flux' is typed, but pipeline is"),
-        ({"pipeline": "tiny-flux"}, "diffusion_model: 'tiny-flux-fp8_scaled.safetensors' is chosen, but the "
-         "pipeline is a diffusers folder"),
+        (
+            {"pipeline": "tiny-flux"},
+            "diffusion_model: 'tiny-flux-fp8_scaled.safetensors' is chosen, but the "
+            "pipeline is a diffusers folder",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_wrong_comfyui_files_combination_is_an_error_naming_the_field_and_creates_no_job(
     comfy, changes, message
 ):
@@ -283,8 +323,10 @@ def test_edit_blocks_name_input_images_and_a_jsonl_file_can_be_chosen(comfy):
     input_dir.mkdir(exist_ok=True)
     shutil.copy(FIXTURES / "rl" / "images" / "cube.png", input_dir / "cube.png")
     rows = edit_rows_from_text("cube.png\nmake it blue\nmake it red\n", input_dir)
-    assert rows == [{"image": "cube.png", "instruction": "make it blue"},
-                    {"image": "cube.png", "instruction": "make it red"}]  # fmt: skip
+    assert rows == [
+        {"image": "cube.png", "instruction": "make it blue"},
+        {"image": "cube.png", "instruction": "make it red"},
+    ]
     with pytest.raises(InputError, match="outside the input folder"):
         edit_rows_from_text("../secret.png\nmake it blue", input_dir)
     with pytest.raises(InputError, match="not in the input folder"):
@@ -305,8 +347,10 @@ def test_the_judge_input_passes_its_source_never_the_object(comfy):
 
     client = JudgeClient("http://127.0.0.1:9", "paco-reward")
     assert training.judge_settings(client) == {
-        "judge_url": "http://127.0.0.1:9", "judge_path": "", "judge_server_model": "paco-reward"
-    }  # fmt: skip
+        "judge_url": "http://127.0.0.1:9",
+        "judge_path": "",
+        "judge_server_model": "paco-reward",
+    }
 
     class Local:  # what open_judge returns for a local folder records where it came from
         source, lora = "/models/PaCo-Reward-7B", None
@@ -351,8 +395,12 @@ def test_training_job_shows_status_sample_curves_and_the_exported_lora(comfy, fi
     assert (loras / "fox-best.safetensors").read_bytes() == best.read_bytes()
     latest = run_node(node, **{**widget_defaults(node), "job": finished.id, "lora": "latest checkpoint"})
     assert latest.args[3] == f"paco/fox/{finished.id}/fox.safetensors"
-    assert sorted(p.name for p in loras.iterdir()) == ["fox-best.safetensors", "fox-step1.safetensors",
-                                                      "fox-step2.safetensors", "fox.safetensors"]  # fmt: skip
+    assert sorted(p.name for p in loras.iterdir()) == [
+        "fox-best.safetensors",
+        "fox-step1.safetensors",
+        "fox-step2.safetensors",
+        "fox.safetensors",
+    ]
     checkpoint = RunFolder(finished.run_dir).latest_checkpoint()
     assert (loras / "fox.safetensors").read_bytes() == checkpoint.lora_path.read_bytes()
     # ComfyUI's LoRA list (PaCo LoRA, LoraLoader) shows them after a refresh
@@ -427,23 +475,40 @@ def call_routes(server, requests):
 
 def test_routes_list_show_metrics_sample_and_log(comfy, finished):
     job_id = finished.id
-    answers = call_routes(comfy["server"], [
-        ("GET", "/paco/jobs", {}),
-        ("GET", f"/api/paco/jobs/{job_id}", {}),
-        ("GET", f"/paco/jobs/{job_id}/metrics", {}),
-        ("GET", f"/paco/jobs/{job_id}/sample", {}),
-        ("GET", f"/paco/jobs/{job_id}/sample?step=1", {}),
-        ("GET", f"/paco/jobs/{job_id}/log?lines=3", {}),
-        ("POST", f"/paco/jobs/{job_id}/export", {}),
-    ])  # fmt: skip
-    (s_list, listed), (s_one, one), (s_metrics, metrics), (s_sample, png), (s_step, png1), (s_log, log), (
-        s_export, exported) = answers  # fmt: skip
+    answers = call_routes(
+        comfy["server"],
+        [
+            ("GET", "/paco/jobs", {}),
+            ("GET", f"/api/paco/jobs/{job_id}", {}),
+            ("GET", f"/paco/jobs/{job_id}/metrics", {}),
+            ("GET", f"/paco/jobs/{job_id}/sample", {}),
+            ("GET", f"/paco/jobs/{job_id}/sample?step=1", {}),
+            ("GET", f"/paco/jobs/{job_id}/log?lines=3", {}),
+            ("POST", f"/paco/jobs/{job_id}/export", {}),
+        ],
+    )
+    (
+        (s_list, listed),
+        (s_one, one),
+        (s_metrics, metrics),
+        (s_sample, png),
+        (s_step, png1),
+        (s_log, log),
+        (s_export, exported),
+    ) = answers
     assert s_list == 200 and [j["id"] for j in listed["jobs"]] == [job_id]
     assert listed["jobs"][0] == {**finished.to_record(), "update_time": listed["jobs"][0]["update_time"]}
     assert s_one == 200 and one["status"] == "completed" and one["progress"]["state"] == "finished"
     assert one["warnings"] == [] and one["eta_s"] is None
-    assert one["lora_files"] == [f"paco/fox/{job_id}/{name}" for name in (
-        "fox-best.safetensors", "fox-step1.safetensors", "fox-step2.safetensors", "fox.safetensors")]  # fmt: skip
+    assert one["lora_files"] == [
+        f"paco/fox/{job_id}/{name}"
+        for name in (
+            "fox-best.safetensors",
+            "fox-step1.safetensors",
+            "fox-step2.safetensors",
+            "fox.safetensors",
+        )
+    ]
     folder = RunFolder(finished.run_dir)
     name = "rewards/job_rewards:held_brightness/mean"
     assert s_metrics == 200 and metrics["series"][name] == [[s, v] for s, v in folder.metric_series(name)]
@@ -462,20 +527,23 @@ def test_routes_list_show_metrics_sample_and_log(comfy, finished):
 
 def test_routes_refuse_unknown_ids_bad_values_and_paths_out_of_the_run_folder(comfy, finished):
     job_id = finished.id
-    answers = call_routes(comfy["server"], [
-        ("GET", "/paco/jobs/job-00000000", {}),
-        ("GET", "/paco/jobs/..%2F..%2Fjobs.sqlite3/log", {}),
-        ("GET", "/paco/jobs/%2Fetc%2Fpasswd/sample", {}),
-        ("GET", f"/paco/jobs/{job_id}/sample?step=../../etc/passwd", {}),
-        ("GET", f"/paco/jobs/{job_id}/sample?step=999", {}),
-        ("GET", f"/paco/jobs/{job_id}/log?lines=0", {}),
-        ("GET", f"/paco/jobs/{job_id}/log?lines=ten", {}),
-        ("POST", f"/paco/jobs/{job_id}/cancel", {}),
-        ("POST", f"/paco/jobs/{job_id}/resume", {}),
-        ("POST", f"/paco/jobs/{job_id}/resume", {"data": "not json"}),
-        ("POST", "/paco/jobs/job-00000000/cancel", {}),
-        ("DELETE", "/paco/jobs/job-00000000", {}),
-    ])  # fmt: skip
+    answers = call_routes(
+        comfy["server"],
+        [
+            ("GET", "/paco/jobs/job-00000000", {}),
+            ("GET", "/paco/jobs/..%2F..%2Fjobs.sqlite3/log", {}),
+            ("GET", "/paco/jobs/%2Fetc%2Fpasswd/sample", {}),
+            ("GET", f"/paco/jobs/{job_id}/sample?step=../../etc/passwd", {}),
+            ("GET", f"/paco/jobs/{job_id}/sample?step=999", {}),
+            ("GET", f"/paco/jobs/{job_id}/log?lines=0", {}),
+            ("GET", f"/paco/jobs/{job_id}/log?lines=ten", {}),
+            ("POST", f"/paco/jobs/{job_id}/cancel", {}),
+            ("POST", f"/paco/jobs/{job_id}/resume", {}),
+            ("POST", f"/paco/jobs/{job_id}/resume", {"data": "not json"}),
+            ("POST", "/paco/jobs/job-00000000/cancel", {}),
+            ("DELETE", "/paco/jobs/job-00000000", {}),
+        ],
+    )
     statuses = [status for status, _ in answers]
     assert statuses == [404, 404, 404, 400, 404, 400, 400, 409, 409, 400, 404, 404]
     assert all(isinstance(body, dict) and set(body) == {"error"} for _, body in answers)
@@ -491,14 +559,17 @@ def test_routes_on_a_job_whose_run_folder_was_deleted_and_delete(comfy, tmp_path
     job = store.create(name="gone", config={}, run_dir=run_dir, device="cpu:9")
     runner.cancel(store, job.id)
     shutil.rmtree(run_dir)
-    answers = call_routes(comfy["server"], [
-        ("GET", f"/paco/jobs/{job.id}", {}),
-        ("GET", f"/paco/jobs/{job.id}/metrics", {}),
-        ("GET", f"/paco/jobs/{job.id}/sample", {}),
-        ("GET", f"/paco/jobs/{job.id}/log", {}),
-        ("DELETE", f"/paco/jobs/{job.id}?files=1", {}),
-        ("GET", f"/paco/jobs/{job.id}", {}),
-    ])  # fmt: skip
+    answers = call_routes(
+        comfy["server"],
+        [
+            ("GET", f"/paco/jobs/{job.id}", {}),
+            ("GET", f"/paco/jobs/{job.id}/metrics", {}),
+            ("GET", f"/paco/jobs/{job.id}/sample", {}),
+            ("GET", f"/paco/jobs/{job.id}/log", {}),
+            ("DELETE", f"/paco/jobs/{job.id}?files=1", {}),
+            ("GET", f"/paco/jobs/{job.id}", {}),
+        ],
+    )
     (s_one, one), (s_m, metrics), (s_sample, sample), (s_log, log), (s_delete, deleted), (s_after, _) = (
         answers
     )
@@ -538,8 +609,14 @@ def test_watcher_sends_events_exports_checkpoints_and_routes_cancel_a_running_jo
     watcher = watch.JobsWatcher(server, interval=0.2)
     watcher.start()
     try:
-        wait_for(lambda: any(e.event == "paco.job" and e.data["id"] == job_id and e.data["status"] == "running"
-                             for e in server.stub_events), 30, "a running event")  # fmt: skip
+        wait_for(
+            lambda: any(
+                e.event == "paco.job" and e.data["id"] == job_id and e.data["status"] == "running"
+                for e in server.stub_events
+            ),
+            30,
+            "a running event",
+        )
         event = next(e.data for e in server.stub_events if e.event == "paco.job" and e.data["id"] == job_id)
         assert {"eta_s", "metrics", "progress", "step", "total", "lora"} <= set(event)
         # the trainer evaluates step 0, then is held inside step 1; cancel through the route, then let it go
@@ -549,15 +626,27 @@ def test_watcher_sends_events_exports_checkpoints_and_routes_cancel_a_running_jo
         assert status == 200 and record["status"] == "stopping"
         hold.unlink()
         wait_for(lambda: store.get(job_id).status == "stopped", 60, "the job to stop")
-        wait_for(lambda: any(e.event == "paco.job" and e.data["id"] == job_id and e.data["status"] == "stopped"
-                             for e in server.stub_events), 10, "a stopped event")  # fmt: skip
+        wait_for(
+            lambda: any(
+                e.event == "paco.job" and e.data["id"] == job_id and e.data["status"] == "stopped"
+                for e in server.stub_events
+            ),
+            10,
+            "a stopped event",
+        )
         # the checkpoint saved on stop is exported by the watcher
         exported = comfy["base"] / "models" / "loras" / "paco" / "held" / job_id / "held-step1.safetensors"
         wait_for(exported.is_file, 10, "the exported LoRA")
         ((status, deleted),) = call_routes(server, [("DELETE", f"/paco/jobs/{job_id}?files=1", {})])
         assert status == 200 and not Path(deleted["run_dir"]).exists()
-        wait_for(lambda: any(e.event == "paco.job" and e.data == {"id": job_id, "status": "deleted"}
-                             for e in server.stub_events), 10, "a deleted event")  # fmt: skip
+        wait_for(
+            lambda: any(
+                e.event == "paco.job" and e.data == {"id": job_id, "status": "deleted"}
+                for e in server.stub_events
+            ),
+            10,
+            "a deleted event",
+        )
     finally:
         watcher.stop()
         kill_job_processes(store)
@@ -569,8 +658,12 @@ def test_a_yield_job_pauses_within_one_step_while_comfyui_runs_a_prompt(comfy, f
     server.stub_reset()
     node = comfy["nodes"]["PaCoTrainLora"]
     tiny = {**TINY_TRAINING, "eval_every": 0, "checkpoint_every": 1000}
-    job_id = run_node(node, **train_inputs(node, iterations=400, lora_name="yielding", new_run=True,
-                                           advanced_json=json.dumps(tiny))).args[0]  # fmt: skip
+    job_id = run_node(
+        node,
+        **train_inputs(
+            node, iterations=400, lora_name="yielding", new_run=True, advanced_json=json.dumps(tiny)
+        ),
+    ).args[0]
     store = comfy["bridge"].job_store()
     job = store.get(job_id)
     assert job.config["gpu_policy"] == "yield"  # the job shares ComfyUI's device (the CPU here)
@@ -583,7 +676,9 @@ def test_a_yield_job_pauses_within_one_step_while_comfyui_runs_a_prompt(comfy, f
         server.prompt_queue.put((0, "prompt-1", {}, {}, [], {}))  # ComfyUI starts a prompt
         asked = time.monotonic()
         request = wait_for(lambda: folder.pause_requests(), 10, "ComfyUI's pause request")
-        assert request[0]["holder"] == f"comfyui-{os.getpid()}" and request[0]["pid"] == os.getpid()  # lapses with it
+        assert (
+            request[0]["holder"] == f"comfyui-{os.getpid()}" and request[0]["pid"] == os.getpid()
+        )  # lapses with it
         wait_for(lambda: folder.read_progress().get("state") == "paused", 60, "the pause")
         latency = time.monotonic() - asked
         progress = folder.read_progress()
@@ -594,8 +689,10 @@ def test_a_yield_job_pauses_within_one_step_while_comfyui_runs_a_prompt(comfy, f
         server.prompt_queue.task_done(item_id, {}, None)  # the queue is idle again
         wait_for(lambda: folder.read_progress().get("step", 0) > paused_at + 1, 60, "training to go on")
         step_s = max(v for _, v in folder.metric_series("time/step_s"))  # the slowest step of the run
-        print(f"pause latency: queue -> paused {latency:.2f} s, request -> paused {trainer_latency:.2f} s; "
-              f"step {step_s:.2f} s, watcher interval 0.1 s")  # fmt: skip
+        print(
+            f"pause latency: queue -> paused {latency:.2f} s, request -> paused {trainer_latency:.2f} s; "
+            f"step {step_s:.2f} s, watcher interval 0.1 s"
+        )
         assert trainer_latency <= step_s * 1.5 + 0.2, (trainer_latency, step_s)  # at most one step
         assert latency <= step_s * 1.5 + 0.1 + 1.0, (latency, step_s)  # + the watcher's poll
         assert [what for _, jid, what in watcher.pause_log if jid == job_id] == ["pause", "release"]
@@ -617,14 +714,20 @@ def test_a_job_on_comfyuis_files_trains_to_completion_and_exports_its_lora(comfy
     import comfy as comfy_package
 
     assert job.config["model"] == {
-        **job.config["model"], "path": "", "kind": "flux", "device": "cpu",
+        **job.config["model"],
+        "path": "",
+        "kind": "flux",
+        "device": "cpu",
         "transformer_file": str(models / "diffusion_models" / "tiny-flux-fp8_scaled.safetensors"),
-        "text_encoder_files": [str(models / "text_encoders" / "tiny-flux-clip_l.safetensors"),
-                               str(models / "text_encoders" / "tiny-flux-t5xxl.safetensors")],
-        "vae_file": str(models / "vae" / "tiny-flux-ae.safetensors"), "checkpoint_file": "",
+        "text_encoder_files": [
+            str(models / "text_encoders" / "tiny-flux-clip_l.safetensors"),
+            str(models / "text_encoders" / "tiny-flux-t5xxl.safetensors"),
+        ],
+        "vae_file": str(models / "vae" / "tiny-flux-ae.safetensors"),
+        "checkpoint_file": "",
         "config_folder": str(models / "paco_configs" / "tiny-flux"),
         "comfyui_dir": os.path.dirname(os.path.abspath(comfy_package.__file__)),
-    }  # fmt: skip
+    }
     try:
         job = runner.wait(store, job.id, timeout=300, poll=0.2)
         assert job.status == "completed", (job.error, (Path(job.run_dir) / "train.log").read_text()[-3000:])

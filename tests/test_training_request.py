@@ -33,12 +33,20 @@ def test_an_error_carries_the_fields_it_is_about():
 
 
 def test_the_settings_go_into_the_presets_config_and_the_overrides_win_in_order(tmp_path):
-    config = build_training_config(TrainingRequest(
-        preset="t2is-flux", training_prompts=SETS_TEXT, prompts_folder=tmp_path,
-        rewards="consistency=0.2, clip_t",
-        iterations=7, learning_rate=1e-4, group_size=6, train_resolution=256,
-        advanced_json=json.dumps({"seed": 5, "optim": {"lr": 2e-4}}), overrides=["seed=9"],
-    ))  # fmt: skip
+    config = build_training_config(
+        TrainingRequest(
+            preset="t2is-flux",
+            training_prompts=SETS_TEXT,
+            prompts_folder=tmp_path,
+            rewards="consistency=0.2, clip_t",
+            iterations=7,
+            learning_rate=1e-4,
+            group_size=6,
+            train_resolution=256,
+            advanced_json=json.dumps({"seed": 5, "optim": {"lr": 2e-4}}),
+            overrides=["seed=9"],
+        )
+    )
     assert config["num_iterations"] == 7 and config["optim"]["lr"] == 2e-4 and config["seed"] == 9
     assert config["sampling"]["group_size"] == 6 and config["sampling"]["train_resolution"] == 256
     assert 6 % config["sampling"]["batch_size"] == 0  # the preset's batch size divides the group
@@ -59,17 +67,28 @@ def test_the_settings_go_into_the_presets_config_and_the_overrides_win_in_order(
 
 
 def test_gpu_sharing_the_run_folder_and_references(tmp_path):
-    shared = build_training_config(TrainingRequest(
-        preset="t2is-flux", model={"device": "cpu"}, host_device="cpu", own_run_folder=True,
-        advanced_json='{"output_dir": "runs/x"}', references=["a.png"],
-    ))  # fmt: skip
+    shared = build_training_config(
+        TrainingRequest(
+            preset="t2is-flux",
+            model={"device": "cpu"},
+            host_device="cpu",
+            own_run_folder=True,
+            advanced_json='{"output_dir": "runs/x"}',
+            references=["a.png"],
+        )
+    )
     assert shared["gpu_policy"] == "yield" and "output_dir" not in shared
     assert shared["rewards"]["references"] == ["a.png"]
     assert shared["rewards"]["rewards"][-1] == {"name": "reference", "weight": 1.0}
-    elsewhere = build_training_config(TrainingRequest(
-        preset="t2is-flux", model={"device": "cpu"}, host_device="cuda:0", rewards="reference=0.5",
-        references=["a.png"],
-    ))  # fmt: skip
+    elsewhere = build_training_config(
+        TrainingRequest(
+            preset="t2is-flux",
+            model={"device": "cpu"},
+            host_device="cuda:0",
+            rewards="reference=0.5",
+            references=["a.png"],
+        )
+    )
     assert elsewhere["gpu_policy"] == "exclusive"  # another device: nothing to share
     assert elsewhere["rewards"]["rewards"] == [{"name": "reference", "weight": 0.5}]
 
@@ -176,10 +195,14 @@ def test_edit_blocks_become_edit_rows_for_an_edit_preset(tmp_path):
     images = tmp_path / "input"
     images.mkdir()
     shutil.copy(Path(__file__).parent / "fixtures" / "rl" / "images" / "cube.png", images / "cube.png")
-    config = build_training_config(TrainingRequest(
-        preset="edit-kontext", training_prompts="cube.png\nmake it blue\n", image_root=images,
-        prompts_folder=tmp_path,
-    ))  # fmt: skip
+    config = build_training_config(
+        TrainingRequest(
+            preset="edit-kontext",
+            training_prompts="cube.png\nmake it blue\n",
+            image_root=images,
+            prompts_folder=tmp_path,
+        )
+    )
     assert config["data"]["image_root"] == str(images)
     rows = [json.loads(line) for line in open(config["data"]["train_file"], encoding="utf-8")]
     assert rows == [{"image": "cube.png", "instruction": "make it blue"}]

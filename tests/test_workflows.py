@@ -314,8 +314,11 @@ def test_the_consistent_set_uses_real_model_defaults_and_judges_its_panels(layou
     assert only(prompt, "PaCoPipelineLoader")["model"] == "FLUX.1-dev"
     assert source_type(prompt, generate["pipeline"]) == "PaCoLora"
     assert (generate["panel_width"], generate["panel_height"], generate["steps"], generate["guidance"]) == (
-        512, 512, 28, 3.5,
-    )  # fmt: skip
+        512,
+        512,
+        28,
+        3.5,
+    )
     assert generate["layout"] == "2x2" and len(generate["panels"].splitlines()) == 4
     score = only(prompt, "PaCoSetConsistency")
     assert score["images"] == [_id(prompt, "PaCoGenerateSet"), 0], "the judge scores the panels"
@@ -364,13 +367,21 @@ def test_train_lora_starts_a_job_watches_it_and_makes_a_set_with_its_lora(layout
     prompt = prompt_of("paco-train-lora", layouts)
     train = only(prompt, "PaCoTrainLora")
     assert (train["pipeline"], train["preset"], train["prompts_file"]) == (
-        "FLUX.1-dev", "t2is-flux", "(training_prompts)",
-    )  # fmt: skip
+        "FLUX.1-dev",
+        "t2is-flux",
+        "(training_prompts)",
+    )
     assert source_type(prompt, train["judge"]) == "PaCoJudgeLoader" and train["rewards"] == "consistency=1"
     files = ("diffusion_model", "text_encoder_1", "text_encoder_2", "vae", "checkpoint")
     assert [train[name] for name in (*files, "files_kind", "files_config")] == [
-        "(checkpoint's)", "(none)", "(none)", "(checkpoint's)", "(none)", "auto", "(shipped)",
-    ], "a diffusers folder: no ComfyUI file chosen"  # fmt: skip
+        "(checkpoint's)",
+        "(none)",
+        "(none)",
+        "(checkpoint's)",
+        "(none)",
+        "auto",
+        "(shipped)",
+    ], "a diffusers folder: no ComfyUI file chosen"
     widgets = [widget.name for widget in layouts["PaCoTrainLora"].widgets]
     assert widgets.index("model_path") < widgets.index("files_kind"), (
         "new widgets go last: saved graphs keep theirs"
@@ -404,7 +415,9 @@ def test_train_character_references_and_prompt_set_train_and_the_jobs_lora_makes
     watch = only(prompt, "PaCoTrainingJob")
     assert link_source(prompt, watch["job"]) == ("PaCoTrainLora", 0) and watch["lora"] == "best"
     lora = only(prompt, "PaCoLora")
-    assert link_source(prompt, lora["lora_name"]) == ("PaCoTrainingJob", 3), "the job's LoRA, not a file picked by hand"
+    assert link_source(prompt, lora["lora_name"]) == ("PaCoTrainingJob", 3), (
+        "the job's LoRA, not a file picked by hand"
+    )
     loader = only(prompt, "PaCoPipelineLoader")
     assert link_source(prompt, lora["pipeline"]) == ("PaCoPipelineLoader", 0)
     assert loader["model"] == train["pipeline"], "the LoRA goes on the model it was trained on"
@@ -414,9 +427,13 @@ def test_train_character_references_and_prompt_set_train_and_the_jobs_lora_makes
 
     panels = generate["panels"].splitlines()
     assert panels == list(NEW_SCENES) and generate["layout"] == "2x2"
-    assert not any(scene.split()[-1] in panel for scene in SCENES for panel in panels), "scenes it never trained on"
+    assert not any(scene.split()[-1] in panel for scene in SCENES for panel in panels), (
+        "scenes it never trained on"
+    )
     saved = sorted(
-        link_source(prompt, node["inputs"]["images"]) for node in prompt.values() if node["class_type"] == "SaveImage"
+        link_source(prompt, node["inputs"]["images"])
+        for node in prompt.values()
+        if node["class_type"] == "SaveImage"
     )
     assert saved == [("PaCoGenerateSet", 1), ("PaCoTrainingJob", 1)], "the set's grid and the held-out sample"
 
@@ -538,8 +555,11 @@ def test_the_native_flux_set_is_comfyuis_graph_with_the_paco_lora_and_pack_nodes
     prompt = prompt_of("paco-native-flux-set", layouts)
     types = {node["class_type"] for node in prompt.values()}
     assert {t for t in types if t.startswith("PaCo")} == {
-        "PaCoGridPrompt", "PaCoSplitGrid", "PaCoSetConsistency", "PaCoJudgeLoader"
-    }  # fmt: skip
+        "PaCoGridPrompt",
+        "PaCoSplitGrid",
+        "PaCoSetConsistency",
+        "PaCoJudgeLoader",
+    }
     assert only(prompt, "UNETLoader")["unet_name"] == "flux1-dev.safetensors"
     clip = only(prompt, "DualCLIPLoader")
     assert (clip["clip_name1"], clip["clip_name2"], clip["type"]) == (
@@ -550,9 +570,11 @@ def test_the_native_flux_set_is_comfyuis_graph_with_the_paco_lora_and_pack_nodes
     assert only(prompt, "LoraLoaderModelOnly")["lora_name"] == "paco_t2is.safetensors"
     assert links_into(prompt, "CLIPTextEncode") == {"clip": "DualCLIPLoader", "text": "PaCoGridPrompt"}
     assert links_into(prompt, "KSampler") == {
-        "model": "LoraLoaderModelOnly", "positive": "FluxGuidance", "negative": "ConditioningZeroOut",
+        "model": "LoraLoaderModelOnly",
+        "positive": "FluxGuidance",
+        "negative": "ConditioningZeroOut",
         "latent_image": "EmptySD3LatentImage",
-    }  # fmt: skip
+    }
     latent, grid = only(prompt, "EmptySD3LatentImage"), only(prompt, "PaCoGridPrompt")
     rows, columns = map(int, grid["layout"].split("x"))
     assert (latent["width"] / columns, latent["height"] / rows) == (512, 512), "the grid of 512 px panels"
@@ -576,8 +598,12 @@ def test_the_native_edits_use_the_paco_lora_and_score_the_edit(name, loader, lor
     assert only(prompt, "UNETLoader")["unet_name"] == loader
     assert only(prompt, "LoraLoaderModelOnly")["lora_name"] == lora
     score = links_into(prompt, "PaCoEditScore")
-    assert score == {"judge": "PaCoJudgeLoader", "original": score["original"], "edited": "VAEDecode",
-                     "instruction": "PrimitiveStringMultiline"}  # fmt: skip
+    assert score == {
+        "judge": "PaCoJudgeLoader",
+        "original": score["original"],
+        "edited": "VAEDecode",
+        "instruction": "PrimitiveStringMultiline",
+    }
     assert score["original"] in ("FluxKontextImageScale", "ImageScaleToTotalPixels")
     files = {
         v for node in prompt.values() for v in node["inputs"].values() if str(v).endswith(".safetensors")

@@ -36,8 +36,10 @@ def test_both_are_shipped_and_generated():
 def test_a_set_of_your_character_anchors_flux_with_the_paco_lora_on_a_loaded_picture(layouts, node_classes):  # noqa: F811
     prompt = prompt_of("paco-character-set", layouts)
     assert sources(prompt, "PaCoReferenceSet") == {
-        "pipeline": "PaCoLora", "judge": "PaCoJudgeLoader", "references": "LoadImage",
-    }  # fmt: skip
+        "pipeline": "PaCoLora",
+        "judge": "PaCoJudgeLoader",
+        "references": "LoadImage",
+    }
     node = only(prompt, "PaCoReferenceSet")
     assert node["layout"] == "2x2" and len(node["panels"].splitlines()) == 3  # 1 reference + 3 panels
     assert only(prompt, "PaCoPipelineLoader")["model"] == "FLUX.1-dev"
@@ -49,8 +51,10 @@ def test_a_set_of_your_character_anchors_flux_with_the_paco_lora_on_a_loaded_pic
 def test_repair_the_odd_panel_shows_heatmaps_before_and_after_and_the_log(layouts, node_classes):  # noqa: F811
     prompt = prompt_of("paco-repair-odd-panel", layouts)
     assert sources(prompt, "PaCoRepairSet") == {
-        "pipeline": "PaCoLora", "judge": "PaCoJudgeLoader", "images": "LoadImage",
-    }  # fmt: skip
+        "pipeline": "PaCoLora",
+        "judge": "PaCoJudgeLoader",
+        "images": "LoadImage",
+    }
     node = only(prompt, "PaCoRepairSet")
     assert (node["target_score"], node["tries_per_round"], node["max_rounds"]) == (0.85, 2, 3)
     assert node["theme"].strip() and node["layout"] == "2x2"

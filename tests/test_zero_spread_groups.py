@@ -15,12 +15,18 @@ SOME_PROMPTS = "teach_nothing_rewards:brightness_on_some_prompts"
 
 
 def test_zero_spread_needs_every_reward_flat_and_two_scored_images():
-    rewards = np.array([
-        [0.5, 1.0], [0.5, 1.0],          # group 0: both rewards flat -> teaches nothing
-        [0.5, 0.1], [0.5, 0.9],          # group 1: the second reward spreads
-        [0.2, np.nan], [0.2, 0.3],       # group 2: one scored image only -> not counted
-        [0.30001, 2.0], [0.3, 2.0],      # group 3: under the tolerance
-    ])  # fmt: skip
+    rewards = np.array(
+        [
+            [0.5, 1.0],
+            [0.5, 1.0],  # group 0: both rewards flat -> teaches nothing
+            [0.5, 0.1],
+            [0.5, 0.9],  # group 1: the second reward spreads
+            [0.2, np.nan],
+            [0.2, 0.3],  # group 2: one scored image only -> not counted
+            [0.30001, 2.0],
+            [0.3, 2.0],  # group 3: under the tolerance
+        ]
+    )
     groups = np.repeat(np.arange(4), 2)
     assert zero_spread_groups(rewards, groups) == [0, 3]
     assert zero_spread_groups(rewards, groups, tolerance=0.0) == [0]
@@ -48,10 +54,13 @@ def test_dropped_rows_are_never_sampled_again_and_the_state_resumes():
 
 def _run(tiny_models, path, drop: bool, iterations: int = 9):
     config = tiny_config(
-        tiny_models["flux"], path, num_iterations=iterations, checkpoint_every=iterations,
+        tiny_models["flux"],
+        path,
+        num_iterations=iterations,
+        checkpoint_every=iterations,
         rewards={"rewards": [{"name": SOME_PROMPTS}]},
         data={"eval_fraction": 0.0, "drop_zero_spread_prompts": drop},
-    )  # fmt: skip
+    )
     GrpoTrainer(config).train()
     return RunFolder(path)
 

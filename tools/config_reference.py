@@ -95,7 +95,7 @@ def render() -> str:
             parts.append(_doc(cls) + "\n")
         parts.append("\n".join(_table(cls, f"{f.name}.")) + "\n")
     parts.append("## Entries of `rewards.rewards` and `rewards.eval_rewards`\n")
-    parts.append("Each entry is an object `{\"name\": ..., \"weight\": ...}`.\n")
+    parts.append('Each entry is an object `{"name": ..., "weight": ...}`.\n')
     parts.append("\n".join(_table(RewardSpec, "")) + "\n")
     return "\n".join(parts)
 
@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = PAGE.read_text(encoding="utf-8") if PAGE.is_file() else ""
         if current != text:
-            print(f"{PAGE.relative_to(ROOT)} is stale: run `python -m tools.config_reference`", file=sys.stderr)
+            print(
+                f"{PAGE.relative_to(ROOT)} is stale: run `python -m tools.config_reference`", file=sys.stderr
+            )
             return 1
         return 0
     PAGE.parent.mkdir(parents=True, exist_ok=True)

@@ -89,10 +89,15 @@ def make_pictures(out_images: Path = DOCS_IMAGES) -> list[Path]:
     # a set of your character: the reference in cell 1, three panels around it
     reference = reference_picture()
     request = ReferenceSetRequest(
-        theme="Mia, a courier in a red coat and a yellow scarf.", layout="2x2", panel_width=PANEL,
-        panel_height=PANEL, steps=4, seed=1, identity_threshold=0.35,
+        theme="Mia, a courier in a red coat and a yellow scarf.",
+        layout="2x2",
+        panel_width=PANEL,
+        panel_height=PANEL,
+        steps=4,
+        seed=1,
+        identity_threshold=0.35,
         panels=("she runs through a market", "she reads by a window", "she waves at a train"),
-    )  # fmt: skip
+    )
     made = generate_reference_set(flux, judge, [reference], request)
     kept = ", ".join(f"#{c + 1}" for c, k in zip(made.panel_cells, made.keeps_identity, strict=True) if k)
     character = side_by_side(
@@ -109,14 +114,23 @@ def make_pictures(out_images: Path = DOCS_IMAGES) -> list[Path]:
 
     # repair the odd panel: a set, then its weakest panel redrawn
     set_request = SetRequest(
-        theme="a red fox.", panels=("in snow", "in a forest", "by a fence", "on a hill"), panel_width=PANEL,
-        panel_height=PANEL, steps=4, seed=3,
-    )  # fmt: skip
+        theme="a red fox.",
+        panels=("in snow", "in a forest", "by a fence", "on a hill"),
+        panel_width=PANEL,
+        panel_height=PANEL,
+        steps=4,
+        seed=3,
+    )
     [before] = generate_sets(flux, set_request)
     result = repair_set(
-        flux, judge, before.panels, "a red fox.", layout="2x2", panel_prompts=set_request.panels,
+        flux,
+        judge,
+        before.panels,
+        "a red fox.",
+        layout="2x2",
+        panel_prompts=set_request.panels,
         options=RepairOptions(target_score=0.99, tries_per_round=3, max_rounds=3, steps=4, seed=5),
-    )  # fmt: skip
+    )
     changed = result.changed_panels
     repair = side_by_side(
         [

@@ -64,9 +64,14 @@ def pool_pictures(folder: Path, models: dict) -> list[Path]:
 
     flux, judge = load_pipeline(models[FLUX.kind]), open_judge(models["judge"])
     request = SetRequest(
-        theme="a red fox", panels=("winter", "autumn", "meadow", "night"), layout="2x2",
-        panel_width=64, panel_height=64, steps=4, seed=40,
-    )  # fmt: skip
+        theme="a red fox",
+        panels=("winter", "autumn", "meadow", "night"),
+        layout="2x2",
+        panel_width=64,
+        panel_height=64,
+        steps=4,
+        seed=40,
+    )
     candidates = [item.panels for item in generate_sets(flux, request, num_sets=4)]
     result = assemble_from_pool(judge, candidates, request.theme)
     heatmaps = side_by_side(

@@ -204,8 +204,14 @@ def best_of_n_card(title: str, caption: str, candidates: bytes, ranking: str) ->
         index = int(winner.group(1)) - 1
         cx, cy = x + (index % 2) * half_w, y + (index // 2) * half_h
         card.draw.rectangle((cx + 1, cy + 1, cx + half_w - 2, cy + half_h - 2), outline=ACCENT, width=6)
-        card.draw.text((cx + 14, cy + 10), f"best: set {index + 1}", font=font(30, bold=True), fill=ACCENT,
-                       stroke_width=4, stroke_fill=BACKGROUND)  # fmt: skip
+        card.draw.text(
+            (cx + 14, cy + 10),
+            f"best: set {index + 1}",
+            font=font(30, bold=True),
+            fill=ACCENT,
+            stroke_width=4,
+            stroke_fill=BACKGROUND,
+        )
     return card
 
 
@@ -265,7 +271,6 @@ def training_card(
     return card
 
 
-
 def grid_cell_box(layout: str, cell: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of 0-based ``cell`` (row-major) in a ``layout`` ("rows x columns")
     grid picture of ``size``."""
@@ -296,7 +301,6 @@ def reference_set_card(title: str, caption: str, result):
     panels keep the identity under them."""
     from PIL import ImageDraw
 
-
     report = (result.text_of("PaCoReferenceSet") or result.text_of("PreviewAny")).splitlines()
     first = report[0] if report else ""
     score = re.search(r"set consistency (\d\.\d{3}) over (\d+) cells", first)
@@ -320,15 +324,27 @@ def reference_set_card(title: str, caption: str, result):
     for cell in cell_numbers_in(references.group(1)) if references else []:
         box = grid_cell_box(layout, cell, picture.size)
         draw.rectangle(box, outline=ACCENT, width=5)
-        draw.text((box[0] + 10, box[1] + 8), "reference", font=font(22, bold=True), fill=ACCENT,
-                  stroke_width=3, stroke_fill=BACKGROUND)  # fmt: skip
+        draw.text(
+            (box[0] + 10, box[1] + 8),
+            "reference",
+            font=font(22, bold=True),
+            fill=ACCENT,
+            stroke_width=3,
+            stroke_fill=BACKGROUND,
+        )
     for line in report:
         panel = re.match(r"panel #(\d+): against the reference (\d\.\d{3}) -> (keeps|drifts)", line)
         if panel:
             box = grid_cell_box(layout, int(panel.group(1)) - 1, picture.size)
             keeps = panel.group(3) == "keeps"
-            draw.text((box[0] + 10, box[1] + 8), f"{panel.group(3)} {panel.group(2)}", font=font(22, bold=True),
-                      fill=TEXT if keeps else NOTE, stroke_width=3, stroke_fill=BACKGROUND)  # fmt: skip
+            draw.text(
+                (box[0] + 10, box[1] + 8),
+                f"{panel.group(3)} {panel.group(2)}",
+                font=font(22, bold=True),
+                fill=TEXT if keeps else NOTE,
+                stroke_width=3,
+                stroke_fill=BACKGROUND,
+            )
     card.paste(picture, left, top, "the set (reference outlined)")
     if heatmap:
         right = left + picture.width + 24
@@ -342,7 +358,6 @@ def repair_card(title: str, caption: str, result):
     heatmaps under them; the scores before -> after and the rounds (panel, score) from the log."""
     from PIL import ImageDraw
 
-
     report = (result.text_of("PaCoRepairSet") or result.text_of("PreviewAny")).splitlines()
     first = report[0] if report else ""
     scores = re.search(r"set consistency (\d\.\d{3} -> \d\.\d{3}) \(target (\d\.\d{3}); (.*)\)$", first)
@@ -354,11 +369,12 @@ def repair_card(title: str, caption: str, result):
         for line in report
     ]
     rounds_line = "; ".join(
-        f"round {m.group(1)}: #{m.group(2)} " + ("redrawn" if m.group(3).startswith("kept") else "kept")
+        f"round {m.group(1)}: #{m.group(2)} "
+        + ("redrawn" if m.group(3).startswith("kept") else "kept")
         + f", set {m.group(4)}"
         for m in rounds
         if m
-    ) + (f" ({scores.group(3)})" if scores else "")  # fmt: skip
+    ) + (f" ({scores.group(3)})" if scores else "")
     changed = next((line for line in report if line.startswith("changed panels: ")), "")
     card = Card(title, caption, [line for line in (headline, rounds_line) if line])
     left, top, width, height = card.area

@@ -73,7 +73,10 @@ TITLES = {
 """The title on each card (the thumbnail's headline); a workflow not listed gets its file name."""
 
 # The tiny run: model names as --setup-tiny lays them out, small panels, few steps.
-TINY_PIPELINES = {FLUX.title: TINY_PIPELINE_NAMES[FLUX.kind], FLUX_KONTEXT.title: TINY_PIPELINE_NAMES[FLUX_KONTEXT.kind]}
+TINY_PIPELINES = {
+    FLUX.title: TINY_PIPELINE_NAMES[FLUX.kind],
+    FLUX_KONTEXT.title: TINY_PIPELINE_NAMES[FLUX_KONTEXT.kind],
+}
 TINY_QWEN_EDIT = TINY_PIPELINE_NAMES[QWEN_IMAGE_EDIT.kind]
 TINY_LORA = TINY_LORA_NAME
 TINY_JUDGE = TINY_JUDGE_NAME
@@ -430,7 +433,9 @@ def compose_card(name: str, result: RunResult, tiny: bool) -> Card:
         trained = result.images_from("PaCoGenerateSet", 1)
         if trained:
             pictures.append(("new set, trained LoRA", trained[0]))
-        return training_card(title, caption, curve, pictures, result.text_of("PaCoTrainingJob"), reward="reference")
+        return training_card(
+            title, caption, curve, pictures, result.text_of("PaCoTrainingJob"), reward="reference"
+        )
     raise SystemExit(f"no card layout for workflow {name}: add one to tools/workflow_results.py")
 
 

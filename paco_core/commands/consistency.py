@@ -137,11 +137,19 @@ def run_reference_set(args: argparse.Namespace) -> int:
 
     width, height = parse_panel_size(args.panel_size)
     request = ReferenceSetRequest(
-        theme=args.theme, panels=tuple(args.panel), layout=args.layout, description=args.description,
-        reference_cells=tuple(cell - 1 for cell in args.reference_cell), reference_fit=args.reference_fit,
-        panel_width=width, panel_height=height, steps=args.steps, guidance=args.guidance, seed=args.seed,
+        theme=args.theme,
+        panels=tuple(args.panel),
+        layout=args.layout,
+        description=args.description,
+        reference_cells=tuple(cell - 1 for cell in args.reference_cell),
+        reference_fit=args.reference_fit,
+        panel_width=width,
+        panel_height=height,
+        steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
         identity_threshold=args.identity_threshold,
-    )  # fmt: skip
+    )
     if not args.reference:
         raise InputError("--reference: give at least one reference image (repeat --reference for several).")
     references = [open_image_file(path, what="--reference") for path in args.reference]
@@ -168,17 +176,30 @@ def run_repair(args: argparse.Namespace) -> int:
     from paco_core.reward.report import render_pair_matrix
 
     options = RepairOptions(
-        target_score=args.target, tries_per_round=args.tries, max_rounds=args.rounds, steps=args.steps,
-        guidance=args.guidance, strength=args.strength, seed=args.seed, locked=tuple(n - 1 for n in args.lock),
-    )  # fmt: skip
+        target_score=args.target,
+        tries_per_round=args.tries,
+        max_rounds=args.rounds,
+        steps=args.steps,
+        guidance=args.guidance,
+        strength=args.strength,
+        seed=args.seed,
+        locked=tuple(n - 1 for n in args.lock),
+    )
     panels = set_images(args.images, args.layout if len(args.images) == 1 else None)
     check_output_folder(args.out)
     view = load_with_loras(args)
     judge = open_judge_from_args(args)
     result = repair_set(
-        view, judge, panels, args.theme, layout=args.layout, panel_prompts=args.panel_prompt,
-        description=args.description, options=options, hooks=cli_hooks(),
-    )  # fmt: skip
+        view,
+        judge,
+        panels,
+        args.theme,
+        layout=args.layout,
+        panel_prompts=args.panel_prompt,
+        description=args.description,
+        options=options,
+        hooks=cli_hooks(),
+    )
     save_png(result.grid, args.out / "grid.png")
     for number, image in enumerate(result.panels, start=1):
         save_png(image, args.out / f"panel_{number}.png")

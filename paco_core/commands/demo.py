@@ -112,7 +112,9 @@ def check_optional_counts(args: argparse.Namespace) -> None:
     from paco_core.errors import InputError
 
     if args.steps is not None and args.steps < 1:
-        raise InputError(f"--steps should be a whole number >= 1, got {args.steps}; leave it out for the default.")
+        raise InputError(
+            f"--steps should be a whole number >= 1, got {args.steps}; leave it out for the default."
+        )
     if args.panel_size is not None and args.panel_size < 16:
         raise InputError(
             f"--panel-size should be a whole number of pixels >= 16, got {args.panel_size}; leave it out for "

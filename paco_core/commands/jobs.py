@@ -56,27 +56,40 @@ def register(subparsers) -> None:
     submit = actions.add_parser("submit", parents=[home], help="queue a training config; prints the job id")
     submit.add_argument("--config", help="training config JSON (as for `paco train`)")
     submit.add_argument("--preset", help="start from the paper's settings for a task")
-    submit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set num_iterations=50")  # fmt: skip
+    submit.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set num_iterations=50",
+    )
     submit.add_argument("--name", help="a label for the job (default: its id)")
     submit.add_argument("--run-dir", help="run folder (default: output_dir of the config, else HOME/runs/ID)")
     submit.add_argument(
         "--processes", type=int, default=1, help="processes under `accelerate launch` (default 1)"
     )
-    submit.add_argument(
-        "--accelerate-config", help="accelerate config file (FSDP, several machines)"
-    )
+    submit.add_argument("--accelerate-config", help="accelerate config file (FSDP, several machines)")
     earlier = submit.add_mutually_exclusive_group()
-    earlier.add_argument("--resume", action="store_true",
-                         help="the run folder holds an earlier run: continue it from its latest checkpoint")  # fmt: skip
-    earlier.add_argument("--overwrite", action="store_true",
-                         help="the run folder holds an earlier run: delete that run's files and start afresh")  # fmt: skip
+    earlier.add_argument(
+        "--resume",
+        action="store_true",
+        help="the run folder holds an earlier run: continue it from its latest checkpoint",
+    )
+    earlier.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="the run folder holds an earlier run: delete that run's files and start afresh",
+    )
     submit.add_argument("--json", action="store_true", help="print the job as JSON instead of its id")
     submit.add_argument(
-        "--dry-run", action="store_true",
+        "--dry-run",
+        action="store_true",
         help="queue nothing: probe one prompt's group here and print s/iteration, total time and peak memory",
-    )  # fmt: skip
-    submit.add_argument("--summary", action="store_true", help=argparse.SUPPRESS)  # --dry-run --json: + summary
+    )
+    submit.add_argument(
+        "--summary", action="store_true", help=argparse.SUPPRESS
+    )  # --dry-run --json: + summary
     submit.set_defaults(func=run_submit)
 
     listing = actions.add_parser("list", parents=[home], help="all jobs, oldest first")
@@ -91,8 +104,12 @@ def register(subparsers) -> None:
     logs = actions.add_parser("logs", parents=[home], help="the job's train.log")
     logs.add_argument("id")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
-    logs.add_argument("--tail-kib", type=int, default=1024,
-                      help="print the log's last KiB only (default 1024); read in bounded chunks")  # fmt: skip
+    logs.add_argument(
+        "--tail-kib",
+        type=int,
+        default=1024,
+        help="print the log's last KiB only (default 1024); read in bounded chunks",
+    )
     logs.add_argument("--all", action="store_true", help="print the whole log (still read in 1 MiB chunks)")
     logs.set_defaults(func=run_logs)
 
@@ -114,7 +131,11 @@ def register(subparsers) -> None:
 
     delete = actions.add_parser("delete", parents=[home], help="remove a job that is not running")
     delete.add_argument("id")
-    delete.add_argument("--files", action="store_true", help="also delete what the job wrote into its run folder (other files there stay)")
+    delete.add_argument(
+        "--files",
+        action="store_true",
+        help="also delete what the job wrote into its run folder (other files there stay)",
+    )
     delete.set_defaults(func=run_delete)
 
     register_ux(actions, home)
@@ -132,10 +153,14 @@ def register_ux(actions, home) -> None:
     sample = actions.add_parser("sample", parents=[home], help="a running job samples at its next step")
     sample.add_argument("id")
     sample.add_argument("--prompt", help="a prompt to sample (default: the job's held-out prompts)")
-    sample.add_argument("--wait", type=float, metavar="S", help="wait up to S seconds and print the grid's path")
+    sample.add_argument(
+        "--wait", type=float, metavar="S", help="wait up to S seconds and print the grid's path"
+    )
     sample.set_defaults(func=run_request, kind="sample")
 
-    save = actions.add_parser("save", parents=[home], help="a running job saves a checkpoint at its next step")
+    save = actions.add_parser(
+        "save", parents=[home], help="a running job saves a checkpoint at its next step"
+    )
     save.add_argument("id")
     save.add_argument("--wait", type=float, metavar="S", help="wait up to S seconds and print the checkpoint")
     save.set_defaults(func=run_request, kind="save", prompt=None)
@@ -145,8 +170,13 @@ def register_ux(actions, home) -> None:
     )
     more.add_argument("id")
     more.add_argument("--iterations", type=int, required=True, help="how many more iterations")
-    more.add_argument("--from", dest="start_from", choices=("last", "best"), default="last",
-                      help="start from the last checkpoint (default) or the best held-out one")  # fmt: skip
+    more.add_argument(
+        "--from",
+        dest="start_from",
+        choices=("last", "best"),
+        default="last",
+        help="start from the last checkpoint (default) or the best held-out one",
+    )
     more.add_argument("--name", help="the new job's name (default: NAME-continued)")
     more.set_defaults(func=run_continue)
 
@@ -178,10 +208,16 @@ def run_submit(args) -> int:
         return run_estimate(data, args)
     store = _store(args)
     job = runner.submit(
-        store, data, name=args.name, run_dir=args.run_dir, num_processes=args.processes,
-        accelerate_config=args.accelerate_config, resume=args.resume, overwrite=args.overwrite,
+        store,
+        data,
+        name=args.name,
+        run_dir=args.run_dir,
+        num_processes=args.processes,
+        accelerate_config=args.accelerate_config,
+        resume=args.resume,
+        overwrite=args.overwrite,
         name_field="--name",
-    )  # fmt: skip
+    )
     print(json.dumps(job.to_record(), indent=2) if args.json else job.id)
     return 0
 
@@ -208,7 +244,9 @@ def run_estimate(data: dict, args) -> int:
 def printable(text: object) -> str:
     """``text`` with control and format characters shown escaped (``\\x1b``), never acted on
     by the terminal (a name or log tail from an older store may hold them)."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text))
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(text)
+    )
 
 
 def _dispatch_for_reading(store) -> None:
@@ -267,8 +305,15 @@ def run_show(args) -> int:
 
     chain = lineage(store, args.id)
     if len(chain) > 1:
-        print("lineage: " + " -> ".join(f"{job.id} ({job.name}, from step {job.parent_step})"
-                                         if job.parent_id else f"{job.id} ({job.name})" for job in chain))  # fmt: skip
+        print(
+            "lineage: "
+            + " -> ".join(
+                f"{job.id} ({job.name}, from step {job.parent_step})"
+                if job.parent_id
+                else f"{job.id} ({job.name})"
+                for job in chain
+            )
+        )
     continued = children(store, args.id)
     if continued:
         print("continued by: " + ", ".join(f"{job.id} ({job.status})" for job in continued))

@@ -32,13 +32,16 @@ def add_precision_arguments(
         what: the words the help starts with, e.g. "local judge ".
     """
     parser.add_argument(
-        f"--{prefix}dtype", choices=DTYPE_CHOICES, default="auto",
+        f"--{prefix}dtype",
+        choices=DTYPE_CHOICES,
+        default="auto",
         help=f"{what}weights precision (auto: bf16 on a GPU, fp32 on the CPU)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        f"--{prefix}device", default=device_default,
+        f"--{prefix}device",
+        default=device_default,
         help=f"{what}device: auto (the GPU if any, else the CPU), cpu, cuda, cuda:N, mps",
-    )  # fmt: skip
+    )
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -212,10 +212,14 @@ def run_serve_judge(args: argparse.Namespace) -> int:
     if not 0 < args.max_body_mb <= 1024:
         raise InputError(f"--max-body-mb should be above 0 and at most 1024, got {args.max_body_mb:g}.")
     if args.max_in_flight_mb is not None and not 0 < args.max_in_flight_mb <= 65536:
-        raise InputError(f"--max-in-flight-mb should be above 0 and at most 65536, got {args.max_in_flight_mb:g}.")
+        raise InputError(
+            f"--max-in-flight-mb should be above 0 and at most 65536, got {args.max_in_flight_mb:g}."
+        )
     limits = ServerLimits(
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
-        max_bytes_in_flight=None if args.max_in_flight_mb is None else int(args.max_in_flight_mb * 1024 * 1024),
+        max_bytes_in_flight=None
+        if args.max_in_flight_mb is None
+        else int(args.max_in_flight_mb * 1024 * 1024),
         max_image_pixels=args.max_image_pixels,
         max_tokens=args.max_tokens,
         generation_seconds=args.generation_seconds,

@@ -65,10 +65,14 @@ def install_into_comfyui(args: argparse.Namespace) -> int:
     from paco_core.testing.comfyui_models import comfyui_models_dir, install_tiny_models
 
     if args.dest is not None or args.only:
-        raise InputError("paco tiny-models --comfyui: give no DEST and no --only (all tiny models go into ComfyUI).")
+        raise InputError(
+            "paco tiny-models --comfyui: give no DEST and no --only (all tiny models go into ComfyUI)."
+        )
     models = comfyui_models_dir(args.comfyui)
     for name, path in install_tiny_models(models).items():
         print(f"{name:<22} {path}")
-    print("Restart ComfyUI (or press R in the frontend), then choose these names in the PaCo loaders; "
-          "docs/workflows.md (Try them on the tiny models) says which.")
+    print(
+        "Restart ComfyUI (or press R in the frontend), then choose these names in the PaCo loaders; "
+        "docs/workflows.md (Try them on the tiny models) says which."
+    )
     return 0

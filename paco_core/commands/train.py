@@ -49,18 +49,23 @@ def register(subparsers) -> None:
         help="start from a released run (t2is-flux, edit-kontext, edit-qwen) or the paper's T2IS variant (t2is-flux-paper); see docs/presets.md; t2is-flux-1gpu: t2is-flux laid out for one GPU (docs/scaling.md)",
     )
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, e.g. --set optim.lr=1e-4 --set data.train_file=prompts.jsonl",
-    )  # fmt: skip
+    )
     start = parser.add_mutually_exclusive_group()
     start.add_argument(
         "--resume",
         help="continue from a checkpoint folder, or `latest`: the newest intact checkpoint in output_dir",
     )
     start.add_argument(
-        "--overwrite", action="store_true",
+        "--overwrite",
+        action="store_true",
         help="start over in an output_dir that holds an earlier run (deletes its checkpoints, metrics, samples)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config as JSON and exit"
     )

@@ -55,7 +55,9 @@ def edit_from_references(
     from paco_core.generate import EditOptions, default_guidance, run_edit, step_callback
 
     options = EditOptions(steps=steps, guidance=guidance, seed=seed, max_sequence_length=max_sequence_length)
-    used = list(references) if family(kind).takes_several_references and len(references) > 1 else references[0]
+    used = (
+        list(references) if family(kind).takes_several_references and len(references) > 1 else references[0]
+    )
     callback = step_callback(hooks, done_before, total)
     scale = guidance if guidance is not None else default_guidance(kind)
     edited = run_edit(pipe, kind, used, instruction, options, scale, seed, callback)

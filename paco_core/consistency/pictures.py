@@ -58,8 +58,13 @@ def render_pool_choice(candidates: Sequence[Sequence[Image.Image]], result: Pool
     draw = ImageDraw.Draw(canvas)
     font = _font(12)
     for panel in range(num_panels):
-        draw.text((LABEL_WIDTH + panel * cell[0] + cell[0] // 2, LABEL_HEIGHT // 2), f"panel {panel + 1}",
-                  fill=(0, 0, 0), font=font, anchor="mm")  # fmt: skip
+        draw.text(
+            (LABEL_WIDTH + panel * cell[0] + cell[0] // 2, LABEL_HEIGHT // 2),
+            f"panel {panel + 1}",
+            fill=(0, 0, 0),
+            font=font,
+            anchor="mm",
+        )
     for row, panels in enumerate(rows):
         top = LABEL_HEIGHT + row * cell[1]
         assembled = row == len(candidates)
@@ -107,9 +112,12 @@ def render_chain_scores(result: GuardedChainResult) -> Image.Image:
             box = (left, top, left + CELL_WIDTH - 2, top + CELL_HEIGHT - 2)
             draw.rectangle(box, fill=score_color(value))
             draw.text(
-                (left + CELL_WIDTH // 2, top + CELL_HEIGHT // 2), f"{value:.3f}", fill=(0, 0, 0), font=font,
+                (left + CELL_WIDTH // 2, top + CELL_HEIGHT // 2),
+                f"{value:.3f}",
+                fill=(0, 0, 0),
+                font=font,
                 anchor="mm",
-            )  # fmt: skip
+            )
         left = LABEL_WIDTH // 2 + 3 * CELL_WIDTH
         how = f"{len(step.tries)}" + (" re-anchored" if step.reanchored else "")
         draw.text(

@@ -327,8 +327,10 @@ def score_pool(
     answers = judge.score_pairs(requests, hooks)
 
     def empty() -> list:
-        return [[[[0.0] * num_candidates for _ in range(num_candidates)] for _ in range(num_panels)]
-                for _ in range(num_panels)]  # fmt: skip
+        return [
+            [[[0.0] * num_candidates for _ in range(num_candidates)] for _ in range(num_panels)]
+            for _ in range(num_panels)
+        ]
 
     forward, backward = empty(), empty()
     for (i, a, j, b, is_forward), score in zip(keys, answers, strict=True):

@@ -101,11 +101,15 @@ class ReferenceSetRequest:
         object.__setattr__(self, "reference_cells", tuple(self.reference_cells))
         # the sampling fields share SetRequest's checks (steps, seed, guidance, panel sides)
         SetRequest(
-            theme=self.theme or "-", panels=self.panels, panel_width=self.panel_width,
-            panel_height=self.panel_height, steps=self.steps, seed=self.seed,
+            theme=self.theme or "-",
+            panels=self.panels,
+            panel_width=self.panel_width,
+            panel_height=self.panel_height,
+            steps=self.steps,
+            seed=self.seed,
             guidance=FLUX_GUIDANCE if self.guidance is None else self.guidance,
             max_sequence_length=self.max_sequence_length,
-        )  # fmt: skip
+        )
         check_score("identity_threshold", self.identity_threshold)
         if self.reference_fit not in REFERENCE_FITS:
             raise InputError(
@@ -300,10 +304,18 @@ def _grid_path(pipe, loaded, fitted, layout, reference_cells, panel_cells, reque
     from paco_core.images import compose_grid
 
     grid = inpaint_cells(
-        pipe, compose_grid(start, layout), layout, panel_cells, embeddings,
-        steps=request.steps, guidance=FLUX_GUIDANCE if request.guidance is None else request.guidance,
-        seed=request.seed, max_sequence_length=request.max_sequence_length, hooks=hooks, total=request.steps,
-    )  # fmt: skip
+        pipe,
+        compose_grid(start, layout),
+        layout,
+        panel_cells,
+        embeddings,
+        steps=request.steps,
+        guidance=FLUX_GUIDANCE if request.guidance is None else request.guidance,
+        seed=request.seed,
+        max_sequence_length=request.max_sequence_length,
+        hooks=hooks,
+        total=request.steps,
+    )
     return grid, prompt
 
 
@@ -324,7 +336,7 @@ def _edit_path(pipe, kind, fitted, request, hooks) -> list:
             done_before=index * request.steps,
             total=total,
             max_sequence_length=request.max_sequence_length,
-        )  # fmt: skip
+        )
         for index, instruction in enumerate(request.panels)
     ]
 

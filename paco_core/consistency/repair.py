@@ -379,12 +379,20 @@ class _Regenerator:
             from paco_core.consistency.inpaint import inpaint_cells
 
             grid = inpaint_cells(
-                self.pipe, compose_grid(panels, self.layout), self.layout, (weakest,), self.embeddings,
+                self.pipe,
+                compose_grid(panels, self.layout),
+                self.layout,
+                (weakest,),
+                self.embeddings,
                 steps=self.options.steps,
                 guidance=FLUX_GUIDANCE if self.options.guidance is None else self.options.guidance,
-                seed=seed, strength=self.options.strength, max_sequence_length=self.options.max_sequence_length,
-                hooks=self.hooks, done_before=done_before, total=self.budget,
-            )  # fmt: skip
+                seed=seed,
+                strength=self.options.strength,
+                max_sequence_length=self.options.max_sequence_length,
+                hooks=self.hooks,
+                done_before=done_before,
+                total=self.budget,
+            )
             return split_grid(grid, self.layout)[weakest]
         from paco_core.consistency.edits import edit_from_references
 
@@ -393,10 +401,18 @@ class _Regenerator:
             :count
         ]
         return edit_from_references(
-            self.pipe, self.loaded.kind, [panels[i] for i in best], self.prompts[weakest],
-            steps=self.options.steps, guidance=self.options.guidance, seed=seed, hooks=self.hooks,
-            done_before=done_before, total=self.budget, max_sequence_length=self.options.max_sequence_length,
-        )  # fmt: skip
+            self.pipe,
+            self.loaded.kind,
+            [panels[i] for i in best],
+            self.prompts[weakest],
+            steps=self.options.steps,
+            guidance=self.options.guidance,
+            seed=seed,
+            hooks=self.hooks,
+            done_before=done_before,
+            total=self.budget,
+            max_sequence_length=self.options.max_sequence_length,
+        )
 
     def close(self) -> None:
         if self._scope is not None:

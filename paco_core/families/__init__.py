@@ -130,7 +130,9 @@ def file_role(name: str) -> FileRole:
     for role in file_roles():
         if role.name == name:
             return role
-    raise InputError(f"unknown model file role {name!r}; known: {', '.join(role.name for role in file_roles())}.")
+    raise InputError(
+        f"unknown model file role {name!r}; known: {', '.join(role.name for role in file_roles())}."
+    )
 
 
 def families_of_architecture(name: str) -> tuple[Family, ...]:

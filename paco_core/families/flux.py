@@ -53,14 +53,24 @@ FLUX_ARCHITECTURE = Architecture(
     single_file_transformer=True,
     text_encoders=(CLIP_L.name, T5XXL.name),
     vae=AE.name,
-    lora_markers=("single_transformer_blocks.", ".ff.net.", ".ff_context.net.", ".norm1_context.", "x_embedder"),
+    lora_markers=(
+        "single_transformer_blocks.",
+        ".ff.net.",
+        ".ff_context.net.",
+        ".norm1_context.",
+        "x_embedder",
+    ),
     attention_targets=DUAL_STREAM_ATTENTION_TARGETS,
     lora_targets=(
-        *DUAL_STREAM_ATTENTION_TARGETS, "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
+        *DUAL_STREAM_ATTENTION_TARGETS,
+        "ff.net.0.proj",
+        "ff.net.2",
+        "ff_context.net.0.proj",
+        "ff_context.net.2",
     ),
     file_roles=(CLIP_L, T5XXL, AE),
     comfy_clip_type="flux",
-)  # fmt: skip
+)
 
 _T2IS: dict = {
     "lora": {"target_modules": list(FLUX_ARCHITECTURE.lora_targets)},
@@ -98,7 +108,7 @@ FAMILY = Family(
                 "log_tame_rewards": ["consistency", "clip_t"],
             },
         },
-    },  # fmt: skip
+    },
     tiny_model="paco_core.testing.flux:save_tiny_flux",
     tiny_comfy_files="paco_core.testing.comfy_layout:write_flux_dev_files",
 )

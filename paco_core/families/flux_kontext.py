@@ -44,7 +44,7 @@ FAMILY = Family(
             "checkpoint_every": 20,
             "eval_every": 20,
         },
-    },  # fmt: skip
+    },
     tiny_model="paco_core.testing.flux:save_tiny_flux_kontext",
     tiny_comfy_files="paco_core.testing.comfy_layout:write_flux_kontext_files",
 )

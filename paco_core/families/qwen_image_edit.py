@@ -44,11 +44,15 @@ QWEN_IMAGE_ARCHITECTURE = Architecture(
     lora_markers=(".img_mlp.", ".txt_mlp.", ".img_mod.", ".txt_mod.", "img_in", "txt_in"),
     attention_targets=DUAL_STREAM_ATTENTION_TARGETS,
     lora_targets=(
-        *DUAL_STREAM_ATTENTION_TARGETS, "img_mlp.net.0.proj", "img_mlp.net.2", "txt_mlp.net.0.proj", "txt_mlp.net.2",
+        *DUAL_STREAM_ATTENTION_TARGETS,
+        "img_mlp.net.0.proj",
+        "img_mlp.net.2",
+        "txt_mlp.net.0.proj",
+        "txt_mlp.net.2",
     ),
     file_roles=(QWEN25VL, QWEN_IMAGE_VAE),
     comfy_clip_type="qwen_image",
-)  # fmt: skip
+)
 """Qwen-Image names its feed-forward layers img_mlp / txt_mlp."""
 
 FAMILY = Family(
@@ -86,7 +90,7 @@ FAMILY = Family(
             "checkpoint_every": 20,
             "eval_every": 20,
         },
-    },  # fmt: skip
+    },
     tiny_model="paco_core.testing.qwen_image:save_tiny_qwen_image_edit",
     tiny_comfy_files="paco_core.testing.comfy_layout:write_qwen_image_edit_files",
 )

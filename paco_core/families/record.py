@@ -67,7 +67,9 @@ class FileRole:
     def __post_init__(self) -> None:
         layouts = VAE_LAYOUTS if self.is_vae else TEXT_ENCODER_LAYOUTS
         if self.layout not in layouts:
-            raise ValueError(f"file role {self.name}: layout should be one of {', '.join(layouts)}, got {self.layout!r}")
+            raise ValueError(
+                f"file role {self.name}: layout should be one of {', '.join(layouts)}, got {self.layout!r}"
+            )
 
     @property
     def is_vae(self) -> bool:

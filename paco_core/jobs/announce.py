@@ -16,7 +16,9 @@ def end_message(
 ) -> str | None:
     """The sentence for a job that ended with ``status``; None while it has not ended."""
     if status == "completed":
-        return f"PaCo job completed: {name}: {steps} steps" + (f"; best LoRA {best_lora}" if best_lora else "")
+        return f"PaCo job completed: {name}: {steps} steps" + (
+            f"; best LoRA {best_lora}" if best_lora else ""
+        )
     if status in ("failed", "interrupted"):
         lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
         reason = lines[-1][:240] if lines else "no reason recorded (see its log)"

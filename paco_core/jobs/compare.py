@@ -64,18 +64,24 @@ def compare(store: JobStore, job_ids: list[str]) -> list[dict[str, Any]]:
         held = _points(folder, metric) if metric else []
         times = [value for _, value in _points(folder, "time/step_s")]
         sample = folder.latest_sample()
-        rows.append({
-            "id": job.id, "name": job.name, "status": job.status, "kind": kind_of(job),
-            "step": job.step, "total": job.total,
-            "train_reward": train[-1][1] if train else None,
-            "held_out": held[-1][1] if held else None,
-            "held_out_metric": metric,
-            "best_held_out": progress.get("best_value") if _finite(progress.get("best_value")) else None,
-            "best_step": progress.get("best_step"),
-            "s_per_step": statistics.median(times) if times else None,
-            "sample": str(sample) if sample else None,
-            "parent_id": job.parent_id,
-        })  # fmt: skip
+        rows.append(
+            {
+                "id": job.id,
+                "name": job.name,
+                "status": job.status,
+                "kind": kind_of(job),
+                "step": job.step,
+                "total": job.total,
+                "train_reward": train[-1][1] if train else None,
+                "held_out": held[-1][1] if held else None,
+                "held_out_metric": metric,
+                "best_held_out": progress.get("best_value") if _finite(progress.get("best_value")) else None,
+                "best_step": progress.get("best_step"),
+                "s_per_step": statistics.median(times) if times else None,
+                "sample": str(sample) if sample else None,
+                "parent_id": job.parent_id,
+            }
+        )
     return rows
 
 
@@ -85,11 +91,15 @@ def curves(store: JobStore, job_ids: list[str]) -> list[dict[str, Any]]:
     for job in comparable_jobs(store, job_ids):
         folder = RunFolder(job.run_dir)
         metric = held_out_metric(job, folder)
-        found.append({
-            "id": job.id, "name": job.name, "held_out_metric": metric,
-            "train": [list(p) for p in _points(folder, TRAIN_METRIC)],
-            "held_out": [list(p) for p in _points(folder, metric)] if metric else [],
-        })  # fmt: skip
+        found.append(
+            {
+                "id": job.id,
+                "name": job.name,
+                "held_out_metric": metric,
+                "train": [list(p) for p in _points(folder, TRAIN_METRIC)],
+                "held_out": [list(p) for p in _points(folder, metric)] if metric else [],
+            }
+        )
     return found
 
 
@@ -103,10 +113,19 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [header]
     for row in rows:
         best = "-" if row["best_held_out"] is None else f"{row['best_held_out']:.4g} ({row['best_step']})"
-        lines.append((
-            row["id"], row["name"], row["status"], f"{row['step']}/{row['total']}", _number(row["train_reward"]),
-            _number(row["held_out"]), best, _number(row["s_per_step"]), row["sample"] or "-",
-        ))  # fmt: skip
+        lines.append(
+            (
+                row["id"],
+                row["name"],
+                row["status"],
+                f"{row['step']}/{row['total']}",
+                _number(row["train_reward"]),
+                _number(row["held_out"]),
+                best,
+                _number(row["s_per_step"]),
+                row["sample"] or "-",
+            )
+        )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
     return "\n".join(
         "  ".join(str(cell).ljust(width) for cell, width in zip(line[:-1], widths, strict=True))

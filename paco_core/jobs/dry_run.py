@@ -41,9 +41,24 @@ def estimate_in_subprocess(
         child_env = {**env, "PYTHONPATH": _with_package_root(env.get("PYTHONPATH", ""))}
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "paco_core.cli", "jobs", "submit", "--config", str(path), "--dry-run",
-                 "--json", "--summary"], capture_output=True, text=True, env=child_env, cwd=str(cwd), timeout=timeout,
-            )  # fmt: skip
+                [
+                    sys.executable,
+                    "-m",
+                    "paco_core.cli",
+                    "jobs",
+                    "submit",
+                    "--config",
+                    str(path),
+                    "--dry-run",
+                    "--json",
+                    "--summary",
+                ],
+                capture_output=True,
+                text=True,
+                env=child_env,
+                cwd=str(cwd),
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
             raise InputError(f"the estimate did not finish within {timeout:g} s") from None
     if done.returncode != 0:

@@ -74,10 +74,16 @@ def continue_job(
     config = {**parent.config, "num_iterations": checkpoint.step + iterations, "output_dir": str(run_dir)}
     seed_run_folder(RunFolder(parent.run_dir), checkpoint, run_dir)
     child = store.create(
-        name=name or f"{parent.name}-continued", config=config, run_dir=run_dir, device=parent.device,
-        launch=parent.launch, gpu_policy=parent.gpu_policy, job_id=child_id, parent_id=parent.id,
+        name=name or f"{parent.name}-continued",
+        config=config,
+        run_dir=run_dir,
+        device=parent.device,
+        launch=parent.launch,
+        gpu_policy=parent.gpu_policy,
+        job_id=child_id,
+        parent_id=parent.id,
         parent_step=checkpoint.step,
-    )  # fmt: skip
+    )
     store.update(
         child.id, resume=True, step=checkpoint.step, last_checkpoint=str(run_dir / checkpoint.path.name)
     )

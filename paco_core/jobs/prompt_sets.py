@@ -42,7 +42,13 @@ DEFAULT_SCENES = (
 )  # fmt: skip
 DEFAULT_POSES = ("standing", "sitting", "walking", "running", "reaching out a hand", "leaning on a wall")
 DEFAULT_EXPRESSIONS = ("smiling", "laughing", "thoughtful", "surprised", "calm", "determined")
-DEFAULT_CAMERA_ANGLES = ("front view", "side view", "three-quarter view", "close-up portrait", "full-body shot")
+DEFAULT_CAMERA_ANGLES = (
+    "front view",
+    "side view",
+    "three-quarter view",
+    "close-up portrait",
+    "full-body shot",
+)
 NEAR_DUPLICATE_THRESHOLD = 0.9
 """Rows whose panel words overlap at least this much (Jaccard) are reported as near-duplicates."""
 
@@ -161,10 +167,14 @@ def build_prompt_set(spec: PromptSetSpec) -> PromptSet:
             if len(rows_by_scene[scene]) >= spec.rows_per_scene:
                 break
             chosen = order[start : start + num_panels]
-            panels = [_panel_text(spec.subject, angle, pose, expression) for angle, pose, expression in chosen]
+            panels = [
+                _panel_text(spec.subject, angle, pose, expression) for angle, pose, expression in chosen
+            ]
             theme = f"depicting {spec.subject} in {scene}."
             prompt = build_grid_prompt(theme, spec.style, panels, spec.layout)
-            rows_by_scene[scene].append({"prompt": prompt, "theme": theme, "layout": spec.layout, "scene": scene})
+            rows_by_scene[scene].append(
+                {"prompt": prompt, "theme": theme, "layout": spec.layout, "scene": scene}
+            )
     held_out = sorted(rng.sample(list(spec.scenes), spec.held_out_scenes)) if spec.held_out_scenes else []
     train = [row for scene, rows in rows_by_scene.items() if scene not in held_out for row in rows]
     evaluation = [row for scene in held_out for row in rows_by_scene[scene]]
@@ -184,7 +194,9 @@ def _panel_text(subject: str, angle: str, pose: str, expression: str) -> str:
 _WORD_RE = re.compile(r"[a-z0-9]+")
 
 
-def near_duplicates(rows: list[dict[str, Any]], threshold: float = NEAR_DUPLICATE_THRESHOLD) -> list[dict[str, Any]]:
+def near_duplicates(
+    rows: list[dict[str, Any]], threshold: float = NEAR_DUPLICATE_THRESHOLD
+) -> list[dict[str, Any]]:
     """Pairs of rows whose panel words overlap by at least ``threshold`` (Jaccard similarity of
     their word sets), most similar first: ``{"rows": [idx a, idx b], "similarity": s}``."""
     from paco_core.prompts import parse_grid_prompt
@@ -192,13 +204,17 @@ def near_duplicates(rows: list[dict[str, Any]], threshold: float = NEAR_DUPLICAT
     words = []
     for row in rows:
         panels = parse_grid_prompt(row["prompt"]).panel_prompts or (row["prompt"],)
-        words.append(set(_WORD_RE.findall(" ".join(panels).lower() + " " + str(row.get("scene", "")).lower())))
+        words.append(
+            set(_WORD_RE.findall(" ".join(panels).lower() + " " + str(row.get("scene", "")).lower()))
+        )
     found = []
     for a, b in itertools.combinations(range(len(rows)), 2):
         union = words[a] | words[b]
         similarity = len(words[a] & words[b]) / len(union) if union else 1.0
         if similarity >= threshold:
-            found.append({"rows": [rows[a].get("idx", a), rows[b].get("idx", b)], "similarity": round(similarity, 4)})
+            found.append(
+                {"rows": [rows[a].get("idx", a), rows[b].get("idx", b)], "similarity": round(similarity, 4)}
+            )
     return sorted(found, key=lambda item: -item["similarity"])
 
 
@@ -209,7 +225,9 @@ class PromptSetFiles:
     report_file: Path
 
 
-def write_prompt_set(prompt_set: PromptSet, folder: str | os.PathLike, name: str = "prompt-set") -> PromptSetFiles:
+def write_prompt_set(
+    prompt_set: PromptSet, folder: str | os.PathLike, name: str = "prompt-set"
+) -> PromptSetFiles:
     """Write ``<name>.train.jsonl``, ``<name>.eval.jsonl`` (when there are eval rows) and
     ``<name>.report.json`` into ``folder``, atomically; the files a job's ``data.train_file``
     and ``data.eval_file`` take."""
@@ -221,6 +239,8 @@ def write_prompt_set(prompt_set: PromptSet, folder: str | os.PathLike, name: str
     train_file = write_rows(folder / f"{name}.train.jsonl", prompt_set.train)
     eval_file = write_rows(folder / f"{name}.eval.jsonl", prompt_set.eval) if prompt_set.eval else None
     report_file = Path(
-        atomic_write_text(folder / f"{name}.report.json", json.dumps(prompt_set.report(), indent=2, sort_keys=True))
+        atomic_write_text(
+            folder / f"{name}.report.json", json.dumps(prompt_set.report(), indent=2, sort_keys=True)
+        )
     )
     return PromptSetFiles(Path(train_file), Path(eval_file) if eval_file else None, report_file)

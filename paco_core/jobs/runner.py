@@ -175,10 +175,14 @@ def submit(
         "env": recorded_env(os.environ if env is None else env),
     }
     job = store.create(
-        name=name or job_id, config=resolved, run_dir=run_dir, launch=launch, job_id=job_id,
+        name=name or job_id,
+        config=resolved,
+        run_dir=run_dir,
+        launch=launch,
+        job_id=job_id,
         device=device_slot(resolved["model"]["device"], num_processes if not accelerate_config else 2),
         gpu_policy=resolved.get("gpu_policy") or "exclusive",
-    )  # fmt: skip
+    )
     try:
         _take_run_dir(store, job, earlier, overwrite=overwrite)
     except BaseException:
@@ -259,8 +263,11 @@ def _check_run_dir_free(store: JobStore, run_dir: Path, *, resume: bool, overwri
         return same
     if overwrite:
         return same
-    hint = f"continue that job (`paco jobs resume {holder}`), " if holder and any(
-        o.id == holder and o.status in st.RESUMABLE_STATUSES for o in same) else ""
+    hint = (
+        f"continue that job (`paco jobs resume {holder}`), "
+        if holder and any(o.id == holder and o.status in st.RESUMABLE_STATUSES for o in same)
+        else ""
+    )
     listed = ", ".join(results[:4]) + (", ..." if len(results) > 4 else "")
     raise InputError(
         f"run folder {str(run_dir)!r} holds {what}{f' ({listed})' if listed else ''}: {hint}"
@@ -345,9 +352,12 @@ def dispatch(store: JobStore) -> list[str]:
     reconcile(store)
     chosen: list[Job] = []
     with store.transaction() as connection:
-        busy = [row["device"] for row in connection.execute(
-            "SELECT device FROM jobs WHERE status IN (?, ?)", st.ACTIVE_STATUSES
-        )]  # fmt: skip
+        busy = [
+            row["device"]
+            for row in connection.execute(
+                "SELECT device FROM jobs WHERE status IN (?, ?)", st.ACTIVE_STATUSES
+            )
+        ]
         rows = connection.execute(
             "SELECT * FROM jobs WHERE status = ? ORDER BY COALESCE(queue_rank, created_at), created_at, id",
             (st.QUEUED,),
@@ -356,10 +366,21 @@ def dispatch(store: JobStore) -> list[str]:
             job = Job.from_row(row)
             if not any(devices_conflict(job.device, device) for device in busy):
                 st.update_job(
-                    connection, store, job.id, expect=(st.QUEUED,), status=st.RUNNING,
-                    started_at=time.time(), ended_at=None, supervisor_pid=None, supervisor_start=None,
-                    pid=None, pid_start=None, exit_code=None, error=None, attempts=job.attempts + 1,
-                )  # fmt: skip
+                    connection,
+                    store,
+                    job.id,
+                    expect=(st.QUEUED,),
+                    status=st.RUNNING,
+                    started_at=time.time(),
+                    ended_at=None,
+                    supervisor_pid=None,
+                    supervisor_start=None,
+                    pid=None,
+                    pid_start=None,
+                    exit_code=None,
+                    error=None,
+                    attempts=job.attempts + 1,
+                )
                 chosen.append(job)
             busy.append(job.device)  # a waiting job also holds its place in the line
     for job in chosen:
@@ -368,11 +389,11 @@ def dispatch(store: JobStore) -> list[str]:
         except OSError as error:
             store.update(
                 job.id, status=st.FAILED, ended_at=time.time(), error=f"cannot start the job: {error}"
-            )  # fmt: skip
+            )
             continue
         store.update(
             job.id, expect=st.ACTIVE_STATUSES, supervisor_pid=pid, supervisor_start=process_start_time(pid)
-        )  # fmt: skip
+        )
     return [job.id for job in chosen]
 
 
@@ -385,9 +406,14 @@ def start_supervisor(store: JobStore, job: Job) -> int:
     with open(run_dir / LOG_FILE, "ab") as log:
         process = subprocess.Popen(
             [job_python(job), "-m", "paco_core.jobs.supervise", job.id, "--home", str(store.home)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-            cwd=job.launch.get("cwd") or None, start_new_session=True, close_fds=True,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=job.launch.get("cwd") or None,
+            start_new_session=True,
+            close_fds=True,
+        )
     return process.pid
 
 
@@ -411,7 +437,14 @@ def trainer_command(job: Job) -> list[str]:
     """The command that runs the job's trainer (``--resume latest`` when resuming from a checkpoint)."""
     python = job_python(job)
     run_dir = Path(job.run_dir)
-    train = ["train", "--log-file-mode", "--config", str(run_dir / CONFIG_FILE), "--set", f"output_dir={run_dir}"]
+    train = [
+        "train",
+        "--log-file-mode",
+        "--config",
+        str(run_dir / CONFIG_FILE),
+        "--set",
+        f"output_dir={run_dir}",
+    ]
     if job.resume and has_checkpoint(run_dir):
         train += ["--resume", "latest"]
     processes = int(job.launch.get("num_processes") or 1)
@@ -649,9 +682,17 @@ def resume(store: JobStore, job_id: str, *, num_iterations: int | None = None, s
         changes["config"] = {**job.config, "num_iterations": num_iterations}
         changes["total"] = num_iterations
     if not store.update(
-        job_id, expect=st.RESUMABLE_STATUSES, status=st.QUEUED, resume=True, exit_code=None,
-        error=None, ended_at=None, pid=None, pid_start=None, **changes,
-    ):  # fmt: skip
+        job_id,
+        expect=st.RESUMABLE_STATUSES,
+        status=st.QUEUED,
+        resume=True,
+        exit_code=None,
+        error=None,
+        ended_at=None,
+        pid=None,
+        pid_start=None,
+        **changes,
+    ):
         raise JobStateError(f"job {job_id} changed while resuming; try again")
     if start:
         dispatch(store)
@@ -667,7 +708,11 @@ class DeletedJob:
     kept_because: str | None = None
 
     def to_record(self) -> dict[str, Any]:
-        return {**self.job.to_record(), "removed_files": self.removed_files, "kept_because": self.kept_because}
+        return {
+            **self.job.to_record(),
+            "removed_files": self.removed_files,
+            "kept_because": self.kept_because,
+        }
 
 
 def delete(store: JobStore, job_id: str, *, files: bool = False) -> DeletedJob:
@@ -727,11 +772,15 @@ def log_path(job: Job) -> Path | None:
     if not path.is_file():  # missing, a folder, a FIFO (which would block a reader forever)
         return None
     if Path(job.run_dir).resolve() not in path.resolve().parents:
-        raise InputError(f"job {job.id}'s {LOG_FILE} leads out of its run folder ({path} is a link): not read")
+        raise InputError(
+            f"job {job.id}'s {LOG_FILE} leads out of its run folder ({path} is a link): not read"
+        )
     return path
 
 
-def read_log_tail(job: Job, lines: int, *, max_bytes: int = LOG_CHUNK_BYTES, max_line_chars: int = 2000) -> list[str]:
+def read_log_tail(
+    job: Job, lines: int, *, max_bytes: int = LOG_CHUNK_BYTES, max_line_chars: int = 2000
+) -> list[str]:
     """The last ``lines`` lines of the job's log, reading at most its last ``max_bytes`` bytes;
     a longer line keeps its last ``max_line_chars`` characters after ``…``."""
     path = log_path(job)

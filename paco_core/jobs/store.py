@@ -84,7 +84,11 @@ def store_error(path: Path, error: sqlite3.Error, waited_s: float = BUSY_TIMEOUT
             f"the job store {where} is read-only ({text}): make the file and its folder writable "
             "(chmod u+w; chattr -i for an immutable file), or use another --home / PACO_HOME"
         )
-    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text or "not a database" in text:
+    if (
+        name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+        or "malformed" in text
+        or "not a database" in text
+    ):
         return JobStoreDamagedError(
             f"the job store {where} is damaged ({text}); PaCo leaves it as it is: move it aside (e.g. add "
             "'.damaged' to its name) and a new, empty store is made; run folders and exported LoRAs are "
@@ -464,11 +468,21 @@ class JobStore:
             raise InputError(f"gpu_policy should be one of {', '.join(GPU_POLICIES)}, got {gpu_policy!r}")
         now = time.time()
         job = Job(
-            id=job_id or new_job_id(), name=name, status=QUEUED, created_at=now, updated_at=now,
-            config=config, run_dir=str(run_dir), device=device, launch=dict(launch or {}),
-            total=int(config.get("num_iterations") or 0), gpu_policy=gpu_policy,
-            parent_id=parent_id, parent_step=parent_step, queue_rank=now,
-        )  # fmt: skip
+            id=job_id or new_job_id(),
+            name=name,
+            status=QUEUED,
+            created_at=now,
+            updated_at=now,
+            config=config,
+            run_dir=str(run_dir),
+            device=device,
+            launch=dict(launch or {}),
+            total=int(config.get("num_iterations") or 0),
+            gpu_policy=gpu_policy,
+            parent_id=parent_id,
+            parent_step=parent_step,
+            queue_rank=now,
+        )
         row = _to_row(asdict(job))
         with self.transaction() as connection:
             connection.execute(

@@ -33,7 +33,7 @@ def supervise(store: st.JobStore, job_id: str) -> int:
     me = os.getpid()
     if not store.update(
         job_id, expect=st.ACTIVE_STATUSES, supervisor_pid=me, supervisor_start=process_start_time(me)
-    ):  # fmt: skip
+    ):
         _say(f"job {job_id} is not claimed for a run; nothing to do")
         return 0
     job = store.get(job_id)
@@ -50,9 +50,14 @@ def supervise(store: st.JobStore, job_id: str) -> int:
         _say(f"job {job_id} attempt {job.attempts}: {' '.join(command)}")
         with open(os.path.join(job.run_dir, runner.LOG_FILE), "ab") as log:
             trainer = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, close_fds=True, env=trainer_env(),
-            )  # fmt: skip
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+                env=trainer_env(),
+            )
     except (OSError, PaCoError) as error:
         store.update(
             job_id, status=st.FAILED, ended_at=time.time(), error=f"cannot start the trainer: {error}"
@@ -96,9 +101,14 @@ def _record_end(store: st.JobStore, job_id: str, code: int) -> None:
     job = store.get(job_id)
     status, error = runner.final_status(job, code)
     store.update(
-        job_id, expect=st.ACTIVE_STATUSES, status=status, error=error, exit_code=code,
-        ended_at=time.time(), **runner.progress_fields(job),
-    )  # fmt: skip
+        job_id,
+        expect=st.ACTIVE_STATUSES,
+        status=status,
+        error=error,
+        exit_code=code,
+        ended_at=time.time(),
+        **runner.progress_fields(job),
+    )
     _say(f"job {job_id}: status {status}")
 
 

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class TrainingRequest:
     """The settings of one training request; None (or empty) keeps what the preset / config file says.
@@ -285,7 +284,10 @@ def contained_config(config: dict[str, Any], rules) -> dict[str, Any]:
         for row in read_prompt_rows(data[key], image_root=data.get("image_root") or None):
             if row.image_path:
                 containment.contained_config_path(
-                    row.image_path, rules.data_roots, key=f"data.{key} image", rules=rules,
+                    row.image_path,
+                    rules.data_roots,
+                    key=f"data.{key} image",
+                    rules=rules,
                     where="ComfyUI's input folder",
-                )  # fmt: skip
+                )
     return config

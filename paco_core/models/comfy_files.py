@@ -246,7 +246,9 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         if "vae" in parts:
             vae_keys = {k[len(parts["vae"].prefix) :] for k in keys if k.startswith(parts["vae"].prefix)}
             checkpoint_architecture = transformer_architecture(keys)
-            assumed = default_family(checkpoint_architecture).architecture.vae if checkpoint_architecture else "vae"
+            assumed = (
+                default_family(checkpoint_architecture).architecture.vae if checkpoint_architecture else "vae"
+            )
             parts[vae_role(vae_keys) or assumed] = parts.pop("vae")
     if files.transformer:
         file = check_file(files.transformer, "transformer", field="transformer")

@@ -31,7 +31,9 @@ def hub_snapshot(repo_id: str, *, what: str, hint: str = "", allow_patterns: lis
         return Path(snapshot_download(repo_id, allow_patterns=allow_patterns))
     except (OSError, ValueError, HFValidationError) as error:
         if constants.HF_HUB_OFFLINE and isinstance(error, LocalEntryNotFoundError):
-            switches = " and ".join(f"{name}=1" for name in OFFLINE_VARIABLES if _is_true(os.environ.get(name)))
+            switches = " and ".join(
+                f"{name}=1" for name in OFFLINE_VARIABLES if _is_true(os.environ.get(name))
+            )
             raise ModelLoadError(
                 f"{what} {repo_id!r}: no local folder of that name, and the hub id could not be fetched: it is not "
                 f"in the Hugging Face cache and offline mode is on ({switches or 'HF_HUB_OFFLINE=1'}). Download it "

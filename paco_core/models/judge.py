@@ -146,7 +146,9 @@ def cached_judge_model(
         _LOADED.trim()  # the size may have been lowered since the last load
         loaded = _LOADED.pop(key) if not keep_loaded else _LOADED.get(key)
         if loaded is None:
-            loaded = load_judge_model(source, lora=lora, dtype=dtype, device=device_name, merge_lora=merge_lora)
+            loaded = load_judge_model(
+                source, lora=lora, dtype=dtype, device=device_name, merge_lora=merge_lora
+            )
         if keep_loaded:
             _LOADED.remember(key, loaded)
     return loaded

@@ -128,7 +128,9 @@ def _architecture_of_transformer(transformer) -> str:
         if architecture.transformer_class == name:
             return architecture.name
     known = ", ".join(item.transformer_class for item in architectures())
-    raise LoraError(f"save_lora: a {name} transformer is none of the architectures this pack knows ({known}).")
+    raise LoraError(
+        f"save_lora: a {name} transformer is none of the architectures this pack knows ({known})."
+    )
 
 
 def _write(path, state_dict: dict, architecture: str, rank: int, metadata: dict[str, str] | None) -> Path:

@@ -387,7 +387,13 @@ def _check_transformer_file(transformer_file: str | os.PathLike | None, kind: st
     path = Path(transformer_file).expanduser()
     if not family(kind).architecture.single_file_transformer:
         supported = " and ".join(
-            sorted({item.architecture.title for item in all_families() if item.architecture.single_file_transformer})
+            sorted(
+                {
+                    item.architecture.title
+                    for item in all_families()
+                    if item.architecture.single_file_transformer
+                }
+            )
         )
         raise InputError(
             f"a single-file transformer is supported for {supported} pipelines only, but the folder holds a {kind} "

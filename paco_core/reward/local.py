@@ -317,7 +317,10 @@ class LocalJudge:
             digests, max_prefixes=self.batch_size, max_pairs=PAIRS_PER_PREFIX_WINDOW * self.batch_size
         )
         last_window_of = {
-            digest: number for number, window in enumerate(windows) for i in window.pairs for digest in digests[i]
+            digest: number
+            for number, window in enumerate(windows)
+            for i in window.pairs
+            for digest in digests[i]
         }
         done = 0
         for number, window in enumerate(windows):

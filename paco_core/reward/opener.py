@@ -69,13 +69,23 @@ def open_judge(
     """
     if is_server_url(str(source)):
         return _open_server_judge(
-            str(source).strip(), lora=lora, server_model=server_model, answers=answers,
-            top_logprobs=top_logprobs, **options,
-        )  # fmt: skip
+            str(source).strip(),
+            lora=lora,
+            server_model=server_model,
+            answers=answers,
+            top_logprobs=top_logprobs,
+            **options,
+        )
     return _open_local_judge(
-        source, lora=lora, dtype=dtype, device=device, answers=answers, batch_size=batch_size,
-        keep_loaded=keep_loaded, **options,
-    )  # fmt: skip
+        source,
+        lora=lora,
+        dtype=dtype,
+        device=device,
+        answers=answers,
+        batch_size=batch_size,
+        keep_loaded=keep_loaded,
+        **options,
+    )
 
 
 def _open_server_judge(url: str, *, lora, server_model, answers, top_logprobs, **options) -> JudgeClient:

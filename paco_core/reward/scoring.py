@@ -302,7 +302,11 @@ def _set_score(
 
 
 def set_score_from_pairs(
-    num_images: int, asked: dict[tuple[int, int], float], theme: str | None = None, *, both_orders: bool = False
+    num_images: int,
+    asked: dict[tuple[int, int], float],
+    theme: str | None = None,
+    *,
+    both_orders: bool = False,
 ) -> SetScore:
     """The ``SetScore`` of a set whose pairs were already asked.
 

@@ -112,10 +112,15 @@ def restore_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) ->
     if cuda_states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
     numpy_meta = meta["numpy"]
-    np.random.set_state((
-        numpy_meta["kind"], tensors["numpy"].numpy().astype(np.uint32), numpy_meta["pos"],
-        numpy_meta["has_gauss"], numpy_meta["cached"],
-    ))  # fmt: skip
+    np.random.set_state(
+        (
+            numpy_meta["kind"],
+            tensors["numpy"].numpy().astype(np.uint32),
+            numpy_meta["pos"],
+            numpy_meta["has_gauss"],
+            numpy_meta["cached"],
+        )
+    )
     python_meta = meta["python"]
     random.setstate((python_meta["version"], tuple(python_meta["state"]), python_meta["gauss"]))
 

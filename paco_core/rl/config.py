@@ -52,13 +52,17 @@ def _help(text: str) -> dict[str, str]:
 class ModelConfig:
     kind: str = field(
         default=DEFAULT_KIND,
-        metadata={**_help("pipeline kind of the base model (a model family training supports)"), "choices": trainable_kinds()},
+        metadata={
+            **_help("pipeline kind of the base model (a model family training supports)"),
+            "choices": trainable_kinds(),
+        },
     )
     path: str = field(
         default="", metadata=_help("diffusers pipeline folder (or HF id / ComfyUI name the loader resolves)")
     )
     dtype: Dtype = field(
-        default="auto", metadata=_help("weights dtype: auto (bf16 on a GPU, fp32 on the CPU), bf16, fp16 or fp32")
+        default="auto",
+        metadata=_help("weights dtype: auto (bf16 on a GPU, fp32 on the CPU), bf16, fp16 or fp32"),
     )
     device: str = field(
         default="auto", metadata=_help("auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
@@ -111,7 +115,8 @@ class LoraConfig:
         default="gaussian", metadata=_help("peft init: gaussian A, zero B (the paper) or peft's default")
     )
     target_modules: tuple[str, ...] = field(
-        default=(), metadata=_help("module name suffixes to adapt; empty = the paper's list for the architecture")
+        default=(),
+        metadata=_help("module name suffixes to adapt; empty = the paper's list for the architecture"),
     )
 
     def __post_init__(self) -> None:
@@ -277,9 +282,11 @@ class RewardSpec:
                 "`module:function` (a function taking images, prompts, metadata and returning one score per image)"
             )
         if (
-            not isinstance(self.weight, (int, float)) or isinstance(self.weight, bool)
-            or not math.isfinite(self.weight) or self.weight < 0
-        ):  # fmt: skip
+            not isinstance(self.weight, (int, float))
+            or isinstance(self.weight, bool)
+            or not math.isfinite(self.weight)
+            or self.weight < 0
+        ):
             raise ConfigError(
                 f"reward {self.name!r}: `weight` should be zero or positive and finite, got {self.weight!r}"
             )
@@ -322,7 +329,9 @@ class RewardConfig:
     )
     judge_path: str = field(
         default="",
-        metadata=_help("PaCo-Reward judge folder or hub id, loaded in the training process (consistency, edit rewards)"),
+        metadata=_help(
+            "PaCo-Reward judge folder or hub id, loaded in the training process (consistency, edit rewards)"
+        ),
     )
     judge_url: str = field(
         default="",
@@ -430,7 +439,9 @@ class RewardConfig:
                 "set: keep the one judge the rewards should use"
             )
         if self.judge_url and not is_server_url(self.judge_url):
-            raise ConfigError(f"`rewards.judge_url` should start with http:// or https://, got {self.judge_url!r}")
+            raise ConfigError(
+                f"`rewards.judge_url` should start with http:// or https://, got {self.judge_url!r}"
+            )
         if is_server_url(self.judge_path):
             raise ConfigError(
                 f"`rewards.judge_path` is a server URL ({self.judge_path!r}): put it in `rewards.judge_url`"
@@ -602,7 +613,8 @@ class TrainConfig:
         ),
     )
     guardrail_image_tolerance: float = field(
-        default=0.5, metadata=_help("relative change that fires an image check: 0.5 = up by half (sharpness: down)")
+        default=0.5,
+        metadata=_help("relative change that fires an image check: 0.5 = up by half (sharpness: down)"),
     )
     guardrail_action: Literal["warn", "stop", "rollback"] = field(
         default="warn",
@@ -628,7 +640,9 @@ class TrainConfig:
     )
     yield_offload: bool = field(
         default=False,
-        metadata=_help("with gpu_policy yield: also move the models (transformer, encoders, VAE, judge) to the CPU while paused"),
+        metadata=_help(
+            "with gpu_policy yield: also move the models (transformer, encoders, VAE, judge) to the CPU while paused"
+        ),
     )
 
     def __post_init__(self) -> None:
@@ -649,7 +663,9 @@ class TrainConfig:
         check_choice("gpu_policy", self.gpu_policy, literal_choices(TrainConfig, "gpu_policy"))
         check_positive("guardrail_patience", self.guardrail_patience, allow_zero=True)
         check_positive("guardrail_image_tolerance", self.guardrail_image_tolerance)
-        check_choice("guardrail_action", self.guardrail_action, literal_choices(TrainConfig, "guardrail_action"))
+        check_choice(
+            "guardrail_action", self.guardrail_action, literal_choices(TrainConfig, "guardrail_action")
+        )
         self.guardrail_second_judge = (self.guardrail_second_judge or "").strip()
         self.best_metric = self.best_metric or ""
         eval_names = [r.name for r in self.rewards.evaluation]
@@ -701,9 +717,7 @@ class TrainConfig:
         for key, path in (("data.train_file", self.data.train_file), ("data.eval_file", self.data.eval_file)):
             if path and not os.path.isfile(path):
                 raise ConfigError(f"`{key}` {path!r} does not exist")
-        needs_judge = set(JUDGE_REWARDS) & {
-            r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)
-        }
+        needs_judge = set(JUDGE_REWARDS) & {r.name for r in (*self.rewards.rewards, *self.rewards.evaluation)}
         if needs_judge and not (self.rewards.judge_path or self.rewards.judge_url):
             raise ConfigError(
                 f"rewards {sorted(needs_judge)} need the judge: set `rewards.judge_path` to a PaCo-Reward folder "

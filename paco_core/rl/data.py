@@ -107,8 +107,15 @@ def _parse_row(data: dict[str, Any], position: int, root: Path, where: str) -> P
             for k, v in data.items()
             if k not in ("instruction", "image", "image_path", "idx", "height", "width")
         }
-        return PromptRow("edit", str(data["instruction"]), index, height=height, width=width,
-                         image_path=str(image_path), extra=extra)  # fmt: skip
+        return PromptRow(
+            "edit",
+            str(data["instruction"]),
+            index,
+            height=height,
+            width=width,
+            image_path=str(image_path),
+            extra=extra,
+        )
     if "prompt" in data:
         prompt = str(data["prompt"])
         theme = str(data.get("theme") or "")
@@ -191,8 +198,10 @@ def check_held_out(splits: PromptSplits, *, eval_file: str = "") -> None:
     logging.getLogger(__name__).warning(
         "%d of the %d held-out rows repeat training rows (duplicates in data.train_file, e.g. %s): their "
         "eval scores are not held out; remove the duplicates",
-        len(overlap), len(splits.eval), examples,
-    )  # fmt: skip
+        len(overlap),
+        len(splits.eval),
+        examples,
+    )
 
 
 class PromptSampler:
@@ -244,7 +253,12 @@ class PromptSampler:
         return dropped
 
     def state_dict(self) -> dict[str, int]:
-        state = {"epoch": self.epoch, "position": self.position, "seed": self.seed, "num_rows": len(self.rows)}
+        state = {
+            "epoch": self.epoch,
+            "position": self.position,
+            "seed": self.seed,
+            "num_rows": len(self.rows),
+        }
         if self.dropped:
             state["dropped"] = sorted(self.dropped)
         return state

@@ -107,10 +107,16 @@ def estimate_run(config: TrainConfig, *, num_processes: int = 1, done_steps: int
             device = str(getattr(getattr(trainer, "accelerator", None), "device", config.model.device))
             if _is_out_of_memory(error):
                 return Estimate(
-                    device=device, s_per_iteration=None, total_s=None, iterations=iterations,
-                    peak_memory_gb=None, memory_gb=device_memory_gb(device), fits=False,
-                    suggestions=memory_suggestions(config), message=f"out of memory: {str(error).splitlines()[0][:200]}",
-                )  # fmt: skip
+                    device=device,
+                    s_per_iteration=None,
+                    total_s=None,
+                    iterations=iterations,
+                    peak_memory_gb=None,
+                    memory_gb=device_memory_gb(device),
+                    fits=False,
+                    suggestions=memory_suggestions(config),
+                    message=f"out of memory: {str(error).splitlines()[0][:200]}",
+                )
             if isinstance(error, PaCoError):
                 raise
             raise
@@ -129,12 +135,24 @@ def estimate_run(config: TrainConfig, *, num_processes: int = 1, done_steps: int
     memory = device_memory_gb(device)
     fits = not (peak is not None and memory is not None and peak > FIT_SHARE * memory)
     return Estimate(
-        device=device, s_per_iteration=per_iteration, total_s=per_iteration * iterations, iterations=iterations,
-        peak_memory_gb=float(peak) if peak is not None else None, memory_gb=memory, fits=fits,
+        device=device,
+        s_per_iteration=per_iteration,
+        total_s=per_iteration * iterations,
+        iterations=iterations,
+        peak_memory_gb=float(peak) if peak is not None else None,
+        memory_gb=memory,
+        fits=fits,
         suggestions=[] if fits else memory_suggestions(config),
-        probe={"step_s": step_s, "rollout_s": rollout_s, "eval_s": eval_s, "setup_s": setup_s - step_s,
-               "prompts": 1, "group_size": config.sampling.group_size, "eval_rows": eval_rows},
-    )  # fmt: skip
+        probe={
+            "step_s": step_s,
+            "rollout_s": rollout_s,
+            "eval_s": eval_s,
+            "setup_s": setup_s - step_s,
+            "prompts": 1,
+            "group_size": config.sampling.group_size,
+            "eval_rows": eval_rows,
+        },
+    )
 
 
 def probe_of(config: TrainConfig, output_dir: str) -> TrainConfig:

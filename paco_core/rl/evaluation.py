@@ -84,11 +84,19 @@ def evaluate_policy(
                 row, sampling.eval_resolution, sampling.reference_resolution, edit_size=sampling.edit_size
             )  # the judge sees the original as loaded, as the released eval
             rollout = rollout_micro_batch(
-                rollout_adapter, transformer, row, group=number, sample_ids=list(range(config.eval_group_size)),
-                height=height, width=width, num_steps=sampling.eval_num_steps or sampling.num_steps, sde_steps=(),
-                noise_level=sampling.noise_level, generator=seeded_generator(config.seed, EVAL_SEED_KEY, number),
+                rollout_adapter,
+                transformer,
+                row,
+                group=number,
+                sample_ids=list(range(config.eval_group_size)),
+                height=height,
+                width=width,
+                num_steps=sampling.eval_num_steps or sampling.num_steps,
+                sde_steps=(),
+                noise_level=sampling.noise_level,
+                generator=seeded_generator(config.seed, EVAL_SEED_KEY, number),
                 autocast=autocast,
-            )  # fmt: skip
+            )
             images.extend(rollout.images)
             prompts.extend([row.prompt] * len(rollout.images))
             metadata.extend([row.metadata()] * len(rollout.images))

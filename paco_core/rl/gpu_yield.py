@@ -103,9 +103,11 @@ class GpuYield:
         reasons = "; ".join(f"{r.get('holder')}: {r.get('reason') or 'no reason given'}" for r in requests)
         logger.info("pausing %s (%s), %.2f s after the request; the GPU is free", where, reasons, latency)
         self.report(
-            "paused", paused_since=started, pause_latency_s=latency,
+            "paused",
+            paused_since=started,
+            pause_latency_s=latency,
             pause_requests=[{k: r.get(k) for k in ("holder", "reason", "since")} for r in requests],
-        )  # fmt: skip
+        )
         parked = self._park() if self.offload else []
         release_cached_memory(self.device)
         try:

@@ -67,9 +67,7 @@ def _spectrum_shares(grey: np.ndarray) -> tuple[float, float]:
 def _sharpness(grey: np.ndarray) -> float:
     if min(grey.shape) < 3:
         return 0.0
-    laplacian = (
-        grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4 * grey[1:-1, 1:-1]
-    )
+    laplacian = grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4 * grey[1:-1, 1:-1]
     return float(laplacian.var())
 
 
@@ -93,7 +91,9 @@ def image_statistics(images: list) -> dict[str, float]:
         high, grid = _spectrum_shares(grey)
         rows.append((high, grid, _sharpness(grey), _saturation(image)))
     means = np.asarray(rows).mean(axis=0)
-    return dict(zip(("high_frequency", "grid", "sharpness", "saturation"), (float(v) for v in means), strict=True))
+    return dict(
+        zip(("high_frequency", "grid", "sharpness", "saturation"), (float(v) for v in means), strict=True)
+    )
 
 
 class ImageChecks:
@@ -120,7 +120,9 @@ class ImageChecks:
             base = max(self.baseline[name], FLOORS[name])
             value = stats[name]
             change = (value - base) / base
-            if (direction == "up" and change > self.tolerance) or (direction == "down" and -change > self.tolerance):
+            if (direction == "up" and change > self.tolerance) or (
+                direction == "down" and -change > self.tolerance
+            ):
                 self.fired.setdefault(name, step)
                 warnings.append(self._warning(name, meaning, step, value, change))
         return warnings

@@ -34,9 +34,11 @@ def add_trainable_lora(
 
     transformer.requires_grad_(False)
     peft_config = PeftLoraConfig(
-        r=lora.rank, lora_alpha=lora.alpha, init_lora_weights="gaussian" if lora.init == "gaussian" else True,
+        r=lora.rank,
+        lora_alpha=lora.alpha,
+        init_lora_weights="gaussian" if lora.init == "gaussian" else True,
         target_modules=list(lora.target_modules),
-    )  # fmt: skip
+    )
     try:
         transformer.add_adapter(peft_config)
     except ValueError as error:

@@ -53,7 +53,6 @@ _COMMON: dict[str, Any] = {
 }  # fmt: skip
 
 
-
 def _family_presets(beyond_the_paper: bool = False) -> dict[str, dict[str, Any]]:
     """The released runs the families declare (``Family.presets``; or, with ``beyond_the_paper``,
     ``Family.presets_beyond_the_paper``), each with its family's model."""

@@ -116,7 +116,9 @@ def _module_from_file(name: str, module_name: str, path: str):
         spec.loader.exec_module(module)
     except Exception as error:
         del sys.modules[qualified]
-        raise ConfigError(f"reward {name!r}: {path} failed to load: {type(error).__name__}: {error}") from error
+        raise ConfigError(
+            f"reward {name!r}: {path} failed to load: {type(error).__name__}: {error}"
+        ) from error
     return module
 
 
@@ -170,9 +172,11 @@ class RewardModels:
 
             config = self.config
             self._judge = open_judge(
-                config.judge_url or config.judge_path, server_model=config.judge_server_model or None,
-                top_logprobs=config.judge_top_logprobs, device=self.device,
-            )  # fmt: skip
+                config.judge_url or config.judge_path,
+                server_model=config.judge_server_model or None,
+                top_logprobs=config.judge_top_logprobs,
+                device=self.device,
+            )
             if config.judge_offload and not config.judge_url and not self._scoring:
                 # loaded on the device (its dtype is the device's), parked until scoring
                 self._judge.move_to(self.park_device)

@@ -86,9 +86,14 @@ def sample_with_log_probs(
             velocity = rollout_adapter.velocity(transformer, latents, timestep, cond)
         if index in sde_steps:
             step = sde_step(
-                latents, velocity, sigma, sigma_next,
-                noise_level=noise_level, sigma_max=schedule.sigma_max, generator=generator,
-            )  # fmt: skip
+                latents,
+                velocity,
+                sigma,
+                sigma_next,
+                noise_level=noise_level,
+                sigma_max=schedule.sigma_max,
+                generator=generator,
+            )
             if index in kept:
                 before.append(latents)
                 after.append(step.x_next)
@@ -131,17 +136,33 @@ def rollout_micro_batch(
     schedule = rollout_adapter.schedule(num_steps, height, width)
     initial = rollout_adapter.initial_noise(len(sample_ids), height, width, generator)
     output = sample_with_log_probs(
-        rollout_adapter, transformer, cond, schedule, initial,
-        sde_steps=tuple(sde_steps), noise_level=noise_level, generator=generator, autocast=autocast,
+        rollout_adapter,
+        transformer,
+        cond,
+        schedule,
+        initial,
+        sde_steps=tuple(sde_steps),
+        noise_level=noise_level,
+        generator=generator,
+        autocast=autocast,
         trained_steps=trained_steps,
-    )  # fmt: skip
+    )
     images = rollout_adapter.decode(output.final_latents, height, width)
     return Rollout(
-        row=row, group=group, sample_ids=list(sample_ids), height=height, width=width, cond=cond,
-        schedule=schedule, sde_steps=tuple(sde_steps), latents=output.latents,
-        next_latents=output.next_latents, log_probs=output.log_probs, images=images,
+        row=row,
+        group=group,
+        sample_ids=list(sample_ids),
+        height=height,
+        width=width,
+        cond=cond,
+        schedule=schedule,
+        sde_steps=tuple(sde_steps),
+        latents=output.latents,
+        next_latents=output.next_latents,
+        log_probs=output.log_probs,
+        images=images,
         trained_steps=tuple(sde_steps) if trained_steps is None else tuple(trained_steps),
-    )  # fmt: skip
+    )
 
 
 def seeded_generator(*keys: int) -> torch.Generator:

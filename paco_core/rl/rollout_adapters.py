@@ -210,9 +210,16 @@ class FluxKontextAdapter(FluxAdapter):
         pixels = self.pipe.image_processor.preprocess(image, height, width)
         with torch.no_grad():
             _, image_latents, latent_ids, image_ids = self.pipe.prepare_latents(
-                pixels, 1, self.num_latent_channels, height, width, self.dtype, self.device, None,
+                pixels,
+                1,
+                self.num_latent_channels,
+                height,
+                width,
+                self.dtype,
+                self.device,
+                None,
                 latents=torch.zeros(1, self.image_seq_len(height, width), self.num_latent_channels * 4),
-            )  # fmt: skip
+            )
         cond.tensors["image_latents"] = image_latents
         cond.shared["image_ids"] = torch.cat([latent_ids, image_ids], dim=0)
         cond.shared["condition_image"] = image
@@ -253,14 +260,23 @@ class QwenImageEditAdapter(RolloutAdapter):
             tensors = {"prompt_embeds": embeds, "prompt_mask": _mask_or_ones(mask, embeds)}
             if self.use_true_cfg:
                 negative, negative_mask = self.pipe.encode_prompt(
-                    prompt=[self.negative_prompt], image=image, device=self.device,
+                    prompt=[self.negative_prompt],
+                    image=image,
+                    device=self.device,
                     max_sequence_length=self.max_sequence_length,
-                )  # fmt: skip
+                )
                 tensors.update(negative_embeds=negative, negative_mask=_mask_or_ones(negative_mask, negative))
             _, image_latents = self.pipe.prepare_latents(
-                pixels, 1, self.num_latent_channels, height, width, self.dtype, self.device, None,
+                pixels,
+                1,
+                self.num_latent_channels,
+                height,
+                width,
+                self.dtype,
+                self.device,
+                None,
                 latents=torch.zeros(1, self.image_seq_len(height, width), self.num_latent_channels * 4),
-            )  # fmt: skip
+            )
         tensors["image_latents"] = image_latents
         latent_h, latent_w = self.latent_size(height, width)
         shape = (1, latent_h // 2, latent_w // 2)
@@ -331,6 +347,8 @@ def load_condition_image(row: PromptRow, height: int, width: int):
 def build_rollout_adapter(kind: str, pipe: Any, **options: Any) -> RolloutAdapter:
     """The adapter of a pipeline kind's family (its ``rollout_adapter``), built on ``pipe``."""
     if kind not in trainable_kinds():
-        raise ConfigError(f"training supports the pipeline kinds {', '.join(trainable_kinds())}, got {kind!r}")
+        raise ConfigError(
+            f"training supports the pipeline kinds {', '.join(trainable_kinds())}, got {kind!r}"
+        )
     adapter_class = load_reference(family(kind).rollout_adapter or "")
     return adapter_class(pipe, **options)

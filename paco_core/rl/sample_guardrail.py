@@ -28,8 +28,9 @@ class SampleGuardrail:
             from paco_core.rl.second_judge import SecondJudge
 
             rewards = config.rewards
-            self.second_judge = SecondJudge(config.guardrail_second_judge, rewards.references, rewards.judge_theme,
-                                            device)  # fmt: skip
+            self.second_judge = SecondJudge(
+                config.guardrail_second_judge, rewards.references, rewards.judge_theme, device
+            )
 
     def metrics(self, images: list, prompts: list[str], metadata: list[dict[str, Any]]) -> dict[str, Any]:
         """The eval images' statistics and the second judge's score."""
@@ -44,8 +45,11 @@ class SampleGuardrail:
         """The image checks' warnings of this evaluation (none before the baseline)."""
         if self.checks is None:
             return []
-        stats = {name: metrics[f"{IMAGE_METRIC_PREFIX}{name}"] for name in CHECKS
-                 if f"{IMAGE_METRIC_PREFIX}{name}" in metrics}  # fmt: skip
+        stats = {
+            name: metrics[f"{IMAGE_METRIC_PREFIX}{name}"]
+            for name in CHECKS
+            if f"{IMAGE_METRIC_PREFIX}{name}" in metrics
+        }
         return self.checks.observe(step, stats)
 
     def state_dict(self) -> dict[str, Any]:

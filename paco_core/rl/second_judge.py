@@ -57,11 +57,11 @@ def _check_model_folder(folder: str, model_types: tuple[str, ...], wanted: str) 
     try:
         model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError) as error:
-        raise ConfigError(f"`guardrail_second_judge` {folder!r}: config.json cannot be read ({error})") from None
-    if model_type not in model_types:
         raise ConfigError(
-            f"`guardrail_second_judge` {folder!r} holds a {model_type!r} model: give {wanted}"
-        )
+            f"`guardrail_second_judge` {folder!r}: config.json cannot be read ({error})"
+        ) from None
+    if model_type not in model_types:
+        raise ConfigError(f"`guardrail_second_judge` {folder!r} holds a {model_type!r} model: give {wanted}")
 
 
 class SecondJudge:
@@ -99,11 +99,15 @@ class SecondJudge:
         if self._scorer is None:
             from paco_core.reward.clip_score import ClipScorer
 
-            self._scorer = ClipScorer.from_pretrained(self.source[len(CLIP_PREFIX) :], device=self.device,
-                                                      dtype="fp32")  # fmt: skip
+            self._scorer = ClipScorer.from_pretrained(
+                self.source[len(CLIP_PREFIX) :], device=self.device, dtype="fp32"
+            )
             self._reference_embeds = self._embed(load_reference_images(self.references))
-        panels = [panel for image, meta in zip(images, metadata, strict=True)
-                  for panel in ReferenceReward._panels(image, meta)]  # fmt: skip
+        panels = [
+            panel
+            for image, meta in zip(images, metadata, strict=True)
+            for panel in ReferenceReward._panels(image, meta)
+        ]
         cosines = self._embed(panels) @ self._reference_embeds.T  # (panels, references)
         return cosines.mean(dim=1).tolist() if isinstance(cosines, torch.Tensor) else list(cosines)
 
@@ -114,7 +118,9 @@ class SecondJudge:
         parameter = next(model.parameters())
         inputs = processor(images=[image.convert("RGB") for image in images], return_tensors="pt")
         with torch.inference_mode():
-            output = model.get_image_features(pixel_values=inputs["pixel_values"].to(parameter.device, parameter.dtype))
+            output = model.get_image_features(
+                pixel_values=inputs["pixel_values"].to(parameter.device, parameter.dtype)
+            )
         embeds = (output.pooler_output if hasattr(output, "pooler_output") else output).float().cpu()
         return torch.nn.functional.normalize(embeds, dim=-1)
 
@@ -133,8 +139,12 @@ class SecondJudge:
         sets = [ReferenceReward._panels(image, meta) for image, meta in zip(images, metadata, strict=True)]
         usable = [i for i, panels in enumerate(sets) if len(panels) >= 2]
         if not usable:
-            raise ConfigError("the second judge compares panels of a set, but the eval rows have one panel each")
-        themes = [judge_theme(prompts[i], source=self.judge_theme, theme=metadata[i].get("theme")) for i in usable]
+            raise ConfigError(
+                "the second judge compares panels of a set, but the eval rows have one panel each"
+            )
+        themes = [
+            judge_theme(prompts[i], source=self.judge_theme, theme=metadata[i].get("theme")) for i in usable
+        ]
         return [float(result.score) for result in score_sets(self._scorer, [sets[i] for i in usable], themes)]
 
     # what ReferenceReward asks of its "models": the judge and the reward settings

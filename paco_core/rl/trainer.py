@@ -317,22 +317,30 @@ class GrpoTrainer:
             )
         self.transformer = self.pipe.transformer
         self.named_trainable = add_trainable_lora(
-            self.transformer, config.lora, kind=config.model.kind,
+            self.transformer,
+            config.lora,
+            kind=config.model.kind,
             gradient_checkpointing=config.optim.gradient_checkpointing,
-        )  # fmt: skip
+        )
         self.rollout_adapter: RolloutAdapter = build_rollout_adapter(
-            config.model.kind, self.pipe, guidance_scale=config.sampling.guidance_scale,
-            max_sequence_length=config.sampling.max_sequence_length, negative_prompt=config.sampling.negative_prompt,
+            config.model.kind,
+            self.pipe,
+            guidance_scale=config.sampling.guidance_scale,
+            max_sequence_length=config.sampling.max_sequence_length,
+            negative_prompt=config.sampling.negative_prompt,
             true_cfg=config.sampling.true_cfg,
-        )  # fmt: skip
+        )
 
     def _setup_optimization(self) -> None:
         """AdamW on the LoRA (prepared by accelerate), the EMA and the PPO updater."""
         config = self.config
         optimizer = torch.optim.AdamW(
-            [p for _, p in self.named_trainable], lr=config.optim.lr, betas=config.optim.betas,
-            weight_decay=config.optim.weight_decay, eps=config.optim.eps,
-        )  # fmt: skip
+            [p for _, p in self.named_trainable],
+            lr=config.optim.lr,
+            betas=config.optim.betas,
+            weight_decay=config.optim.weight_decay,
+            eps=config.optim.eps,
+        )
         self.train_model, self.optimizer = self.accelerator.prepare(self.transformer, optimizer)
         self.sharded = any(is_sharded(p) for p in self.train_model.parameters())
         if self.sharded:
@@ -349,9 +357,14 @@ class GrpoTrainer:
                 self.named_trainable, max_decay=config.ema.max_decay, update_every=config.ema.update_every
             )
         self.updater = PolicyUpdater(
-            config, rollout_adapter=self.rollout_adapter, transformer=self.transformer, train_model=self.train_model,
-            optimizer=self.optimizer, named_trainable=self.named_trainable, accelerator=self.accelerator,
-        )  # fmt: skip
+            config,
+            rollout_adapter=self.rollout_adapter,
+            transformer=self.transformer,
+            train_model=self.train_model,
+            optimizer=self.optimizer,
+            named_trainable=self.named_trainable,
+            accelerator=self.accelerator,
+        )
 
     def _load_pipeline(self):
         from paco_core.models.pipelines import clear_pipeline_cache, open_pipeline
@@ -362,20 +375,29 @@ class GrpoTrainer:
         # other user of the loader's cache holds: forget the cache before and after loading.
         clear_pipeline_cache()
         loaded = open_pipeline(
-            model.path or None, transformer_file=model.transformer_file or None,
-            text_encoder_files=model.text_encoder_files, vae_file=model.vae_file or None,
-            checkpoint_file=model.checkpoint_file or None, kind=model.kind, config_folder=model.config_folder or None,
-            comfyui_dir=model.comfyui_dir or None, dtype=model.dtype, device=device,
-        )  # fmt: skip
+            model.path or None,
+            transformer_file=model.transformer_file or None,
+            text_encoder_files=model.text_encoder_files,
+            vae_file=model.vae_file or None,
+            checkpoint_file=model.checkpoint_file or None,
+            kind=model.kind,
+            config_folder=model.config_folder or None,
+            comfyui_dir=model.comfyui_dir or None,
+            dtype=model.dtype,
+            device=device,
+        )
         clear_pipeline_cache()
         return loaded
 
     def _setup_data(self) -> None:
         config = self.config
         splits = load_splits(
-            config.data.train_file, config.data.eval_file, eval_fraction=config.data.eval_fraction,
-            seed=config.seed, image_root=config.data.image_root,
-        )  # fmt: skip
+            config.data.train_file,
+            config.data.eval_file,
+            eval_fraction=config.data.eval_fraction,
+            seed=config.seed,
+            image_root=config.data.image_root,
+        )
         check_row_kinds(splits, kind=config.model.kind, wanted=family(config.model.kind).row_kind)
         check_held_out(splits, eval_file=config.data.eval_file)
         self.sampler = PromptSampler(splits.train, config.seed)
@@ -400,7 +422,10 @@ class GrpoTrainer:
             self._serve_requests()  # "sample now" / "save now" (docs/jobs.md): the run's result is unchanged
             # 0. give the GPU back while a pause is requested (gpu_policy yield); a stop while paused stops here
             if self._yield_gpu("between steps", collective=True) and self._should_stop():
-                if self.last_checkpoint is None or Checkpoint.from_path(self.last_checkpoint).step != self.step:
+                if (
+                    self.last_checkpoint is None
+                    or Checkpoint.from_path(self.last_checkpoint).step != self.step
+                ):
                     self.save()
                 self._progress("stopped", message="stopped on request while paused; checkpoint saved")
                 return self._result("stopped", last)
@@ -419,7 +444,9 @@ class GrpoTrainer:
                 last["ema/decay"] = self.ema.decay(self.step)
             # 3. metrics, then evaluation when due
             paused = (self.gpu_yield.paused_s if self.gpu_yield is not None else 0.0) - paused_before
-            last["time/step_s"] = time.perf_counter() - started - paused  # a pause inside the step is not its time
+            last["time/step_s"] = (
+                time.perf_counter() - started - paused
+            )  # a pause inside the step is not its time
             if paused:
                 last["time/paused_s"] = paused
             last["memory/peak_gb"] = peak_memory_gb(self.accelerator.device)
@@ -440,9 +467,14 @@ class GrpoTrainer:
 
     def _result(self, state: str, last: dict[str, Any]) -> TrainResult:
         return TrainResult(
-            state, self.step, self.output_dir, self.last_checkpoint, last,
-            process_index=self.accelerator.process_index, num_processes=self.accelerator.num_processes,
-        )  # fmt: skip
+            state,
+            self.step,
+            self.output_dir,
+            self.last_checkpoint,
+            last,
+            process_index=self.accelerator.process_index,
+            num_processes=self.accelerator.num_processes,
+        )
 
     def _eval_due(self, step: int) -> bool:
         every = self.config.eval_every
@@ -473,25 +505,37 @@ class GrpoTrainer:
         with ThreadPoolExecutor(1, thread_name_prefix="paco-scoring") as scoring:
             pending: list[Future] = []
             overlap = self.overlaps_scoring()
-            on_rollout = (lambda r: pending.append(scoring.submit(score_micro_batch, r, self.rewards))) if overlap else None
+            on_rollout = (
+                (lambda r: pending.append(scoring.submit(score_micro_batch, r, self.rewards)))
+                if overlap
+                else None
+            )
             rollouts = self.collect_rollouts(rows, step, sde_steps, on_rollout=on_rollout)
             rollout_s = time.perf_counter() - started
             # 3. rewards of the whole iteration (all processes)
             started = time.perf_counter()
             with self.reward_models.scoring_phase():  # the judge on the GPU only here (rewards.judge_offload)
                 scores = score_rollouts(
-                    rollouts, self.rewards, len(rows) * config.sampling.group_size, self.accelerator,
+                    rollouts,
+                    self.rewards,
+                    len(rows) * config.sampling.group_size,
+                    self.accelerator,
                     scored=[future.result() for future in pending] if overlap else None,
-                )  # fmt: skip
+                )
         invalid_share = check_invalid_share(scores, config.rewards.max_invalid_share)
         # 4. advantages within each prompt's group
         groups = np.repeat(np.arange(len(rows)), config.sampling.group_size)
         advantages = compute_advantages(
-            scores.scores, self.rewards.weights, groups, aggregation=config.rewards.aggregation,
-            threshold=config.rewards.log_tame_threshold, global_std=config.advantages.global_std,
-            clip_max=config.advantages.adv_clip_max, tameable=self.tameable_rewards(),
+            scores.scores,
+            self.rewards.weights,
+            groups,
+            aggregation=config.rewards.aggregation,
+            threshold=config.rewards.log_tame_threshold,
+            global_std=config.advantages.global_std,
+            clip_max=config.advantages.adv_clip_max,
+            tameable=self.tameable_rewards(),
             released_threshold=config.rewards.log_tame_released_threshold,
-        )  # fmt: skip
+        )
         reward_s = time.perf_counter() - started
         teach_nothing = self._groups_that_teach_nothing(rows, scores.scores, groups)
         # 5. the PPO update
@@ -501,7 +545,10 @@ class GrpoTrainer:
             rollouts, advantages, step=step, after_micro_batch=self._released_ema_hook(ema_updates)
         )
         metrics = reward_metrics(
-            scores, advantages, invalid_share, log_tamed=config.rewards.aggregation in ("log_tamed", "log_tamed_released")
+            scores,
+            advantages,
+            invalid_share,
+            log_tamed=config.rewards.aggregation in ("log_tamed", "log_tamed_released"),
         )
         for name in scores.names:
             self.reward_history.setdefault(name, []).append(metrics[f"rewards/{name}/mean"])
@@ -511,12 +558,21 @@ class GrpoTrainer:
         metrics.update(teach_nothing)
         if ema_updates:
             metrics.update({"ema/decay": ema_updates[-1], "ema/updates": len(ema_updates)})
-        metrics.update({"time/rollout_s": rollout_s, "time/reward_s": reward_s,
-                        "time/update_s": time.perf_counter() - started, "lr": self.optimizer.param_groups[0]["lr"],
-                        "sde_steps": list(sde_steps), "trained_steps": list(self.trained_steps(sde_steps))})  # fmt: skip
+        metrics.update(
+            {
+                "time/rollout_s": rollout_s,
+                "time/reward_s": reward_s,
+                "time/update_s": time.perf_counter() - started,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "sde_steps": list(sde_steps),
+                "trained_steps": list(self.trained_steps(sde_steps)),
+            }
+        )
         return metrics
 
-    def _groups_that_teach_nothing(self, rows: list[PromptRow], scores: np.ndarray, groups: np.ndarray) -> dict:
+    def _groups_that_teach_nothing(
+        self, rows: list[PromptRow], scores: np.ndarray, groups: np.ndarray
+    ) -> dict:
         """Count the groups with no reward spread (``groups/zero_spread``); with
         ``data.drop_zero_spread_prompts`` their prompts are no longer sampled (rl/zero_spread.py)."""
         from paco_core.rl.zero_spread import zero_spread_groups
@@ -526,8 +582,11 @@ class GrpoTrainer:
         if data.drop_zero_spread_prompts and found:
             dropped = self.sampler.drop([rows[g] for g in found], keep_at_least=len(rows))
             if dropped:
-                logger.info("dropped %d prompt(s) whose group taught nothing: %s", len(dropped),
-                            "; ".join(row.prompt[:50] for row in dropped))  # fmt: skip
+                logger.info(
+                    "dropped %d prompt(s) whose group taught nothing: %s",
+                    len(dropped),
+                    "; ".join(row.prompt[:50] for row in dropped),
+                )
         return {"groups/zero_spread": len(found), "groups/dropped_prompts": len(self.sampler.dropped)}
 
     def tameable_rewards(self) -> np.ndarray | None:
@@ -606,10 +665,13 @@ class GrpoTrainer:
                     generator=seeded_generator(self.config.seed, step, plan.index),
                     cond=encoded[plan.group],
                     autocast=self.autocast,
-                )  # fmt: skip
+                )
             )
             if sampling.edit_size == "square" and row.kind == "edit":
-                rollouts[-1].judge_original_size = (width, height)  # the released judge sees the squashed original
+                rollouts[-1].judge_original_size = (
+                    width,
+                    height,
+                )  # the released judge sees the squashed original
             if on_rollout is not None:
                 on_rollout(rollouts[-1])
         return rollouts
@@ -620,18 +682,31 @@ class GrpoTrainer:
         if not self.is_main:
             if self.sharded:
                 evaluate_policy(
-                    self.config, rollout_adapter=self.rollout_adapter, transformer=self.transformer,
-                    rows=self.eval_rows, rewards=None, ema=self.ema, autocast=self.autocast, sample_path=None,
-                )  # fmt: skip
+                    self.config,
+                    rollout_adapter=self.rollout_adapter,
+                    transformer=self.transformer,
+                    rows=self.eval_rows,
+                    rewards=None,
+                    ema=self.ema,
+                    autocast=self.autocast,
+                    sample_path=None,
+                )
             return {}
         scored: list = []
         metrics = evaluate_policy(
-            self.config, rollout_adapter=self.rollout_adapter, transformer=self.transformer, rows=self.eval_rows,
-            rewards=self.eval_rewards, ema=self.ema, autocast=self.autocast,
+            self.config,
+            rollout_adapter=self.rollout_adapter,
+            transformer=self.transformer,
+            rows=self.eval_rows,
+            rewards=self.eval_rewards,
+            ema=self.ema,
+            autocast=self.autocast,
             sample_path=self.run_folder.sample_path(step),
-            scoring_phase=self.reward_models.scoring_phase, image_metrics=self.sample_guardrail.metrics,
-            between_rows=lambda: self._yield_gpu("between evaluation rows"), collect_scores=scored,
-        )  # fmt: skip
+            scoring_phase=self.reward_models.scoring_phase,
+            image_metrics=self.sample_guardrail.metrics,
+            between_rows=lambda: self._yield_gpu("between evaluation rows"),
+            collect_scores=scored,
+        )
         if scored:
             stats = group_stats(scored[0].scores, scored[0].names, self.config.eval_group_size)
             self.prompt_rewards["eval"].update(prompt_entries(self.eval_rows, stats, step))
@@ -654,9 +729,14 @@ class GrpoTrainer:
             optimizer_state = full_optimizer_state(self.optimizer)
         if self.is_main:
             path = ckpt.save_checkpoint(
-                self.output_dir, self.step, write_lora=self._write_lora, policy=policy, ema=ema,
-                optimizer_state=optimizer_state, state=self._trainer_state(),
-            )  # fmt: skip
+                self.output_dir,
+                self.step,
+                write_lora=self._write_lora,
+                policy=policy,
+                ema=ema,
+                optimizer_state=optimizer_state,
+                state=self._trainer_state(),
+            )
             ckpt.prune_checkpoints(self.output_dir, self.config.checkpoints_total_limit, protect=path)
             logger.info("saved %s", path)
         self.last_checkpoint = path
@@ -738,10 +818,13 @@ class GrpoTrainer:
         if self.prompt_rewards["train"] or self.prompt_rewards["eval"]:
             run_requests.write_prompt_rewards(self.output_dir, self.prompt_rewards)
         self.run_folder.write_progress(
-            state=state, step=self.step, total=self.config.num_iterations,
+            state=state,
+            step=self.step,
+            total=self.config.num_iterations,
             last_checkpoint=str(self.last_checkpoint) if self.last_checkpoint else None,
-            **self._progress_extras(), **extra,
-        )  # fmt: skip
+            **self._progress_extras(),
+            **extra,
+        )
 
     def _progress_extras(self) -> dict[str, Any]:
         """What every progress record carries besides the state: the best checkpoint, the
@@ -761,8 +844,11 @@ class GrpoTrainer:
             "gpu_policy": self.config.gpu_policy,
         }
         if self.gpu_yield is not None and self.gpu_yield.pauses:
-            extras.update(pauses=self.gpu_yield.pauses, paused_s=round(self.gpu_yield.paused_s, 3),
-                          last_pause_latency_s=self.gpu_yield.last_latency_s)  # fmt: skip
+            extras.update(
+                pauses=self.gpu_yield.pauses,
+                paused_s=round(self.gpu_yield.paused_s, 3),
+                last_pause_latency_s=self.gpu_yield.last_latency_s,
+            )
         return extras
 
     # ------------------------------------------------------------------ GPU yield (docs/gpu-sharing.md)
@@ -776,10 +862,15 @@ class GrpoTrainer:
             )
             offload = False
         self.gpu_yield = GpuYield(
-            self.run_folder, policy=config.gpu_policy, offload=offload, device=self.accelerator.device,
-            report=self._progress, stop_requested=self._stop_requested_locally,
-            modules=self._offload_modules, tensor_dicts=self._offload_tensor_dicts,
-        )  # fmt: skip
+            self.run_folder,
+            policy=config.gpu_policy,
+            offload=offload,
+            device=self.accelerator.device,
+            report=self._progress,
+            stop_requested=self._stop_requested_locally,
+            modules=self._offload_modules,
+            tensor_dicts=self._offload_tensor_dicts,
+        )
 
     def _yield_gpu(self, where: str, *, collective: bool = False) -> bool:
         """Pause here while a pause is requested; returns whether it paused. ``collective``:
@@ -832,14 +923,21 @@ class GrpoTrainer:
             requests = holder[0]
         for request in requests:
             if request["kind"] == "save":
-                if self.last_checkpoint is None or Checkpoint.from_path(self.last_checkpoint).step != self.step:
+                if (
+                    self.last_checkpoint is None
+                    or Checkpoint.from_path(self.last_checkpoint).step != self.step
+                ):
                     self.save()
                 if self.is_main:
                     from paco_core.io import atomic_write_json
                     from paco_core.run_folder.layout import KEPT_FILE
 
-                    atomic_write_json(Path(self.last_checkpoint) / KEPT_FILE, {"reason": "save now", "step": self.step})
-                    run_requests.write_done(self.output_dir, "save", step=self.step, path=str(self.last_checkpoint))
+                    atomic_write_json(
+                        Path(self.last_checkpoint) / KEPT_FILE, {"reason": "save now", "step": self.step}
+                    )
+                    run_requests.write_done(
+                        self.output_dir, "save", step=self.step, path=str(self.last_checkpoint)
+                    )
             else:
                 self._sample_now(request)
 
@@ -857,9 +955,16 @@ class GrpoTrainer:
         try:
             if self.is_main or self.sharded:
                 evaluate_policy(
-                    self.config, rollout_adapter=self.rollout_adapter, transformer=self.transformer, rows=rows,
-                    rewards=None, ema=self.ema, autocast=self.autocast, sample_path=None, collect_images=images,
-                )  # fmt: skip
+                    self.config,
+                    rollout_adapter=self.rollout_adapter,
+                    transformer=self.transformer,
+                    rows=rows,
+                    rewards=None,
+                    ema=self.ema,
+                    autocast=self.autocast,
+                    sample_path=None,
+                    collect_images=images,
+                )
         finally:
             ckpt.restore_rng_state(rng_tensors, rng_meta)
         if self.is_main:
@@ -870,7 +975,11 @@ class GrpoTrainer:
             grid = sample_grid(images)
             atomic_write(path, lambda tmp: grid.save(tmp, format="PNG"))
             run_requests.write_done(
-                self.output_dir, "sample", step=self.step, path=str(path), prompts=[row.prompt for row in rows]
+                self.output_dir,
+                "sample",
+                step=self.step,
+                path=str(path),
+                prompts=[row.prompt for row in rows],
             )
             logger.info("sample requested at step %d: %s", self.step, path)
 
@@ -922,12 +1031,22 @@ class GrpoTrainer:
         best.mkdir(parents=True, exist_ok=True)
         lora = self.run_folder.best_lora_path
         self._write_lora(lora)  # written atomically (a temporary file renamed over the old best)
-        self.run_folder.write_best_info({
-            "metric": self.guardrail.metric, "mode": self.guardrail.mode, "value": self.guardrail.best_value,
-            "step": step, "lora": str(lora),
-        })  # fmt: skip
-        logger.info("best %s so far: %.4g at step %d (saved in %s)", self.guardrail.metric,
-                    self.guardrail.best_value, step, best)  # fmt: skip
+        self.run_folder.write_best_info(
+            {
+                "metric": self.guardrail.metric,
+                "mode": self.guardrail.mode,
+                "value": self.guardrail.best_value,
+                "step": step,
+                "lora": str(lora),
+            }
+        )
+        logger.info(
+            "best %s so far: %.4g at step %d (saved in %s)",
+            self.guardrail.metric,
+            self.guardrail.best_value,
+            step,
+            best,
+        )
 
     def _load_guardrail(self, state: dict[str, Any], step: int) -> None:
         """Restore the guardrail, and make ``best/`` hold the LoRA of the restored best step: a run
@@ -936,8 +1055,11 @@ class GrpoTrainer:
         if state and not guardrail.load_state_dict(state):
             logger.info(
                 "the checkpoint's best checkpoint followed %s (%s); this run follows %s (%s): starting afresh",
-                state.get("metric"), state.get("mode"), guardrail.metric, guardrail.mode,
-            )  # fmt: skip
+                state.get("metric"),
+                state.get("mode"),
+                guardrail.metric,
+                guardrail.mode,
+            )
         if not self.is_main:
             return
         run = self.run_folder
@@ -953,8 +1075,15 @@ class GrpoTrainer:
 
             run.best_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(run.best_lora_path, lambda tmp: shutil.copyfile(source.lora_path, tmp))
-            run.write_best_info({"metric": guardrail.metric, "mode": guardrail.mode, "value": guardrail.best_value,
-                                 "step": guardrail.best_step, "lora": str(run.best_lora_path)})  # fmt: skip
+            run.write_best_info(
+                {
+                    "metric": guardrail.metric,
+                    "mode": guardrail.mode,
+                    "value": guardrail.best_value,
+                    "step": guardrail.best_step,
+                    "lora": str(run.best_lora_path),
+                }
+            )
             logger.info("best/ restored from %s (step %d)", source.path.name, guardrail.best_step)
             return
         if run.best_dir.exists():

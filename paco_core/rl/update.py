@@ -171,8 +171,15 @@ class PolicyUpdater:
         latents, next_latents = rollout.latents[k], rollout.next_latents[k]
         with self.autocast():
             velocity = self.rollout_adapter.velocity(self.train_model, latents, timestep, rollout.cond)
-        return sde_step(latents, velocity, sigma, sigma_next, noise_level=sampling.noise_level,
-                        sigma_max=rollout.schedule.sigma_max, x_next=next_latents)  # fmt: skip
+        return sde_step(
+            latents,
+            velocity,
+            sigma,
+            sigma_next,
+            noise_level=sampling.noise_level,
+            sigma_max=rollout.schedule.sigma_max,
+            x_next=next_latents,
+        )
 
     def micro_batch_loss(
         self, rollout: Rollout, k: int, advantages: torch.Tensor, mask: torch.Tensor
@@ -197,13 +204,26 @@ class PolicyUpdater:
                 reference_velocity = self.rollout_adapter.velocity(
                     self.transformer, latents, timestep, rollout.cond
                 )
-            reference_mean = sde_step(latents, reference_velocity, sigma, sigma_next, noise_level=sampling.noise_level,
-                                      sigma_max=rollout.schedule.sigma_max, x_next=next_latents).mean  # fmt: skip
+            reference_mean = sde_step(
+                latents,
+                reference_velocity,
+                sigma,
+                sigma_next,
+                noise_level=sampling.noise_level,
+                sigma_max=rollout.schedule.sigma_max,
+                x_next=next_latents,
+            ).mean
         return policy_loss(
-            step.log_prob, old_log_prob, advantages, clip_range=optim.clip_range, kl_beta=optim.kl_beta,
-            mean=step.mean, reference_mean=reference_mean, std=kl_std(step.std_t, step.std, optim.kl_form),
+            step.log_prob,
+            old_log_prob,
+            advantages,
+            clip_range=optim.clip_range,
+            kl_beta=optim.kl_beta,
+            mean=step.mean,
+            reference_mean=reference_mean,
+            std=kl_std(step.std_t, step.std, optim.kl_form),
             mask=mask,
-        )  # fmt: skip
+        )
 
     def optimizer_step(self, step: int) -> float:
         """Clip the accumulated gradient, step the optimizer, clear the gradient; returns its norm."""

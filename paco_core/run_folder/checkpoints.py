@@ -146,8 +146,11 @@ class RunCheckpoints:
         """
         if keep <= 0:
             return []
-        found = [c for c in self.checkpoints() if (protect is None or c.path != Path(protect))
-                 and not (c.path / KEPT_FILE).is_file()]  # fmt: skip
+        found = [
+            c
+            for c in self.checkpoints()
+            if (protect is None or c.path != Path(protect)) and not (c.path / KEPT_FILE).is_file()
+        ]
         excess = max(0, len(found) + (1 if protect is not None else 0) - keep)
         removed = []
         for checkpoint in found[:excess]:

@@ -115,9 +115,14 @@ class RunFolder(RunCheckpoints, MetricsLog, PauseRequests):
             return []
         names = []
         for entry in sorted(os.listdir(self.path)):
-            if entry in (CONFIG_FILE, PROGRESS_FILE, METRICS_FILE, SAMPLES_DIR, TENSORBOARD_DIR, BEST_DIR) or (
-                CHECKPOINT_PATTERN.match(entry) or _is_staging_name(entry)
-            ):
+            if entry in (
+                CONFIG_FILE,
+                PROGRESS_FILE,
+                METRICS_FILE,
+                SAMPLES_DIR,
+                TENSORBOARD_DIR,
+                BEST_DIR,
+            ) or (CHECKPOINT_PATTERN.match(entry) or _is_staging_name(entry)):
                 names.append(entry)
         return names
 
@@ -169,7 +174,9 @@ class RunFolder(RunCheckpoints, MetricsLog, PauseRequests):
     def write_owner(self, job_id: str, *, store: str = "") -> Path:
         """Record ``job_id`` as the folder's owner (creates the folder), atomically."""
         self.path.mkdir(parents=True, exist_ok=True)
-        return atomic_write_json(self.path / OWNER_FILE, {"job_id": job_id, "store": store, "since": time.time()})
+        return atomic_write_json(
+            self.path / OWNER_FILE, {"job_id": job_id, "store": store, "since": time.time()}
+        )
 
     def is_used(self) -> bool:
         return bool(self.used_entries())

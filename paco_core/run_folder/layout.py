@@ -1,15 +1,15 @@
 """The names of what a training run leaves in its run folder (see docs/runs.md)::
 
-    config.json             the run's resolved config (written at start)
-    progress.json           state, step, total, pid, last checkpoint (rewritten atomically)
-    metrics.jsonl           one JSON object per line, each with its "step"
-    samples/step-000010.png the evaluation sample grid of step 10
-    checkpoint-<step>/      lora.safetensors, trainer_state.json, ... and manifest.json (last)
-    tb/                     TensorBoard events (optional)
-    run.lock                pid and start time of the trainer writing the folder
-    best/                   lora.safetensors + best.json: the LoRA of the best evaluation so far
-    control/pause-<holder>.json  a request to pause (GPU yield), one file per holder (see docs/gpu-sharing.md)
-    job.json                the job that owns the folder (``paco jobs``)
+config.json             the run's resolved config (written at start)
+progress.json           state, step, total, pid, last checkpoint (rewritten atomically)
+metrics.jsonl           one JSON object per line, each with its "step"
+samples/step-000010.png the evaluation sample grid of step 10
+checkpoint-<step>/      lora.safetensors, trainer_state.json, ... and manifest.json (last)
+tb/                     TensorBoard events (optional)
+run.lock                pid and start time of the trainer writing the folder
+best/                   lora.safetensors + best.json: the LoRA of the best evaluation so far
+control/pause-<holder>.json  a request to pause (GPU yield), one file per holder (see docs/gpu-sharing.md)
+job.json                the job that owns the folder (``paco jobs``)
 """
 
 from __future__ import annotations

@@ -36,7 +36,9 @@ class PauseRequests:
             )
         return self.control_dir / f"{PAUSE_PREFIX}{holder}.json"
 
-    def request_pause(self, reason: str = "", *, holder: str = "user", while_alive: bool = False) -> dict[str, Any]:
+    def request_pause(
+        self, reason: str = "", *, holder: str = "user", while_alive: bool = False
+    ) -> dict[str, Any]:
         """Ask the trainer of this folder to pause at its next step boundary and free the GPU.
 
         Each holder (``comfyui`` while it runs a prompt, ``user`` for a pause button) has its
@@ -77,9 +79,10 @@ class PauseRequests:
             except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 continue
             if (
-                isinstance(record, dict) and record.get("while_alive")
+                isinstance(record, dict)
+                and record.get("while_alive")
                 and not is_process_alive(record.get("pid"), record.get("pid_start_time"))
-            ):  # fmt: skip
+            ):
                 try:
                     path.unlink()
                     lapsed.append(holder)
@@ -100,7 +103,9 @@ class PauseRequests:
                 record = {}  # being written or damaged: still a request
             if not isinstance(record, dict):
                 record = {}
-            if record.get("while_alive") and not is_process_alive(record.get("pid"), record.get("pid_start_time")):
+            if record.get("while_alive") and not is_process_alive(
+                record.get("pid"), record.get("pid_start_time")
+            ):
                 continue  # its requester is gone
             record.setdefault("holder", holder)
             if not isinstance(record.get("since"), (int, float)):

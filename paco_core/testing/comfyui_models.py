@@ -45,7 +45,9 @@ def install_tiny_models(models_dir: str | os.PathLike) -> dict[str, Path]:
     placed: dict[str, Path] = {}
     for kind, name in TINY_PIPELINE_NAMES.items():
         placed[name] = _place(build_tiny_model(kind, built), models / "diffusers" / name)
-    placed[TINY_JUDGE_NAME] = _place(build_tiny_model("judge", built), models / "text_encoders" / TINY_JUDGE_NAME)
+    placed[TINY_JUDGE_NAME] = _place(
+        build_tiny_model("judge", built), models / "text_encoders" / TINY_JUDGE_NAME
+    )
     lora = models / "loras" / TINY_LORA_NAME
     if not lora.exists():
         lora.parent.mkdir(parents=True, exist_ok=True)
@@ -75,5 +77,7 @@ def save_tiny_flux_lora(flux_dir: str | os.PathLike, path: str | os.PathLike) ->
 
     transformer = FluxTransformer2DModel.from_pretrained(str(flux_dir), subfolder="transformer")
     torch.manual_seed(0)
-    transformer.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights=False, target_modules=["to_q", "to_v"]))
+    transformer.add_adapter(
+        LoraConfig(r=2, lora_alpha=2, init_lora_weights=False, target_modules=["to_q", "to_v"])
+    )
     return save_peft_transformer_lora(transformer, Path(path))

@@ -150,31 +150,50 @@ def random_flux_pipeline(
     )
     tokenizer = CLIPTokenizer.from_pretrained(tiny_flux / "tokenizer")
     tokenizer_2 = T5TokenizerFast.from_pretrained(tiny_flux / "tokenizer_2")
-    clip = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=768, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-        projection_dim=768, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    ))  # fmt: skip
-    t5 = T5EncoderModel(T5Config(vocab_size=len(tokenizer_2), d_model=4096, d_kv=16, d_ff=64, num_layers=1,
-                                 num_heads=2))  # fmt: skip
+    clip = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=768,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            projection_dim=768,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    t5 = T5EncoderModel(
+        T5Config(vocab_size=len(tokenizer_2), d_model=4096, d_kv=16, d_ff=64, num_layers=1, num_heads=2)
+    )
     if family(kind).architecture is not FLUX.architecture:
         raise InputError(f"random_flux_pipeline builds FLUX-architecture pipelines, not {kind}.")
     pipeline_class = getattr(diffusers, family(kind).pipeline_class)
     pipe = pipeline_class(
         scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(tiny_flux / "scheduler"),
         vae=AutoencoderKL.from_pretrained(tiny_flux / "vae"),
-        text_encoder=clip, tokenizer=tokenizer, text_encoder_2=t5, tokenizer_2=tokenizer_2, transformer=transformer,
-    )  # fmt: skip
+        text_encoder=clip,
+        tokenizer=tokenizer,
+        text_encoder_2=t5,
+        tokenizer_2=tokenizer_2,
+        transformer=transformer,
+    )
     pipe.to(device)
     pipe.text_encoder.to(dtype)
     pipe.text_encoder_2.to(dtype)
     pipe.vae.to(dtype)
-    return LoadedPipeline(pipe=pipe, kind=kind, source="random FLUX.1-dev dims", dtype=dtype, device=device,
-                          offload="none")  # fmt: skip
+    return LoadedPipeline(
+        pipe=pipe, kind=kind, source="random FLUX.1-dev dims", dtype=dtype, device=device, offload="none"
+    )
 
 
 def random_qwen_image_transformer(
-    device: str, dtype: Any, *, joint_attention_dim: int | None = None, num_layers: int | None = None, seed: int = 0
+    device: str,
+    dtype: Any,
+    *,
+    joint_attention_dim: int | None = None,
+    num_layers: int | None = None,
+    seed: int = 0,
 ):
     """A ``QwenImageTransformer2DModel`` with Qwen-Image's dimensions and random weights.
 
@@ -205,8 +224,9 @@ def random_qwen_image_transformer(
     return transformer
 
 
-def random_qwen_image_edit_pipeline(tiny_qwen_image_edit: str | Path, device: str, dtype: Any, *,
-                                    num_layers: int | None = None):  # fmt: skip
+def random_qwen_image_edit_pipeline(
+    tiny_qwen_image_edit: str | Path, device: str, dtype: Any, *, num_layers: int | None = None
+):
     """A Qwen-Image-sized random transformer with the tiny Qwen-Image-Edit's text encoder,
     VAE, tokenizer and processor (``tiny_qwen_image_edit``): the transformer is nearly all of
     the time and memory. Its text input projection takes the tiny encoder's width.
@@ -220,12 +240,20 @@ def random_qwen_image_edit_pipeline(tiny_qwen_image_edit: str | Path, device: st
     clear_pipeline_cache()  # the pipe below is the caller's alone
     components = dict(tiny.pipe.components)
     components["transformer"] = random_qwen_image_transformer(
-        device, dtype, joint_attention_dim=components["text_encoder"].config.text_config.hidden_size,
+        device,
+        dtype,
+        joint_attention_dim=components["text_encoder"].config.text_config.hidden_size,
         num_layers=num_layers,
-    )  # fmt: skip
+    )
     pipe = type(tiny.pipe)(**components)
-    return LoadedPipeline(pipe=pipe, kind=QWEN_IMAGE_EDIT.kind, source="random Qwen-Image dims", dtype=dtype,
-                          device=device, offload="none")  # fmt: skip
+    return LoadedPipeline(
+        pipe=pipe,
+        kind=QWEN_IMAGE_EDIT.kind,
+        source="random Qwen-Image dims",
+        dtype=dtype,
+        device=device,
+        offload="none",
+    )
 
 
 def _initialise(module, device: str, seed: int) -> None:

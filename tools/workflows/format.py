@@ -38,7 +38,6 @@ class WorkflowError(ValueError):
     """A UI-format workflow that does not fit the node schemas."""
 
 
-
 @dataclass(frozen=True)
 class Slot:
     """A socket: an input that takes a link, or an output."""

@@ -29,6 +29,7 @@ class JudgeService(Protocol):
 
     def chat_completion(self, body: Any) -> dict: ...
 
+
 logger = logging.getLogger(__name__)
 
 

@@ -46,7 +46,13 @@ class ServerLimits:
     def __post_init__(self) -> None:
         if self.max_bytes_in_flight is None and isinstance(self.max_body_bytes, int):
             object.__setattr__(self, "max_bytes_in_flight", 4 * self.max_body_bytes)
-        for name in ("max_body_bytes", "max_image_pixels", "max_tokens", "max_waiting", "max_bytes_in_flight"):
+        for name in (
+            "max_body_bytes",
+            "max_image_pixels",
+            "max_tokens",
+            "max_waiting",
+            "max_bytes_in_flight",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} should be a whole number >= 1, got {value!r}.")

@@ -47,27 +47,57 @@ def character_training_workflow(layouts: dict[str, NodeLayout]) -> dict:
     (tests/test_workflows.py's readability rule)."""
     builder = WorkflowBuilder(layouts)
     prompt_set = builder.add(
-        "PaCoPromptSet", 0, subject=CHARACTER, style="Watercolor illustration.", scenes="\n".join(SCENES),
-        poses="; ".join(POSES), expressions="; ".join(EXPRESSIONS), camera_angles="; ".join(CAMERA_ANGLES),
-        layout="2x2", rows_per_scene=4, held_out_scenes=1, seed=0,
-    )  # fmt: skip
+        "PaCoPromptSet",
+        0,
+        subject=CHARACTER,
+        style="Watercolor illustration.",
+        scenes="\n".join(SCENES),
+        poses="; ".join(POSES),
+        expressions="; ".join(EXPRESSIONS),
+        camera_angles="; ".join(CAMERA_ANGLES),
+        layout="2x2",
+        rows_per_scene=4,
+        held_out_scenes=1,
+        seed=0,
+    )
     references = builder.add("LoadImage", 0, title="References of your character", image=EXAMPLE_INPUT_IMAGE)
     models_note(builder, 0)
     judge = judge_loader(builder, 1)
     train = builder.add(
-        "PaCoTrainLora", 1, pipeline="FLUX.1-dev", preset="t2is-flux", training_prompts="",
-        rewards="reference=1, consistency=0.5", iterations=300, learning_rate=3e-4, group_size=16,
-        train_resolution=512, lora_name=CHARACTER_LORA_NAME, new_run=False,
-    )  # fmt: skip
+        "PaCoTrainLora",
+        1,
+        pipeline="FLUX.1-dev",
+        preset="t2is-flux",
+        training_prompts="",
+        rewards="reference=1, consistency=0.5",
+        iterations=300,
+        learning_rate=3e-4,
+        group_size=16,
+        train_resolution=512,
+        lora_name=CHARACTER_LORA_NAME,
+        new_run=False,
+    )
     watch = builder.add("PaCoTrainingJob", 2, lora="best")
-    held_out = builder.add("SaveImage", 2, title="Held-out set, trained LoRA", filename_prefix="PaCo/character")
+    held_out = builder.add(
+        "SaveImage", 2, title="Held-out set, trained LoRA", filename_prefix="PaCo/character"
+    )
     loader = builder.add("PaCoPipelineLoader", 2, model="FLUX.1-dev")
     lora = builder.add("PaCoLora", 2, lora_name=SHIPPED_MODEL_NAMES["loras"][0], strength=1.0)
     generate = builder.add(
-        "PaCoGenerateSet", 3, node_width=NARROW_WIDTH, theme=f"{CHARACTER}, watercolor illustration.",
-        description="", panels="\n".join(NEW_SCENES), layout="2x2", panel_width=512, panel_height=512,
-        steps=28, guidance=3.5, seed=42, num_sets=1,
-    )  # fmt: skip
+        "PaCoGenerateSet",
+        3,
+        node_width=NARROW_WIDTH,
+        theme=f"{CHARACTER}, watercolor illustration.",
+        description="",
+        panels="\n".join(NEW_SCENES),
+        layout="2x2",
+        panel_width=512,
+        panel_height=512,
+        steps=28,
+        guidance=3.5,
+        seed=42,
+        num_sets=1,
+    )
     save = builder.add("SaveImage", 3, title="A set with your LoRA", filename_prefix="PaCo/character_set")
 
     builder.connect(references, "IMAGE", train, "references")

@@ -32,9 +32,18 @@ def reference_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
     models_note(builder, 1)
     reference = builder.add("LoadImage", 1, title="Your reference", image=EXAMPLE_INPUT_IMAGE)
     make = builder.add(
-        "PaCoReferenceSet", 2, theme=CHARACTER_THEME, description="", panels=CHARACTER_PANELS, layout="2x2",
-        panel_width=512, panel_height=512, steps=28, seed=42, identity_threshold=0.5,
-    )  # fmt: skip
+        "PaCoReferenceSet",
+        2,
+        theme=CHARACTER_THEME,
+        description="",
+        panels=CHARACTER_PANELS,
+        layout="2x2",
+        panel_width=512,
+        panel_height=512,
+        steps=28,
+        seed=42,
+        identity_threshold=0.5,
+    )
     save = builder.add(
         "SaveImage", 3, title="The set (reference top left)", filename_prefix="PaCo/character_set"
     )
@@ -65,9 +74,16 @@ def repair_workflow(layouts: dict[str, NodeLayout]) -> dict:
     your_set = builder.add("LoadImage", 1, title="Your set (one 2x2 grid image)", image=EXAMPLE_INPUT_IMAGE)
     heatmap_before = builder.add("PreviewImage", 1, title="Pair scores before", height=260)
     repair = builder.add(
-        "PaCoRepairSet", 2, theme=REPAIR_THEME, layout="2x2", target_score=0.85, tries_per_round=2,
-        max_rounds=3, steps=28, seed=42,
-    )  # fmt: skip
+        "PaCoRepairSet",
+        2,
+        theme=REPAIR_THEME,
+        layout="2x2",
+        target_score=0.85,
+        tries_per_round=2,
+        max_rounds=3,
+        steps=28,
+        seed=42,
+    )
     after = builder.add("SaveImage", 3, title="After", filename_prefix="PaCo/repaired_set", height=260)
     heatmap_after = builder.add("PreviewImage", 3, title="Pair scores after", height=260)
     report = builder.add("PreviewAny", 3, title="Repair log (panel, tries, scores)")

@@ -17,7 +17,6 @@ EDIT_INSTRUCTIONS = (
 )
 
 
-
 def edit_chain_workflow(layouts: dict[str, NodeLayout]) -> dict:
     """A picture edited three times in a row with FLUX.1-Kontext-dev; the judge scores the first
     edit against the chain's own first instruction."""
@@ -27,9 +26,16 @@ def edit_chain_workflow(layouts: dict[str, NodeLayout]) -> dict:
     models_note(builder, 1)
     reference = builder.add("LoadImage", 1, title="Reference", image=EXAMPLE_INPUT_IMAGE)
     chain = builder.add(
-        "PaCoEditChain", 2, instructions="\n".join(EDIT_INSTRUCTIONS), from_reference=False,
-        include_reference=True, steps=28, model_guidance=True, seed=42, max_area=1024 * 1024,
-    )  # fmt: skip
+        "PaCoEditChain",
+        2,
+        instructions="\n".join(EDIT_INSTRUCTIONS),
+        from_reference=False,
+        include_reference=True,
+        steps=28,
+        model_guidance=True,
+        seed=42,
+        max_area=1024 * 1024,
+    )
     save = builder.add("SaveImage", 2, title="Reference and edits", filename_prefix="PaCo/edit_chain")
     first_edit = builder.add("ImageFromBatch", 3, title="Edit 1 (batch item 1)", batch_index=1, length=1)
     score = builder.add("PaCoEditScore", 3)
@@ -50,7 +56,6 @@ def edit_chain_workflow(layouts: dict[str, NodeLayout]) -> dict:
     builder.group("3. Edit chain (each step edits the last)", [chain, save], GROUP_COLORS["generate"])
     builder.group("4. Score the first edit", [first_edit, score, report], GROUP_COLORS["judge"])
     return builder.build("paco-edit-chain")
-
 
 
 WORKFLOWS = {"paco-edit-chain": edit_chain_workflow}

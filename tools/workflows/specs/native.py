@@ -79,9 +79,13 @@ def native_flux_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
     judge = judge_loader(builder, 0)
     _native_note(builder, 1)
     grid_prompt = builder.add(
-        "PaCoGridPrompt", 1, theme=FOX_THEME, shared_description=FOX_DESCRIPTION, panel_prompts=FOX_PANELS,
+        "PaCoGridPrompt",
+        1,
+        theme=FOX_THEME,
+        shared_description=FOX_DESCRIPTION,
+        panel_prompts=FOX_PANELS,
         layout="2x2",
-    )  # fmt: skip
+    )
     encode = builder.add("CLIPTextEncode", 2, title="CLIP Text Encode (grid prompt)")
     guidance = builder.add("FluxGuidance", 2, guidance=3.5)
     negative = builder.add("ConditioningZeroOut", 2)

@@ -32,9 +32,19 @@ def pool_workflow(layouts: dict[str, NodeLayout]) -> dict:
     judge = judge_loader(builder, 0)
     models_note(builder, 1)
     generate = builder.add(
-        "PaCoGenerateSet", 1, theme=FOX_THEME, description=FOX_DESCRIPTION, panels=FOX_PANELS, layout="2x2",
-        panel_width=512, panel_height=512, steps=28, guidance=3.5, seed=42, num_sets=NUM_CANDIDATES,
-    )  # fmt: skip
+        "PaCoGenerateSet",
+        1,
+        theme=FOX_THEME,
+        description=FOX_DESCRIPTION,
+        panels=FOX_PANELS,
+        layout="2x2",
+        panel_width=512,
+        panel_height=512,
+        steps=28,
+        guidance=3.5,
+        seed=42,
+        num_sets=NUM_CANDIDATES,
+    )
     pool = builder.add("PaCoPoolAssemble", 2, layout="2x2", both_orders=False)
     report = builder.add("PreviewAny", 2, title="Report (assembled vs best of 4)")
     heatmaps = builder.add("PreviewImage", 2, title="Pair scores: assembled, best whole set")

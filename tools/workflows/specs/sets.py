@@ -36,9 +36,19 @@ def consistent_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
     judge = judge_loader(builder, 0)
     models_note(builder, 1)
     generate = builder.add(
-        "PaCoGenerateSet", 1, theme=FOX_THEME, description=FOX_DESCRIPTION, panels=FOX_PANELS, layout="2x2",
-        panel_width=512, panel_height=512, steps=28, guidance=3.5, seed=42, num_sets=1,
-    )  # fmt: skip
+        "PaCoGenerateSet",
+        1,
+        theme=FOX_THEME,
+        description=FOX_DESCRIPTION,
+        panels=FOX_PANELS,
+        layout="2x2",
+        panel_width=512,
+        panel_height=512,
+        steps=28,
+        guidance=3.5,
+        seed=42,
+        num_sets=1,
+    )
     save_grid = builder.add("SaveImage", 2, title="Grid", filename_prefix="PaCo/consistent_set")
     panels = builder.add("PreviewImage", 2, title="Panels")
     score = builder.add("PaCoSetConsistency", 3, layout="batch", both_orders=False)
@@ -68,9 +78,19 @@ def best_of_n_workflow(layouts: dict[str, NodeLayout]) -> dict:
     judge = judge_loader(builder, 0)
     models_note(builder, 1)
     generate = builder.add(
-        "PaCoGenerateSet", 1, theme=SAMURAI_THEME, description=SAMURAI_DESCRIPTION, panels=SAMURAI_PANELS,
-        layout="2x2", panel_width=512, panel_height=512, steps=28, guidance=3.5, seed=42, num_sets=4,
-    )  # fmt: skip
+        "PaCoGenerateSet",
+        1,
+        theme=SAMURAI_THEME,
+        description=SAMURAI_DESCRIPTION,
+        panels=SAMURAI_PANELS,
+        layout="2x2",
+        panel_width=512,
+        panel_height=512,
+        steps=28,
+        guidance=3.5,
+        seed=42,
+        num_sets=4,
+    )
     side_by_side = builder.add("PaCoComposeGrid", 2, title="The 4 candidates side by side", layout="2x2")
     candidates = builder.add("PreviewImage", 2, title="All candidates (set 1 top left)", height=460)
     rank = builder.add("PaCoRankSets", 3, layout="2x2", both_orders=False)
@@ -92,7 +112,6 @@ def best_of_n_workflow(layouts: dict[str, NodeLayout]) -> dict:
     builder.group("3. The candidates", [side_by_side, candidates], GROUP_COLORS["output"])
     builder.group("4. Rank them, keep the best", [rank, best, ranking], GROUP_COLORS["judge"])
     return builder.build("paco-best-of-n")
-
 
 
 WORKFLOWS = {"paco-consistent-set": consistent_set_workflow, "paco-best-of-n": best_of_n_workflow}

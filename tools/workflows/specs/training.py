@@ -44,15 +44,34 @@ def train_lora_workflow(layouts: dict[str, NodeLayout]) -> dict:
     lora = builder.add("PaCoLora", 0, lora_name=SHIPPED_MODEL_NAMES["loras"][0], strength=1.0)
     models_note(builder, 0)
     train = builder.add(
-        "PaCoTrainLora", 1, pipeline="FLUX.1-dev", preset="t2is-flux", training_prompts=TRAINING_PROMPTS,
-        rewards="consistency=1", iterations=300, learning_rate=3e-4, group_size=16, train_resolution=512,
-        lora_name=TRAINED_LORA_NAME, new_run=False,
-    )  # fmt: skip
+        "PaCoTrainLora",
+        1,
+        pipeline="FLUX.1-dev",
+        preset="t2is-flux",
+        training_prompts=TRAINING_PROMPTS,
+        rewards="consistency=1",
+        iterations=300,
+        learning_rate=3e-4,
+        group_size=16,
+        train_resolution=512,
+        lora_name=TRAINED_LORA_NAME,
+        new_run=False,
+    )
     watch = builder.add("PaCoTrainingJob", 1, lora="best")
     generate = builder.add(
-        "PaCoGenerateSet", 2, theme=FOX_THEME, description="", panels=SHORT_FOX_PANELS, layout="2x2",
-        panel_width=512, panel_height=512, steps=28, guidance=3.5, seed=42, num_sets=1,
-    )  # fmt: skip
+        "PaCoGenerateSet",
+        2,
+        theme=FOX_THEME,
+        description="",
+        panels=SHORT_FOX_PANELS,
+        layout="2x2",
+        panel_width=512,
+        panel_height=512,
+        steps=28,
+        guidance=3.5,
+        seed=42,
+        num_sets=1,
+    )
     save = builder.add("SaveImage", 2, title="Set with the trained LoRA", filename_prefix="PaCo/trained_lora")
 
     builder.connect(judge, "judge", train, "judge")
@@ -66,7 +85,6 @@ def train_lora_workflow(layouts: dict[str, NodeLayout]) -> dict:
     builder.group("2. Train (returns at once), watch (queue again)", [train, watch], GROUP_COLORS["judge"])
     builder.group("3. A set with its best LoRA", [generate, save], GROUP_COLORS["generate"])
     return builder.build("paco-train-lora")
-
 
 
 WORKFLOWS = {"paco-train-lora": train_lora_workflow}

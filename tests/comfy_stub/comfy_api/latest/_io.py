@@ -188,9 +188,19 @@ class Boolean(ComfyTypeIO):
             advanced: bool = None,
         ):
             super().__init__(
-                id, display_name, optional, tooltip, lazy, default, socketless, None, force_input,
-                extra_dict, raw_link, advanced,
-            )  # fmt: skip
+                id,
+                display_name,
+                optional,
+                tooltip,
+                lazy,
+                default,
+                socketless,
+                None,
+                force_input,
+                extra_dict,
+                raw_link,
+                advanced,
+            )
             self.label_on = label_on
             self.label_off = label_off
 
@@ -221,9 +231,19 @@ class Int(ComfyTypeIO):
             advanced: bool = None,
         ):
             super().__init__(
-                id, display_name, optional, tooltip, lazy, default, socketless, None, force_input,
-                extra_dict, raw_link, advanced,
-            )  # fmt: skip
+                id,
+                display_name,
+                optional,
+                tooltip,
+                lazy,
+                default,
+                socketless,
+                None,
+                force_input,
+                extra_dict,
+                raw_link,
+                advanced,
+            )
             self.min, self.max, self.step = min, max, step
             self.control_after_generate = control_after_generate
             self.display_mode = display_mode
@@ -262,9 +282,19 @@ class Float(ComfyTypeIO):
             advanced: bool = None,
         ):
             super().__init__(
-                id, display_name, optional, tooltip, lazy, default, socketless, None, force_input,
-                extra_dict, raw_link, advanced,
-            )  # fmt: skip
+                id,
+                display_name,
+                optional,
+                tooltip,
+                lazy,
+                default,
+                socketless,
+                None,
+                force_input,
+                extra_dict,
+                raw_link,
+                advanced,
+            )
             self.min, self.max, self.step, self.round = min, max, step, round
             self.display_mode = display_mode
             self.gradient_stops = gradient_stops
@@ -301,9 +331,19 @@ class String(ComfyTypeIO):
             advanced: bool = None,
         ):
             super().__init__(
-                id, display_name, optional, tooltip, lazy, default, socketless, None, force_input,
-                extra_dict, raw_link, advanced,
-            )  # fmt: skip
+                id,
+                display_name,
+                optional,
+                tooltip,
+                lazy,
+                default,
+                socketless,
+                None,
+                force_input,
+                extra_dict,
+                raw_link,
+                advanced,
+            )
             self.multiline = multiline
             self.placeholder = placeholder
             self.dynamic_prompts = dynamic_prompts
@@ -340,9 +380,19 @@ class Combo(ComfyTypeIO):
             advanced: bool = None,
         ):
             super().__init__(
-                id, display_name, optional, tooltip, lazy, _plain(default), socketless, None, None,
-                extra_dict, raw_link, advanced,
-            )  # fmt: skip
+                id,
+                display_name,
+                optional,
+                tooltip,
+                lazy,
+                _plain(default),
+                socketless,
+                None,
+                None,
+                extra_dict,
+                raw_link,
+                advanced,
+            )
             if isinstance(options, type) and issubclass(options, Enum):
                 options = [member.value for member in options]
             self.options = options
