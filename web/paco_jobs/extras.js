@@ -325,10 +325,10 @@ const EXTRAS_CSS = `
   color: var(--descrip-text, #999); text-transform: uppercase; letter-spacing: 0.04em; }
 .paco-continue-form { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; }
 .paco-continue-iterations { width: 80px; }
-.paco-lineage a, .paco-tools a { color: var(--p-primary-color, #60a5fa); }
+.paco-lineage a, .paco-tools a { color: var(--paco-accent); }
 .paco-requested-sample { margin-top: 8px; }
 .paco-list-tools { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin: 0 0 8px; }
-.paco-job-row.paco-selected { outline: 2px solid var(--p-primary-color, #60a5fa); }
+.paco-job-row.paco-selected { outline: 2px solid var(--paco-accent); }
 .paco-compare h3 { margin: 8px 0; font-size: 15px; }
 .paco-compare-table, .paco-prompt-table { width: 100%; border-collapse: collapse; font-size: 11px; margin-bottom: 8px; }
 .paco-compare-table th, .paco-compare-table td, .paco-prompt-table th, .paco-prompt-table td { text-align: left;
