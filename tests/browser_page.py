@@ -104,14 +104,17 @@ async def set_theme(page, palette: str) -> None:
 
 
 async def panel_colors(page) -> dict[str, str]:
-    """The sidebar's background, text and accent colour next to the frontend's menu ones."""
+    """The sidebar's background, text and accent colour next to the frontend's own: its menu
+    colours and its accent (PrimeVue's ``--p-primary-color`` up to 1.49, ``--primary`` in 1.58)."""
     return await page.evaluate(
         """(() => { const panel = getComputedStyle(document.querySelector('.paco-jobs'));
+                    const root = getComputedStyle(document.documentElement);
                     const probe = document.createElement('div'); document.body.append(probe);
                     probe.style.background = 'var(--comfy-menu-bg)'; probe.style.color = 'var(--fg-color)';
                     const want = getComputedStyle(probe); const out = {panel_bg: panel.backgroundColor,
                     panel_fg: panel.color, menu_bg: want.backgroundColor, fg: want.color,
-                    accent: panel.getPropertyValue('--paco-accent').trim()}; probe.remove(); return out; })()"""
+                    accent: panel.getPropertyValue('--paco-accent').trim(),
+                    frontend_accent: (root.getPropertyValue('--p-primary-color') || root.getPropertyValue('--primary')).trim()}; probe.remove(); return out; })()"""
     )
 
 

@@ -92,6 +92,21 @@ async def _drive(url: str, tmp_path: Path) -> None:
         await page.evaluate("app.graph.setDirtyCanvas(true, true)")
         await page.screenshot(tmp_path / "error-toast.png")
 
+        # fixed and queued again: the old error line goes from the node
+        await page.evaluate(
+            f"app.graph.getNodeById({node_id}).widgets.find((w) => w.name === 'panel_prompts').value ="
+            " 'one\\ntwo\\nthree\\nfour'"
+        )
+        await page.evaluate("app.queuePrompt(0, 1).then(() => true)")
+        await until(
+            lambda: page.evaluate(
+                f"!(app.graph.getNodeById({node_id}).widgets ?? []).some((w) => String(w.value ?? '')"
+                f".includes({json.dumps(GRID_ERROR)}))"
+            ),
+            60,
+            "the old error stayed under the node after a run without error",
+        )
+
         # queued through the API (no node on this canvas): the toast names the node's display name
         await page.evaluate(
             "(async () => { const api = window.app.api ?? window.comfyAPI?.api?.api;"

@@ -144,13 +144,12 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
     # light and dark: the panel takes the frontend's theme colours
     dark = await panel_colors(page)
     assert dark["panel_bg"] == dark["menu_bg"] and dark["panel_fg"] == dark["fg"], dark
-    assert dark["accent"] not in ("", "#60a5fa"), (
-        f"the accent is the panel's fallback, not the frontend's: {dark}"
-    )
+    assert dark["frontend_accent"] and dark["accent"] == dark["frontend_accent"], dark
     await shoot(page, shots, "sidebar-job-dark.png")
     await set_theme(page, "light")
     light = await panel_colors(page)
     assert light["panel_bg"] == light["menu_bg"] and light["panel_fg"] == light["fg"], light
+    assert light["frontend_accent"] and light["accent"] == light["frontend_accent"], light
     assert light["panel_bg"] != dark["panel_bg"] and light["panel_fg"] != dark["panel_fg"]
     await shoot(page, shots, "sidebar-job-light.png")
     await set_theme(page, "dark")

@@ -6,7 +6,7 @@
 // Under the node: the line goes through the frontend's own "progress_text" event, the one
 // the server's status lines use, so each frontend draws it its own way (1.27 to 1.58). It is
 // sent after the frontend has handled the error, because 1.58 clears a job's status lines
-// when the job ends.
+// when the job ends; it goes when the node runs again.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -30,10 +30,28 @@ export function pacoErrorToast(detail) {
   return { severity: "error", summary: `${title} (node ${detail.node_id})`, detail: line, life: LIFE_MS };
 }
 
+const shownUnder = new Map(); // node id -> the error line this extension put under it
+
 function showUnderTheNode(detail) {
   const line = pacoErrorLine(detail);
   if (line === null || detail.node_id === undefined || detail.node_id === null) return;
-  api.dispatchEvent(new CustomEvent("progress_text", { detail: { nodeId: String(detail.node_id), text: ERROR_MARK + line } }));
+  const nodeId = String(detail.node_id);
+  const text = ERROR_MARK + line;
+  shownUnder.set(nodeId, text);
+  api.dispatchEvent(new CustomEvent("progress_text", { detail: { nodeId, text } }));
+}
+
+/** When the node runs again, its old error line goes (the frontend keeps a status line until
+ * another replaces it, and most nodes send none). */
+function clearUnderTheNode(nodeId) {
+  const text = shownUnder.get(String(nodeId));
+  if (text === undefined) return;
+  shownUnder.delete(String(nodeId));
+  const node = app.graph?.getNodeById?.(Number(nodeId));
+  const widget = node?.widgets?.find((w) => w.value === text);
+  if (!widget) return;
+  widget.value = "";
+  node.setDirtyCanvas?.(true, true);
 }
 
 app.registerExtension({
@@ -44,6 +62,10 @@ app.registerExtension({
       if (!toast) return;
       app.extensionManager?.toast?.add(toast);
       setTimeout(() => showUnderTheNode(event.detail), 0); // after the frontend's own handling
+    });
+    api.addEventListener("executing", (event) => {
+      const nodeId = typeof event.detail === "object" ? event.detail?.node : event.detail;
+      if (nodeId !== null && nodeId !== undefined) clearUnderTheNode(nodeId);
     });
   },
 });
