@@ -223,6 +223,13 @@ class Sidebar:
     async def toasts(self) -> list[str]:
         return await toasts(self.page)
 
+    async def overflow_x(self) -> int:
+        """How many pixels the panel's content is wider than the panel (0: nothing cut off)."""
+        return await self.page.evaluate(
+            "(() => { const body = document.querySelector('.paco-jobs-body');"
+            " return body.scrollWidth - body.clientWidth; })()"
+        )
+
 
 # --- the jobs the sidebar tests submit ------------------------------------------------------
 

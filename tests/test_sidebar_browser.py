@@ -146,6 +146,7 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
     assert dark["panel_bg"] == dark["menu_bg"] and dark["panel_fg"] == dark["fg"], dark
     assert dark["frontend_accent"] and dark["accent"] == dark["frontend_accent"], dark
     await shoot(page, shots, "sidebar-job-dark.png")
+    assert await sidebar.overflow_x() <= 0, "the running job's view is wider than the sidebar"
     await set_theme(page, "light")
     light = await panel_colors(page)
     assert light["panel_bg"] == light["menu_bg"] and light["panel_fg"] == light["fg"], light
@@ -221,6 +222,7 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
     assert listed, "the node's LoRA list should hold the exported best LoRA after the refresh"
     assert await until(lambda: toast_with(page, "PaCo LoRA node added"), 20, "no toast for the node")
     await shoot(page, shots, "sidebar-job-completed-dark.png", width=1100)
+    assert await sidebar.overflow_x() <= 0, "the completed job's view is wider than the sidebar"
 
     # Resume queues the stopped job again and it runs on from its checkpoint
     await sidebar.back()

@@ -65,7 +65,7 @@ const CSS = `
   border-radius: var(--paco-radius); }
 .paco-confirm label { display: flex; gap: 6px; align-items: center; margin: 6px 0; }
 .paco-chart { margin: 0 0 10px; }
-.paco-chart figcaption { font-size: 12px; margin-bottom: 2px; }
+.paco-chart figcaption { font-size: 12px; margin-bottom: 2px; overflow-wrap: anywhere; }
 .paco-chart-svg { width: 100%; height: auto; display: block; background: var(--comfy-menu-secondary-bg, #303030);
   border: 1px solid var(--border-color, #4e4e4e); border-radius: 4px; }
 .paco-chart-svg .paco-grid { stroke: var(--border-color, #4e4e4e); stroke-width: 0.6; stroke-dasharray: 3 3; }
