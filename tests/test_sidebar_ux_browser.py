@@ -132,7 +132,9 @@ async def _scenario(page, url, home, tmp_path, shots, long_id, first, second):
     assert rows >= 1
     await page.evaluate("document.querySelector('.paco-tools')?.scrollIntoView()")
     await shoot(page, shots, "sidebar-sample-now-dark.png")
-    assert await sidebar.overflow_x() <= 0, "the running job's tools and prompt table are wider than the sidebar"
+    assert await sidebar.overflow_x() <= 0, (
+        "the running job's tools and prompt table are wider than the sidebar"
+    )
 
     # cancel the long job; the two queued ones run (the moved one first) and complete
     await sidebar.click(".paco-cancel")
