@@ -3,7 +3,8 @@
 Skipped unless COMFYUI_DIR names a ComfyUI checkout (and a headless Chromium is installed:
 Debian's ``chromium-headless-shell``). Reuses the integration test's server helpers: links
 the repository into ``custom_nodes``, starts ComfyUI on a free port with its folders in a
-temporary directory, and drives the page over the DevTools protocol (``tests/cdp.py``).
+temporary directory, and drives the page over the DevTools protocol (``tests/cdp.py``) with
+the browser tests' shared set-up (``tests/browser_page.py``).
 
 A tiny FLUX job is submitted with ``paco jobs submit`` into the store ComfyUI's routes
 read (``<user directory>/paco``); the test then checks, in the page: the tab opens and
@@ -23,216 +24,32 @@ go to the test's temporary folder).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from cdp import Browser, find_chromium
-from helpers import offline_env
-from pack_loader import REPO_ROOT
-from test_comfyui_integration import comfyui_server, comfyui_version, http_json, pack_linked_into
+from browser_page import (
+    BROWSER_MARKS,
+    FIXTURES,
+    PAGE_TIMEOUT_S,
+    Sidebar,
+    clear_toasts,
+    comfyui_page,
+    job_config,
+    job_env,
+    js,
+    panel_colors,
+    screenshot_dir,
+    set_theme,
+    shoot,
+    stop_all_jobs,
+    submit,
+    toast_with,
+    until,
+)
+from test_comfyui_integration import comfyui_server, http_json, pack_linked_into
 
-pytestmark = [
-    pytest.mark.comfyui,
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="set COMFYUI_DIR to a ComfyUI checkout"),
-    pytest.mark.skipif(find_chromium() is None, reason="no headless Chromium (chromium-headless-shell)"),
-    pytest.mark.skipif(
-        bool(os.environ.get("COMFYUI_DIR")) and comfyui_version(Path(os.environ.get("COMFYUI_DIR", "."))) < (0, 33),
-        reason="drives frontend 1.49+ (ComfyUI 0.3.64's frontend 1.27 throws when the test sets its colour palette)",
-    ),
-]
-
-FIXTURES = Path(__file__).parent / "fixtures"
-PAGE_TIMEOUT_S = 120
-TAB = "paco-jobs"
-
-
-def job_config(model: Path, **extra) -> dict:
-    """A tiny FLUX run with two train rewards, evaluated (and sampled) every 2 steps."""
-    data = {
-        "model": {"kind": "flux", "path": str(model), "device": "cpu"},
-        "lora": {"rank": 4, "alpha": 8},
-        "sampling": {"num_steps": 2, "noise_steps": [0], "train_resolution": 32, "eval_resolution": 32,
-                     "group_size": 2, "batch_size": 2, "prompts_per_iteration": 1, "max_sequence_length": 16},
-        "data": {"train_file": str(FIXTURES / "rl" / "sets.jsonl"), "num_eval_prompts": 1},
-        "rewards": {"rewards": [{"name": "web_rewards:brightness"}, {"name": "web_rewards:contrast"}],
-                    "aggregation": "weighted_sum"},
-        "optim": {"lr": 1e-2, "clip_range": 0.2},
-        "eval_every": 2,
-        "checkpoint_every": 2,
-        "num_iterations": 400,
-    }  # fmt: skip
-    data.update(extra)
-    return data
-
-
-def job_env(tmp_path: Path) -> dict[str, str]:
-    return offline_env(tmp_path, FIXTURES / "web")  # web_rewards is importable only so: the job inherits it
-
-
-def submit(env: dict, home: Path, config: dict, name: str, folder: Path) -> str:
-    config_path = folder / f"{name}.json"
-    config_path.write_text(json.dumps(config))
-    done = subprocess.run(
-        [sys.executable, "-m", "paco_core.cli", "jobs", "submit", "--config", str(config_path),
-         "--home", str(home), "--name", name],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout.strip()
-
-
-def stop_all_jobs(home: Path) -> None:
-    """Never leave a trainer behind."""
-    if not (home / "jobs.sqlite3").exists():
-        return
-    from paco_core.jobs import runner
-    from paco_core.jobs.store import JobStore
-
-    store = JobStore(home)
-    for job in store.list():
-        if job.status in ("queued", "running", "stopping"):
-            try:
-                runner.cancel(store, job.id)
-            except Exception:  # noqa: BLE001 - best effort in teardown
-                pass
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        runner.reconcile(store)
-        if not any(job.status in ("running", "stopping") for job in store.list()):
-            return
-        time.sleep(0.5)
-
-
-def post_setting(url: str, setting: str, value) -> None:
-    request = urllib.request.Request(
-        f"{url}/settings/{setting}",
-        data=json.dumps(value).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200, setting
-
-
-def screenshot_dir(tmp_path: Path) -> Path:
-    wanted = os.environ.get("PACO_SCREENSHOTS")
-    return (REPO_ROOT / wanted) if wanted else tmp_path / "shots"
-
-
-def js(value) -> str:
-    return json.dumps(value)
-
-
-class Sidebar:
-    """The PaCo Jobs tab in the page, seen as a user sees it (DOM queries and clicks)."""
-
-    def __init__(self, page):
-        self.page = page
-
-    async def open(self) -> None:
-        await self.page.evaluate(f"app.extensionManager.command.execute('Workspace.ToggleSidebarTab.{TAB}')")
-        await self.page.wait_for("!!document.querySelector('.paco-jobs-body')")
-
-    async def is_open(self) -> bool:
-        return await self.page.evaluate("!!document.querySelector('.paco-jobs-body')")
-
-    async def close(self) -> None:
-        if await self.is_open():
-            await self.page.evaluate(
-                f"app.extensionManager.command.execute('Workspace.ToggleSidebarTab.{TAB}')"
-            )
-        await self.page.wait_for("!document.querySelector('.paco-jobs-body')")
-
-    async def row_text(self, job_id: str) -> str | None:
-        return await self.page.evaluate(
-            f"document.querySelector('.paco-job-row[data-job-id={js(job_id)}]')?.innerText ?? null"
-        )
-
-    async def open_job(self, job_id: str) -> None:
-        await self.page.wait_for(f"!!document.querySelector('.paco-job-row[data-job-id={js(job_id)}]')", 60)
-        await self.page.evaluate(f"document.querySelector('.paco-job-row[data-job-id={js(job_id)}]').click()")
-        await self.page.wait_for(f"!!document.querySelector('.paco-job-view[data-job-id={js(job_id)}]')")
-
-    async def back(self) -> None:
-        await self.page.evaluate("document.querySelector('.paco-back')?.click()")
-        await self.page.wait_for("!!document.querySelector('.paco-jobs-list')")
-
-    async def view_step(self) -> int:
-        return int(await self.page.evaluate("document.querySelector('.paco-job-view')?.dataset.step ?? -1"))
-
-    async def status(self) -> str:
-        return await self.page.evaluate(
-            "document.querySelector('.paco-job-view .paco-status')?.dataset.status"
-        )
-
-    async def click(self, selector: str) -> None:
-        await self.page.wait_for(
-            f"!!document.querySelector({js(selector)}) && !document.querySelector({js(selector)}).disabled"
-        )
-        await self.page.evaluate(f"document.querySelector({js(selector)}).click()")
-
-    async def curve_points(self) -> dict[str, dict[str, int]]:
-        """{chart title: {reward name: points drawn}}."""
-        return await self.page.evaluate(
-            """Object.fromEntries([...document.querySelectorAll('.paco-job-view .paco-chart')].map(figure => [
-                 figure.querySelector('figcaption').textContent,
-                 Object.fromEntries([...figure.querySelectorAll('.paco-line')].map(
-                   g => [g.dataset.name, Number(g.dataset.points)]))]))"""
-        )
-
-    async def toasts(self) -> list[str]:
-        return await self.page.evaluate(
-            "[...document.querySelectorAll('.p-toast-message')].map(t => t.innerText.replace(/\\s+/g, ' '))"
-        )
-
-
-async def set_theme(page, palette: str) -> None:
-    await page.evaluate(f"app.extensionManager.setting.set('Comfy.ColorPalette', {js(palette)})")
-    await page.wait_for(
-        f"getComputedStyle(document.documentElement).getPropertyValue('--comfy-menu-bg').trim() !== '' && "
-        f"(document.documentElement.classList.contains('dark-theme') === {js(palette == 'dark')})"
-    )
-    await asyncio.sleep(0.3)
-
-
-async def panel_colors(page) -> dict[str, str]:
-    return await page.evaluate(
-        """(() => { const panel = getComputedStyle(document.querySelector('.paco-jobs'));
-                    const probe = document.createElement('div'); document.body.append(probe);
-                    probe.style.background = 'var(--comfy-menu-bg)'; probe.style.color = 'var(--fg-color)';
-                    const want = getComputedStyle(probe); const out = {panel_bg: panel.backgroundColor,
-                    panel_fg: panel.color, menu_bg: want.backgroundColor, fg: want.color}; probe.remove(); return out; })()"""
-    )
-
-
-async def clear_toasts(page) -> None:
-    await page.evaluate("document.querySelectorAll('.p-toast-close-button').forEach(b => b.click())")
-    await asyncio.sleep(0.5)
-
-
-async def shoot(page, folder: Path, name: str, width: int = 420) -> Path:
-    await clear_toasts(page)
-    await asyncio.sleep(0.5)
-    path = await page.screenshot(folder / name, clip={"x": 0, "y": 0, "width": width, "height": 1000})
-    assert path.stat().st_size > 10_000, f"{name} looks empty"
-    return path
-
-
-async def until(predicate, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(interval)
-    raise AssertionError(f"{what} (last seen: {value!r})")
+pytestmark = [*BROWSER_MARKS, pytest.mark.slow]
 
 
 def test_the_jobs_sidebar_follows_cancels_and_announces_jobs_in_a_real_browser(
@@ -263,27 +80,11 @@ def test_the_jobs_sidebar_follows_cancels_and_announces_jobs_in_a_real_browser(
 
 
 async def _drive_the_page(url, env, home, model, tmp_path, long_id, shots):
-    async with Browser.launch(width=1600, height=1000) as browser:
-        page = await browser.page()
-        for setting, value in (("Comfy.TutorialCompleted", True), ("Comfy.ColorPalette", "dark")):
-            post_setting(url, setting, value)  # no first-run templates dialog over the screenshots
-        await page.navigate(url)
-        try:
-            await _scenario(page, url, env, home, model, tmp_path, long_id, shots)
-        except BaseException:
-            await page.screenshot(tmp_path / "failure.png")
-            print("browser console:\n" + "\n".join(page.console[-40:]))
-            raise
+    async with comfyui_page(url, tmp_path) as page:
+        await _scenario(page, url, env, home, model, tmp_path, long_id, shots)
 
 
 async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
-    await page.wait_for(
-        f"!!window.app?.extensionManager?.sidebarTab?.sidebarTabs?.some(t => t.id === {js(TAB)})",
-        PAGE_TIMEOUT_S,
-    )
-    await page.wait_for("!!window.app?.graph")
-    await set_theme(page, "dark")
-    await page.evaluate("app.graph.clear()")  # an empty canvas behind the screenshots
     sidebar = Sidebar(page)
     await sidebar.open()
 
@@ -343,10 +144,13 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
     # light and dark: the panel takes the frontend's theme colours
     dark = await panel_colors(page)
     assert dark["panel_bg"] == dark["menu_bg"] and dark["panel_fg"] == dark["fg"], dark
+    assert dark["frontend_accent"] and dark["accent"] == dark["frontend_accent"], dark
     await shoot(page, shots, "sidebar-job-dark.png")
+    assert await sidebar.overflow_x() <= 0, "the running job's view is wider than the sidebar"
     await set_theme(page, "light")
     light = await panel_colors(page)
     assert light["panel_bg"] == light["menu_bg"] and light["panel_fg"] == light["fg"], light
+    assert light["frontend_accent"] and light["accent"] == light["frontend_accent"], light
     assert light["panel_bg"] != dark["panel_bg"] and light["panel_fg"] != dark["panel_fg"]
     await shoot(page, shots, "sidebar-job-light.png")
     await set_theme(page, "dark")
@@ -357,7 +161,7 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
     await until(lambda: _status_in(sidebar, ("stopped",)), 90, "the cancelled job never ended stopped")
     record = http_json(f"{url}/paco/jobs/{long_id}")
     assert record["status"] == "stopped" and record["last_checkpoint"], record
-    await until(lambda: _toast_with(sidebar, "PaCo job stopped"), 20, "no toast for the stopped job")
+    await until(lambda: toast_with(page, "PaCo job stopped"), 20, "no toast for the stopped job")
     await clear_toasts(page)
 
     # a job that completes and one that fails: each raises a toast, the failure with its reason
@@ -368,10 +172,10 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
     broken_id = submit(env, home, broken, "broken", tmp_path)
     await sidebar.close()  # toasts come from the websocket event, tab open or not
     completed = await until(
-        lambda: _toast_with(sidebar, "PaCo job completed"), 180, "no toast for the completed job"
+        lambda: toast_with(page, "PaCo job completed"), 180, "no toast for the completed job"
     )
     assert "quick" in completed, completed
-    failed = await until(lambda: _toast_with(sidebar, "PaCo job failed"), 120, "no toast for the failed job")
+    failed = await until(lambda: toast_with(page, "PaCo job failed"), 120, "no toast for the failed job")
     assert "broken" in failed and "no-such-model" in failed, failed
     await clear_toasts(page)
 
@@ -416,8 +220,9 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
         f".options.values.includes({js(expected)})"
     )
     assert listed, "the node's LoRA list should hold the exported best LoRA after the refresh"
-    assert await until(lambda: _toast_with(sidebar, "PaCo LoRA node added"), 20, "no toast for the node")
+    assert await until(lambda: toast_with(page, "PaCo LoRA node added"), 20, "no toast for the node")
     await shoot(page, shots, "sidebar-job-completed-dark.png", width=1100)
+    assert await sidebar.overflow_x() <= 0, "the completed job's view is wider than the sidebar"
 
     # Resume queues the stopped job again and it runs on from its checkpoint
     await sidebar.back()
@@ -479,7 +284,3 @@ async def _view_step_above(sidebar: Sidebar, step: int) -> int | None:
 async def _status_in(sidebar: Sidebar, statuses: tuple[str, ...]) -> str | None:
     status = await sidebar.status()
     return status if status in statuses else None
-
-
-async def _toast_with(sidebar: Sidebar, text: str) -> str | None:
-    return next((toast for toast in await sidebar.toasts() if text in toast), None)

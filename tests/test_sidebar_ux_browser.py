@@ -1,7 +1,7 @@
 """The trainer-style job tools in a real browser against a real ComfyUI with the pack.
 
 Skipped unless COMFYUI_DIR names a ComfyUI checkout and a headless Chromium is installed
-(as ``tests/test_sidebar_browser.py``, whose helpers this reuses). Tiny FLUX jobs are
+(as ``tests/test_sidebar_browser.py``; both use ``tests/browser_page.py``). Tiny FLUX jobs are
 submitted with ``paco jobs submit`` into ComfyUI's store; in the page the test checks:
 queued jobs show their positions and "To front" reorders them; "Sample now" with a typed
 prompt brings a requested grid and "Save now" a checkpoint while the job runs on; the
@@ -21,18 +21,16 @@ import os
 from pathlib import Path
 
 import pytest
-from cdp import Browser, find_chromium
-from test_comfyui_integration import comfyui_server, comfyui_version, http_json, pack_linked_into
-from test_sidebar_browser import (
+from browser_page import (
+    BROWSER_MARKS,
     FIXTURES,
     PAGE_TIMEOUT_S,
-    TAB,
     Sidebar,
     clear_toasts,
+    comfyui_page,
     job_config,
     job_env,
     js,
-    post_setting,
     screenshot_dir,
     set_theme,
     shoot,
@@ -40,19 +38,11 @@ from test_sidebar_browser import (
     submit,
     until,
 )
+from test_comfyui_integration import comfyui_server, http_json, pack_linked_into
 
 from paco_core.testing.training import TINY_TRAINING
 
-pytestmark = [
-    pytest.mark.comfyui,
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="set COMFYUI_DIR to a ComfyUI checkout"),
-    pytest.mark.skipif(find_chromium() is None, reason="no headless Chromium (chromium-headless-shell)"),
-    pytest.mark.skipif(
-        bool(os.environ.get("COMFYUI_DIR")) and comfyui_version(Path(os.environ.get("COMFYUI_DIR", "."))) < (0, 33),
-        reason="drives frontend 1.49+ (ComfyUI 0.3.64's frontend 1.27 throws when the test sets its colour palette)",
-    ),
-]
+pytestmark = [*BROWSER_MARKS, pytest.mark.slow]
 
 
 def test_sample_save_continue_queue_compare_and_estimate_in_a_real_browser(
@@ -89,27 +79,11 @@ def test_sample_save_continue_queue_compare_and_estimate_in_a_real_browser(
 
 
 async def _drive(url, home, tmp_path, shots, long_id, first, second):
-    async with Browser.launch(width=1600, height=1000) as browser:
-        page = await browser.page()
-        for setting, value in (("Comfy.TutorialCompleted", True), ("Comfy.ColorPalette", "dark")):
-            post_setting(url, setting, value)
-        await page.navigate(url)
-        try:
-            await _scenario(page, url, home, tmp_path, shots, long_id, first, second)
-        except BaseException:
-            await page.screenshot(tmp_path / "failure.png")
-            print("browser console:\n" + "\n".join(page.console[-40:]))
-            raise
+    async with comfyui_page(url, tmp_path) as page:
+        await _scenario(page, url, home, tmp_path, shots, long_id, first, second)
 
 
 async def _scenario(page, url, home, tmp_path, shots, long_id, first, second):
-    await page.wait_for(
-        f"!!window.app?.extensionManager?.sidebarTab?.sidebarTabs?.some(t => t.id === {js(TAB)})",
-        PAGE_TIMEOUT_S,
-    )
-    await page.wait_for("!!window.app?.graph")
-    await set_theme(page, "dark")
-    await page.evaluate("app.graph.clear()")
     sidebar = Sidebar(page)
     await sidebar.open()
 
@@ -158,6 +132,9 @@ async def _scenario(page, url, home, tmp_path, shots, long_id, first, second):
     assert rows >= 1
     await page.evaluate("document.querySelector('.paco-tools')?.scrollIntoView()")
     await shoot(page, shots, "sidebar-sample-now-dark.png")
+    assert await sidebar.overflow_x() <= 0, (
+        "the running job's tools and prompt table are wider than the sidebar"
+    )
 
     # cancel the long job; the two queued ones run (the moved one first) and complete
     await sidebar.click(".paco-cancel")
@@ -229,6 +206,7 @@ async def _scenario(page, url, home, tmp_path, shots, long_id, first, second):
         30, "the compared samples did not load",
     )  # fmt: skip
     await shoot(page, shots, "sidebar-compare-dark.png")
+    assert await sidebar.overflow_x() <= 0, "the comparison is wider than the sidebar"
     await set_theme(page, "light")
     await shoot(page, shots, "sidebar-compare-light.png")
     await set_theme(page, "dark")

@@ -38,7 +38,7 @@ export function comparisonView(answer, { sampleUrl, onClose }) {
       ),
     ),
   );
-  view.append(h("h4", {}, "Side by side"), table, h("h4", {}, "Latest samples"));
+  view.append(h("h4", {}, "Side by side"), h("div", { className: "paco-table-scroll" }, table), h("h4", {}, "Latest samples"));
   const samples = h("div", { className: "paco-compare-samples" });
   for (const row of rows) {
     const cell = h("figure", { className: "paco-compare-sample", "data-job-id": row.id });

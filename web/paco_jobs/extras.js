@@ -303,12 +303,12 @@ export function installExtras(controller, JobsPanel, { api, toast }) {
       if (!rows.length) continue;
       const names = Object.keys(rows[0].rewards ?? {});
       box.append(
-        h("table", { className: "paco-prompt-table", "data-part": part },
+        h("div", { className: "paco-table-scroll" }, h("table", { className: "paco-prompt-table", "data-part": part },
           h("tr", {}, h("th", {}, title), h("th", {}, "step"), names.map((name) => h("th", { title: name }, name.split(":").pop()))),
           rows.map((row) => h("tr", {},
             h("td", { title: row.prompt }, String(row.prompt ?? "").slice(0, 80)),
             h("td", {}, row.step),
-            names.map((name) => h("td", {}, `${number(row.rewards?.[name]?.mean)} ± ${spread(row.rewards?.[name]?.std)}`))))), // prettier-ignore
+            names.map((name) => h("td", {}, `${number(row.rewards?.[name]?.mean)} ± ${spread(row.rewards?.[name]?.std)}`)))))), // prettier-ignore
       );
     }
     if (box.childElementCount === 1) box.append(h("div", { className: "paco-note" }, "No rewards per prompt yet."));
@@ -325,18 +325,21 @@ const EXTRAS_CSS = `
   color: var(--descrip-text, #999); text-transform: uppercase; letter-spacing: 0.04em; }
 .paco-continue-form { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; }
 .paco-continue-iterations { width: 80px; }
-.paco-lineage a, .paco-tools a { color: var(--p-primary-color, #60a5fa); }
+.paco-continue-from { max-width: 100%; min-width: 0; } /* 1.27's sidebar is narrower than its options */
+.paco-lineage a, .paco-tools a { color: var(--paco-accent); }
 .paco-requested-sample { margin-top: 8px; }
 .paco-list-tools { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin: 0 0 8px; }
-.paco-job-row.paco-selected { outline: 2px solid var(--p-primary-color, #60a5fa); }
+.paco-job-row.paco-selected { outline: 2px solid var(--paco-accent); }
 .paco-compare h3 { margin: 8px 0; font-size: 15px; }
 .paco-compare-table, .paco-prompt-table { width: 100%; border-collapse: collapse; font-size: 11px; margin-bottom: 8px; }
 .paco-compare-table th, .paco-compare-table td, .paco-prompt-table th, .paco-prompt-table td { text-align: left;
-  padding: 2px 4px; border-bottom: 1px solid var(--border-color, #4e4e4e); overflow-wrap: anywhere; }
+  padding: 2px 4px; border-bottom: 1px solid var(--border-color, #4e4e4e); overflow-wrap: break-word; }
 .paco-compare-table th, .paco-prompt-table th { color: var(--descrip-text, #999); font-weight: 600; }
-.paco-prompt-table td:not(:first-child), .paco-prompt-table th:not(:first-child),
-.paco-compare-table td:not(:first-child), .paco-compare-table th:not(:first-child) { white-space: nowrap; }
-.paco-prompt-table td:first-child { width: 50%; }
+.paco-prompt-table td:first-child { width: 50%; min-width: 6em; }
+.paco-compare-table td:first-child { min-width: 4.5em; }
+/* a narrow sidebar (1.27's): the numbers wrap at their spaces, and a table that still does not
+   fit scrolls by itself instead of widening the panel */
+.paco-table-scroll { overflow-x: auto; max-width: 100%; }
 .paco-compare-samples { display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: 8px; }
 .paco-compare-sample { margin: 0; }
 .paco-compare-sample img { width: 100%; display: block; border-radius: 4px; border: 1px solid var(--border-color, #4e4e4e); }
