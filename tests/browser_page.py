@@ -261,10 +261,24 @@ def submit(env: dict, home: Path, config: dict, name: str, folder: Path) -> str:
     config_path = folder / f"{name}.json"
     config_path.write_text(json.dumps(config))
     done = subprocess.run(
-        [sys.executable, "-m", "paco_core.cli", "jobs", "submit", "--config", str(config_path),
-         "--home", str(home), "--name", name],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "paco_core.cli",
+            "jobs",
+            "submit",
+            "--config",
+            str(config_path),
+            "--home",
+            str(home),
+            "--name",
+            name,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip()
 

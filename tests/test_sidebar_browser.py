@@ -191,14 +191,21 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
         for k, v in progress.items()
         if k not in ("state", "step", "total", "pid", "pid_start_time", "updated_at")
     }
-    folder.write_progress(state=progress["state"], step=progress["step"], total=progress["total"],
-                          **{**progress_fields, "warnings": [{"code": "reward_gaming", "message": message}]})  # fmt: skip
+    folder.write_progress(
+        state=progress["state"],
+        step=progress["step"],
+        total=progress["total"],
+        **{**progress_fields, "warnings": [{"code": "reward_gaming", "message": message}]},
+    )
     await sidebar.open()
     await sidebar.open_job(done_id)
     banner = await until(
-        lambda: page.evaluate("document.querySelector('.paco-banner[data-warning=reward_gaming]')?.innerText"),
-        20, "no reward-gaming banner",
-    )  # fmt: skip
+        lambda: page.evaluate(
+            "document.querySelector('.paco-banner[data-warning=reward_gaming]')?.innerText"
+        ),
+        20,
+        "no reward-gaming banner",
+    )
     assert "gaming its reward" in banner and message in banner, banner
 
     # Add LoRA node: a PaCo LoRA node with the job's best LoRA lands on the canvas
@@ -209,8 +216,9 @@ async def _scenario(page, url, env, home, model, tmp_path, long_id, shots):
             "(() => { const values = app.graph.nodes.filter(n => n.type === 'PaCoLora')"
             "  .map(n => n.widgets.find(w => w.name === 'lora_name').value); return values.every(Boolean) && values })()"
         ),
-        20, "no PaCo LoRA node was added",
-    )  # fmt: skip
+        20,
+        "no PaCo LoRA node was added",
+    )
     assert await page.evaluate("app.graph.nodes.length") == nodes_before + 1
     expected = f"paco/quick/{done_id}/quick-best.safetensors"  # exported by ComfyUI's jobs watcher
     assert expected in done_record["lora_files"], done_record["lora_files"]

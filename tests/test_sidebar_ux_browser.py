@@ -126,9 +126,12 @@ async def _scenario(page, url, home, tmp_path, shots, long_id, first, second):
     assert Path(http_json(f"{url}/paco/jobs/{long_id}")["run_dir"], f"checkpoint-{step}").is_dir()
     assert sampled_at >= 1
     rows = await until(
-        lambda: page.evaluate("document.querySelectorAll('.paco-prompt-table[data-part=train] tr').length - 1 || 0"),
-        60, "no per-prompt rewards",
-    )  # fmt: skip
+        lambda: page.evaluate(
+            "document.querySelectorAll('.paco-prompt-table[data-part=train] tr').length - 1 || 0"
+        ),
+        60,
+        "no per-prompt rewards",
+    )
     assert rows >= 1
     await page.evaluate("document.querySelector('.paco-tools')?.scrollIntoView()")
     await shoot(page, shots, "sidebar-sample-now-dark.png")
@@ -203,8 +206,9 @@ async def _scenario(page, url, home, tmp_path, shots, long_id, first, second):
         lambda: page.evaluate(
             "[...document.querySelectorAll('.paco-compare-sample img')].filter(i => i.complete && i.naturalWidth).length === 2"
         ),
-        30, "the compared samples did not load",
-    )  # fmt: skip
+        30,
+        "the compared samples did not load",
+    )
     await shoot(page, shots, "sidebar-compare-dark.png")
     assert await sidebar.overflow_x() <= 0, "the comparison is wider than the sidebar"
     await set_theme(page, "light")
