@@ -16,7 +16,7 @@ import argparse
 import statistics
 import time
 
-from paco_core.families import FLUX
+from bench.tiny_flux import add_tiny_flux_arguments, load_tiny_flux
 
 
 class TimedJudge:
@@ -41,23 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5, help="sets repaired (seeds 0..N-1)")
     parser.add_argument("--tries", type=int, default=3, help="tries per round (K)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per repair")
-    parser.add_argument("--steps", type=int, default=4, help="denoising steps per try")
     parser.add_argument("--strength", type=float, default=1.0, help="how much of the panel is redrawn")
-    parser.add_argument("--panel", type=int, default=64, help="panel side in pixels")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    add_tiny_flux_arguments(parser, "denoising steps per try")
     args = parser.parse_args(argv)
-
-    import torch
 
     from paco_core.consistency.repair import RepairOptions, repair_set
     from paco_core.generate import SetRequest, generate_sets
-    from paco_core.models.pipelines import load_pipeline
     from paco_core.reward import open_judge
-    from paco_core.testing import ensure_tiny_models
 
-    torch.set_num_threads(args.threads)
-    models = ensure_tiny_models()
-    flux = load_pipeline(models[FLUX.kind])
+    models, flux = load_tiny_flux(args.threads)
     prompts = ("in snow", "in a forest", "by a fence", "on a hill")
     num_panels = len(prompts)
     naive_pairs = args.tries * num_panels * (num_panels - 1) // 2

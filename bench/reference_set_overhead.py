@@ -22,31 +22,24 @@ import argparse
 import statistics
 import time
 
-from paco_core.families import FLUX
+from bench.tiny_flux import add_tiny_flux_arguments, load_tiny_flux
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of each (median reported)")
-    parser.add_argument("--steps", type=int, default=4, help="denoising steps")
-    parser.add_argument("--panel", type=int, default=64, help="panel side in pixels (multiple of 16)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    add_tiny_flux_arguments(parser, "denoising steps")
     args = parser.parse_args(argv)
 
     import numpy as np
-    import torch
     from PIL import Image
 
     from paco_core.consistency.reference_sets import ReferenceSetRequest, generate_reference_set
     from paco_core.generate import SetRequest, generate_sets
-    from paco_core.models.pipelines import load_pipeline
     from paco_core.reward import open_judge
     from paco_core.reward.scoring import score_set
-    from paco_core.testing import ensure_tiny_models
 
-    torch.set_num_threads(args.threads)
-    models = ensure_tiny_models()
-    flux = load_pipeline(models[FLUX.kind])
+    models, flux = load_tiny_flux(args.threads)
     theme, prompts = "Mia, a courier.", ("she runs", "she eats", "she sleeps")
     reference = Image.fromarray((np.random.default_rng(0).random((90, 70, 3)) * 255).astype(np.uint8))
     common = {

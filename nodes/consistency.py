@@ -11,8 +11,9 @@ from comfy_api.latest import io, ui
 from paco_core.prompts import prompt_lines
 
 from . import comfy_bridge
-from .generation import pipeline_run, seed_input, steps_input
+from .generation import pipeline_run
 from .grid import judge_theme_source_input
+from .inputs import guidance_inputs, output_node_schema, panel_side_input, seed_input, steps_input
 from .judge import BATCH_CHOICE, judge_input
 from .sockets import PacoPipeline
 
@@ -22,25 +23,12 @@ CANCELLED_FOLDER = "paco-repair-cancelled"
 """Where a cancelled repair keeps its best set so far (inside ComfyUI's output folder)."""
 
 
-def guidance_inputs(default: float) -> list:
-    return [
-        io.Boolean.Input(
-            "model_guidance",
-            default=True,
-            label_on="model default",
-            label_off="use guidance",
-            tooltip="model default: FLUX 3.5, Kontext 2.5, Qwen-Image-Edit true CFG 4.0. use guidance: the value "
-            "below.",
-        ),
-        io.Float.Input(
-            "guidance",
-            default=default,
-            min=0.0,
-            max=30.0,
-            step=0.1,
-            tooltip="Used when model_guidance is off: FLUX / Kontext guidance or Qwen true-CFG scale.",
-        ),
-    ]
+def flux_and_edit_guidance_inputs() -> list:
+    return guidance_inputs(
+        3.5,
+        "model default: FLUX 3.5, Kontext 2.5, Qwen-Image-Edit true CFG 4.0. use guidance: the value below.",
+        "Used when model_guidance is off: FLUX / Kontext guidance or Qwen true-CFG scale.",
+    )
 
 
 def theme_text_input(tooltip: str) -> io.String.Input:
@@ -61,11 +49,10 @@ def cell_numbers(text: str, name: str) -> tuple[int, ...]:
 class PaCoReferenceSet(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return output_node_schema(
             node_id="PaCoReferenceSet",
             display_name="PaCo Set of Your Character",
             category=CATEGORY,
-            is_output_node=True,
             description="A consistent set anchored on your reference image(s): with FLUX.1-dev (+ PaCo LoRA) the "
             "references sit in the first grid cells and the other panels are drawn around them; with Kontext or "
             "Qwen-Image-Edit each panel is an edit of the reference. The judge scores every panel against the "
@@ -102,12 +89,8 @@ class PaCoReferenceSet(io.ComfyNode):
                     default="2x2",
                     tooltip="Rows x columns of the grid: references + panels (1 reference + 3 panels: 2x2).",
                 ),
-                io.Int.Input(
-                    "panel_width", default=512, min=16, max=2048, step=16, tooltip="Width of one panel."
-                ),
-                io.Int.Input(
-                    "panel_height", default=512, min=16, max=2048, step=16, tooltip="Height of one panel."
-                ),
+                panel_side_input("panel_width", "Width of one panel."),
+                panel_side_input("panel_height", "Height of one panel."),
                 io.Combo.Input(
                     "reference_fit",
                     options=list(FIT_CHOICES),
@@ -115,7 +98,7 @@ class PaCoReferenceSet(io.ComfyNode):
                     tooltip="A reference of another shape: pad (all of it, centred) or crop (fill the panel).",
                 ),
                 steps_input("Denoising steps."),
-                *guidance_inputs(3.5),
+                *flux_and_edit_guidance_inputs(),
                 seed_input("Seed (the edit path: panel k uses seed + k - 1)."),
                 io.Float.Input(
                     "identity_threshold",
@@ -146,7 +129,6 @@ class PaCoReferenceSet(io.ComfyNode):
                     "report", tooltip="Which panels keep the identity, the scores, time and peak memory."
                 ),
             ],
-            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -205,11 +187,10 @@ class PaCoReferenceSet(io.ComfyNode):
 class PaCoRepairSet(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return output_node_schema(
             node_id="PaCoRepairSet",
             display_name="PaCo Repair Odd Panel",
             category=CATEGORY,
-            is_output_node=True,
             description="Finds the set's weakest panel (lowest judge mean) and redraws only that panel, a few tries "
             "a round, keeping a try only when the set score rises, until the target score or the rounds run out. "
             "Other panels stay pixel-identical; the score never goes down. Cancel keeps the best set so far "
@@ -257,7 +238,7 @@ class PaCoRepairSet(io.ComfyNode):
                     "max_rounds", default=3, min=1, max=64, tooltip="The budget: at most this many rounds."
                 ),
                 steps_input("Denoising steps per try."),
-                *guidance_inputs(3.5),
+                *flux_and_edit_guidance_inputs(),
                 io.Float.Input(
                     "strength",
                     default=1.0,
@@ -286,7 +267,6 @@ class PaCoRepairSet(io.ComfyNode):
                 ),
                 io.String.Output("log", tooltip="The repair as JSON (rounds, scores, cost)."),
             ],
-            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod

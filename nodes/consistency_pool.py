@@ -11,6 +11,7 @@ from paco_core.prompts import prompt_lines
 
 from . import comfy_bridge
 from .generation import edit_option_inputs, edit_options, one_image_from_batch, pipeline_run
+from .inputs import output_node_schema
 from .judge import BATCH_CHOICE, candidate_sets_inputs, judge_input, sets_from_images
 from .sockets import PacoPipeline
 
@@ -20,12 +21,10 @@ CATEGORY = "PaCo/Consistency"
 class PaCoPoolAssemble(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return output_node_schema(
             node_id="PaCoPoolAssemble",
             display_name="PaCo Most Consistent Set From a Pool",
             category=CATEGORY,
-            is_output_node=True,
-            hidden=[io.Hidden.unique_id],
             description="Give K candidate sets of the same panels (PaCo Generate Set with num_sets = K). The "
             "judge scores every pair of panels across the candidates once, then one candidate is chosen per "
             "panel so the assembled set is as consistent as possible. Same generation budget as best-of-N; "
@@ -108,12 +107,10 @@ class PaCoPoolAssemble(io.ComfyNode):
 class PaCoGuardedEditChain(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return output_node_schema(
             node_id="PaCoGuardedEditChain",
             display_name="PaCo Guarded Edit Chain",
             category=CATEGORY,
-            is_output_node=True,
-            hidden=[io.Hidden.unique_id],
             description="An edit chain that does not drift: each step is judged against the original image "
             "(does it still look like it?) and the previous step (did the edit work?). A step below the "
             "threshold is tried again with other seeds; if it still drifts, it is redone from the original "
@@ -182,13 +179,7 @@ class PaCoGuardedEditChain(io.ComfyNode):
         tries_per_step,
         reanchor,
         include_reference,
-        steps,
-        model_guidance,
-        guidance,
-        seed,
-        max_area,
-        condition_area,
-        auto_resize,
+        **edit_settings,
     ) -> io.NodeOutput:
         from paco_core.consistency.drift import GuardOptions, guarded_edit_chain
         from paco_core.consistency.pictures import render_chain_scores
@@ -197,9 +188,11 @@ class PaCoGuardedEditChain(io.ComfyNode):
         origin = one_image_from_batch(image, "PaCo Guarded Edit Chain", "original")
         lines = prompt_lines(instructions)
         guard = GuardOptions(threshold=threshold, tries=tries_per_step, reanchor=reanchor)
-        options = edit_options(steps, model_guidance, guidance, seed, max_area, condition_area, auto_resize)
+        options = edit_options(**edit_settings)
         tries = tries_per_step * (2 if reanchor else 1)
-        with pipeline_run(pipeline, cls.hidden.unique_id, steps * tries * max(len(lines), 1)) as hooks:
+        with pipeline_run(
+            pipeline, cls.hidden.unique_id, options.steps * tries * max(len(lines), 1)
+        ) as hooks:
             chain = guarded_edit_chain(pipeline, judge, origin, lines, options, guard, hooks=hooks)
         images = ([chain.origin] if include_reference else []) + chain.images
         report = chain.report()

@@ -12,17 +12,16 @@ from contextlib import contextmanager
 from comfy_api.latest import io
 
 from paco_core.callbacks import Hooks
-from paco_core.devices import DTYPE_CHOICES, OFFLOAD_CHOICES
 from paco_core.prompts import DEFAULT_JUDGE_THEME_SOURCE, prompt_lines
 
 from . import comfy_bridge
 from .grid import judge_theme_source_input, layout_input
+from .inputs import dtype_input, guidance_inputs, offload_input, panel_side_input, seed_input, steps_input
 from .sockets import PacoPipeline
 
 # Short choices, so that a freshly added node shows its widget names; the tooltips explain them.
 TYPED_PATH_CHOICE = "(model_path)"
 FOLDER_TRANSFORMER_CHOICE = "(folder's own)"
-SEED_MAX = 2**63 - 1
 NO_LORA = "(none)"
 """PaCo LoRA's first choice: no LoRA, so a workflow runs on the base model too."""
 
@@ -72,20 +71,6 @@ def one_image_from_batch(image, node: str, role: str):
     return images[0]
 
 
-def steps_input(tooltip: str) -> io.Int.Input:
-    return io.Int.Input("steps", default=28, min=1, max=200, tooltip=tooltip)
-
-
-def seed_input(tooltip: str) -> io.Int.Input:
-    return io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True, tooltip=tooltip)
-
-
-def panel_side_input(name: str, side: str) -> io.Int.Input:
-    return io.Int.Input(
-        name, default=512, min=16, max=2048, step=16, tooltip=f"{side} of one panel (multiple of 16)."
-    )
-
-
 def edit_node_schema(
     node_id: str,
     display_name: str,
@@ -116,21 +101,11 @@ def edit_option_inputs() -> list:
     """Inputs shared by PaCo Edit and PaCo Edit Chain."""
     return [
         steps_input("Denoising steps per edit."),
-        io.Boolean.Input(
-            "model_guidance",
-            default=True,
-            label_on="model default",
-            label_off="use guidance",
-            tooltip="model default: each model's PaCo-RL guidance (Kontext 2.5, Qwen-Image-Edit true CFG "
+        *guidance_inputs(
+            2.5,
+            "model default: each model's PaCo-RL guidance (Kontext 2.5, Qwen-Image-Edit true CFG "
             "4.0), whatever the guidance widget says. use guidance: the guidance value below.",
-        ),
-        io.Float.Input(
-            "guidance",
-            default=2.5,
-            min=0.0,
-            max=30.0,
-            step=0.1,
-            tooltip="Used when model_guidance is off: Kontext guidance / Qwen-Image-Edit true-CFG scale. "
+            "Used when model_guidance is off: Kontext guidance / Qwen-Image-Edit true-CFG scale. "
             "For Qwen, 1.0 turns true CFG off (twice as fast).",
         ),
         seed_input("Seed of the first edit."),
@@ -169,6 +144,7 @@ def edit_options(
     condition_area: int,
     auto_resize: bool,
 ):
+    """The edit options from the values of ``edit_option_inputs`` (the nodes pass them on as keywords)."""
     from paco_core.generate import EditOptions
 
     return EditOptions(
@@ -210,19 +186,13 @@ class PaCoPipelineLoader(io.ComfyNode):
                     tooltip="A local diffusers folder or a hub id (e.g. black-forest-labs/FLUX.1-dev, downloaded "
                     "once into the Hugging Face cache); used when the dropdown says to type one.",
                 ),
-                io.Combo.Input(
-                    "dtype",
-                    options=list(DTYPE_CHOICES),
-                    default="auto",
-                    tooltip="Weight precision. auto: bf16 on a GPU, fp32 on the CPU. bf16 halves memory on GPUs; "
-                    "fp32 is the CPU's.",
+                dtype_input(
+                    "Weight precision. auto: bf16 on a GPU, fp32 on the CPU. bf16 halves memory on GPUs; "
+                    "fp32 is the CPU's."
                 ),
-                io.Combo.Input(
-                    "offload",
-                    options=list(OFFLOAD_CHOICES),
-                    default="none",
-                    tooltip="How much of the pipeline stays on the GPU (GPU only). none: all of it (fastest). "
-                    "model: one component at a time. sequential: layer by layer (least VRAM, slowest).",
+                offload_input(
+                    "How much of the pipeline stays on the GPU (GPU only). none: all of it (fastest). "
+                    "model: one component at a time. sequential: layer by layer (least VRAM, slowest)."
                 ),
                 io.Combo.Input(
                     "transformer_file",
@@ -383,8 +353,8 @@ class PaCoGenerateSet(io.ComfyNode):
                     tooltip="One prompt per line, one line per panel, row-major (2x2: TL, TR, BL, BR).",
                 ),
                 layout_input("Rows x columns of panels."),
-                panel_side_input("panel_width", "Width"),
-                panel_side_input("panel_height", "Height"),
+                panel_side_input("panel_width", "Width of one panel (multiple of 16)."),
+                panel_side_input("panel_height", "Height of one panel (multiple of 16)."),
                 steps_input("Denoising steps."),
                 io.Float.Input(
                     "guidance", default=3.5, min=0.0, max=30.0, step=0.1, tooltip="FLUX guidance scale."
@@ -475,25 +445,13 @@ class PaCoEdit(io.ComfyNode):
         )
 
     @classmethod
-    def execute(
-        cls,
-        pipeline,
-        image,
-        instruction,
-        steps,
-        model_guidance,
-        guidance,
-        seed,
-        max_area,
-        condition_area,
-        auto_resize,
-    ) -> io.NodeOutput:
+    def execute(cls, pipeline, image, instruction, **edit_settings) -> io.NodeOutput:
         from paco_core.generate import edit_images
         from paco_core.images import pil_to_tensor
 
-        options = edit_options(steps, model_guidance, guidance, seed, max_area, condition_area, auto_resize)
+        options = edit_options(**edit_settings)
         sources = images_from_batch(image)
-        with pipeline_run(pipeline, cls.hidden.unique_id, steps * len(sources)) as hooks:
+        with pipeline_run(pipeline, cls.hidden.unique_id, options.steps * len(sources)) as hooks:
             edited = edit_images(pipeline, sources, instruction, options, hooks=hooks)
         return io.NodeOutput(pil_to_tensor([result.image for result in edited]))
 
@@ -539,27 +497,15 @@ class PaCoEditChain(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls,
-        pipeline,
-        image,
-        instructions,
-        from_reference,
-        include_reference,
-        steps,
-        model_guidance,
-        guidance,
-        seed,
-        max_area,
-        condition_area,
-        auto_resize,
+        cls, pipeline, image, instructions, from_reference, include_reference, **edit_settings
     ) -> io.NodeOutput:
         from paco_core.generate import edit_chain
         from paco_core.images import pil_to_tensor
 
         reference = one_image_from_batch(image, "PaCo Edit Chain", "reference")
         lines = prompt_lines(instructions)
-        options = edit_options(steps, model_guidance, guidance, seed, max_area, condition_area, auto_resize)
-        with pipeline_run(pipeline, cls.hidden.unique_id, steps * max(len(lines), 1)) as hooks:
+        options = edit_options(**edit_settings)
+        with pipeline_run(pipeline, cls.hidden.unique_id, options.steps * max(len(lines), 1)) as hooks:
             chain = edit_chain(
                 pipeline, reference, lines, options, from_reference=from_reference, hooks=hooks
             )

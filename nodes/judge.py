@@ -8,10 +8,10 @@ import os
 
 from comfy_api.latest import io, ui
 
-from paco_core.devices import DTYPE_CHOICES
 from paco_core.prompts import layout_choices, prompt_lines
 
 from . import comfy_bridge
+from .inputs import dtype_input, output_node_schema
 from .sockets import PacoJudge
 
 JUDGE_FOLDER = "text_encoders"
@@ -171,12 +171,7 @@ class PaCoJudgeLoader(io.ComfyNode):
                     default="",
                     tooltip="Optional peft adapter folder (PaCo-Reward-7B-Lora) put on a base Qwen2.5-VL-7B-Instruct.",
                 ),
-                io.Combo.Input(
-                    "dtype",
-                    options=list(DTYPE_CHOICES),
-                    default="auto",
-                    tooltip="Weight precision; auto = bf16 on a GPU, fp32 on the CPU.",
-                ),
+                dtype_input("Weight precision; auto = bf16 on a GPU, fp32 on the CPU."),
                 io.Combo.Input(
                     "answers",
                     options=list(ANSWER_CHOICES),
@@ -251,12 +246,10 @@ class PaCoJudgeLoader(io.ComfyNode):
 class PaCoSetConsistency(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return output_node_schema(
             node_id="PaCoSetConsistency",
             display_name="PaCo Set Consistency",
             category=CATEGORY,
-            is_output_node=True,
-            hidden=[io.Hidden.unique_id],
             description="How consistent a set of images is (identity, style, logic): the judge scores every "
             "pair; the set score is their mean; each image's score is the mean of its pairs (the lowest is the "
             "odd one out).",
@@ -312,12 +305,10 @@ class PaCoSetConsistency(io.ComfyNode):
 class PaCoEditScore(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return output_node_schema(
             node_id="PaCoEditScore",
             display_name="PaCo Edit Score",
             category=CATEGORY,
-            is_output_node=True,
-            hidden=[io.Hidden.unique_id],
             description="How good an edit is: consistency with the original outside the asked change, instruction "
             "following, and overall = sqrt(consistency x following). Batches score item by item (means returned).",
             inputs=[
@@ -370,12 +361,10 @@ class PaCoEditScore(io.ComfyNode):
 class PaCoJudgeReasons(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return output_node_schema(
             node_id="PaCoJudgeReasons",
             display_name="PaCo Judge Reasons",
             category=CATEGORY,
-            is_output_node=True,
-            hidden=[io.Hidden.unique_id],
             description="Asks the judge to write its answer and reasons for one pair of images (generation; "
             "slower than scoring).",
             inputs=[
@@ -424,12 +413,10 @@ class PaCoJudgeReasons(io.ComfyNode):
 class PaCoRankSets(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
+        return output_node_schema(
             node_id="PaCoRankSets",
             display_name="PaCo Rank Sets",
             category=CATEGORY,
-            is_output_node=True,
-            hidden=[io.Hidden.unique_id],
             description="Best-of-N: scores each candidate set's consistency and returns the best one. Give a "
             "batch of grid images with their layout, or all candidates' panels with panels_per_set.",
             inputs=[

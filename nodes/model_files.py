@@ -16,10 +16,10 @@ import re
 
 from comfy_api.latest import io
 
-from paco_core.devices import DTYPE_CHOICES, OFFLOAD_CHOICES
 from paco_core.models.comfy_files import FILE_KINDS
 
 from . import comfy_bridge
+from .inputs import dtype_input, offload_input
 from .sockets import PacoPipeline
 
 FROM_CHECKPOINT = "(checkpoint's)"
@@ -129,18 +129,8 @@ class PaCoPipelineFromFiles(io.ComfyNode):
                     tooltip=TOOLTIPS["kind"],
                 ),
                 *file_inputs(choices),
-                io.Combo.Input(
-                    "dtype",
-                    options=list(DTYPE_CHOICES),
-                    default=next(iter(DTYPE_CHOICES)),
-                    tooltip="Compute precision; fp8 files are upcast to it.",
-                ),
-                io.Combo.Input(
-                    "offload",
-                    options=list(OFFLOAD_CHOICES),
-                    default=next(iter(OFFLOAD_CHOICES)),
-                    tooltip="How much of the pipeline stays on the GPU (GPU only).",
-                ),
+                dtype_input("Compute precision; fp8 files are upcast to it."),
+                offload_input("How much of the pipeline stays on the GPU (GPU only)."),
                 io.Boolean.Input(
                     "keep_loaded",
                     default=True,

@@ -84,6 +84,20 @@ def _handler(function):
     return handle
 
 
+def job_json_handler(action, *args):
+    """The handler of a route that answers ``action(job_id, *args)`` as JSON (run off the event loop)."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(await _run(action, request.match_info["job_id"], *args))
+
+    answer.__name__ = action.__name__
+    return _handler(answer)
+
+
+def png_response(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="image/png", headers={"Cache-Control": "no-store"})
+
+
 async def json_body(request: web.Request, example: str) -> dict:
     """The request's JSON object body ({} when there is none); ``example`` shows a good body in the 400 answer."""
     if not request.can_read_body:
@@ -195,21 +209,17 @@ async def get_jobs(request: web.Request) -> web.Response:
     return web.json_response(await _run(list_jobs))
 
 
-@_handler
-async def get_job(request: web.Request) -> web.Response:
-    return web.json_response(await _run(one_job, request.match_info["job_id"]))
+get_job = job_json_handler(one_job)
 
 
-@_handler
-async def get_metrics(request: web.Request) -> web.Response:
-    return web.json_response(await _run(metrics, request.match_info["job_id"]))
+get_metrics = job_json_handler(metrics)
 
 
 @_handler
 async def get_sample(request: web.Request) -> web.Response:
     step = _int_query(request, "step", None, 0, 10**9)
     body = await _run(sample_bytes, request.match_info["job_id"], step)
-    return web.Response(body=body, content_type="image/png", headers={"Cache-Control": "no-store"})
+    return png_response(body)
 
 
 @_handler
@@ -218,9 +228,7 @@ async def get_log(request: web.Request) -> web.Response:
     return web.json_response(await _run(log_lines, request.match_info["job_id"], count))
 
 
-@_handler
-async def post_cancel(request: web.Request) -> web.Response:
-    return web.json_response(await _run(cancel, request.match_info["job_id"]))
+post_cancel = job_json_handler(cancel)
 
 
 @_handler
@@ -233,9 +241,7 @@ async def post_resume(request: web.Request) -> web.Response:
     return web.json_response(await _run(resume, request.match_info["job_id"], iterations))
 
 
-@_handler
-async def post_export(request: web.Request) -> web.Response:
-    return web.json_response(await _run(export, request.match_info["job_id"]))
+post_export = job_json_handler(export)
 
 
 @_handler

@@ -25,7 +25,16 @@ from paco_core.jobs import compare as compare_runs
 from paco_core.jobs import controls, lineage, queue_order, runner
 
 from . import jobs_bridge
-from .routes import RouteError, _handler, _run, add_routes_once, json_body, sample_inside_run_folder
+from .routes import (
+    RouteError,
+    _handler,
+    _run,
+    add_routes_once,
+    job_json_handler,
+    json_body,
+    png_response,
+    sample_inside_run_folder,
+)
 
 PREFIX = "/paco/jobs"
 MAX_COMPARED = 8
@@ -122,20 +131,16 @@ async def post_sample(request: web.Request) -> web.Response:
     return web.json_response(await _run(ask, request.match_info["job_id"], "sample", prompt))
 
 
-@_handler
-async def post_save(request: web.Request) -> web.Response:
-    return web.json_response(await _run(ask, request.match_info["job_id"], "save", None))
+post_save = job_json_handler(ask, "save", None)
 
 
-@_handler
-async def get_requests(request: web.Request) -> web.Response:
-    return web.json_response(await _run(request_state, request.match_info["job_id"]))
+get_requests = job_json_handler(request_state)
 
 
 @_handler
 async def get_requested_sample(request: web.Request) -> web.Response:
     body = await _run(requested_sample, request.match_info["job_id"])
-    return web.Response(body=body, content_type="image/png", headers={"Cache-Control": "no-store"})
+    return png_response(body)
 
 
 @_handler
@@ -162,14 +167,10 @@ async def post_move(request: web.Request) -> web.Response:
     return web.json_response(await _run(move, request.match_info["job_id"], body.get("where")))
 
 
-@_handler
-async def get_lineage(request: web.Request) -> web.Response:
-    return web.json_response(await _run(job_lineage, request.match_info["job_id"]))
+get_lineage = job_json_handler(job_lineage)
 
 
-@_handler
-async def get_prompts(request: web.Request) -> web.Response:
-    return web.json_response(await _run(prompts, request.match_info["job_id"]))
+get_prompts = job_json_handler(prompts)
 
 
 @_handler

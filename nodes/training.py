@@ -22,6 +22,7 @@ from paco_core.jobs.training_request import judge_settings  # noqa: F401  (the t
 
 from . import comfy_bridge, jobs_bridge, model_files, prompt_sets
 from .generation import TYPED_PATH_CHOICE
+from .inputs import output_node_schema
 from .sockets import ComboValue, PacoJob, PacoJudge
 
 logger = logging.getLogger(__name__)
@@ -324,11 +325,10 @@ class PaCoTrainLora(io.ComfyNode):
         pipelines = comfy_bridge.model_choices("diffusers") + [COMFY_FILES_CHOICE, TYPED_PATH_CHOICE]
         presets = list(preset_names())
         files = model_files.file_choices()
-        return io.Schema(
+        return output_node_schema(
             node_id="PaCoTrainLora",
             display_name="PaCo Train LoRA",
             category=CATEGORY,
-            is_output_node=True,
             description="Start PaCo-GRPO LoRA training as a background job and return at once (the queue moves on; "
             "generate while it trains). Queueing the same graph again returns the same job unless new_run is on. "
             "Watch it with PaCo Training Job or the PaCo Jobs sidebar.",
@@ -467,7 +467,6 @@ class PaCoTrainLora(io.ComfyNode):
                 ),
             ],
             outputs=[PacoJob.Output("job", tooltip="The job, for PaCo Training Job.")],
-            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
@@ -674,11 +673,10 @@ class PaCoTrainingJob(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         jobs = job_choices()
-        return io.Schema(
+        return output_node_schema(
             node_id="PaCoTrainingJob",
             display_name="PaCo Training Job",
             category=CATEGORY,
-            is_output_node=True,
             description="A training job's status, latest sample grid, reward curves (all shown on the node) and "
             "LoRA (exported to models/loras/paco/). Refreshes on every queue; before the first checkpoint the "
             "nodes that use the LoRA are skipped.",
@@ -710,7 +708,6 @@ class PaCoTrainingJob(io.ComfyNode):
                     "lora_name", tooltip="The LoRA file (paco/<name>/...), for PaCo LoRA or LoraLoader."
                 ),
             ],
-            hidden=[io.Hidden.unique_id],
         )
 
     @classmethod

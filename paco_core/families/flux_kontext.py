@@ -8,7 +8,7 @@ FLUX.1-dev's, so ComfyUI files make it only when the kind is named.
 from __future__ import annotations
 
 from paco_core.families.flux import FLUX_ARCHITECTURE
-from paco_core.families.record import EDIT, Family
+from paco_core.families.record import EDIT, Family, edit_preset
 
 KIND = "flux-kontext"
 
@@ -27,23 +27,10 @@ FAMILY = Family(
     edit_call="paco_core.generate:kontext_edit_call",
     rollout_adapter="paco_core.rl.rollout_adapters:FluxKontextAdapter",
     presets={
-        "edit-kontext": {
-            "lora": {"target_modules": list(FLUX_ARCHITECTURE.lora_targets)},
-            "sampling": {
-                "num_steps": 8,
-                "noise_steps": [1],
-                "noise_level": 0.9,
-                "guidance_scale": 2.5,
-                "train_resolution": 384,
-                "eval_resolution": 512,
-                "reference_resolution": 512,
-                "edit_size": "square",
-            },
-            "advantages": {"global_std": False},
-            "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
-            "checkpoint_every": 20,
-            "eval_every": 20,
-        },
+        "edit-kontext": edit_preset(
+            FLUX_ARCHITECTURE.lora_targets,
+            {"num_steps": 8, "noise_steps": [1], "noise_level": 0.9, "guidance_scale": 2.5},
+        ),
     },
     tiny_model="paco_core.testing.flux:save_tiny_flux_kontext",
     tiny_comfy_files="paco_core.testing.comfy_layout:write_flux_kontext_files",

@@ -8,7 +8,7 @@ text encoder. The released ``edit-qwen`` PaCo-GRPO run trains Qwen-Image-Edit; E
 from __future__ import annotations
 
 from paco_core.families.flux import DUAL_STREAM_ATTENTION_TARGETS
-from paco_core.families.record import EDIT, Architecture, Family, FileRole
+from paco_core.families.record import EDIT, Architecture, Family, FileRole, edit_preset
 
 KIND = "qwen-image-edit"
 PLUS_KIND = "qwen-image-edit-plus"
@@ -71,25 +71,17 @@ FAMILY = Family(
     edit_call="paco_core.generate:qwen_edit_call",
     rollout_adapter="paco_core.rl.rollout_adapters:QwenImageEditAdapter",
     presets={
-        "edit-qwen": {
-            "lora": {"target_modules": list(QWEN_IMAGE_ARCHITECTURE.attention_targets)},
-            "sampling": {
+        "edit-qwen": edit_preset(
+            QWEN_IMAGE_ARCHITECTURE.attention_targets,
+            {
                 "num_steps": 10,
                 "noise_steps": [1, 2, 3, 4],
                 "trained_steps": [1],
                 "noise_level": 1.0,
                 "guidance_scale": 4.0,
                 "true_cfg": False,
-                "train_resolution": 384,
-                "eval_resolution": 512,
-                "reference_resolution": 512,
-                "edit_size": "square",
             },
-            "advantages": {"global_std": False},
-            "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
-            "checkpoint_every": 20,
-            "eval_every": 20,
-        },
+        ),
     },
     tiny_model="paco_core.testing.qwen_image:save_tiny_qwen_image_edit",
     tiny_comfy_files="paco_core.testing.comfy_layout:write_qwen_image_edit_files",

@@ -223,3 +223,24 @@ def load_reference(reference: str) -> Any:
     """The object a ``"package.module:attribute"`` reference names (imported now)."""
     module_name, _, attribute = reference.partition(":")
     return getattr(importlib.import_module(module_name), attribute)
+
+
+def edit_preset(target_modules: tuple[str, ...], sampling: Mapping[str, Any]) -> dict[str, Any]:
+    """A PaCo-GRPO edit preset as the released edit runs (``edit-kontext``, ``edit-qwen``) set it:
+    the family's LoRA targets and own ``sampling`` settings, then what the runs share (384 px
+    training, 512 px evaluation and references, square edits, per-group advantages, the edit
+    reward alone, a checkpoint and an evaluation every 20 iterations)."""
+    return {
+        "lora": {"target_modules": list(target_modules)},
+        "sampling": {
+            **sampling,
+            "train_resolution": 384,
+            "eval_resolution": 512,
+            "reference_resolution": 512,
+            "edit_size": "square",
+        },
+        "advantages": {"global_std": False},
+        "rewards": {"rewards": [{"name": "edit", "weight": 1.0}], "aggregation": "weighted_sum"},
+        "checkpoint_every": 20,
+        "eval_every": 20,
+    }

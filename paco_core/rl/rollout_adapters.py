@@ -128,6 +128,22 @@ class RolloutAdapter(ABC):
         latents = self.pipe.prepare_latents(*arguments)[0]
         return latents.to(self.device, self.dtype)
 
+    def condition_latents(self, pixels: torch.Tensor, height: int, width: int) -> tuple:
+        """An edit pipeline's ``prepare_latents`` on a condition image (batch size 1): what it
+        returns, the condition's latents among them. The noise latents it also returns are given
+        as zeros (never used), so no random numbers are drawn."""
+        return self.pipe.prepare_latents(
+            pixels,
+            1,
+            self.num_latent_channels,
+            height,
+            width,
+            self.dtype,
+            self.device,
+            None,
+            latents=torch.zeros(1, self.image_seq_len(height, width), self.num_latent_channels * 4),
+        )
+
     @abstractmethod
     def encode(self, row: PromptRow, height: int, width: int) -> Conditioning:
         """Encode a row's text (and condition image) once; batch size 1."""
@@ -209,17 +225,7 @@ class FluxKontextAdapter(FluxAdapter):
         image = load_condition_image(row, height, width)
         pixels = self.pipe.image_processor.preprocess(image, height, width)
         with torch.no_grad():
-            _, image_latents, latent_ids, image_ids = self.pipe.prepare_latents(
-                pixels,
-                1,
-                self.num_latent_channels,
-                height,
-                width,
-                self.dtype,
-                self.device,
-                None,
-                latents=torch.zeros(1, self.image_seq_len(height, width), self.num_latent_channels * 4),
-            )
+            _, image_latents, latent_ids, image_ids = self.condition_latents(pixels, height, width)
         cond.tensors["image_latents"] = image_latents
         cond.shared["image_ids"] = torch.cat([latent_ids, image_ids], dim=0)
         cond.shared["condition_image"] = image
@@ -266,17 +272,7 @@ class QwenImageEditAdapter(RolloutAdapter):
                     max_sequence_length=self.max_sequence_length,
                 )
                 tensors.update(negative_embeds=negative, negative_mask=_mask_or_ones(negative_mask, negative))
-            _, image_latents = self.pipe.prepare_latents(
-                pixels,
-                1,
-                self.num_latent_channels,
-                height,
-                width,
-                self.dtype,
-                self.device,
-                None,
-                latents=torch.zeros(1, self.image_seq_len(height, width), self.num_latent_channels * 4),
-            )
+            _, image_latents = self.condition_latents(pixels, height, width)
         tensors["image_latents"] = image_latents
         latent_h, latent_w = self.latent_size(height, width)
         shape = (1, latent_h // 2, latent_w // 2)

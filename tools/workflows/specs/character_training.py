@@ -13,8 +13,11 @@ from tools.workflows.format import NodeLayout
 from tools.workflows.specs.common import (
     EXAMPLE_INPUT_IMAGE,
     SHIPPED_MODEL_NAMES,
+    generate_set,
     judge_loader,
     models_note,
+    train_lora,
+    use_trained_lora,
 )
 
 CHARACTER = "a red-haired girl with a green scarf and round glasses"
@@ -63,19 +66,8 @@ def character_training_workflow(layouts: dict[str, NodeLayout]) -> dict:
     references = builder.add("LoadImage", 0, title="References of your character", image=EXAMPLE_INPUT_IMAGE)
     models_note(builder, 0)
     judge = judge_loader(builder, 1)
-    train = builder.add(
-        "PaCoTrainLora",
-        1,
-        pipeline="FLUX.1-dev",
-        preset="t2is-flux",
-        training_prompts="",
-        rewards="reference=1, consistency=0.5",
-        iterations=300,
-        learning_rate=3e-4,
-        group_size=16,
-        train_resolution=512,
-        lora_name=CHARACTER_LORA_NAME,
-        new_run=False,
+    train = train_lora(
+        builder, 1, training_prompts="", rewards="reference=1, consistency=0.5", lora_name=CHARACTER_LORA_NAME
     )
     watch = builder.add("PaCoTrainingJob", 2, lora="best")
     held_out = builder.add(
@@ -83,20 +75,13 @@ def character_training_workflow(layouts: dict[str, NodeLayout]) -> dict:
     )
     loader = builder.add("PaCoPipelineLoader", 2, model="FLUX.1-dev")
     lora = builder.add("PaCoLora", 2, lora_name=SHIPPED_MODEL_NAMES["loras"][0], strength=1.0)
-    generate = builder.add(
-        "PaCoGenerateSet",
+    generate = generate_set(
+        builder,
         3,
         node_width=NARROW_WIDTH,
         theme=f"{CHARACTER}, watercolor illustration.",
         description="",
         panels="\n".join(NEW_SCENES),
-        layout="2x2",
-        panel_width=512,
-        panel_height=512,
-        steps=28,
-        guidance=3.5,
-        seed=42,
-        num_sets=1,
     )
     save = builder.add("SaveImage", 3, title="A set with your LoRA", filename_prefix="PaCo/character_set")
 
@@ -105,10 +90,7 @@ def character_training_workflow(layouts: dict[str, NodeLayout]) -> dict:
     builder.connect(judge, "judge", train, "judge")
     builder.connect(train, "job", watch, "job")
     builder.connect(watch, "sample", held_out, "images")
-    builder.connect(loader, "pipeline", lora, "pipeline")
-    builder.connect(watch, "lora_name", lora, "lora_name")
-    builder.connect(lora, "pipeline", generate, "pipeline")
-    builder.connect(generate, "grids", save, "images")
+    use_trained_lora(builder, watch, loader, lora, generate, save)
 
     colors = GROUP_COLORS
     builder.group("1. Your prompts and references", [prompt_set, references], colors["models"])

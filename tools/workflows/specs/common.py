@@ -63,3 +63,75 @@ def flux_with_paco_lora(builder: WorkflowBuilder) -> tuple[PlacedNode, PlacedNod
 def judge_loader(builder: WorkflowBuilder, column: int) -> PlacedNode:
     """PaCo Judge Loader with the PaCo-Reward-7B judge."""
     return builder.add("PaCoJudgeLoader", column, judge_name=JUDGE_NAME)
+
+
+def models_and_judge(builder: WorkflowBuilder) -> tuple[PlacedNode, PlacedNode, PlacedNode]:
+    """Column 0: FLUX.1-dev + PaCo LoRA and the judge; the models note opens column 1."""
+    loader, lora = flux_with_paco_lora(builder)
+    judge = judge_loader(builder, 0)
+    models_note(builder, 1)
+    return loader, lora, judge
+
+
+def generate_set(
+    builder: WorkflowBuilder,
+    column: int,
+    *,
+    theme: str,
+    description: str,
+    panels: str,
+    num_sets: int = 1,
+    **place,
+) -> PlacedNode:
+    """PaCo Generate Set as the shipped workflows use it: a 2x2 grid of 512 px panels, 28 steps,
+    guidance 3.5, seed 42 (``place``: the node's title or width)."""
+    return builder.add(
+        "PaCoGenerateSet",
+        column,
+        **place,
+        theme=theme,
+        description=description,
+        panels=panels,
+        layout="2x2",
+        panel_width=512,
+        panel_height=512,
+        steps=28,
+        guidance=3.5,
+        seed=42,
+        num_sets=num_sets,
+    )
+
+
+def train_lora(
+    builder: WorkflowBuilder, column: int, *, training_prompts: str, rewards: str, lora_name: str
+) -> PlacedNode:
+    """PaCo Train LoRA on FLUX.1-dev with the t2is-flux preset and the shipped workflows' budget."""
+    return builder.add(
+        "PaCoTrainLora",
+        column,
+        pipeline="FLUX.1-dev",
+        preset="t2is-flux",
+        training_prompts=training_prompts,
+        rewards=rewards,
+        iterations=300,
+        learning_rate=3e-4,
+        group_size=16,
+        train_resolution=512,
+        lora_name=lora_name,
+        new_run=False,
+    )
+
+
+def use_trained_lora(
+    builder: WorkflowBuilder,
+    watch: PlacedNode,
+    loader: PlacedNode,
+    lora: PlacedNode,
+    generate: PlacedNode,
+    save: PlacedNode,
+) -> None:
+    """The watched job's LoRA on the pipeline (PaCo LoRA) -> PaCo Generate Set -> saved grids."""
+    builder.connect(loader, "pipeline", lora, "pipeline")
+    builder.connect(watch, "lora_name", lora, "lora_name")
+    builder.connect(lora, "pipeline", generate, "pipeline")
+    builder.connect(generate, "grids", save, "images")

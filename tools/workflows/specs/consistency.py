@@ -6,9 +6,7 @@ from tools.workflows.builder import GROUP_COLORS, WorkflowBuilder
 from tools.workflows.format import NodeLayout
 from tools.workflows.specs.common import (
     EXAMPLE_INPUT_IMAGE,
-    flux_with_paco_lora,
-    judge_loader,
-    models_note,
+    models_and_judge,
 )
 
 CHARACTER_THEME = "the character of the reference picture in three everyday scenes, one consistent look."
@@ -27,9 +25,7 @@ def reference_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
     """A reference picture in the grid's first cell; FLUX.1-dev + PaCo LoRA draws three more panels
     around it; the judge says which panels keep the reference's identity."""
     builder = WorkflowBuilder(layouts)
-    loader, lora = flux_with_paco_lora(builder)
-    judge = judge_loader(builder, 0)
-    models_note(builder, 1)
+    loader, lora, judge = models_and_judge(builder)
     reference = builder.add("LoadImage", 1, title="Your reference", image=EXAMPLE_INPUT_IMAGE)
     make = builder.add(
         "PaCoReferenceSet",
@@ -68,9 +64,7 @@ def repair_workflow(layouts: dict[str, NodeLayout]) -> dict:
     """Your set (one grid image), its weakest panel redrawn by FLUX.1-dev + PaCo LoRA (up to 3 rounds
     of 2 tries) until the judge's set score reaches 0.85; the pair heatmaps before and after."""
     builder = WorkflowBuilder(layouts)
-    loader, lora = flux_with_paco_lora(builder)
-    judge = judge_loader(builder, 0)
-    models_note(builder, 1)
+    loader, lora, judge = models_and_judge(builder)
     your_set = builder.add("LoadImage", 1, title="Your set (one 2x2 grid image)", image=EXAMPLE_INPUT_IMAGE)
     heatmap_before = builder.add("PreviewImage", 1, title="Pair scores before", height=260)
     repair = builder.add(

@@ -54,6 +54,45 @@ def _native_note(builder: WorkflowBuilder, column: int) -> PlacedNode:
     return builder.add("Note", column, title="Read me: model files", color=DARK_NOTE, text=NATIVE_MODEL_NOTE)
 
 
+def _judge_reference_and_instruction(builder: WorkflowBuilder) -> tuple[PlacedNode, PlacedNode, PlacedNode]:
+    """The judge (column 0), the model files note, the reference picture and the edit instruction."""
+    judge = judge_loader(builder, 0)
+    _native_note(builder, 1)
+    reference = builder.add("LoadImage", 1, title="Reference", image=EXAMPLE_INPUT_IMAGE)
+    instruction = builder.add("PrimitiveStringMultiline", 1, title="Instruction", value=EDIT_INSTRUCTION)
+    return judge, reference, instruction
+
+
+def _edit_sampler_and_outputs(
+    builder: WorkflowBuilder, *, steps: int, cfg: float, filename_prefix: str
+) -> tuple[PlacedNode, ...]:
+    """KSampler -> VAE Decode (column 2), the saved edit, PaCo Edit Score and its report (column 3)."""
+    sampler = builder.add(
+        "KSampler", 2, seed=42, steps=steps, cfg=cfg, sampler_name="euler", scheduler="simple", denoise=1.0
+    )
+    decode = builder.add("VAEDecode", 2)
+    save = builder.add("SaveImage", 3, title="Edited", filename_prefix=filename_prefix)
+    score = builder.add("PaCoEditScore", 3)
+    report = builder.add("PreviewAny", 3, title="Edit scores")
+    return sampler, decode, save, score, report
+
+
+def _decode_save_and_score(
+    builder: WorkflowBuilder, edit: tuple[PlacedNode, ...], vae, judge, original, instruction
+) -> None:
+    """Wires ``_edit_sampler_and_outputs``' nodes: the edit is decoded, saved and scored against
+    the ``original`` and the ``instruction``."""
+    sampler, decode, save, score, report = edit
+    builder.connect(sampler, "LATENT", decode, "samples")
+    builder.connect(vae, "VAE", decode, "vae")
+    builder.connect(decode, "IMAGE", save, "images")
+    builder.connect(judge, "judge", score, "judge")
+    builder.connect(original, "IMAGE", score, "original")
+    builder.connect(decode, "IMAGE", score, "edited")
+    builder.connect(instruction, "STRING", score, "instruction")
+    builder.connect(score, "report", report, "source")
+
+
 def _native_flux_models(builder: WorkflowBuilder, transformer: str, lora: str) -> tuple[PlacedNode, ...]:
     unet = builder.add("UNETLoader", 0, title="Load Diffusion Model", unet_name=transformer)
     clip = builder.add(
@@ -134,23 +173,15 @@ def native_kontext_edit_workflow(layouts: dict[str, NodeLayout]) -> dict:
     unet, clip, vae, with_lora = _native_flux_models(
         builder, "flux1-kontext-dev.safetensors", "paco_kontext_edit.safetensors"
     )
-    judge = judge_loader(builder, 0)
-    _native_note(builder, 1)
-    reference = builder.add("LoadImage", 1, title="Reference", image=EXAMPLE_INPUT_IMAGE)
-    instruction = builder.add("PrimitiveStringMultiline", 1, title="Instruction", value=EDIT_INSTRUCTION)
+    judge, reference, instruction = _judge_reference_and_instruction(builder)
     scale = builder.add("FluxKontextImageScale", 1)
     encode_image = builder.add("VAEEncode", 1)
     encode = builder.add("CLIPTextEncode", 2, title="CLIP Text Encode (instruction)")
     reference_latent = builder.add("ReferenceLatent", 2)
     guidance = builder.add("FluxGuidance", 2, guidance=2.5)
     negative = builder.add("ConditioningZeroOut", 2)
-    sampler = builder.add(
-        "KSampler", 2, seed=42, steps=28, cfg=1.0, sampler_name="euler", scheduler="simple", denoise=1.0
-    )
-    decode = builder.add("VAEDecode", 2)
-    save = builder.add("SaveImage", 3, title="Edited", filename_prefix="PaCo/native_kontext_edit")
-    score = builder.add("PaCoEditScore", 3)
-    report = builder.add("PreviewAny", 3, title="Edit scores")
+    edit = _edit_sampler_and_outputs(builder, steps=28, cfg=1.0, filename_prefix="PaCo/native_kontext_edit")
+    sampler, decode, save, score, report = edit
 
     builder.connect(reference, "IMAGE", scale, "image")
     builder.connect(scale, "IMAGE", encode_image, "pixels")
@@ -165,14 +196,7 @@ def native_kontext_edit_workflow(layouts: dict[str, NodeLayout]) -> dict:
     builder.connect(guidance, "CONDITIONING", sampler, "positive")
     builder.connect(negative, "CONDITIONING", sampler, "negative")
     builder.connect(encode_image, "LATENT", sampler, "latent_image")
-    builder.connect(sampler, "LATENT", decode, "samples")
-    builder.connect(vae, "VAE", decode, "vae")
-    builder.connect(decode, "IMAGE", save, "images")
-    builder.connect(judge, "judge", score, "judge")
-    builder.connect(scale, "IMAGE", score, "original")
-    builder.connect(decode, "IMAGE", score, "edited")
-    builder.connect(instruction, "STRING", score, "instruction")
-    builder.connect(score, "report", report, "source")
+    _decode_save_and_score(builder, edit, vae, judge, scale, instruction)
 
     builder.group(
         "1. ComfyUI's Kontext + the PaCo LoRA", [unet, clip, vae, with_lora, judge], GROUP_COLORS["models"]
@@ -210,21 +234,13 @@ def native_qwen_edit_workflow(layouts: dict[str, NodeLayout]) -> dict:
         strength_model=1.0,
     )
     shift = builder.add("ModelSamplingAuraFlow", 2, shift=3.1)
-    judge = judge_loader(builder, 0)
-    _native_note(builder, 1)
-    reference = builder.add("LoadImage", 1, title="Reference", image=EXAMPLE_INPUT_IMAGE)
-    instruction = builder.add("PrimitiveStringMultiline", 1, title="Instruction", value=EDIT_INSTRUCTION)
+    judge, reference, instruction = _judge_reference_and_instruction(builder)
     scale = builder.add("ImageScaleToTotalPixels", 1, upscale_method="lanczos", megapixels=1.0)
     encode_image = builder.add("VAEEncode", 2)
     positive = builder.add("TextEncodeQwenImageEdit", 2, title="Instruction + image")
     negative = builder.add("TextEncodeQwenImageEdit", 2, title="Negative (empty)", prompt="")
-    sampler = builder.add(
-        "KSampler", 2, seed=42, steps=20, cfg=4.0, sampler_name="euler", scheduler="simple", denoise=1.0
-    )
-    decode = builder.add("VAEDecode", 2)
-    save = builder.add("SaveImage", 3, title="Edited", filename_prefix="PaCo/native_qwen_edit")
-    score = builder.add("PaCoEditScore", 3)
-    report = builder.add("PreviewAny", 3, title="Edit scores")
+    edit = _edit_sampler_and_outputs(builder, steps=20, cfg=4.0, filename_prefix="PaCo/native_qwen_edit")
+    sampler, decode, save, score, report = edit
 
     builder.connect(unet, "MODEL", with_lora, "model")
     builder.connect(with_lora, "MODEL", shift, "model")
@@ -240,14 +256,7 @@ def native_qwen_edit_workflow(layouts: dict[str, NodeLayout]) -> dict:
     builder.connect(positive, "CONDITIONING", sampler, "positive")
     builder.connect(negative, "CONDITIONING", sampler, "negative")
     builder.connect(encode_image, "LATENT", sampler, "latent_image")
-    builder.connect(sampler, "LATENT", decode, "samples")
-    builder.connect(vae, "VAE", decode, "vae")
-    builder.connect(decode, "IMAGE", save, "images")
-    builder.connect(judge, "judge", score, "judge")
-    builder.connect(scale, "IMAGE", score, "original")
-    builder.connect(decode, "IMAGE", score, "edited")
-    builder.connect(instruction, "STRING", score, "instruction")
-    builder.connect(score, "report", report, "source")
+    _decode_save_and_score(builder, edit, vae, judge, scale, instruction)
 
     models = [unet, clip, vae, with_lora, judge]
     builder.group("1. ComfyUI's Qwen-Image-Edit + the PaCo LoRA", models, GROUP_COLORS["models"])

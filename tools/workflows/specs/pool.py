@@ -16,9 +16,8 @@ from tools.workflows.specs.common import (
     FOX_DESCRIPTION,
     FOX_PANELS,
     FOX_THEME,
-    flux_with_paco_lora,
-    judge_loader,
-    models_note,
+    generate_set,
+    models_and_judge,
 )
 
 POOL_WORKFLOW = "paco-pool"
@@ -28,22 +27,9 @@ NUM_CANDIDATES = 4
 def pool_workflow(layouts: dict[str, NodeLayout]) -> dict:
     """Generate 4 candidate sets -> assemble the most consistent set -> save it, show the rest."""
     builder = WorkflowBuilder(layouts)
-    loader, lora = flux_with_paco_lora(builder)
-    judge = judge_loader(builder, 0)
-    models_note(builder, 1)
-    generate = builder.add(
-        "PaCoGenerateSet",
-        1,
-        theme=FOX_THEME,
-        description=FOX_DESCRIPTION,
-        panels=FOX_PANELS,
-        layout="2x2",
-        panel_width=512,
-        panel_height=512,
-        steps=28,
-        guidance=3.5,
-        seed=42,
-        num_sets=NUM_CANDIDATES,
+    loader, lora, judge = models_and_judge(builder)
+    generate = generate_set(
+        builder, 1, theme=FOX_THEME, description=FOX_DESCRIPTION, panels=FOX_PANELS, num_sets=NUM_CANDIDATES
     )
     pool = builder.add("PaCoPoolAssemble", 2, layout="2x2", both_orders=False)
     report = builder.add("PreviewAny", 2, title="Report (assembled vs best of 4)")

@@ -8,9 +8,8 @@ from tools.workflows.specs.common import (
     FOX_DESCRIPTION,
     FOX_PANELS,
     FOX_THEME,
-    flux_with_paco_lora,
-    judge_loader,
-    models_note,
+    generate_set,
+    models_and_judge,
 )
 
 SAMURAI_THEME = "depicting a futuristic samurai's upper body in cyberpunk style with neon-lit armor."
@@ -32,23 +31,8 @@ def consistent_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
     """FLUX.1-dev + PaCo LoRA -> a 2x2 set -> saved grid, previewed panels; the judge scores the
     panels against the set's judge theme (the grid prompt's preamble, as PaCo-RL trained)."""
     builder = WorkflowBuilder(layouts)
-    loader, lora = flux_with_paco_lora(builder)
-    judge = judge_loader(builder, 0)
-    models_note(builder, 1)
-    generate = builder.add(
-        "PaCoGenerateSet",
-        1,
-        theme=FOX_THEME,
-        description=FOX_DESCRIPTION,
-        panels=FOX_PANELS,
-        layout="2x2",
-        panel_width=512,
-        panel_height=512,
-        steps=28,
-        guidance=3.5,
-        seed=42,
-        num_sets=1,
-    )
+    loader, lora, judge = models_and_judge(builder)
+    generate = generate_set(builder, 1, theme=FOX_THEME, description=FOX_DESCRIPTION, panels=FOX_PANELS)
     save_grid = builder.add("SaveImage", 2, title="Grid", filename_prefix="PaCo/consistent_set")
     panels = builder.add("PreviewImage", 2, title="Panels")
     score = builder.add("PaCoSetConsistency", 3, layout="batch", both_orders=False)
@@ -74,22 +58,9 @@ def consistent_set_workflow(layouts: dict[str, NodeLayout]) -> dict:
 def best_of_n_workflow(layouts: dict[str, NodeLayout]) -> dict:
     """Four candidate sets (seeds 42..45) -> the judge ranks them -> the most consistent one is saved."""
     builder = WorkflowBuilder(layouts)
-    loader, lora = flux_with_paco_lora(builder)
-    judge = judge_loader(builder, 0)
-    models_note(builder, 1)
-    generate = builder.add(
-        "PaCoGenerateSet",
-        1,
-        theme=SAMURAI_THEME,
-        description=SAMURAI_DESCRIPTION,
-        panels=SAMURAI_PANELS,
-        layout="2x2",
-        panel_width=512,
-        panel_height=512,
-        steps=28,
-        guidance=3.5,
-        seed=42,
-        num_sets=4,
+    loader, lora, judge = models_and_judge(builder)
+    generate = generate_set(
+        builder, 1, theme=SAMURAI_THEME, description=SAMURAI_DESCRIPTION, panels=SAMURAI_PANELS, num_sets=4
     )
     side_by_side = builder.add("PaCoComposeGrid", 2, title="The 4 candidates side by side", layout="2x2")
     candidates = builder.add("PreviewImage", 2, title="All candidates (set 1 top left)", height=460)

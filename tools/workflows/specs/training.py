@@ -7,8 +7,11 @@ from tools.workflows.format import NodeLayout
 from tools.workflows.specs.common import (
     FOX_THEME,
     SHIPPED_MODEL_NAMES,
+    generate_set,
     judge_loader,
     models_note,
+    train_lora,
+    use_trained_lora,
 )
 
 TRAINING_PROMPTS = """[2x2] a red fox with a vibrant red coat, white belly and bushy tail, watercolor
@@ -43,43 +46,16 @@ def train_lora_workflow(layouts: dict[str, NodeLayout]) -> dict:
     judge = judge_loader(builder, 0)
     lora = builder.add("PaCoLora", 0, lora_name=SHIPPED_MODEL_NAMES["loras"][0], strength=1.0)
     models_note(builder, 0)
-    train = builder.add(
-        "PaCoTrainLora",
-        1,
-        pipeline="FLUX.1-dev",
-        preset="t2is-flux",
-        training_prompts=TRAINING_PROMPTS,
-        rewards="consistency=1",
-        iterations=300,
-        learning_rate=3e-4,
-        group_size=16,
-        train_resolution=512,
-        lora_name=TRAINED_LORA_NAME,
-        new_run=False,
+    train = train_lora(
+        builder, 1, training_prompts=TRAINING_PROMPTS, rewards="consistency=1", lora_name=TRAINED_LORA_NAME
     )
     watch = builder.add("PaCoTrainingJob", 1, lora="best")
-    generate = builder.add(
-        "PaCoGenerateSet",
-        2,
-        theme=FOX_THEME,
-        description="",
-        panels=SHORT_FOX_PANELS,
-        layout="2x2",
-        panel_width=512,
-        panel_height=512,
-        steps=28,
-        guidance=3.5,
-        seed=42,
-        num_sets=1,
-    )
+    generate = generate_set(builder, 2, theme=FOX_THEME, description="", panels=SHORT_FOX_PANELS)
     save = builder.add("SaveImage", 2, title="Set with the trained LoRA", filename_prefix="PaCo/trained_lora")
 
     builder.connect(judge, "judge", train, "judge")
     builder.connect(train, "job", watch, "job")
-    builder.connect(loader, "pipeline", lora, "pipeline")
-    builder.connect(watch, "lora_name", lora, "lora_name")
-    builder.connect(lora, "pipeline", generate, "pipeline")
-    builder.connect(generate, "grids", save, "images")
+    use_trained_lora(builder, watch, loader, lora, generate, save)
 
     builder.group("1. Models", [loader, judge, lora], GROUP_COLORS["models"])
     builder.group("2. Train (returns at once), watch (queue again)", [train, watch], GROUP_COLORS["judge"])
