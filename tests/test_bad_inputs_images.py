@@ -111,13 +111,15 @@ def test_a_16_bit_png_sent_to_the_judge_server_is_scaled_too():
     import base64
     import io
 
-    from paco_core.reward.judge_server import decode_data_url
+    from paco_core.reward.judge_server.chat_requests import PairRequest, decoded_pair, open_data_url
 
     values = np.full((8, 8), 32768, dtype=np.uint16)
     buffer = io.BytesIO()
     Image.fromarray(values).save(buffer, format="PNG")
     url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-    assert np.asarray(decode_data_url(url)).max() == 128
+    opened = open_data_url(url)
+    decoded = decoded_pair(PairRequest(opened, open_data_url(url), "same?"))
+    assert np.asarray(decoded.first).max() == 128
 
 
 # --------------------------------------------------------------------------- aspect ratio over 200

@@ -195,15 +195,6 @@ def decoded_pair(pair: PairRequest) -> PairRequest:
     return PairRequest(first, second, pair.prompt)
 
 
-def decode_data_url(url: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, part: int = 0) -> Any:
-    """An RGB PIL image from a ``data:image/...;base64,`` URL (remote URLs are refused).
-
-    The pixel count is read from the image header and refused above ``max_image_pixels``
-    before any pixel is decoded.
-    """
-    return _decoded(open_data_url(url, max_image_pixels, part), part)
-
-
 def open_data_url(url: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, part: int = 0) -> Any:
     """A PIL image opened (header read, pixels not decoded) from a base64 data URL, refused
     (RequestError) when it is no image, has more than ``max_image_pixels`` pixels or a
