@@ -61,7 +61,7 @@ __all__ = [
     "DEFAULT_KIND", "EDIT", "FAMILIES", "FLUX", "FLUX_KONTEXT", "QWEN_IMAGE_EDIT", "QWEN_IMAGE_EDIT_PLUS", "SETS",
     "TASKS", "Architecture", "Family", "FileRole", "all_families", "architecture", "architectures",
     "default_family", "edit_kinds", "families_of_architecture", "family", "family_of_pipeline_class", "file_role",
-    "file_roles", "is_installed", "kinds", "load_reference", "titles", "trainable_kinds",
+    "file_roles", "is_installed", "kinds", "load_reference", "or_list", "titles", "trainable_kinds",
 ]  # fmt: skip
 
 
@@ -148,10 +148,15 @@ def default_family(architecture_name: str) -> Family:
     raise InputError(f"no family is the default for architecture {architecture_name!r}.")
 
 
+def or_list(words: Iterable[str]) -> str:
+    """Words for a message: "a", "a or b", "a, b or c"."""
+    items = list(words)
+    return " or ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
+
+
 def titles(items: Iterable[Family]) -> str:
     """The families' display names for a message: "A", "A or B", "A, B or C"."""
-    names = [item.title for item in items]
-    return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
+    return or_list(item.title for item in items)
 
 
 def is_installed(item: Family) -> bool:

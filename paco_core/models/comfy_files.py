@@ -46,6 +46,7 @@ from paco_core.families import (
     file_roles,
     kinds,
     load_reference,
+    or_list,
 )
 
 logger = logging.getLogger(__name__)
@@ -183,12 +184,6 @@ def vae_role(keys) -> str | None:
     return next((role.name for role in file_roles() if role.is_vae and role.matches(keys)), None)
 
 
-def _or(titles) -> str:
-    """ "a, b or c"."""
-    items = list(titles)
-    return " or ".join([", ".join(items[:-1]), items[-1]]) if len(items) > 1 else "".join(items)
-
-
 def _roles_text(vae: bool) -> str:
     """What to choose for each architecture, e.g. "clip_l... and t5xxl... for FLUX, or ... for Qwen-Image"."""
     choices = []
@@ -273,7 +268,7 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         if role is None:
             raise ModelLoadError(
                 f"text encoder file {file.name} is not "
-                f"{_or(role.title for role in file_roles() if not role.is_vae)}: it looks like "
+                f"{or_list(role.title for role in file_roles() if not role.is_vae)}: it looks like "
                 f"{_describe_file(keys)}. Choose {_roles_text(vae=False)}.",
                 field=field,
             )
@@ -291,7 +286,7 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         role = vae_role(keys)
         if role is None:
             raise ModelLoadError(
-                f"VAE file {file.name} is not {_or(role.title for role in file_roles() if role.is_vae)}: it looks "
+                f"VAE file {file.name} is not {or_list(role.title for role in file_roles() if role.is_vae)}: it looks "
                 f"like {_describe_file(keys)}. Choose {_roles_text(vae=True)}.",
                 field="vae",
             )
