@@ -309,7 +309,7 @@ def generate_sets(
     results: list[GeneratedSet] = []
     with lora_scope(loaded) as pipe:
         # 2. encode the prompt once for every set (no autograd graph, as inside the pipeline)
-        encode = load_reference(family(loaded.kind).encode_set_prompt or f"{__name__}:flux_set_prompt")
+        encode = load_reference(family(loaded.kind).encode_set_prompt)
         prompt_arguments = encode(
             pipe,
             prompt,
@@ -494,7 +494,7 @@ def _lanczos():
 
 
 def flux_set_prompt(pipe, prompt: str, *, device, max_sequence_length: int, guidance: float) -> dict:
-    """FLUX's encoded prompt arguments (``Family.encode_set_prompt`` of a family that names none)."""
+    """FLUX.1-dev's encoded prompt arguments (its ``Family.encode_set_prompt``)."""
     import torch
 
     with torch.no_grad():

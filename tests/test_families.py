@@ -128,6 +128,7 @@ def test_every_family_is_complete(item: Family):
     assert item.task in (SETS, EDIT)
     assert item.default_steps > 0 and item.default_guidance > 0
     assert (item.task == EDIT) == (item.num_references > 0) == (item.edit_call is not None)
+    assert (item.task == SETS) == (item.encode_set_prompt is not None)
     assert set(item.architecture.attention_targets) <= set(item.architecture.lora_targets)
     if item.presets:
         assert item.is_trainable, f"{item.kind} brings presets but has no rollout adapter"
@@ -135,7 +136,7 @@ def test_every_family_is_complete(item: Family):
 
 @pytest.mark.parametrize("item", all_families(), ids=lambda item: item.kind)
 def test_every_reference_resolves(item: Family):
-    for name in ("edit_call", "rollout_adapter", "tiny_model", "tiny_comfy_files"):
+    for name in ("edit_call", "encode_set_prompt", "rollout_adapter", "tiny_model", "tiny_comfy_files"):
         reference = getattr(item, name)
         if reference is not None:
             assert callable(load_reference(reference)), f"{item.kind}.{name} = {reference}"
@@ -240,6 +241,13 @@ def test_a_record_refuses_an_edit_family_without_an_edit_call():
 
     with pytest.raises(ValueError, match="edit_call"):
         replace(item, task=EDIT, edit_call=None, num_references=1)
+
+
+def test_a_record_refuses_a_sets_family_without_a_prompt_encoder():
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="encode_set_prompt"):
+        replace(all_families()[0], encode_set_prompt=None)
 
 
 @pytest.mark.slow  # builds every family's tiny model

@@ -96,6 +96,7 @@ FAMILY = Family(
     default_for_architecture=True,
     default_steps=28,
     default_guidance=3.5,
+    encode_set_prompt="paco_core.generate:flux_set_prompt",
     rollout_adapter="paco_core.rl.rollout_adapters:FluxAdapter",
     presets={
         "t2is-flux": _T2IS,

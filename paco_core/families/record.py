@@ -157,7 +157,7 @@ class Family:
             ComfyUI split files under ``models/`` (None: no ComfyUI layout).
         encode_set_prompt: ``module:function(pipe, prompt, *, device, max_sequence_length,
             guidance) -> dict`` giving a sets family's pipeline call its encoded prompt arguments
-            (None: FLUX's ``prompt_embeds`` + ``pooled_prompt_embeds``).
+            (None for an edit family).
         chat_template: the tokenizer's chat template when the tokenizer comes from ComfyUI's
             folder, whose own template belongs to another model (None: keep it).
         presets_beyond_the_paper: training presets no released run backs (a family beyond the
@@ -196,6 +196,10 @@ class Family:
             raise ValueError(f"family {self.kind}: an edit family needs an edit_call, a sets family none")
         if (self.task == EDIT) != (self.num_references > 0):
             raise ValueError(f"family {self.kind}: an edit family takes references (num_references > 0)")
+        if (self.task == SETS) != (self.encode_set_prompt is not None):
+            raise ValueError(
+                f"family {self.kind}: a sets family needs an encode_set_prompt, an edit family none"
+            )
         object.__setattr__(self, "presets", MappingProxyType(dict(self.presets)))
         object.__setattr__(
             self, "presets_beyond_the_paper", MappingProxyType(dict(self.presets_beyond_the_paper))
