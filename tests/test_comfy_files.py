@@ -189,6 +189,18 @@ def test_a_t5_slot_holding_something_else_names_the_file(models):
         build_pipeline_from_files(files, None)
 
 
+def test_a_transformer_slot_holding_something_else_names_every_family(models):
+    from paco_core.families import all_families, architectures
+
+    with pytest.raises(
+        ModelLoadError, match=r"tiny-flux-ae.safetensors is not a .* transformer: it looks like"
+    ) as caught:
+        build_pipeline_from_files(flux_files(models, transformer="../vae/tiny-flux-ae"), None)
+    message = str(caught.value)
+    assert all(architecture.title in message for architecture in architectures()), message
+    assert all(item.title in message for item in all_families()), message
+
+
 def test_kind_that_contradicts_the_transformer_is_refused(models):
     with pytest.raises(
         InputError, match=r"is a flux transformer, but kind qwen-image-edit needs a qwen-image one"

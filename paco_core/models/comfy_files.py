@@ -37,6 +37,7 @@ from pathlib import Path
 
 from paco_core.errors import InputError, ModelLoadError
 from paco_core.families import (
+    all_families,
     architectures,
     default_family,
     families_of_architecture,
@@ -255,8 +256,9 @@ def _plan(files: ComfyModelFiles) -> tuple[str, dict[str, _Part]]:
         )
         if transformer_architecture(keys) is None:
             raise ModelLoadError(
-                f"transformer file {file.name} is not a FLUX or Qwen-Image transformer: it looks like "
-                f"{_describe_file(keys)}. Choose flux1-dev / flux1-kontext-dev / qwen_image_edit in models/diffusion_models.",
+                f"transformer file {file.name} is not a {or_list(a.title for a in architectures())} transformer: "
+                f"it looks like {_describe_file(keys)}. Choose the diffusion model of "
+                f"{or_list(item.title for item in all_families())} in models/diffusion_models.",
                 field="transformer",
             )
         parts["transformer"] = _Part(file, prefix, "transformer")
